@@ -1,0 +1,228 @@
+//! The read/write backend: one `read()`/`readv()` or `write()`/`writev()` syscall
+//! per packet on a non-blocking tap fd. It is how DPDK's net_tap moves packets, the
+//! baseline rtap's benchmarks compare against, and the fallback when io_uring is
+//! unavailable. Same buffers, same packets, same counters as the io_uring backend.
+
+use std::os::fd::BorrowedFd;
+
+use crate::backend::uring::rx::bufs_per_read;
+use crate::backend::uring::tx::MAX_TX_SEGS;
+use crate::backend::{errno_of, is_vanished};
+use crate::error::Result;
+use crate::pool::{Packet, Pool};
+use crate::stats::QueueCounters;
+use crate::sys::fd;
+use crate::wire::vnet::VnetHdr;
+
+/// Rx engine: reads into a staged chain of `k` buffers, which becomes the packet.
+pub(crate) struct RwRx {
+    pool: Pool,
+    k: usize,
+    /// Buffers ready for the next read (`k` of them when `staged`).
+    bufs: Box<[u32]>,
+    staged: bool,
+    iovs: Box<[libc::iovec]>,
+    vnet_len: usize,
+}
+
+impl RwRx {
+    pub(crate) fn new(pool: &Pool, vnet_len: usize, max_frame: usize) -> Result<RwRx> {
+        let pc = pool.config();
+        let k = bufs_per_read(pc.buf_size, pc.headroom, vnet_len, max_frame);
+        Ok(RwRx {
+            pool: pool.clone(),
+            k,
+            bufs: vec![0u32; k].into_boxed_slice(),
+            staged: false,
+            iovs: vec![
+                libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0
+                };
+                k
+            ]
+            .into_boxed_slice(),
+            vnet_len,
+        })
+    }
+
+    pub(crate) fn rx_burst(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        out: &mut Vec<Packet>,
+        max: usize,
+        ctr: &QueueCounters,
+    ) -> Result<usize, i32> {
+        let hr = self.pool.config().headroom as usize;
+        let size = self.pool.config().buf_size as usize;
+        let (mut pkts, mut bytes, mut errors, mut nombuf) = (0u64, 0u64, 0u64, 0u64);
+        let mut vanished = None;
+        while (pkts as usize) < max {
+            if !self.staged {
+                if !self.pool.inner.take_n(&mut self.bufs) {
+                    // Drain one frame into a scratch buffer so the kernel queue moves on,
+                    // and count it as dropped for lack of buffers.
+                    let mut scratch = [0u8; 64];
+                    match fd::read(fd, &mut scratch) {
+                        Ok(_) => nombuf += 1,
+                        Err(e) if is_vanished(errno_of(&e)) => vanished = Some(errno_of(&e)),
+                        Err(_) => {}
+                    }
+                    break;
+                }
+                self.staged = true;
+            }
+            let inner = &self.pool.inner;
+            // SAFETY: headroom >= 16 > vnet_len keeps the start inside the first buffer.
+            let start = unsafe { inner.buf_ptr(self.bufs[0]).add(hr - self.vnet_len) };
+            self.iovs[0] = libc::iovec {
+                iov_base: start.cast(),
+                iov_len: size - hr + self.vnet_len,
+            };
+            for j in 1..self.k {
+                self.iovs[j] = libc::iovec {
+                    iov_base: inner.buf_ptr(self.bufs[j]).cast(),
+                    iov_len: size,
+                };
+            }
+            match fd::readv(fd, &mut self.iovs) {
+                Ok(n) if n < self.vnet_len + 14 => errors += 1,
+                Ok(n) => {
+                    let frame_len = n - self.vnet_len;
+                    // SAFETY: the read returned, the header bytes are initialised and
+                    // the staged buffers are owned by this queue.
+                    let hdr = unsafe { std::slice::from_raw_parts(start, self.vnet_len) };
+                    let vnet = VnetHdr::decode(hdr, self.vnet_len).unwrap_or_default();
+                    out.push(Packet::from_filled(
+                        &self.pool.inner,
+                        &self.bufs,
+                        hr as u32,
+                        frame_len,
+                        vnet,
+                    ));
+                    self.staged = false;
+                    pkts += 1;
+                    bytes += frame_len as u64;
+                }
+                Err(e) => {
+                    let errno = errno_of(&e);
+                    if is_vanished(errno) {
+                        vanished = Some(errno);
+                    } else if errno != libc::EAGAIN && errno != libc::EINTR {
+                        errors += 1;
+                    }
+                    break;
+                }
+            }
+        }
+        ctr.add(pkts, bytes, errors, nombuf);
+        match vanished {
+            Some(e) if pkts == 0 => Err(e),
+            _ => Ok(pkts as usize),
+        }
+    }
+}
+
+impl Drop for RwRx {
+    fn drop(&mut self) {
+        if self.staged {
+            for &b in self.bufs.iter() {
+                self.pool.inner.put(b);
+            }
+        }
+    }
+}
+
+/// Tx engine: one syscall per packet.
+pub(crate) struct RwTx {
+    iovs: Box<[libc::iovec]>,
+    hdr: [u8; 16],
+    vnet_len: usize,
+}
+
+impl RwTx {
+    pub(crate) fn new(vnet_len: usize) -> RwTx {
+        RwTx {
+            iovs: vec![
+                libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0
+                };
+                MAX_TX_SEGS + 1
+            ]
+            .into_boxed_slice(),
+            hdr: [0; 16],
+            vnet_len,
+        }
+    }
+
+    pub(crate) fn tx_burst(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        pkts: &mut Vec<Packet>,
+        ctr: &QueueCounters,
+    ) -> Result<usize, i32> {
+        let (mut sent, mut bytes, mut errors) = (0u64, 0u64, 0u64);
+        let mut consumed = 0;
+        let mut vanished = None;
+        let vl = self.vnet_len;
+        for pkt in pkts.iter() {
+            if pkt.len() < 14 || pkt.nb_segs() > MAX_TX_SEGS {
+                errors += 1;
+                consumed += 1;
+                continue;
+            }
+            let (head, headroom) = pkt.head_raw();
+            let r = if pkt.nb_segs() == 1 && headroom >= vl {
+                // SAFETY: the headroom in front of the frame belongs to the packet, which
+                // this call borrows exclusively through `pkts`.
+                let start = unsafe { head.sub(vl) };
+                // SAFETY: start..start+len+vl spans header room and frame, both in the buffer.
+                let all = unsafe { std::slice::from_raw_parts_mut(start, pkt.len() + vl) };
+                pkt.vnet_hdr().encode(&mut all[..vl], vl);
+                fd::write(fd, all)
+            } else {
+                pkt.vnet_hdr().encode(&mut self.hdr, vl);
+                self.iovs[0] = libc::iovec {
+                    iov_base: self.hdr.as_mut_ptr().cast(),
+                    iov_len: vl,
+                };
+                let mut k = 1;
+                let iovs = &mut self.iovs;
+                pkt.for_each_raw(|p, l| {
+                    iovs[k] = libc::iovec {
+                        iov_base: p.cast(),
+                        iov_len: l,
+                    };
+                    k += 1;
+                });
+                fd::writev(fd, &self.iovs[..k])
+            };
+            match r {
+                Ok(_) => {
+                    sent += 1;
+                    bytes += pkt.len() as u64;
+                    consumed += 1;
+                }
+                Err(e) => {
+                    let errno = errno_of(&e);
+                    if errno == libc::EAGAIN || errno == libc::EINTR {
+                        break;
+                    }
+                    errors += 1;
+                    consumed += 1;
+                    if is_vanished(errno) {
+                        vanished = Some(errno);
+                        break;
+                    }
+                }
+            }
+        }
+        pkts.drain(..consumed);
+        ctr.add(sent, bytes, errors, 0);
+        match vanished {
+            Some(e) if sent == 0 => Err(e),
+            _ => Ok(consumed),
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! The io_uring backend: ring construction (with feature probing and logged
+//! fallbacks) and the per-queue rx and tx engines.
+
+pub mod rx;
+pub mod tx;
+
+use std::io;
+use std::os::fd::RawFd;
+
+use io_uring::{opcode, types, IoUring, Probe};
+
+use crate::error::{Error, Result};
+
+/// How io_uring runs deferred completion work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TaskRun {
+    /// Kernel default: completion work interrupts the task (an IPI) when it arrives.
+    Default,
+    /// `IORING_SETUP_COOP_TASKRUN` + `TASKRUN_FLAG`: no interrupts, work runs when the
+    /// queue next enters the kernel, which it does only when the kernel flags pending work.
+    #[default]
+    Coop,
+    /// `IORING_SETUP_DEFER_TASKRUN` (needs `SINGLE_ISSUER`): work runs only in
+    /// `io_uring_enter` on the queue's own thread.
+    Defer,
+}
+
+/// An SQPOLL kernel thread for a ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SqPoll {
+    /// Milliseconds the thread spins without work before it sleeps.
+    pub idle_ms: u32,
+    /// CPU to pin the thread to (`IORING_SETUP_SQ_AFF`).
+    pub cpu: Option<u32>,
+}
+
+/// Options for each queue's io_uring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingConfig {
+    /// Submission queue entries of a tx ring (and in-flight tx packets). Default 1024.
+    pub tx_entries: u32,
+    /// Reads kept posted on an rx ring. Default 256.
+    pub rx_posted: u32,
+    /// SQPOLL thread; default none.
+    pub sqpoll: Option<SqPoll>,
+    /// `IORING_SETUP_SINGLE_ISSUER`; default on (a queue is driven by one thread).
+    pub single_issuer: bool,
+    /// Completion work mode; default [`TaskRun::Coop`].
+    pub taskrun: TaskRun,
+    /// Register the tap fd with the ring (`IOSQE_FIXED_FILE`); default on.
+    pub fixed_files: bool,
+}
+
+impl Default for RingConfig {
+    fn default() -> Self {
+        RingConfig {
+            tx_entries: 1024,
+            rx_posted: 256,
+            sqpoll: None,
+            single_issuer: true,
+            taskrun: TaskRun::Coop,
+            fixed_files: true,
+        }
+    }
+}
+
+impl RingConfig {
+    pub(crate) fn validate(&self) -> Result<()> {
+        let ok = |v: u32| (1..=32768).contains(&v);
+        if !ok(self.tx_entries) || !ok(self.rx_posted) {
+            return Err(Error::Config(format!(
+                "ring sizes must be 1..=32768 (tx_entries {}, rx_posted {})",
+                self.tx_entries, self.rx_posted
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What a ring ended up with after fallbacks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RingFeatures {
+    /// SQPOLL active.
+    pub sqpoll: bool,
+    /// SINGLE_ISSUER active.
+    pub single_issuer: bool,
+    /// Task-run mode in effect.
+    pub taskrun: TaskRun,
+    /// The tap fd is a registered file.
+    pub fixed_file: bool,
+    /// Each fallback taken, with its reason.
+    pub fallbacks: Vec<String>,
+}
+
+/// The file a ring's SQEs target.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Target {
+    Fd(RawFd),
+    Fixed,
+}
+
+/// A built ring with the target to use in SQEs.
+pub(crate) struct Ring {
+    pub ring: IoUring,
+    pub target: Target,
+    pub features: RingFeatures,
+}
+
+/// Builds a ring for `fd` with `sq` entries and `cq` completion entries, dropping
+/// unsupported options one at a time (each drop is logged and recorded).
+pub(crate) fn build_ring(cfg: &RingConfig, sq: u32, cq: u32, fd: RawFd) -> Result<Ring> {
+    let mut want = *cfg;
+    let mut fallbacks = Vec::new();
+    let ring = loop {
+        let mut b = IoUring::builder();
+        b.setup_cqsize(cq.max(sq));
+        if let Some(sp) = want.sqpoll {
+            b.setup_sqpoll(sp.idle_ms);
+            if let Some(cpu) = sp.cpu {
+                b.setup_sqpoll_cpu(cpu);
+            }
+        }
+        if want.single_issuer {
+            b.setup_single_issuer();
+        }
+        match want.taskrun {
+            TaskRun::Default => {}
+            TaskRun::Coop => {
+                b.setup_coop_taskrun();
+                b.setup_taskrun_flag();
+            }
+            TaskRun::Defer => {
+                b.setup_defer_taskrun();
+                b.setup_taskrun_flag();
+            }
+        }
+        match b.build(sq) {
+            Ok(r) => break r,
+            Err(e) => {
+                let errno = e.raw_os_error().unwrap_or(0);
+                if matches!(errno, libc::ENOSYS | libc::EPERM) && want.sqpoll.is_none() {
+                    return Err(Error::UringUnavailable { why: e.to_string() });
+                }
+                // Drop the most exotic option first.
+                let why = if want.taskrun == TaskRun::Defer {
+                    want.taskrun = TaskRun::Coop;
+                    "DEFER_TASKRUN refused, using COOP_TASKRUN"
+                } else if want.sqpoll.is_some_and(|s| s.cpu.is_some()) {
+                    want.sqpoll = want.sqpoll.map(|s| SqPoll { cpu: None, ..s });
+                    "SQPOLL cpu affinity refused, SQ thread unpinned"
+                } else if want.sqpoll.is_some() {
+                    want.sqpoll = None;
+                    "SQPOLL refused, submitting from the queue's thread"
+                } else if want.taskrun == TaskRun::Coop {
+                    want.taskrun = TaskRun::Default;
+                    "COOP_TASKRUN refused, using default task work"
+                } else if want.single_issuer {
+                    want.single_issuer = false;
+                    "SINGLE_ISSUER refused"
+                } else {
+                    return Err(Error::UringUnavailable { why: e.to_string() });
+                };
+                let msg = format!("{why} ({e})");
+                tracing::warn!("io_uring setup: {msg}");
+                fallbacks.push(msg);
+            }
+        }
+    };
+    let mut target = Target::Fd(fd);
+    let mut fixed_file = false;
+    if want.fixed_files {
+        match ring.submitter().register_files(&[fd]) {
+            Ok(()) => {
+                target = Target::Fixed;
+                fixed_file = true;
+            }
+            Err(e) => {
+                let msg = format!("registered files refused, using plain fd ({e})");
+                tracing::warn!("io_uring setup: {msg}");
+                fallbacks.push(msg);
+            }
+        }
+    }
+    let features = RingFeatures {
+        sqpoll: want.sqpoll.is_some(),
+        single_issuer: want.single_issuer,
+        taskrun: want.taskrun,
+        fixed_file,
+        fallbacks,
+    };
+    Ok(Ring {
+        ring,
+        target,
+        features,
+    })
+}
+
+/// What the running kernel's io_uring offers (for `rtap info` and backend choice).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UringProbe {
+    /// A ring could be created at all.
+    pub available: bool,
+    /// Why not, if not.
+    pub error: Option<String>,
+    /// `IORING_OP_READ_MULTISHOT`.
+    pub read_multishot: bool,
+    /// `IORING_OP_READV`/`WRITEV`.
+    pub readv_writev: bool,
+    /// `IORING_OP_ASYNC_CANCEL`.
+    pub async_cancel: bool,
+    /// `IORING_OP_RECV_ZC` (zero-copy receive).
+    pub recv_zc: bool,
+    /// An SQPOLL ring could be created.
+    pub sqpoll: bool,
+    /// Provided buffer rings (`IORING_REGISTER_PBUF_RING`).
+    pub buf_ring: bool,
+}
+
+/// Probes io_uring: creates a tiny ring, asks for the supported opcodes, and tries
+/// an SQPOLL ring and a provided buffer ring.
+pub fn probe() -> UringProbe {
+    let ring = match IoUring::new(4) {
+        Ok(r) => r,
+        Err(e) => {
+            return UringProbe {
+                available: false,
+                error: Some(describe_setup_error(&e)),
+                ..Default::default()
+            }
+        }
+    };
+    let mut p = Probe::new();
+    let mut out = UringProbe {
+        available: true,
+        ..Default::default()
+    };
+    if ring.submitter().register_probe(&mut p).is_ok() {
+        out.read_multishot = p.is_supported(opcode::ReadMulti::CODE);
+        out.readv_writev =
+            p.is_supported(opcode::Readv::CODE) && p.is_supported(opcode::Writev::CODE);
+        out.async_cancel = p.is_supported(opcode::AsyncCancel2::CODE);
+        out.recv_zc = p.is_supported(opcode::RecvZc::CODE);
+    }
+    out.sqpoll = IoUring::<io_uring::squeue::Entry, io_uring::cqueue::Entry>::builder()
+        .setup_sqpoll(10)
+        .build(4)
+        .is_ok();
+    out.buf_ring = rx::probe_buf_ring(&ring);
+    out
+}
+
+/// Cheap check that a ring can be created at all.
+pub fn check_available() -> std::result::Result<(), String> {
+    IoUring::new(2)
+        .map(drop)
+        .map_err(|e| describe_setup_error(&e))
+}
+
+/// Turns an `io_uring_setup` failure into advice.
+pub(crate) fn describe_setup_error(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ENOSYS) => {
+            "io_uring_setup: not implemented (kernel built without io_uring, or blocked by seccomp)"
+                .into()
+        }
+        Some(libc::EPERM) => {
+            "io_uring_setup: operation not permitted (sysctl kernel.io_uring_disabled, or seccomp)"
+                .into()
+        }
+        Some(libc::ENOMEM) => {
+            "io_uring_setup: out of memory (RLIMIT_MEMLOCK on older kernels)".into()
+        }
+        _ => format!("io_uring_setup: {e}"),
+    }
+}
+
+/// Submission target as the crate's fd type.
+macro_rules! with_target {
+    ($t:expr, |$f:ident| $body:expr) => {
+        match $t {
+            $crate::backend::uring::Target::Fd(raw) => {
+                let $f = io_uring::types::Fd(raw);
+                $body
+            }
+            $crate::backend::uring::Target::Fixed => {
+                let $f = io_uring::types::Fixed(0);
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_target;
+
+/// user_data of the cancel request a queue issues on teardown.
+pub(crate) const CANCEL_TAG: u64 = u64::MAX;
+
+/// Cancels everything on the ring's target and reaps until `outstanding` reaches
+/// zero or `timeout` passes. `on_cqe` gets every (user_data, res) reaped.
+/// Returns false on timeout (the caller must then leak what is still lent out).
+pub(crate) fn cancel_and_drain(
+    ring: &mut IoUring,
+    target: Target,
+    mut outstanding: usize,
+    timeout: std::time::Duration,
+    mut on_cqe: impl FnMut(u64, i32),
+) -> bool {
+    if outstanding == 0 {
+        return true;
+    }
+    let cancel = with_target!(target, |f| opcode::AsyncCancel2::new(
+        types::CancelBuilder::fd(f).all()
+    )
+    .build()
+    .user_data(CANCEL_TAG));
+    // SAFETY: the cancel SQE references no memory.
+    let pushed = unsafe { ring.submission().push(&cancel).is_ok() };
+    if !pushed {
+        let _ = ring.submit();
+        // SAFETY: as above.
+        let _ = unsafe { ring.submission().push(&cancel) };
+    }
+    let deadline = std::time::Instant::now() + timeout;
+    while outstanding > 0 {
+        let ts = types::Timespec::new().nsec(50_000_000);
+        let args = types::SubmitArgs::new().timespec(&ts);
+        let _ = ring.submitter().submit_with_args(1, &args);
+        for cqe in ring.completion() {
+            if cqe.user_data() == CANCEL_TAG {
+                continue;
+            }
+            on_cqe(cqe.user_data(), cqe.result());
+            outstanding -= 1;
+        }
+        if std::time::Instant::now() > deadline {
+            return outstanding == 0;
+        }
+    }
+    true
+}

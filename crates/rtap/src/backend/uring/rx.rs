@@ -1,0 +1,321 @@
+//! io_uring receive: a fixed set of reads kept posted on the tap fd.
+//!
+//! Each *slot* owns `k` pool buffers lent to the kernel for one `read` (k = 1) or
+//! `readv` (k > 1, a chain for frames larger than one buffer). The read lands the
+//! virtio-net header in the first buffer's headroom, just in front of the frame.
+//! When a read completes, the slot's buffers become a [`Packet`] and the slot is
+//! re-armed with fresh buffers from the pool; if the pool is empty the frame is
+//! dropped (`nombuf`) and the same buffers are posted again, so the queue never
+//! stalls.
+
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use io_uring::{opcode, IoUring};
+
+use super::{
+    build_ring, cancel_and_drain, with_target, RingConfig, RingFeatures, Target, CANCEL_TAG,
+};
+use crate::backend::is_vanished;
+use crate::error::{Error, Result};
+use crate::pool::{Packet, Pool};
+use crate::stats::QueueCounters;
+use crate::wire::vnet::VnetHdr;
+
+/// Rx engine of one queue.
+pub(crate) struct UringRx {
+    ring: IoUring,
+    target: Target,
+    pub features: RingFeatures,
+    pool: Pool,
+    /// Buffers per slot.
+    k: usize,
+    /// Slot buffers, `k` per slot.
+    bufs: Box<[u32]>,
+    /// Slot iovecs, `k` per slot (used when k > 1; the kernel reads them at submit).
+    iovs: Box<[libc::iovec]>,
+    /// Which slots have a read in flight.
+    posted: Box<[bool]>,
+    in_flight: usize,
+    vnet_len: usize,
+    /// Set once the interface is gone.
+    vanished: bool,
+    /// Scratch for fresh buffer indices.
+    fresh: Box<[u32]>,
+    /// Scratch for reaped completions.
+    done: Box<[(u64, i32)]>,
+}
+
+/// Buffers needed per read so that `max_frame` bytes plus the virtio-net header fit.
+pub(crate) fn bufs_per_read(
+    buf_size: u32,
+    headroom: u32,
+    vnet_len: usize,
+    max_frame: usize,
+) -> usize {
+    let first = (buf_size - headroom) as usize + vnet_len;
+    let total = vnet_len + max_frame;
+    if total <= first {
+        1
+    } else {
+        1 + (total - first).div_ceil(buf_size as usize)
+    }
+}
+
+impl UringRx {
+    pub(crate) fn new(
+        fd: RawFd,
+        pool: &Pool,
+        cfg: &RingConfig,
+        vnet_len: usize,
+        max_frame: usize,
+    ) -> Result<UringRx> {
+        let pc = pool.config();
+        let k = bufs_per_read(pc.buf_size, pc.headroom, vnet_len, max_frame);
+        let nslots = cfg.rx_posted as usize;
+        if nslots * k > pool.available() {
+            return Err(Error::Config(format!(
+                "rx queue needs {} free pool buffers ({} posted reads x {} buffers each for {}-byte frames) but the pool has {}: enlarge the pool or lower rx_posted",
+                nslots * k,
+                nslots,
+                k,
+                max_frame,
+                pool.available()
+            )));
+        }
+        let ring = build_ring(cfg, nslots as u32, 2 * nslots as u32, fd)?;
+        let mut bufs = vec![0u32; nslots * k].into_boxed_slice();
+        if !pool.inner.take_n(&mut bufs) {
+            return Err(Error::PoolExhausted {
+                count: pool.capacity(),
+            });
+        }
+        let iovs = vec![
+            libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0
+            };
+            nslots * k
+        ]
+        .into_boxed_slice();
+        let mut rx = UringRx {
+            ring: ring.ring,
+            target: ring.target,
+            features: ring.features,
+            pool: pool.clone(),
+            k,
+            bufs,
+            iovs,
+            posted: vec![false; nslots].into_boxed_slice(),
+            in_flight: 0,
+            vnet_len,
+            vanished: false,
+            fresh: vec![0u32; k].into_boxed_slice(),
+            done: vec![(0u64, 0i32); 2 * nslots].into_boxed_slice(),
+        };
+        for slot in 0..nslots {
+            rx.post(slot);
+        }
+        rx.ring
+            .submit()
+            .map_err(|e| Error::sys("io_uring_enter (rx post)", e))?;
+        Ok(rx)
+    }
+
+    /// Queues the read for `slot` over its current buffers.
+    fn post(&mut self, slot: usize) {
+        let hr = self.pool.config().headroom as usize;
+        let size = self.pool.config().buf_size as usize;
+        let k = self.k;
+        let inner = &self.pool.inner;
+        let first = inner.buf_ptr(self.bufs[slot * k]);
+        // SAFETY: headroom >= 16 > vnet_len, so the start stays inside the first buffer.
+        let start = unsafe { first.add(hr - self.vnet_len) };
+        let first_len = size - hr + self.vnet_len;
+        let sqe = if k == 1 {
+            with_target!(self.target, |f| opcode::Read::new(
+                f,
+                start,
+                first_len as u32
+            )
+            .build())
+        } else {
+            let iov = &mut self.iovs[slot * k..slot * k + k];
+            iov[0] = libc::iovec {
+                iov_base: start.cast(),
+                iov_len: first_len,
+            };
+            for (j, v) in iov.iter_mut().enumerate().skip(1) {
+                *v = libc::iovec {
+                    iov_base: inner.buf_ptr(self.bufs[slot * k + j]).cast(),
+                    iov_len: size,
+                };
+            }
+            let p = iov.as_ptr();
+            with_target!(self.target, |f| opcode::Readv::new(f, p, k as u32).build())
+        };
+        let sqe = sqe.user_data(slot as u64);
+        // SAFETY: the buffers (and, for readv, the iovec array in self.iovs, which is
+        // never reallocated) belong to this slot until its completion is reaped; the
+        // queue waits for every completion before releasing them (Drop).
+        let ok = unsafe { self.ring.submission().push(&sqe).is_ok() };
+        // The SQ has one entry per slot and each slot has at most one read queued.
+        debug_assert!(ok, "rx SQ overflow");
+        self.posted[slot] = true;
+        self.in_flight += 1;
+    }
+
+    /// Receives up to `max` packets into `out`. Errors carry the errno that shows
+    /// the interface vanished.
+    pub(crate) fn rx_burst(
+        &mut self,
+        out: &mut Vec<Packet>,
+        max: usize,
+        ctr: &QueueCounters,
+    ) -> Result<usize, i32> {
+        if self.vanished {
+            return Err(libc::ENODEV);
+        }
+        if self.ring.completion().is_empty() && self.ring.submission().taskrun() {
+            // Completion work is pending in the kernel (COOP/DEFER task run): run it.
+            let _ = self.ring.submit();
+        }
+        let max = max.min(self.done.len());
+        let mut n = 0;
+        for cqe in self.ring.completion().take(max) {
+            self.done[n] = (cqe.user_data(), cqe.result());
+            n += 1;
+        }
+        let hr = self.pool.config().headroom as usize;
+        let k = self.k;
+        let (mut pkts, mut bytes, mut errors, mut nombuf) = (0u64, 0u64, 0u64, 0u64);
+        let mut reposted = false;
+        for i in 0..n {
+            let (ud, res) = self.done[i];
+            if ud == CANCEL_TAG {
+                continue;
+            }
+            let slot = ud as usize;
+            self.posted[slot] = false;
+            self.in_flight -= 1;
+            if res < 0 {
+                if is_vanished(-res) {
+                    self.vanished = true;
+                    continue;
+                }
+                if !matches!(-res, libc::EAGAIN | libc::EINTR) {
+                    errors += 1;
+                }
+            } else if (res as usize) < self.vnet_len + 14 {
+                errors += 1;
+            } else if !self.pool.inner.take_n(&mut self.fresh) {
+                nombuf += 1;
+            } else {
+                let frame_len = res as usize - self.vnet_len;
+                let slot_bufs = &mut self.bufs[slot * k..slot * k + k];
+                let first = self.pool.inner.buf_ptr(slot_bufs[0]);
+                // SAFETY: the read completed, so the kernel is done with the slot's
+                // buffers and the header bytes [hr - vnet_len, hr) are initialised.
+                let hdr = unsafe {
+                    std::slice::from_raw_parts(first.add(hr - self.vnet_len), self.vnet_len)
+                };
+                let vnet = VnetHdr::decode(hdr, self.vnet_len).unwrap_or_default();
+                out.push(Packet::from_filled(
+                    &self.pool.inner,
+                    slot_bufs,
+                    hr as u32,
+                    frame_len,
+                    vnet,
+                ));
+                slot_bufs.copy_from_slice(&self.fresh);
+                pkts += 1;
+                bytes += frame_len as u64;
+            }
+            self.post(slot);
+            reposted = true;
+        }
+        if reposted {
+            if let Err(e) = self.ring.submit() {
+                tracing::debug!("rx submit: {e}");
+            }
+        }
+        ctr.add(pkts, bytes, errors, nombuf);
+        if self.vanished && pkts == 0 {
+            return Err(libc::ENODEV);
+        }
+        Ok(pkts as usize)
+    }
+
+    /// Reads kept posted.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+}
+
+impl Drop for UringRx {
+    fn drop(&mut self) {
+        let posted = &mut self.posted;
+        let drained = cancel_and_drain(
+            &mut self.ring,
+            self.target,
+            self.in_flight,
+            Duration::from_secs(2),
+            |ud, _| {
+                if let Some(p) = posted.get_mut(ud as usize) {
+                    *p = false;
+                }
+            },
+        );
+        let mut leaked = 0;
+        for (slot, &p) in self.posted.iter().enumerate() {
+            if p {
+                // The kernel may still write into these: never hand them out again.
+                leaked += self.k;
+                continue;
+            }
+            for &b in &self.bufs[slot * self.k..slot * self.k + self.k] {
+                self.pool.inner.put(b);
+            }
+        }
+        if !drained {
+            tracing::error!("rx queue teardown: {leaked} buffers still lent to the kernel after 2 s; leaking them");
+            // Keep the pool's memory mapped forever so a late kernel write cannot land
+            // in memory reused for something else.
+            std::mem::forget(self.pool.clone());
+        }
+    }
+}
+
+/// True if this kernel accepts a provided buffer ring registration.
+pub(crate) fn probe_buf_ring(ring: &IoUring) -> bool {
+    let Ok(region) = crate::sys::mem::Region::new(4096) else {
+        return false;
+    };
+    // SAFETY: region is page-aligned, 4096 bytes, enough for 8 ring entries, and it
+    // outlives the registration (unregistered just below).
+    let ok = unsafe {
+        ring.submitter()
+            .register_buf_ring_with_flags(region.as_ptr() as u64, 8, 7, 0)
+            .is_ok()
+    };
+    if ok {
+        let _ = ring.submitter().unregister_buf_ring(7);
+    }
+    ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bufs_per_read;
+
+    #[test]
+    fn chain_length_for_frame_sizes() {
+        // Default pool: 2176-byte buffers, 128 headroom: 2058 bytes in the first.
+        assert_eq!(bufs_per_read(2176, 128, 10, 1518), 1);
+        assert_eq!(bufs_per_read(2176, 128, 10, 2048), 1);
+        assert_eq!(bufs_per_read(2176, 128, 10, 2049), 2);
+        assert_eq!(bufs_per_read(2176, 128, 10, 9018), 5);
+        // 64 KiB frames: 10 + 65535 = 65545 bytes; 2058 + 30 * 2176 = 67338.
+        assert_eq!(bufs_per_read(2176, 128, 10, 65535), 31);
+    }
+}

@@ -1,0 +1,201 @@
+//! Typed errors. Every variant says what failed and, where there is one, what to do.
+
+use std::io;
+
+/// Result alias used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors returned by rtap.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `/dev/net/tun` could not be opened because it does not exist.
+    #[error("/dev/net/tun is missing: load the tun module (`modprobe tun`) or create the node (`mknod /dev/net/tun c 10 200`)")]
+    NoTunDevice,
+
+    /// The caller lacks `CAP_NET_ADMIN` (or file permission on `/dev/net/tun`).
+    #[error("{op}: permission denied: run as root or grant CAP_NET_ADMIN (a persistent tap owned by your user can be attached without it)")]
+    PermissionDenied {
+        /// The operation that was refused.
+        op: &'static str,
+    },
+
+    /// The interface name (or template) does not fit in IFNAMSIZ.
+    #[error(
+        "interface name {name:?} is too long: at most 15 bytes, `%d` allowed once as a template"
+    )]
+    NameTooLong {
+        /// The offending name.
+        name: String,
+    },
+
+    /// The interface name has characters the kernel refuses.
+    #[error("interface name {name:?} is invalid: {why}")]
+    InvalidName {
+        /// The offending name.
+        name: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+
+    /// `attach` was asked for an interface that does not exist.
+    #[error("interface {name:?} does not exist (attach requires an existing tap; drop `attach` to create it)")]
+    NoSuchInterface {
+        /// The interface name.
+        name: String,
+    },
+
+    /// An interface of that name exists but cannot be used as a multi-queue vnet-header tap.
+    #[error("interface {name:?} exists but is not a multi-queue TAP with vnet headers (it may be a TUN, a single-queue tap, or not a tun/tap at all): pick another name or delete it")]
+    IncompatibleInterface {
+        /// The interface name.
+        name: String,
+    },
+
+    /// The kernel's tun driver lacks a feature rtap needs.
+    #[error("the kernel's tun driver lacks {feature}: a newer kernel is required")]
+    MissingTunFeature {
+        /// The missing feature flag, by name.
+        feature: &'static str,
+    },
+
+    /// Rx and tx queue counts differ.
+    #[error("rx queue count ({rx}) must equal tx queue count ({tx}): a tap queue is one fd used in both directions")]
+    QueueCountMismatch {
+        /// Requested rx queues.
+        rx: u16,
+        /// Requested tx queues.
+        tx: u16,
+    },
+
+    /// Queue count is 0 or above the maximum.
+    #[error("queue count {count} out of range: must be 1..={max}")]
+    QueueCountOutOfRange {
+        /// The requested count.
+        count: u16,
+        /// The maximum supported.
+        max: u16,
+    },
+
+    /// A queue index beyond the configured count.
+    #[error("queue {queue} does not exist: the port has {count} queue(s)")]
+    NoSuchQueue {
+        /// The requested index.
+        queue: u16,
+        /// The configured count.
+        count: u16,
+    },
+
+    /// The queue is already handed out.
+    #[error("{dir} queue {queue} is already in use: drop the existing handle first")]
+    QueueBusy {
+        /// "rx" or "tx".
+        dir: &'static str,
+        /// The queue index.
+        queue: u16,
+    },
+
+    /// An operation that needs a stopped port (or released queues) was called on a running one.
+    #[error("{op} needs the port stopped and every queue handle dropped ({live} still alive)")]
+    PortBusy {
+        /// The operation.
+        op: &'static str,
+        /// Queue handles still alive.
+        live: usize,
+    },
+
+    /// An operation that needs a started port was called on a stopped one.
+    #[error("{op}: the port is not started: call start() first")]
+    NotStarted {
+        /// The operation.
+        op: &'static str,
+    },
+
+    /// The interface disappeared (deleted with `ip link del`, or its namespace went away).
+    #[error("interface {name:?} (ifindex {ifindex}) vanished: it was deleted or its namespace was destroyed; close the port")]
+    DeviceVanished {
+        /// Last known name.
+        name: String,
+        /// The ifindex the port was bound to.
+        ifindex: u32,
+    },
+
+    /// io_uring cannot be used.
+    #[error("io_uring is unavailable ({why}): use backend=rw, or enable it (sysctl kernel.io_uring_disabled=0, allow io_uring_setup in seccomp)")]
+    UringUnavailable {
+        /// Why it failed.
+        why: String,
+    },
+
+    /// The kernel is too old for something that was explicitly requested.
+    #[error("{feature} is not supported by this kernel: {hint}")]
+    Unsupported {
+        /// The feature.
+        feature: &'static str,
+        /// What to do.
+        hint: &'static str,
+    },
+
+    /// Invalid configuration value.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// The buffer pool ran out of buffers.
+    #[error("buffer pool exhausted: all {count} buffers are in use; make the pool bigger or free packets sooner")]
+    PoolExhausted {
+        /// Pool size.
+        count: u32,
+    },
+
+    /// The packet does not fit.
+    #[error("packet of {len} bytes is too large: limit is {max}")]
+    PacketTooLarge {
+        /// Requested length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+
+    /// A netlink request failed.
+    #[error("netlink {op} on ifindex {ifindex}: {source}")]
+    Netlink {
+        /// The operation.
+        op: &'static str,
+        /// The interface.
+        ifindex: u32,
+        /// The errno or decoding error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A port spec string could not be parsed.
+    #[error("port spec {spec:?}: key `{key}`: {why}")]
+    Spec {
+        /// The whole spec.
+        spec: String,
+        /// The key at fault.
+        key: String,
+        /// What is wrong.
+        why: String,
+    },
+
+    /// Any other system call failure, with the call named.
+    #[error("{op}: {source}")]
+    Sys {
+        /// The failing call.
+        op: &'static str,
+        /// The errno.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// Wraps an `io::Error` from the named call, mapping EPERM/EACCES to [`Error::PermissionDenied`].
+    pub(crate) fn sys(op: &'static str, source: io::Error) -> Self {
+        match source.raw_os_error() {
+            Some(libc::EPERM) | Some(libc::EACCES) => Error::PermissionDenied { op },
+            _ => Error::Sys { op, source },
+        }
+    }
+}

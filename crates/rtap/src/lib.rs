@@ -1,0 +1,20 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod error;
+pub mod netlink;
+pub mod pool;
+pub mod stats;
+pub(crate) mod sys;
+pub mod tap;
+pub mod wire;
+
+pub use backend::uring::{
+    probe as probe_uring, RingConfig, RingFeatures, SqPoll, TaskRun, UringProbe,
+};
+pub use backend::BackendKind;
+pub use error::{Error, Result};
+pub use pool::{Packet, Pool, PoolConfig};
+pub use stats::{PortStats, QueueStats};
+pub use tap::{RxQueue, TapConfig, TapPort, TxQueue};

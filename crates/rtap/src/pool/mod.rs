@@ -1,0 +1,270 @@
+//! The buffer pool and the [`Packet`] handle.
+//!
+//! A [`Pool`] is one anonymous mapping cut into `count` buffers of `buf_size`
+//! bytes. Buffers circulate between three kinds of owner, and each buffer index
+//! has exactly one at any time:
+//!
+//! 1. the pool's free stack;
+//! 2. one [`Packet`] (a chain of one or more buffers);
+//! 3. one queue, which has lent the buffer to the kernel for a posted read or a
+//!    write in flight.
+//!
+//! A `Packet` returns its buffers when dropped; a queue returns lent buffers when
+//! their operation completes or is cancelled. Nothing allocates on the heap per
+//! packet: a packet is a handle of a few words and its segment links live in a
+//! metadata table allocated with the pool.
+//!
+//! Pools and packets are single-threaded (`!Send`): the data path takes no lock and
+//! does no atomic operation. Give each worker thread its own pool and open its
+//! queues on that thread (the port itself is `Sync`).
+
+mod free;
+mod packet;
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+pub use packet::{Packet, Segments};
+
+use crate::error::{Error, Result};
+use crate::sys::mem::Region;
+
+pub(crate) use free::FreeStack;
+
+/// Marks the end of a segment chain.
+pub(crate) const NO_SEG: u32 = u32::MAX;
+
+/// Largest frame a chain may carry (64 KiB of frame plus a virtio-net header).
+pub const MAX_PACKET_LEN: usize = 65536;
+
+/// Sizes of a [`Pool`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Number of buffers. Default 4096.
+    pub count: u32,
+    /// Bytes per buffer, headroom included. Default 2176 (128 headroom + 2048 data).
+    pub buf_size: u32,
+    /// Bytes reserved in front of a packet's first segment, for the virtio-net
+    /// header and for prepending headers. Default 128, at least 16.
+    pub headroom: u32,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            count: 4096,
+            buf_size: 2176,
+            headroom: 128,
+        }
+    }
+}
+
+impl PoolConfig {
+    /// Checks limits and returns the stride (bytes between buffer starts, a multiple of 64).
+    pub fn validate(&self) -> Result<usize> {
+        if self.count == 0 || self.count > (1 << 24) {
+            return Err(Error::Config(format!(
+                "pool count {} must be 1..=16777216",
+                self.count
+            )));
+        }
+        if self.headroom < 16 {
+            return Err(Error::Config(format!(
+                "pool headroom {} must be at least 16 (room for the virtio-net header)",
+                self.headroom
+            )));
+        }
+        if self.buf_size < self.headroom + 64 || self.buf_size as usize > MAX_PACKET_LEN + 4096 {
+            return Err(Error::Config(format!(
+                "pool buf_size {} must be headroom+64 ({}) ..= {}",
+                self.buf_size,
+                self.headroom + 64,
+                MAX_PACKET_LEN + 4096
+            )));
+        }
+        Ok(stride_for(self.buf_size))
+    }
+}
+
+/// Distance between two buffers: `buf_size` rounded up to a cache line.
+pub(crate) fn stride_for(buf_size: u32) -> usize {
+    (buf_size as usize).div_ceil(64) * 64
+}
+
+/// Per-buffer segment record: where the bytes are and what follows.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Seg {
+    pub off: u32,
+    pub len: u32,
+    pub next: u32,
+}
+
+pub(crate) struct PoolInner {
+    region: Region,
+    stride: usize,
+    cfg: PoolConfig,
+    segs: Box<[Cell<Seg>]>,
+    free: RefCell<FreeStack>,
+}
+
+impl PoolInner {
+    #[inline]
+    pub(crate) fn buf_ptr(&self, idx: u32) -> *mut u8 {
+        debug_assert!(idx < self.cfg.count);
+        // SAFETY: idx < count, and the region holds count * stride bytes, so the
+        // offset stays inside the mapping.
+        unsafe { self.region.as_ptr().add(idx as usize * self.stride) }
+    }
+
+    #[inline]
+    pub(crate) fn seg(&self, idx: u32) -> Seg {
+        self.segs[idx as usize].get()
+    }
+
+    #[inline]
+    pub(crate) fn set_seg(&self, idx: u32, seg: Seg) {
+        self.segs[idx as usize].set(seg)
+    }
+
+    #[inline]
+    pub(crate) fn put(&self, idx: u32) {
+        self.free.borrow_mut().push(idx);
+    }
+
+    #[inline]
+    pub(crate) fn take(&self) -> Option<u32> {
+        self.free.borrow_mut().pop()
+    }
+
+    #[inline]
+    pub(crate) fn take_n(&self, out: &mut [u32]) -> bool {
+        self.free.borrow_mut().pop_n(out.len(), out)
+    }
+
+    pub(crate) fn cfg(&self) -> &PoolConfig {
+        &self.cfg
+    }
+}
+
+/// A preallocated set of packet buffers. Cheap to clone (a reference count).
+#[derive(Clone)]
+pub struct Pool {
+    pub(crate) inner: Rc<PoolInner>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("config", &self.inner.cfg)
+            .field("available", &self.available())
+            .finish()
+    }
+}
+
+impl Pool {
+    /// Maps and pre-faults the pool's memory.
+    pub fn new(cfg: PoolConfig) -> Result<Pool> {
+        let stride = cfg.validate()?;
+        let region = Region::new(stride * cfg.count as usize)
+            .map_err(|e| Error::sys("mmap buffer pool", e))?;
+        let segs = (0..cfg.count)
+            .map(|_| {
+                Cell::new(Seg {
+                    off: 0,
+                    len: 0,
+                    next: NO_SEG,
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_boxed_slice();
+        Ok(Pool {
+            inner: Rc::new(PoolInner {
+                region,
+                stride,
+                cfg,
+                segs,
+                free: RefCell::new(FreeStack::full(cfg.count)),
+            }),
+        })
+    }
+
+    /// The pool's sizes.
+    pub fn config(&self) -> PoolConfig {
+        self.inner.cfg
+    }
+
+    /// Total buffers.
+    pub fn capacity(&self) -> u32 {
+        self.inner.cfg.count
+    }
+
+    /// Buffers currently free. Equal to [`capacity`](Self::capacity) once every
+    /// packet is dropped and every queue using the pool is dropped.
+    pub fn available(&self) -> usize {
+        self.inner.free.borrow().len()
+    }
+
+    /// True if `other` is a handle to the same pool.
+    pub fn same_as(&self, other: &Pool) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// An empty one-segment packet with the configured headroom.
+    pub fn alloc(&self) -> Result<Packet> {
+        let idx = self.inner.take().ok_or(Error::PoolExhausted {
+            count: self.capacity(),
+        })?;
+        let off = self.inner.cfg.headroom;
+        self.inner.set_seg(
+            idx,
+            Seg {
+                off,
+                len: 0,
+                next: NO_SEG,
+            },
+        );
+        Ok(Packet::from_parts(self.inner.clone(), idx, idx, 0, 1))
+    }
+
+    /// A packet holding a copy of `bytes`, chained over several buffers if needed.
+    pub fn alloc_from(&self, bytes: &[u8]) -> Result<Packet> {
+        let mut p = self.alloc()?;
+        p.append(bytes)?;
+        Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stride_is_cache_aligned() {
+        assert_eq!(stride_for(2176), 2176);
+        assert_eq!(stride_for(2000), 2048);
+        assert_eq!(stride_for(65), 128);
+    }
+
+    #[test]
+    fn config_limits() {
+        assert!(PoolConfig::default().validate().is_ok());
+        assert!(PoolConfig {
+            count: 0,
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
+        assert!(PoolConfig {
+            headroom: 8,
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
+        assert!(PoolConfig {
+            buf_size: 100,
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
+    }
+}

@@ -1,0 +1,58 @@
+//! Plain syscalls on owned file descriptors (the read/write backend and helpers).
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// `readv(2)` into the given buffers. Returns bytes read.
+pub fn readv(fd: BorrowedFd<'_>, iov: &mut [libc::iovec]) -> io::Result<usize> {
+    // SAFETY: every iovec was built by the caller from a live, exclusively owned buffer
+    // of at least iov_len bytes; the kernel writes only within them.
+    let n = unsafe { libc::readv(fd.as_raw_fd(), iov.as_ptr(), iov.len() as libc::c_int) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// `writev(2)` from the given buffers. Returns bytes written.
+pub fn writev(fd: BorrowedFd<'_>, iov: &[libc::iovec]) -> io::Result<usize> {
+    // SAFETY: every iovec points into live memory of at least iov_len bytes; the
+    // kernel only reads from it.
+    let n = unsafe { libc::writev(fd.as_raw_fd(), iov.as_ptr(), iov.len() as libc::c_int) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// `write(2)` of one contiguous buffer.
+pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: buf is a live slice of buf.len() bytes.
+    let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// `read(2)` into one contiguous buffer.
+pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is a live, exclusively borrowed slice of buf.len() bytes.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Index of an interface by name in the calling thread's network namespace.
+pub fn if_nametoindex(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: c is a valid NUL-terminated string.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (idx != 0).then_some(idx)
+}

@@ -1,0 +1,9 @@
+//! Thin, unsafe-owning wrappers over the kernel interfaces rtap uses outside io_uring:
+//! tun ioctls, anonymous memory mappings and plain file-descriptor I/O.
+//!
+//! Everything here takes and returns safe types; each `unsafe` block states the
+//! invariant it relies on.
+
+pub mod fd;
+pub mod mem;
+pub mod tun;

@@ -1,0 +1,10 @@
+//! The TAP port: device setup, lifecycle, queues and statistics.
+
+pub mod config;
+mod device;
+mod port;
+mod queue;
+
+pub use config::{TapConfig, DEFAULT_NAME, MAX_QUEUES};
+pub use port::TapPort;
+pub use queue::{RxQueue, TxQueue};

@@ -1,0 +1,341 @@
+//! [`TapPort`]: one kernel TAP interface and its queue pairs.
+
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::config::{validate_queues, TapConfig};
+use super::device;
+use super::queue::{QueueShared, RxQueue, TxQueue};
+use crate::backend::{uring, BackendKind};
+use crate::error::{Error, Result};
+use crate::netlink::{LinkInfo, Netlink};
+use crate::pool::Pool;
+use crate::stats::{PortStats, QueueCounters, QueueStats};
+use crate::wire::vnet::VNET_HDR_LEN;
+
+/// Counter values at the last reset.
+#[derive(Default)]
+struct Baseline {
+    rx: Vec<QueueStats>,
+    tx: Vec<QueueStats>,
+    imissed: u64,
+}
+
+/// A TAP interface driven as a poll-mode port.
+///
+/// Lifecycle: [`open`](Self::open) (create or attach, one fd per queue pair) →
+/// [`start`](Self::start) (link up) → [`rx_queue`](Self::rx_queue) /
+/// [`tx_queue`](Self::tx_queue) and bursts → drop the queues → [`stop`](Self::stop)
+/// (link down) → optionally [`set_queue_count`](Self::set_queue_count) and start
+/// again → drop (close). The interface is deleted on close unless it is persistent
+/// or existed before.
+///
+/// The port is `Send + Sync`: worker threads can each open their queues from a
+/// shared reference (queues and pools stay on the thread that opened them).
+pub struct TapPort {
+    cfg: TapConfig,
+    name: String,
+    ifindex: u32,
+    created: bool,
+    backend: BackendKind,
+    backend_reason: Option<String>,
+    _keepalive: OwnedFd,
+    queues: Vec<Arc<QueueShared>>,
+    nl: Mutex<Netlink>,
+    started: bool,
+    base: Mutex<Baseline>,
+}
+
+impl std::fmt::Debug for TapPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TapPort")
+            .field("name", &self.name)
+            .field("ifindex", &self.ifindex)
+            .field("queues", &self.queues.len())
+            .field("backend", &self.backend)
+            .field("started", &self.started)
+            .finish()
+    }
+}
+
+impl TapPort {
+    /// Creates the interface (or attaches to an existing one) and opens one fd per
+    /// queue pair. The link stays down until [`start`](Self::start).
+    pub fn open(cfg: TapConfig) -> Result<TapPort> {
+        cfg.validate()?;
+        let (backend, backend_reason) = choose_backend(cfg.backend);
+        let dev = device::open(&cfg.name, cfg.attach, cfg.persist)?;
+        let nl = Netlink::open().map_err(|e| Error::sys("netlink socket", e))?;
+        let mut port = TapPort {
+            name: dev.name.clone(),
+            ifindex: dev.ifindex,
+            created: dev.created,
+            backend,
+            backend_reason,
+            _keepalive: dev.keepalive,
+            queues: Vec::new(),
+            nl: Mutex::new(nl),
+            started: false,
+            base: Mutex::new(Baseline::default()),
+            cfg,
+        };
+        let n = port.cfg.rx_queues;
+        port.open_queues(n)?;
+        tracing::debug!(name = %port.name, ifindex = port.ifindex, queues = n, backend = %port.backend, "tap port open");
+        Ok(port)
+    }
+
+    fn open_queues(&mut self, n: u16) -> Result<()> {
+        let name = self.refresh_name()?;
+        while self.queues.len() < n as usize {
+            let id = self.queues.len() as u16;
+            let fd = device::open_queue(&name, self.ifindex, self.backend == BackendKind::Rw)?;
+            self.queues.push(Arc::new(QueueShared::new(id, fd)));
+        }
+        self.queues.truncate(n as usize);
+        let mut b = self.base.lock().unwrap_or_else(|e| e.into_inner());
+        b.rx.resize(n as usize, QueueStats::default());
+        b.tx.resize(n as usize, QueueStats::default());
+        Ok(())
+    }
+
+    /// The interface's current name, looked up by ifindex (it may have been renamed).
+    pub fn name(&self) -> String {
+        self.link()
+            .map(|l| l.name)
+            .unwrap_or_else(|_| self.name.clone())
+    }
+
+    fn refresh_name(&mut self) -> Result<String> {
+        let l = self.link()?;
+        self.name = l.name.clone();
+        Ok(l.name)
+    }
+
+    /// The interface index, resolved once at open.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// True if this port created the interface.
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> BackendKind {
+        self.backend
+    }
+
+    /// Why the backend differs from the one asked for, if it does.
+    pub fn backend_reason(&self) -> Option<&str> {
+        self.backend_reason.as_deref()
+    }
+
+    /// The configuration the port was opened with.
+    pub fn config(&self) -> &TapConfig {
+        &self.cfg
+    }
+
+    /// Queue pairs.
+    pub fn queue_count(&self) -> u16 {
+        self.queues.len() as u16
+    }
+
+    /// True between [`start`](Self::start) and [`stop`](Self::stop).
+    pub fn is_started(&self) -> bool {
+        self.started
+    }
+
+    /// Reads the link's state from the kernel.
+    pub fn link(&self) -> Result<LinkInfo> {
+        let nl = self.nl.lock().unwrap_or_else(|e| e.into_inner());
+        nl.get_link(self.ifindex)
+            .map_err(|e| self.nl_err("get link", e))
+    }
+
+    fn nl_err(&self, op: &'static str, e: std::io::Error) -> Error {
+        match e.raw_os_error() {
+            Some(libc::ENODEV) => Error::DeviceVanished {
+                name: self.name.clone(),
+                ifindex: self.ifindex,
+            },
+            Some(libc::EPERM) | Some(libc::EACCES) => Error::PermissionDenied { op },
+            _ => Error::Netlink {
+                op,
+                ifindex: self.ifindex,
+                source: e,
+            },
+        }
+    }
+
+    fn set_up(&self, up: bool) -> Result<()> {
+        let nl = self.nl.lock().unwrap_or_else(|e| e.into_inner());
+        nl.set_up(self.ifindex, up)
+            .map_err(|e| self.nl_err(if up { "set link up" } else { "set link down" }, e))
+    }
+
+    /// Brings the link up. Queues can be opened once started.
+    pub fn start(&mut self) -> Result<()> {
+        self.set_up(true)?;
+        self.started = true;
+        Ok(())
+    }
+
+    /// Queue handles still alive.
+    pub fn live_queues(&self) -> usize {
+        self.queues.iter().map(|q| q.live()).sum()
+    }
+
+    /// Brings the link down. Every queue handle must have been dropped first, so
+    /// every buffer is back in its pool when this returns.
+    pub fn stop(&mut self) -> Result<()> {
+        let live = self.live_queues();
+        if live > 0 {
+            return Err(Error::PortBusy { op: "stop", live });
+        }
+        self.started = false;
+        self.set_up(false)
+    }
+
+    /// Changes the number of queue pairs (port stopped, no queue handles alive).
+    pub fn set_queue_count(&mut self, rx: u16, tx: u16) -> Result<()> {
+        validate_queues(rx, tx)?;
+        let live = self.live_queues();
+        if self.started || live > 0 {
+            return Err(Error::PortBusy {
+                op: "set_queue_count",
+                live,
+            });
+        }
+        self.open_queues(rx)?;
+        self.cfg.rx_queues = rx;
+        self.cfg.tx_queues = tx;
+        Ok(())
+    }
+
+    fn queue(&self, id: u16, op: &'static str) -> Result<&Arc<QueueShared>> {
+        if !self.started {
+            return Err(Error::NotStarted { op });
+        }
+        self.queues.get(id as usize).ok_or(Error::NoSuchQueue {
+            queue: id,
+            count: self.queue_count(),
+        })
+    }
+
+    fn max_frame(&self) -> Result<usize> {
+        if self.cfg.max_frame != 0 {
+            return Ok(self.cfg.max_frame);
+        }
+        Ok(self.link()?.mtu as usize + 18)
+    }
+
+    /// Opens rx queue `id`, posting reads with buffers from `pool`. The queue and
+    /// the pool belong to the calling thread.
+    pub fn rx_queue(&self, id: u16, pool: &Pool) -> Result<RxQueue> {
+        let q = self.queue(id, "rx_queue")?;
+        RxQueue::open(
+            q.clone(),
+            self.backend,
+            pool,
+            &self.cfg.ring,
+            VNET_HDR_LEN,
+            self.max_frame()?,
+            &self.name,
+            self.ifindex,
+        )
+    }
+
+    /// Opens tx queue `id`. The queue belongs to the calling thread.
+    pub fn tx_queue(&self, id: u16) -> Result<TxQueue> {
+        let q = self.queue(id, "tx_queue")?;
+        TxQueue::open(
+            q.clone(),
+            self.backend,
+            &self.cfg.ring,
+            VNET_HDR_LEN,
+            &self.name,
+            self.ifindex,
+        )
+    }
+
+    /// Per-queue and port-wide counters since the last reset.
+    pub fn stats(&self) -> Result<PortStats> {
+        let b = self.base.lock().unwrap_or_else(|e| e.into_inner());
+        let rx = self
+            .queues
+            .iter()
+            .zip(&b.rx)
+            .map(|(q, base)| q.rx.snapshot().since(base))
+            .collect();
+        let tx = self
+            .queues
+            .iter()
+            .zip(&b.tx)
+            .map(|(q, base)| q.tx.snapshot().since(base))
+            .collect();
+        let imissed = self.link()?.kernel_tx_dropped.saturating_sub(b.imissed);
+        Ok(PortStats::from_queues(rx, tx, imissed))
+    }
+
+    /// Sets every counter back to zero.
+    pub fn reset_stats(&self) -> Result<()> {
+        let kernel = self.link()?.kernel_tx_dropped;
+        let mut b = self.base.lock().unwrap_or_else(|e| e.into_inner());
+        b.rx = self.queues.iter().map(|q| q.rx.snapshot()).collect();
+        b.tx = self.queues.iter().map(|q| q.tx.snapshot()).collect();
+        b.imissed = kernel;
+        Ok(())
+    }
+}
+
+impl Drop for TapPort {
+    fn drop(&mut self) {
+        if self.started && self.live_queues() == 0 {
+            let _ = self.set_up(false);
+        }
+    }
+}
+
+/// Picks the backend, falling back to read/write when io_uring cannot be used.
+fn choose_backend(want: BackendKind) -> (BackendKind, Option<String>) {
+    if want == BackendKind::Rw {
+        return (BackendKind::Rw, None);
+    }
+    if let Ok(v) = std::env::var("RTAP_FORCE_BACKEND") {
+        if v == "rw" {
+            return (BackendKind::Rw, Some("RTAP_FORCE_BACKEND=rw".into()));
+        }
+    }
+    match uring::check_available() {
+        Ok(()) => (BackendKind::Uring, None),
+        Err(why) => {
+            tracing::warn!("io_uring unavailable ({why}); using the read/write backend");
+            (
+                BackendKind::Rw,
+                Some(format!("io_uring unavailable: {why}")),
+            )
+        }
+    }
+}
+
+/// Per-queue state shared between the port and the queue handles.
+impl QueueShared {
+    pub(crate) fn new(id: u16, fd: OwnedFd) -> QueueShared {
+        QueueShared {
+            id,
+            fd,
+            rx: QueueCounters::default(),
+            tx: QueueCounters::default(),
+            rx_taken: AtomicBool::new(false),
+            tx_taken: AtomicBool::new(false),
+        }
+    }
+
+    fn live(&self) -> usize {
+        self.rx_taken.load(Ordering::Acquire) as usize
+            + self.tx_taken.load(Ordering::Acquire) as usize
+    }
+}

@@ -1,0 +1,236 @@
+//! [`RxQueue`] and [`TxQueue`]: the per-queue data path handles, dispatching to a backend.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::rw::{RwRx, RwTx};
+use crate::backend::uring::rx::UringRx;
+use crate::backend::uring::tx::UringTx;
+use crate::backend::uring::{RingConfig, RingFeatures};
+use crate::backend::BackendKind;
+use crate::error::{Error, Result};
+use crate::pool::{Packet, Pool};
+use crate::stats::{QueueCounters, QueueStats};
+
+/// State of one queue pair shared by the port and the queue handles.
+pub(crate) struct QueueShared {
+    pub id: u16,
+    pub fd: OwnedFd,
+    pub rx: QueueCounters,
+    pub tx: QueueCounters,
+    pub rx_taken: AtomicBool,
+    pub tx_taken: AtomicBool,
+}
+
+enum RxEngine {
+    Uring(UringRx),
+    Rw(RwRx),
+}
+
+enum TxEngine {
+    Uring(UringTx),
+    Rw(RwTx),
+}
+
+/// Receive side of one queue pair. Not `Send`: it lives on the thread that opened it.
+pub struct RxQueue {
+    engine: RxEngine,
+    shared: Arc<QueueShared>,
+    name: String,
+    ifindex: u32,
+}
+
+/// Transmit side of one queue pair. Not `Send`: it lives on the thread that opened it.
+pub struct TxQueue {
+    engine: TxEngine,
+    shared: Arc<QueueShared>,
+    name: String,
+    ifindex: u32,
+}
+
+fn vanished(name: &str, ifindex: u32) -> Error {
+    Error::DeviceVanished {
+        name: name.to_string(),
+        ifindex,
+    }
+}
+
+impl RxQueue {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn open(
+        shared: Arc<QueueShared>,
+        backend: BackendKind,
+        pool: &Pool,
+        ring: &RingConfig,
+        vnet_len: usize,
+        max_frame: usize,
+        name: &str,
+        ifindex: u32,
+    ) -> Result<RxQueue> {
+        if shared.rx_taken.swap(true, Ordering::AcqRel) {
+            return Err(Error::QueueBusy {
+                dir: "rx",
+                queue: shared.id,
+            });
+        }
+        let engine = match backend {
+            BackendKind::Uring => {
+                UringRx::new(shared.fd.as_raw_fd(), pool, ring, vnet_len, max_frame)
+                    .map(RxEngine::Uring)
+            }
+            BackendKind::Rw => RwRx::new(pool, vnet_len, max_frame).map(RxEngine::Rw),
+        };
+        match engine {
+            Ok(engine) => Ok(RxQueue {
+                engine,
+                shared,
+                name: name.to_string(),
+                ifindex,
+            }),
+            Err(e) => {
+                shared.rx_taken.store(false, Ordering::Release);
+                Err(e)
+            }
+        }
+    }
+
+    /// Receives up to `max` packets, appending them to `out`; returns how many.
+    /// Never blocks. Reads the buffers of delivered packets are replaced at once,
+    /// so the queue keeps its reads posted.
+    pub fn rx_burst(&mut self, out: &mut Vec<Packet>, max: usize) -> Result<usize> {
+        let ctr = &self.shared.rx;
+        let r = match &mut self.engine {
+            RxEngine::Uring(e) => e.rx_burst(out, max, ctr),
+            RxEngine::Rw(e) => e.rx_burst(self.shared.fd.as_fd(), out, max, ctr),
+        };
+        r.map_err(|_| vanished(&self.name, self.ifindex))
+    }
+
+    /// The queue index.
+    pub fn id(&self) -> u16 {
+        self.shared.id
+    }
+
+    /// Counters of this queue (since the port was opened; resets apply to
+    /// [`TapPort::stats`](crate::TapPort::stats) only).
+    pub fn stats(&self) -> QueueStats {
+        self.shared.rx.snapshot()
+    }
+
+    /// The io_uring options in effect, if this queue uses io_uring.
+    pub fn ring_features(&self) -> Option<&RingFeatures> {
+        match &self.engine {
+            RxEngine::Uring(e) => Some(&e.features),
+            RxEngine::Rw(_) => None,
+        }
+    }
+
+    /// Reads currently posted to the kernel (io_uring backend; 0 for read/write).
+    pub fn posted(&self) -> usize {
+        match &self.engine {
+            RxEngine::Uring(e) => e.in_flight(),
+            RxEngine::Rw(_) => 0,
+        }
+    }
+}
+
+impl Drop for RxQueue {
+    fn drop(&mut self) {
+        // The engine returns its buffers in its own Drop, which runs after this.
+        self.shared.rx_taken.store(false, Ordering::Release);
+    }
+}
+
+impl TxQueue {
+    pub(crate) fn open(
+        shared: Arc<QueueShared>,
+        backend: BackendKind,
+        ring: &RingConfig,
+        vnet_len: usize,
+        name: &str,
+        ifindex: u32,
+    ) -> Result<TxQueue> {
+        if shared.tx_taken.swap(true, Ordering::AcqRel) {
+            return Err(Error::QueueBusy {
+                dir: "tx",
+                queue: shared.id,
+            });
+        }
+        let engine = match backend {
+            BackendKind::Uring => {
+                UringTx::new(shared.fd.as_raw_fd(), ring, vnet_len).map(TxEngine::Uring)
+            }
+            BackendKind::Rw => Ok(TxEngine::Rw(RwTx::new(vnet_len))),
+        };
+        match engine {
+            Ok(engine) => Ok(TxQueue {
+                engine,
+                shared,
+                name: name.to_string(),
+                ifindex,
+            }),
+            Err(e) => {
+                shared.tx_taken.store(false, Ordering::Release);
+                Err(e)
+            }
+        }
+    }
+
+    /// Sends packets from the front of `pkts`, removing the ones accepted, and
+    /// returns how many were accepted. Fewer than `pkts.len()` means the queue is
+    /// full: retry the rest later. Completions of earlier bursts are reaped first,
+    /// so their buffers are already back in their pools. Accepted packets that the
+    /// kernel refuses, or that are not valid frames (under 14 bytes, more than 63
+    /// segments), are counted as tx errors.
+    pub fn tx_burst(&mut self, pkts: &mut Vec<Packet>) -> Result<usize> {
+        let ctr = &self.shared.tx;
+        let r = match &mut self.engine {
+            TxEngine::Uring(e) => e.tx_burst(pkts, ctr),
+            TxEngine::Rw(e) => e.tx_burst(self.shared.fd.as_fd(), pkts, ctr),
+        };
+        r.map_err(|_| vanished(&self.name, self.ifindex))
+    }
+
+    /// Waits until every accepted packet has completed (or `timeout` passes) and
+    /// returns true if none is left in flight.
+    pub fn flush(&mut self, timeout: Duration) -> bool {
+        match &mut self.engine {
+            TxEngine::Uring(e) => e.flush(&self.shared.tx, timeout),
+            TxEngine::Rw(_) => true,
+        }
+    }
+
+    /// Packets accepted but not completed yet.
+    pub fn in_flight(&self) -> usize {
+        match &self.engine {
+            TxEngine::Uring(e) => e.in_flight(),
+            TxEngine::Rw(_) => 0,
+        }
+    }
+
+    /// The queue index.
+    pub fn id(&self) -> u16 {
+        self.shared.id
+    }
+
+    /// Counters of this queue since the port was opened.
+    pub fn stats(&self) -> QueueStats {
+        self.shared.tx.snapshot()
+    }
+
+    /// The io_uring options in effect, if this queue uses io_uring.
+    pub fn ring_features(&self) -> Option<&RingFeatures> {
+        match &self.engine {
+            TxEngine::Uring(e) => Some(&e.features),
+            TxEngine::Rw(_) => None,
+        }
+    }
+}
+
+impl Drop for TxQueue {
+    fn drop(&mut self) {
+        self.shared.tx_taken.store(false, Ordering::Release);
+    }
+}

@@ -1,0 +1,3 @@
+//! Wire formats. Pure code: byte layouts and their encoders/decoders, no fds.
+
+pub mod vnet;
