@@ -11,7 +11,7 @@ pub mod tap;
 pub mod wire;
 
 pub use backend::uring::{
-    probe as probe_uring, RingConfig, RingFeatures, SqPoll, TaskRun, UringProbe,
+    probe as probe_uring, RingConfig, RingFeatures, RxMode, SqPoll, TaskRun, UringProbe,
 };
 pub use backend::BackendKind;
 pub use error::{Error, Result};

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use crate::backend::rw::{RwRx, RwTx};
 use crate::backend::uring::rx::UringRx;
+use crate::backend::uring::rx_multishot::UringRxMulti;
 use crate::backend::uring::tx::UringTx;
-use crate::backend::uring::{RingConfig, RingFeatures};
+use crate::backend::uring::{RingConfig, RingFeatures, RxMode};
 use crate::backend::BackendKind;
 use crate::error::{Error, Result};
 use crate::pool::{Packet, Pool};
@@ -26,6 +27,7 @@ pub(crate) struct QueueShared {
 
 enum RxEngine {
     Uring(UringRx),
+    Multishot(UringRxMulti),
     Rw(RwRx),
 }
 
@@ -76,6 +78,10 @@ impl RxQueue {
             });
         }
         let engine = match backend {
+            BackendKind::Uring if ring.rx_mode == RxMode::Multishot => {
+                UringRxMulti::new(shared.fd.as_raw_fd(), pool, ring, vnet_len, max_frame)
+                    .map(RxEngine::Multishot)
+            }
             BackendKind::Uring => {
                 UringRx::new(shared.fd.as_raw_fd(), pool, ring, vnet_len, max_frame)
                     .map(RxEngine::Uring)
@@ -103,6 +109,7 @@ impl RxQueue {
         let ctr = &self.shared.rx;
         let r = match &mut self.engine {
             RxEngine::Uring(e) => e.rx_burst(out, max, ctr),
+            RxEngine::Multishot(e) => e.rx_burst(out, max, ctr),
             RxEngine::Rw(e) => e.rx_burst(self.shared.fd.as_fd(), out, max, ctr),
         };
         r.map_err(|_| vanished(&self.name, self.ifindex))
@@ -123,6 +130,7 @@ impl RxQueue {
     pub fn ring_features(&self) -> Option<&RingFeatures> {
         match &self.engine {
             RxEngine::Uring(e) => Some(&e.features),
+            RxEngine::Multishot(e) => Some(&e.features),
             RxEngine::Rw(_) => None,
         }
     }
@@ -131,6 +139,7 @@ impl RxQueue {
     pub fn posted(&self) -> usize {
         match &self.engine {
             RxEngine::Uring(e) => e.in_flight(),
+            RxEngine::Multishot(e) => e.provided(),
             RxEngine::Rw(_) => 0,
         }
     }

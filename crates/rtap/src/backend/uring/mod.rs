@@ -2,6 +2,7 @@
 //! fallbacks) and the per-queue rx and tx engines.
 
 pub mod rx;
+pub mod rx_multishot;
 pub mod tx;
 
 use std::io;
@@ -49,6 +50,18 @@ pub struct RingConfig {
     pub taskrun: TaskRun,
     /// Register the tap fd with the ring (`IOSQE_FIXED_FILE`); default on.
     pub fixed_files: bool,
+    /// How rx keeps reads in the kernel.
+    pub rx_mode: RxMode,
+}
+
+/// Rx strategy of the io_uring backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RxMode {
+    /// One `read`/`readv` per buffer (chain) kept posted; supports chained frames.
+    #[default]
+    Posted,
+    /// One `READ_MULTISHOT` over a provided buffer ring; frames must fit one buffer.
+    Multishot,
 }
 
 impl Default for RingConfig {
@@ -60,6 +73,7 @@ impl Default for RingConfig {
             single_issuer: true,
             taskrun: TaskRun::Coop,
             fixed_files: true,
+            rx_mode: RxMode::default(),
         }
     }
 }
@@ -295,14 +309,16 @@ pub(crate) use with_target;
 pub(crate) const CANCEL_TAG: u64 = u64::MAX;
 
 /// Cancels everything on the ring's target and reaps until `outstanding` reaches
-/// zero or `timeout` passes. `on_cqe` gets every (user_data, res) reaped.
-/// Returns false on timeout (the caller must then leak what is still lent out).
+/// zero or `timeout` passes. `on_cqe` gets every (user_data, res, flags) reaped and
+/// says whether that completion ended an operation (a multishot request's
+/// intermediate completions do not). Returns false on timeout (the caller must then
+/// leak what is still lent out).
 pub(crate) fn cancel_and_drain(
     ring: &mut IoUring,
     target: Target,
     mut outstanding: usize,
     timeout: std::time::Duration,
-    mut on_cqe: impl FnMut(u64, i32),
+    mut on_cqe: impl FnMut(u64, i32, u32) -> bool,
 ) -> bool {
     if outstanding == 0 {
         return true;
@@ -328,8 +344,9 @@ pub(crate) fn cancel_and_drain(
             if cqe.user_data() == CANCEL_TAG {
                 continue;
             }
-            on_cqe(cqe.user_data(), cqe.result());
-            outstanding -= 1;
+            if on_cqe(cqe.user_data(), cqe.result(), cqe.flags()) {
+                outstanding -= 1;
+            }
         }
         if std::time::Instant::now() > deadline {
             return outstanding == 0;

@@ -260,10 +260,11 @@ impl Drop for UringRx {
             self.target,
             self.in_flight,
             Duration::from_secs(2),
-            |ud, _| {
+            |ud, _, _| {
                 if let Some(p) = posted.get_mut(ud as usize) {
                     *p = false;
                 }
+                true
             },
         );
         let mut leaked = 0;

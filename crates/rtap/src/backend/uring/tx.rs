@@ -204,10 +204,11 @@ impl Drop for UringTx {
             self.target,
             outstanding,
             Duration::from_secs(2),
-            |ud, _| {
+            |ud, _, _| {
                 if let Some(s) = slots.get_mut(ud as usize) {
                     drop(s.take());
                 }
+                true
             },
         );
         if !drained {
