@@ -1,1 +1,352 @@
-fn main() {}
+//! `rtap`: a testpmd-like tool for the rtap packet I/O library.
+
+mod bench;
+mod bulk;
+mod demo;
+mod fwd;
+mod json;
+mod netns;
+mod ping;
+mod signal;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use rtap::{parse_port_spec, TapPort};
+
+const ROOT_HELP: &str = "\
+Examples:
+  rtap demo                                              # namespaces, ping and TCP through rtap
+  rtap fwd --port tap:iface=tap0 --port tap:iface=tap1   # forward between two taps until Ctrl-C
+
+Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more than warnings.";
+
+const FWD_HELP: &str = "\
+Examples:
+  rtap fwd --port tap:iface=tap0 --port tap:iface=tap1
+  rtap fwd --port tap:iface=tap0,queues=2 --port tap:iface=tap1,queues=2 --duration 10 --json
+  rtap fwd --port tap:iface=tap0,backend=rw        # one port: frames go back out of it";
+
+const FWD_LONG_HELP: &str = "\
+Port spec:
+  tap:iface=NAME[,queues=N][,persist][,attach][,backend=uring|sync|rw][,ring=SIZE]
+     [,burst=N][,sqpoll=IDLE_MS][,sqpoll_cpu=C]
+  The interface is created unless `attach` is given; it is deleted on exit unless
+  `persist` is given or it existed before. Both ports need the same queue count.
+
+Output (--json): one object
+  mode               \"io\"
+  elapsed_s          seconds the forwarder ran
+  queue_pairs        worker threads (one per queue pair)
+  forwarded_packets  packets sent over all ports
+  forwarded_bytes    bytes sent over all ports
+  forwarded_pps      forwarded_packets / elapsed_s
+  dropped_packets    packets the forwarder dropped because a tx queue refused them
+  ports[]            per port: port, name, ifindex, backend, queues, rx_packets,
+                     rx_bytes, rx_errors, rx_nombuf, imissed, tx_packets, tx_bytes,
+                     tx_errors, fwd_dropped
+
+Examples:
+  rtap fwd --port tap:iface=tap0 --port tap:iface=tap1
+  rtap fwd --port tap:iface=tap0,queues=2 --port tap:iface=tap1,queues=2 --duration 10 --json
+  rtap fwd --port tap:iface=tap0,backend=rw        # one port: frames go back out of it";
+
+const DEMO_HELP: &str = "\
+Examples:
+  rtap demo                       # 10 pings and a 3 s TCP transfer (needs root)
+  rtap demo --seconds 10 --json
+  rtap demo --port-opts backend=rw,ring=512";
+
+const DEMO_LONG_HELP: &str = "\
+What it does:
+  Creates network namespaces rtapdemo-a-PID and rtapdemo-b-PID, opens one rtap port
+  in each (rtap-a 10.77.0.1/24, rtap-b 10.77.0.2/24), forwards between them with
+  the io-mode forwarder (as `rtap fwd`), pings 10.77.0.2 from A over a raw ICMP
+  socket (after one uncounted warm-up echo that resolves ARP), streams TCP from A
+  to B, then deletes everything. Exits non-zero if no ping reply came back or the
+  TCP byte counts are zero or differ.
+
+Output (--json): one object
+  ok           true if traffic flowed and the TCP byte counts match
+  error        why not, or null
+  namespaces[] netns, iface, address of side A then B
+  ping         sent, received, rtt_min_ms, rtt_avg_ms, rtt_max_ms
+  tcp          seconds, bytes_sent, bytes_received, gbit_per_s, verified, error
+  fwd          the `rtap fwd --json` object (forwarded_packets, ports[], ...)
+
+Examples:
+  rtap demo                       # 10 pings and a 3 s TCP transfer (needs root)
+  rtap demo --seconds 10 --json
+  rtap demo --port-opts backend=rw,ring=512";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rtap",
+    version,
+    about = "Packet forwarding over Linux TAP interfaces with io_uring (testpmd-like)",
+    after_help = ROOT_HELP
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Forward packets between two ports (or back out of one), zero copy
+    #[command(after_help = FWD_HELP, after_long_help = FWD_LONG_HELP)]
+    Fwd(FwdArgs),
+    /// Two namespaces joined by rtap: ping and a TCP transfer through the forwarder
+    #[command(after_help = DEMO_HELP, after_long_help = DEMO_LONG_HELP)]
+    Demo(DemoArgs),
+    /// 64-byte tx, rx-drain and io-forward pps: io_uring vs read/write, side by side
+    #[command(after_help = BENCH_HELP)]
+    Bench(BenchArgs),
+}
+
+const BENCH_HELP: &str = "Examples:
+  rtap bench --quick          # a few seconds, one repetition
+  rtap bench --only rx --json # one test, JSON cells
+
+Each test runs in a private network namespace. rx and fwd first fill the tap's
+queue from the kernel side, then time the drain, so the generator is not measured.
+Ratios are against the read/write backend (DPDK net_tap's way).";
+
+#[derive(Args, Debug)]
+struct BenchArgs {
+    /// Fewer frames, one repetition (seconds instead of a minute)
+    #[arg(long)]
+    quick: bool,
+    /// Run one test only
+    #[arg(long, value_parser = ["tx", "rx", "fwd"])]
+    only: Option<String>,
+    /// Print the cells as a JSON array instead of the table
+    #[arg(long)]
+    json: bool,
+}
+
+fn cmd_bench(a: BenchArgs) -> Result<(), String> {
+    let only = a.only.map(|s| match s.as_str() {
+        "tx" => "tx",
+        "rx" => "rx",
+        _ => "fwd",
+    });
+    let cells = bench::run(bench::BenchOpts { quick: a.quick, only }, |line| {
+        eprintln!("{line}")
+    })?;
+    if a.json {
+        println!("{}", bench::json(&cells));
+    } else {
+        print!("{}", bench::table(&cells));
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// Received packets are sent unchanged (no copy, no header rewrite)
+    Io,
+}
+
+#[derive(Args, Debug)]
+struct FwdArgs {
+    /// Port spec (tap:iface=NAME,...); give it twice to forward between two ports
+    #[arg(long = "port", value_name = "SPEC", required = true)]
+    ports: Vec<String>,
+    /// Forwarding mode
+    #[arg(long, value_enum, default_value_t = Mode::Io)]
+    mode: Mode,
+    /// Stop after SECS seconds (default: run until SIGINT/SIGTERM)
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Print the final report as one JSON object
+    #[arg(long)]
+    json: bool,
+    /// Most packets per rx burst [default: the first port's burst=, 32]
+    #[arg(long, value_name = "N")]
+    burst: Option<u16>,
+    /// Buffers in each worker's pool [default: enough for both ports' rings, at least 4096]
+    #[arg(long, value_name = "N")]
+    pool: Option<u32>,
+    /// Retries of a partially refused tx burst before the rest is dropped and counted
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    tx_retries: u32,
+}
+
+#[derive(Args, Debug)]
+struct DemoArgs {
+    /// Seconds of TCP bulk transfer
+    #[arg(long, value_name = "N", default_value_t = 3.0)]
+    seconds: f64,
+    /// Echo requests to send (100 ms apart)
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pings: u32,
+    /// Extra port spec keys for both ports, e.g. backend=rw,ring=512
+    #[arg(long, value_name = "KEYS", default_value = "")]
+    port_opts: String,
+    /// Most packets per rx burst in the forwarder
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    burst: u16,
+    /// Print the report as one JSON object
+    #[arg(long)]
+    json: bool,
+}
+
+/// A positive, finite number of seconds.
+fn seconds(what: &str, s: f64) -> Result<Duration, String> {
+    if !(s.is_finite() && s > 0.0) {
+        return Err(format!(
+            "{what} must be a positive number of seconds, got {s}"
+        ));
+    }
+    Duration::try_from_secs_f64(s).map_err(|e| format!("{what} {s}: {e}"))
+}
+
+fn cmd_fwd(a: FwdArgs) -> Result<(), String> {
+    let Mode::Io = a.mode;
+    if a.ports.len() > 2 {
+        return Err(format!(
+            "fwd takes one or two --port, got {}",
+            a.ports.len()
+        ));
+    }
+    let cfgs = a
+        .ports
+        .iter()
+        .map(|s| parse_port_spec(s).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let [x, y] = &cfgs[..] {
+        if x.rx_queues != y.rx_queues {
+            return Err(format!(
+                "the ports have different queue counts ({} and {}): give both the same queues=N",
+                x.rx_queues, y.rx_queues
+            ));
+        }
+    }
+    let duration = a.duration.map(|d| seconds("--duration", d)).transpose()?;
+    if a.burst == Some(0) {
+        return Err("--burst must be at least 1".into());
+    }
+    let opts = fwd::FwdOpts {
+        burst: a.burst.unwrap_or(cfgs[0].burst) as usize,
+        pool_size: a.pool,
+        duration,
+        tx_retries: a.tx_retries,
+    };
+
+    let mut ports = Vec::new();
+    for (spec, cfg) in a.ports.iter().zip(cfgs) {
+        let mut p = TapPort::open(cfg).map_err(|e| format!("open {spec}: {e}"))?;
+        if let Some(why) = p.backend_reason() {
+            tracing::warn!(port = %spec, "backend changed: {why}");
+        }
+        p.start().map_err(|e| format!("start {spec}: {e}"))?;
+        ports.push(p);
+    }
+    let names: Vec<String> = ports.iter().map(|p| p.name()).collect();
+    eprintln!(
+        "rtap fwd: {} ({} queue pair(s), io mode, burst {}){}",
+        if names.len() == 2 {
+            format!("{} <-> {}", names[0], names[1])
+        } else {
+            format!("{} -> {}", names[0], names[0])
+        },
+        ports[0].queue_count(),
+        opts.burst,
+        match duration {
+            Some(d) => format!(" for {:.1} s", d.as_secs_f64()),
+            None => ": Ctrl-C to stop".into(),
+        }
+    );
+
+    let report = fwd::run(&ports, &opts, &signal::STOP);
+    for p in &mut ports {
+        if let Err(e) = p.stop() {
+            tracing::warn!("stop {}: {e}", p.name());
+        }
+    }
+    drop(ports);
+    let report = report?;
+    if a.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.summary());
+    }
+    Ok(())
+}
+
+fn cmd_demo(a: DemoArgs) -> Result<(), String> {
+    if a.burst == 0 {
+        return Err("--burst must be at least 1".into());
+    }
+    let opts = demo::DemoOpts {
+        tcp: seconds("--seconds", a.seconds)?,
+        pings: a.pings.max(1),
+        port_opts: a.port_opts,
+        fwd: fwd::FwdOpts {
+            burst: a.burst as usize,
+            ..fwd::FwdOpts::default()
+        },
+    };
+    let report = demo::run(&opts)?;
+    if a.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.text());
+    }
+    match report.failure() {
+        Some(why) => Err(why),
+        None => Ok(()),
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Clap's error as one line: its message up to the usage block, whitespace folded.
+fn one_line(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let msg = text.split("\n\n").next().unwrap_or("");
+    let msg = msg.split_whitespace().collect::<Vec<_>>().join(" ");
+    let msg = msg.strip_prefix("error: ").unwrap_or(&msg);
+    format!("{msg} (see --help)")
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing();
+    if let Err(e) = signal::install() {
+        eprintln!("error: cannot install the SIGINT/SIGTERM handler: {e}");
+        return ExitCode::FAILURE;
+    }
+    let r = match cli.cmd {
+        Cmd::Fwd(a) => cmd_fwd(a),
+        Cmd::Demo(a) => cmd_demo(a),
+        Cmd::Bench(a) => cmd_bench(a),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -5,6 +5,7 @@ pub mod backend;
 pub mod error;
 pub mod netlink;
 pub mod pool;
+pub mod spec;
 pub mod stats;
 pub(crate) mod sys;
 pub mod tap;
@@ -16,5 +17,6 @@ pub use backend::uring::{
 pub use backend::BackendKind;
 pub use error::{Error, Result};
 pub use pool::{Packet, Pool, PoolConfig};
+pub use spec::parse_port_spec;
 pub use stats::{PortStats, QueueStats};
 pub use tap::{RxQueue, TapConfig, TapPort, TxQueue};

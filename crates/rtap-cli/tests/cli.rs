@@ -1,0 +1,588 @@
+//! End-to-end tests of the `rtap` binary. The demo and fwd tests need root (they
+//! create namespaces and taps); they are skipped with a message otherwise.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rtap");
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        eprintln!("skipped: needs root");
+    }
+    root
+}
+
+// ---------------------------------------------------------------------------
+// A minimal JSON reader, enough to check the CLI's output.
+
+#[derive(Clone, Debug, PartialEq)]
+enum J {
+    Null,
+    Bool(bool),
+    Num(f64),
+    Str(String),
+    Arr(Vec<J>),
+    Obj(BTreeMap<String, J>),
+}
+
+impl J {
+    fn get(&self, path: &str) -> &J {
+        let mut v = self;
+        for k in path.split('.') {
+            v = match (v, k.parse::<usize>()) {
+                (J::Arr(a), Ok(i)) => a.get(i),
+                (J::Obj(o), _) => o.get(k),
+                _ => None,
+            }
+            .unwrap_or_else(|| panic!("JSON has no {path:?} (stuck at {k:?})"));
+        }
+        v
+    }
+    fn num(&self, path: &str) -> f64 {
+        match self.get(path) {
+            J::Num(n) => *n,
+            other => panic!("{path} is not a number: {other:?}"),
+        }
+    }
+    fn len(&self, path: &str) -> usize {
+        match self.get(path) {
+            J::Arr(a) => a.len(),
+            other => panic!("{path} is not an array: {other:?}"),
+        }
+    }
+}
+
+fn parse_json(s: &str) -> J {
+    struct P<'a>(&'a [u8], usize);
+    impl P<'_> {
+        fn ws(&mut self) {
+            while self.1 < self.0.len() && self.0[self.1].is_ascii_whitespace() {
+                self.1 += 1;
+            }
+        }
+        fn eat(&mut self, c: u8) {
+            self.ws();
+            assert_eq!(
+                self.0.get(self.1),
+                Some(&c),
+                "JSON: expected {:?} at {}",
+                c as char,
+                self.1
+            );
+            self.1 += 1;
+        }
+        fn peek(&mut self) -> u8 {
+            self.ws();
+            *self.0.get(self.1).expect("JSON: unexpected end")
+        }
+        fn lit(&mut self, w: &str, v: J) -> J {
+            assert!(
+                self.0[self.1..].starts_with(w.as_bytes()),
+                "JSON: bad literal at {}",
+                self.1
+            );
+            self.1 += w.len();
+            v
+        }
+        fn string(&mut self) -> String {
+            self.eat(b'"');
+            let mut out = String::new();
+            loop {
+                let c = self.0[self.1];
+                self.1 += 1;
+                match c {
+                    b'"' => return out,
+                    b'\\' => {
+                        let e = self.0[self.1];
+                        self.1 += 1;
+                        match e {
+                            b'n' => out.push('\n'),
+                            b't' => out.push('\t'),
+                            b'r' => out.push('\r'),
+                            b'u' => {
+                                let h = std::str::from_utf8(&self.0[self.1..self.1 + 4]).unwrap();
+                                out.push(
+                                    char::from_u32(u32::from_str_radix(h, 16).unwrap()).unwrap(),
+                                );
+                                self.1 += 4;
+                            }
+                            other => out.push(other as char),
+                        }
+                    }
+                    _ => {
+                        // Copy a whole UTF-8 sequence.
+                        let start = self.1 - 1;
+                        let mut end = self.1;
+                        while end < self.0.len() && (self.0[end] & 0xc0) == 0x80 {
+                            end += 1;
+                        }
+                        out.push_str(std::str::from_utf8(&self.0[start..end]).unwrap());
+                        self.1 = end;
+                    }
+                }
+            }
+        }
+        fn value(&mut self) -> J {
+            match self.peek() {
+                b'{' => {
+                    self.eat(b'{');
+                    let mut o = BTreeMap::new();
+                    if self.peek() == b'}' {
+                        self.1 += 1;
+                        return J::Obj(o);
+                    }
+                    loop {
+                        let k = self.string();
+                        self.eat(b':');
+                        o.insert(k, self.value());
+                        match self.peek() {
+                            b',' => self.1 += 1,
+                            _ => {
+                                self.eat(b'}');
+                                return J::Obj(o);
+                            }
+                        }
+                    }
+                }
+                b'[' => {
+                    self.eat(b'[');
+                    let mut a = Vec::new();
+                    if self.peek() == b']' {
+                        self.1 += 1;
+                        return J::Arr(a);
+                    }
+                    loop {
+                        a.push(self.value());
+                        match self.peek() {
+                            b',' => self.1 += 1,
+                            _ => {
+                                self.eat(b']');
+                                return J::Arr(a);
+                            }
+                        }
+                    }
+                }
+                b'"' => J::Str(self.string()),
+                b't' => self.lit("true", J::Bool(true)),
+                b'f' => self.lit("false", J::Bool(false)),
+                b'n' => self.lit("null", J::Null),
+                _ => {
+                    let start = self.1;
+                    while self.1 < self.0.len()
+                        && matches!(
+                            self.0[self.1],
+                            b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
+                        )
+                    {
+                        self.1 += 1;
+                    }
+                    let t = std::str::from_utf8(&self.0[start..self.1]).unwrap();
+                    J::Num(
+                        t.parse()
+                            .unwrap_or_else(|_| panic!("JSON: bad number {t:?}")),
+                    )
+                }
+            }
+        }
+    }
+    let mut p = P(s.as_bytes(), 0);
+    let v = p.value();
+    p.ws();
+    assert_eq!(p.1, s.len(), "JSON: trailing data after the value");
+    v
+}
+
+#[test]
+fn json_reader_works() {
+    let j = parse_json(r#" {"a": [1, 2.5, -3e2], "b": {"c": "x\"\u0041"}, "d": null, "e": true} "#);
+    assert_eq!(j.num("a.1"), 2.5);
+    assert_eq!(j.num("a.2"), -300.0);
+    assert_eq!(j.get("b.c"), &J::Str("x\"A".into()));
+    assert_eq!(j.get("d"), &J::Null);
+    assert_eq!(j.get("e"), &J::Bool(true));
+}
+
+// ---------------------------------------------------------------------------
+// Kernel helpers: namespaces, interfaces, AF_PACKET.
+
+/// Moves the calling test thread into a fresh network namespace; children spawned
+/// from this thread inherit it.
+fn private_netns() {
+    // SAFETY: unshare takes no pointers; CLONE_NEWNET affects only this thread.
+    let r = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    assert_eq!(
+        r,
+        0,
+        "unshare(CLONE_NEWNET): {}",
+        io::Error::last_os_error()
+    );
+}
+
+fn ifindex(name: &str) -> Option<u32> {
+    let c = CString::new(name).unwrap();
+    // SAFETY: c is a valid NUL-terminated string.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
+}
+
+fn is_up(name: &str) -> bool {
+    // SAFETY: plain socket call, checked below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0);
+    // SAFETY: fd is fresh and ours.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain data.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name.bytes().take(15)) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads and writes one ifreq.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut ifr) };
+    // SAFETY: SIOCGIFFLAGS filled the flags member.
+    r == 0 && unsafe { ifr.ifr_ifru.ifru_flags } as i32 & libc::IFF_UP != 0
+}
+
+fn wait_up(names: &[&str], child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !names.iter().all(|n| is_up(n)) {
+        if let Some(st) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("rtap fwd exited early ({st}): {err}");
+        }
+        assert!(Instant::now() < deadline, "{names:?} did not come up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+const ETHERTYPE: u16 = 0x88b5;
+
+/// A test frame: broadcast, our ethertype, a tag byte and a sequence number.
+fn frame(tag: u8, seq: u32) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, tag]);
+    f.extend_from_slice(&ETHERTYPE.to_be_bytes());
+    f.push(tag);
+    f.extend_from_slice(&seq.to_be_bytes());
+    f.extend((0..100).map(|i| (i as u8) ^ (seq as u8)));
+    f
+}
+
+struct PacketSocket(OwnedFd);
+
+impl PacketSocket {
+    fn bind(name: &str) -> PacketSocket {
+        let idx = ifindex(name).unwrap_or_else(|| panic!("no interface {name}"));
+        let proto = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: plain socket call, checked below.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                proto as i32,
+            )
+        };
+        assert!(fd >= 0, "AF_PACKET socket: {}", io::Error::last_os_error());
+        // SAFETY: fd is fresh and ours.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: sockaddr_ll is plain data.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto;
+        sll.sll_ifindex = idx as i32;
+        // SAFETY: sll is a valid sockaddr_ll of the size passed.
+        let r = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                &sll as *const _ as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        assert_eq!(r, 0, "bind AF_PACKET: {}", io::Error::last_os_error());
+        PacketSocket(fd)
+    }
+
+    fn send(&self, f: &[u8]) {
+        // SAFETY: f is a live slice.
+        let n = unsafe { libc::send(self.0.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) };
+        assert_eq!(n, f.len() as isize, "send: {}", io::Error::last_os_error());
+    }
+
+    /// Incoming frames (not our own sends) carrying `tag`, until `count` or `timeout`.
+    fn recv_tagged(&self, tag: u8, count: usize, timeout: Duration) -> Vec<Vec<u8>> {
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        while out.len() < count {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let mut pfd = libc::pollfd {
+                fd: self.0.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: pfd is one valid pollfd.
+            if unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as i32) } <= 0 {
+                continue;
+            }
+            // SAFETY: sockaddr_ll is plain data.
+            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            let mut sl = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            // SAFETY: buf and sll are live and sized as passed.
+            let n = unsafe {
+                libc::recvfrom(
+                    self.0.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                    &mut sll as *mut _ as *mut libc::sockaddr,
+                    &mut sl,
+                )
+            };
+            if n < 0 || sll.sll_pkttype == libc::PACKET_OUTGOING {
+                continue;
+            }
+            let f = &buf[..n as usize];
+            if f.len() > 14 && f[12..14] == ETHERTYPE.to_be_bytes() && f[14] == tag {
+                out.push(f.to_vec());
+            }
+        }
+        out
+    }
+}
+
+fn spawn_fwd(args: &[&str]) -> Child {
+    Command::new(BIN)
+        .arg("fwd")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rtap")
+}
+
+fn wait_output(child: Child, timeout: Duration) -> Output {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(out) => out.expect("wait for rtap"),
+        Err(_) => {
+            // SAFETY: kill takes no pointers; pid is our child.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("rtap did not exit within {timeout:?}");
+        }
+    }
+}
+
+fn expect_json(out: &Output) -> J {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "rtap failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
+        out.status
+    );
+    parse_json(stdout.trim())
+}
+
+// ---------------------------------------------------------------------------
+
+#[test]
+fn bad_spec_key_is_named() {
+    let out = Command::new(BIN)
+        .args(["fwd", "--port", "tap:iface=x,bogus=1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err.trim();
+    assert!(line.starts_with("error: "), "{err}");
+    assert!(line.contains("bogus"), "{err}");
+    assert_eq!(line.lines().count(), 1, "one-line error expected: {err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn usage_errors_are_one_line() {
+    let out = Command::new(BIN).args(["fwd"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: ") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    assert!(err.contains("--port"), "{err}");
+}
+
+#[test]
+fn help_has_examples() {
+    for cmd in [&[][..], &["fwd"][..], &["demo"][..]] {
+        let out = Command::new(BIN).args(cmd).arg("--help").output().unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Example"), "{cmd:?} --help: {text}");
+        assert!(text.contains("rtap "), "{cmd:?} --help: {text}");
+    }
+}
+
+#[test]
+fn demo_json_reports_traffic() {
+    if !is_root() {
+        return;
+    }
+    let child = Command::new(BIN)
+        .args(["demo", "--seconds", "1", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = wait_output(child, Duration::from_secs(60));
+    let j = expect_json(&out);
+    assert_eq!(j.get("ok"), &J::Bool(true), "{j:?}");
+    assert_eq!(j.get("error"), &J::Null);
+    assert_eq!(j.len("namespaces"), 2);
+    for i in 0..2 {
+        let ns = j.get(&format!("namespaces.{i}.netns"));
+        assert!(
+            matches!(ns, J::Str(s) if s.ends_with(&format!("-{pid}"))),
+            "{ns:?}"
+        );
+    }
+    assert_eq!(j.num("ping.sent"), 10.0);
+    assert!(j.num("ping.received") > 0.0);
+    for k in ["ping.rtt_min_ms", "ping.rtt_avg_ms", "ping.rtt_max_ms"] {
+        assert!(j.num(k) > 0.0, "{k}");
+    }
+    assert!(j.num("tcp.seconds") > 0.5);
+    assert!(j.num("tcp.bytes_sent") > 0.0);
+    assert_eq!(j.num("tcp.bytes_received"), j.num("tcp.bytes_sent"));
+    assert!(j.num("tcp.gbit_per_s") > 0.0);
+    assert_eq!(j.get("tcp.verified"), &J::Bool(true));
+    assert!(j.num("fwd.forwarded_packets") > 0.0);
+    assert!(j.num("fwd.forwarded_bytes") > 0.0);
+    assert!(j.num("fwd.elapsed_s") > 0.0);
+    assert_eq!(j.len("fwd.ports"), 2);
+    for i in 0..2 {
+        for k in ["rx_packets", "rx_bytes", "tx_packets", "tx_bytes"] {
+            assert!(j.num(&format!("fwd.ports.{i}.{k}")) > 0.0, "port {i} {k}");
+        }
+    }
+    // Everything is cleaned up: no namespace of this run is left.
+    let left: Vec<String> = std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        !left
+            .iter()
+            .any(|n| n.starts_with("rtapdemo-") && n.ends_with(&format!("-{pid}"))),
+        "namespaces left behind: {left:?}"
+    );
+}
+
+#[test]
+fn fwd_forwards_between_two_taps() {
+    if !is_root() {
+        return;
+    }
+    private_netns();
+    let mut child = spawn_fwd(&[
+        "--port",
+        "tap:iface=cfa",
+        "--port",
+        "tap:iface=cfb",
+        "--duration",
+        "3",
+        "--json",
+    ]);
+    wait_up(&["cfa", "cfb"], &mut child);
+    let a = PacketSocket::bind("cfa");
+    let b = PacketSocket::bind("cfb");
+    const N: u32 = 200;
+    for i in 0..N {
+        a.send(&frame(0xa1, i));
+    }
+    for i in 0..N / 2 {
+        b.send(&frame(0xb1, i));
+    }
+    let at_b = b.recv_tagged(0xa1, N as usize, Duration::from_secs(2));
+    let at_a = a.recv_tagged(0xb1, N as usize / 2, Duration::from_secs(2));
+    assert_eq!(at_b.len(), N as usize, "frames A -> B");
+    assert_eq!(at_a.len(), N as usize / 2, "frames B -> A");
+    for (i, f) in at_b.iter().enumerate() {
+        assert_eq!(f, &frame(0xa1, i as u32), "frame {i} changed or reordered");
+    }
+
+    let out = wait_output(child, Duration::from_secs(15));
+    let j = expect_json(&out);
+    assert_eq!(j.get("mode"), &J::Str("io".into()));
+    assert!(j.num("elapsed_s") >= 2.9, "ran for --duration");
+    assert_eq!(j.num("queue_pairs"), 1.0);
+    assert_eq!(j.len("ports"), 2);
+    assert_eq!(j.get("ports.0.name"), &J::Str("cfa".into()));
+    assert_eq!(j.get("ports.1.name"), &J::Str("cfb".into()));
+    // Kernel chatter (IPv6 router solicitations...) may add a few frames.
+    assert!(j.num("ports.0.rx_packets") >= N as f64);
+    assert!(j.num("ports.1.tx_packets") >= N as f64);
+    assert!(j.num("ports.1.rx_packets") >= (N / 2) as f64);
+    assert!(j.num("ports.0.tx_packets") >= (N / 2) as f64);
+    assert!(j.num("forwarded_packets") >= (N + N / 2) as f64);
+    assert_eq!(
+        j.num("ports.0.rx_packets"),
+        j.num("ports.1.tx_packets") + j.num("ports.1.fwd_dropped")
+    );
+    for k in ["rx_errors", "tx_errors", "rx_nombuf"] {
+        assert_eq!(j.num(&format!("ports.0.{k}")), 0.0, "{k}");
+        assert_eq!(j.num(&format!("ports.1.{k}")), 0.0, "{k}");
+    }
+    // The taps were created by rtap and are gone with it.
+    assert!(ifindex("cfa").is_none() && ifindex("cfb").is_none());
+}
+
+#[test]
+fn fwd_single_port_reflects_and_stops_on_sigint() {
+    if !is_root() {
+        return;
+    }
+    private_netns();
+    let mut child = spawn_fwd(&["--port", "tap:iface=cfl,backend=rw"]);
+    wait_up(&["cfl"], &mut child);
+    let s = PacketSocket::bind("cfl");
+    for i in 0..50 {
+        s.send(&frame(0xc1, i));
+    }
+    let back = s.recv_tagged(0xc1, 50, Duration::from_secs(2));
+    assert_eq!(back.len(), 50, "frames reflected back out of the port");
+    // SAFETY: kill takes no pointers; the pid is our child's.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = wait_output(child, Duration::from_secs(10));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The human-readable table names the port and its backend.
+    assert!(stdout.contains("forwarded"), "{stdout}");
+    let row = stdout
+        .lines()
+        .find(|l| l.contains("cfl"))
+        .expect("a row for cfl");
+    assert!(row.contains("rw"), "{row}");
+}
