@@ -137,6 +137,11 @@ impl PoolInner {
     }
 
     #[inline]
+    pub(crate) fn available(&self) -> usize {
+        self.free.borrow().len()
+    }
+
+    #[inline]
     pub(crate) fn take_n(&self, out: &mut [u32]) -> bool {
         self.free.borrow_mut().pop_n(out.len(), out)
     }

@@ -280,20 +280,12 @@ impl Packet {
         let tail_room = (size - t.off - t.len) as usize;
         let need = bytes.len().saturating_sub(tail_room);
         let nnew = need.div_ceil(size as usize);
-        // A 64 KiB frame in the smallest legal buffers needs at most ~1024 segments.
-        let mut fresh = [0u32; 1100];
-        if nnew > fresh.len() {
-            return Err(Error::PacketTooLarge {
-                len: bytes.len(),
-                max: fresh.len() * size as usize,
+        // Check first so that the takes below cannot fail (the pool is single-threaded):
+        // all or nothing, without a scratch array.
+        if nnew > self.pool.available() {
+            return Err(Error::PoolExhausted {
+                count: self.pool.cfg().count,
             });
-        }
-        if nnew > 0 {
-            if !self.pool.take_n(&mut fresh[..nnew]) {
-                return Err(Error::PoolExhausted {
-                    count: self.pool.cfg().count,
-                });
-            }
         }
         let (first, mut rest) = bytes.split_at(bytes.len().min(tail_room));
         let tail = self.tail;
@@ -309,7 +301,8 @@ impl Packet {
         s.len += first.len() as u32;
         self.pool.set_seg(tail, s);
         let mut prev = tail;
-        for &b in &fresh[..nnew] {
+        for _ in 0..nnew {
+            let b = self.pool.take().expect("availability checked above");
             let k = rest.len().min(size as usize);
             // SAFETY: b was just taken from the free stack, so this packet owns it, and k <= size.
             unsafe { std::ptr::copy_nonoverlapping(rest.as_ptr(), self.pool.buf_ptr(b), k) };

@@ -56,3 +56,16 @@ pub fn if_nametoindex(name: &str) -> Option<u32> {
     let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
     (idx != 0).then_some(idx)
 }
+
+/// True if `poll(2)` reports an error condition on the fd right now (a tap queue
+/// whose interface was deleted reports `POLLERR`).
+pub fn poll_error(fd: BorrowedFd<'_>) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: pfd is one valid pollfd; a zero timeout never blocks.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    n > 0 && pfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0
+}

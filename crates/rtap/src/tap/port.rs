@@ -1,6 +1,6 @@
 //! [`TapPort`]: one kernel TAP interface and its queue pairs.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::netlink::{LinkInfo, Netlink};
 use crate::pool::Pool;
 use crate::stats::{PortStats, QueueCounters, QueueStats};
+use crate::sys::tun;
 use crate::wire::vnet::VNET_HDR_LEN;
 
 /// Counter values at the last reset.
@@ -337,5 +338,16 @@ impl QueueShared {
     fn live(&self) -> usize {
         self.rx_taken.load(Ordering::Acquire) as usize
             + self.tx_taken.load(Ordering::Acquire) as usize
+    }
+}
+
+impl Drop for QueueShared {
+    fn drop(&mut self) {
+        // Detach the queue before closing its fd. Closing alone detaches it only
+        // once the last reference to the file goes, and others may still hold one
+        // for a while (an io_uring being torn down, a child process forked by
+        // another thread that has not exec'd yet); until then the kernel keeps
+        // steering frames to a queue nobody reads.
+        let _ = tun::set_queue_attached(self.fd.as_fd(), false);
     }
 }

@@ -14,6 +14,7 @@ use crate::backend::BackendKind;
 use crate::error::{Error, Result};
 use crate::pool::{Packet, Pool};
 use crate::stats::{QueueCounters, QueueStats};
+use crate::sys::fd as sysfd;
 
 /// State of one queue pair shared by the port and the queue handles.
 pub(crate) struct QueueShared {
@@ -32,7 +33,7 @@ enum RxEngine {
 }
 
 enum TxEngine {
-    Uring(UringTx),
+    Uring(Box<UringTx>),
     Rw(RwTx),
 }
 
@@ -42,7 +43,14 @@ pub struct RxQueue {
     shared: Arc<QueueShared>,
     name: String,
     ifindex: u32,
+    /// Consecutive empty bursts.
+    idle: u32,
+    /// The interface was found gone by the idle check.
+    gone: bool,
 }
+
+/// Empty bursts between two checks of the tap fd for a deleted interface.
+const IDLE_CHECK: u32 = 256;
 
 /// Transmit side of one queue pair. Not `Send`: it lives on the thread that opened it.
 pub struct TxQueue {
@@ -77,8 +85,15 @@ impl RxQueue {
                 queue: shared.id,
             });
         }
+        let pc = pool.config();
+        let fits_one_buffer = (pc.buf_size - pc.headroom) as usize > max_frame;
+        let multishot = match ring.rx_mode {
+            RxMode::Multishot => true,
+            RxMode::Posted => false,
+            RxMode::Auto => fits_one_buffer,
+        };
         let engine = match backend {
-            BackendKind::Uring if ring.rx_mode == RxMode::Multishot => {
+            BackendKind::Uring if multishot => {
                 UringRxMulti::new(shared.fd.as_raw_fd(), pool, ring, vnet_len, max_frame)
                     .map(RxEngine::Multishot)
             }
@@ -94,6 +109,8 @@ impl RxQueue {
                 shared,
                 name: name.to_string(),
                 ifindex,
+                idle: 0,
+                gone: false,
             }),
             Err(e) => {
                 shared.rx_taken.store(false, Ordering::Release);
@@ -106,13 +123,34 @@ impl RxQueue {
     /// Never blocks. Reads the buffers of delivered packets are replaced at once,
     /// so the queue keeps its reads posted.
     pub fn rx_burst(&mut self, out: &mut Vec<Packet>, max: usize) -> Result<usize> {
+        if self.gone {
+            return Err(vanished(&self.name, self.ifindex));
+        }
         let ctr = &self.shared.rx;
         let r = match &mut self.engine {
             RxEngine::Uring(e) => e.rx_burst(out, max, ctr),
             RxEngine::Multishot(e) => e.rx_burst(out, max, ctr),
             RxEngine::Rw(e) => e.rx_burst(self.shared.fd.as_fd(), out, max, ctr),
         };
-        r.map_err(|_| vanished(&self.name, self.ifindex))
+        match r {
+            Ok(0) => {
+                // An io_uring read learns of a deleted interface only if it is woken
+                // after the kernel detached the queue; the kernel wakes readers just
+                // before, so a read can find nothing, wait again and never complete.
+                // While idle, ask the fd itself now and then.
+                self.idle = self.idle.wrapping_add(1);
+                if self.idle % IDLE_CHECK == 0 && sysfd::poll_error(self.shared.fd.as_fd()) {
+                    self.gone = true;
+                    return Err(vanished(&self.name, self.ifindex));
+                }
+                Ok(0)
+            }
+            Ok(n) => {
+                self.idle = 0;
+                Ok(n)
+            }
+            Err(_) => Err(vanished(&self.name, self.ifindex)),
+        }
     }
 
     /// The queue index.
@@ -168,9 +206,8 @@ impl TxQueue {
             });
         }
         let engine = match backend {
-            BackendKind::Uring => {
-                UringTx::new(shared.fd.as_raw_fd(), ring, vnet_len).map(TxEngine::Uring)
-            }
+            BackendKind::Uring => UringTx::new(shared.fd.as_raw_fd(), ring, vnet_len)
+                .map(|e| TxEngine::Uring(Box::new(e))),
             BackendKind::Rw => Ok(TxEngine::Rw(RwTx::new(vnet_len))),
         };
         match engine {

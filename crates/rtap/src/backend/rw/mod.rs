@@ -23,12 +23,19 @@ pub(crate) struct RwRx {
     staged: bool,
     iovs: Box<[libc::iovec]>,
     vnet_len: usize,
+    /// Bytes one read can take (header included). Sized for one byte more than
+    /// the largest frame, so a read that fills it is a frame that was cut short.
+    cap: usize,
 }
 
 impl RwRx {
     pub(crate) fn new(pool: &Pool, vnet_len: usize, max_frame: usize) -> Result<RwRx> {
         let pc = pool.config();
-        let k = bufs_per_read(pc.buf_size, pc.headroom, vnet_len, max_frame);
+        // One spare byte: the tap cuts a frame to the buffers it is given and
+        // returns the bytes copied, so only a read that fills every byte shows
+        // the frame did not fit.
+        let k = bufs_per_read(pc.buf_size, pc.headroom, vnet_len, max_frame + 1);
+        let cap = (pc.buf_size - pc.headroom) as usize + vnet_len + (k - 1) * pc.buf_size as usize;
         Ok(RwRx {
             pool: pool.clone(),
             k,
@@ -43,6 +50,7 @@ impl RwRx {
             ]
             .into_boxed_slice(),
             vnet_len,
+            cap,
         })
     }
 
@@ -86,7 +94,9 @@ impl RwRx {
                 };
             }
             match fd::readv(fd, &mut self.iovs) {
-                Ok(n) if n < self.vnet_len + 14 => errors += 1,
+                // Runt, or truncated (larger than the buffers): an error, never a
+                // cut frame. The staged buffers are reused for the next read.
+                Ok(n) if n < self.vnet_len + 14 || n >= self.cap => errors += 1,
                 Ok(n) => {
                     let frame_len = n - self.vnet_len;
                     // SAFETY: the read returned, the header bytes are initialised and

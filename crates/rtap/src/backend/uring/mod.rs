@@ -57,10 +57,16 @@ pub struct RingConfig {
 /// Rx strategy of the io_uring backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum RxMode {
-    /// One `read`/`readv` per buffer (chain) kept posted; supports chained frames.
+    /// `Multishot` when a whole frame fits one pool buffer, else `Posted` (the default).
     #[default]
+    Auto,
+    /// One `read`/`readv` per buffer (chain) kept posted; supports chained frames.
+    /// Every posted read arms its own poll on the tap fd, so with an empty queue
+    /// each arriving frame wakes all of them: fine for draining bursts, costly
+    /// for a trickle.
     Posted,
-    /// One `READ_MULTISHOT` over a provided buffer ring; frames must fit one buffer.
+    /// One `READ_MULTISHOT` over a provided buffer ring: one poll on the fd, one
+    /// request for every frame; frames must fit one buffer.
     Multishot,
 }
 
@@ -313,7 +319,29 @@ pub(crate) const CANCEL_TAG: u64 = u64::MAX;
 /// says whether that completion ended an operation (a multishot request's
 /// intermediate completions do not). Returns false on timeout (the caller must then
 /// leak what is still lent out).
+///
+/// Once nothing is in flight it also unregisters the tap fd from the ring: a
+/// registered file is otherwise released only when the kernel tears the ring down,
+/// asynchronously and tens of milliseconds after the ring fd is closed, and until
+/// then the tap queue stays attached (the kernel keeps steering frames to it and a
+/// non-persistent interface outlives its port).
 pub(crate) fn cancel_and_drain(
+    ring: &mut IoUring,
+    target: Target,
+    outstanding: usize,
+    timeout: std::time::Duration,
+    on_cqe: impl FnMut(u64, i32, u32) -> bool,
+) -> bool {
+    let drained = cancel_and_reap(ring, target, outstanding, timeout, on_cqe);
+    if drained && matches!(target, Target::Fixed) {
+        if let Err(e) = ring.submitter().unregister_files() {
+            tracing::debug!("io_uring unregister tap fd: {e}");
+        }
+    }
+    drained
+}
+
+fn cancel_and_reap(
     ring: &mut IoUring,
     target: Target,
     mut outstanding: usize,

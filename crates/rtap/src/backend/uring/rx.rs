@@ -30,6 +30,8 @@ pub(crate) struct UringRx {
     pool: Pool,
     /// Buffers per slot.
     k: usize,
+    /// Bytes one read can take, header included.
+    cap: usize,
     /// Slot buffers, `k` per slot.
     bufs: Box<[u32]>,
     /// Slot iovecs, `k` per slot (used when k > 1; the kernel reads them at submit).
@@ -71,7 +73,11 @@ impl UringRx {
         max_frame: usize,
     ) -> Result<UringRx> {
         let pc = pool.config();
-        let k = bufs_per_read(pc.buf_size, pc.headroom, vnet_len, max_frame);
+        // One byte beyond the largest frame: the tap cuts a frame to the space it is
+        // given and reports the bytes copied, so only a read that fills every byte
+        // shows a frame that did not fit (counted as an error, never delivered cut).
+        let k = bufs_per_read(pc.buf_size, pc.headroom, vnet_len, max_frame + 1);
+        let cap = (pc.buf_size - pc.headroom) as usize + vnet_len + (k - 1) * pc.buf_size as usize;
         let nslots = cfg.rx_posted as usize;
         if nslots * k > pool.available() {
             return Err(Error::Config(format!(
@@ -104,6 +110,7 @@ impl UringRx {
             features: ring.features,
             pool: pool.clone(),
             k,
+            cap,
             bufs,
             iovs,
             posted: vec![false; nslots].into_boxed_slice(),
@@ -206,7 +213,7 @@ impl UringRx {
                 if !matches!(-res, libc::EAGAIN | libc::EINTR) {
                     errors += 1;
                 }
-            } else if (res as usize) < self.vnet_len + 14 {
+            } else if (res as usize) < self.vnet_len + 14 || res as usize >= self.cap {
                 errors += 1;
             } else if !self.pool.inner.take_n(&mut self.fresh) {
                 nombuf += 1;

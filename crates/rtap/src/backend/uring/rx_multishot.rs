@@ -61,7 +61,8 @@ impl UringRxMulti {
     ) -> Result<UringRxMulti> {
         let pc = pool.config();
         let room = (pc.buf_size - pc.headroom) as usize;
-        if room < max_frame {
+        // One spare byte, so that a read filling the buffer marks a frame cut short.
+        if room <= max_frame {
             return Err(Error::Config(format!(
                 "multishot rx needs each buffer to hold a whole frame: {room} bytes after headroom < max frame {max_frame}; use rx_mode posted or larger buffers"
             )));
@@ -212,7 +213,8 @@ impl UringRxMulti {
             };
             provided = true;
             let b = self.bufs[bid as usize];
-            let fresh = if res < self.vnet_len as i32 + 14 {
+            let cap = (self.pool.config().buf_size - hr) as i32 + self.vnet_len as i32;
+            let fresh = if res < self.vnet_len as i32 + 14 || res >= cap {
                 errors += 1;
                 None
             } else {
@@ -240,7 +242,7 @@ impl UringRxMulti {
                     pkts += 1;
                     bytes += frame_len as u64;
                 }
-                None if res >= self.vnet_len as i32 + 14 => nombuf += 1,
+                None if res >= self.vnet_len as i32 + 14 && res < cap => nombuf += 1,
                 None => {}
             }
             self.provide(bid);
