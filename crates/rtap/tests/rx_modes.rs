@@ -82,7 +82,7 @@ fn multishot_receives_and_recycles() {
 #[test]
 fn multishot_counts_nombuf_when_the_application_hoards_packets() {
     netns();
-    let mut port = port_with(RxMode::Multishot, "rxh%d");
+    let port = port_with(RxMode::Multishot, "rxh%d");
     // 64 buffers in the ring, 8 spare: hoarding packets empties the pool.
     let pool = Pool::new(PoolConfig {
         count: 72,

@@ -1,0 +1,62 @@
+//! File-descriptor accounting. Alone in its own test binary with a single test:
+//! tests in one binary run as parallel threads of one process, so any other test
+//! would change `/proc/self/fd` under this one.
+
+mod common;
+
+use common::*;
+use rtap::*;
+
+/// Open, start, open every queue, move traffic both ways, drop the queues, stop,
+/// change the queue count, start and stop again, drop the port.
+fn full_lifecycle(backend: BackendKind) {
+    let mut port = started("fdleak0", backend, 4);
+    let pool = pool();
+    check_all_queues_receive(&port, &pool, 4);
+    {
+        let cap = PacketSocket::bind(port.ifindex());
+        let mut txqs: Vec<TxQueue> = (0..4).map(|q| port.tx_queue(q).unwrap()).collect();
+        for (q, txq) in txqs.iter_mut().enumerate() {
+            tx_all(
+                txq,
+                vec![pool.alloc_from(&test_frame(100, q as u32)).unwrap()],
+            );
+            assert!(txq.flush(WAIT));
+        }
+        assert_eq!(cap.recv_ours(4, WAIT).len(), 4);
+    }
+    port.stop().unwrap();
+    port.set_queue_count(2, 2).unwrap();
+    port.start().unwrap();
+    check_all_queues_receive(&port, &pool, 2);
+    port.stop().unwrap();
+    drop(port);
+    assert_pool_full(&pool);
+    assert!(
+        !if_exists("fdleak0"),
+        "a non-persistent interface must be gone when its port is dropped"
+    );
+}
+
+#[test]
+fn full_lifecycle_closes_every_fd() {
+    netns();
+    let before = fd_count();
+    for round in 0..2 {
+        for backend in [BackendKind::Uring, BackendKind::Rw] {
+            full_lifecycle(backend);
+            assert_eq!(
+                fd_count(),
+                before,
+                "fds leaked by a {backend} lifecycle (round {round})"
+            );
+        }
+    }
+    // A failed open must not leak either.
+    assert!(TapPort::open(TapConfig::new("fdnope0").attach(true)).is_err());
+    assert!(TapPort::open(TapConfig::new("fdq%d").queues(129)).is_err());
+    ip(&["tuntap", "add", "dev", "fdsq0", "mode", "tap"]);
+    let e = TapPort::open(TapConfig::new("fdsq0")).unwrap_err();
+    assert!(matches!(e, Error::IncompatibleInterface { .. }), "{e:?}");
+    assert_eq!(fd_count(), before, "fds leaked by a failed open");
+}

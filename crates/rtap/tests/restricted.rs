@@ -1,0 +1,136 @@
+//! Restricted environments: io_uring blocked by seccomp, CAP_NET_ADMIN missing.
+//! Both restrictions are applied to the test's own thread only (seccomp filters
+//! and capabilities are per thread), so other tests running in parallel are
+//! unaffected.
+
+mod common;
+use common::*;
+use rtap::*;
+use std::time::Duration;
+
+/// Installs a seccomp filter on the calling thread that fails `io_uring_setup`
+/// with ENOSYS, as a container runtime's default profile does.
+fn block_io_uring() {
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    const NR_IO_URING_SETUP: u32 = 425;
+    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+    const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+    let f = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let prog = [
+        f(LD_W_ABS, 0, 0, 4),              // arch
+        f(JEQ_K, 0, 3, AUDIT_ARCH_X86_64), // other arch: allow
+        f(LD_W_ABS, 0, 0, 0),              // syscall number
+        f(JEQ_K, 0, 1, NR_IO_URING_SETUP),
+        f(RET_K, 0, 0, SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        f(RET_K, 0, 0, SECCOMP_RET_ALLOW),
+    ];
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr() as *mut _,
+    };
+    // SAFETY: prctl/seccomp get valid arguments; the filter applies to this thread only
+    // (no SECCOMP_FILTER_FLAG_TSYNC) and dies with it.
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        let r = libc::syscall(
+            libc::SYS_seccomp,
+            1, /* SECCOMP_SET_MODE_FILTER */
+            0,
+            &fprog as *const libc::sock_fprog,
+        );
+        assert_eq!(r, 0, "seccomp: {}", std::io::Error::last_os_error());
+    }
+}
+
+#[test]
+fn falls_back_to_read_write_when_io_uring_is_blocked() {
+    netns();
+    block_io_uring();
+    assert!(
+        !rtap::probe_uring().available,
+        "the filter must block io_uring_setup"
+    );
+    let mut port = TapPort::open(TapConfig::new("fb%d")).unwrap();
+    assert_eq!(port.backend(), BackendKind::Rw);
+    let why = port.backend_reason().expect("the fallback says why");
+    assert!(why.contains("io_uring"), "{why}");
+    // And it still moves traffic.
+    port.start().unwrap();
+    let pool = Pool::new(PoolConfig::default()).unwrap();
+    let mut rxq = port.rx_queue(0, &pool).unwrap();
+    let ps = PacketSocket::bind(port.ifindex());
+    ps.send(&test_frame(300, 9)).unwrap();
+    let got = rx_test_frames(&mut rxq, 1, Duration::from_secs(2));
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].to_vec(), test_frame(300, 9));
+}
+
+#[test]
+fn explicit_io_uring_queue_fails_clearly_when_blocked_after_open() {
+    netns();
+    // Port opened while io_uring works; the ring for a queue is made later.
+    let mut port = TapPort::open(TapConfig::new("fc%d")).unwrap();
+    assert_eq!(port.backend(), BackendKind::Uring);
+    port.start().unwrap();
+    block_io_uring();
+    let pool = Pool::new(PoolConfig::default()).unwrap();
+    let err = port.rx_queue(0, &pool).err().expect("no ring can be built");
+    assert!(matches!(err, Error::UringUnavailable { .. }), "{err}");
+    assert!(
+        err.to_string().contains("backend=rw"),
+        "the error says what to do: {err}"
+    );
+    assert_eq!(
+        pool.available(),
+        pool.capacity() as usize,
+        "nothing taken from the pool"
+    );
+}
+
+/// Drops CAP_NET_ADMIN from the calling thread's effective and permitted sets.
+fn drop_net_admin() {
+    #[repr(C)]
+    struct Hdr {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const V3: u32 = 0x2008_0522;
+    const CAP_NET_ADMIN: u32 = 12;
+    let mut hdr = Hdr {
+        version: V3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget/capset get a v3 header and two data structs, as the ABI requires;
+    // pid 0 means the calling thread.
+    unsafe {
+        assert_eq!(
+            libc::syscall(libc::SYS_capget, &mut hdr as *mut Hdr, data.as_mut_ptr()),
+            0
+        );
+        data[0].effective &= !(1 << CAP_NET_ADMIN);
+        data[0].permitted &= !(1 << CAP_NET_ADMIN);
+        let r = libc::syscall(libc::SYS_capset, &mut hdr as *mut Hdr, data.as_ptr());
+        assert_eq!(r, 0, "capset: {}", std::io::Error::last_os_error());
+    }
+}
+
+#[test]
+fn missing_cap_net_admin_is_a_typed_actionable_error() {
+    netns();
+    drop_net_admin();
+    let err =
+        TapPort::open(TapConfig::new("nc%d")).expect_err("creating a tap needs CAP_NET_ADMIN");
+    assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
+    assert!(err.to_string().contains("CAP_NET_ADMIN"), "{err}");
+}
