@@ -132,9 +132,13 @@ fn cmd_bench(a: BenchArgs) -> Result<(), String> {
         "rx" => "rx",
         _ => "fwd",
     });
-    let cells = bench::run(bench::BenchOpts { quick: a.quick, only }, |line| {
-        eprintln!("{line}")
-    })?;
+    let cells = bench::run(
+        bench::BenchOpts {
+            quick: a.quick,
+            only,
+        },
+        |line| eprintln!("{line}"),
+    )?;
     if a.json {
         println!("{}", bench::json(&cells));
     } else {
