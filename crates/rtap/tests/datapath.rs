@@ -352,8 +352,6 @@ backend_tests!(
     tx_chained_frames,
     tx_runt_counted_as_error,
     pool_exhaustion_counts_nombuf,
-    oversized_frame_is_an_error;
-    posted_ignored:
-    single_queue_keeps_order = "backend/uring/rx.rs posted reads can complete out of order: \
-        frames of one queue are occasionally delivered swapped",
+    oversized_frame_is_an_error,
+    single_queue_keeps_order,
 );

@@ -61,9 +61,8 @@ pub enum RxMode {
     #[default]
     Auto,
     /// One `read`/`readv` per buffer (chain) kept posted; supports chained frames.
-    /// Every posted read arms its own poll on the tap fd, so with an empty queue
-    /// each arriving frame wakes all of them: fine for draining bursts, costly
-    /// for a trickle.
+    /// The reads are hard-linked so the kernel issues them in order, one poll at
+    /// a time (independent reads on one fd would race and reorder frames).
     Posted,
     /// One `READ_MULTISHOT` over a provided buffer ring: one poll on the fd, one
     /// request for every frame; frames must fit one buffer.
@@ -356,15 +355,14 @@ fn cancel_and_reap(
     )
     .build()
     .user_data(CANCEL_TAG));
-    // SAFETY: the cancel SQE references no memory.
-    let pushed = unsafe { ring.submission().push(&cancel).is_ok() };
-    if !pushed {
-        let _ = ring.submit();
-        // SAFETY: as above.
-        let _ = unsafe { ring.submission().push(&cancel) };
-    }
     let deadline = std::time::Instant::now() + timeout;
     while outstanding > 0 {
+        // Cancel again on every round: a hard-linked chain issues its next request
+        // when the previous one is cancelled, and that one must be cancelled too.
+        // SAFETY: the cancel SQE references no memory.
+        if unsafe { ring.submission().push(&cancel) }.is_err() {
+            let _ = ring.submit();
+        }
         let ts = types::Timespec::new().nsec(50_000_000);
         let args = types::SubmitArgs::new().timespec(&ts);
         let _ = ring.submitter().submit_with_args(1, &args);

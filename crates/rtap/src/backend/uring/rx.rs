@@ -7,11 +7,17 @@
 //! re-armed with fresh buffers from the pool; if the pool is empty the frame is
 //! dropped (`nombuf`) and the same buffers are posted again, so the queue never
 //! stalls.
+//!
+//! Ordering: independent reads on one fd race for frames and can complete out of
+//! order (and each arms its own poll, so one frame wakes them all). So the posted
+//! reads form one `IOSQE_IO_HARDLINK` chain: the kernel issues them one after the
+//! other, in order, with a single poll armed at a time. Reaped slots wait in
+//! `ready` and are posted as the next chain once the current one has completed.
 
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use io_uring::{opcode, IoUring};
+use io_uring::{opcode, squeue, IoUring};
 
 use super::{
     build_ring, cancel_and_drain, with_target, RingConfig, RingFeatures, Target, CANCEL_TAG,
@@ -46,6 +52,8 @@ pub(crate) struct UringRx {
     fresh: Box<[u32]>,
     /// Scratch for reaped completions.
     done: Box<[(u64, i32)]>,
+    /// Slots whose read completed, waiting for the next chain.
+    ready: Vec<u32>,
 }
 
 /// Buffers needed per read so that `max_frame` bytes plus the virtio-net header fit.
@@ -119,18 +127,35 @@ impl UringRx {
             vanished: false,
             fresh: vec![0u32; k].into_boxed_slice(),
             done: vec![(0u64, 0i32); 2 * nslots].into_boxed_slice(),
+            ready: Vec::with_capacity(nslots),
         };
-        for slot in 0..nslots {
-            rx.post(slot);
-        }
+        rx.ready.extend(0..nslots as u32);
+        rx.post_chain();
         rx.ring
             .submit()
             .map_err(|e| Error::sys("io_uring_enter (rx post)", e))?;
         Ok(rx)
     }
 
-    /// Queues the read for `slot` over its current buffers.
-    fn post(&mut self, slot: usize) {
+    /// Posts every ready slot as one hard-linked chain, if no chain is running.
+    /// Returns true if SQEs were queued.
+    fn post_chain(&mut self) -> bool {
+        if self.in_flight != 0 || self.ready.is_empty() {
+            return false;
+        }
+        let ready = std::mem::take(&mut self.ready);
+        let last = ready.len() - 1;
+        for (i, &slot) in ready.iter().enumerate() {
+            self.post(slot as usize, i != last);
+        }
+        self.ready = ready;
+        self.ready.clear();
+        true
+    }
+
+    /// Queues the read for `slot` over its current buffers, hard-linked to the
+    /// next SQE if `link`.
+    fn post(&mut self, slot: usize, link: bool) {
         let hr = self.pool.config().headroom as usize;
         let size = self.pool.config().buf_size as usize;
         let k = self.k;
@@ -161,7 +186,10 @@ impl UringRx {
             let p = iov.as_ptr();
             with_target!(self.target, |f| opcode::Readv::new(f, p, k as u32).build())
         };
-        let sqe = sqe.user_data(slot as u64);
+        let mut sqe = sqe.user_data(slot as u64);
+        if link {
+            sqe = sqe.flags(squeue::Flags::IO_HARDLINK);
+        }
         // SAFETY: the buffers (and, for readv, the iovec array in self.iovs, which is
         // never reallocated) belong to this slot until its completion is reaped; the
         // queue waits for every completion before releasing them (Drop).
@@ -196,7 +224,6 @@ impl UringRx {
         let hr = self.pool.config().headroom as usize;
         let k = self.k;
         let (mut pkts, mut bytes, mut errors, mut nombuf) = (0u64, 0u64, 0u64, 0u64);
-        let mut reposted = false;
         for i in 0..n {
             let (ud, res) = self.done[i];
             if ud == CANCEL_TAG {
@@ -238,10 +265,9 @@ impl UringRx {
                 pkts += 1;
                 bytes += frame_len as u64;
             }
-            self.post(slot);
-            reposted = true;
+            self.ready.push(slot as u32);
         }
-        if reposted {
+        if self.post_chain() {
             if let Err(e) = self.ring.submit() {
                 tracing::debug!("rx submit: {e}");
             }
