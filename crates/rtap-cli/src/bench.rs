@@ -57,12 +57,14 @@ pub const CONTENDERS: [Contender; 4] = [
 ];
 
 /// Options.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct BenchOpts {
     /// Fewer frames and one repetition: finishes in seconds.
     pub quick: bool,
     /// Run only this test (`tx`, `rx` or `fwd`).
     pub only: Option<&'static str>,
+    /// Run only the contenders whose name is in this list (None: all).
+    pub contenders: Option<Vec<String>>,
 }
 
 /// One measured cell.
@@ -170,6 +172,13 @@ fn open(c: &Contender, name: &str) -> Result<TapPort, String> {
     let mut p = TapPort::open(TapConfig::new(name).backend(c.backend).ring(ring))
         .map_err(|e| e.to_string())?;
     p.start().map_err(|e| e.to_string())?;
+    if c.sqpoll {
+        // The ring options must really be in effect, or the row would lie.
+        let f = p.tx_queue(0).map_err(|e| e.to_string())?.ring_features().cloned();
+        if !f.as_ref().is_some_and(|f| f.sqpoll) {
+            return Err(format!("{}: SQPOLL not in effect: {:?}", c.name, f.map(|f| f.fallbacks)));
+        }
+    }
     if p.backend() != c.backend {
         return Err(format!(
             "{} asked, {} given: {}",
@@ -388,6 +397,7 @@ pub fn run(opts: BenchOpts, mut progress: impl FnMut(&str)) -> Result<Vec<Cell>,
         let who: Vec<&Contender> = CONTENDERS
             .iter()
             .filter(|c| !(test == "tx" && c.rx_mode == RxMode::Posted))
+            .filter(|c| opts.contenders.as_ref().is_none_or(|l| l.iter().any(|n| n == c.name)))
             .collect();
         let mut runs: Vec<Vec<Run>> = vec![Vec::new(); who.len()];
         for rep in 0..reps {

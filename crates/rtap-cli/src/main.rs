@@ -121,6 +121,9 @@ struct BenchArgs {
     /// Run one test only
     #[arg(long, value_parser = ["tx", "rx", "fwd"])]
     only: Option<String>,
+    /// Only these contenders (comma-separated: uring,uring-posted,uring-sqpoll,rw)
+    #[arg(long, value_delimiter = ',')]
+    contenders: Option<Vec<String>>,
     /// Print the cells as a JSON array instead of the table
     #[arg(long)]
     json: bool,
@@ -136,6 +139,7 @@ fn cmd_bench(a: BenchArgs) -> Result<(), String> {
         bench::BenchOpts {
             quick: a.quick,
             only,
+            contenders: a.contenders,
         },
         |line| eprintln!("{line}"),
     )?;

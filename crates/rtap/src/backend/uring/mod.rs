@@ -46,7 +46,8 @@ pub struct RingConfig {
     pub sqpoll: Option<SqPoll>,
     /// `IORING_SETUP_SINGLE_ISSUER`; default on (a queue is driven by one thread).
     pub single_issuer: bool,
-    /// Completion work mode; default [`TaskRun::Coop`].
+    /// Completion work mode; default [`TaskRun::Coop`]. Ignored with SQPOLL (the
+    /// SQ thread runs completion work; the ring reports [`TaskRun::Default`]).
     pub taskrun: TaskRun,
     /// Register the tap fd with the ring (`IOSQE_FIXED_FILE`); default on.
     pub fixed_files: bool,
@@ -130,6 +131,11 @@ pub(crate) struct Ring {
 pub(crate) fn build_ring(cfg: &RingConfig, sq: u32, cq: u32, fd: RawFd) -> Result<Ring> {
     let mut want = *cfg;
     let mut fallbacks = Vec::new();
+    if want.sqpoll.is_some() && want.taskrun != TaskRun::Default {
+        // The SQ thread runs completion work itself; the kernel refuses COOP/DEFER
+        // task run with SQPOLL. Not a fallback: those modes do not apply here.
+        want.taskrun = TaskRun::Default;
+    }
     let ring = loop {
         let mut b = IoUring::builder();
         b.setup_cqsize(cq.max(sq));
