@@ -174,9 +174,17 @@ fn open(c: &Contender, name: &str) -> Result<TapPort, String> {
     p.start().map_err(|e| e.to_string())?;
     if c.sqpoll {
         // The ring options must really be in effect, or the row would lie.
-        let f = p.tx_queue(0).map_err(|e| e.to_string())?.ring_features().cloned();
+        let f = p
+            .tx_queue(0)
+            .map_err(|e| e.to_string())?
+            .ring_features()
+            .cloned();
         if !f.as_ref().is_some_and(|f| f.sqpoll) {
-            return Err(format!("{}: SQPOLL not in effect: {:?}", c.name, f.map(|f| f.fallbacks)));
+            return Err(format!(
+                "{}: SQPOLL not in effect: {:?}",
+                c.name,
+                f.map(|f| f.fallbacks)
+            ));
         }
     }
     if p.backend() != c.backend {
@@ -397,7 +405,11 @@ pub fn run(opts: BenchOpts, mut progress: impl FnMut(&str)) -> Result<Vec<Cell>,
         let who: Vec<&Contender> = CONTENDERS
             .iter()
             .filter(|c| !(test == "tx" && c.rx_mode == RxMode::Posted))
-            .filter(|c| opts.contenders.as_ref().is_none_or(|l| l.iter().any(|n| n == c.name)))
+            .filter(|c| {
+                opts.contenders
+                    .as_ref()
+                    .map_or(true, |l| l.iter().any(|n| n == c.name))
+            })
             .collect();
         let mut runs: Vec<Vec<Run>> = vec![Vec::new(); who.len()];
         for rep in 0..reps {

@@ -203,6 +203,23 @@ pub fn table(rows: &[Vec<String>]) -> String {
 
 /// Buffers a worker needs so that no rx queue ever starves: every posted read and
 /// every tx slot of both ports, plus bursts on the way.
+/// True if a port may hand up 64 KiB coalesced frames (offloads on): the pool then
+/// gets buffers that hold a whole one, so each frame is one buffer and rx can use
+/// multishot read.
+fn big_frames(ports: &[TapPort]) -> bool {
+    ports.iter().any(|p| p.offloads().any_gso())
+}
+
+/// Buffer size for the forwarding pool.
+fn buf_size(ports: &[TapPort]) -> u32 {
+    if big_frames(ports) {
+        // Headroom + 64 KiB frame + one spare byte, rounded up.
+        (PoolConfig::default().headroom as usize + rtap::pool::MAX_PACKET_LEN + 64) as u32
+    } else {
+        PoolConfig::default().buf_size
+    }
+}
+
 fn pool_needed(ports: &[TapPort], burst: usize) -> u32 {
     let rings: u32 = ports
         .iter()
@@ -251,6 +268,7 @@ pub fn run(ports: &[TapPort], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdRe
             }
             n
         }
+        None if big_frames(ports) => needed.min(2048),
         None => needed.max(4096),
     };
     let base: Vec<PortStats> = ports
@@ -361,6 +379,7 @@ fn worker(
 ) -> Result<[u64; 2], String> {
     let pool = Pool::new(PoolConfig {
         count: pool_size,
+        buf_size: buf_size(ports),
         ..PoolConfig::default()
     })
     .map_err(|e| format!("queue {q}: pool: {e}"))?;

@@ -180,6 +180,10 @@ struct FwdArgs {
     /// Retries of a partially refused tx burst before the rest is dropped and counted
     #[arg(long, value_name = "N", default_value_t = 64)]
     tx_retries: u32,
+    /// Print extended per-queue statistics at the end (non-zero ones in the table;
+    /// all of them under "xstats" with --json)
+    #[arg(long)]
+    xstats: bool,
 }
 
 #[derive(Args, Debug)]
@@ -269,6 +273,12 @@ fn cmd_fwd(a: FwdArgs) -> Result<(), String> {
     );
 
     let report = fwd::run(&ports, &opts, &signal::STOP);
+    // Read before stop: the queues are gone, the counters stay with the port.
+    let xstats: Vec<(String, Vec<rtap::XStat>)> = if a.xstats {
+        ports.iter().map(|p| (p.name(), p.xstats())).collect()
+    } else {
+        Vec::new()
+    };
     for p in &mut ports {
         if let Err(e) = p.stop() {
             tracing::warn!("stop {}: {e}", p.name());
@@ -277,9 +287,27 @@ fn cmd_fwd(a: FwdArgs) -> Result<(), String> {
     drop(ports);
     let report = report?;
     if a.json {
-        println!("{}", report.to_json());
+        let mut j = report.to_json();
+        if a.xstats {
+            let mut per_port = json::Json::obj();
+            for (name, xs) in &xstats {
+                let mut o = json::Json::obj();
+                for x in xs {
+                    o = o.set(&x.name, x.value);
+                }
+                per_port = per_port.set(name, o);
+            }
+            j = j.set("xstats", per_port);
+        }
+        println!("{j}");
     } else {
         print!("{}", report.summary());
+        for (name, xs) in &xstats {
+            println!("xstats {name}:");
+            for x in xs.iter().filter(|x| x.value != 0) {
+                println!("  {:<32} {:>14}", x.name, x.value);
+            }
+        }
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ pub mod stats;
 pub(crate) mod sys;
 pub mod tap;
 pub mod wire;
+pub mod xstats;
 
 pub use backend::uring::{
     probe as probe_uring, RingConfig, RingFeatures, RxMode, SqPoll, TaskRun, UringProbe,
@@ -19,4 +20,6 @@ pub use error::{Error, Result};
 pub use pool::{Packet, Pool, PoolConfig};
 pub use spec::parse_port_spec;
 pub use stats::{PortStats, QueueStats};
-pub use tap::{RxQueue, TapConfig, TapPort, TxQueue};
+pub use tap::{Offloads, RxQueue, TapConfig, TapPort, TxQueue};
+pub use wire::offload::{Gso, RxCsum, RxGso, TxRequest};
+pub use xstats::XStat;

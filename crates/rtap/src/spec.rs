@@ -33,6 +33,7 @@ use crate::backend::uring::{RxMode, SqPoll};
 use crate::backend::BackendKind;
 use crate::error::{Error, Result};
 use crate::tap::config::{validate_name, TapConfig, MAX_QUEUES};
+use crate::tap::Offloads;
 
 /// The prefix every port spec starts with.
 pub const SPEC_PREFIX: &str = "tap:";
@@ -49,6 +50,7 @@ pub const SPEC_KEYS: &[&str] = &[
     "sqpoll",
     "sqpoll_cpu",
     "rx_mode",
+    "offload",
 ];
 
 /// Parses a port spec string into a [`TapConfig`] (see the [module docs](self)).
@@ -75,7 +77,12 @@ pub fn parse_port_spec(spec: &str) -> Result<TapConfig> {
         }
     };
 
-    let mut cfg = TapConfig::default();
+    // Ports from specs ask for every offload unless `offload=off` (the library's
+    // own default, for code that builds a TapConfig, is no offload).
+    let mut cfg = TapConfig {
+        offloads: Offloads::ALL,
+        ..TapConfig::default()
+    };
     let mut seen: Vec<&str> = Vec::new();
     let mut sqpoll_cpu: Option<u32> = None;
     let mut sqpoll_idle: Option<u32> = None;
@@ -146,6 +153,13 @@ pub fn parse_port_spec(spec: &str) -> Result<TapConfig> {
                 cfg.tx_queues = n;
             }
             "persist" => cfg.persist = flag(value)?,
+            "offload" => {
+                cfg.offloads = if flag(value)? {
+                    Offloads::ALL
+                } else {
+                    Offloads::NONE
+                }
+            }
             "attach" => cfg.attach = flag(value)?,
             "backend" => {
                 cfg.backend = match need(value)?.as_str() {
@@ -231,11 +245,26 @@ mod tests {
             c,
             TapConfig {
                 name: "tap0".into(),
+                offloads: Offloads::ALL,
                 ..TapConfig::default()
             }
         );
         // No keys at all: every default, the name template included.
-        assert_eq!(parse_port_spec("tap:").unwrap(), TapConfig::default());
+        assert_eq!(
+            parse_port_spec("tap:").unwrap(),
+            TapConfig {
+                offloads: Offloads::ALL,
+                ..TapConfig::default()
+            }
+        );
+        assert_eq!(
+            parse_port_spec("tap:offload=off").unwrap().offloads,
+            Offloads::NONE
+        );
+        assert_eq!(
+            parse_port_spec("tap:offload=on").unwrap().offloads,
+            Offloads::ALL
+        );
     }
 
     #[test]

@@ -12,6 +12,8 @@ pub struct QueueCounters {
     pub(crate) errors: AtomicU64,
     /// Rx: frames dropped because no buffer was free. Tx: unused.
     pub(crate) nombuf: AtomicU64,
+    /// Rx: frames larger than the read buffers (counted in `errors` too).
+    pub(crate) truncated: AtomicU64,
 }
 
 impl QueueCounters {
@@ -31,6 +33,15 @@ impl QueueCounters {
         if nombuf != 0 {
             self.nombuf
                 .store(self.nombuf.load(Relaxed) + nombuf, Relaxed);
+        }
+    }
+
+    /// Counts frames cut short by the kernel for lack of buffer space (single writer).
+    #[inline]
+    pub(crate) fn add_truncated(&self, n: u64) {
+        if n != 0 {
+            self.truncated
+                .store(self.truncated.load(Relaxed) + n, Relaxed);
         }
     }
 

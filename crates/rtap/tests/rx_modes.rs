@@ -143,10 +143,27 @@ fn multishot_refuses_frames_larger_than_a_buffer() {
 fn ring_options_move_traffic_and_are_reported() {
     netns();
     let variants = [
-        RingConfig { sqpoll: Some(SqPoll { idle_ms: 50, cpu: Some(0) }), ..RingConfig::default() },
-        RingConfig { taskrun: TaskRun::Defer, ..RingConfig::default() },
-        RingConfig { taskrun: TaskRun::Default, single_issuer: false, ..RingConfig::default() },
-        RingConfig { fixed_files: false, rx_mode: RxMode::Posted, ..RingConfig::default() },
+        RingConfig {
+            sqpoll: Some(SqPoll {
+                idle_ms: 50,
+                cpu: Some(0),
+            }),
+            ..RingConfig::default()
+        },
+        RingConfig {
+            taskrun: TaskRun::Defer,
+            ..RingConfig::default()
+        },
+        RingConfig {
+            taskrun: TaskRun::Default,
+            single_issuer: false,
+            ..RingConfig::default()
+        },
+        RingConfig {
+            fixed_files: false,
+            rx_mode: RxMode::Posted,
+            ..RingConfig::default()
+        },
     ];
     for (i, ring) in variants.iter().enumerate() {
         let mut port = TapPort::open(TapConfig::new(format!("ro{i}")).ring(*ring)).unwrap();
@@ -155,9 +172,17 @@ fn ring_options_move_traffic_and_are_reported() {
         let mut rxq = port.rx_queue(0, &pool).unwrap();
         let mut txq = port.tx_queue(0).unwrap();
         for f in [rxq.ring_features().unwrap(), txq.ring_features().unwrap()] {
-            assert!(f.fallbacks.is_empty(), "variant {i}: this kernel supports it all: {:?}", f.fallbacks);
+            assert!(
+                f.fallbacks.is_empty(),
+                "variant {i}: this kernel supports it all: {:?}",
+                f.fallbacks
+            );
             assert_eq!(f.sqpoll, ring.sqpoll.is_some(), "variant {i}");
-            let taskrun = if ring.sqpoll.is_some() { TaskRun::Default } else { ring.taskrun };
+            let taskrun = if ring.sqpoll.is_some() {
+                TaskRun::Default
+            } else {
+                ring.taskrun
+            };
             assert_eq!(f.taskrun, taskrun, "variant {i}");
             assert_eq!(f.fixed_file, ring.fixed_files, "variant {i}");
             assert_eq!(f.single_issuer, ring.single_issuer, "variant {i}");
@@ -168,16 +193,25 @@ fn ring_options_move_traffic_and_are_reported() {
         }
         let got = rx_test_frames(&mut rxq, 20, Duration::from_secs(2));
         assert_eq!(got.len(), 20, "variant {i}: rx");
-        let mut out: Vec<Packet> = (0..20).map(|s| pool.alloc_from(&test_frame(300, 100 + s)).unwrap()).collect();
+        let mut out: Vec<Packet> = (0..20)
+            .map(|s| pool.alloc_from(&test_frame(300, 100 + s)).unwrap())
+            .collect();
         while !out.is_empty() {
             txq.tx_burst(&mut out).unwrap();
         }
-        assert!(txq.flush(Duration::from_secs(2)), "variant {i}: tx completes");
+        assert!(
+            txq.flush(Duration::from_secs(2)),
+            "variant {i}: tx completes"
+        );
         let cap = ps.recv_test_frames(20, Duration::from_secs(2));
         assert_eq!(cap.len(), 20, "variant {i}: tx captured");
         assert_eq!(txq.stats().packets, 20);
         drop((got, rxq, txq));
-        assert_eq!(pool.available(), pool.capacity() as usize, "variant {i}: pool full");
+        assert_eq!(
+            pool.available(),
+            pool.capacity() as usize,
+            "variant {i}: pool full"
+        );
         port.stop().unwrap();
     }
 }

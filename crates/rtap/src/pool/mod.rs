@@ -34,8 +34,9 @@ pub(crate) use free::FreeStack;
 /// Marks the end of a segment chain.
 pub(crate) const NO_SEG: u32 = u32::MAX;
 
-/// Largest frame a chain may carry (64 KiB of frame plus a virtio-net header).
-pub const MAX_PACKET_LEN: usize = 65536;
+/// Largest frame a packet may carry: a 64 KiB IP packet (the most a coalesced
+/// GSO frame holds) plus an Ethernet header and one VLAN tag.
+pub const MAX_PACKET_LEN: usize = 65535 + 18;
 
 /// Sizes of a [`Pool`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,6 +4,7 @@ use std::rc::Rc;
 
 use super::{PoolInner, Seg, MAX_PACKET_LEN, NO_SEG};
 use crate::error::{Error, Result};
+use crate::wire::offload::{RxCsum, RxGso, TxRequest};
 use crate::wire::vnet::VnetHdr;
 
 /// One Ethernet frame in one or more pool buffers.
@@ -19,6 +20,7 @@ pub struct Packet {
     len: u32,
     nsegs: u16,
     vnet: VnetHdr,
+    tx_req: TxRequest,
 }
 
 impl std::fmt::Debug for Packet {
@@ -46,6 +48,7 @@ impl Packet {
             len,
             nsegs,
             vnet: VnetHdr::default(),
+            tx_req: TxRequest::default(),
         }
     }
 
@@ -123,6 +126,35 @@ impl Packet {
     #[inline]
     pub fn vnet_hdr(&self) -> &VnetHdr {
         &self.vnet
+    }
+
+    /// Asks for transmit offloads: the L4 checksum and/or segmentation of a large
+    /// TCP or UDP frame. The tx queue fills the virtio-net header from the frame's
+    /// own headers (Ethernet, optional VLAN tags, IPv4/IPv6, TCP/UDP), which must
+    /// be in the first segment; a request that does not fit the frame (MSS 0,
+    /// segmentation of a non-TCP frame, ...) is dropped and counted
+    /// (`tx_q{N}_offload_rejected`), never handed to the kernel.
+    #[inline]
+    pub fn set_tx_offload(&mut self, req: TxRequest) {
+        self.tx_req = req;
+    }
+
+    /// The pending transmit offload request.
+    #[inline]
+    pub fn tx_offload(&self) -> TxRequest {
+        self.tx_req
+    }
+
+    /// What the kernel said about the L4 checksum of a received frame.
+    #[inline]
+    pub fn rx_csum(&self) -> RxCsum {
+        crate::wire::offload::rx_csum(&self.vnet)
+    }
+
+    /// If the kernel handed up a coalesced (GRO/LRO) frame: its kind and segment size.
+    #[inline]
+    pub fn rx_gso(&self) -> RxGso {
+        crate::wire::offload::rx_gso(&self.vnet)
     }
 
     /// Sets the virtio-net header sent with this frame.

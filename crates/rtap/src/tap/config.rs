@@ -1,8 +1,10 @@
 //! Configuration of a TAP port.
 
+use super::offloads::Offloads;
 use crate::backend::uring::RingConfig;
 use crate::backend::BackendKind;
 use crate::error::{Error, Result};
+use crate::pool::MAX_PACKET_LEN;
 
 /// Most queue pairs a port may have (as DPDK's net_rtap).
 pub const MAX_QUEUES: u16 = 128;
@@ -34,6 +36,9 @@ pub struct TapConfig {
     pub max_frame: usize,
     /// Suggested burst size for applications (the port itself takes any size). Default 32.
     pub burst: u16,
+    /// Kernel-to-port offloads to ask for. Default [`Offloads::NONE`] (plain
+    /// frames); the `rtap` CLI turns them all on.
+    pub offloads: Offloads,
 }
 
 impl Default for TapConfig {
@@ -48,6 +53,7 @@ impl Default for TapConfig {
             ring: RingConfig::default(),
             max_frame: 0,
             burst: 32,
+            offloads: Offloads::NONE,
         }
     }
 }
@@ -86,6 +92,12 @@ impl TapConfig {
         self
     }
 
+    /// Sets the offloads to ask for.
+    pub fn offloads(mut self, o: Offloads) -> Self {
+        self.offloads = o;
+        self
+    }
+
     /// Sets the io_uring options.
     pub fn ring(mut self, r: RingConfig) -> Self {
         self.ring = r;
@@ -97,9 +109,9 @@ impl TapConfig {
         validate_name(&self.name)?;
         validate_queues(self.rx_queues, self.tx_queues)?;
         self.ring.validate()?;
-        if self.max_frame != 0 && !(60..=65535).contains(&self.max_frame) {
+        if self.max_frame != 0 && !(60..=MAX_PACKET_LEN).contains(&self.max_frame) {
             return Err(Error::Config(format!(
-                "max_frame {} must be 0 (auto) or 60..=65535",
+                "max_frame {} must be 0 (auto) or 60..={MAX_PACKET_LEN}",
                 self.max_frame
             )));
         }

@@ -2,6 +2,7 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 
+use super::offloads::{negotiate, Offloads};
 use crate::error::{Error, Result};
 use crate::sys::{fd as sysfd, tun};
 use crate::wire::vnet::VNET_HDR_LEN;
@@ -14,6 +15,10 @@ pub(crate) struct Device {
     pub ifindex: u32,
     /// True if this port created the interface (false: attached to an existing one).
     pub created: bool,
+    /// Offloads the kernel accepted.
+    pub offloads: Offloads,
+    /// Why some requested offloads were dropped.
+    pub offload_notes: Vec<String>,
 }
 
 fn check_features(fd: &OwnedFd) -> Result<()> {
@@ -45,7 +50,7 @@ fn map_setiff(e: std::io::Error, name: &str, existed: bool) -> Error {
 }
 
 /// Creates the interface (or attaches to it) and sets it up for vnet headers.
-pub(crate) fn open(name: &str, attach: bool, persist: bool) -> Result<Device> {
+pub(crate) fn open(name: &str, attach: bool, persist: bool, offloads: Offloads) -> Result<Device> {
     let existed = !name.contains('%') && sysfd::if_nametoindex(name).is_some();
     if attach && !existed {
         return Err(Error::NoSuchInterface {
@@ -58,8 +63,11 @@ pub(crate) fn open(name: &str, attach: bool, persist: bool) -> Result<Device> {
         .map_err(|e| map_setiff(e, name, existed))?;
     let fd = keepalive.as_fd();
     tun::set_vnet_hdr_size(fd, VNET_HDR_LEN).map_err(|e| Error::sys("TUNSETVNETHDRSZ", e))?;
-    // No kernel offloads yet: the kernel hands up plain frames.
-    tun::set_offload(fd, 0).map_err(|e| Error::sys("TUNSETOFFLOAD", e))?;
+    let (offloads, notes) = negotiate(offloads, |f| tun::set_offload(fd, f))
+        .map_err(|e| Error::sys("TUNSETOFFLOAD", e))?;
+    for n in &notes {
+        tracing::info!("{actual}: {n}");
+    }
     if persist {
         tun::set_persist(fd, true).map_err(|e| Error::sys("TUNSETPERSIST", e))?;
     }
@@ -74,6 +82,8 @@ pub(crate) fn open(name: &str, attach: bool, persist: bool) -> Result<Device> {
         name: actual,
         ifindex,
         created: !existed,
+        offloads,
+        offload_notes: notes,
     })
 }
 

@@ -2,9 +2,12 @@
 
 pub mod config;
 mod device;
+mod metadata;
+pub mod offloads;
 mod port;
 mod queue;
 
 pub use config::{TapConfig, DEFAULT_NAME, MAX_QUEUES};
+pub use offloads::Offloads;
 pub use port::TapPort;
 pub use queue::{RxQueue, TxQueue};

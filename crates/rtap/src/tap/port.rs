@@ -6,14 +6,16 @@ use std::sync::{Arc, Mutex};
 
 use super::config::{validate_queues, TapConfig};
 use super::device;
+use super::offloads::Offloads;
 use super::queue::{QueueShared, RxQueue, TxQueue};
 use crate::backend::{uring, BackendKind};
 use crate::error::{Error, Result};
 use crate::netlink::{LinkInfo, Netlink};
-use crate::pool::Pool;
+use crate::pool::{Pool, MAX_PACKET_LEN};
 use crate::stats::{PortStats, QueueCounters, QueueStats};
 use crate::sys::tun;
 use crate::wire::vnet::VNET_HDR_LEN;
+use crate::xstats::{self, XCounters, XStat, RX_N, TX_N};
 
 /// Counter values at the last reset.
 #[derive(Default)]
@@ -21,6 +23,9 @@ struct Baseline {
     rx: Vec<QueueStats>,
     tx: Vec<QueueStats>,
     imissed: u64,
+    /// Per queue: rx xstats values (with alloc failures and truncated appended).
+    rx_x: Vec<Vec<u64>>,
+    tx_x: Vec<Vec<u64>>,
 }
 
 /// A TAP interface driven as a poll-mode port.
@@ -39,6 +44,8 @@ pub struct TapPort {
     name: String,
     ifindex: u32,
     created: bool,
+    offloads: Offloads,
+    offload_notes: Vec<String>,
     backend: BackendKind,
     backend_reason: Option<String>,
     _keepalive: OwnedFd,
@@ -66,12 +73,14 @@ impl TapPort {
     pub fn open(cfg: TapConfig) -> Result<TapPort> {
         cfg.validate()?;
         let (backend, backend_reason) = choose_backend(cfg.backend);
-        let dev = device::open(&cfg.name, cfg.attach, cfg.persist)?;
+        let dev = device::open(&cfg.name, cfg.attach, cfg.persist, cfg.offloads)?;
         let nl = Netlink::open().map_err(|e| Error::sys("netlink socket", e))?;
         let mut port = TapPort {
             name: dev.name.clone(),
             ifindex: dev.ifindex,
             created: dev.created,
+            offloads: dev.offloads,
+            offload_notes: dev.offload_notes,
             backend,
             backend_reason,
             _keepalive: dev.keepalive,
@@ -98,6 +107,8 @@ impl TapPort {
         let mut b = self.base.lock().unwrap_or_else(|e| e.into_inner());
         b.rx.resize(n as usize, QueueStats::default());
         b.tx.resize(n as usize, QueueStats::default());
+        b.rx_x.resize(n as usize, vec![0; RX_N + 2]);
+        b.tx_x.resize(n as usize, vec![0; TX_N]);
         Ok(())
     }
 
@@ -122,6 +133,16 @@ impl TapPort {
     /// True if this port created the interface.
     pub fn created(&self) -> bool {
         self.created
+    }
+
+    /// Offloads the kernel accepted (a subset of what was asked for).
+    pub fn offloads(&self) -> Offloads {
+        self.offloads
+    }
+
+    /// Why requested offloads were dropped, if any were.
+    pub fn offload_notes(&self) -> &[String] {
+        &self.offload_notes
     }
 
     /// The backend in use.
@@ -230,6 +251,10 @@ impl TapPort {
         if self.cfg.max_frame != 0 {
             return Ok(self.cfg.max_frame);
         }
+        if self.offloads.any_gso() {
+            // The kernel may hand up coalesced frames of up to 64 KiB.
+            return Ok(MAX_PACKET_LEN);
+        }
         Ok(self.link()?.mtu as usize + 18)
     }
 
@@ -257,6 +282,7 @@ impl TapPort {
             self.backend,
             &self.cfg.ring,
             VNET_HDR_LEN,
+            self.offloads.csum,
             &self.name,
             self.ifindex,
         )
@@ -281,10 +307,44 @@ impl TapPort {
         Ok(PortStats::from_queues(rx, tx, imissed))
     }
 
-    /// Sets every counter back to zero.
+    /// Extended per-queue statistics since the last reset, in a stable order:
+    /// for each queue, `rx_q{N}_*` then `tx_q{N}_*`.
+    pub fn xstats(&self) -> Vec<XStat> {
+        let b = self.base.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        for (i, q) in self.queues.iter().enumerate() {
+            let id = q.id;
+            let rx = rx_xvalues(q);
+            for ((name, v), base) in xstats::rx_names(id).zip(rx).zip(&b.rx_x[i]) {
+                out.push(XStat {
+                    name,
+                    value: v.saturating_sub(*base),
+                });
+            }
+            for ((name, v), base) in xstats::tx_names(id).zip(q.tx_x.snapshot()).zip(&b.tx_x[i]) {
+                out.push(XStat {
+                    name,
+                    value: v.saturating_sub(*base),
+                });
+            }
+        }
+        out
+    }
+
+    /// One extended statistic by name (`rx_q0_size_64_packets`, ...).
+    pub fn xstat(&self, name: &str) -> Option<u64> {
+        self.xstats()
+            .into_iter()
+            .find(|x| x.name == name)
+            .map(|x| x.value)
+    }
+
+    /// Sets every counter, basic and extended, back to zero.
     pub fn reset_stats(&self) -> Result<()> {
         let kernel = self.link()?.kernel_tx_dropped;
         let mut b = self.base.lock().unwrap_or_else(|e| e.into_inner());
+        b.rx_x = self.queues.iter().map(|q| rx_xvalues(q)).collect();
+        b.tx_x = self.queues.iter().map(|q| q.tx_x.snapshot()).collect();
         b.rx = self.queues.iter().map(|q| q.rx.snapshot()).collect();
         b.tx = self.queues.iter().map(|q| q.tx.snapshot()).collect();
         b.imissed = kernel;
@@ -298,6 +358,16 @@ impl Drop for TapPort {
             let _ = self.set_up(false);
         }
     }
+}
+
+/// Rx xstats values of a queue: the classified counters, then alloc failures
+/// and truncated frames from the basic counters.
+fn rx_xvalues(q: &QueueShared) -> Vec<u64> {
+    let mut v = q.rx_x.snapshot();
+    let s = q.rx.snapshot();
+    v.push(s.nombuf);
+    v.push(q.rx.truncated.load(Ordering::Relaxed));
+    v
 }
 
 /// Picks the backend, falling back to read/write when io_uring cannot be used.
@@ -332,6 +402,8 @@ impl QueueShared {
             tx: QueueCounters::default(),
             rx_taken: AtomicBool::new(false),
             tx_taken: AtomicBool::new(false),
+            rx_x: XCounters::new(RX_N),
+            tx_x: XCounters::new(TX_N),
         }
     }
 

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::metadata;
 use crate::backend::rw::{RwRx, RwTx};
 use crate::backend::uring::rx::UringRx;
 use crate::backend::uring::rx_multishot::UringRxMulti;
@@ -15,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::pool::{Packet, Pool};
 use crate::stats::{QueueCounters, QueueStats};
 use crate::sys::fd as sysfd;
+use crate::xstats::{XCounters, RX_N, TX_N};
 
 /// State of one queue pair shared by the port and the queue handles.
 pub(crate) struct QueueShared {
@@ -24,6 +26,8 @@ pub(crate) struct QueueShared {
     pub tx: QueueCounters,
     pub rx_taken: AtomicBool,
     pub tx_taken: AtomicBool,
+    pub rx_x: XCounters,
+    pub tx_x: XCounters,
 }
 
 enum RxEngine {
@@ -56,6 +60,8 @@ const IDLE_CHECK: u32 = 256;
 pub struct TxQueue {
     engine: TxEngine,
     shared: Arc<QueueShared>,
+    /// The port's checksum offload is on (else requested checksums are computed here).
+    csum_offload: bool,
     name: String,
     ifindex: u32,
 }
@@ -127,6 +133,7 @@ impl RxQueue {
             return Err(vanished(&self.name, self.ifindex));
         }
         let ctr = &self.shared.rx;
+        let start = out.len();
         let r = match &mut self.engine {
             RxEngine::Uring(e) => e.rx_burst(out, max, ctr),
             RxEngine::Multishot(e) => e.rx_burst(out, max, ctr),
@@ -147,6 +154,9 @@ impl RxQueue {
             }
             Ok(n) => {
                 self.idle = 0;
+                let mut local = [0u64; RX_N];
+                metadata::classify_rx(&out[start..], &mut local);
+                self.shared.rx_x.publish(&local);
                 Ok(n)
             }
             Err(_) => Err(vanished(&self.name, self.ifindex)),
@@ -173,10 +183,13 @@ impl RxQueue {
         }
     }
 
-    /// Reads currently posted to the kernel (io_uring backend; 0 for read/write).
+    /// Pool buffers the queue holds for the kernel to fill (io_uring backend: the
+    /// posted reads' or the buffer ring's; 0 for read/write). While the queue is
+    /// open, `pool.available() + posted()` is the pool's capacity minus the
+    /// packets the application holds.
     pub fn posted(&self) -> usize {
         match &self.engine {
-            RxEngine::Uring(e) => e.in_flight(),
+            RxEngine::Uring(e) => e.held(),
             RxEngine::Multishot(e) => e.provided(),
             RxEngine::Rw(_) => 0,
         }
@@ -196,6 +209,7 @@ impl TxQueue {
         backend: BackendKind,
         ring: &RingConfig,
         vnet_len: usize,
+        csum_offload: bool,
         name: &str,
         ifindex: u32,
     ) -> Result<TxQueue> {
@@ -214,6 +228,7 @@ impl TxQueue {
             Ok(engine) => Ok(TxQueue {
                 engine,
                 shared,
+                csum_offload,
                 name: name.to_string(),
                 ifindex,
             }),
@@ -232,11 +247,24 @@ impl TxQueue {
     /// segments), are counted as tx errors.
     pub fn tx_burst(&mut self, pkts: &mut Vec<Packet>) -> Result<usize> {
         let ctr = &self.shared.tx;
+        let room = match &mut self.engine {
+            TxEngine::Uring(e) => e.room(ctr),
+            TxEngine::Rw(_) => pkts.len(),
+        };
+        let mut local = [0u64; TX_N];
+        let refused = metadata::prepare_burst(pkts, room, self.csum_offload, &mut local);
+        let ready = room.min(pkts.len());
+        metadata::classify_tx(&pkts[..ready], &mut local);
         let r = match &mut self.engine {
             TxEngine::Uring(e) => e.tx_burst(pkts, ctr),
             TxEngine::Rw(e) => e.tx_burst(self.shared.fd.as_fd(), pkts, ctr),
         };
-        r.map_err(|_| vanished(&self.name, self.ifindex))
+        self.shared.tx_x.publish(&local);
+        if refused > 0 {
+            ctr.add(0, 0, refused as u64, 0);
+        }
+        r.map(|n| n + refused)
+            .map_err(|_| vanished(&self.name, self.ifindex))
     }
 
     /// Waits until every accepted packet has completed (or `timeout` passes) and

@@ -64,6 +64,7 @@ impl RwRx {
         let hr = self.pool.config().headroom as usize;
         let size = self.pool.config().buf_size as usize;
         let (mut pkts, mut bytes, mut errors, mut nombuf) = (0u64, 0u64, 0u64, 0u64);
+        let mut truncated = 0u64;
         let mut vanished = None;
         while (pkts as usize) < max {
             if !self.staged {
@@ -96,7 +97,10 @@ impl RwRx {
             match fd::readv(fd, &mut self.iovs) {
                 // Runt, or truncated (larger than the buffers): an error, never a
                 // cut frame. The staged buffers are reused for the next read.
-                Ok(n) if n < self.vnet_len + 14 || n >= self.cap => errors += 1,
+                Ok(n) if n < self.vnet_len + 14 || n >= self.cap => {
+                    errors += 1;
+                    truncated += (n >= self.cap) as u64;
+                }
                 Ok(n) => {
                     let frame_len = n - self.vnet_len;
                     // SAFETY: the read returned, the header bytes are initialised and
@@ -126,6 +130,7 @@ impl RwRx {
             }
         }
         ctr.add(pkts, bytes, errors, nombuf);
+        ctr.add_truncated(truncated);
         match vanished {
             Some(e) if pkts == 0 => Err(e),
             _ => Ok(pkts as usize),

@@ -86,7 +86,13 @@ impl UringRx {
         // shows a frame that did not fit (counted as an error, never delivered cut).
         let k = bufs_per_read(pc.buf_size, pc.headroom, vnet_len, max_frame + 1);
         let cap = (pc.buf_size - pc.headroom) as usize + vnet_len + (k - 1) * pc.buf_size as usize;
-        let nslots = cfg.rx_posted as usize;
+        // Long chains (64 KiB frames in small buffers) would pin most of the pool:
+        // then post fewer reads, at most half the free buffers' worth, at least 4.
+        let nslots = if k > 1 {
+            (cfg.rx_posted as usize).min((pool.available() / (2 * k)).max(4))
+        } else {
+            cfg.rx_posted as usize
+        };
         if nslots * k > pool.available() {
             return Err(Error::Config(format!(
                 "rx queue needs {} free pool buffers ({} posted reads x {} buffers each for {}-byte frames) but the pool has {}: enlarge the pool or lower rx_posted",
@@ -224,6 +230,7 @@ impl UringRx {
         let hr = self.pool.config().headroom as usize;
         let k = self.k;
         let (mut pkts, mut bytes, mut errors, mut nombuf) = (0u64, 0u64, 0u64, 0u64);
+        let mut truncated = 0u64;
         for i in 0..n {
             let (ud, res) = self.done[i];
             if ud == CANCEL_TAG {
@@ -242,6 +249,7 @@ impl UringRx {
                 }
             } else if (res as usize) < self.vnet_len + 14 || res as usize >= self.cap {
                 errors += 1;
+                truncated += (res as usize >= self.cap) as u64;
             } else if !self.pool.inner.take_n(&mut self.fresh) {
                 nombuf += 1;
             } else {
@@ -273,15 +281,17 @@ impl UringRx {
             }
         }
         ctr.add(pkts, bytes, errors, nombuf);
+        ctr.add_truncated(truncated);
         if self.vanished && pkts == 0 {
             return Err(libc::ENODEV);
         }
         Ok(pkts as usize)
     }
 
-    /// Reads kept posted.
-    pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight
+    /// Pool buffers this queue holds: lent to the kernel for reads, or waiting
+    /// in a slot for the next chain.
+    pub(crate) fn held(&self) -> usize {
+        self.bufs.len()
     }
 }
 

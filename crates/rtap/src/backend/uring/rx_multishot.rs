@@ -188,6 +188,7 @@ impl UringRxMulti {
         }
         let hr = self.pool.config().headroom;
         let (mut pkts, mut bytes, mut errors, mut nombuf) = (0u64, 0u64, 0u64, 0u64);
+        let mut truncated = 0u64;
         let mut provided = false;
         for i in 0..n {
             let (ud, res, flags) = self.done[i];
@@ -216,6 +217,7 @@ impl UringRxMulti {
             let cap = (self.pool.config().buf_size - hr) as i32 + self.vnet_len as i32;
             let fresh = if res < self.vnet_len as i32 + 14 || res >= cap {
                 errors += 1;
+                truncated += (res >= cap) as u64;
                 None
             } else {
                 self.pool.inner.take()
@@ -257,6 +259,7 @@ impl UringRxMulti {
             let _ = self.ring.submit();
         }
         ctr.add(pkts, bytes, errors, nombuf);
+        ctr.add_truncated(truncated);
         if self.vanished && pkts == 0 {
             return Err(libc::ENODEV);
         }

@@ -172,6 +172,14 @@ impl UringTx {
         Ok(n)
     }
 
+    /// Packets the next burst can take (free slots, bounded by SQ room), after
+    /// reaping finished sends.
+    pub(crate) fn room(&mut self, ctr: &QueueCounters) -> usize {
+        self.reap(ctr);
+        let sq = self.ring.submission();
+        self.free.len().min(sq.capacity() - sq.len())
+    }
+
     /// Packets handed to the kernel whose completion has not been reaped yet.
     pub(crate) fn in_flight(&self) -> usize {
         self.slots.len() - self.free.len()

@@ -1,0 +1,119 @@
+//! Per-packet work shared by every backend: transmit offload preparation
+//! (virtio-net header from the packet's own headers, checksum seeding or a
+//! software checksum) and the classification behind the extended statistics.
+
+use crate::pool::Packet;
+use crate::wire::offload::{self, Gso, RxCsum, RxGso, TxRequest};
+use crate::wire::vnet::VnetHdr;
+use crate::xstats::*;
+
+/// Counts size and cast class of a frame into `local` (indices 0..10).
+#[inline]
+fn classify_common(p: &Packet, local: &mut [u64]) {
+    local[offload::size_bucket(p.len())] += 1;
+    local[SIZE_NAMES.len() + offload::cast_class(p.data())] += 1;
+}
+
+/// Classifies received packets into the rx counters.
+pub(crate) fn classify_rx(pkts: &[Packet], local: &mut [u64; RX_N]) {
+    for p in pkts {
+        classify_common(p, local);
+        let h = p.vnet_hdr();
+        match offload::rx_csum(h) {
+            RxCsum::Good => local[RX_CSUM_GOOD] += 1,
+            RxCsum::Partial => local[RX_CSUM_PARTIAL] += 1,
+            RxCsum::Unknown => local[RX_CSUM_UNKNOWN] += 1,
+        }
+        if offload::rx_gso(h) != RxGso::None {
+            local[RX_LRO] += 1;
+        }
+    }
+}
+
+/// Classifies packets about to be sent into the tx counters.
+pub(crate) fn classify_tx(pkts: &[Packet], local: &mut [u64; TX_N]) {
+    for p in pkts {
+        classify_common(p, local);
+        if p.nb_segs() > 1 {
+            local[TX_MULTISEG] += 1;
+        }
+    }
+}
+
+/// Turns a packet's transmit request into its virtio-net header (or a software
+/// checksum when `csum_offload` is off). Returns false if the request cannot be
+/// honoured: the caller drops the packet and counts it.
+pub(crate) fn prepare_tx(p: &mut Packet, csum_offload: bool, local: &mut [u64; TX_N]) -> bool {
+    let req = p.tx_offload();
+    if req == TxRequest::default() {
+        return true; // the header already in the packet (if any) goes as is
+    }
+    if !csum_offload {
+        if req.gso != Gso::None {
+            // No software segmentation: a port with offloads off cannot honour it.
+            return false;
+        }
+        let mut segs: [&[u8]; 64] = [&[]; 64];
+        let mut n = 0;
+        for s in p.segments() {
+            if n == segs.len() {
+                return false;
+            }
+            segs[n] = s;
+            n += 1;
+        }
+        let Ok((off, sum)) = offload::sw_l4_checksum(&segs[..n]) else {
+            return false;
+        };
+        let Some(field) = p.data_mut().get_mut(off..off + 2) else {
+            return false;
+        };
+        field.copy_from_slice(&sum.to_be_bytes());
+        p.set_vnet_hdr(VnetHdr::default());
+        p.set_tx_offload(TxRequest::default());
+        local[TX_SW_CSUM] += 1;
+        return true;
+    }
+    let Ok((h, seed)) = offload::tx_header(p.data(), req) else {
+        return false;
+    };
+    if let Some((off, v)) = seed {
+        let Some(field) = p.data_mut().get_mut(off..off + 2) else {
+            return false;
+        };
+        field.copy_from_slice(&v.to_be_bytes());
+    }
+    p.set_vnet_hdr(h);
+    p.set_tx_offload(TxRequest::default());
+    match req.gso {
+        Gso::Tcp { .. } => local[TX_TSO] += 1,
+        Gso::Udp { .. } => local[TX_USO] += 1,
+        Gso::None => {}
+    }
+    local[TX_CSUM_OFFLOAD] += 1;
+    true
+}
+
+/// Prepares the first `room` packets of `pkts`, removes those refused (they go
+/// back to the pool) and returns how many were removed.
+pub(crate) fn prepare_burst(
+    pkts: &mut Vec<Packet>,
+    room: usize,
+    csum_offload: bool,
+    local: &mut [u64; TX_N],
+) -> usize {
+    let end = room.min(pkts.len());
+    let mut keep = 0;
+    for r in 0..end {
+        if prepare_tx(&mut pkts[r], csum_offload, local) {
+            pkts.swap(keep, r);
+            keep += 1;
+        }
+    }
+    let refused = end - keep;
+    if refused > 0 {
+        pkts.drain(keep..end);
+        local[TX_REJECTED] += refused as u64;
+    }
+    refused
+}

@@ -1,0 +1,138 @@
+//! Extended per-queue statistics, by name (`rx_q{N}_...`, `tx_q{N}_...`).
+//!
+//! Each queue classifies its packets once per burst into a local array and
+//! publishes it with one relaxed store per counter that changed (single writer).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Size buckets shared by rx and tx (indices 0..7).
+pub(crate) const SIZE_NAMES: [&str; 7] = [
+    "size_64_packets",
+    "size_65_127_packets",
+    "size_128_255_packets",
+    "size_256_511_packets",
+    "size_512_1023_packets",
+    "size_1024_1518_packets",
+    "size_1519_max_packets",
+];
+/// Cast classes (indices 7..10): unicast, multicast, broadcast.
+pub(crate) const CAST_NAMES: [&str; 3] =
+    ["unicast_packets", "multicast_packets", "broadcast_packets"];
+
+/// Rx-only counters after the shared ones.
+pub(crate) const RX_ONLY: [&str; 5] = [
+    "lro_packets",
+    "csum_good",
+    "csum_partial",
+    "csum_unknown",
+    "csum_bad",
+];
+/// Index of the first rx-only counter.
+pub(crate) const RX_LRO: usize = 10;
+pub(crate) const RX_CSUM_GOOD: usize = 11;
+pub(crate) const RX_CSUM_PARTIAL: usize = 12;
+pub(crate) const RX_CSUM_UNKNOWN: usize = 13;
+/// Rx counters in total (the alloc-failure and truncated counters live in
+/// [`QueueCounters`](crate::stats::QueueCounters) and are appended when reading).
+pub(crate) const RX_N: usize = 15;
+
+/// Tx-only counters after the shared ones.
+pub(crate) const TX_ONLY: [&str; 6] = [
+    "tso_packets",
+    "uso_packets",
+    "csum_offload_packets",
+    "multiseg_packets",
+    "sw_csum_packets",
+    "offload_rejected",
+];
+pub(crate) const TX_TSO: usize = 10;
+pub(crate) const TX_USO: usize = 11;
+pub(crate) const TX_CSUM_OFFLOAD: usize = 12;
+pub(crate) const TX_MULTISEG: usize = 13;
+pub(crate) const TX_SW_CSUM: usize = 14;
+pub(crate) const TX_REJECTED: usize = 15;
+pub(crate) const TX_N: usize = 16;
+
+/// Published counters of one queue direction.
+#[derive(Debug)]
+pub(crate) struct XCounters {
+    v: Box<[AtomicU64]>,
+}
+
+impl XCounters {
+    pub(crate) fn new(n: usize) -> XCounters {
+        XCounters {
+            v: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Adds a burst's local counts (single writer).
+    #[inline]
+    pub(crate) fn publish(&self, local: &[u64]) {
+        for (c, &d) in self.v.iter().zip(local) {
+            if d != 0 {
+                c.store(c.load(Relaxed) + d, Relaxed);
+            }
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> Vec<u64> {
+        self.v.iter().map(|c| c.load(Relaxed)).collect()
+    }
+}
+
+/// Counter names of rx queue `q`, in the order of [`rx_values`].
+pub(crate) fn rx_names(q: u16) -> impl Iterator<Item = String> {
+    SIZE_NAMES
+        .iter()
+        .chain(CAST_NAMES.iter())
+        .chain(RX_ONLY.iter())
+        .chain(["alloc_failures", "truncated"].iter())
+        .map(move |n| format!("rx_q{q}_{n}"))
+}
+
+/// Counter names of tx queue `q`.
+pub(crate) fn tx_names(q: u16) -> impl Iterator<Item = String> {
+    SIZE_NAMES
+        .iter()
+        .chain(CAST_NAMES.iter())
+        .chain(TX_ONLY.iter())
+        .map(move |n| format!("tx_q{q}_{n}"))
+}
+
+/// One named extended statistic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XStat {
+    /// `rx_q{N}_...` or `tx_q{N}_...`.
+    pub name: String,
+    /// Value since the last reset.
+    pub value: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_tables_match_counter_counts() {
+        assert_eq!(SIZE_NAMES.len() + CAST_NAMES.len() + RX_ONLY.len(), RX_N);
+        assert_eq!(SIZE_NAMES.len() + CAST_NAMES.len() + TX_ONLY.len(), TX_N);
+        assert_eq!(rx_names(0).count(), RX_N + 2);
+        assert_eq!(tx_names(3).next().unwrap(), "tx_q3_size_64_packets");
+        assert_eq!(rx_names(1).nth(RX_LRO).unwrap(), "rx_q1_lro_packets");
+        assert_eq!(
+            tx_names(1).nth(TX_REJECTED).unwrap(),
+            "tx_q1_offload_rejected"
+        );
+        let names: std::collections::HashSet<String> = rx_names(0).chain(tx_names(0)).collect();
+        assert_eq!(names.len(), RX_N + 2 + TX_N, "names are unique");
+    }
+
+    #[test]
+    fn publish_accumulates() {
+        let x = XCounters::new(3);
+        x.publish(&[1, 0, 2]);
+        x.publish(&[1, 5, 0]);
+        assert_eq!(x.snapshot(), vec![2, 5, 2]);
+    }
+}
