@@ -20,6 +20,7 @@ pub use error::{Error, Result};
 pub use pool::{Packet, Pool, PoolConfig};
 pub use spec::parse_port_spec;
 pub use stats::{PortStats, QueueStats};
+pub use netlink::{LinkEvent, LinkInfo, LinkWatcher};
 pub use tap::{Offloads, RxQueue, TapConfig, TapPort, TxQueue};
 pub use wire::offload::{Gso, RxCsum, RxGso, TxRequest};
 pub use xstats::XStat;

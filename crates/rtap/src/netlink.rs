@@ -25,6 +25,10 @@ pub struct LinkInfo {
     pub flags: u32,
     /// MTU.
     pub mtu: u32,
+    /// Smallest MTU the device takes (0 if not reported).
+    pub min_mtu: u32,
+    /// Largest MTU the device takes (0 if not reported; 65521 for a tap).
+    pub max_mtu: u32,
     /// MAC address.
     pub mac: Option<[u8; 6]>,
     /// Kernel counters of the interface (`IFLA_STATS64`), in the kernel's view:
@@ -158,6 +162,46 @@ impl Netlink {
         };
         self.set(ifindex, f, LinkFlags::Up, Vec::new())
     }
+
+    /// Sets or clears `IFF_PROMISC`.
+    pub fn set_promisc(&self, ifindex: u32, on: bool) -> io::Result<()> {
+        let f = if on {
+            LinkFlags::Promisc
+        } else {
+            LinkFlags::empty()
+        };
+        self.set(ifindex, f, LinkFlags::Promisc, Vec::new())
+    }
+
+    /// Sets or clears `IFF_ALLMULTI`.
+    pub fn set_allmulti(&self, ifindex: u32, on: bool) -> io::Result<()> {
+        let f = if on {
+            LinkFlags::Allmulti
+        } else {
+            LinkFlags::empty()
+        };
+        self.set(ifindex, f, LinkFlags::Allmulti, Vec::new())
+    }
+
+    /// Sets the MTU.
+    pub fn set_mtu(&self, ifindex: u32, mtu: u32) -> io::Result<()> {
+        self.set(
+            ifindex,
+            LinkFlags::empty(),
+            LinkFlags::empty(),
+            vec![LinkAttribute::Mtu(mtu)],
+        )
+    }
+
+    /// Sets the MAC address.
+    pub fn set_mac(&self, ifindex: u32, mac: [u8; 6]) -> io::Result<()> {
+        self.set(
+            ifindex,
+            LinkFlags::empty(),
+            LinkFlags::empty(),
+            vec![LinkAttribute::Address(mac.to_vec())],
+        )
+    }
 }
 
 fn link_info(l: &LinkMessage) -> LinkInfo {
@@ -170,6 +214,8 @@ fn link_info(l: &LinkMessage) -> LinkInfo {
         match a {
             LinkAttribute::IfName(n) => info.name = n.clone(),
             LinkAttribute::Mtu(m) => info.mtu = *m,
+            LinkAttribute::MinMtu(m) => info.min_mtu = *m,
+            LinkAttribute::MaxMtu(m) => info.max_mtu = *m,
             LinkAttribute::Address(a) if a.len() == 6 => {
                 let mut mac = [0u8; 6];
                 mac.copy_from_slice(a);
@@ -183,4 +229,147 @@ fn link_info(l: &LinkMessage) -> LinkInfo {
         }
     }
     info
+}
+
+/// A change seen on a link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// The link became up and running.
+    Up,
+    /// The link is no longer up and running.
+    Down,
+    /// The MTU changed.
+    Mtu(u32),
+    /// The MAC address changed.
+    Mac([u8; 6]),
+    /// The interface was renamed.
+    Renamed(String),
+    /// The interface was deleted (or left the namespace).
+    Deleted,
+}
+
+/// A subscription to one link's rtnetlink events (`RTNLGRP_LINK`), turned into
+/// [`LinkEvent`]s by comparing each notification with the last known state.
+#[derive(Debug)]
+pub struct LinkWatcher {
+    sock: Socket,
+    ifindex: u32,
+    last: LinkInfo,
+    gone: bool,
+    buf: Vec<u8>,
+}
+
+impl LinkWatcher {
+    /// Subscribes in the calling thread's namespace, starting from `current`.
+    pub fn new(ifindex: u32, current: LinkInfo) -> io::Result<LinkWatcher> {
+        let mut sock = Socket::new(NETLINK_ROUTE)?;
+        sock.bind_auto()?;
+        sock.add_membership(libc::RTNLGRP_LINK)?;
+        sock.set_non_blocking(true)?;
+        Ok(LinkWatcher {
+            sock,
+            ifindex,
+            last: current,
+            gone: false,
+            buf: vec![0u8; 64 * 1024],
+        })
+    }
+
+    /// The socket, to add to an epoll set (readable when events are pending).
+    pub fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.sock.as_raw_fd()
+    }
+
+    /// Waits up to `timeout` for the socket to become readable; true if it did.
+    pub fn wait(&self, timeout: std::time::Duration) -> bool {
+        let mut pfd = libc::pollfd {
+            fd: self.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: pfd is one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
+    }
+
+    /// Reads every pending notification and appends the resulting events to `out`.
+    /// Never blocks.
+    pub fn poll(&mut self, out: &mut Vec<LinkEvent>) -> io::Result<()> {
+        loop {
+            let n = match self.sock.recv(&mut &mut self.buf[..], 0) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    tracing::warn!("link events: netlink overrun, some notifications lost");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let mut off = 0;
+            while off < n {
+                let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..n])
+                else {
+                    break;
+                };
+                let len = msg.header.length as usize;
+                if len == 0 {
+                    break;
+                }
+                off += len.div_ceil(4) * 4;
+                match msg.payload {
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l))
+                        if l.header.index == self.ifindex =>
+                    {
+                        let info = link_info(&l);
+                        self.diff(info, out);
+                    }
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l))
+                        if l.header.index == self.ifindex =>
+                    {
+                        if !self.gone {
+                            self.gone = true;
+                            out.push(LinkEvent::Deleted);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn diff(&mut self, now: LinkInfo, out: &mut Vec<LinkEvent>) {
+        if now.is_up() != self.last.is_up() {
+            out.push(if now.is_up() {
+                LinkEvent::Up
+            } else {
+                LinkEvent::Down
+            });
+        }
+        if now.mtu != 0 && now.mtu != self.last.mtu {
+            out.push(LinkEvent::Mtu(now.mtu));
+        }
+        if let Some(mac) = now.mac {
+            if Some(mac) != self.last.mac {
+                out.push(LinkEvent::Mac(mac));
+            }
+        }
+        if !now.name.is_empty() && now.name != self.last.name {
+            out.push(LinkEvent::Renamed(now.name.clone()));
+        }
+        // Notifications may omit attributes: keep what we knew.
+        let name = if now.name.is_empty() {
+            std::mem::take(&mut self.last.name)
+        } else {
+            now.name.clone()
+        };
+        let mtu = if now.mtu == 0 { self.last.mtu } else { now.mtu };
+        let mac = now.mac.or(self.last.mac);
+        self.last = LinkInfo {
+            name,
+            mtu,
+            mac,
+            ..now
+        };
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod config;
 mod device;
+pub mod link;
 mod metadata;
 pub mod offloads;
 mod port;

@@ -192,6 +192,17 @@ impl TapPort {
         }
     }
 
+    /// Runs a netlink request on the port's own socket (bound to the port's
+    /// namespace), mapping errors to what failed.
+    pub(super) fn with_nl<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&Netlink, u32) -> std::io::Result<T>,
+    ) -> Result<T> {
+        let nl = self.nl.lock().unwrap_or_else(|e| e.into_inner());
+        f(&nl, self.ifindex).map_err(|e| self.nl_err(op, e))
+    }
+
     fn set_up(&self, up: bool) -> Result<()> {
         let nl = self.nl.lock().unwrap_or_else(|e| e.into_inner());
         nl.set_up(self.ifindex, up)
