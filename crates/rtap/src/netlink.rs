@@ -325,12 +325,10 @@ impl LinkWatcher {
                         self.diff(info, out);
                     }
                     NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l))
-                        if l.header.index == self.ifindex =>
+                        if l.header.index == self.ifindex && !self.gone =>
                     {
-                        if !self.gone {
-                            self.gone = true;
-                            out.push(LinkEvent::Deleted);
-                        }
+                        self.gone = true;
+                        out.push(LinkEvent::Deleted);
                     }
                     _ => {}
                 }
