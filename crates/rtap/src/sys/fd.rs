@@ -1,7 +1,7 @@
 //! Plain syscalls on owned file descriptors (the read/write backend and helpers).
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// `readv(2)` into the given buffers. Returns bytes read.
 pub fn readv(fd: BorrowedFd<'_>, iov: &mut [libc::iovec]) -> io::Result<usize> {
@@ -68,4 +68,42 @@ pub fn poll_error(fd: BorrowedFd<'_>) -> bool {
     // SAFETY: pfd is one valid pollfd; a zero timeout never blocks.
     let n = unsafe { libc::poll(&mut pfd, 1, 0) };
     n > 0 && pfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0
+}
+
+/// A non-blocking, close-on-exec eventfd.
+pub fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: eventfd takes no pointers; a non-negative result is a fresh fd we own.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is fresh and owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Clears an eventfd's counter (non-blocking; nothing to clear is fine).
+pub fn eventfd_clear(fd: BorrowedFd<'_>) {
+    let mut v = [0u8; 8];
+    let _ = read(fd, &mut v);
+}
+
+/// Waits up to `timeout` for `events` on `fd`; true if they are there.
+pub fn poll_in(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: pfd is one valid pollfd.
+    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.raw_os_error() == Some(libc::EINTR) {
+            Ok(false)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(n > 0)
 }

@@ -1,6 +1,6 @@
 //! [`RxQueue`] and [`TxQueue`]: the per-queue data path handles, dispatching to a backend.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +51,8 @@ pub struct RxQueue {
     idle: u32,
     /// The interface was found gone by the idle check.
     gone: bool,
+    /// Rx interrupt eventfd, while interrupts are enabled (io_uring engines).
+    irq: Option<OwnedFd>,
 }
 
 /// Empty bursts between two checks of the tap fd for a deleted interface.
@@ -117,6 +119,7 @@ impl RxQueue {
                 ifindex,
                 idle: 0,
                 gone: false,
+                irq: None,
             }),
             Err(e) => {
                 shared.rx_taken.store(false, Ordering::Release);
@@ -181,6 +184,74 @@ impl RxQueue {
             RxEngine::Multishot(e) => Some(&e.features),
             RxEngine::Rw(_) => None,
         }
+    }
+
+    /// Enables rx interrupts: an eventfd registered with the queue's io_uring is
+    /// signalled whenever completions arrive, so the application can sleep in
+    /// [`wait`](Self::wait) or add [`interrupt_fd`](Self::interrupt_fd) to its own
+    /// epoll set instead of busy polling. With the read/write backend the tap fd
+    /// itself is the readiness source. Link events work alongside.
+    pub fn enable_interrupt(&mut self) -> Result<()> {
+        if self.irq.is_some() {
+            return Ok(());
+        }
+        let fd = sysfd::eventfd().map_err(|e| Error::sys("eventfd", e))?;
+        let raw = Some(fd.as_raw_fd());
+        let r = match &mut self.engine {
+            RxEngine::Uring(e) => e.set_eventfd(raw),
+            RxEngine::Multishot(e) => e.set_eventfd(raw),
+            RxEngine::Rw(_) => Ok(()),
+        };
+        r.map_err(|e| Error::sys("io_uring register eventfd", e))?;
+        self.irq = Some(fd);
+        Ok(())
+    }
+
+    /// Disables rx interrupts (unregisters and closes the eventfd).
+    pub fn disable_interrupt(&mut self) -> Result<()> {
+        if self.irq.take().is_none() {
+            return Ok(());
+        }
+        let r = match &mut self.engine {
+            RxEngine::Uring(e) => e.set_eventfd(None),
+            RxEngine::Multishot(e) => e.set_eventfd(None),
+            RxEngine::Rw(_) => Ok(()),
+        };
+        r.map_err(|e| Error::sys("io_uring unregister eventfd", e))
+    }
+
+    /// The fd to watch for readability while interrupts are enabled: the eventfd
+    /// (io_uring) or the tap fd (read/write). Reading it is the caller's business
+    /// only for the eventfd; [`wait`](Self::wait) clears it.
+    pub fn interrupt_fd(&self) -> Option<BorrowedFd<'_>> {
+        match (&self.engine, &self.irq) {
+            (RxEngine::Rw(_), _) => Some(self.shared.fd.as_fd()),
+            (_, Some(fd)) => Some(fd.as_fd()),
+            _ => None,
+        }
+    }
+
+    /// Sleeps until packets may be ready or `timeout` passes; returns true if
+    /// they may be (then call [`rx_burst`](Self::rx_burst)). Works whether or not
+    /// interrupts are enabled; a deleted interface ends the wait with an error.
+    pub fn wait(&mut self, timeout: Duration) -> Result<bool> {
+        if self.gone {
+            return Err(vanished(&self.name, self.ifindex));
+        }
+        let r = match &mut self.engine {
+            RxEngine::Uring(e) => e.wait(timeout),
+            RxEngine::Multishot(e) => e.wait(timeout),
+            RxEngine::Rw(_) => sysfd::poll_in(self.shared.fd.as_fd(), timeout),
+        };
+        if let Some(fd) = &self.irq {
+            sysfd::eventfd_clear(fd.as_fd());
+        }
+        let ready = r.map_err(|e| Error::sys("rx wait", e))?;
+        if !ready && sysfd::poll_error(self.shared.fd.as_fd()) {
+            self.gone = true;
+            return Err(vanished(&self.name, self.ifindex));
+        }
+        Ok(ready)
     }
 
     /// Pool buffers the queue holds for the kernel to fill (io_uring backend: the

@@ -386,3 +386,24 @@ fn cancel_and_reap(
     }
     true
 }
+
+/// Blocks until the ring has a completion or `timeout` passes; true if one is
+/// there. Runs pending completion work first (COOP/DEFER task run), so it works
+/// under every task-run mode.
+pub(crate) fn wait_cqe(ring: &mut IoUring, timeout: std::time::Duration) -> io::Result<bool> {
+    if !ring.completion().is_empty() {
+        return Ok(true);
+    }
+    let ts = types::Timespec::from(timeout);
+    let args = types::SubmitArgs::new().timespec(&ts);
+    match ring.submitter().submit_with_args(1, &args) {
+        Ok(_) => {}
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)
+            ) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(!ring.completion().is_empty())
+}

@@ -295,6 +295,21 @@ impl UringRx {
     }
 }
 
+impl UringRx {
+    /// Registers (or, with `None`, unregisters) an eventfd signalled on completions.
+    pub(crate) fn set_eventfd(&mut self, fd: Option<std::os::fd::RawFd>) -> std::io::Result<()> {
+        match fd {
+            Some(fd) => self.ring.submitter().register_eventfd(fd),
+            None => self.ring.submitter().unregister_eventfd(),
+        }
+    }
+
+    /// Blocks until a completion is ready or `timeout` passes.
+    pub(crate) fn wait(&mut self, timeout: Duration) -> std::io::Result<bool> {
+        super::wait_cqe(&mut self.ring, timeout)
+    }
+}
+
 impl Drop for UringRx {
     fn drop(&mut self) {
         let posted = &mut self.posted;

@@ -274,6 +274,21 @@ impl UringRxMulti {
     }
 }
 
+impl UringRxMulti {
+    /// Registers (or, with `None`, unregisters) an eventfd signalled on completions.
+    pub(crate) fn set_eventfd(&mut self, fd: Option<std::os::fd::RawFd>) -> std::io::Result<()> {
+        match fd {
+            Some(fd) => self.ring.submitter().register_eventfd(fd),
+            None => self.ring.submitter().unregister_eventfd(),
+        }
+    }
+
+    /// Blocks until a completion is ready or `timeout` passes.
+    pub(crate) fn wait(&mut self, timeout: Duration) -> std::io::Result<bool> {
+        super::wait_cqe(&mut self.ring, timeout)
+    }
+}
+
 impl Drop for UringRxMulti {
     fn drop(&mut self) {
         let mut armed = self.armed;
