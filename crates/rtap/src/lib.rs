@@ -17,10 +17,10 @@ pub use backend::uring::{
 };
 pub use backend::BackendKind;
 pub use error::{Error, Result};
+pub use netlink::{LinkEvent, LinkInfo, LinkWatcher};
 pub use pool::{Packet, Pool, PoolConfig};
 pub use spec::parse_port_spec;
 pub use stats::{PortStats, QueueStats};
-pub use netlink::{LinkEvent, LinkInfo, LinkWatcher};
-pub use tap::{Offloads, RxQueue, TapConfig, TapPort, TxQueue};
+pub use tap::{Netns, Offloads, RxQueue, TapConfig, TapPort, TxQueue};
 pub use wire::offload::{Gso, RxCsum, RxGso, TxRequest};
 pub use xstats::XStat;

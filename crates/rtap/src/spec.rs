@@ -33,7 +33,8 @@ use crate::backend::uring::{RxMode, SqPoll};
 use crate::backend::BackendKind;
 use crate::error::{Error, Result};
 use crate::tap::config::{validate_name, TapConfig, MAX_QUEUES};
-use crate::tap::Offloads;
+use crate::tap::link::parse_mac;
+use crate::tap::{Netns, Offloads};
 
 /// The prefix every port spec starts with.
 pub const SPEC_PREFIX: &str = "tap:";
@@ -51,6 +52,12 @@ pub const SPEC_KEYS: &[&str] = &[
     "sqpoll_cpu",
     "rx_mode",
     "offload",
+    "netns",
+    "mtu",
+    "mac",
+    "promisc",
+    "owner",
+    "group",
 ];
 
 /// Parses a port spec string into a [`TapConfig`] (see the [module docs](self)).
@@ -153,6 +160,30 @@ pub fn parse_port_spec(spec: &str) -> Result<TapConfig> {
                 cfg.tx_queues = n;
             }
             "persist" => cfg.persist = flag(value)?,
+            "netns" => {
+                let n = need(value)?;
+                if n.contains('/') {
+                    return Err(err(
+                        key,
+                        format!("{n:?}: give a name from /run/netns, not a path"),
+                    ));
+                }
+                cfg.netns = Some(Netns::Named(n));
+            }
+            "mtu" => cfg.mtu = Some(number(value, 68, 65535)? as u32),
+            "mac" => {
+                let v = need(value)?;
+                let mac = parse_mac(&v).ok_or_else(|| {
+                    err(
+                        key,
+                        format!("{v:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"),
+                    )
+                })?;
+                cfg.mac = Some(mac);
+            }
+            "promisc" => cfg.promisc = Some(flag(value)?),
+            "owner" => cfg.owner = Some(number(value, 0, u32::MAX as u64 - 1)? as u32),
+            "group" => cfg.group = Some(number(value, 0, u32::MAX as u64 - 1)? as u32),
             "offload" => {
                 cfg.offloads = if flag(value)? {
                     Offloads::ALL

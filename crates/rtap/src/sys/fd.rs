@@ -107,3 +107,23 @@ pub fn poll_in(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> io::Result<b
     }
     Ok(n > 0)
 }
+
+/// Moves the calling thread into the network namespace `fd` refers to.
+pub fn setns_net(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: setns takes an fd and a flag; CLONE_NEWNET moves only this thread.
+    if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Duplicates a raw fd the caller owns (close-on-exec).
+pub fn dup_raw(fd: std::os::fd::RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC takes an int; a non-negative result is a new fd we own.
+    let n = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: n is fresh.
+    Ok(unsafe { OwnedFd::from_raw_fd(n) })
+}

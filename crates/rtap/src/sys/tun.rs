@@ -115,6 +115,16 @@ pub fn set_offload(fd: BorrowedFd<'_>, flags: libc::c_uint) -> io::Result<()> {
     ioctl_val(fd, libc::TUNSETOFFLOAD, flags as libc::c_ulong)
 }
 
+/// `TUNSETOWNER`: the user allowed to attach without CAP_NET_ADMIN.
+pub fn set_owner(fd: BorrowedFd<'_>, uid: u32) -> io::Result<()> {
+    ioctl_val(fd, libc::TUNSETOWNER, uid as libc::c_ulong)
+}
+
+/// `TUNSETGROUP`: the group allowed to attach without CAP_NET_ADMIN.
+pub fn set_group(fd: BorrowedFd<'_>, gid: u32) -> io::Result<()> {
+    ioctl_val(fd, libc::TUNSETGROUP, gid as libc::c_ulong)
+}
+
 /// `TUNSETPERSIST`.
 pub fn set_persist(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     ioctl_val(fd, libc::TUNSETPERSIST, on as libc::c_ulong)

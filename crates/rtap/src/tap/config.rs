@@ -1,5 +1,6 @@
 //! Configuration of a TAP port.
 
+use super::netns::Netns;
 use super::offloads::Offloads;
 use crate::backend::uring::RingConfig;
 use crate::backend::BackendKind;
@@ -39,6 +40,22 @@ pub struct TapConfig {
     /// Kernel-to-port offloads to ask for. Default [`Offloads::NONE`] (plain
     /// frames); the `rtap` CLI turns them all on.
     pub offloads: Offloads,
+    /// Network namespace the interface lives in (created or attached there); the
+    /// application's threads stay where they are. Default: the caller's.
+    pub netns: Option<Netns>,
+    /// User allowed to attach later without CAP_NET_ADMIN (`TUNSETOWNER`); with
+    /// `persist`, hands the tap to an unprivileged application. Note the kernel's
+    /// rule: a persistent tap with neither owner nor group can be attached by any
+    /// user who can open `/dev/net/tun`.
+    pub owner: Option<u32>,
+    /// Group allowed to attach later without CAP_NET_ADMIN (`TUNSETGROUP`).
+    pub group: Option<u32>,
+    /// MTU to set at open.
+    pub mtu: Option<u32>,
+    /// MAC address to set at open.
+    pub mac: Option<[u8; 6]>,
+    /// Promiscuous mode to set at open.
+    pub promisc: Option<bool>,
 }
 
 impl Default for TapConfig {
@@ -54,6 +71,12 @@ impl Default for TapConfig {
             max_frame: 0,
             burst: 32,
             offloads: Offloads::NONE,
+            netns: None,
+            owner: None,
+            group: None,
+            mtu: None,
+            mac: None,
+            promisc: None,
         }
     }
 }

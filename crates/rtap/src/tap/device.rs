@@ -50,7 +50,20 @@ fn map_setiff(e: std::io::Error, name: &str, existed: bool) -> Error {
 }
 
 /// Creates the interface (or attaches to it) and sets it up for vnet headers.
-pub(crate) fn open(name: &str, attach: bool, persist: bool, offloads: Offloads) -> Result<Device> {
+/// Who may attach later without CAP_NET_ADMIN.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Ownership {
+    pub owner: Option<u32>,
+    pub group: Option<u32>,
+}
+
+pub(crate) fn open(
+    name: &str,
+    attach: bool,
+    persist: bool,
+    offloads: Offloads,
+    own: Ownership,
+) -> Result<Device> {
     let existed = !name.contains('%') && sysfd::if_nametoindex(name).is_some();
     if attach && !existed {
         return Err(Error::NoSuchInterface {
@@ -67,6 +80,12 @@ pub(crate) fn open(name: &str, attach: bool, persist: bool, offloads: Offloads) 
         .map_err(|e| Error::sys("TUNSETOFFLOAD", e))?;
     for n in &notes {
         tracing::info!("{actual}: {n}");
+    }
+    if let Some(uid) = own.owner {
+        tun::set_owner(fd, uid).map_err(|e| Error::sys("TUNSETOWNER", e))?;
+    }
+    if let Some(gid) = own.group {
+        tun::set_group(fd, gid).map_err(|e| Error::sys("TUNSETGROUP", e))?;
     }
     if persist {
         tun::set_persist(fd, true).map_err(|e| Error::sys("TUNSETPERSIST", e))?;

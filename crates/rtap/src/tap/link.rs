@@ -77,12 +77,14 @@ impl TapPort {
     /// Subscribes to this link's state changes: up/down, MTU, MAC, rename,
     /// deletion. Poll [`LinkWatcher::poll`] (never blocks), or add
     /// [`LinkWatcher::as_raw_fd`] to an epoll set. Independent of rx interrupts.
-    /// The subscription is made in the calling thread's network namespace, which
-    /// must be the port's.
+    /// The subscription is made in the port's network namespace.
     pub fn link_events(&self) -> Result<LinkWatcher> {
         let current: LinkInfo = self.link()?;
-        LinkWatcher::new(self.ifindex(), current)
-            .map_err(|e| Error::sys("netlink subscribe RTNLGRP_LINK", e))
+        let ifindex = self.ifindex();
+        self.in_port_ns(move || {
+            LinkWatcher::new(ifindex, current)
+                .map_err(|e| Error::sys("netlink subscribe RTNLGRP_LINK", e))
+        })
     }
 }
 

@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::config::{validate_queues, TapConfig};
-use super::device;
+use super::device::{self, Ownership};
+use super::netns::{in_ns, NsHandle};
 use super::offloads::Offloads;
 use super::queue::{QueueShared, RxQueue, TxQueue};
 use crate::backend::{uring, BackendKind};
@@ -52,6 +53,8 @@ pub struct TapPort {
     queues: Vec<Arc<QueueShared>>,
     nl: Mutex<Netlink>,
     started: bool,
+    /// The namespace the interface lives in, if not the opener's.
+    ns: Option<NsHandle>,
     base: Mutex<Baseline>,
 }
 
@@ -73,8 +76,16 @@ impl TapPort {
     pub fn open(cfg: TapConfig) -> Result<TapPort> {
         cfg.validate()?;
         let (backend, backend_reason) = choose_backend(cfg.backend);
-        let dev = device::open(&cfg.name, cfg.attach, cfg.persist, cfg.offloads)?;
-        let nl = Netlink::open().map_err(|e| Error::sys("netlink socket", e))?;
+        let ns = cfg.netns.as_ref().map(NsHandle::open).transpose()?;
+        let own = Ownership {
+            owner: cfg.owner,
+            group: cfg.group,
+        };
+        let (dev, nl) = in_ns(ns.as_ref(), || {
+            let dev = device::open(&cfg.name, cfg.attach, cfg.persist, cfg.offloads, own)?;
+            let nl = Netlink::open().map_err(|e| Error::sys("netlink socket", e))?;
+            Ok((dev, nl))
+        })?;
         let mut port = TapPort {
             name: dev.name.clone(),
             ifindex: dev.ifindex,
@@ -88,19 +99,37 @@ impl TapPort {
             nl: Mutex::new(nl),
             started: false,
             base: Mutex::new(Baseline::default()),
+            ns,
             cfg,
         };
         let n = port.cfg.rx_queues;
         port.open_queues(n)?;
+        if let Some(mtu) = port.cfg.mtu {
+            port.set_mtu(mtu)?;
+        }
+        if let Some(mac) = port.cfg.mac {
+            port.set_mac(mac)?;
+        }
+        if let Some(on) = port.cfg.promisc {
+            port.set_promisc(on)?;
+        }
         tracing::debug!(name = %port.name, ifindex = port.ifindex, queues = n, backend = %port.backend, "tap port open");
         Ok(port)
     }
 
     fn open_queues(&mut self, n: u16) -> Result<()> {
         let name = self.refresh_name()?;
-        while self.queues.len() < n as usize {
+        let have = self.queues.len();
+        let (ifindex, nonblocking) = (self.ifindex, self.backend == BackendKind::Rw);
+        // Queue fds are opened in the port's namespace (TUNSETIFF finds the
+        // interface by name there).
+        let fds = in_ns(self.ns.as_ref(), || {
+            (have..n as usize)
+                .map(|_| device::open_queue(&name, ifindex, nonblocking))
+                .collect::<Result<Vec<_>>>()
+        })?;
+        for fd in fds {
             let id = self.queues.len() as u16;
-            let fd = device::open_queue(&name, self.ifindex, self.backend == BackendKind::Rw)?;
             self.queues.push(Arc::new(QueueShared::new(id, fd)));
         }
         self.queues.truncate(n as usize);
@@ -210,10 +239,20 @@ impl TapPort {
     }
 
     /// Brings the link up. Queues can be opened once started.
+    ///
+    /// A link someone else already brought up is left as it is, so an
+    /// unprivileged owner of a persistent tap (see [`TapConfig::owner`]) can start.
     pub fn start(&mut self) -> Result<()> {
-        self.set_up(true)?;
+        if self.link()?.flags & libc::IFF_UP as u32 == 0 {
+            self.set_up(true)?;
+        }
         self.started = true;
         Ok(())
+    }
+
+    /// Runs `f` in the port's namespace (for sockets that must live there).
+    pub(super) fn in_port_ns<T: Send>(&self, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+        in_ns(self.ns.as_ref(), f)
     }
 
     /// Queue handles still alive.
@@ -229,7 +268,15 @@ impl TapPort {
             return Err(Error::PortBusy { op: "stop", live });
         }
         self.started = false;
-        self.set_up(false)
+        match self.set_up(false) {
+            // An unprivileged owner may not change the link state: the queues are
+            // released all the same, which is what stop guarantees.
+            Err(Error::PermissionDenied { op }) => {
+                tracing::warn!("stop: {op} not permitted; link left up");
+                Ok(())
+            }
+            r => r,
+        }
     }
 
     /// Changes the number of queue pairs (port stopped, no queue handles alive).
