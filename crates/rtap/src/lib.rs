@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+#[cfg(feature = "tokio")]
+pub mod async_tokio;
 pub mod backend;
 pub mod error;
 pub mod netlink;

@@ -66,6 +66,8 @@ pub struct TxQueue {
     csum_offload: bool,
     name: String,
     ifindex: u32,
+    /// Completion eventfd while tx interrupts are enabled (io_uring).
+    irq: Option<OwnedFd>,
 }
 
 fn vanished(name: &str, ifindex: u32) -> Error {
@@ -298,6 +300,7 @@ impl TxQueue {
         match engine {
             Ok(engine) => Ok(TxQueue {
                 engine,
+                irq: None,
                 shared,
                 csum_offload,
                 name: name.to_string(),
@@ -345,6 +348,28 @@ impl TxQueue {
             TxEngine::Uring(e) => e.flush(&self.shared.tx, timeout),
             TxEngine::Rw(_) => true,
         }
+    }
+
+    /// Enables tx completion interrupts: an eventfd registered with the queue's
+    /// io_uring is signalled when sends complete, so a sender whose queue was full
+    /// can sleep until slots free up (see [`interrupt_fd`](Self::interrupt_fd)).
+    /// The read/write backend never needs it (its sends complete at once).
+    pub fn enable_interrupt(&mut self) -> Result<()> {
+        if self.irq.is_some() {
+            return Ok(());
+        }
+        if let TxEngine::Uring(e) = &mut self.engine {
+            let fd = sysfd::eventfd().map_err(|e| Error::sys("eventfd", e))?;
+            e.set_eventfd(Some(fd.as_raw_fd()))
+                .map_err(|e| Error::sys("io_uring register eventfd", e))?;
+            self.irq = Some(fd);
+        }
+        Ok(())
+    }
+
+    /// The completion eventfd while tx interrupts are enabled (io_uring only).
+    pub fn interrupt_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.irq.as_ref().map(|f| f.as_fd())
     }
 
     /// Packets accepted but not completed yet.

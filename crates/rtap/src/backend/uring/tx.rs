@@ -180,6 +180,14 @@ impl UringTx {
         self.free.len().min(sq.capacity() - sq.len())
     }
 
+    /// Registers (or, with `None`, unregisters) an eventfd signalled on completions.
+    pub(crate) fn set_eventfd(&mut self, fd: Option<std::os::fd::RawFd>) -> std::io::Result<()> {
+        match fd {
+            Some(fd) => self.ring.submitter().register_eventfd(fd),
+            None => self.ring.submitter().unregister_eventfd(),
+        }
+    }
+
     /// Packets handed to the kernel whose completion has not been reaped yet.
     pub(crate) fn in_flight(&self) -> usize {
         self.slots.len() - self.free.len()
