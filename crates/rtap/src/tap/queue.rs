@@ -327,11 +327,13 @@ impl TxQueue {
         };
         let mut local = [0u64; TX_N];
         let refused = metadata::prepare_burst(pkts, room, self.csum_offload, &mut local);
-        let ready = room.min(pkts.len());
+        // Only the packets prepared above may go in this burst: those after them
+        // still carry their request, unprocessed (no checksum seed or value).
+        let ready = room.min(pkts.len() + refused) - refused;
         metadata::classify_tx(&pkts[..ready], &mut local);
         let r = match &mut self.engine {
-            TxEngine::Uring(e) => e.tx_burst(pkts, ctr),
-            TxEngine::Rw(e) => e.tx_burst(self.shared.fd.as_fd(), pkts, ctr),
+            TxEngine::Uring(e) => e.tx_burst(pkts, ready, ctr),
+            TxEngine::Rw(e) => e.tx_burst(self.shared.fd.as_fd(), pkts, ready, ctr),
         };
         self.shared.tx_x.publish(&local);
         if refused > 0 {

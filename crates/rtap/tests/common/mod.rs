@@ -136,6 +136,95 @@ pub fn netns() {
     }
 }
 
+/// Writes `value` to `/proc/sys/<path>` in the calling thread's namespace.
+pub fn sysctl(path: &str, value: &str) {
+    let full = format!("/proc/sys/{path}");
+    std::fs::write(&full, value).unwrap_or_else(|e| panic!("write {full}: {e}"));
+}
+
+/// Turns IPv6 back on in the calling thread's namespace ([`netns`] turns it
+/// off). Interfaces created afterwards get IPv6; call it before opening ports.
+pub fn enable_ipv6() {
+    for knob in ["default", "all"] {
+        sysctl(&format!("net/ipv6/conf/{knob}/disable_ipv6"), "0");
+    }
+}
+
+/// Turns IPv6 off in the calling thread's namespace (for namespaces not made by
+/// [`netns`]), so the kernel sends no MLD/router-solicitation frames of its own.
+pub fn disable_ipv6() {
+    for knob in ["default", "all"] {
+        sysctl(&format!("net/ipv6/conf/{knob}/disable_ipv6"), "1");
+    }
+}
+
+/// A named network namespace (`ip netns add`), for tests that need two network
+/// stacks talking to each other through ports. Threads enter it with
+/// [`NamedNetns::enter`]; it is deleted on drop (also while unwinding), and the
+/// kernel frees it once no thread, socket or interface uses it any more.
+pub struct NamedNetns {
+    name: String,
+}
+
+impl NamedNetns {
+    /// Creates `rtapt-<tag>-<pid>-<n>` (unique across parallel tests and runs).
+    pub fn create(tag: &str) -> NamedNetns {
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("rtapt-{tag}-{}-{n}", std::process::id());
+        ip(&["netns", "add", &name]);
+        NamedNetns { name }
+    }
+
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Moves the calling thread (only it) into the namespace: sockets, taps and
+    /// `/proc/sys/net` it opens afterwards are the namespace's.
+    pub fn enter(&self) {
+        let path = format!("/run/netns/{}", self.name);
+        let f = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+        // SAFETY: f is a live namespace fd; setns only reads it and affects this thread.
+        let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(
+            r,
+            0,
+            "setns into {}: {}",
+            self.name,
+            io::Error::last_os_error()
+        );
+    }
+
+    /// Runs `ip -n NAME args...`.
+    pub fn ip(&self, args: &[&str]) {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        ip(&all);
+    }
+
+    /// Runs `f` on a new thread inside the namespace and returns its result.
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                self.enter();
+                f()
+            })
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e))
+        })
+    }
+}
+
+impl Drop for NamedNetns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
 /// Runs `ip` with args in the calling thread's namespace (a child process inherits it).
 pub fn ip(args: &[&str]) {
     let out = std::process::Command::new("ip")
@@ -173,6 +262,12 @@ pub fn assert_gone_soon(name: &str) {
         assert!(Instant::now() < deadline, "interface {name} still exists");
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// The rx mode set with [`force_rx_mode`] on this thread, if any (for tests that
+/// open ports on other threads).
+pub fn forced_rx_mode() -> Option<RxMode> {
+    RX_MODE.with(|m| m.get())
 }
 
 /// Opens a port, asserting that the backend asked for is the one in use. Applies

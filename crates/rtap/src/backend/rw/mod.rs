@@ -171,17 +171,20 @@ impl RwTx {
         }
     }
 
+    /// Writes packets from the front of `pkts`, at most `max`, and removes the
+    /// ones consumed.
     pub(crate) fn tx_burst(
         &mut self,
         fd: BorrowedFd<'_>,
         pkts: &mut Vec<Packet>,
+        max: usize,
         ctr: &QueueCounters,
     ) -> Result<usize, i32> {
         let (mut sent, mut bytes, mut errors) = (0u64, 0u64, 0u64);
         let mut consumed = 0;
         let mut vanished = None;
         let vl = self.vnet_len;
-        for pkt in pkts.iter() {
+        for pkt in pkts.iter().take(max) {
             if pkt.len() < 14 || pkt.nb_segs() > MAX_TX_SEGS {
                 errors += 1;
                 consumed += 1;

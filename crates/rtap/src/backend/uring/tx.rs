@@ -98,10 +98,11 @@ impl UringTx {
     }
 
     /// Queues as many packets from the front of `pkts` as there are free slots,
-    /// submits them with one call, and removes them from `pkts`.
+    /// at most `max`, submits them with one call, and removes them from `pkts`.
     pub(crate) fn tx_burst(
         &mut self,
         pkts: &mut Vec<Packet>,
+        max: usize,
         ctr: &QueueCounters,
     ) -> Result<usize, i32> {
         self.reap(ctr);
@@ -112,7 +113,7 @@ impl UringTx {
             let sq = self.ring.submission();
             sq.capacity() - sq.len()
         };
-        let n = pkts.len().min(self.free.len()).min(room);
+        let n = pkts.len().min(max).min(self.free.len()).min(room);
         let mut rejected = 0u64;
         let mut queued = 0usize;
         for pkt in pkts.drain(..n) {
