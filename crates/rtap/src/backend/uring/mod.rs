@@ -387,6 +387,15 @@ fn cancel_and_reap(
     true
 }
 
+/// Registers (or, with `None`, unregisters) an eventfd the kernel signals when
+/// the ring posts completions.
+pub(crate) fn set_eventfd(ring: &IoUring, fd: Option<RawFd>) -> io::Result<()> {
+    match fd {
+        Some(fd) => ring.submitter().register_eventfd(fd),
+        None => ring.submitter().unregister_eventfd(),
+    }
+}
+
 /// Blocks until the ring has a completion or `timeout` passes; true if one is
 /// there. Runs pending completion work first (COOP/DEFER task run), so it works
 /// under every task-run mode.

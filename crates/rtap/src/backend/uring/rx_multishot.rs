@@ -277,10 +277,7 @@ impl UringRxMulti {
 impl UringRxMulti {
     /// Registers (or, with `None`, unregisters) an eventfd signalled on completions.
     pub(crate) fn set_eventfd(&mut self, fd: Option<std::os::fd::RawFd>) -> std::io::Result<()> {
-        match fd {
-            Some(fd) => self.ring.submitter().register_eventfd(fd),
-            None => self.ring.submitter().unregister_eventfd(),
-        }
+        super::set_eventfd(&self.ring, fd)
     }
 
     /// Blocks until a completion is ready or `timeout` passes.

@@ -183,10 +183,7 @@ impl UringTx {
 
     /// Registers (or, with `None`, unregisters) an eventfd signalled on completions.
     pub(crate) fn set_eventfd(&mut self, fd: Option<std::os::fd::RawFd>) -> std::io::Result<()> {
-        match fd {
-            Some(fd) => self.ring.submitter().register_eventfd(fd),
-            None => self.ring.submitter().unregister_eventfd(),
-        }
+        super::set_eventfd(&self.ring, fd)
     }
 
     /// Packets handed to the kernel whose completion has not been reaped yet.
