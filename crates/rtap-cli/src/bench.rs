@@ -8,7 +8,13 @@
 //! - **fwd**: same fill, then an io-mode forwarder (rx on port A, the same packets
 //!   sent on port B) is timed until B has completed every transmission.
 //!
-//! Contenders: see [`CONTENDERS`]. Each test
+//! - **tcp**: a content-verified TCP bulk transfer between two network
+//!   namespaces (the demo's machinery: a port opened in each namespace, the
+//!   io-mode forwarder between them, [`crate::bulk`] sender and receiver), for each
+//!   backend with and without offloads, and over a plain veth pair (no userspace
+//!   at all: the kernel's ceiling). Rounds of 2 s interleave the contenders.
+//!
+//! Contenders: see [`CONTENDERS`] and [`TCP_CONTENDERS`]. Each packet-rate test
 //! runs in a private network namespace on its own thread.
 
 use std::io;
@@ -56,15 +62,91 @@ pub const CONTENDERS: [Contender; 4] = [
     },
 ];
 
+/// How the packets of a `tcp` contender travel between the two namespaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpPath {
+    /// A tap in each namespace and the io-mode forwarder between them.
+    Rtap { backend: BackendKind, offload: bool },
+    /// A veth pair: the kernel alone.
+    Veth,
+}
+
+/// One contender of the `tcp` test.
+#[derive(Clone, Copy, Debug)]
+pub struct TcpContender {
+    pub name: &'static str,
+    pub path: TcpPath,
+}
+
+/// `uring` and `rw` with every offload (64 KiB frames through the taps, partial
+/// checksums), their `-nooffload` twins (MTU-sized, checksummed frames), and
+/// `veth`.
+pub const TCP_CONTENDERS: [TcpContender; 5] = [
+    TcpContender {
+        name: "uring",
+        path: TcpPath::Rtap {
+            backend: BackendKind::Uring,
+            offload: true,
+        },
+    },
+    TcpContender {
+        name: "uring-nooffload",
+        path: TcpPath::Rtap {
+            backend: BackendKind::Uring,
+            offload: false,
+        },
+    },
+    TcpContender {
+        name: "rw",
+        path: TcpPath::Rtap {
+            backend: BackendKind::Rw,
+            offload: true,
+        },
+    },
+    TcpContender {
+        name: "rw-nooffload",
+        path: TcpPath::Rtap {
+            backend: BackendKind::Rw,
+            offload: false,
+        },
+    },
+    TcpContender {
+        name: "veth",
+        path: TcpPath::Veth,
+    },
+];
+
+/// Length of one tcp round; a full run does [`TCP_ROUNDS`] of them per contender.
+pub const TCP_ROUND: Duration = Duration::from_secs(2);
+/// Rounds per contender in a full run (one with `--quick`).
+pub const TCP_ROUNDS: usize = 5;
+/// Namespace prefix of the tcp test: `rtapbench-a-PID`, `rtapbench-b-PID`.
+pub const TCP_NS_PREFIX: &str = "rtapbench-";
+
 /// Options.
 #[derive(Clone, Debug)]
 pub struct BenchOpts {
     /// Fewer frames and one repetition: finishes in seconds.
     pub quick: bool,
-    /// Run only this test (`tx`, `rx` or `fwd`).
+    /// Run only this test (`tx`, `rx`, `fwd` or `tcp`).
     pub only: Option<&'static str>,
     /// Run only the contenders whose name is in this list (None: all).
     pub contenders: Option<Vec<String>>,
+    /// tcp: count the bytes but do not compare them with the pattern.
+    pub no_verify: bool,
+    /// tcp: what the forwarder does when idle.
+    pub idle: crate::fwd::Idle,
+    /// tcp: extra port spec keys for the rtap contenders (`ring=512`...).
+    pub port_opts: String,
+}
+
+/// What a cell measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// Packets per second, with the measuring thread's CPU ns per packet.
+    Pps,
+    /// Gbit/s of TCP payload, with the forwarder's and the machine's CPU load.
+    Gbps,
 }
 
 /// One measured cell.
@@ -72,11 +154,18 @@ pub struct BenchOpts {
 pub struct Cell {
     pub test: &'static str,
     pub contender: &'static str,
-    pub pps: f64,
-    /// CPU time of the measuring thread per packet (user + system), in ns. Robust to
-    /// other load on the machine; excludes work done on other threads (SQPOLL,
-    /// softirq on the other core).
-    pub cpu_ns: f64,
+    pub unit: Unit,
+    /// Packets per second ([`Unit::Pps`]) or Gbit/s ([`Unit::Gbps`]).
+    pub rate: f64,
+    /// [`Unit::Pps`]: CPU time of the measuring thread per packet (user + system),
+    /// in ns. Robust to other load on the machine; excludes work done on other
+    /// threads (SQPOLL, softirq on the other core).
+    /// [`Unit::Gbps`]: the forwarder worker's CPU time per wall second (1.0 = one
+    /// core; 0 for veth).
+    pub cpu: f64,
+    /// [`Unit::Gbps`] only: busy CPU time of the whole machine per wall second
+    /// during the transfer (2.0 = both cores of a 2-core machine).
+    pub host_cpu: f64,
 }
 
 /// One run: packets per second of wall time, and thread CPU ns per packet.
@@ -86,7 +175,8 @@ struct Run {
     cpu_ns: f64,
 }
 
-fn thread_cpu_s() -> f64 {
+/// CPU time (user + system) the calling thread has used, in seconds.
+pub fn thread_cpu_s() -> f64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -408,7 +498,7 @@ pub fn run(opts: BenchOpts, mut progress: impl FnMut(&str)) -> Result<Vec<Cell>,
             .filter(|c| {
                 opts.contenders
                     .as_ref()
-                    .map_or(true, |l| l.iter().any(|n| n == c.name))
+                    .is_none_or(|l| l.iter().any(|n| n == c.name))
             })
             .collect();
         let mut runs: Vec<Vec<Run>> = vec![Vec::new(); who.len()];
@@ -434,31 +524,251 @@ pub fn run(opts: BenchOpts, mut progress: impl FnMut(&str)) -> Result<Vec<Cell>,
             cells.push(Cell {
                 test,
                 contender: c.name,
-                pps: m.pps,
-                cpu_ns: m.cpu_ns,
+                unit: Unit::Pps,
+                rate: m.pps,
+                cpu: m.cpu_ns,
+                host_cpu: 0.0,
             });
         }
+    }
+    if opts.only.is_none_or(|o| o == "tcp") {
+        let rounds = if opts.quick { 1 } else { TCP_ROUNDS };
+        cells.extend(run_tcp(&opts, rounds, &mut progress)?);
     }
     Ok(cells)
 }
 
-/// The comparison table: Mpps (wall) and thread CPU ns per packet, with ratios to
-/// the read/write backend (pps ratio; CPU ratio = rw ns / contender ns, so > 1
-/// means cheaper than rw).
+/// Busy and total CPU time of the machine so far (`/proc/stat`, clock ticks).
+fn host_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return (0, 0);
+    };
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum(); // user..steal; guest is inside user
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// CPU time (user + system) of this whole process so far, in seconds.
+fn process_cpu_s() -> f64 {
+    // SAFETY: rusage is plain data for the kernel to fill.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: ru is a live rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Clock ticks per second of `/proc/stat`.
+fn clk_tck() -> f64 {
+    // SAFETY: sysconf takes no pointers.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// One tcp round.
+#[derive(Clone, Copy, Debug)]
+struct TcpRun {
+    gbps: f64,
+    fwd_cpu: f64,
+    host_cpu: f64,
+    /// Busy CPU of the machine not accounted to this process, per wall second:
+    /// other load that disturbs the round (or interrupt time the kernel does not
+    /// charge to a task).
+    other_cpu: f64,
+    lro: u64,
+}
+
+/// Online CPUs (for turning `/proc/stat` ticks into cores).
+fn cpus() -> f64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
+}
+
+/// What one transfer measured: Gbit/s, the machine's busy CPU and the part of it
+/// not used by this process, both per wall second.
+struct Traffic {
+    gbps: f64,
+    host_cpu: f64,
+    other_cpu: f64,
+}
+
+/// A verified bulk transfer of `secs` from A to B, with the machine's CPU load.
+fn tcp_traffic(
+    a: &crate::netns::Netns,
+    b: &crate::netns::Netns,
+    secs: Duration,
+    check: bool,
+) -> Result<Traffic, String> {
+    let (h0, p0, w0) = (host_ticks(), process_cpu_s(), Instant::now());
+    let t = crate::bulk::run(
+        a,
+        b,
+        crate::demo::ADDR_B,
+        crate::bulk::Limit::Time(secs),
+        check,
+        &crate::signal::STOP,
+    )?;
+    let (h1, p1, wall) = (host_ticks(), process_cpu_s(), w0.elapsed().as_secs_f64());
+    if let Some(why) = t.problem() {
+        return Err(format!("tcp transfer failed: {why}"));
+    }
+    let host_cpu = (h1.0 - h0.0) as f64 / (h1.1 - h0.1).max(1) as f64 * cpus();
+    let busy_s = (h1.0 - h0.0) as f64 / clk_tck();
+    Ok(Traffic {
+        gbps: t.gbit_per_s(),
+        host_cpu,
+        other_cpu: ((busy_s - (p1 - p0)) / wall.max(1e-9)).max(0.0),
+    })
+}
+
+fn bench_tcp(c: &TcpContender, secs: Duration, opts: &BenchOpts) -> Result<TcpRun, String> {
+    match c.path {
+        TcpPath::Veth => {
+            let (_, r) = crate::demo::with_veth(TCP_NS_PREFIX, |a, b| {
+                tcp_traffic(a, b, secs, !opts.no_verify)
+            })?;
+            let t = r?;
+            Ok(TcpRun {
+                gbps: t.gbps,
+                fwd_cpu: 0.0,
+                host_cpu: t.host_cpu,
+                other_cpu: t.other_cpu,
+                lro: 0,
+            })
+        }
+        TcpPath::Rtap { backend, offload } => {
+            let mut spec = format!(
+                "backend={backend},offload={}",
+                if offload { "on" } else { "off" }
+            );
+            if !opts.port_opts.is_empty() {
+                spec.push(',');
+                spec.push_str(&opts.port_opts);
+            }
+            let check = |p: &TapPort| {
+                if p.backend() != backend {
+                    return Err(format!(
+                        "{}: {backend} asked, {} given: {}",
+                        c.name,
+                        p.backend(),
+                        p.backend_reason().unwrap_or("")
+                    ));
+                }
+                if p.offloads().any_gso() != offload {
+                    return Err(format!(
+                        "{}: offloads {} asked, the kernel gave {:?}",
+                        c.name,
+                        if offload { "on" } else { "off" },
+                        p.offloads()
+                    ));
+                }
+                Ok(())
+            };
+            let j = crate::demo::with_forwarder(
+                TCP_NS_PREFIX,
+                &spec,
+                &crate::fwd::FwdOpts {
+                    idle: opts.idle,
+                    ..crate::fwd::FwdOpts::default()
+                },
+                check,
+                |a, b| tcp_traffic(a, b, secs, !opts.no_verify),
+            )?;
+            let t = j.traffic?;
+            Ok(TcpRun {
+                gbps: t.gbps,
+                fwd_cpu: j.fwd.worker_cpu_load(),
+                host_cpu: t.host_cpu,
+                other_cpu: t.other_cpu,
+                lro: j.fwd.rx_lro_packets(),
+            })
+        }
+    }
+}
+
+/// The tcp test: `rounds` rounds of [`TCP_ROUND`] per contender, interleaved;
+/// each cell is the median round.
+fn run_tcp(
+    opts: &BenchOpts,
+    rounds: usize,
+    progress: &mut impl FnMut(&str),
+) -> Result<Vec<Cell>, String> {
+    let who: Vec<&TcpContender> = TCP_CONTENDERS
+        .iter()
+        .filter(|c| {
+            opts.contenders
+                .as_ref()
+                .is_none_or(|l| l.iter().any(|n| n == c.name))
+        })
+        .collect();
+    let mut runs: Vec<Vec<TcpRun>> = vec![Vec::new(); who.len()];
+    for rep in 0..rounds {
+        for (i, c) in who.iter().enumerate() {
+            let r = bench_tcp(c, TCP_ROUND, opts)?;
+            progress(&format!(
+                " tcp {:<16} run {}/{rounds}: {:>6.2} Gbit/s, forwarder {:>3.0} % of a core, machine {:>3.0} % (others {:>2.0} %), {} coalesced frames{}",
+                c.name,
+                rep + 1,
+                r.gbps,
+                r.fwd_cpu * 100.0,
+                r.host_cpu * 100.0,
+                r.other_cpu * 100.0,
+                r.lro,
+                if r.other_cpu > 0.15 {
+                    "  [other load on the machine: this round is disturbed]"
+                } else {
+                    ""
+                }
+            ));
+            runs[i].push(r);
+        }
+    }
+    Ok(who
+        .iter()
+        .zip(&runs)
+        .map(|(c, r)| Cell {
+            test: "tcp",
+            contender: c.name,
+            unit: Unit::Gbps,
+            rate: median(r.iter().map(|x| x.gbps).collect()),
+            cpu: median(r.iter().map(|x| x.fwd_cpu).collect()),
+            host_cpu: median(r.iter().map(|x| x.host_cpu).collect()),
+        })
+        .collect())
+}
+
+/// The comparison table. Packet-rate tests: Mpps (wall) and thread CPU ns per
+/// packet, with ratios to the read/write backend (pps ratio; CPU ratio = rw ns /
+/// contender ns, so > 1 means cheaper than rw). The tcp test: Gbit/s, the
+/// forwarder's and the machine's CPU load (100 % = one core), and ratios: to the
+/// rw backend with the same offloads, to the same backend without offloads, and
+/// to veth.
 pub fn table(cells: &[Cell]) -> String {
     let get = |t: &str, c: &str| cells.iter().find(|x| x.test == t && x.contender == c);
-    let mut s = format!(
-        "{:<8} {:<14} {:>10} {:>10} {:>12} {:>12}\n",
-        "test", "contender", "Mpps", "ns/pkt", "pps vs rw", "cpu vs rw"
-    );
+    let mut s = String::new();
+    if cells.iter().any(|c| c.unit == Unit::Pps) {
+        s += &format!(
+            "{:<8} {:<14} {:>10} {:>10} {:>12} {:>12}\n",
+            "test", "contender", "Mpps", "ns/pkt", "pps vs rw", "cpu vs rw"
+        );
+    }
     for (t, label) in [("tx", "tx 64B"), ("rx", "rx 64B"), ("fwd", "fwd 64B")] {
         let rw = get(t, "rw");
         for c in CONTENDERS.iter() {
             let Some(x) = get(t, c.name) else { continue };
             let (pr, cr) = match rw {
                 Some(rw) if c.name != "rw" => (
-                    format!("{:.2}x", x.pps / rw.pps),
-                    format!("{:.2}x", rw.cpu_ns / x.cpu_ns),
+                    format!("{:.2}x", x.rate / rw.rate),
+                    format!("{:.2}x", rw.cpu / x.cpu),
                 ),
                 _ => ("-".into(), "-".into()),
             };
@@ -466,25 +776,99 @@ pub fn table(cells: &[Cell]) -> String {
                 "{:<8} {:<14} {:>10.2} {:>10.0} {:>12} {:>12}\n",
                 label,
                 c.name,
-                x.pps / 1e6,
-                x.cpu_ns,
+                x.rate / 1e6,
+                x.cpu,
                 pr,
                 cr
+            );
+        }
+    }
+    if cells.iter().any(|c| c.unit == Unit::Gbps) {
+        if !s.is_empty() {
+            s.push('\n');
+        }
+        s += &format!(
+            "{:<8} {:<16} {:>8} {:>8} {:>8} {:>8} {:>10} {:>8}\n",
+            "test", "contender", "Gbit/s", "fwd cpu", "host cpu", "vs rw", "vs no-off", "vs veth"
+        );
+        let ratio = |x: &Cell, other: Option<&Cell>| match other {
+            Some(o) if o.rate > 0.0 => format!("{:.2}x", x.rate / o.rate),
+            _ => "-".into(),
+        };
+        let veth = get("tcp", "veth");
+        for c in TCP_CONTENDERS.iter() {
+            let Some(x) = get("tcp", c.name) else {
+                continue;
+            };
+            let (vs_rw, vs_nooff, vs_veth) = match c.path {
+                TcpPath::Veth => ("-".into(), "-".into(), "-".into()),
+                TcpPath::Rtap { backend, offload } => {
+                    let twin = |b: BackendKind, off: bool| {
+                        TCP_CONTENDERS
+                            .iter()
+                            .find(|t| {
+                                t.path
+                                    == TcpPath::Rtap {
+                                        backend: b,
+                                        offload: off,
+                                    }
+                            })
+                            .and_then(|t| get("tcp", t.name))
+                    };
+                    (
+                        if backend == BackendKind::Rw {
+                            "-".into()
+                        } else {
+                            ratio(x, twin(BackendKind::Rw, offload))
+                        },
+                        if offload {
+                            ratio(x, twin(backend, false))
+                        } else {
+                            "-".into()
+                        },
+                        ratio(x, veth),
+                    )
+                }
+            };
+            let fwd_cpu = match c.path {
+                TcpPath::Veth => "-".to_string(),
+                TcpPath::Rtap { .. } => format!("{:.0} %", x.cpu * 100.0),
+            };
+            s += &format!(
+                "{:<8} {:<16} {:>8.2} {:>8} {:>8} {:>8} {:>10} {:>8}\n",
+                "tcp",
+                c.name,
+                x.rate,
+                fwd_cpu,
+                format!("{:.0} %", x.host_cpu * 100.0),
+                vs_rw,
+                vs_nooff,
+                vs_veth
             );
         }
     }
     s
 }
 
-/// The cells as a JSON array.
+/// The cells as a JSON array: packet-rate cells with `pps` and `cpu_ns_per_pkt`,
+/// tcp cells with `gbit_per_s`, `fwd_cpu_load` and `host_cpu_load` (1.0 = one core).
 pub fn json(cells: &[Cell]) -> String {
     let items: Vec<String> = cells
         .iter()
         .map(|c| {
-            format!(
-                "{{\"test\":\"{}\",\"contender\":\"{}\",\"pps\":{:.0},\"cpu_ns_per_pkt\":{:.1}}}",
-                c.test, c.contender, c.pps, c.cpu_ns
-            )
+            let j = crate::json::Json::obj()
+                .set("test", c.test)
+                .set("contender", c.contender);
+            match c.unit {
+                Unit::Pps => j
+                    .set("pps", c.rate.max(0.0).round() as u64)
+                    .set("cpu_ns_per_pkt", c.cpu),
+                Unit::Gbps => j
+                    .set("gbit_per_s", c.rate)
+                    .set("fwd_cpu_load", c.cpu)
+                    .set("host_cpu_load", c.host_cpu),
+            }
+            .to_string()
         })
         .collect();
     format!("[{}]", items.join(","))

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use rtap::{parse_port_spec, TapPort};
 
-use crate::bulk::{self, BulkReport};
+use crate::bulk::{self, BulkReport, Limit};
 use crate::fwd::{self, FwdOpts, FwdReport};
 use crate::json::Json;
 use crate::netns::{self, Netns};
@@ -28,15 +28,17 @@ use crate::signal;
 
 /// Namespace name prefix; the full names are `rtapdemo-a-PID` and `rtapdemo-b-PID`.
 pub const NS_PREFIX: &str = "rtapdemo-";
-const ADDR_A: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
-const ADDR_B: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
+/// Address of side A.
+pub const ADDR_A: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+/// Address of side B (the TCP receiver).
+pub const ADDR_B: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 const PREFIX_LEN: u8 = 24;
 
 /// Demo options.
 #[derive(Clone, Debug)]
 pub struct DemoOpts {
-    /// TCP transfer duration.
-    pub tcp: Duration,
+    /// When the TCP transfer stops: after a duration or a byte count.
+    pub tcp: Limit,
     /// Echo requests to send.
     pub pings: u32,
     /// Extra port spec keys for both ports (`backend=rw,ring=512`...).
@@ -63,6 +65,8 @@ pub struct DemoReport {
     pub sides: [Side; 2],
     /// The ping from A to B.
     pub ping: PingReport,
+    /// What the TCP transfer was asked to do.
+    pub tcp_limit: Limit,
     /// The TCP transfer from A to B, or why it did not happen.
     pub tcp: Result<BulkReport, String>,
     /// The forwarder's counters.
@@ -84,8 +88,8 @@ impl DemoReport {
                 Some("tcp transfer moved zero bytes: traffic did not flow".into())
             }
             Ok(t) if !t.verified() => Some(format!(
-                "tcp transfer lost data: sent {} bytes, received {}",
-                t.bytes_sent, t.bytes_received
+                "tcp transfer not verified: {}",
+                t.problem().unwrap_or_default()
             )),
             Ok(_) if signal::stopped() => Some("interrupted".into()),
             Ok(_) => None,
@@ -99,8 +103,17 @@ impl DemoReport {
             Ok(t) => t.to_json().set("error", None::<String>),
             Err(e) => Json::obj()
                 .set("seconds", 0.0)
+                .set(
+                    "bytes_requested",
+                    match self.tcp_limit {
+                        Limit::Bytes(n) => Some(n),
+                        Limit::Time(_) => None,
+                    },
+                )
                 .set("bytes_sent", 0u64)
                 .set("bytes_received", 0u64)
+                .set("bytes_checked", 0u64)
+                .set("mismatch_at", None::<u64>)
                 .set("gbit_per_s", 0.0)
                 .set("verified", false)
                 .set("error", e.as_str()),
@@ -147,10 +160,9 @@ impl DemoReport {
                     t.bytes_received,
                     t.elapsed.as_secs_f64(),
                     t.gbit_per_s(),
-                    if t.verified() {
-                        "received == sent".to_string()
-                    } else {
-                        format!("MISMATCH: sent {}", t.bytes_sent)
+                    match t.problem() {
+                        None => "verified (received == sent, every byte matched)".to_string(),
+                        Some(why) => format!("NOT VERIFIED: {why}"),
                     }
                 )
             }
@@ -202,46 +214,52 @@ fn open_side(
     Ok((port, side))
 }
 
-/// Runs the demo. Everything it creates is gone when it returns, error or not.
-pub fn run(opts: &DemoOpts) -> Result<DemoReport, String> {
-    // Reject bad --port-opts before anything is created.
-    port_spec("rtap-a", &opts.port_opts)?;
-    netns::sweep_stale(NS_PREFIX);
+/// Two namespaces joined by the rtap forwarder, as the demo builds them.
+pub struct Joined<T> {
+    /// Side A then B.
+    pub sides: [Side; 2],
+    /// What the forwarder did while `traffic` ran.
+    pub fwd: FwdReport,
+    /// What `traffic` returned.
+    pub traffic: T,
+}
+
+/// Creates namespaces `{prefix}a-PID` and `{prefix}b-PID`, opens a port in each
+/// (spec `tap:iface=rtap-a,{port_opts}`, 10.77.0.1/24; `rtap-b`, 10.77.0.2/24),
+/// runs the io-mode forwarder between them while `traffic(ns_a, ns_b)` runs, then
+/// stops it and deletes everything (error or not). `check` sees the open ports
+/// before the forwarder starts and may refuse them.
+pub fn with_forwarder<T: Send>(
+    prefix: &str,
+    port_opts: &str,
+    fwd_opts: &FwdOpts,
+    check: impl Fn(&TapPort) -> Result<(), String>,
+    traffic: impl FnOnce(&Netns, &Netns) -> T + Send,
+) -> Result<Joined<T>, String> {
+    // Reject bad port options before anything is created.
+    port_spec("rtap-a", port_opts)?;
+    netns::sweep_stale(prefix);
     let pid = std::process::id();
     // Dropped last (declared first): the ports close before their namespaces go.
-    let ns_a = Netns::create(&format!("{NS_PREFIX}a-{pid}"))?;
-    let ns_b = Netns::create(&format!("{NS_PREFIX}b-{pid}"))?;
-    let (port_a, side_a) = open_side(&ns_a, "rtap-a", ADDR_A, &opts.port_opts)?;
-    let (port_b, side_b) = open_side(&ns_b, "rtap-b", ADDR_B, &opts.port_opts)?;
+    let ns_a = Netns::create(&format!("{prefix}a-{pid}"))?;
+    let ns_b = Netns::create(&format!("{prefix}b-{pid}"))?;
+    let (port_a, side_a) = open_side(&ns_a, "rtap-a", ADDR_A, port_opts)?;
+    let (port_b, side_b) = open_side(&ns_b, "rtap-b", ADDR_B, port_opts)?;
     let mut ports = [port_a, port_b];
-    tracing::info!(a = %ns_a.name(), b = %ns_b.name(), "demo namespaces ready");
+    for p in &ports {
+        check(p)?;
+    }
+    tracing::info!(a = %ns_a.name(), b = %ns_b.name(), "namespaces joined by rtap ready");
 
     let fwd_stop = AtomicBool::new(false);
     let (fwd, traffic) = std::thread::scope(|s| {
         let fwd = std::thread::Builder::new()
             .name("rtap-fwd".into())
-            .spawn_scoped(s, || fwd::run(&ports, &opts.fwd, &fwd_stop))
+            .spawn_scoped(s, || fwd::run(&ports, fwd_opts, &fwd_stop))
             .map_err(|e| format!("spawn forwarder: {e}"));
-        let traffic = || -> Result<(PingReport, Result<BulkReport, String>), String> {
-            let ping = ns_a.run_in(|| {
-                ping::run(
-                    ADDR_B,
-                    opts.pings,
-                    Duration::from_millis(100),
-                    Duration::from_secs(1),
-                    &signal::STOP,
-                )
-            })??;
-            let tcp = if ping.received == 0 {
-                Err("skipped: no ping reply".to_string())
-            } else {
-                bulk::run(&ns_a, &ns_b, ADDR_B, opts.tcp, &signal::STOP)
-            };
-            Ok((ping, tcp))
-        };
         let traffic = match &fwd {
-            Ok(_) => traffic(),
-            Err(_) => Err("no forwarder".into()),
+            Ok(_) => Some(traffic(&ns_a, &ns_b)),
+            Err(_) => None,
         };
         fwd_stop.store(true, Ordering::SeqCst);
         let fwd = fwd.and_then(|h| {
@@ -258,11 +276,93 @@ pub fn run(opts: &DemoOpts) -> Result<DemoReport, String> {
     drop(ports);
     // The forwarder's error is the root cause when there is one.
     let fwd = fwd?;
-    let (ping, tcp) = traffic?;
-    Ok(DemoReport {
+    Ok(Joined {
         sides: [side_a, side_b],
-        ping,
-        tcp,
         fwd,
+        traffic: traffic.ok_or("no forwarder")?,
+    })
+}
+
+/// Creates namespaces `{prefix}a-PID` and `{prefix}b-PID` joined by a veth pair
+/// (`veth-a` 10.77.0.1/24, `veth-b` 10.77.0.2/24, the kernel's defaults for
+/// offloads and MTU), runs `traffic(ns_a, ns_b)`, then deletes everything. The
+/// kernel alone moves the packets: the ceiling a userspace forwarder aims at.
+pub fn with_veth<T>(
+    prefix: &str,
+    traffic: impl FnOnce(&Netns, &Netns) -> T,
+) -> Result<([Side; 2], T), String> {
+    netns::sweep_stale(prefix);
+    let pid = std::process::id();
+    let ns_a = Netns::create(&format!("{prefix}a-{pid}"))?;
+    let ns_b = Netns::create(&format!("{prefix}b-{pid}"))?;
+    // Both ends are created in A, then the peer is moved to B (one `ip` call).
+    ns_a.ip(&[
+        "link",
+        "add",
+        "veth-a",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "veth-b",
+        "netns",
+        ns_b.name(),
+    ])?;
+    let mut sides = Vec::new();
+    for (ns, iface, addr) in [(&ns_a, "veth-a", ADDR_A), (&ns_b, "veth-b", ADDR_B)] {
+        let address = format!("{addr}/{PREFIX_LEN}");
+        ns.ip(&["addr", "add", &address, "dev", iface])?;
+        ns.ip(&["link", "set", "dev", "lo", "up"])?;
+        ns.ip(&["link", "set", "dev", iface, "up"])?;
+        sides.push(Side {
+            netns: ns.name().to_string(),
+            iface: iface.to_string(),
+            address,
+        });
+    }
+    let t = traffic(&ns_a, &ns_b);
+    let sides: [Side; 2] = sides.try_into().expect("two sides");
+    Ok((sides, t))
+}
+
+/// The demo's traffic: pings, then (if one came back) the TCP transfer.
+fn ping_then_tcp(
+    opts: &DemoOpts,
+    ns_a: &Netns,
+    ns_b: &Netns,
+) -> Result<(PingReport, Result<BulkReport, String>), String> {
+    let ping = ns_a.run_in(|| {
+        ping::run(
+            ADDR_B,
+            opts.pings,
+            Duration::from_millis(100),
+            Duration::from_secs(1),
+            &signal::STOP,
+        )
+    })??;
+    let tcp = if ping.received == 0 {
+        Err("skipped: no ping reply".to_string())
+    } else {
+        bulk::run(ns_a, ns_b, ADDR_B, opts.tcp, true, &signal::STOP)
+    };
+    Ok((ping, tcp))
+}
+
+/// Runs the demo. Everything it creates is gone when it returns, error or not.
+pub fn run(opts: &DemoOpts) -> Result<DemoReport, String> {
+    let j = with_forwarder(
+        NS_PREFIX,
+        &opts.port_opts,
+        &opts.fwd,
+        |_| Ok(()),
+        |a, b| ping_then_tcp(opts, a, b),
+    )?;
+    let (ping, tcp) = j.traffic?;
+    Ok(DemoReport {
+        sides: j.sides,
+        ping,
+        tcp_limit: opts.tcp,
+        tcp,
+        fwd: j.fwd,
     })
 }

@@ -3,8 +3,10 @@
 //! Zero copy: each received [`Packet`] is handed as is to the other port's
 //! `tx_burst`. One worker thread per queue pair: queue `i` of port A and queue `i`
 //! of port B, both directions, one [`Pool`] shared by the worker's two rx queues.
-//! Workers busy-poll until the stop flag is raised or the duration runs out.
+//! Workers poll until the stop flag is raised or the duration runs out; what they
+//! do between empty rounds is [`Idle`] (busy-polling by default).
 
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -24,6 +26,8 @@ pub struct FwdOpts {
     /// How many more times a partially refused burst is offered to the tx queue
     /// before the rest is dropped (and counted in `fwd_dropped`).
     pub tx_retries: u32,
+    /// What a worker does when a round finds nothing to forward.
+    pub idle: Idle,
 }
 
 impl Default for FwdOpts {
@@ -33,6 +37,83 @@ impl Default for FwdOpts {
             pool_size: None,
             duration: None,
             tx_retries: 64,
+            idle: Idle::Spin,
+        }
+    }
+}
+
+/// What a worker does when a round (an rx burst on each port) found nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Idle {
+    /// Poll again at once (a CPU pause hint only): lowest latency, one core busy.
+    Spin,
+    /// After `after` empty rounds in a row, `sched_yield()` before each next round:
+    /// other threads waiting for this core run first.
+    Yield { after: u32 },
+    /// After `after` empty rounds in a row, sleep `nap` before each next round:
+    /// the core is free for others while traffic is idle or slow.
+    Sleep { after: u32, nap: Duration },
+    /// Rx interrupts: after `after` empty rounds in a row, sleep in `poll()` on
+    /// the rx queues' interrupt fds (the io_uring completion eventfd, or the tap
+    /// fd with the read/write backend) until a frame arrives, at most [`Idle::IRQ_MAX`].
+    Interrupt { after: u32 },
+}
+
+impl Idle {
+    /// Empty rounds before yielding or sleeping, by default.
+    pub const AFTER: u32 = 64;
+    /// Longest sleep of [`Idle::Interrupt`] (the stop flag is checked in between).
+    pub const IRQ_MAX: Duration = Duration::from_millis(10);
+
+    /// Parses `spin`, `yield[:N]`, `sleep[:US[:N]]`, `interrupt[:N]` (N empty
+    /// rounds before; US the nap in microseconds, default 50).
+    pub fn parse(s: &str) -> Result<Idle, String> {
+        let mut it = s.split(':');
+        let kind = it.next().unwrap_or("");
+        let num = |v: Option<&str>, what: &str, def: u64| -> Result<u64, String> {
+            match v {
+                None => Ok(def),
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| format!("idle mode {s:?}: {what} {v:?} is not a number")),
+            }
+        };
+        let r = match kind {
+            "spin" => Idle::Spin,
+            "yield" => Idle::Yield {
+                after: num(it.next(), "round count", Self::AFTER as u64)? as u32,
+            },
+            "interrupt" | "irq" => Idle::Interrupt {
+                after: num(it.next(), "round count", Self::AFTER as u64)? as u32,
+            },
+            "sleep" => {
+                let us = num(it.next(), "microseconds", 50)?;
+                let after = num(it.next(), "round count", Self::AFTER as u64)? as u32;
+                Idle::Sleep {
+                    after,
+                    nap: Duration::from_micros(us),
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "unknown idle mode {s:?}: use spin, yield[:ROUNDS], sleep[:US[:ROUNDS]] or interrupt[:ROUNDS]"
+                ))
+            }
+        };
+        if it.next().is_some() {
+            return Err(format!("idle mode {s:?}: too many fields"));
+        }
+        Ok(r)
+    }
+}
+
+impl std::fmt::Display for Idle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Idle::Spin => write!(f, "spin"),
+            Idle::Yield { after } => write!(f, "yield:{after}"),
+            Idle::Sleep { after, nap } => write!(f, "sleep:{}:{after}", nap.as_micros()),
+            Idle::Interrupt { after } => write!(f, "interrupt:{after}"),
         }
     }
 }
@@ -53,6 +134,11 @@ pub struct PortReport {
     /// Packets that should have left through this port but were dropped because
     /// its tx queue kept refusing them.
     pub fwd_dropped: u64,
+    /// Offloads the kernel accepted for the port (`TUNSETOFFLOAD`).
+    pub offloads: rtap::Offloads,
+    /// Coalesced (GRO/LRO, larger than the MTU) frames received during the run:
+    /// the `rx_q{N}_lro_packets` extended statistics summed over the queues.
+    pub rx_lro_packets: u64,
 }
 
 /// What a forwarding run did.
@@ -64,6 +150,12 @@ pub struct FwdReport {
     pub queue_pairs: u16,
     /// Per port, in the order given.
     pub ports: Vec<PortReport>,
+    /// CPU time the worker threads used (user + system, all workers).
+    pub worker_cpu: Duration,
+    /// Polling rounds (an rx burst on each port) of all workers.
+    pub rounds: u64,
+    /// Rounds that found nothing to forward.
+    pub empty_rounds: u64,
 }
 
 impl FwdReport {
@@ -80,6 +172,21 @@ impl FwdReport {
     /// Packets dropped by the forwarder over all ports.
     pub fn dropped_packets(&self) -> u64 {
         self.ports.iter().map(|p| p.fwd_dropped).sum()
+    }
+
+    /// Coalesced frames received over all ports.
+    pub fn rx_lro_packets(&self) -> u64 {
+        self.ports.iter().map(|p| p.rx_lro_packets).sum()
+    }
+
+    /// Worker CPU time per wall second: 1.0 is one core busy all the time.
+    pub fn worker_cpu_load(&self) -> f64 {
+        let s = self.elapsed.as_secs_f64();
+        if s > 0.0 {
+            self.worker_cpu.as_secs_f64() / s
+        } else {
+            0.0
+        }
     }
 
     /// Forwarded packets per second.
@@ -114,6 +221,8 @@ impl FwdReport {
                     .set("tx_bytes", p.stats.tx.bytes)
                     .set("tx_errors", p.stats.tx.errors)
                     .set("fwd_dropped", p.fwd_dropped)
+                    .set("offloads", offload_names(&p.offloads))
+                    .set("rx_lro_packets", p.rx_lro_packets)
             })
             .collect();
         Json::obj()
@@ -124,6 +233,10 @@ impl FwdReport {
             .set("forwarded_bytes", self.forwarded_bytes())
             .set("forwarded_pps", self.pps())
             .set("dropped_packets", self.dropped_packets())
+            .set("rx_lro_packets", self.rx_lro_packets())
+            .set("worker_cpu_s", self.worker_cpu.as_secs_f64())
+            .set("rounds", self.rounds)
+            .set("empty_rounds", self.empty_rounds)
             .set("ports", Json::Arr(ports))
     }
 
@@ -158,16 +271,63 @@ impl FwdReport {
     /// A human-readable summary: one line, then the table.
     pub fn summary(&self) -> String {
         format!(
-            "forwarded {} packets ({} bytes) in {:.2} s over {} queue pair(s): {:.3} Mpps, {} dropped\n{}",
+            "forwarded {} packets ({} bytes) in {:.2} s over {} queue pair(s): {:.3} Mpps, {} dropped, \
+             {} coalesced frames received, workers {:.0} % of a core\n{}",
             self.forwarded_packets(),
             self.forwarded_bytes(),
             self.elapsed.as_secs_f64(),
             self.queue_pairs,
             self.pps() / 1e6,
             self.dropped_packets(),
+            self.rx_lro_packets(),
+            self.worker_cpu_load() * 100.0,
             self.table()
         )
     }
+}
+
+/// The accepted offloads as a short list (`csum,tso4,tso6,...`), or `none`.
+pub fn offload_names(o: &rtap::Offloads) -> String {
+    let names: Vec<&str> = [
+        (o.csum, "csum"),
+        (o.tso4, "tso4"),
+        (o.tso6, "tso6"),
+        (o.tso_ecn, "tso_ecn"),
+        (o.uso4, "uso4"),
+        (o.uso6, "uso6"),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, n)| *n)
+    .collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(",")
+    }
+}
+
+/// Sums the port's extended statistic `{dir}_q{N}_{what}` over its queues; `dir`
+/// is `rx` or `tx`.
+pub fn xstat_sum(port: &TapPort, dir: &str, what: &str) -> u64 {
+    port.xstats()
+        .iter()
+        .filter(|x| {
+            x.name
+                .strip_prefix(dir)
+                .and_then(|r| r.strip_prefix("_q"))
+                .and_then(|r| r.split_once('_'))
+                .is_some_and(|(q, rest)| {
+                    !q.is_empty() && q.bytes().all(|b| b.is_ascii_digit()) && rest == what
+                })
+        })
+        .map(|x| x.value)
+        .sum()
+}
+
+/// Coalesced frames received so far.
+fn lro_count(port: &TapPort) -> u64 {
+    xstat_sum(port, "rx", "lro_packets")
 }
 
 /// Lays out rows as columns: the first two columns left-aligned, the rest right.
@@ -275,12 +435,13 @@ pub fn run(ports: &[TapPort], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdRe
         .iter()
         .map(|p| p.stats().map_err(|e| format!("{}: stats: {e}", p.name())))
         .collect::<Result<_, _>>()?;
+    let base_lro: Vec<u64> = ports.iter().map(lro_count).collect();
 
     // Raised when the run ends for any reason (stop, deadline, a failed worker).
     let done = AtomicBool::new(false);
     let failed = AtomicBool::new(false);
     let t0 = Instant::now();
-    let results: Vec<Result<[u64; 2], String>> = std::thread::scope(|s| {
+    let results: Vec<Result<WorkerOut, String>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..pairs)
             .map(|q| {
                 let (done, failed) = (&done, &failed);
@@ -322,10 +483,14 @@ pub fn run(ports: &[TapPort], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdRe
     let elapsed = t0.elapsed();
 
     let mut dropped = [0u64; 2];
+    let (mut worker_cpu, mut rounds, mut empty_rounds) = (Duration::ZERO, 0, 0);
     for r in results {
-        let d = r?;
-        dropped[0] += d[0];
-        dropped[1] += d[1];
+        let w = r?;
+        dropped[0] += w.dropped[0];
+        dropped[1] += w.dropped[1];
+        worker_cpu += w.cpu;
+        rounds += w.rounds;
+        empty_rounds += w.empty_rounds;
     }
     let mut reports = Vec::new();
     for (i, p) in ports.iter().enumerate() {
@@ -337,12 +502,17 @@ pub fn run(ports: &[TapPort], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdRe
             queues: p.queue_count(),
             stats: since(&st, &base[i]),
             fwd_dropped: dropped[i],
+            offloads: p.offloads(),
+            rx_lro_packets: lro_count(p).saturating_sub(base_lro[i]),
         });
     }
     Ok(FwdReport {
         elapsed,
         queue_pairs: pairs,
         ports: reports,
+        worker_cpu,
+        rounds,
+        empty_rounds,
     })
 }
 
@@ -369,14 +539,25 @@ struct Side {
     tx: TxQueue,
 }
 
-/// Forwards queue pair `q` until `done`; returns packets dropped per destination port.
+/// What one worker did.
+struct WorkerOut {
+    /// Packets dropped per destination port.
+    dropped: [u64; 2],
+    /// The thread's CPU time.
+    cpu: Duration,
+    rounds: u64,
+    empty_rounds: u64,
+}
+
+/// Forwards queue pair `q` until `done`.
 fn worker(
     ports: &[TapPort],
     q: u16,
     pool_size: u32,
     opts: &FwdOpts,
     done: &AtomicBool,
-) -> Result<[u64; 2], String> {
+) -> Result<WorkerOut, String> {
+    let cpu0 = crate::bench::thread_cpu_s();
     let pool = Pool::new(PoolConfig {
         count: pool_size,
         buf_size: buf_size(ports),
@@ -397,12 +578,24 @@ fn worker(
         Some(p) => Some(open(p)?),
         None => None,
     };
-    tracing::debug!(queue = q, pool = pool_size, "forwarding worker running");
+    let name = |i: usize| ports[i].name();
+    if let Idle::Interrupt { .. } = opts.idle {
+        for (i, rx) in std::iter::once(&mut a.rx)
+            .chain(b.as_mut().map(|b| &mut b.rx))
+            .enumerate()
+        {
+            rx.enable_interrupt()
+                .map_err(|e| format!("{} rx queue {q}: interrupts: {e}", name(i)))?;
+        }
+    }
+    tracing::debug!(queue = q, pool = pool_size, idle = %opts.idle, "forwarding worker running");
 
     let mut buf: Vec<Packet> = Vec::with_capacity(opts.burst);
     let mut dropped = [0u64; 2];
-    let name = |i: usize| ports[i].name();
+    let mut empty = 0u32;
+    let (mut rounds, mut empty_rounds) = (0u64, 0u64);
     while !done.load(Ordering::Relaxed) {
+        rounds += 1;
         let moved = match &mut b {
             Some(b) => {
                 let ab = pass(&mut a.rx, &mut b.tx, &mut buf, opts, &mut dropped[1])
@@ -417,8 +610,32 @@ fn worker(
                     .map_err(|e| format!("{} queue {q}: {e}", name(0)))?
             }
         };
-        if moved == 0 {
-            std::hint::spin_loop();
+        if moved != 0 {
+            empty = 0;
+            continue;
+        }
+        empty = empty.saturating_add(1);
+        empty_rounds += 1;
+        match opts.idle {
+            Idle::Yield { after } if empty > after => {
+                // SAFETY: sched_yield takes no arguments.
+                unsafe { libc::sched_yield() };
+            }
+            Idle::Sleep { after, nap } if empty > after => std::thread::sleep(nap),
+            Idle::Interrupt { after } if empty > after => {
+                // Completions of sends in flight go back to the pool first, so that
+                // receives do not starve while this thread sleeps.
+                buf.clear();
+                a.tx.tx_burst(&mut buf)
+                    .map_err(|e| format!("{}: {e}", name(0)))?;
+                if let Some(b) = &mut b {
+                    b.tx.tx_burst(&mut buf)
+                        .map_err(|e| format!("{}: {e}", name(1)))?;
+                }
+                sleep_on_rx(&mut a.rx, b.as_mut().map(|b| &mut b.rx))
+                    .map_err(|e| format!("queue {q}: rx wait: {e}"))?;
+            }
+            _ => std::hint::spin_loop(),
         }
     }
     // Let transmissions in flight complete so the counters are final.
@@ -429,7 +646,42 @@ fn worker(
     }
     drop(a);
     drop(b);
-    Ok(dropped)
+    let cpu = crate::bench::thread_cpu_s() - cpu0;
+    Ok(WorkerOut {
+        dropped,
+        cpu: Duration::from_secs_f64(cpu.max(0.0)),
+        rounds,
+        empty_rounds,
+    })
+}
+
+/// Sleeps until one of the rx queues has something (or [`Idle::IRQ_MAX`]), then
+/// re-arms their interrupts: `wait(0)` clears the eventfd and runs the ring's
+/// pending completion work, so a frame arriving after it wakes the next sleep.
+fn sleep_on_rx(a: &mut RxQueue, b: Option<&mut RxQueue>) -> rtap::Result<()> {
+    let mut fds: [libc::pollfd; 2] = [libc::pollfd {
+        fd: -1,
+        events: libc::POLLIN,
+        revents: 0,
+    }; 2];
+    let mut n = 0;
+    for rx in std::iter::once(&*a).chain(b.as_deref()) {
+        if let Some(fd) = rx.interrupt_fd() {
+            fds[n].fd = fd.as_raw_fd();
+            n += 1;
+        }
+    }
+    let ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: Idle::IRQ_MAX.as_nanos() as libc::c_long,
+    };
+    // SAFETY: fds holds n valid pollfds; ts is a live timespec; no signal mask.
+    unsafe { libc::ppoll(fds.as_mut_ptr(), n as libc::nfds_t, &ts, std::ptr::null()) };
+    a.wait(Duration::ZERO)?;
+    if let Some(b) = b {
+        b.wait(Duration::ZERO)?;
+    }
+    Ok(())
 }
 
 /// One rx burst handed to `tx`; returns packets received.

@@ -43,9 +43,14 @@ Output (--json): one object
   forwarded_bytes    bytes sent over all ports
   forwarded_pps      forwarded_packets / elapsed_s
   dropped_packets    packets the forwarder dropped because a tx queue refused them
+  rx_lro_packets     coalesced (GRO/LRO, larger than the MTU) frames received, all ports
+  worker_cpu_s       CPU time of the worker threads (busy-polling: about elapsed_s each)
+  rounds             polling rounds of the workers (an rx burst on each port)
+  empty_rounds       rounds that found nothing to forward
   ports[]            per port: port, name, ifindex, backend, queues, rx_packets,
                      rx_bytes, rx_errors, rx_nombuf, imissed, tx_packets, tx_bytes,
-                     tx_errors, fwd_dropped
+                     tx_errors, fwd_dropped, offloads (accepted: csum,tso4,... or
+                     none), rx_lro_packets (the rx_q*_lro_packets xstats, summed)
 
 Examples:
   rtap fwd --port tap:iface=tap0 --port tap:iface=tap1
@@ -55,8 +60,8 @@ Examples:
 const DEMO_HELP: &str = "\
 Examples:
   rtap demo                       # 10 pings and a 3 s TCP transfer (needs root)
-  rtap demo --seconds 10 --json
-  rtap demo --port-opts backend=rw,ring=512";
+  rtap demo --bytes 1GiB --json   # exactly 1 GiB, every byte checked
+  rtap demo --port-opts backend=rw,offload=off";
 
 const DEMO_LONG_HELP: &str = "\
 What it does:
@@ -64,21 +69,31 @@ What it does:
   in each (rtap-a 10.77.0.1/24, rtap-b 10.77.0.2/24), forwards between them with
   the io-mode forwarder (as `rtap fwd`), pings 10.77.0.2 from A over a raw ICMP
   socket (after one uncounted warm-up echo that resolves ARP), streams TCP from A
-  to B, then deletes everything. Exits non-zero if no ping reply came back or the
-  TCP byte counts are zero or differ.
+  to B for --seconds or exactly --bytes, then deletes everything. Exits non-zero
+  if no ping reply came back, or the TCP transfer was not verified.
+
+  The TCP payload is a deterministic pseudo-random stream (a 1 MiB table rotated
+  differently on every lap, so it does not repeat within ~1 TiB); the receiver
+  compares every byte with it. Verified = bytes received == bytes sent (== --bytes)
+  and every byte matched. Ports ask for every offload unless offload=off is given:
+  the kernel then hands the forwarder coalesced frames of up to 64 KiB.
 
 Output (--json): one object
-  ok           true if traffic flowed and the TCP byte counts match
+  ok           true if traffic flowed and the TCP transfer was verified
   error        why not, or null
   namespaces[] netns, iface, address of side A then B
   ping         sent, received, rtt_min_ms, rtt_avg_ms, rtt_max_ms
-  tcp          seconds, bytes_sent, bytes_received, gbit_per_s, verified, error
-  fwd          the `rtap fwd --json` object (forwarded_packets, ports[], ...)
+  tcp          seconds, bytes_requested (--bytes, or null), bytes_sent,
+               bytes_received, bytes_checked, mismatch_at (stream offset of the
+               first wrong byte, or null), gbit_per_s, verified, error
+  fwd          the `rtap fwd --json` object (forwarded_packets, rx_lro_packets,
+               worker_cpu_s, ports[] with offloads and rx_lro_packets, ...)
 
 Examples:
   rtap demo                       # 10 pings and a 3 s TCP transfer (needs root)
-  rtap demo --seconds 10 --json
-  rtap demo --port-opts backend=rw,ring=512";
+  rtap demo --bytes 1GiB --json   # exactly 1 GiB, every byte checked
+  rtap demo --seconds 10 --port-opts backend=rw,offload=off
+  rtap demo --idle interrupt      # forwarder sleeps on rx interrupts when idle";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -100,39 +115,63 @@ enum Cmd {
     /// Two namespaces joined by rtap: ping and a TCP transfer through the forwarder
     #[command(after_help = DEMO_HELP, after_long_help = DEMO_LONG_HELP)]
     Demo(DemoArgs),
-    /// 64-byte tx, rx-drain and io-forward pps: io_uring vs read/write, side by side
+    /// 64-byte tx, rx-drain and io-forward pps, and TCP Gbit/s through the forwarder:
+    /// io_uring vs read/write (and veth), side by side
     #[command(after_help = BENCH_HELP)]
     Bench(BenchArgs),
 }
 
 const BENCH_HELP: &str = "Examples:
-  rtap bench --quick          # a few seconds, one repetition
+  rtap bench --quick          # about 15 s, one repetition, 2 s of TCP per contender
   rtap bench --only rx --json # one test, JSON cells
+  rtap bench --only tcp       # TCP through the forwarder vs rw vs veth, 10 s each
 
-Each test runs in a private network namespace. rx and fwd first fill the tap's
-queue from the kernel side, then time the drain, so the generator is not measured.
-Ratios are against the read/write backend (DPDK net_tap's way).";
+Each packet-rate test runs in a private network namespace. rx and fwd first fill
+the tap's queue from the kernel side, then time the drain, so the generator is not
+measured. Ratios are against the read/write backend (DPDK net_tap's way).
+
+tcp: a content-verified TCP bulk transfer from namespace A to namespace B (the
+demo's setup: a tap in each, the io-mode forwarder between them), for uring and rw
+with offloads (64 KiB frames) and without (-nooffload), and over a veth pair with
+no userspace at all (the kernel's ceiling). Five rounds of 2 s interleave the
+contenders (one with --quick); each cell is the median round. fwd cpu is the
+forwarder thread's CPU time per second, host cpu the whole machine's (100 % = one
+core). Ratios: uring vs rw with the same offloads, offloads vs none on the same
+backend, and every rtap contender vs veth.";
 
 #[derive(Args, Debug)]
 struct BenchArgs {
-    /// Fewer frames, one repetition (seconds instead of a minute)
+    /// Fewer frames, one repetition, one 2 s TCP round (seconds instead of minutes)
     #[arg(long)]
     quick: bool,
     /// Run one test only
-    #[arg(long, value_parser = ["tx", "rx", "fwd"])]
+    #[arg(long, value_parser = ["tx", "rx", "fwd", "tcp"])]
     only: Option<String>,
-    /// Only these contenders (comma-separated: uring,uring-posted,uring-sqpoll,rw)
+    /// Only these contenders (comma-separated: uring,uring-posted,uring-sqpoll,rw;
+    /// for tcp: uring,uring-nooffload,rw,rw-nooffload,veth)
     #[arg(long, value_delimiter = ',')]
     contenders: Option<Vec<String>>,
     /// Print the cells as a JSON array instead of the table
     #[arg(long)]
     json: bool,
+    /// tcp: only count the bytes, do not compare every byte with the sent pattern
+    /// (the receiver's memcmp is otherwise part of the measured work)
+    #[arg(long)]
+    no_verify: bool,
+    /// tcp: what the forwarder does when idle (as `rtap fwd --idle`)
+    #[arg(long, value_name = "MODE", default_value = "spin", value_parser = fwd::Idle::parse)]
+    idle: fwd::Idle,
+    /// tcp: extra port spec keys for the rtap contenders, e.g. ring=512,burst=64
+    /// (backend= and offload= are the contenders' own)
+    #[arg(long, value_name = "KEYS", default_value = "")]
+    port_opts: String,
 }
 
 fn cmd_bench(a: BenchArgs) -> Result<(), String> {
     let only = a.only.map(|s| match s.as_str() {
         "tx" => "tx",
         "rx" => "rx",
+        "tcp" => "tcp",
         _ => "fwd",
     });
     let cells = bench::run(
@@ -140,6 +179,9 @@ fn cmd_bench(a: BenchArgs) -> Result<(), String> {
             quick: a.quick,
             only,
             contenders: a.contenders,
+            no_verify: a.no_verify,
+            idle: a.idle,
+            port_opts: a.port_opts,
         },
         |line| eprintln!("{line}"),
     )?;
@@ -184,13 +226,23 @@ struct FwdArgs {
     /// all of them under "xstats" with --json)
     #[arg(long)]
     xstats: bool,
+    /// What a worker does when idle: spin (busy-poll), yield[:ROUNDS] (sched_yield
+    /// after ROUNDS empty rounds, default 64), sleep[:US[:ROUNDS]] (sleep US µs,
+    /// default 50, after ROUNDS empty rounds), interrupt[:ROUNDS] (after ROUNDS empty
+    /// rounds, sleep on the rx queues' interrupt fds until a frame arrives)
+    #[arg(long, value_name = "MODE", default_value = "spin", value_parser = fwd::Idle::parse)]
+    idle: fwd::Idle,
 }
 
 #[derive(Args, Debug)]
 struct DemoArgs {
-    /// Seconds of TCP bulk transfer
-    #[arg(long, value_name = "N", default_value_t = 3.0)]
-    seconds: f64,
+    /// Seconds of TCP bulk transfer [default: 3]
+    #[arg(long, value_name = "N")]
+    seconds: Option<f64>,
+    /// Transfer exactly this many bytes instead (e.g. 1GiB, 512M, 10GB: K/M/G/T and
+    /// KiB/MiB/GiB/TiB are powers of 1024, KB/MB/GB/TB powers of 1000)
+    #[arg(long, value_name = "SIZE", value_parser = bulk::parse_size, conflicts_with = "seconds")]
+    bytes: Option<u64>,
     /// Echo requests to send (100 ms apart)
     #[arg(long, value_name = "N", default_value_t = 10)]
     pings: u32,
@@ -200,6 +252,10 @@ struct DemoArgs {
     /// Most packets per rx burst in the forwarder
     #[arg(long, value_name = "N", default_value_t = 32)]
     burst: u16,
+    /// What the forwarder does when idle: spin, yield[:ROUNDS], sleep[:US[:ROUNDS]],
+    /// interrupt[:ROUNDS] (as `rtap fwd --idle`)
+    #[arg(long, value_name = "MODE", default_value = "spin", value_parser = fwd::Idle::parse)]
+    idle: fwd::Idle,
     /// Print the report as one JSON object
     #[arg(long)]
     json: bool,
@@ -245,6 +301,7 @@ fn cmd_fwd(a: FwdArgs) -> Result<(), String> {
         pool_size: a.pool,
         duration,
         tx_retries: a.tx_retries,
+        idle: a.idle,
     };
 
     let mut ports = Vec::new();
@@ -316,12 +373,17 @@ fn cmd_demo(a: DemoArgs) -> Result<(), String> {
     if a.burst == 0 {
         return Err("--burst must be at least 1".into());
     }
+    let tcp = match a.bytes {
+        Some(n) => bulk::Limit::Bytes(n),
+        None => bulk::Limit::Time(seconds("--seconds", a.seconds.unwrap_or(3.0))?),
+    };
     let opts = demo::DemoOpts {
-        tcp: seconds("--seconds", a.seconds)?,
+        tcp,
         pings: a.pings.max(1),
         port_opts: a.port_opts,
         fwd: fwd::FwdOpts {
             burst: a.burst as usize,
+            idle: a.idle,
             ..fwd::FwdOpts::default()
         },
     };

@@ -471,6 +471,10 @@ fn demo_json_reports_traffic() {
     assert_eq!(j.num("tcp.bytes_received"), j.num("tcp.bytes_sent"));
     assert!(j.num("tcp.gbit_per_s") > 0.0);
     assert_eq!(j.get("tcp.verified"), &J::Bool(true));
+    // Verified means every byte was compared with what the sender streamed.
+    assert_eq!(j.num("tcp.bytes_checked"), j.num("tcp.bytes_received"));
+    assert_eq!(j.get("tcp.mismatch_at"), &J::Null);
+    assert_eq!(j.get("tcp.bytes_requested"), &J::Null);
     assert!(j.num("fwd.forwarded_packets") > 0.0);
     assert!(j.num("fwd.forwarded_bytes") > 0.0);
     assert!(j.num("fwd.elapsed_s") > 0.0);
@@ -494,6 +498,143 @@ fn demo_json_reports_traffic() {
             .any(|n| n.starts_with("rtapdemo-") && n.ends_with(&format!("-{pid}"))),
         "namespaces left behind: {left:?}"
     );
+}
+
+/// Runs `rtap demo ARGS --json` and returns its report and how long it took.
+fn run_demo(args: &[&str]) -> (J, Duration) {
+    let t0 = Instant::now();
+    let child = Command::new(BIN)
+        .arg("demo")
+        .args(args)
+        .arg("--json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_output(child, Duration::from_secs(180));
+    (expect_json(&out), t0.elapsed())
+}
+
+#[test]
+fn demo_moves_1gib_verified_through_coalesced_frames() {
+    if !is_root() {
+        return;
+    }
+    const GIB: f64 = 1073741824.0;
+    // Offloads are on by default (port specs ask for every offload).
+    let (j, took) = run_demo(&["--bytes", "1GiB", "--pings", "2"]);
+    eprintln!(
+        "demo --bytes 1GiB: {took:.2?} wall, tcp {:.2} s, {:.2} Gbit/s, {} coalesced frames",
+        j.num("tcp.seconds"),
+        j.num("tcp.gbit_per_s"),
+        j.num("fwd.rx_lro_packets")
+    );
+    assert_eq!(j.get("ok"), &J::Bool(true), "{j:?}");
+    assert_eq!(j.get("tcp.error"), &J::Null);
+    assert_eq!(j.num("tcp.bytes_requested"), GIB);
+    assert_eq!(j.num("tcp.bytes_sent"), GIB);
+    assert_eq!(j.num("tcp.bytes_received"), GIB);
+    assert_eq!(j.num("tcp.bytes_checked"), GIB, "every byte compared");
+    assert_eq!(j.get("tcp.mismatch_at"), &J::Null);
+    assert_eq!(j.get("tcp.verified"), &J::Bool(true));
+    assert!(j.num("tcp.gbit_per_s") > 0.0);
+    // The kernel handed the forwarder coalesced (larger than MTU) frames: the
+    // data side A -> B sees them on port 0.
+    for i in 0..2 {
+        let off = j.get(&format!("fwd.ports.{i}.offloads"));
+        assert!(matches!(off, J::Str(s) if s.contains("tso4")), "{off:?}");
+    }
+    assert!(j.num("fwd.ports.0.rx_lro_packets") > 0.0, "{j:?}");
+    assert!(j.num("fwd.rx_lro_packets") > 0.0);
+    assert_eq!(
+        j.num("fwd.rx_lro_packets"),
+        j.num("fwd.ports.0.rx_lro_packets") + j.num("fwd.ports.1.rx_lro_packets")
+    );
+    // 1 GiB in 64 KiB frames is ~16 400 of them; MTU-sized it would be ~740 000.
+    assert!(j.num("fwd.ports.0.rx_packets") < 200_000.0, "{j:?}");
+}
+
+#[test]
+fn demo_without_offloads_sees_no_coalesced_frames() {
+    if !is_root() {
+        return;
+    }
+    let (j, took) = run_demo(&[
+        "--bytes",
+        "256MiB",
+        "--pings",
+        "2",
+        "--port-opts",
+        "offload=off",
+    ]);
+    eprintln!(
+        "demo --bytes 256MiB offload=off: {took:.2?} wall, {:.2} Gbit/s",
+        j.num("tcp.gbit_per_s")
+    );
+    assert_eq!(j.get("ok"), &J::Bool(true), "{j:?}");
+    assert_eq!(j.num("tcp.bytes_received"), (256u64 << 20) as f64);
+    assert_eq!(j.get("tcp.verified"), &J::Bool(true));
+    for i in 0..2 {
+        assert_eq!(
+            j.get(&format!("fwd.ports.{i}.offloads")),
+            &J::Str("none".into())
+        );
+        assert_eq!(j.num(&format!("fwd.ports.{i}.rx_lro_packets")), 0.0);
+    }
+    assert_eq!(j.num("fwd.rx_lro_packets"), 0.0);
+}
+
+#[test]
+fn demo_forwarder_sleeping_on_rx_interrupts_moves_verified_data() {
+    if !is_root() {
+        return;
+    }
+    for backend in ["uring", "rw"] {
+        let opts = format!("backend={backend}");
+        let (j, took) = run_demo(&[
+            "--bytes",
+            "128MiB",
+            "--pings",
+            "3",
+            "--idle",
+            "interrupt",
+            "--port-opts",
+            &opts,
+        ]);
+        eprintln!(
+            "demo --idle interrupt {backend}: {took:.2?} wall, {:.2} Gbit/s, worker {:.2} s CPU of {:.2} s",
+            j.num("tcp.gbit_per_s"),
+            j.num("fwd.worker_cpu_s"),
+            j.num("fwd.elapsed_s")
+        );
+        assert_eq!(j.get("ok"), &J::Bool(true), "{backend}: {j:?}");
+        assert_eq!(j.get("tcp.verified"), &J::Bool(true), "{backend}");
+        assert_eq!(
+            j.num("ping.received"),
+            3.0,
+            "{backend}: a sleeping forwarder wakes"
+        );
+        assert_eq!(j.get("fwd.ports.0.backend"), &J::Str(backend.into()));
+    }
+}
+
+#[test]
+fn demo_bytes_is_checked() {
+    for args in [
+        &["demo", "--bytes", "1Q"][..],
+        &["demo", "--bytes", "0"][..],
+        &["demo", "--bytes", "1G", "--seconds", "2"][..],
+    ] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.starts_with("error: ") && err.trim().lines().count() == 1,
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("--bytes"), "{args:?}: {err}");
+        assert!(out.stdout.is_empty());
+    }
 }
 
 #[test]
