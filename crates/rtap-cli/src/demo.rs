@@ -6,12 +6,11 @@
 //!  10.77.0.1 rtap-a  <== tap fd ==> [ fwd worker ] <== tap fd ==>  rtap-b 10.77.0.2
 //! ```
 //!
-//! Each port is opened from a thread that has entered its namespace, so the tap
-//! is created there and the port's netlink control (link up/down, statistics)
-//! works. Opening in this process's namespace and moving the tap afterwards
-//! (`ip link set dev X netns NS`) keeps the fds working, but the move downs the
-//! link and the port's netlink socket can no longer see the interface: start,
-//! stop and stats then fail with "vanished".
+//! Each port is opened with `netns=NAME` in its spec: the library creates the tap
+//! inside that namespace (and binds the port's netlink control there) while this
+//! process stays in its own. Creating the tap here and moving it afterwards
+//! (`ip link set dev X netns NS`) would keep the fds working, but the move downs
+//! the link and the port's control could no longer see the interface.
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -174,8 +173,12 @@ impl DemoReport {
 }
 
 /// The spec of a demo port: its name plus the user's extra keys.
-fn port_spec(iface: &str, port_opts: &str) -> Result<(String, rtap::TapConfig), String> {
-    let mut spec = format!("tap:iface={iface}");
+fn port_spec(
+    iface: &str,
+    netns: &str,
+    port_opts: &str,
+) -> Result<(String, rtap::TapConfig), String> {
+    let mut spec = format!("tap:iface={iface},netns={netns}");
     if !port_opts.is_empty() {
         spec.push(',');
         spec.push_str(port_opts);
@@ -191,12 +194,8 @@ fn open_side(
     addr: Ipv4Addr,
     port_opts: &str,
 ) -> Result<(TapPort, Side), String> {
-    let (spec, cfg) = port_spec(iface, port_opts)?;
-    // The tap and the port's netlink socket are created in `ns`: opening happens
-    // on a thread that entered it. The port itself is usable from any thread.
-    let mut port = ns
-        .run_in(|| TapPort::open(cfg))?
-        .map_err(|e| format!("open {spec} in {}: {e}", ns.name()))?;
+    let (spec, cfg) = port_spec(iface, ns.name(), port_opts)?;
+    let mut port = TapPort::open(cfg).map_err(|e| format!("open {spec}: {e}"))?;
     if let Some(why) = port.backend_reason() {
         tracing::warn!(port = iface, "backend changed: {why}");
     }
@@ -237,7 +236,7 @@ pub fn with_forwarder<T: Send>(
     traffic: impl FnOnce(&Netns, &Netns) -> T + Send,
 ) -> Result<Joined<T>, String> {
     // Reject bad port options before anything is created.
-    port_spec("rtap-a", port_opts)?;
+    port_spec("rtap-a", "x", port_opts)?;
     netns::sweep_stale(prefix);
     let pid = std::process::id();
     // Dropped last (declared first): the ports close before their namespaces go.

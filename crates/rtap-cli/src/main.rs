@@ -232,6 +232,10 @@ struct FwdArgs {
     /// rounds, sleep on the rx queues' interrupt fds until a frame arrives)
     #[arg(long, value_name = "MODE", default_value = "spin", value_parser = fwd::Idle::parse)]
     idle: fwd::Idle,
+    /// poll (busy-poll, the default) or interrupt (sleep on the rx queues'
+    /// interrupt fds when idle); shorthand for --idle spin / --idle interrupt
+    #[arg(long, value_name = "MODE", value_parser = ["poll", "interrupt"], conflicts_with = "idle")]
+    wait: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -271,6 +275,44 @@ fn seconds(what: &str, s: f64) -> Result<Duration, String> {
     Duration::try_from_secs_f64(s).map_err(|e| format!("{what} {s}: {e}"))
 }
 
+/// Prints each port's link events until `done`: a line each, JSON with `json`.
+fn print_link_events(
+    mut watchers: Vec<(String, rtap::LinkWatcher)>,
+    done: &std::sync::atomic::AtomicBool,
+    json: bool,
+) {
+    let mut events = Vec::new();
+    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+        for (name, w) in watchers.iter_mut() {
+            w.wait(Duration::from_millis(50));
+            events.clear();
+            if let Err(e) = w.poll(&mut events) {
+                tracing::warn!("link events of {name}: {e}");
+            }
+            for ev in &events {
+                let (kind, detail) = match ev {
+                    rtap::LinkEvent::Up => ("up", String::new()),
+                    rtap::LinkEvent::Down => ("down", String::new()),
+                    rtap::LinkEvent::Mtu(m) => ("mtu", m.to_string()),
+                    rtap::LinkEvent::Mac(m) => ("mac", rtap::tap::link::fmt_mac(m)),
+                    rtap::LinkEvent::Renamed(n) => ("renamed", n.clone()),
+                    rtap::LinkEvent::Deleted => ("deleted", String::new()),
+                };
+                if json {
+                    let j = json::Json::obj()
+                        .set("event", "link")
+                        .set("port", name.as_str())
+                        .set("change", kind)
+                        .set("value", detail.as_str());
+                    println!("{j}");
+                } else {
+                    eprintln!("link {name}: {kind} {detail}");
+                }
+            }
+        }
+    }
+}
+
 fn cmd_fwd(a: FwdArgs) -> Result<(), String> {
     let Mode::Io = a.mode;
     if a.ports.len() > 2 {
@@ -301,7 +343,13 @@ fn cmd_fwd(a: FwdArgs) -> Result<(), String> {
         pool_size: a.pool,
         duration,
         tx_retries: a.tx_retries,
-        idle: a.idle,
+        idle: match a.wait.as_deref() {
+            Some("interrupt") => fwd::Idle::Interrupt {
+                after: fwd::Idle::AFTER,
+            },
+            Some(_) => fwd::Idle::Spin,
+            None => a.idle,
+        },
     };
 
     let mut ports = Vec::new();
@@ -329,7 +377,19 @@ fn cmd_fwd(a: FwdArgs) -> Result<(), String> {
         }
     );
 
-    let report = fwd::run(&ports, &opts, &signal::STOP);
+    // Link events are printed as they happen, from a watcher thread.
+    let watchers = ports
+        .iter()
+        .map(|p| p.link_events().map(|w| (p.name(), w)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("link events: {e}"))?;
+    let fwd_done = std::sync::atomic::AtomicBool::new(false);
+    let report = std::thread::scope(|s| {
+        s.spawn(|| print_link_events(watchers, &fwd_done, a.json));
+        let r = fwd::run(&ports, &opts, &signal::STOP);
+        fwd_done.store(true, std::sync::atomic::Ordering::Relaxed);
+        r
+    });
     // Read before stop: the queues are gone, the counters stay with the port.
     let xstats: Vec<(String, Vec<rtap::XStat>)> = if a.xstats {
         ports.iter().map(|p| (p.name(), p.xstats())).collect()

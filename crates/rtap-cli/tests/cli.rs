@@ -10,13 +10,15 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rtap");
 
-fn is_root() -> bool {
+/// These tests create taps and namespaces: they must run as root, and fail
+/// (rather than pass without testing anything) otherwise.
+fn assert_root() {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        eprintln!("skipped: needs root");
-    }
-    root
+    assert!(
+        root,
+        "this test needs root (it creates taps and network namespaces)"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -439,9 +441,7 @@ fn help_has_examples() {
 
 #[test]
 fn demo_json_reports_traffic() {
-    if !is_root() {
-        return;
-    }
+    assert_root();
     let child = Command::new(BIN)
         .args(["demo", "--seconds", "1", "--json"])
         .stdout(Stdio::piped())
@@ -517,9 +517,7 @@ fn run_demo(args: &[&str]) -> (J, Duration) {
 
 #[test]
 fn demo_moves_1gib_verified_through_coalesced_frames() {
-    if !is_root() {
-        return;
-    }
+    assert_root();
     const GIB: f64 = 1073741824.0;
     // Offloads are on by default (port specs ask for every offload).
     let (j, took) = run_demo(&["--bytes", "1GiB", "--pings", "2"]);
@@ -556,9 +554,7 @@ fn demo_moves_1gib_verified_through_coalesced_frames() {
 
 #[test]
 fn demo_without_offloads_sees_no_coalesced_frames() {
-    if !is_root() {
-        return;
-    }
+    assert_root();
     let (j, took) = run_demo(&[
         "--bytes",
         "256MiB",
@@ -586,9 +582,7 @@ fn demo_without_offloads_sees_no_coalesced_frames() {
 
 #[test]
 fn demo_forwarder_sleeping_on_rx_interrupts_moves_verified_data() {
-    if !is_root() {
-        return;
-    }
+    assert_root();
     for backend in ["uring", "rw"] {
         let opts = format!("backend={backend}");
         let (j, took) = run_demo(&[
@@ -639,9 +633,7 @@ fn demo_bytes_is_checked() {
 
 #[test]
 fn fwd_forwards_between_two_taps() {
-    if !is_root() {
-        return;
-    }
+    assert_root();
     private_netns();
     let mut child = spawn_fwd(&[
         "--port",
@@ -698,9 +690,7 @@ fn fwd_forwards_between_two_taps() {
 
 #[test]
 fn fwd_single_port_reflects_and_stops_on_sigint() {
-    if !is_root() {
-        return;
-    }
+    assert_root();
     private_netns();
     let mut child = spawn_fwd(&["--port", "tap:iface=cfl,backend=rw"]);
     wait_up(&["cfl"], &mut child);
@@ -726,4 +716,49 @@ fn fwd_single_port_reflects_and_stops_on_sigint() {
         .find(|l| l.contains("cfl"))
         .expect("a row for cfl");
     assert!(row.contains("rw"), "{row}");
+}
+
+#[test]
+fn fwd_prints_link_events_as_json_lines_while_sleeping_on_interrupts() {
+    assert_root();
+    private_netns();
+    let mut child = spawn_fwd(&[
+        "--port",
+        "tap:iface=cle",
+        "--wait",
+        "interrupt",
+        "--json",
+        "--duration",
+        "3",
+    ]);
+    wait_up(&["cle"], &mut child);
+    // The watcher subscribes right after the port starts.
+    std::thread::sleep(Duration::from_millis(500));
+    let st = Command::new("ip")
+        .args(["link", "set", "dev", "cle", "mtu", "2000"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = wait_output(child, Duration::from_secs(15));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+    let events: Vec<J> = lines
+        .iter()
+        .map(|l| parse_json(l))
+        .filter(|j| matches!(j, J::Obj(o) if o.contains_key("event")))
+        .collect();
+    let mtu = events
+        .iter()
+        .find(|j| matches!(j.get("change"), J::Str(c) if c == "mtu"))
+        .unwrap_or_else(|| panic!("no mtu event in {stdout}"));
+    assert!(matches!(mtu.get("port"), J::Str(p) if p == "cle"));
+    assert!(matches!(mtu.get("value"), J::Str(v) if v == "2000"));
+    // The last line is still the final report.
+    let report = parse_json(lines.last().unwrap());
+    assert!(report.num("elapsed_s") > 0.0);
 }
