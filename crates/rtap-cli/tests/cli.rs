@@ -1,5 +1,5 @@
 //! End-to-end tests of the `rtap` binary. The demo and fwd tests need root (they
-//! create namespaces and taps); they are skipped with a message otherwise.
+//! create namespaces and taps); they fail with a clear message otherwise.
 
 use std::collections::BTreeMap;
 use std::ffi::CString;

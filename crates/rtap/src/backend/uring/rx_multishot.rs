@@ -39,7 +39,8 @@ pub(crate) struct UringRxMulti {
     pub features: RingFeatures,
     pool: Pool,
     /// Shared with the kernel: the provided buffer ring.
-    br: Region,
+    /// Unmapped in Drop only once the kernel is known to be done with it.
+    br: std::mem::ManuallyDrop<Region>,
     mask: u16,
     /// Local copy of the tail we publish.
     tail: u16,
@@ -102,7 +103,7 @@ impl UringRxMulti {
             target: r.target,
             features: r.features,
             pool: pool.clone(),
-            br,
+            br: std::mem::ManuallyDrop::new(br),
             mask: (n - 1) as u16,
             tail: 0,
             bufs,
@@ -324,15 +325,16 @@ impl Drop for UringRxMulti {
             for &b in self.bufs.iter() {
                 self.pool.inner.put(b);
             }
+            // SAFETY: the request is finished and the ring unregistered, so nothing
+            // reads the region any more; `br` is not used after this point.
+            unsafe { std::mem::ManuallyDrop::drop(&mut self.br) };
         } else {
+            // The kernel may still use the ring and the buffers: leak both (the
+            // region stays mapped, the pool's memory too).
             tracing::error!(
                 "multishot rx teardown: request not finished after 2 s; leaking its buffers"
             );
             std::mem::forget(self.pool.clone());
-            std::mem::forget(std::mem::replace(
-                &mut self.br,
-                Region::new(1).expect("small mmap"),
-            ));
         }
     }
 }
