@@ -643,6 +643,7 @@ fn fwd_forwards_between_two_taps() {
         "--duration",
         "3",
         "--json",
+        "--xstats",
     ]);
     wait_up(&["cfa", "cfb"], &mut child);
     let a = PacketSocket::bind("cfa");
@@ -684,6 +685,13 @@ fn fwd_forwards_between_two_taps() {
         assert_eq!(j.num(&format!("ports.0.{k}")), 0.0, "{k}");
         assert_eq!(j.num(&format!("ports.1.{k}")), 0.0, "{k}");
     }
+    // --xstats: every per-queue counter of both ports, by name; the test's
+    // 119-byte broadcast frames land in the 65-127 bucket and the broadcast count.
+    assert!(j.num("xstats.cfa.rx_q0_size_65_127_packets") >= N as f64);
+    assert!(j.num("xstats.cfb.tx_q0_size_65_127_packets") >= N as f64);
+    assert!(j.num("xstats.cfa.rx_q0_broadcast_packets") >= N as f64);
+    assert_eq!(j.num("xstats.cfa.rx_q0_csum_bad"), 0.0);
+    assert_eq!(j.num("xstats.cfb.tx_q0_offload_rejected"), 0.0);
     // The taps were created by rtap and are gone with it.
     assert!(ifindex("cfa").is_none() && ifindex("cfb").is_none());
 }

@@ -19,7 +19,7 @@ pub use backend::uring::{
 };
 pub use backend::BackendKind;
 pub use error::{Error, Result};
-pub use netlink::{LinkEvent, LinkInfo, LinkWatcher};
+pub use netlink::{LinkEvent, LinkEventChannel, LinkInfo, LinkWatcher};
 pub use pool::{Packet, Pool, PoolConfig};
 pub use spec::parse_port_spec;
 pub use stats::{PortStats, QueueStats};

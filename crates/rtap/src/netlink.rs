@@ -336,6 +336,35 @@ impl LinkWatcher {
         }
     }
 
+    /// Hands the watcher to a background thread that sends each event down a
+    /// channel. Dropping the returned handle stops and joins the thread.
+    pub fn into_channel(mut self) -> LinkEventChannel {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut batch = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                self.wait(std::time::Duration::from_millis(100));
+                batch.clear();
+                if let Err(e) = self.poll(&mut batch) {
+                    tracing::warn!("link events: {e}");
+                    return;
+                }
+                for ev in batch.drain(..) {
+                    if tx.send(ev).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        LinkEventChannel {
+            rx,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
     fn diff(&mut self, now: LinkInfo, out: &mut Vec<LinkEvent>) {
         if now.is_up() != self.last.is_up() {
             out.push(if now.is_up() {
@@ -369,5 +398,35 @@ impl LinkWatcher {
             mac,
             ..now
         };
+    }
+}
+
+/// Link events delivered over a channel by a background thread (see
+/// [`LinkWatcher::into_channel`]); the thread stops when this is dropped.
+#[derive(Debug)]
+pub struct LinkEventChannel {
+    rx: std::sync::mpsc::Receiver<LinkEvent>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LinkEventChannel {
+    /// The next event, waiting up to `timeout`.
+    pub fn recv_timeout(&self, timeout: std::time::Duration) -> Option<LinkEvent> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+
+    /// The next event if one is pending.
+    pub fn try_recv(&self) -> Option<LinkEvent> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl Drop for LinkEventChannel {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }

@@ -168,6 +168,8 @@ fn link_events_arrive_while_rx_runs() {
     let p = port("lkev0");
     let pool = Pool::new(PoolConfig::default()).unwrap();
     let mut rxq = p.rx_queue(0, &pool).unwrap();
+    // Rx interrupts on at the same time (the DPDK driver could not have both).
+    rxq.enable_interrupt().unwrap();
     let mut w = p.link_events().unwrap();
     let mut seen = Vec::new();
     w.poll(&mut seen).unwrap();
@@ -202,4 +204,24 @@ fn link_events_arrive_while_rx_runs() {
     ip(&["link", "del", "dev", "lkev1"]);
     wait_for(&mut w, &LinkEvent::Deleted, &mut seen);
     assert_eq!(seen.iter().filter(|e| **e == LinkEvent::Deleted).count(), 1);
+}
+
+#[test]
+fn link_events_over_a_channel() {
+    netns();
+    let p = port("lkch0");
+    let ch = p.link_events().unwrap().into_channel();
+    ip(&["link", "set", "dev", "lkch0", "mtu", "1400"]);
+    ip(&["link", "del", "dev", "lkch0"]);
+    let mut seen = Vec::new();
+    while let Some(ev) = ch.recv_timeout(Duration::from_secs(3)) {
+        let done = ev == LinkEvent::Deleted;
+        seen.push(ev);
+        if done {
+            break;
+        }
+    }
+    assert!(seen.contains(&LinkEvent::Mtu(1400)), "{seen:?}");
+    assert_eq!(seen.last(), Some(&LinkEvent::Deleted), "{seen:?}");
+    drop(ch); // stops and joins the thread
 }
