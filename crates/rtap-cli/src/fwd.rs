@@ -28,6 +28,67 @@ pub struct FwdOpts {
     pub tx_retries: u32,
     /// What a worker does when a round finds nothing to forward.
     pub idle: Idle,
+    /// What happens to each received packet.
+    pub mode: FwdMode,
+}
+
+/// Forwarding modes (testpmd's names).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FwdMode {
+    /// Sent unchanged to the other port (zero copy).
+    #[default]
+    Io,
+    /// Source MAC set to the out port's, destination to `peer`.
+    Mac {
+        /// Destination MAC written into every frame.
+        peer: [u8; 6],
+    },
+    /// Source and destination MAC swapped, sent back out of the port it came in on.
+    MacSwap,
+    /// Received and counted, then dropped.
+    RxOnly,
+}
+
+impl FwdMode {
+    /// The mode's name as `--mode` takes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FwdMode::Io => "io",
+            FwdMode::Mac { .. } => "mac",
+            FwdMode::MacSwap => "macswap",
+            FwdMode::RxOnly => "rxonly",
+        }
+    }
+}
+
+/// The header change a pass applies to each packet before sending it.
+#[derive(Clone, Copy)]
+enum Rewrite {
+    None,
+    Swap,
+    Set { src: [u8; 6], dst: [u8; 6] },
+    Drop,
+}
+
+impl Rewrite {
+    #[inline]
+    fn apply(&self, p: &mut Packet) {
+        let d = p.data_mut();
+        if d.len() < 12 {
+            return;
+        }
+        match *self {
+            Rewrite::Swap => {
+                let (dst, rest) = d.split_at_mut(6);
+                dst.swap_with_slice(&mut rest[..6]);
+            }
+            Rewrite::Set { src, dst } => {
+                d[..6].copy_from_slice(&dst);
+                d[6..12].copy_from_slice(&src);
+            }
+            Rewrite::None | Rewrite::Drop => {}
+        }
+    }
 }
 
 impl Default for FwdOpts {
@@ -37,6 +98,7 @@ impl Default for FwdOpts {
             pool_size: None,
             duration: None,
             tx_retries: 64,
+            mode: FwdMode::Io,
             idle: Idle::Spin,
         }
     }
@@ -144,6 +206,8 @@ pub struct PortReport {
 /// What a forwarding run did.
 #[derive(Clone, Debug)]
 pub struct FwdReport {
+    /// The forwarding mode.
+    pub mode: FwdMode,
     /// Time the workers ran.
     pub elapsed: Duration,
     /// Worker threads (one per queue pair).
@@ -226,7 +290,7 @@ impl FwdReport {
             })
             .collect();
         Json::obj()
-            .set("mode", "io")
+            .set("mode", self.mode.name())
             .set("elapsed_s", self.elapsed.as_secs_f64())
             .set("queue_pairs", self.queue_pairs)
             .set("forwarded_packets", self.forwarded_packets())
@@ -507,6 +571,7 @@ pub fn run(ports: &[TapPort], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdRe
         });
     }
     Ok(FwdReport {
+        mode: opts.mode,
         elapsed,
         queue_pairs: pairs,
         ports: reports,
@@ -590,23 +655,44 @@ fn worker(
     }
     tracing::debug!(queue = q, pool = pool_size, idle = %opts.idle, "forwarding worker running");
 
+    // The rewrite for packets sent out of port i (its MAC is the new source in mac mode).
+    let mut rw = [Rewrite::None; 2];
+    for (i, p) in ports.iter().enumerate() {
+        rw[i] = match opts.mode {
+            FwdMode::Io => Rewrite::None,
+            FwdMode::MacSwap => Rewrite::Swap,
+            FwdMode::RxOnly => Rewrite::Drop,
+            FwdMode::Mac { peer } => Rewrite::Set {
+                src: p.mac().map_err(|e| format!("{}: MAC: {e}", p.name()))?,
+                dst: peer,
+            },
+        };
+    }
     let mut buf: Vec<Packet> = Vec::with_capacity(opts.burst);
     let mut dropped = [0u64; 2];
     let mut empty = 0u32;
     let (mut rounds, mut empty_rounds) = (0u64, 0u64);
     while !done.load(Ordering::Relaxed) {
         rounds += 1;
-        let moved = match &mut b {
-            Some(b) => {
-                let ab = pass(&mut a.rx, &mut b.tx, &mut buf, opts, &mut dropped[1])
+        let moved = match (&mut b, opts.mode) {
+            // macswap and rxonly keep each port's packets on that port.
+            (Some(b), FwdMode::MacSwap | FwdMode::RxOnly) => {
+                let aa = pass(&mut a.rx, &mut a.tx, &mut buf, opts, rw[0], &mut dropped[0])
+                    .map_err(|e| format!("{} queue {q}: {e}", name(0)))?;
+                let bb = pass(&mut b.rx, &mut b.tx, &mut buf, opts, rw[1], &mut dropped[1])
+                    .map_err(|e| format!("{} queue {q}: {e}", name(1)))?;
+                aa + bb
+            }
+            (Some(b), _) => {
+                let ab = pass(&mut a.rx, &mut b.tx, &mut buf, opts, rw[1], &mut dropped[1])
                     .map_err(|e| format!("{} -> {} queue {q}: {e}", name(0), name(1)))?;
-                let ba = pass(&mut b.rx, &mut a.tx, &mut buf, opts, &mut dropped[0])
+                let ba = pass(&mut b.rx, &mut a.tx, &mut buf, opts, rw[0], &mut dropped[0])
                     .map_err(|e| format!("{} -> {} queue {q}: {e}", name(1), name(0)))?;
                 ab + ba
             }
-            None => {
+            (None, _) => {
                 let (rx, tx) = (&mut a.rx, &mut a.tx);
-                pass(rx, tx, &mut buf, opts, &mut dropped[0])
+                pass(rx, tx, &mut buf, opts, rw[0], &mut dropped[0])
                     .map_err(|e| format!("{} queue {q}: {e}", name(0)))?
             }
         };
@@ -690,12 +776,21 @@ fn pass(
     tx: &mut TxQueue,
     buf: &mut Vec<Packet>,
     opts: &FwdOpts,
+    rewrite: Rewrite,
     dropped: &mut u64,
 ) -> rtap::Result<usize> {
     debug_assert!(buf.is_empty());
     let n = rx.rx_burst(buf, opts.burst)?;
     if n == 0 {
         return Ok(0);
+    }
+    match rewrite {
+        Rewrite::Drop => {
+            buf.clear(); // rxonly: counted by the rx queue, buffers back to the pool
+            return Ok(n);
+        }
+        Rewrite::None => {}
+        r => buf.iter_mut().for_each(|p| r.apply(p)),
     }
     let mut tries = 0;
     loop {

@@ -4,6 +4,7 @@ mod bench;
 mod bulk;
 mod demo;
 mod fwd;
+mod info;
 mod json;
 mod netns;
 mod ping;
@@ -119,6 +120,20 @@ enum Cmd {
     /// io_uring vs read/write (and veth), side by side
     #[command(after_help = BENCH_HELP)]
     Bench(BenchArgs),
+    /// What a port is and what the kernel offers it (backend, io_uring features, offloads)
+    #[command(after_help = "Example:\n  rtap info --port tap:iface=tap0 --json")]
+    Info(InfoArgs),
+}
+
+#[derive(Args, Debug)]
+struct InfoArgs {
+    /// Port spec (tap:iface=NAME,...); the tap is created if needed and removed
+    /// again unless it exists already or `persist` is given
+    #[arg(long, value_name = "SPEC")]
+    port: String,
+    /// Print one JSON object
+    #[arg(long)]
+    json: bool,
 }
 
 const BENCH_HELP: &str = "Examples:
@@ -197,6 +212,12 @@ fn cmd_bench(a: BenchArgs) -> Result<(), String> {
 enum Mode {
     /// Received packets are sent unchanged (no copy, no header rewrite)
     Io,
+    /// Source MAC set to the out port's, destination to --peer-mac
+    Mac,
+    /// Source and destination MAC swapped, sent back out of the same port
+    Macswap,
+    /// Received and counted, then dropped
+    Rxonly,
 }
 
 #[derive(Args, Debug)]
@@ -207,6 +228,9 @@ struct FwdArgs {
     /// Forwarding mode
     #[arg(long, value_enum, default_value_t = Mode::Io)]
     mode: Mode,
+    /// Destination MAC written by --mode mac
+    #[arg(long, value_name = "MAC")]
+    peer_mac: Option<String>,
     /// Stop after SECS seconds (default: run until SIGINT/SIGTERM)
     #[arg(long, value_name = "SECS")]
     duration: Option<f64>,
@@ -314,7 +338,20 @@ fn print_link_events(
 }
 
 fn cmd_fwd(a: FwdArgs) -> Result<(), String> {
-    let Mode::Io = a.mode;
+    let mode = match a.mode {
+        Mode::Io => fwd::FwdMode::Io,
+        Mode::Macswap => fwd::FwdMode::MacSwap,
+        Mode::Rxonly => fwd::FwdMode::RxOnly,
+        Mode::Mac => {
+            let s = a
+                .peer_mac
+                .as_deref()
+                .ok_or("--mode mac needs --peer-mac XX:XX:XX:XX:XX:XX")?;
+            let peer = rtap::tap::link::parse_mac(s)
+                .ok_or_else(|| format!("--peer-mac {s:?} is not a MAC address"))?;
+            fwd::FwdMode::Mac { peer }
+        }
+    };
     if a.ports.len() > 2 {
         return Err(format!(
             "fwd takes one or two --port, got {}",
@@ -339,6 +376,7 @@ fn cmd_fwd(a: FwdArgs) -> Result<(), String> {
         return Err("--burst must be at least 1".into());
     }
     let opts = fwd::FwdOpts {
+        mode,
         burst: a.burst.unwrap_or(cfgs[0].burst) as usize,
         pool_size: a.pool,
         duration,
@@ -363,13 +401,14 @@ fn cmd_fwd(a: FwdArgs) -> Result<(), String> {
     }
     let names: Vec<String> = ports.iter().map(|p| p.name()).collect();
     eprintln!(
-        "rtap fwd: {} ({} queue pair(s), io mode, burst {}){}",
+        "rtap fwd: {} ({} queue pair(s), {} mode, burst {}){}",
         if names.len() == 2 {
             format!("{} <-> {}", names[0], names[1])
         } else {
             format!("{} -> {}", names[0], names[0])
         },
         ports[0].queue_count(),
+        opts.mode.name(),
         opts.burst,
         match duration {
             Some(d) => format!(" for {:.1} s", d.as_secs_f64()),
@@ -499,6 +538,7 @@ fn main() -> ExitCode {
         Cmd::Fwd(a) => cmd_fwd(a),
         Cmd::Demo(a) => cmd_demo(a),
         Cmd::Bench(a) => cmd_bench(a),
+        Cmd::Info(a) => info::run(&a.port, a.json).map(|out| print!("{out}")),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

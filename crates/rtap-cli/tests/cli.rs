@@ -770,3 +770,162 @@ fn fwd_prints_link_events_as_json_lines_while_sleeping_on_interrupts() {
     let report = parse_json(lines.last().unwrap());
     assert!(report.num("elapsed_s") > 0.0);
 }
+
+#[test]
+fn fwd_macswap_returns_frames_with_macs_swapped() {
+    assert_root();
+    private_netns();
+    let mut child = spawn_fwd(&[
+        "--port",
+        "tap:iface=cms",
+        "--mode",
+        "macswap",
+        "--duration",
+        "3",
+        "--json",
+    ]);
+    wait_up(&["cms"], &mut child);
+    let s = PacketSocket::bind("cms");
+    for i in 0..40 {
+        s.send(&frame(0xd1, i));
+    }
+    let back = s.recv_tagged(0xd1, 40, Duration::from_secs(2));
+    assert_eq!(back.len(), 40, "every frame comes back");
+    for (i, f) in back.iter().enumerate() {
+        let sent = frame(0xd1, i as u32);
+        assert_eq!(&f[..6], &sent[6..12], "destination is the old source");
+        assert_eq!(&f[6..12], &sent[..6], "source is the old destination");
+        assert_eq!(&f[12..], &sent[12..], "the rest is untouched");
+    }
+    let j = expect_json(&wait_output(child, Duration::from_secs(15)));
+    assert_eq!(j.get("mode"), &J::Str("macswap".into()));
+}
+
+#[test]
+fn fwd_mac_mode_rewrites_both_addresses() {
+    assert_root();
+    private_netns();
+    let mut child = spawn_fwd(&[
+        "--port",
+        "tap:iface=cma",
+        "--port",
+        "tap:iface=cmb,mac=02:00:00:00:0b:0b",
+        "--mode",
+        "mac",
+        "--peer-mac",
+        "02:aa:bb:cc:dd:ee",
+        "--duration",
+        "3",
+        "--json",
+    ]);
+    wait_up(&["cma", "cmb"], &mut child);
+    let a = PacketSocket::bind("cma");
+    let b = PacketSocket::bind("cmb");
+    for i in 0..30 {
+        a.send(&frame(0xd2, i));
+    }
+    let out = b.recv_tagged(0xd2, 30, Duration::from_secs(2));
+    assert_eq!(out.len(), 30);
+    for (i, f) in out.iter().enumerate() {
+        assert_eq!(
+            &f[..6],
+            &[0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee],
+            "destination = --peer-mac"
+        );
+        assert_eq!(
+            &f[6..12],
+            &[0x02, 0, 0, 0, 0x0b, 0x0b],
+            "source = the out port's MAC"
+        );
+        assert_eq!(&f[12..], &frame(0xd2, i as u32)[12..]);
+    }
+    let j = expect_json(&wait_output(child, Duration::from_secs(15)));
+    assert_eq!(j.get("mode"), &J::Str("mac".into()));
+    // Without --peer-mac, mac mode is refused with a reason.
+    let out = Command::new(BIN)
+        .args(["fwd", "--port", "tap:iface=cmc", "--mode", "mac"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--peer-mac"));
+}
+
+#[test]
+fn fwd_rxonly_counts_and_sends_nothing() {
+    assert_root();
+    private_netns();
+    let mut child = spawn_fwd(&[
+        "--port",
+        "tap:iface=crx",
+        "--mode",
+        "rxonly",
+        "--duration",
+        "2",
+        "--json",
+    ]);
+    wait_up(&["crx"], &mut child);
+    let s = PacketSocket::bind("crx");
+    for i in 0..50 {
+        s.send(&frame(0xd3, i));
+    }
+    assert!(
+        s.recv_tagged(0xd3, 1, Duration::from_millis(500))
+            .is_empty(),
+        "nothing is sent back"
+    );
+    let j = expect_json(&wait_output(child, Duration::from_secs(15)));
+    assert_eq!(j.get("mode"), &J::Str("rxonly".into()));
+    assert!(j.num("ports.0.rx_packets") >= 50.0);
+    assert_eq!(j.num("ports.0.tx_packets"), 0.0);
+    assert_eq!(
+        j.num("ports.0.fwd_dropped"),
+        0.0,
+        "rxonly drops are not forwarding drops"
+    );
+}
+
+#[test]
+fn info_reports_backend_features_and_offloads() {
+    assert_root();
+    private_netns();
+    let out = Command::new(BIN)
+        .args([
+            "info",
+            "--port",
+            "tap:iface=cin,queues=2,mtu=9000",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let j = expect_json(&out);
+    assert_eq!(j.get("name"), &J::Str("cin".into()));
+    assert_eq!(j.get("backend"), &J::Str("uring".into()));
+    assert_eq!(j.num("queues"), 2.0);
+    assert_eq!(j.num("mtu"), 9000.0);
+    assert_eq!(j.get("io_uring.available"), &J::Bool(true));
+    assert_eq!(
+        j.get("io_uring.read_multishot"),
+        &J::Bool(true),
+        "Linux 6.18 has it"
+    );
+    assert!(
+        j.len("offloads") >= 3,
+        "spec ports ask for offloads: csum, tso4, tso6 at least"
+    );
+    assert!(
+        ifindex("cin").is_none(),
+        "the tap info created is gone again"
+    );
+    let out = Command::new(BIN)
+        .args([
+            "info",
+            "--port",
+            "tap:iface=cin,offload=off,backend=sync",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let j = expect_json(&out);
+    assert_eq!(j.get("backend"), &J::Str("rw".into()));
+    assert_eq!(j.len("offloads"), 0);
+}

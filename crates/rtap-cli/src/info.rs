@@ -1,0 +1,90 @@
+//! `rtap info`: what a port is and what the kernel offers it.
+
+use rtap::{parse_port_spec, TapPort};
+
+use crate::json::Json;
+
+/// Opens the port (without starting it), gathers everything and closes it again.
+pub fn run(spec: &str, json: bool) -> Result<String, String> {
+    let cfg = parse_port_spec(spec).map_err(|e| e.to_string())?;
+    let port = TapPort::open(cfg).map_err(|e| format!("open {spec}: {e}"))?;
+    let link = port.link().map_err(|e| e.to_string())?;
+    let probe = rtap::probe_uring();
+    let off = port.offloads();
+    let mac = link
+        .mac
+        .map(|m| rtap::tap::link::fmt_mac(&m))
+        .unwrap_or_default();
+    let reason = port.backend_reason().unwrap_or("").to_string();
+    let offloads: Vec<&str> = [
+        (off.csum, "csum"),
+        (off.tso4, "tso4"),
+        (off.tso6, "tso6"),
+        (off.tso_ecn, "tso_ecn"),
+        (off.uso4, "uso4"),
+        (off.uso6, "uso6"),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, n)| *n)
+    .collect();
+    if json {
+        let uring = Json::obj()
+            .set("available", probe.available)
+            .set("error", probe.error.clone().unwrap_or_default())
+            .set("read_multishot", probe.read_multishot)
+            .set("readv_writev", probe.readv_writev)
+            .set("async_cancel", probe.async_cancel)
+            .set("provided_buffer_rings", probe.buf_ring)
+            .set("sqpoll", probe.sqpoll)
+            .set("zcrx_recv_zc", probe.recv_zc);
+        let j = Json::obj()
+            .set("name", link.name.as_str())
+            .set("ifindex", link.ifindex)
+            .set("backend", port.backend().to_string())
+            .set("backend_reason", reason.as_str())
+            .set("queues", port.queue_count())
+            .set("mtu", link.mtu)
+            .set("max_mtu", link.max_mtu)
+            .set("mac", mac.as_str())
+            .set(
+                "offloads",
+                Json::Arr(offloads.iter().map(|s| Json::from(*s)).collect()),
+            )
+            .set("io_uring", uring);
+        return Ok(format!("{j}\n"));
+    }
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let mut s = String::new();
+    s += &format!("port      {} (ifindex {})\n", link.name, link.ifindex);
+    s += &format!(
+        "backend   {}{}\n",
+        port.backend(),
+        if reason.is_empty() {
+            String::new()
+        } else {
+            format!(" ({reason})")
+        }
+    );
+    s += &format!("queues    {}\n", port.queue_count());
+    s += &format!("mtu       {} (max {})\n", link.mtu, link.max_mtu);
+    s += &format!("mac       {mac}\n");
+    s += &format!(
+        "offloads  {}\n",
+        if offloads.is_empty() {
+            "none".into()
+        } else {
+            offloads.join(" ")
+        }
+    );
+    s += &format!(
+        "io_uring  {}; multishot read {}, readv/writev {}, provided buffer rings {}, SQPOLL {}, zero-copy receive op {}\n",
+        if probe.available { "available".to_string() } else { format!("unavailable: {}", probe.error.unwrap_or_default()) },
+        yes(probe.read_multishot),
+        yes(probe.readv_writev),
+        yes(probe.buf_ring),
+        yes(probe.sqpoll),
+        yes(probe.recv_zc),
+    );
+    Ok(s)
+}
