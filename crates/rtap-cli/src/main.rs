@@ -4,6 +4,7 @@ mod bench;
 mod bulk;
 mod demo;
 mod fwd;
+mod gen;
 mod info;
 mod json;
 mod netns;
@@ -218,6 +219,10 @@ enum Mode {
     Macswap,
     /// Received and counted, then dropped
     Rxonly,
+    /// Generate UDP/IPv4 frames (--pkt-size, --count, --rate, --burst) on the first port
+    Txonly,
+    /// Like txonly across --flows source addresses and ports
+    Flowgen,
 }
 
 #[derive(Args, Debug)]
@@ -228,9 +233,21 @@ struct FwdArgs {
     /// Forwarding mode
     #[arg(long, value_enum, default_value_t = Mode::Io)]
     mode: Mode,
-    /// Destination MAC written by --mode mac
+    /// Destination MAC written by --mode mac (and by txonly/flowgen; default broadcast)
     #[arg(long, value_name = "MAC")]
     peer_mac: Option<String>,
+    /// txonly/flowgen: frame size in bytes, Ethernet header included
+    #[arg(long, value_name = "BYTES", default_value_t = 64)]
+    pkt_size: usize,
+    /// txonly/flowgen: stop after N frames
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+    /// txonly/flowgen: at most PPS frames per second
+    #[arg(long, value_name = "PPS")]
+    rate: Option<u64>,
+    /// flowgen: number of flows
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    flows: u16,
     /// Stop after SECS seconds (default: run until SIGINT/SIGTERM)
     #[arg(long, value_name = "SECS")]
     duration: Option<f64>,
@@ -338,8 +355,15 @@ fn print_link_events(
 }
 
 fn cmd_fwd(a: FwdArgs) -> Result<(), String> {
+    let peer = match a.peer_mac.as_deref() {
+        Some(s) => Some(
+            rtap::tap::link::parse_mac(s)
+                .ok_or_else(|| format!("--peer-mac {s:?} is not a MAC address"))?,
+        ),
+        None => None,
+    };
     let mode = match a.mode {
-        Mode::Io => fwd::FwdMode::Io,
+        Mode::Io | Mode::Txonly | Mode::Flowgen => fwd::FwdMode::Io,
         Mode::Macswap => fwd::FwdMode::MacSwap,
         Mode::Rxonly => fwd::FwdMode::RxOnly,
         Mode::Mac => {
@@ -415,6 +439,33 @@ fn cmd_fwd(a: FwdArgs) -> Result<(), String> {
             None => ": Ctrl-C to stop".into(),
         }
     );
+
+    if matches!(a.mode, Mode::Txonly | Mode::Flowgen) {
+        let (name, flows) = match a.mode {
+            Mode::Flowgen => ("flowgen", a.flows.max(1)),
+            _ => ("txonly", 1),
+        };
+        let g = gen::GenOpts {
+            pkt_size: a.pkt_size,
+            count: a.count,
+            rate: a.rate,
+            burst: opts.burst,
+            flows,
+            dst_mac: peer.unwrap_or([0xff; 6]),
+            duration,
+        };
+        let r = gen::run(&ports[0], &g, name, &signal::STOP);
+        for p in &mut ports {
+            let _ = p.stop();
+        }
+        let r = r?;
+        if a.json {
+            println!("{}", r.to_json());
+        } else {
+            print!("{}", r.summary());
+        }
+        return Ok(());
+    }
 
     // Link events are printed as they happen, from a watcher thread.
     let watchers = ports

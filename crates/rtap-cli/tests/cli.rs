@@ -308,6 +308,18 @@ impl PacketSocket {
             )
         };
         assert_eq!(r, 0, "bind AF_PACKET: {}", io::Error::last_os_error());
+        // Room for thousands of small frames: the default buffer holds a few hundred.
+        let bytes: libc::c_int = 16 << 20;
+        // SAFETY: the option value is a live int of the size given.
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                &bytes as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
         PacketSocket(fd)
     }
 
@@ -318,6 +330,45 @@ impl PacketSocket {
     }
 
     /// Incoming frames (not our own sends) carrying `tag`, until `count` or `timeout`.
+    /// Every incoming frame within `timeout` that `keep` accepts.
+    fn recv_matching(&self, timeout: Duration, keep: impl Fn(&[u8]) -> bool) -> Vec<Vec<u8>> {
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return out;
+            }
+            let mut pfd = libc::pollfd {
+                fd: self.0.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: pfd is one valid pollfd.
+            if unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as i32) } <= 0 {
+                continue;
+            }
+            // SAFETY: sockaddr_ll is plain data.
+            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            let mut sl = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            // SAFETY: buf and sll are live and sized as passed.
+            let n = unsafe {
+                libc::recvfrom(
+                    self.0.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                    &mut sll as *mut _ as *mut libc::sockaddr,
+                    &mut sl,
+                )
+            };
+            if n > 0 && sll.sll_pkttype != libc::PACKET_OUTGOING && keep(&buf[..n as usize]) {
+                out.push(buf[..n as usize].to_vec());
+            }
+        }
+    }
+
     fn recv_tagged(&self, tag: u8, count: usize, timeout: Duration) -> Vec<Vec<u8>> {
         let deadline = Instant::now() + timeout;
         let mut out = Vec::new();
@@ -928,4 +979,121 @@ fn info_reports_backend_features_and_offloads() {
     let j = expect_json(&out);
     assert_eq!(j.get("backend"), &J::Str("rw".into()));
     assert_eq!(j.len("offloads"), 0);
+}
+
+/// A generated frame: IPv4/UDP to port 9, both checksums right. Returns its UDP source port.
+fn check_generated(f: &[u8]) -> u16 {
+    let p = etherparse::SlicedPacket::from_ethernet(f).expect("parses");
+    let Some(etherparse::NetSlice::Ipv4(ip)) = p.net else {
+        panic!("not IPv4")
+    };
+    let h = ip.header().to_header();
+    assert_eq!(
+        h.header_checksum,
+        h.calc_header_checksum(),
+        "IPv4 header checksum"
+    );
+    let Some(etherparse::TransportSlice::Udp(udp)) = p.transport else {
+        panic!("not UDP")
+    };
+    let uh = udp.to_header();
+    assert_eq!(uh.destination_port, 9);
+    let want = uh.calc_checksum_ipv4(&h, udp.payload()).unwrap();
+    assert_eq!(uh.checksum, want, "UDP checksum");
+    uh.source_port
+}
+
+fn is_generated(f: &[u8]) -> bool {
+    f.len() >= 42 && f[12..14] == [0x08, 0x00] && f[23] == 17 && f[36..38] == [0, 9]
+}
+
+#[test]
+fn fwd_txonly_sends_exactly_count_valid_frames() {
+    assert_root();
+    private_netns();
+    let st = Command::new("ip")
+        .args([
+            "tuntap",
+            "add",
+            "dev",
+            "ctx",
+            "mode",
+            "tap",
+            "multi_queue",
+            "vnet_hdr",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let s = PacketSocket::bind("ctx");
+    let out = Command::new(BIN)
+        .args([
+            "fwd",
+            "--port",
+            "tap:iface=ctx,attach",
+            "--mode",
+            "txonly",
+            "--count",
+            "1000",
+            "--pkt-size",
+            "128",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let j = expect_json(&out);
+    assert_eq!(j.get("mode"), &J::Str("txonly".into()));
+    assert_eq!(j.num("sent_packets"), 1000.0);
+    let got = s.recv_matching(Duration::from_secs(1), is_generated);
+    assert_eq!(got.len(), 1000, "exactly --count frames");
+    for f in &got {
+        assert_eq!(f.len(), 128, "--pkt-size");
+        check_generated(f);
+    }
+}
+
+#[test]
+fn fwd_flowgen_spreads_over_flows() {
+    assert_root();
+    private_netns();
+    let st = Command::new("ip")
+        .args([
+            "tuntap",
+            "add",
+            "dev",
+            "cfg0",
+            "mode",
+            "tap",
+            "multi_queue",
+            "vnet_hdr",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let s = PacketSocket::bind("cfg0");
+    let out = Command::new(BIN)
+        .args([
+            "fwd",
+            "--port",
+            "tap:iface=cfg0,attach",
+            "--mode",
+            "flowgen",
+            "--flows",
+            "4",
+            "--count",
+            "400",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(expect_json(&out).num("sent_packets"), 400.0);
+    let got = s.recv_matching(Duration::from_secs(1), is_generated);
+    assert_eq!(got.len(), 400);
+    let mut per_flow = std::collections::BTreeMap::new();
+    for f in &got {
+        assert_eq!(f.len(), 64, "default --pkt-size");
+        *per_flow.entry(check_generated(f)).or_insert(0) += 1;
+    }
+    assert_eq!(per_flow.len(), 4, "{per_flow:?}");
+    assert!(per_flow.values().all(|&n| n == 100), "{per_flow:?}");
 }
