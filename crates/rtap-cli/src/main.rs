@@ -2,6 +2,7 @@
 
 mod bench;
 mod bulk;
+mod capture;
 mod demo;
 mod fwd;
 mod gen;
@@ -124,6 +125,40 @@ enum Cmd {
     /// What a port is and what the kernel offers it (backend, io_uring features, offloads)
     #[command(after_help = "Example:\n  rtap info --port tap:iface=tap0 --json")]
     Info(InfoArgs),
+    /// Write received frames to a pcap file (opens in tcpdump and Wireshark)
+    #[command(
+        after_help = "Example:\n  rtap capture --port tap:iface=tap0 --write /tmp/tap0.pcap --count 100"
+    )]
+    Capture(CaptureArgs),
+}
+
+#[derive(Args, Debug)]
+struct CaptureArgs {
+    /// Port spec (tap:iface=NAME,...)
+    #[arg(long, value_name = "SPEC")]
+    port: String,
+    /// The pcap file to write
+    #[arg(long, value_name = "FILE.pcap")]
+    write: String,
+    /// Stop after N frames
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+    /// Stop after S seconds
+    #[arg(long, value_name = "S")]
+    duration: Option<f64>,
+}
+
+fn cmd_capture(a: CaptureArgs) -> Result<(), String> {
+    let duration = a.duration.map(|d| seconds("--duration", d)).transpose()?;
+    let r = capture::run(&a.port, &a.write, a.count, duration, &signal::STOP)?;
+    println!(
+        "captured {} frames ({} bytes) in {:.2} s to {}",
+        r.frames,
+        r.bytes,
+        r.elapsed.as_secs_f64(),
+        a.write
+    );
+    Ok(())
 }
 
 #[derive(Args, Debug)]
@@ -590,6 +625,7 @@ fn main() -> ExitCode {
         Cmd::Demo(a) => cmd_demo(a),
         Cmd::Bench(a) => cmd_bench(a),
         Cmd::Info(a) => info::run(&a.port, a.json).map(|out| print!("{out}")),
+        Cmd::Capture(a) => cmd_capture(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -1097,3 +1097,51 @@ fn fwd_flowgen_spreads_over_flows() {
     assert_eq!(per_flow.len(), 4, "{per_flow:?}");
     assert!(per_flow.values().all(|&n| n == 100), "{per_flow:?}");
 }
+
+#[test]
+fn capture_writes_a_pcap_that_reads_back() {
+    assert_root();
+    private_netns();
+    let path = std::env::temp_dir().join(format!("rtap-capture-{}.pcap", std::process::id()));
+    let path_s = path.to_str().unwrap().to_string();
+    let mut child = Command::new(BIN)
+        .args([
+            "capture",
+            "--port",
+            "tap:iface=ccap",
+            "--write",
+            &path_s,
+            "--duration",
+            "2",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_up(&["ccap"], &mut child);
+    let s = PacketSocket::bind("ccap");
+    let sent: Vec<Vec<u8>> = (0..25).map(|i| frame(0xe1, i)).collect();
+    for f in &sent {
+        s.send(f);
+    }
+    let out = wait_output(child, Duration::from_secs(15));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = std::fs::File::open(&path).unwrap();
+    let mut r = pcap_file::pcap::PcapReader::new(file).expect("a pcap file");
+    assert_eq!(r.header().datalink, pcap_file::DataLink::ETHERNET);
+    let mut ours = Vec::new();
+    while let Some(p) = r.next_packet() {
+        let p = p.expect("a readable record");
+        assert_eq!(p.orig_len as usize, p.data.len());
+        if p.data.len() > 14 && p.data[12..14] == ETHERTYPE.to_be_bytes() && p.data[14] == 0xe1 {
+            ours.push(p.data.to_vec());
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(ours, sent, "every injected frame, in order, byte for byte");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("captured"));
+}
