@@ -47,6 +47,14 @@ pub enum FwdMode {
     MacSwap,
     /// Received and counted, then dropped.
     RxOnly,
+    /// ARP, IPv6 neighbour discovery and ICMP/ICMPv6 echo answered for these
+    /// addresses (the port's own MAC is filled in per port), back out the same port.
+    IcmpEcho {
+        /// IPv4 address to answer for.
+        ipv4: Option<std::net::Ipv4Addr>,
+        /// IPv6 address to answer for.
+        ipv6: Option<std::net::Ipv6Addr>,
+    },
 }
 
 impl FwdMode {
@@ -57,6 +65,7 @@ impl FwdMode {
             FwdMode::Mac { .. } => "mac",
             FwdMode::MacSwap => "macswap",
             FwdMode::RxOnly => "rxonly",
+            FwdMode::IcmpEcho { .. } => "icmpecho",
         }
     }
 }
@@ -68,6 +77,7 @@ enum Rewrite {
     Swap,
     Set { src: [u8; 6], dst: [u8; 6] },
     Drop,
+    Respond(crate::responder::Identity),
 }
 
 impl Rewrite {
@@ -86,7 +96,7 @@ impl Rewrite {
                 d[..6].copy_from_slice(&dst);
                 d[6..12].copy_from_slice(&src);
             }
-            Rewrite::None | Rewrite::Drop => {}
+            Rewrite::None | Rewrite::Drop | Rewrite::Respond(_) => {}
         }
     }
 }
@@ -662,6 +672,11 @@ fn worker(
             FwdMode::Io => Rewrite::None,
             FwdMode::MacSwap => Rewrite::Swap,
             FwdMode::RxOnly => Rewrite::Drop,
+            FwdMode::IcmpEcho { ipv4, ipv6 } => Rewrite::Respond(crate::responder::Identity {
+                mac: p.mac().map_err(|e| format!("{}: MAC: {e}", p.name()))?,
+                ipv4,
+                ipv6,
+            }),
             FwdMode::Mac { peer } => Rewrite::Set {
                 src: p.mac().map_err(|e| format!("{}: MAC: {e}", p.name()))?,
                 dst: peer,
@@ -675,8 +690,8 @@ fn worker(
     while !done.load(Ordering::Relaxed) {
         rounds += 1;
         let moved = match (&mut b, opts.mode) {
-            // macswap and rxonly keep each port's packets on that port.
-            (Some(b), FwdMode::MacSwap | FwdMode::RxOnly) => {
+            // macswap, rxonly and icmpecho keep each port's packets on that port.
+            (Some(b), FwdMode::MacSwap | FwdMode::RxOnly | FwdMode::IcmpEcho { .. }) => {
                 let aa = pass(&mut a.rx, &mut a.tx, &mut buf, opts, rw[0], &mut dropped[0])
                     .map_err(|e| format!("{} queue {q}: {e}", name(0)))?;
                 let bb = pass(&mut b.rx, &mut b.tx, &mut buf, opts, rw[1], &mut dropped[1])
@@ -790,6 +805,15 @@ fn pass(
             return Ok(n);
         }
         Rewrite::None => {}
+        Rewrite::Respond(id) => {
+            // Requests become their replies in place; anything else is not ours.
+            buf.retain_mut(|p| {
+                let answered = crate::responder::respond(p.data_mut(), &id)
+                    != crate::responder::Answer::Ignore;
+                p.set_vnet_hdr(Default::default());
+                answered
+            });
+        }
         r => buf.iter_mut().for_each(|p| r.apply(p)),
     }
     let mut tries = 0;

@@ -10,6 +10,7 @@ mod info;
 mod json;
 mod netns;
 mod ping;
+mod responder;
 mod signal;
 
 use std::process::ExitCode;
@@ -258,6 +259,8 @@ enum Mode {
     Txonly,
     /// Like txonly across --flows source addresses and ports
     Flowgen,
+    /// Answer ARP/neighbour discovery and ICMP/ICMPv6 echo for --ip, so ping works
+    Icmpecho,
 }
 
 #[derive(Args, Debug)]
@@ -283,6 +286,9 @@ struct FwdArgs {
     /// flowgen: number of flows
     #[arg(long, value_name = "N", default_value_t = 16)]
     flows: u16,
+    /// icmpecho: address to answer for (IPv4 and/or IPv6; give it twice for both)
+    #[arg(long = "ip", value_name = "ADDR")]
+    ips: Vec<std::net::IpAddr>,
     /// Stop after SECS seconds (default: run until SIGINT/SIGTERM)
     #[arg(long, value_name = "SECS")]
     duration: Option<f64>,
@@ -401,15 +407,23 @@ fn cmd_fwd(a: FwdArgs) -> Result<(), String> {
         Mode::Io | Mode::Txonly | Mode::Flowgen => fwd::FwdMode::Io,
         Mode::Macswap => fwd::FwdMode::MacSwap,
         Mode::Rxonly => fwd::FwdMode::RxOnly,
-        Mode::Mac => {
-            let s = a
-                .peer_mac
-                .as_deref()
-                .ok_or("--mode mac needs --peer-mac XX:XX:XX:XX:XX:XX")?;
-            let peer = rtap::tap::link::parse_mac(s)
-                .ok_or_else(|| format!("--peer-mac {s:?} is not a MAC address"))?;
-            fwd::FwdMode::Mac { peer }
+        Mode::Icmpecho => {
+            let ipv4 = a.ips.iter().find_map(|ip| match ip {
+                std::net::IpAddr::V4(v) => Some(*v),
+                _ => None,
+            });
+            let ipv6 = a.ips.iter().find_map(|ip| match ip {
+                std::net::IpAddr::V6(v) => Some(*v),
+                _ => None,
+            });
+            if ipv4.is_none() && ipv6.is_none() {
+                return Err("--mode icmpecho needs --ip ADDR".into());
+            }
+            fwd::FwdMode::IcmpEcho { ipv4, ipv6 }
         }
+        Mode::Mac => fwd::FwdMode::Mac {
+            peer: peer.ok_or("--mode mac needs --peer-mac XX:XX:XX:XX:XX:XX")?,
+        },
     };
     if a.ports.len() > 2 {
         return Err(format!(

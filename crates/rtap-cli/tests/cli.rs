@@ -1145,3 +1145,153 @@ fn capture_writes_a_pcap_that_reads_back() {
     assert_eq!(ours, sent, "every injected frame, in order, byte for byte");
     assert!(String::from_utf8_lossy(&out.stdout).contains("captured"));
 }
+
+/// Sends one echo request with a raw socket and waits for the matching reply.
+fn ping_once(dst: std::net::IpAddr, id: u16, seq: u16) -> bool {
+    use std::net::IpAddr;
+    let (domain, proto, req_type, rep_type) = match dst {
+        IpAddr::V4(_) => (libc::AF_INET, libc::IPPROTO_ICMP, 8u8, 0u8),
+        IpAddr::V6(_) => (libc::AF_INET6, libc::IPPROTO_ICMPV6, 128u8, 129u8),
+    };
+    // SAFETY: plain socket call; the result is checked.
+    let fd = unsafe { libc::socket(domain, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto) };
+    assert!(fd >= 0, "raw socket: {}", io::Error::last_os_error());
+    // SAFETY: fd is fresh and ours.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut msg = vec![req_type, 0, 0, 0];
+    msg.extend_from_slice(&id.to_be_bytes());
+    msg.extend_from_slice(&seq.to_be_bytes());
+    msg.extend_from_slice(b"rtap icmpecho test");
+    if let IpAddr::V4(_) = dst {
+        // ICMPv4 checksum is ours to fill (the kernel does it for ICMPv6 raw sockets).
+        let mut sum: u32 = msg
+            .chunks(2)
+            .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32)
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        msg[2..4].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    }
+    // SAFETY: the sockaddr structs are plain data built here and sized as passed.
+    let sent = unsafe {
+        match dst {
+            IpAddr::V4(v) => {
+                let mut sa: libc::sockaddr_in = std::mem::zeroed();
+                sa.sin_family = libc::AF_INET as u16;
+                sa.sin_addr.s_addr = u32::from_ne_bytes(v.octets());
+                libc::sendto(
+                    fd.as_raw_fd(),
+                    msg.as_ptr().cast(),
+                    msg.len(),
+                    0,
+                    &sa as *const _ as *const libc::sockaddr,
+                    std::mem::size_of_val(&sa) as u32,
+                )
+            }
+            IpAddr::V6(v) => {
+                let mut sa: libc::sockaddr_in6 = std::mem::zeroed();
+                sa.sin6_family = libc::AF_INET6 as u16;
+                sa.sin6_addr.s6_addr = v.octets();
+                libc::sendto(
+                    fd.as_raw_fd(),
+                    msg.as_ptr().cast(),
+                    msg.len(),
+                    0,
+                    &sa as *const _ as *const libc::sockaddr,
+                    std::mem::size_of_val(&sa) as u32,
+                )
+            }
+        }
+    };
+    assert!(sent > 0, "sendto: {}", io::Error::last_os_error());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline {
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, 200) } <= 0 {
+            continue;
+        }
+        // SAFETY: buf is live and sized as passed.
+        let n = unsafe {
+            libc::recv(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n <= 0 {
+            continue;
+        }
+        let b = &buf[..n as usize];
+        // IPv4 raw sockets deliver the IP header too; IPv6 ones do not.
+        let icmp = match dst {
+            IpAddr::V4(_) => &b[((b[0] & 0xf) as usize * 4)..],
+            IpAddr::V6(_) => b,
+        };
+        if icmp.len() >= 8
+            && icmp[0] == rep_type
+            && icmp[4..6] == id.to_be_bytes()
+            && icmp[6..8] == seq.to_be_bytes()
+        {
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn fwd_icmpecho_answers_ping_over_ipv4_and_ipv6() {
+    assert_root();
+    private_netns();
+    let mut child = spawn_fwd(&[
+        "--port",
+        "tap:iface=cie",
+        "--mode",
+        "icmpecho",
+        "--ip",
+        "10.90.0.2",
+        "--ip",
+        "fd90::2",
+        "--duration",
+        "5",
+        "--json",
+    ]);
+    wait_up(&["cie"], &mut child);
+    for args in [
+        vec!["addr", "add", "10.90.0.1/24", "dev", "cie"],
+        vec!["addr", "add", "fd90::1/64", "dev", "cie", "nodad"],
+    ] {
+        assert!(
+            Command::new("ip").args(&args).status().unwrap().success(),
+            "ip {args:?}"
+        );
+    }
+    for seq in 1..=3 {
+        assert!(
+            ping_once("10.90.0.2".parse().unwrap(), 0x4242, seq),
+            "IPv4 echo {seq} answered"
+        );
+        assert!(
+            ping_once("fd90::2".parse().unwrap(), 0x4343, seq),
+            "IPv6 echo {seq} answered"
+        );
+    }
+    let j = expect_json(&wait_output(child, Duration::from_secs(15)));
+    assert_eq!(j.get("mode"), &J::Str("icmpecho".into()));
+    // At least: 3 + 3 echo replies, one ARP reply and one neighbour advertisement.
+    assert!(j.num("ports.0.tx_packets") >= 8.0, "replies sent");
+    // Without --ip the mode is refused with a reason.
+    let out = Command::new(BIN)
+        .args(["fwd", "--port", "tap:iface=cie2", "--mode", "icmpecho"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--ip"));
+}
