@@ -1162,7 +1162,7 @@ fn ping_once(dst: std::net::IpAddr, id: u16, seq: u16) -> bool {
     msg.extend_from_slice(&id.to_be_bytes());
     msg.extend_from_slice(&seq.to_be_bytes());
     msg.extend_from_slice(b"rtap icmpecho test");
-    if let IpAddr::V4(_) = dst {
+    if dst.is_ipv4() {
         // ICMPv4 checksum is ours to fill (the kernel does it for ICMPv6 raw sockets).
         let mut sum: u32 = msg
             .chunks(2)
