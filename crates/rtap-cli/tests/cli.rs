@@ -330,12 +330,17 @@ impl PacketSocket {
     }
 
     /// Incoming frames (not our own sends) carrying `tag`, until `count` or `timeout`.
-    /// Every incoming frame within `timeout` that `keep` accepts.
-    fn recv_matching(&self, timeout: Duration, keep: impl Fn(&[u8]) -> bool) -> Vec<Vec<u8>> {
+    /// Incoming frames that `keep` accepts, until `max` of them or `timeout`.
+    fn recv_matching(
+        &self,
+        timeout: Duration,
+        max: usize,
+        keep: impl Fn(&[u8]) -> bool,
+    ) -> Vec<Vec<u8>> {
         let deadline = Instant::now() + timeout;
         let mut out = Vec::new();
         let mut buf = vec![0u8; 4096];
-        loop {
+        while out.len() < max {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return out;
@@ -367,49 +372,13 @@ impl PacketSocket {
                 out.push(buf[..n as usize].to_vec());
             }
         }
+        out
     }
 
     fn recv_tagged(&self, tag: u8, count: usize, timeout: Duration) -> Vec<Vec<u8>> {
-        let deadline = Instant::now() + timeout;
-        let mut out = Vec::new();
-        let mut buf = vec![0u8; 4096];
-        while out.len() < count {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            let mut pfd = libc::pollfd {
-                fd: self.0.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: pfd is one valid pollfd.
-            if unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as i32) } <= 0 {
-                continue;
-            }
-            // SAFETY: sockaddr_ll is plain data.
-            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            let mut sl = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-            // SAFETY: buf and sll are live and sized as passed.
-            let n = unsafe {
-                libc::recvfrom(
-                    self.0.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                    &mut sll as *mut _ as *mut libc::sockaddr,
-                    &mut sl,
-                )
-            };
-            if n < 0 || sll.sll_pkttype == libc::PACKET_OUTGOING {
-                continue;
-            }
-            let f = &buf[..n as usize];
-            if f.len() > 14 && f[12..14] == ETHERTYPE.to_be_bytes() && f[14] == tag {
-                out.push(f.to_vec());
-            }
-        }
-        out
+        self.recv_matching(timeout, count, |f| {
+            f.len() > 14 && f[12..14] == ETHERTYPE.to_be_bytes() && f[14] == tag
+        })
     }
 }
 
@@ -1044,7 +1013,7 @@ fn fwd_txonly_sends_exactly_count_valid_frames() {
     let j = expect_json(&out);
     assert_eq!(j.get("mode"), &J::Str("txonly".into()));
     assert_eq!(j.num("sent_packets"), 1000.0);
-    let got = s.recv_matching(Duration::from_secs(1), is_generated);
+    let got = s.recv_matching(Duration::from_secs(1), usize::MAX, is_generated);
     assert_eq!(got.len(), 1000, "exactly --count frames");
     for f in &got {
         assert_eq!(f.len(), 128, "--pkt-size");
@@ -1087,7 +1056,7 @@ fn fwd_flowgen_spreads_over_flows() {
         .output()
         .unwrap();
     assert_eq!(expect_json(&out).num("sent_packets"), 400.0);
-    let got = s.recv_matching(Duration::from_secs(1), is_generated);
+    let got = s.recv_matching(Duration::from_secs(1), usize::MAX, is_generated);
     assert_eq!(got.len(), 400);
     let mut per_flow = std::collections::BTreeMap::new();
     for f in &got {

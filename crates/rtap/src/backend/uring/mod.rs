@@ -387,6 +387,26 @@ fn cancel_and_reap(
     true
 }
 
+/// Lets the kernel run completion work it deferred (COOP/DEFER task run) when
+/// the completion queue is empty but work is flagged: one `io_uring_enter`, only then.
+pub(crate) fn run_pending_work(ring: &mut IoUring) {
+    if ring.completion().is_empty() && ring.submission().taskrun() {
+        let _ = ring.submit();
+    }
+}
+
+/// Runs pending completion work, then copies up to `done.len()` completions as
+/// (user_data, result, flags) into `done` and returns how many.
+pub(crate) fn reap_into(ring: &mut IoUring, done: &mut [(u64, i32, u32)]) -> usize {
+    run_pending_work(ring);
+    let mut n = 0;
+    for cqe in ring.completion().take(done.len()) {
+        done[n] = (cqe.user_data(), cqe.result(), cqe.flags());
+        n += 1;
+    }
+    n
+}
+
 /// Registers (or, with `None`, unregisters) an eventfd the kernel signals when
 /// the ring posts completions.
 pub(crate) fn set_eventfd(ring: &IoUring, fd: Option<RawFd>) -> io::Result<()> {

@@ -51,7 +51,7 @@ pub(crate) struct UringRx {
     /// Scratch for fresh buffer indices.
     fresh: Box<[u32]>,
     /// Scratch for reaped completions.
-    done: Box<[(u64, i32)]>,
+    done: Box<[(u64, i32, u32)]>,
     /// Slots whose read completed, waiting for the next chain.
     ready: Vec<u32>,
 }
@@ -132,7 +132,7 @@ impl UringRx {
             vnet_len,
             vanished: false,
             fresh: vec![0u32; k].into_boxed_slice(),
-            done: vec![(0u64, 0i32); 2 * nslots].into_boxed_slice(),
+            done: vec![(0u64, 0i32, 0u32); 2 * nslots].into_boxed_slice(),
             ready: Vec::with_capacity(nslots),
         };
         rx.ready.extend(0..nslots as u32);
@@ -217,22 +217,14 @@ impl UringRx {
         if self.vanished {
             return Err(libc::ENODEV);
         }
-        if self.ring.completion().is_empty() && self.ring.submission().taskrun() {
-            // Completion work is pending in the kernel (COOP/DEFER task run): run it.
-            let _ = self.ring.submit();
-        }
         let max = max.min(self.done.len());
-        let mut n = 0;
-        for cqe in self.ring.completion().take(max) {
-            self.done[n] = (cqe.user_data(), cqe.result());
-            n += 1;
-        }
+        let n = super::reap_into(&mut self.ring, &mut self.done[..max]);
         let hr = self.pool.config().headroom as usize;
         let k = self.k;
         let (mut pkts, mut bytes, mut errors, mut nombuf) = (0u64, 0u64, 0u64, 0u64);
         let mut truncated = 0u64;
         for i in 0..n {
-            let (ud, res) = self.done[i];
+            let (ud, res, _) = self.done[i];
             if ud == CANCEL_TAG {
                 continue;
             }

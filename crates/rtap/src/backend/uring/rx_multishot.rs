@@ -178,15 +178,8 @@ impl UringRxMulti {
         if self.vanished {
             return Err(libc::ENODEV);
         }
-        if self.ring.completion().is_empty() && self.ring.submission().taskrun() {
-            let _ = self.ring.submit();
-        }
         let max = max.min(self.done.len());
-        let mut n = 0;
-        for cqe in self.ring.completion().take(max) {
-            self.done[n] = (cqe.user_data(), cqe.result(), cqe.flags());
-            n += 1;
-        }
+        let n = super::reap_into(&mut self.ring, &mut self.done[..max]);
         let hr = self.pool.config().headroom;
         let (mut pkts, mut bytes, mut errors, mut nombuf) = (0u64, 0u64, 0u64, 0u64);
         let mut truncated = 0u64;

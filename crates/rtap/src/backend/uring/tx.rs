@@ -63,9 +63,7 @@ impl UringTx {
 
     /// Frees the buffers of every completed write and counts the results.
     fn reap(&mut self, ctr: &QueueCounters) {
-        if self.ring.completion().is_empty() && self.ring.submission().taskrun() {
-            let _ = self.ring.submit();
-        }
+        super::run_pending_work(&mut self.ring);
         let (mut pkts, mut bytes, mut errors) = (0u64, 0u64, 0u64);
         let (_, _, cq) = self.ring.split();
         for cqe in cq {
