@@ -1,13 +1,18 @@
 //! `rtap fwd`: an io-mode forwarder between two ports (or back out of one).
 //!
 //! Zero copy: each received [`Packet`] is handed as is to the other port's
-//! `tx_burst`. One worker thread per queue pair: queue `i` of port A and queue `i`
-//! of port B, both directions, one [`Pool`] shared by the worker's two rx queues.
+//! `tx_burst`. A queue pair is queue `i` of port A and queue `i` of port B, both
+//! directions. By default one worker thread serves each queue pair; with
+//! [`FwdOpts::threads`] fewer workers serve them round-robin (worker `w` takes
+//! pairs `w`, `w + threads`, ...), each optionally pinned to a CPU of
+//! [`FwdOpts::cpus`]. A worker's rx queues share one [`Pool`].
 //! Workers poll until the stop flag is raised or the duration runs out; what they
-//! do between empty rounds is [`Idle`] (busy-polling by default).
+//! do between empty rounds is [`Idle`] (busy-polling by default). The calling
+//! thread meanwhile watches the clock and prints live statistics
+//! ([`FwdOpts::stats_period`]).
 
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rtap::{BackendKind, Packet, Pool, PoolConfig, PortStats, RxQueue, TapPort, TxQueue};
@@ -30,6 +35,15 @@ pub struct FwdOpts {
     pub idle: Idle,
     /// What happens to each received packet.
     pub mode: FwdMode,
+    /// Worker threads (`None`: one per queue pair). At most the queue count.
+    pub threads: Option<u16>,
+    /// CPUs to pin the workers to, worker `w` on `cpus[w % cpus.len()]`
+    /// (empty: not pinned).
+    pub cpus: Vec<usize>,
+    /// Print live per-port statistics to stdout this often.
+    pub stats_period: Option<Duration>,
+    /// Live statistics as JSON lines instead of a table.
+    pub stats_json: bool,
 }
 
 /// Forwarding modes (testpmd's names).
@@ -110,6 +124,10 @@ impl Default for FwdOpts {
             tx_retries: 64,
             mode: FwdMode::Io,
             idle: Idle::Spin,
+            threads: None,
+            cpus: Vec::new(),
+            stats_period: None,
+            stats_json: false,
         }
     }
 }
@@ -220,19 +238,45 @@ pub struct FwdReport {
     pub mode: FwdMode,
     /// Time the workers ran.
     pub elapsed: Duration,
-    /// Worker threads (one per queue pair).
+    /// Queue pairs forwarded.
     pub queue_pairs: u16,
     /// Per port, in the order given.
     pub ports: Vec<PortReport>,
-    /// CPU time the worker threads used (user + system, all workers).
-    pub worker_cpu: Duration,
-    /// Polling rounds (an rx burst on each port) of all workers.
+    /// Per worker thread.
+    pub workers: Vec<WorkerReport>,
+}
+
+/// One worker thread's share of a run.
+#[derive(Clone, Debug)]
+pub struct WorkerReport {
+    /// Queue pairs it served.
+    pub queues: Vec<u16>,
+    /// The CPU it was pinned to (`--cpus`), as its affinity mask reads back.
+    pub cpu: Option<usize>,
+    /// Its CPU time (user + system).
+    pub cpu_time: Duration,
+    /// Polling rounds (an rx burst on each port of each of its queue pairs).
     pub rounds: u64,
     /// Rounds that found nothing to forward.
     pub empty_rounds: u64,
 }
 
 impl FwdReport {
+    /// CPU time the worker threads used (user + system, all workers).
+    pub fn worker_cpu(&self) -> Duration {
+        self.workers.iter().map(|w| w.cpu_time).sum()
+    }
+
+    /// Polling rounds of all workers.
+    pub fn rounds(&self) -> u64 {
+        self.workers.iter().map(|w| w.rounds).sum()
+    }
+
+    /// Rounds of all workers that found nothing to forward.
+    pub fn empty_rounds(&self) -> u64 {
+        self.workers.iter().map(|w| w.empty_rounds).sum()
+    }
+
     /// Packets sent (transmissions completed) over all ports.
     pub fn forwarded_packets(&self) -> u64 {
         self.ports.iter().map(|p| p.stats.tx.packets).sum()
@@ -257,7 +301,7 @@ impl FwdReport {
     pub fn worker_cpu_load(&self) -> f64 {
         let s = self.elapsed.as_secs_f64();
         if s > 0.0 {
-            self.worker_cpu.as_secs_f64() / s
+            self.worker_cpu().as_secs_f64() / s
         } else {
             0.0
         }
@@ -308,9 +352,30 @@ impl FwdReport {
             .set("forwarded_pps", self.pps())
             .set("dropped_packets", self.dropped_packets())
             .set("rx_lro_packets", self.rx_lro_packets())
-            .set("worker_cpu_s", self.worker_cpu.as_secs_f64())
-            .set("rounds", self.rounds)
-            .set("empty_rounds", self.empty_rounds)
+            .set("worker_cpu_s", self.worker_cpu().as_secs_f64())
+            .set("rounds", self.rounds())
+            .set("empty_rounds", self.empty_rounds())
+            .set("threads", self.workers.len())
+            .set(
+                "workers",
+                Json::Arr(
+                    self.workers
+                        .iter()
+                        .enumerate()
+                        .map(|(i, w)| {
+                            Json::obj()
+                                .set("worker", i)
+                                .set(
+                                    "queues",
+                                    Json::Arr(w.queues.iter().map(|&q| q.into()).collect()),
+                                )
+                                .set("cpu", w.cpu)
+                                .set("cpu_s", w.cpu_time.as_secs_f64())
+                                .set("rounds", w.rounds)
+                        })
+                        .collect(),
+                ),
+            )
             .set("ports", Json::Arr(ports))
     }
 
@@ -345,12 +410,21 @@ impl FwdReport {
     /// A human-readable summary: one line, then the table.
     pub fn summary(&self) -> String {
         format!(
-            "forwarded {} packets ({} bytes) in {:.2} s over {} queue pair(s): {:.3} Mpps, {} dropped, \
-             {} coalesced frames received, workers {:.0} % of a core\n{}",
+            "forwarded {} packets ({} bytes) in {:.2} s over {} queue pair(s) by {} worker(s){}: \
+             {:.3} Mpps, {} dropped, {} coalesced frames received, workers {:.0} % of a core\n{}",
             self.forwarded_packets(),
             self.forwarded_bytes(),
             self.elapsed.as_secs_f64(),
             self.queue_pairs,
+            self.workers.len(),
+            {
+                let pinned: Vec<usize> = self.workers.iter().filter_map(|w| w.cpu).collect();
+                if pinned.is_empty() {
+                    String::new()
+                } else {
+                    format!(" pinned to CPU {}", crate::cpu::fmt_list(&pinned))
+                }
+            },
             self.pps() / 1e6,
             self.dropped_packets(),
             self.rx_lro_packets(),
@@ -462,6 +536,15 @@ fn pool_needed(ports: &[TapPort], burst: usize) -> u32 {
     rings + 4 * burst as u32 + 64
 }
 
+/// Which queue pairs each worker serves: worker `w` of `threads` takes pairs
+/// `w`, `w + threads`, `w + 2 * threads`, ...
+pub fn assign_queues(pairs: u16, threads: u16) -> Vec<Vec<u16>> {
+    let threads = threads.clamp(1, pairs.max(1));
+    (0..threads)
+        .map(|w| (w..pairs).step_by(threads as usize).collect())
+        .collect()
+}
+
 /// Forwards between `ports` (one or two, started) until `stop` is raised or
 /// `opts.duration` passes, then drops every queue and returns the counters.
 /// With one port, packets go back out of the port they came in on.
@@ -490,21 +573,31 @@ pub fn run(ports: &[TapPort], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdRe
     if opts.burst == 0 {
         return Err("burst must be at least 1".into());
     }
+    let threads = opts.threads.unwrap_or(pairs);
+    if threads == 0 || threads > pairs {
+        return Err(format!(
+            "--threads {threads}: give 1 to {pairs} (one worker serves one or more of the {pairs} queue pair(s))"
+        ));
+    }
+    if !opts.cpus.is_empty() {
+        crate::cpu::check_usable(&opts.cpus)?;
+    }
+    let groups = assign_queues(pairs, threads);
     let needed = pool_needed(ports, opts.burst);
-    let pool_size = match opts.pool_size {
-        Some(n) => {
-            if n < needed {
-                tracing::warn!(
-                    pool = n,
-                    needed,
-                    "pool smaller than the rings can hold: expect rx nombuf drops"
-                );
-            }
-            n
-        }
-        None if big_frames(ports) => needed.min(2048),
-        None => needed.max(4096),
+    let pool_size = |n_pairs: usize| match opts.pool_size {
+        Some(n) => n,
+        None if big_frames(ports) => needed.min(2048) * n_pairs as u32,
+        None => (needed * n_pairs as u32).max(4096),
     };
+    if let Some(n) = opts.pool_size {
+        if n < needed * groups[0].len() as u32 {
+            tracing::warn!(
+                pool = n,
+                needed = needed * groups[0].len() as u32,
+                "pool smaller than the rings can hold: expect rx nombuf drops"
+            );
+        }
+    }
     let base: Vec<PortStats> = ports
         .iter()
         .map(|p| p.stats().map_err(|e| format!("{}: stats: {e}", p.name())))
@@ -514,15 +607,25 @@ pub fn run(ports: &[TapPort], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdRe
     // Raised when the run ends for any reason (stop, deadline, a failed worker).
     let done = AtomicBool::new(false);
     let failed = AtomicBool::new(false);
+    // Packets the workers gave up sending, per destination port (bumped only when
+    // a burst is dropped, read by the live statistics).
+    let dropped = [AtomicU64::new(0), AtomicU64::new(0)];
+    let mut live = opts
+        .stats_period
+        .map(|p| crate::live::Live::new(ports, p, opts.stats_json));
     let t0 = Instant::now();
     let results: Vec<Result<WorkerOut, String>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..pairs)
-            .map(|q| {
-                let (done, failed) = (&done, &failed);
+        let handles: Vec<_> = groups
+            .iter()
+            .enumerate()
+            .map(|(w, queues)| {
+                let (done, failed, dropped) = (&done, &failed, &dropped);
+                let cpu = (!opts.cpus.is_empty()).then(|| opts.cpus[w % opts.cpus.len()]);
+                let pool = pool_size(queues.len());
                 std::thread::Builder::new()
-                    .name(format!("rtap-fwd-{q}"))
+                    .name(format!("rtap-fwd-{w}"))
                     .spawn_scoped(s, move || {
-                        let r = worker(ports, q, pool_size, opts, done);
+                        let r = worker(ports, queues, cpu, pool, opts, done, dropped);
                         if r.is_err() {
                             failed.store(true, Ordering::SeqCst);
                         }
@@ -533,15 +636,20 @@ pub fn run(ports: &[TapPort], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdRe
             .collect();
         let deadline = opts.duration.map(|d| t0 + d);
         while !stop.load(Ordering::Relaxed) && !failed.load(Ordering::Relaxed) {
-            let mut nap = Duration::from_millis(20);
+            let mut wake = Instant::now() + Duration::from_millis(20);
             if let Some(dl) = deadline {
-                let left = dl.saturating_duration_since(Instant::now());
-                if left.is_zero() {
+                if Instant::now() >= dl {
                     break;
                 }
-                nap = nap.min(left);
+                wake = wake.min(dl);
             }
-            std::thread::sleep(nap);
+            if let Some(l) = &live {
+                wake = wake.min(l.due());
+            }
+            std::thread::sleep(wake.saturating_duration_since(Instant::now()));
+            if let Some(l) = &mut live {
+                l.tick(&dropped.each_ref().map(|d| d.load(Ordering::Relaxed)));
+            }
         }
         done.store(true, Ordering::SeqCst);
         handles
@@ -556,15 +664,16 @@ pub fn run(ports: &[TapPort], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdRe
     });
     let elapsed = t0.elapsed();
 
-    let mut dropped = [0u64; 2];
-    let (mut worker_cpu, mut rounds, mut empty_rounds) = (Duration::ZERO, 0, 0);
-    for r in results {
-        let w = r?;
-        dropped[0] += w.dropped[0];
-        dropped[1] += w.dropped[1];
-        worker_cpu += w.cpu;
-        rounds += w.rounds;
-        empty_rounds += w.empty_rounds;
+    let mut workers = Vec::new();
+    for (w, r) in results.into_iter().enumerate() {
+        let out = r?;
+        workers.push(WorkerReport {
+            queues: groups[w].clone(),
+            cpu: out.cpu_pinned,
+            cpu_time: out.cpu,
+            rounds: out.rounds,
+            empty_rounds: out.empty_rounds,
+        });
     }
     let mut reports = Vec::new();
     for (i, p) in ports.iter().enumerate() {
@@ -575,7 +684,7 @@ pub fn run(ports: &[TapPort], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdRe
             backend: p.backend(),
             queues: p.queue_count(),
             stats: since(&st, &base[i]),
-            fwd_dropped: dropped[i],
+            fwd_dropped: dropped[i].load(Ordering::Relaxed),
             offloads: p.offloads(),
             rx_lro_packets: lro_count(p).saturating_sub(base_lro[i]),
         });
@@ -585,14 +694,12 @@ pub fn run(ports: &[TapPort], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdRe
         elapsed,
         queue_pairs: pairs,
         ports: reports,
-        worker_cpu,
-        rounds,
-        empty_rounds,
+        workers,
     })
 }
 
 /// `now - base`, field by field (the run's own traffic).
-fn since(now: &PortStats, base: &PortStats) -> PortStats {
+pub fn since(now: &PortStats, base: &PortStats) -> PortStats {
     let per_q = |n: &[rtap::QueueStats], b: &[rtap::QueueStats]| {
         n.iter()
             .enumerate()
@@ -614,32 +721,52 @@ struct Side {
     tx: TxQueue,
 }
 
+/// One queue pair's queues: port A's, and port B's when there are two ports.
+struct PairQueues {
+    q: u16,
+    a: Side,
+    b: Option<Side>,
+}
+
 /// What one worker did.
 struct WorkerOut {
-    /// Packets dropped per destination port.
-    dropped: [u64; 2],
+    /// The CPU the worker was pinned to, as read back from its affinity mask.
+    cpu_pinned: Option<usize>,
     /// The thread's CPU time.
     cpu: Duration,
     rounds: u64,
     empty_rounds: u64,
 }
 
-/// Forwards queue pair `q` until `done`.
+/// Forwards queue pairs `queues` until `done`, pinned to `cpu` if given.
 fn worker(
     ports: &[TapPort],
-    q: u16,
+    queues: &[u16],
+    cpu: Option<usize>,
     pool_size: u32,
     opts: &FwdOpts,
     done: &AtomicBool,
+    dropped: &[AtomicU64; 2],
 ) -> Result<WorkerOut, String> {
+    let cpu_pinned = match cpu {
+        Some(c) => {
+            crate::cpu::pin(c).map_err(|e| format!("pin worker to CPU {c}: {e}"))?;
+            let now = crate::cpu::allowed().map_err(|e| format!("sched_getaffinity: {e}"))?;
+            if now != [c] {
+                return Err(format!("pinned to CPU {c} but may run on {now:?}"));
+            }
+            Some(c)
+        }
+        None => None,
+    };
     let cpu0 = crate::bench::thread_cpu_s();
     let pool = Pool::new(PoolConfig {
         count: pool_size,
         buf_size: buf_size(ports),
         ..PoolConfig::default()
     })
-    .map_err(|e| format!("queue {q}: pool: {e}"))?;
-    let open = |p: &TapPort| -> Result<Side, String> {
+    .map_err(|e| format!("worker pool: {e}"))?;
+    let open = |p: &TapPort, q: u16| -> Result<Side, String> {
         let rx = p
             .rx_queue(q, &pool)
             .map_err(|e| format!("{} rx queue {q}: {e}", p.name()))?;
@@ -648,22 +775,29 @@ fn worker(
             .map_err(|e| format!("{} tx queue {q}: {e}", p.name()))?;
         Ok(Side { rx, tx })
     };
-    let mut a = open(&ports[0])?;
-    let mut b = match ports.get(1) {
-        Some(p) => Some(open(p)?),
-        None => None,
-    };
     let name = |i: usize| ports[i].name();
-    if let Idle::Interrupt { .. } = opts.idle {
-        for (i, rx) in std::iter::once(&mut a.rx)
-            .chain(b.as_mut().map(|b| &mut b.rx))
-            .enumerate()
-        {
-            rx.enable_interrupt()
-                .map_err(|e| format!("{} rx queue {q}: interrupts: {e}", name(i)))?;
+    let mut mine = Vec::with_capacity(queues.len());
+    for &q in queues {
+        let mut pq = PairQueues {
+            q,
+            a: open(&ports[0], q)?,
+            b: match ports.get(1) {
+                Some(p) => Some(open(p, q)?),
+                None => None,
+            },
+        };
+        if let Idle::Interrupt { .. } = opts.idle {
+            for (i, rx) in std::iter::once(&mut pq.a.rx)
+                .chain(pq.b.as_mut().map(|b| &mut b.rx))
+                .enumerate()
+            {
+                rx.enable_interrupt()
+                    .map_err(|e| format!("{} rx queue {q}: interrupts: {e}", name(i)))?;
+            }
         }
+        mine.push(pq);
     }
-    tracing::debug!(queue = q, pool = pool_size, idle = %opts.idle, "forwarding worker running");
+    tracing::debug!(?queues, ?cpu, pool = pool_size, idle = %opts.idle, "forwarding worker running");
 
     // The rewrite for packets sent out of port i (its MAC is the new source in mac mode).
     let mut rw = [Rewrite::None; 2];
@@ -683,34 +817,16 @@ fn worker(
             },
         };
     }
+    let mut irq_fds = interrupt_fds(&mine);
     let mut buf: Vec<Packet> = Vec::with_capacity(opts.burst);
-    let mut dropped = [0u64; 2];
     let mut empty = 0u32;
     let (mut rounds, mut empty_rounds) = (0u64, 0u64);
     while !done.load(Ordering::Relaxed) {
         rounds += 1;
-        let moved = match (&mut b, opts.mode) {
-            // macswap, rxonly and icmpecho keep each port's packets on that port.
-            (Some(b), FwdMode::MacSwap | FwdMode::RxOnly | FwdMode::IcmpEcho { .. }) => {
-                let aa = pass(&mut a.rx, &mut a.tx, &mut buf, opts, rw[0], &mut dropped[0])
-                    .map_err(|e| format!("{} queue {q}: {e}", name(0)))?;
-                let bb = pass(&mut b.rx, &mut b.tx, &mut buf, opts, rw[1], &mut dropped[1])
-                    .map_err(|e| format!("{} queue {q}: {e}", name(1)))?;
-                aa + bb
-            }
-            (Some(b), _) => {
-                let ab = pass(&mut a.rx, &mut b.tx, &mut buf, opts, rw[1], &mut dropped[1])
-                    .map_err(|e| format!("{} -> {} queue {q}: {e}", name(0), name(1)))?;
-                let ba = pass(&mut b.rx, &mut a.tx, &mut buf, opts, rw[0], &mut dropped[0])
-                    .map_err(|e| format!("{} -> {} queue {q}: {e}", name(1), name(0)))?;
-                ab + ba
-            }
-            (None, _) => {
-                let (rx, tx) = (&mut a.rx, &mut a.tx);
-                pass(rx, tx, &mut buf, opts, rw[0], &mut dropped[0])
-                    .map_err(|e| format!("{} queue {q}: {e}", name(0)))?
-            }
-        };
+        let mut moved = 0;
+        for pq in mine.iter_mut() {
+            moved += round(pq, &mut buf, opts, &rw, dropped, &name)?;
+        }
         if moved != 0 {
             empty = 0;
             continue;
@@ -727,60 +843,107 @@ fn worker(
                 // Completions of sends in flight go back to the pool first, so that
                 // receives do not starve while this thread sleeps.
                 buf.clear();
-                a.tx.tx_burst(&mut buf)
-                    .map_err(|e| format!("{}: {e}", name(0)))?;
-                if let Some(b) = &mut b {
-                    b.tx.tx_burst(&mut buf)
-                        .map_err(|e| format!("{}: {e}", name(1)))?;
+                for pq in mine.iter_mut() {
+                    pq.a.tx
+                        .tx_burst(&mut buf)
+                        .map_err(|e| format!("{}: {e}", name(0)))?;
+                    if let Some(b) = &mut pq.b {
+                        b.tx.tx_burst(&mut buf)
+                            .map_err(|e| format!("{}: {e}", name(1)))?;
+                    }
                 }
-                sleep_on_rx(&mut a.rx, b.as_mut().map(|b| &mut b.rx))
-                    .map_err(|e| format!("queue {q}: rx wait: {e}"))?;
+                sleep_on_rx(&mut irq_fds, &mut mine).map_err(|e| format!("rx wait: {e}"))?;
             }
             _ => std::hint::spin_loop(),
         }
     }
     // Let transmissions in flight complete so the counters are final.
     let flush = Duration::from_secs(1);
-    a.tx.flush(flush);
-    if let Some(b) = &mut b {
-        b.tx.flush(flush);
+    for pq in mine.iter_mut() {
+        pq.a.tx.flush(flush);
+        if let Some(b) = &mut pq.b {
+            b.tx.flush(flush);
+        }
     }
-    drop(a);
-    drop(b);
+    drop(mine);
     let cpu = crate::bench::thread_cpu_s() - cpu0;
     Ok(WorkerOut {
-        dropped,
+        cpu_pinned,
         cpu: Duration::from_secs_f64(cpu.max(0.0)),
         rounds,
         empty_rounds,
     })
 }
 
+/// One polling round of one queue pair: an rx burst on each port, handed to the
+/// tx queue the mode sends it to. Returns packets received.
+fn round(
+    pq: &mut PairQueues,
+    buf: &mut Vec<Packet>,
+    opts: &FwdOpts,
+    rw: &[Rewrite; 2],
+    dropped: &[AtomicU64; 2],
+    name: &impl Fn(usize) -> String,
+) -> Result<usize, String> {
+    let q = pq.q;
+    let a = &mut pq.a;
+    Ok(match (&mut pq.b, opts.mode) {
+        // macswap, rxonly and icmpecho keep each port's packets on that port.
+        (Some(b), FwdMode::MacSwap | FwdMode::RxOnly | FwdMode::IcmpEcho { .. }) => {
+            let aa = pass(&mut a.rx, &mut a.tx, buf, opts, rw[0], &dropped[0])
+                .map_err(|e| format!("{} queue {q}: {e}", name(0)))?;
+            let bb = pass(&mut b.rx, &mut b.tx, buf, opts, rw[1], &dropped[1])
+                .map_err(|e| format!("{} queue {q}: {e}", name(1)))?;
+            aa + bb
+        }
+        (Some(b), _) => {
+            let ab = pass(&mut a.rx, &mut b.tx, buf, opts, rw[1], &dropped[1])
+                .map_err(|e| format!("{} -> {} queue {q}: {e}", name(0), name(1)))?;
+            let ba = pass(&mut b.rx, &mut a.tx, buf, opts, rw[0], &dropped[0])
+                .map_err(|e| format!("{} -> {} queue {q}: {e}", name(1), name(0)))?;
+            ab + ba
+        }
+        (None, _) => pass(&mut a.rx, &mut a.tx, buf, opts, rw[0], &dropped[0])
+            .map_err(|e| format!("{} queue {q}: {e}", name(0)))?,
+    })
+}
+
+/// The rx queues' interrupt fds, for [`sleep_on_rx`] (built once per worker).
+fn interrupt_fds(mine: &[PairQueues]) -> Vec<libc::pollfd> {
+    mine.iter()
+        .flat_map(|pq| std::iter::once(&pq.a.rx).chain(pq.b.as_ref().map(|b| &b.rx)))
+        .filter_map(|rx| rx.interrupt_fd())
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect()
+}
+
 /// Sleeps until one of the rx queues has something (or [`Idle::IRQ_MAX`]), then
 /// re-arms their interrupts: `wait(0)` clears the eventfd and runs the ring's
 /// pending completion work, so a frame arriving after it wakes the next sleep.
-fn sleep_on_rx(a: &mut RxQueue, b: Option<&mut RxQueue>) -> rtap::Result<()> {
-    let mut fds: [libc::pollfd; 2] = [libc::pollfd {
-        fd: -1,
-        events: libc::POLLIN,
-        revents: 0,
-    }; 2];
-    let mut n = 0;
-    for rx in std::iter::once(&*a).chain(b.as_deref()) {
-        if let Some(fd) = rx.interrupt_fd() {
-            fds[n].fd = fd.as_raw_fd();
-            n += 1;
-        }
-    }
+fn sleep_on_rx(fds: &mut [libc::pollfd], mine: &mut [PairQueues]) -> rtap::Result<()> {
     let ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: Idle::IRQ_MAX.as_nanos() as libc::c_long,
     };
-    // SAFETY: fds holds n valid pollfds; ts is a live timespec; no signal mask.
-    unsafe { libc::ppoll(fds.as_mut_ptr(), n as libc::nfds_t, &ts, std::ptr::null()) };
-    a.wait(Duration::ZERO)?;
-    if let Some(b) = b {
-        b.wait(Duration::ZERO)?;
+    // SAFETY: fds is a live slice of valid pollfds of the length passed; ts is a
+    // live timespec; no signal mask.
+    unsafe {
+        libc::ppoll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            &ts,
+            std::ptr::null(),
+        )
+    };
+    for pq in mine.iter_mut() {
+        pq.a.rx.wait(Duration::ZERO)?;
+        if let Some(b) = &mut pq.b {
+            b.rx.wait(Duration::ZERO)?;
+        }
     }
     Ok(())
 }
@@ -792,7 +955,7 @@ fn pass(
     buf: &mut Vec<Packet>,
     opts: &FwdOpts,
     rewrite: Rewrite,
-    dropped: &mut u64,
+    dropped: &AtomicU64,
 ) -> rtap::Result<usize> {
     debug_assert!(buf.is_empty());
     let n = rx.rx_burst(buf, opts.burst)?;
@@ -823,7 +986,7 @@ fn pass(
             break;
         }
         if tries == opts.tx_retries {
-            *dropped += buf.len() as u64;
+            dropped.fetch_add(buf.len() as u64, Ordering::Relaxed);
             buf.clear(); // the buffers go back to the pool
             break;
         }

@@ -94,6 +94,7 @@ pub fn run(
     o: &GenOpts,
     mode: &'static str,
     stop: &AtomicBool,
+    mut live: Option<&mut crate::live::Live>,
 ) -> Result<GenReport, String> {
     let src_mac = port.mac().map_err(|e| e.to_string())?;
     let frames = (0..o.flows.max(1))
@@ -113,6 +114,9 @@ pub fn run(
     loop {
         if stop.load(Ordering::Relaxed) || o.duration.is_some_and(|d| start.elapsed() >= d) {
             break;
+        }
+        if let Some(l) = live.as_deref_mut() {
+            l.tick(&[]);
         }
         if o.count.is_some_and(|c| queued >= c) && burst.is_empty() {
             break;

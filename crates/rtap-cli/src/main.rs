@@ -3,11 +3,13 @@
 mod bench;
 mod bulk;
 mod capture;
+mod cpu;
 mod demo;
 mod fwd;
 mod gen;
 mod info;
 mod json;
+mod live;
 mod netns;
 mod ping;
 mod responder;
@@ -29,7 +31,7 @@ Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more than warnings.";
 const FWD_HELP: &str = "\
 Examples:
   rtap fwd --port tap:iface=tap0 --port tap:iface=tap1
-  rtap fwd --port tap:iface=tap0,queues=2 --port tap:iface=tap1,queues=2 --duration 10 --json
+  rtap fwd --port tap:iface=tap0,queues=2 --port tap:iface=tap1,queues=2 --threads 1 --stats-period 1
   rtap fwd --port tap:iface=tap0,backend=rw        # one port: frames go back out of it";
 
 const FWD_LONG_HELP: &str = "\
@@ -42,7 +44,10 @@ Port spec:
 Output (--json): one object
   mode               \"io\"
   elapsed_s          seconds the forwarder ran
-  queue_pairs        worker threads (one per queue pair)
+  queue_pairs        queue pairs forwarded
+  threads            worker threads (--threads; default one per queue pair)
+  workers[]          per worker: worker, queues (the pairs it served), cpu (pinned
+                     CPU read back from its affinity mask, or null), cpu_s, rounds
   forwarded_packets  packets sent over all ports
   forwarded_bytes    bytes sent over all ports
   forwarded_pps      forwarded_packets / elapsed_s
@@ -56,9 +61,18 @@ Output (--json): one object
                      tx_errors, fwd_dropped, offloads (accepted: csum,tso4,... or
                      none), rx_lro_packets (the rx_q*_lro_packets xstats, summed)
 
+Live statistics (--stats-period SECS): every period, a row per port with rx_pps,
+rx_Mbit/s, tx_pps, tx_Mbit/s, drops (imissed + rx nombuf + fwd_dropped) and errors
+over that period; with --json one line per period instead:
+  {\"event\":\"stats\",\"t_s\":..,\"ports\":[{port, name, rx_pps, rx_mbit_per_s, tx_pps,
+  tx_mbit_per_s, drops, errors, rx_packets, tx_packets, drops_total, errors_total}]}
+The final report follows as the last line.
+
 Examples:
   rtap fwd --port tap:iface=tap0 --port tap:iface=tap1
   rtap fwd --port tap:iface=tap0,queues=2 --port tap:iface=tap1,queues=2 --duration 10 --json
+  rtap fwd --port tap:iface=tap0,queues=4 --port tap:iface=tap1,queues=4 --threads 2 --cpus 0,1
+  rtap fwd --port tap:iface=tap0 --port tap:iface=tap1 --stats-period 1
   rtap fwd --port tap:iface=tap0,backend=rw        # one port: frames go back out of it";
 
 const DEMO_HELP: &str = "\
@@ -318,6 +332,17 @@ struct FwdArgs {
     /// interrupt fds when idle); shorthand for --idle spin / --idle interrupt
     #[arg(long, value_name = "MODE", value_parser = ["poll", "interrupt"], conflicts_with = "idle")]
     wait: Option<String>,
+    /// Worker threads [default: one per queue pair]; worker W serves queue pairs
+    /// W, W+N, W+2N, ...
+    #[arg(long, value_name = "N")]
+    threads: Option<u16>,
+    /// Pin worker W to the W-th CPU of this list (wrapping), e.g. 0,1 or 2-5
+    #[arg(long, value_name = "LIST")]
+    cpus: Option<String>,
+    /// Print each port's rx/tx pps, Mbit/s, drops and errors every SECS seconds
+    /// (a table; JSON lines with --json), then the summary at the end
+    #[arg(long, value_name = "SECS")]
+    stats_period: Option<f64>,
 }
 
 #[derive(Args, Debug)]
@@ -448,8 +473,31 @@ fn cmd_fwd(a: FwdArgs) -> Result<(), String> {
     if a.burst == Some(0) {
         return Err("--burst must be at least 1".into());
     }
+    let stats_period = a
+        .stats_period
+        .map(|d| seconds("--stats-period", d))
+        .transpose()?;
+    if let Some(t) = a.threads {
+        if t == 0 || t > cfgs[0].rx_queues {
+            return Err(format!(
+                "--threads {t}: give 1 to {} (the ports have {} queue pair(s))",
+                cfgs[0].rx_queues, cfgs[0].rx_queues
+            ));
+        }
+    }
+    let cpus = match a.cpus.as_deref() {
+        Some(l) => cpu::parse_list(l).map_err(|e| format!("--cpus: {e}"))?,
+        None => Vec::new(),
+    };
+    if !cpus.is_empty() {
+        cpu::check_usable(&cpus).map_err(|e| format!("--cpus: {e}"))?;
+    }
     let opts = fwd::FwdOpts {
         mode,
+        threads: a.threads,
+        cpus,
+        stats_period,
+        stats_json: a.json,
         burst: a.burst.unwrap_or(cfgs[0].burst) as usize,
         pool_size: a.pool,
         duration,
@@ -474,13 +522,19 @@ fn cmd_fwd(a: FwdArgs) -> Result<(), String> {
     }
     let names: Vec<String> = ports.iter().map(|p| p.name()).collect();
     eprintln!(
-        "rtap fwd: {} ({} queue pair(s), {} mode, burst {}){}",
+        "rtap fwd: {} ({} queue pair(s), {} worker(s){}, {} mode, burst {}){}",
         if names.len() == 2 {
             format!("{} <-> {}", names[0], names[1])
         } else {
             format!("{} -> {}", names[0], names[0])
         },
         ports[0].queue_count(),
+        opts.threads.unwrap_or(ports[0].queue_count()),
+        if opts.cpus.is_empty() {
+            String::new()
+        } else {
+            format!(" on CPUs {}", cpu::fmt_list(&opts.cpus))
+        },
         opts.mode.name(),
         opts.burst,
         match duration {
@@ -503,7 +557,9 @@ fn cmd_fwd(a: FwdArgs) -> Result<(), String> {
             dst_mac: peer.unwrap_or([0xff; 6]),
             duration,
         };
-        let r = gen::run(&ports[0], &g, name, &signal::STOP);
+        let mut live = stats_period.map(|p| live::Live::new(&ports, p, a.json));
+        let r = gen::run(&ports[0], &g, name, &signal::STOP, live.as_mut());
+        drop(live);
         for p in &mut ports {
             let _ = p.stop();
         }

@@ -1264,3 +1264,218 @@ fn fwd_icmpecho_answers_ping_over_ipv4_and_ipv6() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--ip"));
 }
+
+/// A UDP/IPv4 frame of flow `flow` (source port 1000 + flow), sequence `seq`.
+fn udp_frame(flow: u16, seq: u32) -> Vec<u8> {
+    let b =
+        etherparse::PacketBuilder::ethernet2([0x02, 0, 0, 0, 0, 0xaa], [0x02, 0, 0, 0, 0, 0xbb])
+            .ipv4([10, 9, 0, 1], [10, 9, 0, 2], 64)
+            .udp(1000 + flow, 7777);
+    let payload = seq.to_be_bytes();
+    let mut out = Vec::new();
+    b.write(&mut out, &payload).unwrap();
+    out
+}
+
+fn is_udp_7777(f: &[u8]) -> bool {
+    f.len() >= 42 && f[12..14] == [0x08, 0x00] && f[23] == 17 && f[36..38] == 7777u16.to_be_bytes()
+}
+
+/// Sends 64 flows x 8 frames into `a`, expects all of them out of `b`, and returns
+/// the run's JSON (with --xstats).
+fn forward_flows_through(args: &[&str], a: &str, b: &str) -> J {
+    let mut child = spawn_fwd(args);
+    wait_up(&[a, b], &mut child);
+    let sa = PacketSocket::bind(a);
+    let sb = PacketSocket::bind(b);
+    let mut sent = 0;
+    for seq in 0..8 {
+        for flow in 0..64 {
+            sa.send(&udp_frame(flow, seq));
+            sent += 1;
+        }
+    }
+    let got = sb.recv_matching(Duration::from_secs(3), sent, is_udp_7777);
+    assert_eq!(got.len(), sent, "every frame of every flow forwarded");
+    let out = wait_output(child, Duration::from_secs(20));
+    expect_json(&out)
+}
+
+#[test]
+fn fwd_one_thread_serves_every_queue_pair() {
+    assert_root();
+    private_netns();
+    let j = forward_flows_through(
+        &[
+            "--port",
+            "tap:iface=cqa,queues=2",
+            "--port",
+            "tap:iface=cqb,queues=2",
+            "--threads",
+            "1",
+            "--duration",
+            "3",
+            "--json",
+            "--xstats",
+        ],
+        "cqa",
+        "cqb",
+    );
+    assert_eq!(j.num("queue_pairs"), 2.0);
+    assert_eq!(j.num("threads"), 1.0);
+    assert_eq!(j.len("workers"), 1);
+    assert_eq!(j.len("workers.0.queues"), 2);
+    assert_eq!(j.num("workers.0.queues.0"), 0.0);
+    assert_eq!(j.num("workers.0.queues.1"), 1.0);
+    assert_eq!(
+        j.get("workers.0.cpu"),
+        &J::Null,
+        "not pinned without --cpus"
+    );
+    // The 64 flows hash onto both of the tap's queues, and the one worker drained both.
+    for q in 0..2 {
+        let n = j.num(&format!("xstats.cqa.rx_q{q}_unicast_packets"));
+        assert!(n > 0.0, "queue {q} of cqa carried traffic");
+    }
+}
+
+#[test]
+fn fwd_threads_are_pinned_to_the_cpus_given() {
+    assert_root();
+    private_netns();
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert!(cpus >= 2, "this test needs two CPUs");
+    let j = forward_flows_through(
+        &[
+            "--port",
+            "tap:iface=cpa,queues=2",
+            "--port",
+            "tap:iface=cpb,queues=2",
+            "--threads",
+            "2",
+            "--cpus",
+            "1,0",
+            "--duration",
+            "3",
+            "--json",
+            "--xstats",
+        ],
+        "cpa",
+        "cpb",
+    );
+    assert_eq!(j.num("threads"), 2.0);
+    // Worker 0 on CPU 1, worker 1 on CPU 0: the order of --cpus is kept, and the
+    // CPU is read back from each worker's affinity mask.
+    assert_eq!(j.num("workers.0.cpu"), 1.0);
+    assert_eq!(j.num("workers.1.cpu"), 0.0);
+    assert_eq!(j.num("workers.0.queues.0"), 0.0);
+    assert_eq!(j.num("workers.1.queues.0"), 1.0);
+
+    // Bad values fail before anything is created, with the reason.
+    for (args, why) in [
+        (vec!["--threads", "3"], "--threads 3"),
+        (vec!["--threads", "0"], "--threads 0"),
+        (vec!["--cpus", "4096"], "--cpus"),
+        (vec!["--cpus", "1-0"], "backwards"),
+    ] {
+        let mut all = vec!["fwd", "--port", "tap:iface=cpx,queues=2"];
+        all.extend(args);
+        let out = Command::new(BIN).args(&all).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{all:?} should fail");
+        assert!(err.contains(why), "{all:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one-line reason: {err}");
+        assert!(ifindex("cpx").is_none());
+    }
+}
+
+#[test]
+fn fwd_stats_period_prints_live_rates_then_the_summary() {
+    assert_root();
+    private_netns();
+    // JSON lines: one per period, then the final report.
+    let mut child = spawn_fwd(&[
+        "--port",
+        "tap:iface=csa",
+        "--port",
+        "tap:iface=csb",
+        "--duration",
+        "2.2",
+        "--stats-period",
+        "0.5",
+        "--json",
+    ]);
+    wait_up(&["csa", "csb"], &mut child);
+    let sa = PacketSocket::bind("csa");
+    for seq in 0..300 {
+        sa.send(&udp_frame(1, seq));
+    }
+    let out = wait_output(child, Duration::from_secs(20));
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<J> = stdout.lines().map(parse_json).collect();
+    let (summary, ticks) = lines.split_last().expect("output");
+    assert!(ticks.len() >= 3, "a line every 0.5 s over 2.2 s: {stdout}");
+    let mut last_t = 0.0;
+    let mut rx_a = 0.0;
+    for t in ticks {
+        assert_eq!(t.get("event"), &J::Str("stats".into()));
+        assert!(t.num("t_s") > last_t);
+        last_t = t.num("t_s");
+        assert_eq!(t.len("ports"), 2);
+        assert_eq!(t.get("ports.0.name"), &J::Str("csa".into()));
+        for k in [
+            "rx_pps",
+            "rx_mbit_per_s",
+            "tx_pps",
+            "tx_mbit_per_s",
+            "drops",
+            "errors",
+            "rx_packets",
+            "tx_packets",
+        ] {
+            assert!(t.num(&format!("ports.1.{k}")) >= 0.0, "{k}");
+        }
+        rx_a = t.num("ports.0.rx_packets");
+    }
+    // The rates add up to the traffic, which the summary confirms.
+    let pps_sum: f64 = ticks.iter().map(|t| t.num("ports.0.rx_pps")).sum::<f64>() * 0.5;
+    assert!(rx_a >= 300.0, "cumulative rx seen live: {rx_a}");
+    assert!(
+        (pps_sum - rx_a).abs() <= rx_a * 0.2 + 2.0,
+        "{pps_sum} vs {rx_a}"
+    );
+    assert!(summary.num("ports.0.rx_packets") >= rx_a);
+    assert!(summary.num("ports.1.tx_packets") >= 300.0);
+
+    // Text: a header, then a row per port per period, then the summary table.
+    let out = Command::new(BIN)
+        .args([
+            "fwd",
+            "--port",
+            "tap:iface=cst",
+            "--duration",
+            "1.2",
+            "--stats-period",
+            "0.5",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut lines = stdout.lines();
+    let header = lines.next().unwrap();
+    for col in [
+        "rx_pps",
+        "rx_Mbit/s",
+        "tx_pps",
+        "tx_Mbit/s",
+        "drops",
+        "errors",
+    ] {
+        assert!(header.contains(col), "{header}");
+    }
+    let rows = stdout.lines().filter(|l| l.contains(" cst ")).count();
+    assert!(rows >= 2, "{stdout}");
+    assert!(stdout.contains("forwarded"), "summary at the end: {stdout}");
+}

@@ -1,0 +1,144 @@
+//! CPU lists (`0,2-3`) and pinning the calling thread to one CPU.
+
+use std::io;
+
+/// Parses a CPU list as `taskset -c` and the kernel's cpuset files write it:
+/// comma-separated numbers and inclusive ranges (`0,2-3,8`). Order is kept
+/// (`--cpus 1,0` pins worker 0 to CPU 1); a CPU named twice is an error.
+pub fn parse_list(s: &str) -> Result<Vec<usize>, String> {
+    let mut out: Vec<usize> = Vec::new();
+    let num = |v: &str| -> Result<usize, String> {
+        v.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("CPU list {s:?}: {v:?} is not a CPU number"))
+    };
+    for part in s.split(',') {
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (num(a)?, num(b)?),
+            None => {
+                let n = num(part)?;
+                (n, n)
+            }
+        };
+        if hi < lo {
+            return Err(format!("CPU list {s:?}: range {part:?} runs backwards"));
+        }
+        if hi >= libc::CPU_SETSIZE as usize {
+            return Err(format!(
+                "CPU list {s:?}: CPU {hi} is beyond the largest CPU number {}",
+                libc::CPU_SETSIZE - 1
+            ));
+        }
+        for c in lo..=hi {
+            if out.contains(&c) {
+                return Err(format!("CPU list {s:?}: CPU {c} is named twice"));
+            }
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+/// The CPUs the calling thread may run on, in increasing order.
+pub fn allowed() -> io::Result<Vec<usize>> {
+    // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: set is a live cpu_set_t of the size passed; pid 0 is this thread.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((0..libc::CPU_SETSIZE as usize)
+        // SAFETY: c < CPU_SETSIZE, inside the set.
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect())
+}
+
+/// Restricts the calling thread to `cpu`.
+pub fn pin(cpu: usize) -> io::Result<()> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: cpu < CPU_SETSIZE (checked above), inside the set.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: set is a live cpu_set_t of the size passed; pid 0 is this thread.
+    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Checks that every CPU of `list` is one this process may use.
+pub fn check_usable(list: &[usize]) -> Result<(), String> {
+    let ok = allowed().map_err(|e| format!("sched_getaffinity: {e}"))?;
+    for c in list {
+        if !ok.contains(c) {
+            return Err(format!(
+                "CPU {c} is not available to this process (usable: {})",
+                fmt_list(&ok)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Formats CPUs as a list with ranges (`0-3,6`).
+pub fn fmt_list(cpus: &[usize]) -> String {
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let mut j = i;
+        while j + 1 < cpus.len() && cpus[j + 1] == cpus[j] + 1 {
+            j += 1;
+        }
+        parts.push(if j > i {
+            format!("{}-{}", cpus[i], cpus[j])
+        } else {
+            cpus[i].to_string()
+        });
+        i = j + 1;
+    }
+    parts.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_and_ranges() {
+        assert_eq!(parse_list("0").unwrap(), vec![0]);
+        assert_eq!(parse_list("1,0").unwrap(), vec![1, 0]);
+        assert_eq!(parse_list("0-2,5").unwrap(), vec![0, 1, 2, 5]);
+        assert_eq!(parse_list(" 3 - 4 ").unwrap(), vec![3, 4]);
+        assert!(parse_list("").is_err());
+        assert!(parse_list("a").is_err());
+        assert!(parse_list("3-1").is_err());
+        assert!(parse_list("1,1").unwrap_err().contains("twice"));
+        assert!(parse_list("0-1,1").is_err());
+        assert!(parse_list("100000").is_err());
+    }
+
+    #[test]
+    fn formats_ranges() {
+        assert_eq!(fmt_list(&[0, 1, 2, 3, 6]), "0-3,6");
+        assert_eq!(fmt_list(&[1]), "1");
+        assert_eq!(fmt_list(&[]), "");
+        assert_eq!(fmt_list(&[0, 2, 3]), "0,2-3");
+    }
+
+    #[test]
+    fn pinning_takes_effect() {
+        let cpus = allowed().unwrap();
+        let last = *cpus.last().unwrap();
+        std::thread::spawn(move || {
+            pin(last).unwrap();
+            assert_eq!(allowed().unwrap(), vec![last]);
+        })
+        .join()
+        .unwrap();
+    }
+}
