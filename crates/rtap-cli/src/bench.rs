@@ -13,6 +13,9 @@
 //!   io-mode forwarder between them, [`crate::bulk`] sender and receiver), for each
 //!   backend with and without offloads, and over a plain veth pair (no userspace
 //!   at all: the kernel's ceiling). Rounds of 2 s interleave the contenders.
+//! - **lat**: a UDP ping-pong over the same paths ([`crate::latency`]): round-trip
+//!   percentiles from an HDR histogram, the forwarder busy-polling or sleeping on
+//!   rx interrupts.
 //!
 //! Contenders: see [`CONTENDERS`] and [`TCP_CONTENDERS`]. Each packet-rate test
 //! runs in a private network namespace on its own thread.
@@ -71,23 +74,36 @@ pub enum TcpPath {
     Veth,
 }
 
-/// One contender of the `tcp` test.
+/// One contender of the `tcp` and `lat` tests.
 #[derive(Clone, Copy, Debug)]
 pub struct TcpContender {
     pub name: &'static str,
     pub path: TcpPath,
+    /// The forwarder sleeps on rx interrupts when idle (`--idle interrupt`)
+    /// instead of busy-polling.
+    pub interrupt: bool,
 }
 
 /// `uring` and `rw` with every offload (64 KiB frames through the taps, partial
-/// checksums), their `-nooffload` twins (MTU-sized, checksummed frames), and
-/// `veth`.
-pub const TCP_CONTENDERS: [TcpContender; 5] = [
+/// checksums), `uring-interrupt` (the same, the forwarder sleeping on rx
+/// interrupts when idle), the `-nooffload` twins (MTU-sized, checksummed frames),
+/// and `veth`.
+pub const TCP_CONTENDERS: [TcpContender; 6] = [
     TcpContender {
         name: "uring",
         path: TcpPath::Rtap {
             backend: BackendKind::Uring,
             offload: true,
         },
+        interrupt: false,
+    },
+    TcpContender {
+        name: "uring-interrupt",
+        path: TcpPath::Rtap {
+            backend: BackendKind::Uring,
+            offload: true,
+        },
+        interrupt: true,
     },
     TcpContender {
         name: "uring-nooffload",
@@ -95,6 +111,7 @@ pub const TCP_CONTENDERS: [TcpContender; 5] = [
             backend: BackendKind::Uring,
             offload: false,
         },
+        interrupt: false,
     },
     TcpContender {
         name: "rw",
@@ -102,6 +119,7 @@ pub const TCP_CONTENDERS: [TcpContender; 5] = [
             backend: BackendKind::Rw,
             offload: true,
         },
+        interrupt: false,
     },
     TcpContender {
         name: "rw-nooffload",
@@ -109,12 +127,22 @@ pub const TCP_CONTENDERS: [TcpContender; 5] = [
             backend: BackendKind::Rw,
             offload: false,
         },
+        interrupt: false,
     },
     TcpContender {
         name: "veth",
         path: TcpPath::Veth,
+        interrupt: false,
     },
 ];
+
+/// The contenders of the `lat` test (64-byte UDP ping-pong): offloads make no
+/// difference to frames that small.
+pub const LAT_CONTENDERS: [&str; 4] = ["uring", "uring-interrupt", "rw", "veth"];
+/// Recorded round trips per contender and round (quick: one round of 2000).
+pub const LAT_SAMPLES: u64 = 10_000;
+/// Latency rounds per contender in a full run.
+pub const LAT_ROUNDS: usize = 3;
 
 /// Length of one tcp round; a full run does [`TCP_ROUNDS`] of them per contender.
 pub const TCP_ROUND: Duration = Duration::from_secs(2);
@@ -147,6 +175,22 @@ pub enum Unit {
     Pps,
     /// Gbit/s of TCP payload, with the forwarder's and the machine's CPU load.
     Gbps,
+    /// Round-trip time percentiles of a UDP ping-pong, with the forwarder's CPU load.
+    Latency,
+}
+
+/// Round-trip time percentiles, µs.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Lat {
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+    pub mean_us: f64,
+    /// Recorded round trips.
+    pub samples: u64,
+    /// Requests whose echo never came back.
+    pub lost: u64,
 }
 
 /// One measured cell.
@@ -155,17 +199,20 @@ pub struct Cell {
     pub test: &'static str,
     pub contender: &'static str,
     pub unit: Unit,
-    /// Packets per second ([`Unit::Pps`]) or Gbit/s ([`Unit::Gbps`]).
+    /// Packets per second ([`Unit::Pps`]), Gbit/s ([`Unit::Gbps`]) or the median
+    /// round trip in µs ([`Unit::Latency`]).
     pub rate: f64,
     /// [`Unit::Pps`]: CPU time of the measuring thread per packet (user + system),
     /// in ns. Robust to other load on the machine; excludes work done on other
     /// threads (SQPOLL, softirq on the other core).
-    /// [`Unit::Gbps`]: the forwarder worker's CPU time per wall second (1.0 = one
-    /// core; 0 for veth).
+    /// [`Unit::Gbps`], [`Unit::Latency`]: the forwarder worker's CPU time per wall
+    /// second (1.0 = one core; 0 for veth).
     pub cpu: f64,
     /// [`Unit::Gbps`] only: busy CPU time of the whole machine per wall second
     /// during the transfer (2.0 = both cores of a 2-core machine).
     pub host_cpu: f64,
+    /// [`Unit::Latency`] only: the percentiles.
+    pub lat: Option<Lat>,
 }
 
 /// One run: packets per second of wall time, and thread CPU ns per packet.
@@ -495,15 +542,12 @@ pub fn run(opts: BenchOpts, mut progress: impl FnMut(&str)) -> Result<Vec<Cell>,
         let who: Vec<&Contender> = CONTENDERS
             .iter()
             .filter(|c| !(test == "tx" && c.rx_mode == RxMode::Posted))
-            .filter(|c| {
-                opts.contenders
-                    .as_ref()
-                    .is_none_or(|l| l.iter().any(|n| n == c.name))
-            })
+            .filter(|c| chosen(&opts, c.name))
             .collect();
         let mut runs: Vec<Vec<Run>> = vec![Vec::new(); who.len()];
         for rep in 0..reps {
             for (i, c) in who.iter().enumerate() {
+                interrupted()?;
                 let r = match test {
                     "tx" => bench_tx(c, secs)?,
                     "rx" => bench_rx(c, n)?,
@@ -528,12 +572,21 @@ pub fn run(opts: BenchOpts, mut progress: impl FnMut(&str)) -> Result<Vec<Cell>,
                 rate: m.pps,
                 cpu: m.cpu_ns,
                 host_cpu: 0.0,
+                lat: None,
             });
         }
     }
     if opts.only.is_none_or(|o| o == "tcp") {
         let rounds = if opts.quick { 1 } else { TCP_ROUNDS };
         cells.extend(run_tcp(&opts, rounds, &mut progress)?);
+    }
+    if opts.only.is_none_or(|o| o == "lat") {
+        let (rounds, samples) = if opts.quick {
+            (1, 2_000)
+        } else {
+            (LAT_ROUNDS, LAT_SAMPLES)
+        };
+        cells.extend(run_lat(&opts, rounds, samples, &mut progress)?);
     }
     Ok(cells)
 }
@@ -616,6 +669,7 @@ fn tcp_traffic(
         crate::bulk::Limit::Time(secs),
         check,
         &crate::signal::STOP,
+        None,
     )?;
     let (h1, p1, wall) = (host_ticks(), process_cpu_s(), w0.elapsed().as_secs_f64());
     if let Some(why) = t.problem() {
@@ -630,18 +684,29 @@ fn tcp_traffic(
     })
 }
 
-fn bench_tcp(c: &TcpContender, secs: Duration, opts: &BenchOpts) -> Result<TcpRun, String> {
+/// What the forwarder did while a path contender's traffic ran.
+struct PathRun<T> {
+    traffic: T,
+    /// Forwarder CPU per wall second (0 for veth).
+    fwd_cpu: f64,
+    /// Coalesced frames the forwarder received.
+    lro: u64,
+}
+
+/// Runs `traffic(ns_a, ns_b)` over contender `c`'s path: two namespaces joined
+/// by the rtap forwarder (with `c`'s backend, offloads and idle mode) or by a
+/// veth pair.
+fn over_path<T: Send>(
+    c: &TcpContender,
+    opts: &BenchOpts,
+    traffic: impl FnOnce(&crate::netns::Netns, &crate::netns::Netns) -> T + Send,
+) -> Result<PathRun<T>, String> {
     match c.path {
         TcpPath::Veth => {
-            let (_, r) = crate::demo::with_veth(TCP_NS_PREFIX, |a, b| {
-                tcp_traffic(a, b, secs, !opts.no_verify)
-            })?;
-            let t = r?;
-            Ok(TcpRun {
-                gbps: t.gbps,
+            let (_, t) = crate::demo::with_veth(TCP_NS_PREFIX, traffic)?;
+            Ok(PathRun {
+                traffic: t,
                 fwd_cpu: 0.0,
-                host_cpu: t.host_cpu,
-                other_cpu: t.other_cpu,
                 lro: 0,
             })
         }
@@ -673,25 +738,146 @@ fn bench_tcp(c: &TcpContender, secs: Duration, opts: &BenchOpts) -> Result<TcpRu
                 }
                 Ok(())
             };
+            let idle = if c.interrupt {
+                crate::fwd::Idle::Interrupt {
+                    after: crate::fwd::Idle::AFTER,
+                }
+            } else {
+                opts.idle
+            };
             let j = crate::demo::with_forwarder(
                 TCP_NS_PREFIX,
                 &spec,
                 &crate::fwd::FwdOpts {
-                    idle: opts.idle,
+                    idle,
                     ..crate::fwd::FwdOpts::default()
                 },
                 check,
-                |a, b| tcp_traffic(a, b, secs, !opts.no_verify),
+                traffic,
             )?;
-            let t = j.traffic?;
-            Ok(TcpRun {
-                gbps: t.gbps,
+            Ok(PathRun {
+                traffic: j.traffic,
                 fwd_cpu: j.fwd.worker_cpu_load(),
-                host_cpu: t.host_cpu,
-                other_cpu: t.other_cpu,
                 lro: j.fwd.rx_lro_packets(),
             })
         }
+    }
+}
+
+fn bench_tcp(c: &TcpContender, secs: Duration, opts: &BenchOpts) -> Result<TcpRun, String> {
+    let r = over_path(c, opts, |a, b| tcp_traffic(a, b, secs, !opts.no_verify))?;
+    let t = r.traffic?;
+    Ok(TcpRun {
+        gbps: t.gbps,
+        fwd_cpu: r.fwd_cpu,
+        host_cpu: t.host_cpu,
+        other_cpu: t.other_cpu,
+        lro: r.lro,
+    })
+}
+
+/// The lat test: `rounds` rounds of `samples` round trips per contender,
+/// interleaved; each cell's percentiles are over all its rounds' samples.
+fn run_lat(
+    opts: &BenchOpts,
+    rounds: usize,
+    samples: u64,
+    progress: &mut impl FnMut(&str),
+) -> Result<Vec<Cell>, String> {
+    let who: Vec<&TcpContender> = TCP_CONTENDERS
+        .iter()
+        .filter(|c| LAT_CONTENDERS.contains(&c.name))
+        .filter(|c| chosen(opts, c.name))
+        .collect();
+    let mut merged: Vec<Option<crate::latency::LatReport>> = vec![None; who.len()];
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); who.len()];
+    for rep in 0..rounds {
+        for (i, c) in who.iter().enumerate() {
+            interrupted()?;
+            settle();
+            let r = over_path(c, opts, |a, b| {
+                crate::latency::run(a, b, crate::demo::ADDR_B, samples, &crate::signal::STOP)
+            })?;
+            let l = r.traffic?;
+            progress(&format!(
+                " lat {:<16} run {}/{rounds}: p50 {:>7.1} us, p99 {:>7.1} us, p99.9 {:>7.1} us, {} lost, forwarder {:>3.0} % of a core",
+                c.name,
+                rep + 1,
+                l.quantile_us(0.5),
+                l.quantile_us(0.99),
+                l.quantile_us(0.999),
+                l.lost,
+                r.fwd_cpu * 100.0
+            ));
+            cpu[i].push(r.fwd_cpu);
+            match &mut merged[i] {
+                Some(m) => {
+                    m.hist
+                        .add(&l.hist)
+                        .map_err(|e| format!("merge histograms: {e:?}"))?;
+                    m.lost += l.lost;
+                }
+                None => merged[i] = Some(l),
+            }
+        }
+    }
+    Ok(who
+        .iter()
+        .zip(merged)
+        .zip(cpu)
+        .filter_map(|((c, m), cpu)| {
+            let m = m?;
+            let lat = Lat {
+                p50_us: m.quantile_us(0.5),
+                p99_us: m.quantile_us(0.99),
+                p999_us: m.quantile_us(0.999),
+                max_us: m.hist.max() as f64 / 1e3,
+                mean_us: m.hist.mean() / 1e3,
+                samples: m.samples(),
+                lost: m.lost,
+            };
+            Some(Cell {
+                test: "lat",
+                contender: c.name,
+                unit: Unit::Latency,
+                rate: lat.p50_us,
+                cpu: median(cpu),
+                host_cpu: 0.0,
+                lat: Some(lat),
+            })
+        })
+        .collect())
+}
+
+/// Waits (at most 3 s) until the machine is quiet: less than a fifth of a core
+/// busy over 100 ms. Deleting the previous test's namespaces leaves kernel
+/// cleanup work running for a while, and it shows up in latency tails.
+fn settle() {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        let (b0, t0) = host_ticks();
+        std::thread::sleep(Duration::from_millis(100));
+        let (b1, t1) = host_ticks();
+        let busy = (b1 - b0) as f64 / (t1 - t0).max(1) as f64 * cpus();
+        if busy < 0.2 {
+            return;
+        }
+    }
+}
+
+/// True if `name` passes the `--contenders` filter.
+fn chosen(opts: &BenchOpts, name: &str) -> bool {
+    opts.contenders
+        .as_ref()
+        .is_none_or(|l| l.iter().any(|n| n == name))
+}
+
+/// `Err("interrupted")` once SIGINT/SIGTERM arrived.
+fn interrupted() -> Result<(), String> {
+    if crate::signal::stopped() {
+        Err("interrupted".into())
+    } else {
+        Ok(())
     }
 }
 
@@ -704,15 +890,12 @@ fn run_tcp(
 ) -> Result<Vec<Cell>, String> {
     let who: Vec<&TcpContender> = TCP_CONTENDERS
         .iter()
-        .filter(|c| {
-            opts.contenders
-                .as_ref()
-                .is_none_or(|l| l.iter().any(|n| n == c.name))
-        })
+        .filter(|c| chosen(opts, c.name))
         .collect();
     let mut runs: Vec<Vec<TcpRun>> = vec![Vec::new(); who.len()];
     for rep in 0..rounds {
         for (i, c) in who.iter().enumerate() {
+            interrupted()?;
             let r = bench_tcp(c, TCP_ROUND, opts)?;
             progress(&format!(
                 " tcp {:<16} run {}/{rounds}: {:>6.2} Gbit/s, forwarder {:>3.0} % of a core, machine {:>3.0} % (others {:>2.0} %), {} coalesced frames{}",
@@ -742,6 +925,7 @@ fn run_tcp(
             rate: median(r.iter().map(|x| x.gbps).collect()),
             cpu: median(r.iter().map(|x| x.fwd_cpu).collect()),
             host_cpu: median(r.iter().map(|x| x.host_cpu).collect()),
+            lat: None,
         })
         .collect())
 }
@@ -847,29 +1031,199 @@ pub fn table(cells: &[Cell]) -> String {
             );
         }
     }
+    if cells.iter().any(|c| c.unit == Unit::Latency) {
+        if !s.is_empty() {
+            s.push('\n');
+        }
+        s += &format!(
+            "{:<8} {:<16} {:>8} {:>8} {:>8} {:>8} {:>6} {:>8} {:>10} {:>10}\n",
+            "test",
+            "contender",
+            "p50 us",
+            "p99 us",
+            "p99.9 us",
+            "max us",
+            "lost",
+            "fwd cpu",
+            "p50 vs rw",
+            "p99 vs rw"
+        );
+        let rw = get("lat", "rw").and_then(|c| c.lat);
+        for name in LAT_CONTENDERS {
+            let Some(x) = get("lat", name) else { continue };
+            let l = x.lat.unwrap_or_default();
+            let (r50, r99) = match rw {
+                Some(rw) if name != "rw" && rw.p50_us > 0.0 && rw.p99_us > 0.0 => (
+                    format!("{:.2}x", l.p50_us / rw.p50_us),
+                    format!("{:.2}x", l.p99_us / rw.p99_us),
+                ),
+                _ => ("-".into(), "-".into()),
+            };
+            let fwd_cpu = if name == "veth" {
+                "-".to_string()
+            } else {
+                format!("{:.0} %", x.cpu * 100.0)
+            };
+            s += &format!(
+                "{:<8} {:<16} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>6} {:>8} {:>10} {:>10}\n",
+                "lat", name, l.p50_us, l.p99_us, l.p999_us, l.max_us, l.lost, fwd_cpu, r50, r99
+            );
+        }
+    }
     s
 }
 
+/// The contender a cell is compared with in the chart and `results.json`, and
+/// the ratio: packet rates and latency against the read/write backend (`rw`);
+/// tcp against `rw` with the same offloads, and the `rw` rows against `veth`.
+/// Latency ratios are contender / reference of the median (below 1 = faster).
+pub fn reference<'a>(cells: &'a [Cell], x: &Cell) -> Option<(&'a Cell, f64)> {
+    let find = |c: &str| {
+        cells
+            .iter()
+            .find(|y| y.test == x.test && y.contender == c && y.rate > 0.0)
+    };
+    let other = match x.unit {
+        Unit::Pps | Unit::Latency if x.contender != "rw" => find("rw"),
+        Unit::Gbps => match TCP_CONTENDERS.iter().find(|t| t.name == x.contender)?.path {
+            TcpPath::Veth => None,
+            TcpPath::Rtap {
+                backend: BackendKind::Rw,
+                ..
+            } => find("veth"),
+            TcpPath::Rtap { offload, .. } => find(if offload { "rw" } else { "rw-nooffload" }),
+        },
+        _ => None,
+    }?;
+    Some((other, x.rate / other.rate))
+}
+
 /// The cells as a JSON array: packet-rate cells with `pps` and `cpu_ns_per_pkt`,
-/// tcp cells with `gbit_per_s`, `fwd_cpu_load` and `host_cpu_load` (1.0 = one core).
-pub fn json(cells: &[Cell]) -> String {
-    let items: Vec<String> = cells
-        .iter()
-        .map(|c| {
-            let j = crate::json::Json::obj()
-                .set("test", c.test)
-                .set("contender", c.contender);
-            match c.unit {
-                Unit::Pps => j
-                    .set("pps", c.rate.max(0.0).round() as u64)
-                    .set("cpu_ns_per_pkt", c.cpu),
-                Unit::Gbps => j
-                    .set("gbit_per_s", c.rate)
-                    .set("fwd_cpu_load", c.cpu)
-                    .set("host_cpu_load", c.host_cpu),
-            }
-            .to_string()
-        })
-        .collect();
-    format!("[{}]", items.join(","))
+/// tcp cells with `gbit_per_s`, `fwd_cpu_load` and `host_cpu_load` (1.0 = one
+/// core), lat cells with `p50_us`, `p99_us`, `p999_us`, `max_us`, `mean_us`,
+/// `samples`, `lost` and `fwd_cpu_load`; each with `vs` (the contender it is
+/// compared with, or null) and `ratio` (see [`reference`]).
+pub fn json(cells: &[Cell]) -> crate::json::Json {
+    crate::json::Json::Arr(
+        cells
+            .iter()
+            .map(|c| {
+                let (vs, ratio) = match reference(cells, c) {
+                    Some((o, r)) => (Some(o.contender), Some(r)),
+                    None => (None, None),
+                };
+                let j = crate::json::Json::obj()
+                    .set("test", c.test)
+                    .set("contender", c.contender);
+                let j = match c.unit {
+                    Unit::Pps => j
+                        .set("pps", c.rate.max(0.0).round() as u64)
+                        .set("cpu_ns_per_pkt", c.cpu),
+                    Unit::Gbps => j
+                        .set("gbit_per_s", c.rate)
+                        .set("fwd_cpu_load", c.cpu)
+                        .set("host_cpu_load", c.host_cpu),
+                    Unit::Latency => {
+                        let l = c.lat.unwrap_or_default();
+                        j.set("p50_us", l.p50_us)
+                            .set("p99_us", l.p99_us)
+                            .set("p999_us", l.p999_us)
+                            .set("max_us", l.max_us)
+                            .set("mean_us", l.mean_us)
+                            .set("samples", l.samples)
+                            .set("lost", l.lost)
+                            .set("fwd_cpu_load", c.cpu)
+                    }
+                };
+                j.set("vs", vs).set("ratio", ratio)
+            })
+            .collect(),
+    )
+}
+
+/// The machine the benchmark ran on, for `results.json` and the chart.
+pub struct Machine {
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub kernel: String,
+    pub mem_gib: f64,
+}
+
+impl Machine {
+    /// Reads `/proc/cpuinfo`, `/proc/meminfo` and `uname`.
+    pub fn probe() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, m)| m.trim().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let mem_kib: f64 = std::fs::read_to_string("/proc/meminfo")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|l| l.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0.0);
+        Machine {
+            cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu_model,
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "unknown".into()),
+            mem_gib: mem_kib / (1024.0 * 1024.0),
+        }
+    }
+
+    /// One line: `2 CPUs (Intel Xeon ...), 24 GiB, Linux 6.18.44`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} CPUs ({}), {:.0} GiB, Linux {}",
+            self.cpus, self.cpu_model, self.mem_gib, self.kernel
+        )
+    }
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Writes `results.json` (machine, options and every cell with its ratio) and
+/// `bench.svg` (the chart) into `dir`, creating it; returns both paths.
+pub fn write_out(
+    dir: &std::path::Path,
+    cells: &[Cell],
+    quick: bool,
+) -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let m = Machine::probe();
+    let results = crate::json::Json::obj()
+        .set("tool", "rtap bench")
+        .set("version", env!("CARGO_PKG_VERSION"))
+        .set("unix_time", unix_now())
+        .set("quick", quick)
+        .set(
+            "machine",
+            crate::json::Json::obj()
+                .set("cpus", m.cpus)
+                .set("cpu_model", m.cpu_model.as_str())
+                .set("kernel", m.kernel.as_str())
+                .set("mem_gib", m.mem_gib),
+        )
+        .set("cells", json(cells));
+    let jp = dir.join("results.json");
+    std::fs::write(&jp, format!("{results}\n"))
+        .map_err(|e| format!("write {}: {e}", jp.display()))?;
+    let sp = dir.join("bench.svg");
+    let subtitle = format!(
+        "{}{}\nratios: against the read/write backend (rw); tcp: rw with the same offloads, rw rows against veth",
+        m.describe(),
+        if quick { ", --quick" } else { "" }
+    );
+    std::fs::write(&sp, crate::chart::svg(cells, &subtitle))
+        .map_err(|e| format!("write {}: {e}", sp.display()))?;
+    Ok((jp, sp))
 }

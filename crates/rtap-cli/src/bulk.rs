@@ -13,7 +13,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -185,7 +185,8 @@ impl BulkReport {
 
 /// Streams the pattern from namespace `from` to `addr` in namespace `to` until
 /// `limit` (or `stop`), over TCP; the receiver checks every byte if `check`
-/// (otherwise it only counts them, which saves a `memcmp` per byte).
+/// (otherwise it only counts them, which saves a `memcmp` per byte). If given,
+/// `received` follows the bytes received so far (for progress lines).
 pub fn run(
     from: &Netns,
     to: &Netns,
@@ -193,6 +194,7 @@ pub fn run(
     limit: Limit,
     check: bool,
     stop: &AtomicBool,
+    received: Option<&AtomicU64>,
 ) -> Result<BulkReport, String> {
     let pattern = Pattern::new();
     let abort = AtomicBool::new(false);
@@ -200,7 +202,7 @@ pub fn run(
     let (recv, send) = std::thread::scope(|s| {
         let (abort, pattern) = (&abort, &pattern);
         let receiver = s.spawn(move || {
-            let r = receive(to, addr, port_tx, check.then_some(pattern), abort);
+            let r = receive(to, addr, port_tx, check.then_some(pattern), abort, received);
             if r.is_err() {
                 abort.store(true, Ordering::SeqCst);
             }
@@ -254,6 +256,7 @@ fn receive(
     port_tx: mpsc::Sender<u16>,
     pattern: Option<&Pattern>,
     abort: &AtomicBool,
+    received: Option<&AtomicU64>,
 ) -> Result<Received, String> {
     ns.enter()?;
     let l = TcpListener::bind((addr, 0)).map_err(|e| format!("tcp listen on {addr}: {e}"))?;
@@ -304,6 +307,9 @@ fn receive(
                     }
                 }
                 r.total += n as u64;
+                if let Some(c) = received {
+                    c.store(r.total, Ordering::Relaxed);
+                }
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Err(format!("tcp receive after {} bytes: {e}", r.total)),

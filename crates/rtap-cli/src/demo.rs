@@ -13,7 +13,7 @@
 //! the link and the port's control could no longer see the interface.
 
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use rtap::{parse_port_spec, TapPort};
@@ -32,6 +32,8 @@ pub const ADDR_A: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 /// Address of side B (the TCP receiver).
 pub const ADDR_B: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 const PREFIX_LEN: u8 = 24;
+/// Interval of the progress lines during the TCP transfer.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 /// Demo options.
 #[derive(Clone, Debug)]
@@ -330,6 +332,11 @@ fn ping_then_tcp(
     ns_a: &Netns,
     ns_b: &Netns,
 ) -> Result<(PingReport, Result<BulkReport, String>), String> {
+    eprintln!(
+        "rtap demo: pinging {ADDR_B} from {} ({} echo requests)",
+        ns_a.name(),
+        opts.pings
+    );
     let ping = ns_a.run_in(|| {
         ping::run(
             ADDR_B,
@@ -342,7 +349,45 @@ fn ping_then_tcp(
     let tcp = if ping.received == 0 {
         Err("skipped: no ping reply".to_string())
     } else {
-        bulk::run(ns_a, ns_b, ADDR_B, opts.tcp, true, &signal::STOP)
+        eprintln!(
+            "rtap demo: TCP {ADDR_A} -> {ADDR_B}, {}",
+            match opts.tcp {
+                Limit::Bytes(n) => format!("{n} bytes"),
+                Limit::Time(t) => format!("{:.1} s", t.as_secs_f64()),
+            }
+        );
+        let received = AtomicU64::new(0);
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            // A progress line every 2 s while the transfer runs.
+            s.spawn(|| {
+                let t0 = std::time::Instant::now();
+                let mut next = PROGRESS_EVERY;
+                while !done.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50));
+                    if t0.elapsed() >= next {
+                        next += PROGRESS_EVERY;
+                        let n = received.load(Ordering::Relaxed);
+                        eprintln!(
+                            "rtap demo: {:.2} GB received and checked so far ({:.2} Gbit/s)",
+                            n as f64 / 1e9,
+                            n as f64 * 8.0 / 1e9 / t0.elapsed().as_secs_f64()
+                        );
+                    }
+                }
+            });
+            let r = bulk::run(
+                ns_a,
+                ns_b,
+                ADDR_B,
+                opts.tcp,
+                true,
+                &signal::STOP,
+                Some(&received),
+            );
+            done.store(true, Ordering::Relaxed);
+            r
+        })
     };
     Ok((ping, tcp))
 }

@@ -3,12 +3,14 @@
 mod bench;
 mod bulk;
 mod capture;
+mod chart;
 mod cpu;
 mod demo;
 mod fwd;
 mod gen;
 mod info;
 mod json;
+mod latency;
 mod live;
 mod netns;
 mod ping;
@@ -133,8 +135,8 @@ enum Cmd {
     /// Two namespaces joined by rtap: ping and a TCP transfer through the forwarder
     #[command(after_help = DEMO_HELP, after_long_help = DEMO_LONG_HELP)]
     Demo(DemoArgs),
-    /// 64-byte tx, rx-drain and io-forward pps, and TCP Gbit/s through the forwarder:
-    /// io_uring vs read/write (and veth), side by side
+    /// The benchmark suite: 64-byte tx, rx-drain and io-forward pps, TCP Gbit/s and
+    /// ping-pong latency through the forwarder; io_uring vs read/write (and veth)
     #[command(after_help = BENCH_HELP)]
     Bench(BenchArgs),
     /// What a port is and what the kernel offers it (backend, io_uring features, offloads)
@@ -188,43 +190,58 @@ struct InfoArgs {
 }
 
 const BENCH_HELP: &str = "Examples:
-  rtap bench --quick          # about 15 s, one repetition, 2 s of TCP per contender
-  rtap bench --only rx --json # one test, JSON cells
-  rtap bench --only tcp       # TCP through the forwarder vs rw vs veth, 10 s each
+  rtap bench --quick --out /tmp/bench   # about 20 s; writes results.json and bench.svg
+  rtap bench --only rx --json           # one test, JSON cells
+  rtap bench --only lat                 # ping-pong latency: uring, uring-interrupt, rw, veth
 
-Each packet-rate test runs in a private network namespace. rx and fwd first fill
-the tap's queue from the kernel side, then time the drain, so the generator is not
-measured. Ratios are against the read/write backend (DPDK net_tap's way).
+Tests and contenders (all in the same run, interleaved, each in its own namespaces):
+  tx, rx, fwd  64-byte frames on one queue: uring (multishot rx), uring-posted (one
+               read posted per buffer, DPDK net_rtap's design), uring-sqpoll, rw
+               (read/write, DPDK net_tap's way). rx and fwd first fill the tap's
+               queue from the kernel side, then time the drain, so the generator is
+               not measured. Five repetitions, the median (one with --quick).
+  tcp          a content-verified TCP bulk transfer from namespace A to B through a
+               tap in each and the io-mode forwarder between them: uring, uring-
+               interrupt (forwarder sleeps on rx interrupts when idle), rw, with
+               offloads (64 KiB frames) and without (-nooffload); and a veth pair with
+               no userspace at all (the kernel's ceiling). Five rounds of 2 s, median.
+  lat          UDP ping-pong (64-byte frames, one request in flight) through the same
+               path: p50/p99/p99.9/max round trip from an HDR histogram over 3 x 10000
+               exchanges (2000 with --quick): uring, uring-interrupt, rw, veth.
 
-tcp: a content-verified TCP bulk transfer from namespace A to namespace B (the
-demo's setup: a tap in each, the io-mode forwarder between them), for uring and rw
-with offloads (64 KiB frames) and without (-nooffload), and over a veth pair with
-no userspace at all (the kernel's ceiling). Five rounds of 2 s interleave the
-contenders (one with --quick); each cell is the median round. fwd cpu is the
-forwarder thread's CPU time per second, host cpu the whole machine's (100 % = one
-core). Ratios: uring vs rw with the same offloads, offloads vs none on the same
-backend, and every rtap contender vs veth.";
+Ratios are against the read/write backend; tcp: against rw with the same offloads,
+offloads vs none, and vs veth. fwd cpu is the forwarder thread's CPU time per second,
+host cpu the whole machine's (100 % = one core).
+
+--out DIR writes results.json (machine, options, every cell with \"vs\" and \"ratio\")
+and bench.svg (one panel per test, one bar per contender, value and ratio labelled).";
 
 #[derive(Args, Debug)]
 struct BenchArgs {
-    /// Fewer frames, one repetition, one 2 s TCP round (seconds instead of minutes)
+    /// Fewer frames, one repetition, one 2 s TCP round, 2000 round trips (under a minute)
     #[arg(long)]
     quick: bool,
     /// Run one test only
-    #[arg(long, value_parser = ["tx", "rx", "fwd", "tcp"])]
+    #[arg(long, value_parser = ["tx", "rx", "fwd", "tcp", "lat"])]
     only: Option<String>,
     /// Only these contenders (comma-separated: uring,uring-posted,uring-sqpoll,rw;
-    /// for tcp: uring,uring-nooffload,rw,rw-nooffload,veth)
+    /// for tcp: uring,uring-interrupt,uring-nooffload,rw,rw-nooffload,veth; for lat:
+    /// uring,uring-interrupt,rw,veth)
     #[arg(long, value_delimiter = ',')]
     contenders: Option<Vec<String>>,
     /// Print the cells as a JSON array instead of the table
     #[arg(long)]
     json: bool,
+    /// Write results.json and bench.svg (a bar chart, ratios labelled) into DIR
+    /// (created if missing)
+    #[arg(long, value_name = "DIR")]
+    out: Option<std::path::PathBuf>,
     /// tcp: only count the bytes, do not compare every byte with the sent pattern
     /// (the receiver's memcmp is otherwise part of the measured work)
     #[arg(long)]
     no_verify: bool,
-    /// tcp: what the forwarder does when idle (as `rtap fwd --idle`)
+    /// tcp and lat: what the busy-polling contenders' forwarder does when idle (as
+    /// `rtap fwd --idle`; uring-interrupt always sleeps on rx interrupts)
     #[arg(long, value_name = "MODE", default_value = "spin", value_parser = fwd::Idle::parse)]
     idle: fwd::Idle,
     /// tcp: extra port spec keys for the rtap contenders, e.g. ring=512,burst=64
@@ -238,6 +255,7 @@ fn cmd_bench(a: BenchArgs) -> Result<(), String> {
         "tx" => "tx",
         "rx" => "rx",
         "tcp" => "tcp",
+        "lat" => "lat",
         _ => "fwd",
     });
     let cells = bench::run(
@@ -255,6 +273,10 @@ fn cmd_bench(a: BenchArgs) -> Result<(), String> {
         println!("{}", bench::json(&cells));
     } else {
         print!("{}", bench::table(&cells));
+    }
+    if let Some(dir) = &a.out {
+        let (json, svg) = bench::write_out(dir, &cells, a.quick)?;
+        eprintln!("wrote {} and {}", json.display(), svg.display());
     }
     Ok(())
 }

@@ -1479,3 +1479,74 @@ fn fwd_stats_period_prints_live_rates_then_the_summary() {
     assert!(rows >= 2, "{stdout}");
     assert!(stdout.contains("forwarded"), "summary at the end: {stdout}");
 }
+
+#[test]
+fn bench_quick_writes_results_json_and_chart() {
+    assert_root();
+    let dir = std::env::temp_dir().join(format!("rtap-bench-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new(BIN)
+        .args(["bench", "--quick", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed: {stdout}\n{stderr}");
+    // The table on stdout, progress lines on stderr.
+    for h in ["Mpps", "Gbit/s", "p99 us"] {
+        assert!(stdout.contains(h), "table column {h}: {stdout}");
+    }
+    assert!(stderr.contains("run 1/1"), "progress lines: {stderr}");
+
+    let text = std::fs::read_to_string(dir.join("results.json")).expect("results.json");
+    let j = parse_json(&text);
+    assert_eq!(j.get("quick"), &J::Bool(true));
+    assert!(j.num("machine.cpus") >= 1.0);
+    assert!(matches!(j.get("machine.kernel"), J::Str(k) if !k.is_empty()));
+    let J::Arr(cells) = j.get("cells") else {
+        panic!("cells is not an array")
+    };
+    let has = |test: &str, who: &str| {
+        cells
+            .iter()
+            .find(|c| {
+                c.get("test") == &J::Str(test.into()) && c.get("contender") == &J::Str(who.into())
+            })
+            .unwrap_or_else(|| panic!("no {test}/{who} cell in {text}"))
+    };
+    for t in ["tx", "rx", "fwd"] {
+        for who in ["uring", "rw"] {
+            assert!(has(t, who).num("pps") > 0.0, "{t}/{who}");
+        }
+        assert_eq!(has(t, "uring").get("vs"), &J::Str("rw".into()));
+        let ratio = has(t, "uring").num("ratio");
+        let want = has(t, "uring").num("pps") / has(t, "rw").num("pps");
+        assert!((ratio - want).abs() < 0.01, "{t}: ratio {ratio} vs {want}");
+    }
+    for who in ["uring", "uring-interrupt", "rw", "veth"] {
+        assert!(has("tcp", who).num("gbit_per_s") > 0.0, "tcp/{who}");
+        let l = has("lat", who);
+        assert!(l.num("samples") + l.num("lost") == 2000.0, "lat/{who}");
+        assert!(l.num("samples") > 0.0);
+        let (p50, p99, p999) = (l.num("p50_us"), l.num("p99_us"), l.num("p999_us"));
+        assert!(
+            0.0 < p50 && p50 <= p99 && p99 <= p999,
+            "lat/{who}: {p50} {p99} {p999}"
+        );
+    }
+    assert!(has("lat", "uring-interrupt").num("fwd_cpu_load") > 0.0);
+    assert_eq!(has("lat", "veth").num("fwd_cpu_load"), 0.0, "no forwarder");
+
+    let svg = std::fs::read_to_string(dir.join("bench.svg")).expect("bench.svg");
+    assert!(svg.starts_with("<svg ") && svg.trim_end().ends_with("</svg>"));
+    assert_eq!(
+        svg.matches(r#"class="bar""#).count(),
+        cells.len(),
+        "one bar per cell"
+    );
+    for label in ["x rw", "kernel ceiling", "Mpps", "Gbit/s", "p99"] {
+        assert!(svg.contains(label), "chart label {label}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
