@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 use crate::bench::{reference, Cell, Unit};
 
-const WIDTH: u32 = 820;
+const WIDTH: u32 = 880;
 const LABEL_W: u32 = 150;
 const BAR_W: u32 = 380;
 const ROW_H: u32 = 22;

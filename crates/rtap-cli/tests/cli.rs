@@ -1550,3 +1550,36 @@ fn bench_quick_writes_results_json_and_chart() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn bench_stops_cleanly_on_sigint() {
+    assert_root();
+    let child = Command::new(BIN)
+        .args(["bench", "--only", "tcp", "--contenders", "uring"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: kill takes no pointers; the pid is our child's.
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    let out = wait_output(child, Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "an interrupted bench is not a result"
+    );
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(
+        stderr.trim().lines().last().unwrap().starts_with("error: "),
+        "{stderr}"
+    );
+    // Its namespaces are gone.
+    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let ns = String::from_utf8_lossy(&ns.stdout);
+    assert!(
+        !ns.lines().any(|l| l.contains(&format!("-{pid}"))),
+        "left behind: {ns}"
+    );
+}
