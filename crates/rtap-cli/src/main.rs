@@ -200,6 +200,9 @@ Tests and contenders (all in the same run, interleaved, each in its own namespac
                (read/write, DPDK net_tap's way). rx and fwd first fill the tap's
                queue from the kernel side, then time the drain, so the generator is
                not measured. Five repetitions, the median (one with --quick).
+               (No interrupt or veth rows here: a drain never finds the queue
+               empty, so interrupt mode would be busy-polling, and a veth has no
+               port to drive; both run in tcp and lat.)
   tcp          a content-verified TCP bulk transfer from namespace A to B through a
                tap in each and the io-mode forwarder between them: uring, uring-
                interrupt (forwarder sleeps on rx interrupts when idle), rw, with
