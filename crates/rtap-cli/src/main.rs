@@ -357,11 +357,13 @@ struct FwdArgs {
     /// interrupt fds when idle); shorthand for --idle spin / --idle interrupt
     #[arg(long, value_name = "MODE", value_parser = ["poll", "interrupt"], conflicts_with = "idle")]
     wait: Option<String>,
-    /// Worker threads [default: one per queue pair]; worker W serves queue pairs
-    /// W, W+N, W+2N, ...
+    /// Pinned worker threads; worker W serves queue pairs W, W+N, W+2N, ... and runs
+    /// on the W-th usable CPU (or of --cpus) [default: one unpinned worker per
+    /// queue pair]
     #[arg(long, value_name = "N")]
     threads: Option<u16>,
     /// Pin worker W to the W-th CPU of this list (wrapping), e.g. 0,1 or 2-5
+    /// [default with --threads: the CPUs this process may use]
     #[arg(long, value_name = "LIST")]
     cpus: Option<String>,
     /// Print each port's rx/tx pps, Mbit/s, drops and errors every SECS seconds
@@ -510,9 +512,11 @@ fn cmd_fwd(a: FwdArgs) -> Result<(), String> {
             ));
         }
     }
-    let cpus = match a.cpus.as_deref() {
-        Some(l) => cpu::parse_list(l).map_err(|e| format!("--cpus: {e}"))?,
-        None => Vec::new(),
+    let cpus = match (a.cpus.as_deref(), a.threads) {
+        (Some(l), _) => cpu::parse_list(l).map_err(|e| format!("--cpus: {e}"))?,
+        // --threads alone: pinned workers, on the CPUs this process may use, in order.
+        (None, Some(_)) => cpu::allowed().map_err(|e| format!("sched_getaffinity: {e}"))?,
+        (None, None) => Vec::new(),
     };
     if !cpus.is_empty() {
         cpu::check_usable(&cpus).map_err(|e| format!("--cpus: {e}"))?;
