@@ -55,6 +55,8 @@ pub struct TapPort {
     started: bool,
     /// The namespace the interface lives in, if not the opener's.
     ns: Option<NsHandle>,
+    /// With SQPOLL: the ring whose kernel thread every ring of the port shares.
+    sq_anchor: Option<uring::SqAnchor>,
     base: Mutex<Baseline>,
 }
 
@@ -100,8 +102,12 @@ impl TapPort {
             started: false,
             base: Mutex::new(Baseline::default()),
             ns,
+            sq_anchor: None,
             cfg,
         };
+        if port.backend == BackendKind::Uring {
+            port.sq_anchor = port.cfg.ring.sqpoll.and_then(uring::SqAnchor::new);
+        }
         let n = port.cfg.rx_queues;
         port.open_queues(n)?;
         if let Some(mtu) = port.cfg.mtu {
@@ -329,6 +335,7 @@ impl TapPort {
             self.max_frame()?,
             &self.name,
             self.ifindex,
+            self.sq_anchor.as_ref().map(|a| a.fd()),
         )
     }
 
@@ -343,6 +350,7 @@ impl TapPort {
             self.offloads.csum,
             &self.name,
             self.ifindex,
+            self.sq_anchor.as_ref().map(|a| a.fd()),
         )
     }
 

@@ -1,6 +1,6 @@
 //! [`RxQueue`] and [`TxQueue`]: the per-queue data path handles, dispatching to a backend.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,6 +88,7 @@ impl RxQueue {
         max_frame: usize,
         name: &str,
         ifindex: u32,
+        sq_attach: Option<RawFd>,
     ) -> Result<RxQueue> {
         if shared.rx_taken.swap(true, Ordering::AcqRel) {
             return Err(Error::QueueBusy {
@@ -103,14 +104,24 @@ impl RxQueue {
             RxMode::Auto => fits_one_buffer,
         };
         let engine = match backend {
-            BackendKind::Uring if multishot => {
-                UringRxMulti::new(shared.fd.as_raw_fd(), pool, ring, vnet_len, max_frame)
-                    .map(RxEngine::Multishot)
-            }
-            BackendKind::Uring => {
-                UringRx::new(shared.fd.as_raw_fd(), pool, ring, vnet_len, max_frame)
-                    .map(RxEngine::Uring)
-            }
+            BackendKind::Uring if multishot => UringRxMulti::new(
+                shared.fd.as_raw_fd(),
+                pool,
+                ring,
+                vnet_len,
+                max_frame,
+                sq_attach,
+            )
+            .map(RxEngine::Multishot),
+            BackendKind::Uring => UringRx::new(
+                shared.fd.as_raw_fd(),
+                pool,
+                ring,
+                vnet_len,
+                max_frame,
+                sq_attach,
+            )
+            .map(RxEngine::Uring),
             BackendKind::Rw => RwRx::new(pool, vnet_len, max_frame).map(RxEngine::Rw),
         };
         match engine {
@@ -277,6 +288,7 @@ impl Drop for RxQueue {
 }
 
 impl TxQueue {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn open(
         shared: Arc<QueueShared>,
         backend: BackendKind,
@@ -285,6 +297,7 @@ impl TxQueue {
         csum_offload: bool,
         name: &str,
         ifindex: u32,
+        sq_attach: Option<RawFd>,
     ) -> Result<TxQueue> {
         if shared.tx_taken.swap(true, Ordering::AcqRel) {
             return Err(Error::QueueBusy {
@@ -293,7 +306,7 @@ impl TxQueue {
             });
         }
         let engine = match backend {
-            BackendKind::Uring => UringTx::new(shared.fd.as_raw_fd(), ring, vnet_len)
+            BackendKind::Uring => UringTx::new(shared.fd.as_raw_fd(), ring, vnet_len, sq_attach)
                 .map(|e| TxEngine::Uring(Box::new(e))),
             BackendKind::Rw => Ok(TxEngine::Rw(RwTx::new(vnet_len))),
         };

@@ -6,7 +6,7 @@ pub mod rx_multishot;
 pub mod tx;
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 use io_uring::{opcode, types, IoUring, Probe};
 
@@ -42,7 +42,8 @@ pub struct RingConfig {
     pub tx_entries: u32,
     /// Reads kept posted on an rx ring. Default 256.
     pub rx_posted: u32,
-    /// SQPOLL thread; default none.
+    /// SQPOLL thread; default none. All rings of a port share one kernel SQ
+    /// thread (`IORING_SETUP_ATTACH_WQ`; [`RingFeatures::sqpoll_shared`] says so).
     pub sqpoll: Option<SqPoll>,
     /// `IORING_SETUP_SINGLE_ISSUER`; default on (a queue is driven by one thread).
     pub single_issuer: bool,
@@ -108,6 +109,9 @@ pub struct RingFeatures {
     pub taskrun: TaskRun,
     /// The tap fd is a registered file.
     pub fixed_file: bool,
+    /// SQPOLL through the port's shared SQ thread (`IORING_SETUP_ATTACH_WQ`): one
+    /// kernel thread polls every ring of the port instead of one thread per ring.
+    pub sqpoll_shared: bool,
     /// Each fallback taken, with its reason.
     pub fallbacks: Vec<String>,
 }
@@ -126,10 +130,61 @@ pub(crate) struct Ring {
     pub features: RingFeatures,
 }
 
+/// The ring that owns a port's SQPOLL thread. Every SQPOLL ring of the port
+/// attaches to it (`IORING_SETUP_ATTACH_WQ`) and shares its one kernel thread.
+/// It never carries I/O; the kernel keeps the shared thread alive for as long as
+/// any attached ring exists, so rings may outlive it.
+pub(crate) struct SqAnchor {
+    // Owned only to keep the ring (and so its SQ thread) alive; never used after
+    // setup. The Mutex makes the port Sync.
+    _ring: std::sync::Mutex<IoUring>,
+    fd: RawFd,
+}
+
+impl SqAnchor {
+    /// Creates the anchor for `sp`, or `None` (logged) if the kernel refuses.
+    pub(crate) fn new(sp: SqPoll) -> Option<SqAnchor> {
+        let build = |cpu: Option<u32>| {
+            let mut b = IoUring::builder();
+            b.setup_sqpoll(sp.idle_ms);
+            if let Some(c) = cpu {
+                b.setup_sqpoll_cpu(c);
+            }
+            b.build(2)
+        };
+        let ring = match build(sp.cpu) {
+            Ok(r) => r,
+            Err(_) if sp.cpu.is_some() => build(None).ok()?,
+            Err(e) => {
+                tracing::warn!("io_uring: no shared SQPOLL thread ({e}); each ring gets its own");
+                return None;
+            }
+        };
+        let fd = ring.as_raw_fd();
+        Some(SqAnchor {
+            _ring: std::sync::Mutex::new(ring),
+            fd,
+        })
+    }
+
+    /// The anchor ring's fd, for `IORING_SETUP_ATTACH_WQ`.
+    pub(crate) fn fd(&self) -> RawFd {
+        self.fd
+    }
+}
+
 /// Builds a ring for `fd` with `sq` entries and `cq` completion entries, dropping
-/// unsupported options one at a time (each drop is logged and recorded).
-pub(crate) fn build_ring(cfg: &RingConfig, sq: u32, cq: u32, fd: RawFd) -> Result<Ring> {
+/// unsupported options one at a time (each drop is logged and recorded). With
+/// SQPOLL and an `attach` ring fd, the ring shares that ring's SQ thread.
+pub(crate) fn build_ring(
+    cfg: &RingConfig,
+    sq: u32,
+    cq: u32,
+    fd: RawFd,
+    attach: Option<RawFd>,
+) -> Result<Ring> {
     let mut want = *cfg;
+    let mut attach = attach.filter(|_| want.sqpoll.is_some());
     let mut fallbacks = Vec::new();
     if want.sqpoll.is_some() && want.taskrun != TaskRun::Default {
         // The SQ thread runs completion work itself; the kernel refuses COOP/DEFER
@@ -143,6 +198,9 @@ pub(crate) fn build_ring(cfg: &RingConfig, sq: u32, cq: u32, fd: RawFd) -> Resul
             b.setup_sqpoll(sp.idle_ms);
             if let Some(cpu) = sp.cpu {
                 b.setup_sqpoll_cpu(cpu);
+            }
+            if let Some(a) = attach {
+                b.setup_attach_wq(a);
             }
         }
         if want.single_issuer {
@@ -167,7 +225,10 @@ pub(crate) fn build_ring(cfg: &RingConfig, sq: u32, cq: u32, fd: RawFd) -> Resul
                     return Err(Error::UringUnavailable { why: e.to_string() });
                 }
                 // Drop the most exotic option first.
-                let why = if want.taskrun == TaskRun::Defer {
+                let why = if attach.is_some() {
+                    attach = None;
+                    "sharing the port's SQPOLL thread refused, the ring gets its own"
+                } else if want.taskrun == TaskRun::Defer {
                     want.taskrun = TaskRun::Coop;
                     "DEFER_TASKRUN refused, using COOP_TASKRUN"
                 } else if want.sqpoll.is_some_and(|s| s.cpu.is_some()) {
@@ -211,6 +272,7 @@ pub(crate) fn build_ring(cfg: &RingConfig, sq: u32, cq: u32, fd: RawFd) -> Resul
         single_issuer: want.single_issuer,
         taskrun: want.taskrun,
         fixed_file,
+        sqpoll_shared: want.sqpoll.is_some() && attach.is_some(),
         fallbacks,
     };
     Ok(Ring {

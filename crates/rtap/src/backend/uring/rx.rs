@@ -79,6 +79,7 @@ impl UringRx {
         cfg: &RingConfig,
         vnet_len: usize,
         max_frame: usize,
+        attach: Option<RawFd>,
     ) -> Result<UringRx> {
         let pc = pool.config();
         // One byte beyond the largest frame: the tap cuts a frame to the space it is
@@ -103,7 +104,7 @@ impl UringRx {
                 pool.available()
             )));
         }
-        let ring = build_ring(cfg, nslots as u32, 2 * nslots as u32, fd)?;
+        let ring = build_ring(cfg, nslots as u32, 2 * nslots as u32, fd, attach)?;
         let mut bufs = vec![0u32; nslots * k].into_boxed_slice();
         if !pool.inner.take_n(&mut bufs) {
             return Err(Error::PoolExhausted {

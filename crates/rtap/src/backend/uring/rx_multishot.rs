@@ -59,6 +59,7 @@ impl UringRxMulti {
         cfg: &RingConfig,
         vnet_len: usize,
         max_frame: usize,
+        attach: Option<RawFd>,
     ) -> Result<UringRxMulti> {
         let pc = pool.config();
         let room = (pc.buf_size - pc.headroom) as usize;
@@ -75,7 +76,7 @@ impl UringRxMulti {
                 pool.available()
             )));
         }
-        let r = build_ring(cfg, 8, 2 * n as u32, fd)?;
+        let r = build_ring(cfg, 8, 2 * n as u32, fd, attach)?;
         let br = Region::new(n * ENTRY_SIZE).map_err(|e| Error::sys("mmap buffer ring", e))?;
         // SAFETY: br is page-aligned, n entries long, and outlives the registration:
         // it is unregistered in Drop before the region is unmapped.

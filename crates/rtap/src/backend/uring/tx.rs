@@ -38,9 +38,14 @@ pub(crate) struct UringTx {
 }
 
 impl UringTx {
-    pub(crate) fn new(fd: RawFd, cfg: &RingConfig, vnet_len: usize) -> Result<UringTx> {
+    pub(crate) fn new(
+        fd: RawFd,
+        cfg: &RingConfig,
+        vnet_len: usize,
+        attach: Option<RawFd>,
+    ) -> Result<UringTx> {
         let n = cfg.tx_entries as usize;
-        let ring = build_ring(cfg, n as u32, 2 * n as u32, fd)?;
+        let ring = build_ring(cfg, n as u32, 2 * n as u32, fd, attach)?;
         Ok(UringTx {
             ring: ring.ring,
             target: ring.target,
