@@ -641,6 +641,14 @@ struct TcpRun {
     lro: u64,
 }
 
+/// Busy cores of the machine between two [`host_ticks`] samples (1.0 = one
+/// core busy all the time).
+fn busy_cores(before: (u64, u64), after: (u64, u64)) -> f64 {
+    let busy = after.0.saturating_sub(before.0) as f64;
+    let total = after.1.saturating_sub(before.1).max(1) as f64;
+    busy / total * cpus()
+}
+
 /// Online CPUs (for turning `/proc/stat` ticks into cores).
 fn cpus() -> f64 {
     std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
@@ -675,7 +683,7 @@ fn tcp_traffic(
     if let Some(why) = t.problem() {
         return Err(format!("tcp transfer failed: {why}"));
     }
-    let host_cpu = (h1.0 - h0.0) as f64 / (h1.1 - h0.1).max(1) as f64 * cpus();
+    let host_cpu = busy_cores(h0, h1);
     let busy_s = (h1.0 - h0.0) as f64 / clk_tck();
     Ok(Traffic {
         gbps: t.gbit_per_s(),
@@ -855,11 +863,9 @@ fn run_lat(
 fn settle() {
     let deadline = Instant::now() + Duration::from_secs(3);
     while Instant::now() < deadline {
-        let (b0, t0) = host_ticks();
+        let h0 = host_ticks();
         std::thread::sleep(Duration::from_millis(100));
-        let (b1, t1) = host_ticks();
-        let busy = (b1 - b0) as f64 / (t1 - t0).max(1) as f64 * cpus();
-        if busy < 0.2 {
+        if busy_cores(h0, host_ticks()) < 0.2 {
             return;
         }
     }

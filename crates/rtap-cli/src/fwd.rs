@@ -579,9 +579,6 @@ pub fn run(ports: &[TapPort], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdRe
             "--threads {threads}: give 1 to {pairs} (one worker serves one or more of the {pairs} queue pair(s))"
         ));
     }
-    if !opts.cpus.is_empty() {
-        crate::cpu::check_usable(&opts.cpus)?;
-    }
     let groups = assign_queues(pairs, threads);
     let needed = pool_needed(ports, opts.burst);
     let pool_size = |n_pairs: usize| match opts.pool_size {
@@ -589,14 +586,14 @@ pub fn run(ports: &[TapPort], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdRe
         None if big_frames(ports) => needed.min(2048) * n_pairs as u32,
         None => (needed * n_pairs as u32).max(4096),
     };
-    if let Some(n) = opts.pool_size {
-        if n < needed * groups[0].len() as u32 {
-            tracing::warn!(
-                pool = n,
-                needed = needed * groups[0].len() as u32,
-                "pool smaller than the rings can hold: expect rx nombuf drops"
-            );
-        }
+    // The busiest worker (the first) serves the most queue pairs.
+    let busiest = needed * groups[0].len() as u32;
+    if let Some(n) = opts.pool_size.filter(|&n| n < busiest) {
+        tracing::warn!(
+            pool = n,
+            needed = busiest,
+            "pool smaller than the rings can hold: expect rx nombuf drops"
+        );
     }
     let base: Vec<PortStats> = ports
         .iter()
@@ -614,7 +611,7 @@ pub fn run(ports: &[TapPort], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdRe
         .stats_period
         .map(|p| crate::live::Live::new(ports, p, opts.stats_json));
     let t0 = Instant::now();
-    let results: Vec<Result<WorkerOut, String>> = std::thread::scope(|s| {
+    let results: Vec<Result<WorkerReport, String>> = std::thread::scope(|s| {
         let handles: Vec<_> = groups
             .iter()
             .enumerate()
@@ -664,17 +661,7 @@ pub fn run(ports: &[TapPort], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdRe
     });
     let elapsed = t0.elapsed();
 
-    let mut workers = Vec::new();
-    for (w, r) in results.into_iter().enumerate() {
-        let out = r?;
-        workers.push(WorkerReport {
-            queues: groups[w].clone(),
-            cpu: out.cpu_pinned,
-            cpu_time: out.cpu,
-            rounds: out.rounds,
-            empty_rounds: out.empty_rounds,
-        });
-    }
+    let workers = results.into_iter().collect::<Result<Vec<_>, _>>()?;
     let mut reports = Vec::new();
     for (i, p) in ports.iter().enumerate() {
         let st = p.stats().map_err(|e| format!("{}: stats: {e}", p.name()))?;
@@ -728,16 +715,6 @@ struct PairQueues {
     b: Option<Side>,
 }
 
-/// What one worker did.
-struct WorkerOut {
-    /// The CPU the worker was pinned to, as read back from its affinity mask.
-    cpu_pinned: Option<usize>,
-    /// The thread's CPU time.
-    cpu: Duration,
-    rounds: u64,
-    empty_rounds: u64,
-}
-
 /// Forwards queue pairs `queues` until `done`, pinned to `cpu` if given.
 fn worker(
     ports: &[TapPort],
@@ -747,7 +724,7 @@ fn worker(
     opts: &FwdOpts,
     done: &AtomicBool,
     dropped: &[AtomicU64; 2],
-) -> Result<WorkerOut, String> {
+) -> Result<WorkerReport, String> {
     let cpu_pinned = match cpu {
         Some(c) => {
             crate::cpu::pin(c).map_err(|e| format!("pin worker to CPU {c}: {e}"))?;
@@ -867,9 +844,10 @@ fn worker(
     }
     drop(mine);
     let cpu = crate::bench::thread_cpu_s() - cpu0;
-    Ok(WorkerOut {
-        cpu_pinned,
-        cpu: Duration::from_secs_f64(cpu.max(0.0)),
+    Ok(WorkerReport {
+        queues: queues.to_vec(),
+        cpu: cpu_pinned,
+        cpu_time: Duration::from_secs_f64(cpu.max(0.0)),
         rounds,
         empty_rounds,
     })

@@ -976,16 +976,14 @@ fn is_generated(f: &[u8]) -> bool {
     f.len() >= 42 && f[12..14] == [0x08, 0x00] && f[23] == 17 && f[36..38] == [0, 9]
 }
 
-#[test]
-fn fwd_txonly_sends_exactly_count_valid_frames() {
-    assert_root();
-    private_netns();
+/// Creates a multi-queue tap with a virtio-net header with `ip`, for `attach`.
+fn add_persistent_tap(name: &str) {
     let st = Command::new("ip")
         .args([
             "tuntap",
             "add",
             "dev",
-            "ctx",
+            name,
             "mode",
             "tap",
             "multi_queue",
@@ -993,7 +991,14 @@ fn fwd_txonly_sends_exactly_count_valid_frames() {
         ])
         .status()
         .unwrap();
-    assert!(st.success());
+    assert!(st.success(), "ip tuntap add {name}");
+}
+
+#[test]
+fn fwd_txonly_sends_exactly_count_valid_frames() {
+    assert_root();
+    private_netns();
+    add_persistent_tap("ctx");
     let s = PacketSocket::bind("ctx");
     let out = Command::new(BIN)
         .args([
@@ -1025,20 +1030,7 @@ fn fwd_txonly_sends_exactly_count_valid_frames() {
 fn fwd_flowgen_spreads_over_flows() {
     assert_root();
     private_netns();
-    let st = Command::new("ip")
-        .args([
-            "tuntap",
-            "add",
-            "dev",
-            "cfg0",
-            "mode",
-            "tap",
-            "multi_queue",
-            "vnet_hdr",
-        ])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    add_persistent_tap("cfg0");
     let s = PacketSocket::bind("cfg0");
     let out = Command::new(BIN)
         .args([
