@@ -107,8 +107,15 @@ pub(crate) fn open(
 }
 
 /// Opens one more queue fd on the interface called `name`.
-pub(crate) fn open_queue(name: &str, ifindex: u32, nonblocking: bool) -> Result<OwnedFd> {
-    let fd = tun::open_tun(nonblocking)?;
+///
+/// Queue fds are always non-blocking, for every backend. The read/write backend
+/// needs it to poll. io_uring needs it on kernels before 6.4, whose tun driver
+/// does not declare `FMODE_NOWAIT`: io_uring then issues reads and writes on a
+/// blocking tap fd from its io-wq worker threads, several at once, and a burst
+/// of writes reaches the wire in any order. On an `O_NONBLOCK` fd io_uring
+/// issues them inline, in submission order, as it does on newer kernels.
+pub(crate) fn open_queue(name: &str, ifindex: u32) -> Result<OwnedFd> {
+    let fd = tun::open_tun(true)?;
     let got =
         tun::set_iff(fd.as_fd(), name, tun::TAP_FLAGS).map_err(|e| match e.raw_os_error() {
             Some(libc::EPERM) | Some(libc::EACCES) => Error::PermissionDenied {

@@ -126,12 +126,12 @@ impl TapPort {
     fn open_queues(&mut self, n: u16) -> Result<()> {
         let name = self.refresh_name()?;
         let have = self.queues.len();
-        let (ifindex, nonblocking) = (self.ifindex, self.backend == BackendKind::Rw);
+        let ifindex = self.ifindex;
         // Queue fds are opened in the port's namespace (TUNSETIFF finds the
         // interface by name there).
         let fds = in_ns(self.ns.as_ref(), || {
             (have..n as usize)
-                .map(|_| device::open_queue(&name, ifindex, nonblocking))
+                .map(|_| device::open_queue(&name, ifindex))
                 .collect::<Result<Vec<_>>>()
         })?;
         for fd in fds {
@@ -311,7 +311,10 @@ impl TapPort {
         })
     }
 
-    fn max_frame(&self) -> Result<usize> {
+    /// The largest frame an rx queue must hold: `TapConfig::max_frame` if set,
+    /// else 64 KiB with TSO/USO offloads (the kernel hands up coalesced frames),
+    /// else the MTU plus an Ethernet header and a VLAN tag.
+    pub fn max_frame(&self) -> Result<usize> {
         if self.cfg.max_frame != 0 {
             return Ok(self.cfg.max_frame);
         }
