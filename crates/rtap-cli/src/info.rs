@@ -1,6 +1,6 @@
 //! `rtap info`: what a port is and what the kernel offers it.
 
-use rtap::{parse_port_spec, TapPort};
+use rtap::{parse_port_spec, BackendKind, PoolConfig, TapPort};
 
 use crate::json::Json;
 
@@ -16,6 +16,8 @@ pub fn run(spec: &str, json: bool) -> Result<String, String> {
         .map(|m| rtap::tap::link::fmt_mac(&m))
         .unwrap_or_default();
     let reason = port.backend_reason().unwrap_or("").to_string();
+    let notes = port.offload_notes().join("; ");
+    let rx_engine = rx_engine(&port)?;
     let offloads: Vec<&str> = [
         (off.csum, "csum"),
         (off.tso4, "tso4"),
@@ -51,6 +53,8 @@ pub fn run(spec: &str, json: bool) -> Result<String, String> {
                 "offloads",
                 Json::Arr(offloads.iter().map(|s| Json::from(*s)).collect()),
             )
+            .set("offload_notes", notes.as_str())
+            .set("rx_engine", rx_engine.as_str())
             .set("io_uring", uring);
         return Ok(format!("{j}\n"));
     }
@@ -77,6 +81,10 @@ pub fn run(spec: &str, json: bool) -> Result<String, String> {
             offloads.join(" ")
         }
     );
+    if !notes.is_empty() {
+        s += &format!("          ({notes})\n");
+    }
+    s += &format!("rx engine {rx_engine}\n");
     s += &format!(
         "io_uring  {}; multishot read {}, readv/writev {}, provided buffer rings {}, SQPOLL {}, zero-copy receive op {}\n",
         if probe.available { "available".to_string() } else { format!("unavailable: {}", probe.error.unwrap_or_default()) },
@@ -87,4 +95,21 @@ pub fn run(spec: &str, json: bool) -> Result<String, String> {
         yes(probe.recv_zc),
     );
     Ok(s)
+}
+
+/// The rx engine the port's queues get with the default pool on this kernel,
+/// and why, when the kernel decided it.
+fn rx_engine(port: &TapPort) -> Result<String, String> {
+    if port.backend() == BackendKind::Rw {
+        return Ok("read/write".into());
+    }
+    let pc = PoolConfig::default();
+    let max_frame = port.max_frame().map_err(|e| e.to_string())?;
+    let fits = ((pc.buf_size - pc.headroom) as usize) > max_frame;
+    let mode = port.config().ring.rx_mode;
+    Ok(match mode.resolve(fits) {
+        Ok((m, None)) => format!("{m} (rx_mode {mode}, frames up to {max_frame} bytes)"),
+        Ok((m, Some(why))) => format!("{m} ({why})"),
+        Err(e) => format!("none: {e}"),
+    })
 }

@@ -1,5 +1,7 @@
 //! Both io_uring rx strategies (posted reads, multishot over a provided buffer
-//! ring) deliver the same frames and give every buffer back.
+//! ring) deliver the same frames and give every buffer back. On kernels without
+//! multishot read (before 6.7) `Auto` falls back to posted reads and says why,
+//! and an explicit `Multishot` is refused with a typed error.
 
 mod common;
 use common::*;
@@ -17,6 +19,26 @@ fn port_with(mode: RxMode, name: &str) -> TapPort {
     port
 }
 
+/// Opens rx queue 0 of a port configured for `RxMode::Multishot`. On a kernel
+/// without multishot read, asserts the typed refusal (nothing taken from the
+/// pool) and returns None.
+fn multishot_queue(port: &TapPort, pool: &Pool) -> Option<RxQueue> {
+    let r = port.rx_queue(0, pool);
+    if has_read_multishot() {
+        let q = r.expect("multishot rx queue");
+        assert_eq!(q.ring_features().unwrap().rx_mode, Some(RxMode::Multishot));
+        return Some(q);
+    }
+    let e = err(r);
+    assert!(
+        matches!(e, Error::Unsupported { .. }) && e.to_string().contains("6.7"),
+        "kernel {:?} has no multishot read: {e}",
+        kernel_version()
+    );
+    assert_pool_full(pool);
+    None
+}
+
 fn receives_and_recycles(mode: RxMode) {
     netns();
     let mut port = port_with(mode, "rxm%d");
@@ -25,7 +47,13 @@ fn receives_and_recycles(mode: RxMode) {
         ..PoolConfig::default()
     })
     .unwrap();
-    let mut rxq = port.rx_queue(0, &pool).unwrap();
+    let mut rxq = match mode {
+        RxMode::Multishot => match multishot_queue(&port, &pool) {
+            Some(q) => q,
+            None => return,
+        },
+        _ => port.rx_queue(0, &pool).unwrap(),
+    };
     let ps = PacketSocket::bind(port.ifindex());
     // More frames than the ring holds, so buffers must be recycled to keep going.
     let sizes = [60usize, 61, 128, 1000, 1514];
@@ -89,7 +117,9 @@ fn multishot_counts_nombuf_when_the_application_hoards_packets() {
         ..PoolConfig::default()
     })
     .unwrap();
-    let mut rxq = port.rx_queue(0, &pool).unwrap();
+    let Some(mut rxq) = multishot_queue(&port, &pool) else {
+        return;
+    };
     let ps = PacketSocket::bind(port.ifindex());
     let mut hoard = Vec::new();
     for i in 0..40 {
@@ -133,8 +163,55 @@ fn multishot_refuses_frames_larger_than_a_buffer() {
         .rx_queue(0, &pool)
         .err()
         .expect("a 9018-byte frame does not fit a 2 KiB buffer");
-    assert!(matches!(err, Error::Config(_)), "{err}");
+    if has_read_multishot() {
+        assert!(matches!(err, Error::Config(_)), "{err}");
+    } else {
+        // Before 6.7 the mode itself is refused first.
+        assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+    }
     assert_eq!(pool.available(), pool.capacity() as usize);
+}
+
+/// `RxMode::Auto` picks multishot where the kernel has it (Linux >= 6.7) and
+/// falls back to posted reads elsewhere, with the reason in the ring features;
+/// frames arrive either way. Frames larger than a buffer always use posted
+/// reads, which is a choice, not a fallback.
+#[test]
+fn auto_mode_follows_the_kernel() {
+    netns();
+    let port = port_with(RxMode::Auto, "rxa%d");
+    let pool = pool();
+    let mut rxq = port.rx_queue(0, &pool).unwrap();
+    let f = rxq.ring_features().unwrap().clone();
+    if has_read_multishot() {
+        assert_eq!(f.rx_mode, Some(RxMode::Multishot));
+        assert!(f.fallbacks.is_empty(), "{:?}", f.fallbacks);
+    } else {
+        assert_eq!(f.rx_mode, Some(RxMode::Posted), "{:?}", kernel_version());
+        assert_eq!(f.fallbacks.len(), 1, "{:?}", f.fallbacks);
+        assert!(
+            f.fallbacks[0].contains("Linux >= 6.7"),
+            "the reason names the kernel needed: {:?}",
+            f.fallbacks
+        );
+    }
+    let ps = PacketSocket::injector(port.ifindex());
+    for s in 0..50 {
+        ps.send(&test_frame(300, s)).unwrap();
+    }
+    let got = rx_test_frames(&mut rxq, 50, WAIT);
+    assert_eq!(got.len(), 50);
+    drop((got, rxq));
+    assert_pool_full(&pool);
+
+    let mut cfg = TapConfig::new("rxb%d");
+    cfg.max_frame = 9018;
+    let mut big = TapPort::open(cfg).unwrap();
+    big.start().unwrap();
+    let rxq = big.rx_queue(0, &pool).unwrap();
+    let f = rxq.ring_features().unwrap();
+    assert_eq!(f.rx_mode, Some(RxMode::Posted));
+    assert!(f.fallbacks.is_empty(), "{:?}", f.fallbacks);
 }
 
 /// Every ring option combination moves traffic both ways, and the queue reports
@@ -171,9 +248,25 @@ fn ring_options_move_traffic_and_are_reported() {
         let pool = Pool::new(PoolConfig::default()).unwrap();
         let mut rxq = port.rx_queue(0, &pool).unwrap();
         let mut txq = port.tx_queue(0).unwrap();
-        for f in [rxq.ring_features().unwrap(), txq.ring_features().unwrap()] {
-            assert!(
-                f.fallbacks.is_empty(),
+        let rxf = rxq.ring_features().unwrap();
+        let posted = ring.rx_mode == RxMode::Posted || !has_read_multishot();
+        let mode = if posted {
+            RxMode::Posted
+        } else {
+            RxMode::Multishot
+        };
+        assert_eq!(rxf.rx_mode, Some(mode), "variant {i}");
+        assert_eq!(txq.ring_features().unwrap().rx_mode, None, "variant {i}");
+        // The one fallback a kernel this suite runs on may take: posted reads
+        // where multishot read does not exist (before 6.7).
+        let expect = [
+            usize::from(ring.rx_mode == RxMode::Auto && !has_read_multishot()),
+            0,
+        ];
+        for (f, expect) in [rxf, txq.ring_features().unwrap()].into_iter().zip(expect) {
+            assert_eq!(
+                f.fallbacks.len(),
+                expect,
                 "variant {i}: this kernel supports it all: {:?}",
                 f.fallbacks
             );

@@ -77,6 +77,38 @@ fn vanished(name: &str, ifindex: u32) -> Error {
     }
 }
 
+/// Opens the io_uring rx engine the ring's rx mode resolves to on this kernel,
+/// recording the engine (and why, if the kernel chose it) in its ring features.
+fn open_uring_rx(
+    fd: RawFd,
+    pool: &Pool,
+    ring: &RingConfig,
+    vnet_len: usize,
+    max_frame: usize,
+    sq_attach: Option<RawFd>,
+) -> Result<RxEngine> {
+    let pc = pool.config();
+    let fits_one_buffer = (pc.buf_size - pc.headroom) as usize > max_frame;
+    let (mode, why) = ring.rx_mode.resolve(fits_one_buffer)?;
+    let note = |f: &mut RingFeatures, mode: RxMode| {
+        f.rx_mode = Some(mode);
+        if let Some(why) = why {
+            tracing::info!("rx queue: {why}");
+            f.fallbacks.push(why.to_string());
+        }
+    };
+    let engine = if mode == RxMode::Multishot {
+        let mut e = UringRxMulti::new(fd, pool, ring, vnet_len, max_frame, sq_attach)?;
+        note(&mut e.features, RxMode::Multishot);
+        RxEngine::Multishot(e)
+    } else {
+        let mut e = UringRx::new(fd, pool, ring, vnet_len, max_frame, sq_attach)?;
+        note(&mut e.features, RxMode::Posted);
+        RxEngine::Uring(e)
+    };
+    Ok(engine)
+}
+
 impl RxQueue {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn open(
@@ -96,32 +128,15 @@ impl RxQueue {
                 queue: shared.id,
             });
         }
-        let pc = pool.config();
-        let fits_one_buffer = (pc.buf_size - pc.headroom) as usize > max_frame;
-        let multishot = match ring.rx_mode {
-            RxMode::Multishot => true,
-            RxMode::Posted => false,
-            RxMode::Auto => fits_one_buffer,
-        };
         let engine = match backend {
-            BackendKind::Uring if multishot => UringRxMulti::new(
+            BackendKind::Uring => open_uring_rx(
                 shared.fd.as_raw_fd(),
                 pool,
                 ring,
                 vnet_len,
                 max_frame,
                 sq_attach,
-            )
-            .map(RxEngine::Multishot),
-            BackendKind::Uring => UringRx::new(
-                shared.fd.as_raw_fd(),
-                pool,
-                ring,
-                vnet_len,
-                max_frame,
-                sq_attach,
-            )
-            .map(RxEngine::Uring),
+            ),
             BackendKind::Rw => RwRx::new(pool, vnet_len, max_frame).map(RxEngine::Rw),
         };
         match engine {

@@ -7,7 +7,9 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use rtap::{BackendKind, Packet, Pool, PoolConfig, RxMode, RxQueue, TapConfig, TapPort, TxQueue};
+use rtap::{
+    BackendKind, Offloads, Packet, Pool, PoolConfig, RxMode, RxQueue, TapConfig, TapPort, TxQueue,
+};
 
 /// EtherType of the frames tests build (IEEE local experimental 1): the kernel
 /// never sends it, so its own IPv6 MLD/RS frames are easy to filter out.
@@ -109,6 +111,73 @@ thread_local! {
 /// this test's thread, whatever the configuration it is given says.
 pub fn force_rx_mode(mode: RxMode) {
     RX_MODE.with(|m| m.set(Some(mode)));
+}
+
+/// The work-size factor from `RTAP_TEST_SCALE` (default 1): tests that move a
+/// lot of traffic move this fraction of it. `scripts/vm-test` turns it down for
+/// emulated guests, where the CPU is several times slower. Only amounts of
+/// traffic scale, never a check: every assertion holds at any scale.
+pub fn scale() -> f64 {
+    static SCALE: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *SCALE.get_or_init(|| match std::env::var("RTAP_TEST_SCALE") {
+        Ok(v) => {
+            let f: f64 = v
+                .parse()
+                .unwrap_or_else(|_| panic!("RTAP_TEST_SCALE={v:?}: not a number"));
+            assert!(
+                f > 0.0 && f <= 1.0,
+                "RTAP_TEST_SCALE={v}: must be in (0, 1]"
+            );
+            f
+        }
+        Err(_) => 1.0,
+    })
+}
+
+/// `n` scaled by [`scale`], at least `min`.
+pub fn scaled(n: u64, min: u64) -> u64 {
+    ((n as f64 * scale()) as u64).max(min)
+}
+
+/// The running kernel's (major, minor) version, from `uname -r`.
+pub fn kernel_version() -> (u32, u32) {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("kernel release");
+    let mut it = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().expect("numeric kernel version"));
+    (it.next().unwrap(), it.next().unwrap())
+}
+
+/// True if the running kernel is at least `major.minor`. Tests use it as an
+/// oracle independent of rtap's own feature probes: on older kernels they
+/// assert the fallback instead of the feature.
+pub fn kernel_at_least(major: u32, minor: u32) -> bool {
+    kernel_version() >= (major, minor)
+}
+
+/// `IORING_OP_READ_MULTISHOT` exists (Linux 6.7).
+pub fn has_read_multishot() -> bool {
+    kernel_at_least(6, 7)
+}
+
+/// The tap driver takes UDP segmentation offload (`TUN_F_USO4/6`, Linux 6.2).
+pub fn has_uso() -> bool {
+    kernel_at_least(6, 2)
+}
+
+/// What `Offloads::ALL` negotiates to on this kernel: everything, less USO
+/// before Linux 6.2.
+pub fn offloads_all_here() -> Offloads {
+    if has_uso() {
+        Offloads::ALL
+    } else {
+        Offloads {
+            uso4: false,
+            uso6: false,
+            ..Offloads::ALL
+        }
+    }
 }
 
 /// Moves the calling thread into a fresh network namespace. Each `#[test]` runs on

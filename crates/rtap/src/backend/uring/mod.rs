@@ -1,14 +1,18 @@
 //! The io_uring backend: ring construction (with feature probing and logged
 //! fallbacks) and the per-queue rx and tx engines.
 
+mod probe;
 pub mod rx;
 pub mod rx_multishot;
 pub mod tx;
 
+pub(crate) use probe::{check_available, read_multishot_supported};
+pub use probe::{probe, UringProbe};
+
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
-use io_uring::{opcode, types, IoUring, Probe};
+use io_uring::{opcode, types, IoUring};
 
 use crate::error::{Error, Result};
 
@@ -71,6 +75,41 @@ pub enum RxMode {
     Multishot,
 }
 
+impl std::fmt::Display for RxMode {
+    /// The name port specs use (`rx_mode=auto|posted|multishot`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RxMode::Auto => "auto",
+            RxMode::Posted => "posted",
+            RxMode::Multishot => "multishot",
+        })
+    }
+}
+
+impl RxMode {
+    /// The engine this mode gives on the running kernel: [`RxMode::Multishot`] or
+    /// [`RxMode::Posted`], with the reason when the kernel forced posted reads on
+    /// `Auto` (multishot read needs Linux >= 6.7). `fits_one_buffer`: a whole
+    /// frame fits one pool buffer, which multishot needs (else `Auto` picks
+    /// posted reads by design, not as a fallback). An explicit `Multishot` on a
+    /// kernel without it is [`Error::Unsupported`].
+    pub fn resolve(self, fits_one_buffer: bool) -> Result<(RxMode, Option<&'static str>)> {
+        const OLD_KERNEL: &str =
+            "multishot read needs Linux >= 6.7 (IORING_OP_READ_MULTISHOT unsupported): posted reads";
+        match self {
+            RxMode::Posted => Ok((RxMode::Posted, None)),
+            RxMode::Multishot if read_multishot_supported() => Ok((RxMode::Multishot, None)),
+            RxMode::Multishot => Err(Error::Unsupported {
+                feature: "rx_mode multishot (IORING_OP_READ_MULTISHOT)",
+                hint: "Linux >= 6.7 needed; use rx_mode auto or posted",
+            }),
+            RxMode::Auto if !fits_one_buffer => Ok((RxMode::Posted, None)),
+            RxMode::Auto if read_multishot_supported() => Ok((RxMode::Multishot, None)),
+            RxMode::Auto => Ok((RxMode::Posted, Some(OLD_KERNEL))),
+        }
+    }
+}
+
 impl Default for RingConfig {
     fn default() -> Self {
         RingConfig {
@@ -112,6 +151,9 @@ pub struct RingFeatures {
     /// SQPOLL through the port's shared SQ thread (`IORING_SETUP_ATTACH_WQ`): one
     /// kernel thread polls every ring of the port instead of one thread per ring.
     pub sqpoll_shared: bool,
+    /// The rx engine of an rx queue's ring ([`RxMode::Posted`] or
+    /// [`RxMode::Multishot`], never `Auto`); `None` for a tx ring.
+    pub rx_mode: Option<RxMode>,
     /// Each fallback taken, with its reason.
     pub fallbacks: Vec<String>,
 }
@@ -273,6 +315,7 @@ pub(crate) fn build_ring(
         taskrun: want.taskrun,
         fixed_file,
         sqpoll_shared: want.sqpoll.is_some() && attach.is_some(),
+        rx_mode: None,
         fallbacks,
     };
     Ok(Ring {
@@ -280,85 +323,6 @@ pub(crate) fn build_ring(
         target,
         features,
     })
-}
-
-/// What the running kernel's io_uring offers (for `rtap info` and backend choice).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct UringProbe {
-    /// A ring could be created at all.
-    pub available: bool,
-    /// Why not, if not.
-    pub error: Option<String>,
-    /// `IORING_OP_READ_MULTISHOT`.
-    pub read_multishot: bool,
-    /// `IORING_OP_READV`/`WRITEV`.
-    pub readv_writev: bool,
-    /// `IORING_OP_ASYNC_CANCEL`.
-    pub async_cancel: bool,
-    /// `IORING_OP_RECV_ZC` (zero-copy receive).
-    pub recv_zc: bool,
-    /// An SQPOLL ring could be created.
-    pub sqpoll: bool,
-    /// Provided buffer rings (`IORING_REGISTER_PBUF_RING`).
-    pub buf_ring: bool,
-}
-
-/// Probes io_uring: creates a tiny ring, asks for the supported opcodes, and tries
-/// an SQPOLL ring and a provided buffer ring.
-pub fn probe() -> UringProbe {
-    let ring = match IoUring::new(4) {
-        Ok(r) => r,
-        Err(e) => {
-            return UringProbe {
-                available: false,
-                error: Some(describe_setup_error(&e)),
-                ..Default::default()
-            }
-        }
-    };
-    let mut p = Probe::new();
-    let mut out = UringProbe {
-        available: true,
-        ..Default::default()
-    };
-    if ring.submitter().register_probe(&mut p).is_ok() {
-        out.read_multishot = p.is_supported(opcode::ReadMulti::CODE);
-        out.readv_writev =
-            p.is_supported(opcode::Readv::CODE) && p.is_supported(opcode::Writev::CODE);
-        out.async_cancel = p.is_supported(opcode::AsyncCancel2::CODE);
-        out.recv_zc = p.is_supported(opcode::RecvZc::CODE);
-    }
-    out.sqpoll = IoUring::<io_uring::squeue::Entry, io_uring::cqueue::Entry>::builder()
-        .setup_sqpoll(10)
-        .build(4)
-        .is_ok();
-    out.buf_ring = rx::probe_buf_ring(&ring);
-    out
-}
-
-/// Cheap check that a ring can be created at all.
-pub fn check_available() -> std::result::Result<(), String> {
-    IoUring::new(2)
-        .map(drop)
-        .map_err(|e| describe_setup_error(&e))
-}
-
-/// Turns an `io_uring_setup` failure into advice.
-pub(crate) fn describe_setup_error(e: &io::Error) -> String {
-    match e.raw_os_error() {
-        Some(libc::ENOSYS) => {
-            "io_uring_setup: not implemented (kernel built without io_uring, or blocked by seccomp)"
-                .into()
-        }
-        Some(libc::EPERM) => {
-            "io_uring_setup: operation not permitted (sysctl kernel.io_uring_disabled, or seccomp)"
-                .into()
-        }
-        Some(libc::ENOMEM) => {
-            "io_uring_setup: out of memory (RLIMIT_MEMLOCK on older kernels)".into()
-        }
-        _ => format!("io_uring_setup: {e}"),
-    }
 }
 
 /// Submission target as the crate's fd type.

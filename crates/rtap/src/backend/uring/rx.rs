@@ -335,24 +335,6 @@ impl Drop for UringRx {
     }
 }
 
-/// True if this kernel accepts a provided buffer ring registration.
-pub(crate) fn probe_buf_ring(ring: &IoUring) -> bool {
-    let Ok(region) = crate::sys::mem::Region::new(4096) else {
-        return false;
-    };
-    // SAFETY: region is page-aligned, 4096 bytes, enough for 8 ring entries, and it
-    // outlives the registration (unregistered just below).
-    let ok = unsafe {
-        ring.submitter()
-            .register_buf_ring_with_flags(region.as_ptr() as u64, 8, 7, 0)
-            .is_ok()
-    };
-    if ok {
-        let _ = ring.submitter().unregister_buf_ring(7);
-    }
-    ok
-}
-
 #[cfg(test)]
 mod tests {
     use super::bufs_per_read;
