@@ -923,10 +923,21 @@ fn info_reports_backend_features_and_offloads() {
     assert_eq!(j.num("queues"), 2.0);
     assert_eq!(j.num("mtu"), 9000.0);
     assert_eq!(j.get("io_uring.available"), &J::Bool(true));
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut v = release.split('.').map(|n| n.parse::<u32>().unwrap_or(0));
+    let multishot = (v.next().unwrap(), v.next().unwrap()) >= (6, 7);
     assert_eq!(
         j.get("io_uring.read_multishot"),
-        &J::Bool(true),
-        "Linux 6.18 has it"
+        &J::Bool(multishot),
+        "Linux >= 6.7 has it ({release})"
+    );
+    let engine = match j.get("rx_engine") {
+        J::Str(s) => s.clone(),
+        other => panic!("rx_engine: {other:?}"),
+    };
+    assert!(
+        engine.starts_with("posted"),
+        "offloads on: 64 KiB frames need chained posted reads: {engine}"
     );
     assert!(
         j.len("offloads") >= 3,
@@ -948,6 +959,7 @@ fn info_reports_backend_features_and_offloads() {
     let j = expect_json(&out);
     assert_eq!(j.get("backend"), &J::Str("rw".into()));
     assert_eq!(j.len("offloads"), 0);
+    assert_eq!(j.get("rx_engine"), &J::Str("read/write".into()));
 }
 
 /// A generated frame: IPv4/UDP to port 9, both checksums right. Returns its UDP source port.
