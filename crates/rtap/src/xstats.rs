@@ -109,6 +109,39 @@ pub struct XStat {
     pub value: u64,
 }
 
+/// [`cast_class`]: unicast destination.
+pub const CAST_UNICAST: usize = 0;
+/// [`cast_class`]: multicast destination (group bit set, not broadcast).
+pub const CAST_MULTICAST: usize = 1;
+/// [`cast_class`]: broadcast destination (`ff:ff:ff:ff:ff:ff`).
+pub const CAST_BROADCAST: usize = 2;
+/// Number of [`size_bucket`] classes.
+pub const SIZE_BUCKETS: usize = 7;
+
+/// Frame size class for xstats buckets: 0: <=64, 1: 65-127, 2: 128-255, 3: 256-511,
+/// 4: 512-1023, 5: 1024-1518, 6: >=1519.
+pub fn size_bucket(len: usize) -> usize {
+    match len {
+        0..=64 => 0,
+        65..=127 => 1,
+        128..=255 => 2,
+        256..=511 => 3,
+        512..=1023 => 4,
+        1024..=1518 => 5,
+        _ => 6,
+    }
+}
+
+/// [`CAST_UNICAST`] (0), [`CAST_MULTICAST`] (1) or [`CAST_BROADCAST`] (2), from the
+/// destination MAC. A frame shorter than 6 bytes counts as unicast.
+pub fn cast_class(frame: &[u8]) -> usize {
+    match frame.get(..6) {
+        Some([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]) => CAST_BROADCAST,
+        Some(d) if d[0] & 1 != 0 => CAST_MULTICAST,
+        _ => CAST_UNICAST,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,5 +167,49 @@ mod tests {
         x.publish(&[1, 0, 2]);
         x.publish(&[1, 5, 0]);
         assert_eq!(x.snapshot(), vec![2, 5, 2]);
+    }
+
+    #[test]
+    fn size_bucket_edges() {
+        for (len, b) in [
+            (0, 0),
+            (1, 0),
+            (64, 0),
+            (65, 1),
+            (127, 1),
+            (128, 2),
+            (255, 2),
+            (256, 3),
+            (511, 3),
+            (512, 4),
+            (1023, 4),
+            (1024, 5),
+            (1518, 5),
+            (1519, 6),
+            (9000, 6),
+            (usize::MAX, 6),
+        ] {
+            assert_eq!(size_bucket(len), b, "len {len}");
+            assert!(size_bucket(len) < SIZE_BUCKETS);
+        }
+    }
+
+    #[test]
+    fn cast_class_values() {
+        assert_eq!(cast_class(&[0xff; 6]), CAST_BROADCAST);
+        assert_eq!(cast_class(&[0xff; 60]), CAST_BROADCAST);
+        assert_eq!(cast_class(&[0x01, 0x00, 0x5e, 0, 0, 1, 9]), CAST_MULTICAST);
+        assert_eq!(cast_class(&[0x33, 0x33, 0, 0, 0, 1]), CAST_MULTICAST);
+        assert_eq!(
+            cast_class(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xfe]),
+            CAST_MULTICAST
+        );
+        assert_eq!(cast_class(&[0x02, 0, 0, 0, 0, 1]), CAST_UNICAST);
+        assert_eq!(
+            cast_class(&[0xfe, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            CAST_UNICAST
+        );
+        assert_eq!(cast_class(&[0xff; 5]), CAST_UNICAST);
+        assert_eq!(cast_class(&[]), CAST_UNICAST);
     }
 }

@@ -3,6 +3,7 @@
 //! software checksum) and the classification behind the extended statistics.
 
 use crate::pool::Packet;
+use crate::wire::checksum;
 use crate::wire::offload::{self, Gso, RxCsum, RxGso, TxRequest};
 use crate::wire::vnet::VnetHdr;
 use crate::xstats::*;
@@ -10,8 +11,8 @@ use crate::xstats::*;
 /// Counts size and cast class of a frame into `local` (indices 0..10).
 #[inline]
 fn classify_common(p: &Packet, local: &mut [u64]) {
-    local[offload::size_bucket(p.len())] += 1;
-    local[SIZE_NAMES.len() + offload::cast_class(p.data())] += 1;
+    local[size_bucket(p.len())] += 1;
+    local[SIZE_NAMES.len() + cast_class(p.data())] += 1;
 }
 
 /// Classifies received packets into the rx counters.
@@ -62,7 +63,7 @@ pub(crate) fn prepare_tx(p: &mut Packet, csum_offload: bool, local: &mut [u64; T
             segs[n] = s;
             n += 1;
         }
-        let Ok((off, sum)) = offload::sw_l4_checksum(&segs[..n]) else {
+        let Ok((off, sum)) = checksum::sw_l4_checksum(&segs[..n]) else {
             return false;
         };
         let Some(field) = p.data_mut().get_mut(off..off + 2) else {

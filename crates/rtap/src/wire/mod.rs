@@ -1,4 +1,14 @@
-//! Wire formats. Pure code: byte layouts and their encoders/decoders, no fds.
+//! Wire formats. Pure code: byte layouts and their encoders/decoders, no fds,
+//! no allocation.
+//!
+//! - [`layout`]: walking a frame's Ethernet/VLAN/IP/TCP/UDP headers.
+//! - [`checksum`]: one's complement sums, the pseudo-header, the software L4 checksum.
+//! - [`offload`]: virtio-net header fields for transmit requests, receive flags.
+//! - [`vnet`]: the virtio-net header itself, encoded and decoded.
 
+pub mod checksum;
+pub mod layout;
 pub mod offload;
+#[cfg(test)]
+mod testutil;
 pub mod vnet;
