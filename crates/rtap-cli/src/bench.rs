@@ -24,7 +24,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use rtap::{BackendKind, Packet, Pool, PoolConfig, RingConfig, RxMode, TapConfig, TapPort};
+use rtap::{BackendKind, Packet, Pool, PoolConfig, Port, RingConfig, RxMode, TapConfig};
 
 /// One contender.
 #[derive(Clone, Copy, Debug)]
@@ -295,18 +295,13 @@ fn in_netns<T: Send>(f: impl FnOnce() -> Result<T, String> + Send) -> Result<T, 
     })
 }
 
-fn open(c: &Contender, name: &str) -> Result<TapPort, String> {
-    let sqpoll = c.sqpoll.then_some(rtap::SqPoll {
-        idle_ms: 200,
-        cpu: None,
-    });
-    let ring = RingConfig {
-        rx_mode: c.rx_mode,
-        rx_posted: 256,
-        sqpoll,
-        ..RingConfig::default()
-    };
-    let mut p = TapPort::open(TapConfig::new(name).backend(c.backend).ring(ring))
+fn open(c: &Contender, name: &str) -> Result<Port, String> {
+    let sqpoll = c.sqpoll.then_some(rtap::SqPoll::new(200));
+    let ring = RingConfig::default()
+        .rx_mode(c.rx_mode)
+        .rx_posted(256)
+        .sqpoll(sqpoll);
+    let mut p = Port::open(TapConfig::new(name).backend(c.backend).ring(ring))
         .map_err(|e| e.to_string())?;
     p.start().map_err(|e| e.to_string())?;
     if c.sqpoll {
@@ -335,7 +330,7 @@ fn open(c: &Contender, name: &str) -> Result<TapPort, String> {
     Ok(p)
 }
 
-fn set_txqueuelen(port: &TapPort, len: u32) -> Result<(), String> {
+fn set_txqueuelen(port: &Port, len: u32) -> Result<(), String> {
     let out = std::process::Command::new("ip")
         .args([
             "link",
@@ -406,7 +401,7 @@ impl Injector {
     }
 }
 
-fn fill(port: &TapPort, n: u32) -> Result<(), String> {
+fn fill(port: &Port, n: u32) -> Result<(), String> {
     set_txqueuelen(port, n + 1024)?;
     let inj = Injector::new(port.ifindex())?;
     for i in 0..n {
@@ -426,11 +421,7 @@ fn is_ours(p: &Packet) -> bool {
 fn bench_tx(c: &Contender, secs: f64) -> Result<Run, String> {
     in_netns(|| {
         let port = open(c, "btx%d")?;
-        let pool = Pool::new(PoolConfig {
-            count: 8192,
-            ..PoolConfig::default()
-        })
-        .map_err(|e| e.to_string())?;
+        let pool = Pool::new(PoolConfig::default().count(8192)).map_err(|e| e.to_string())?;
         let mut txq = port.tx_queue(0).map_err(|e| e.to_string())?;
         let f = frame(0);
         let mut v: Vec<Packet> = Vec::with_capacity(BURST);
@@ -457,11 +448,7 @@ fn bench_tx(c: &Contender, secs: f64) -> Result<Run, String> {
 fn bench_rx(c: &Contender, n: u32) -> Result<Run, String> {
     in_netns(|| {
         let port = open(c, "brx%d")?;
-        let pool = Pool::new(PoolConfig {
-            count: 8192,
-            ..PoolConfig::default()
-        })
-        .map_err(|e| e.to_string())?;
+        let pool = Pool::new(PoolConfig::default().count(8192)).map_err(|e| e.to_string())?;
         fill(&port, n)?;
         let mut rxq = port.rx_queue(0, &pool).map_err(|e| e.to_string())?;
         let mut v = Vec::with_capacity(BURST);
@@ -486,11 +473,7 @@ fn bench_fwd(c: &Contender, n: u32) -> Result<Run, String> {
     in_netns(|| {
         let a = open(c, "bfa%d")?;
         let b = open(c, "bfb%d")?;
-        let pool = Pool::new(PoolConfig {
-            count: 8192,
-            ..PoolConfig::default()
-        })
-        .map_err(|e| e.to_string())?;
+        let pool = Pool::new(PoolConfig::default().count(8192)).map_err(|e| e.to_string())?;
         fill(&a, n)?;
         let mut rxq = a.rx_queue(0, &pool).map_err(|e| e.to_string())?;
         let mut txq = b.tx_queue(0).map_err(|e| e.to_string())?;
@@ -727,7 +710,7 @@ fn over_path<T: Send>(
                 spec.push(',');
                 spec.push_str(&opts.port_opts);
             }
-            let check = |p: &TapPort| {
+            let check = |p: &Port| {
                 if p.backend() != backend {
                     return Err(format!(
                         "{}: {backend} asked, {} given: {}",

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pcap_file::pcap::{PcapPacket, PcapWriter};
-use rtap::{parse_port_spec, Packet, Pool, PoolConfig, TapPort};
+use rtap::{parse_port_spec, Packet, Pool, PoolConfig, Port};
 
 /// Largest frame written whole; longer ones (64 KiB coalesced frames) are cut,
 /// with their real length recorded as pcap's `orig_len`.
@@ -28,7 +28,7 @@ pub fn run(
     stop: &AtomicBool,
 ) -> Result<CaptureReport, String> {
     let cfg = parse_port_spec(spec).map_err(|e| e.to_string())?;
-    let mut port = TapPort::open(cfg).map_err(|e| format!("open {spec}: {e}"))?;
+    let mut port = Port::open(cfg).map_err(|e| format!("open {spec}: {e}"))?;
     port.start().map_err(|e| format!("start {spec}: {e}"))?;
     let file = std::fs::File::create(path).map_err(|e| format!("create {path}: {e}"))?;
     let mut w = PcapWriter::new(BufWriter::new(file)).map_err(|e| format!("write {path}: {e}"))?;
@@ -38,12 +38,8 @@ pub fn run(
     } else {
         PoolConfig::default().buf_size
     };
-    let pool = Pool::new(PoolConfig {
-        count: 1024,
-        buf_size,
-        ..PoolConfig::default()
-    })
-    .map_err(|e| e.to_string())?;
+    let pool = Pool::new(PoolConfig::default().count(1024).buf_size(buf_size))
+        .map_err(|e| e.to_string())?;
     let mut queues = (0..port.queue_count())
         .map(|q| port.rx_queue(q, &pool))
         .collect::<Result<Vec<_>, _>>()

@@ -16,7 +16,7 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use rtap::{parse_port_spec, TapPort};
+use rtap::{parse_port_spec, Port};
 
 use crate::bulk::{self, BulkReport, Limit};
 use crate::fwd::{self, FwdOpts, FwdReport};
@@ -179,7 +179,7 @@ fn port_spec(
     iface: &str,
     netns: &str,
     port_opts: &str,
-) -> Result<(String, rtap::TapConfig), String> {
+) -> Result<(String, rtap::PortSpec), String> {
     let mut spec = format!("tap:iface={iface},netns={netns}");
     if !port_opts.is_empty() {
         spec.push(',');
@@ -195,9 +195,9 @@ fn open_side(
     iface: &str,
     addr: Ipv4Addr,
     port_opts: &str,
-) -> Result<(TapPort, Side), String> {
+) -> Result<(Port, Side), String> {
     let (spec, cfg) = port_spec(iface, ns.name(), port_opts)?;
-    let mut port = TapPort::open(cfg).map_err(|e| format!("open {spec}: {e}"))?;
+    let mut port = Port::open(cfg).map_err(|e| format!("open {spec}: {e}"))?;
     if let Some(why) = port.backend_reason() {
         tracing::warn!(port = iface, "backend changed: {why}");
     }
@@ -234,7 +234,7 @@ pub fn with_forwarder<T: Send>(
     prefix: &str,
     port_opts: &str,
     fwd_opts: &FwdOpts,
-    check: impl Fn(&TapPort) -> Result<(), String>,
+    check: impl Fn(&Port) -> Result<(), String>,
     traffic: impl FnOnce(&Netns, &Netns) -> T + Send,
 ) -> Result<Joined<T>, String> {
     // Reject bad port options before anything is created.

@@ -15,7 +15,7 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rtap::{BackendKind, Packet, Pool, PoolConfig, PortStats, RxQueue, TapPort, TxQueue};
+use rtap::{BackendKind, Packet, Pool, PoolConfig, Port, PortStats, RxQueue, TxQueue};
 
 use crate::json::Json;
 
@@ -457,7 +457,7 @@ pub fn offload_names(o: &rtap::Offloads) -> String {
 
 /// Sums the port's extended statistic `{dir}_q{N}_{what}` over its queues; `dir`
 /// is `rx` or `tx`.
-pub fn xstat_sum(port: &TapPort, dir: &str, what: &str) -> u64 {
+pub fn xstat_sum(port: &Port, dir: &str, what: &str) -> u64 {
     port.xstats()
         .iter()
         .filter(|x| {
@@ -474,7 +474,7 @@ pub fn xstat_sum(port: &TapPort, dir: &str, what: &str) -> u64 {
 }
 
 /// Coalesced frames received so far.
-fn lro_count(port: &TapPort) -> u64 {
+fn lro_count(port: &Port) -> u64 {
     xstat_sum(port, "rx", "lro_packets")
 }
 
@@ -514,12 +514,12 @@ pub fn table(rows: &[Vec<String>]) -> String {
 /// True if a port may hand up 64 KiB coalesced frames (offloads on): the pool then
 /// gets buffers that hold a whole one, so each frame is one buffer and rx can use
 /// multishot read.
-fn big_frames(ports: &[TapPort]) -> bool {
+fn big_frames(ports: &[Port]) -> bool {
     ports.iter().any(|p| p.offloads().any_gso())
 }
 
 /// Buffer size for the forwarding pool.
-fn buf_size(ports: &[TapPort]) -> u32 {
+fn buf_size(ports: &[Port]) -> u32 {
     if big_frames(ports) {
         // Headroom + 64 KiB frame + one spare byte, rounded up.
         (PoolConfig::default().headroom as usize + rtap::pool::MAX_PACKET_LEN + 64) as u32
@@ -528,10 +528,10 @@ fn buf_size(ports: &[TapPort]) -> u32 {
     }
 }
 
-fn pool_needed(ports: &[TapPort], burst: usize) -> u32 {
+fn pool_needed(ports: &[Port], burst: usize) -> u32 {
     let rings: u32 = ports
         .iter()
-        .map(|p| p.config().ring.rx_posted + p.config().ring.tx_entries)
+        .map(|p| p.options().ring.rx_posted + p.options().ring.tx_entries)
         .sum();
     rings + 4 * burst as u32 + 64
 }
@@ -550,7 +550,7 @@ pub fn assign_queues(pairs: u16, threads: u16) -> Vec<Vec<u16>> {
 /// With one port, packets go back out of the port they came in on.
 ///
 /// The ports stay started; stopping them is the caller's job.
-pub fn run(ports: &[TapPort], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdReport, String> {
+pub fn run(ports: &[Port], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdReport, String> {
     if ports.is_empty() || ports.len() > 2 {
         return Err(format!("fwd needs one or two ports, got {}", ports.len()));
     }
@@ -717,7 +717,7 @@ struct PairQueues {
 
 /// Forwards queue pairs `queues` until `done`, pinned to `cpu` if given.
 fn worker(
-    ports: &[TapPort],
+    ports: &[Port],
     queues: &[u16],
     cpu: Option<usize>,
     pool_size: u32,
@@ -737,13 +737,13 @@ fn worker(
         None => None,
     };
     let cpu0 = crate::bench::thread_cpu_s();
-    let pool = Pool::new(PoolConfig {
-        count: pool_size,
-        buf_size: buf_size(ports),
-        ..PoolConfig::default()
-    })
+    let pool = Pool::new(
+        PoolConfig::default()
+            .count(pool_size)
+            .buf_size(buf_size(ports)),
+    )
     .map_err(|e| format!("worker pool: {e}"))?;
-    let open = |p: &TapPort, q: u16| -> Result<Side, String> {
+    let open = |p: &Port, q: u16| -> Result<Side, String> {
         let rx = p
             .rx_queue(q, &pool)
             .map_err(|e| format!("{} rx queue {q}: {e}", p.name()))?;
@@ -784,12 +784,18 @@ fn worker(
             FwdMode::MacSwap => Rewrite::Swap,
             FwdMode::RxOnly => Rewrite::Drop,
             FwdMode::IcmpEcho { ipv4, ipv6 } => Rewrite::Respond(crate::responder::Identity {
-                mac: p.mac().map_err(|e| format!("{}: MAC: {e}", p.name()))?,
+                mac: p
+                    .mac()
+                    .map_err(|e| format!("{}: MAC: {e}", p.name()))?
+                    .octets(),
                 ipv4,
                 ipv6,
             }),
             FwdMode::Mac { peer } => Rewrite::Set {
-                src: p.mac().map_err(|e| format!("{}: MAC: {e}", p.name()))?,
+                src: p
+                    .mac()
+                    .map_err(|e| format!("{}: MAC: {e}", p.name()))?
+                    .octets(),
                 dst: peer,
             },
         };

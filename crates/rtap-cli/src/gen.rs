@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rtap::{Packet, Pool, PoolConfig, TapPort};
+use rtap::{Packet, Pool, PoolConfig, Port};
 
 use crate::json::Json;
 
@@ -90,21 +90,17 @@ pub fn template(src_mac: [u8; 6], o: &GenOpts, f: u16) -> Result<Vec<u8>, String
 
 /// Generates on queue 0 of `port` until the count, the duration or `stop`.
 pub fn run(
-    port: &TapPort,
+    port: &Port,
     o: &GenOpts,
     mode: &'static str,
     stop: &AtomicBool,
     mut live: Option<&mut crate::live::Live>,
 ) -> Result<GenReport, String> {
-    let src_mac = port.mac().map_err(|e| e.to_string())?;
+    let src_mac = port.mac().map_err(|e| e.to_string())?.octets();
     let frames = (0..o.flows.max(1))
         .map(|f| template(src_mac, o, f))
         .collect::<Result<Vec<_>, _>>()?;
-    let pool = Pool::new(PoolConfig {
-        count: 4096,
-        ..PoolConfig::default()
-    })
-    .map_err(|e| e.to_string())?;
+    let pool = Pool::new(PoolConfig::default().count(4096)).map_err(|e| e.to_string())?;
     let mut txq = port.tx_queue(0).map_err(|e| e.to_string())?;
     let base = txq.stats();
     let mut burst: Vec<Packet> = Vec::with_capacity(o.burst);

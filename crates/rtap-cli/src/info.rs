@@ -1,20 +1,17 @@
 //! `rtap info`: what a port is and what the kernel offers it.
 
-use rtap::{parse_port_spec, BackendKind, PoolConfig, TapPort};
+use rtap::{parse_port_spec, BackendKind, PoolConfig, Port};
 
 use crate::json::Json;
 
 /// Opens the port (without starting it), gathers everything and closes it again.
 pub fn run(spec: &str, json: bool) -> Result<String, String> {
     let cfg = parse_port_spec(spec).map_err(|e| e.to_string())?;
-    let port = TapPort::open(cfg).map_err(|e| format!("open {spec}: {e}"))?;
+    let port = Port::open(cfg).map_err(|e| format!("open {spec}: {e}"))?;
     let link = port.link().map_err(|e| e.to_string())?;
     let probe = rtap::probe_uring();
     let off = port.offloads();
-    let mac = link
-        .mac
-        .map(|m| rtap::tap::link::fmt_mac(&m))
-        .unwrap_or_default();
+    let mac = link.mac.map(|m| m.to_string()).unwrap_or_default();
     let reason = port.backend_reason().unwrap_or("").to_string();
     let notes = port.offload_notes().join("; ");
     let rx_engine = rx_engine(&port)?;
@@ -99,14 +96,14 @@ pub fn run(spec: &str, json: bool) -> Result<String, String> {
 
 /// The rx engine the port's queues get with the default pool on this kernel,
 /// and why, when the kernel decided it.
-fn rx_engine(port: &TapPort) -> Result<String, String> {
+fn rx_engine(port: &Port) -> Result<String, String> {
     if port.backend() == BackendKind::Rw {
         return Ok("read/write".into());
     }
     let pc = PoolConfig::default();
     let max_frame = port.max_frame().map_err(|e| e.to_string())?;
     let fits = ((pc.buf_size - pc.headroom) as usize) > max_frame;
-    let mode = port.config().ring.rx_mode;
+    let mode = port.options().ring.rx_mode;
     Ok(match mode.resolve(fits) {
         Ok((m, None)) => format!("{m} (rx_mode {mode}, frames up to {max_frame} bytes)"),
         Ok((m, Some(why))) => format!("{m} ({why})"),

@@ -2,7 +2,7 @@
 //! bit rates over that period, with its drops and errors, as a table row per port
 //! or one JSON line per period.
 //!
-//! Rates come from the port counters (`TapPort::stats`, readable from any thread
+//! Rates come from the port counters (`Port::stats`, readable from any thread
 //! while workers run) and the forwarder's own drop counters, differenced between
 //! two ticks. The caller ticks it from its control loop; nothing here touches the
 //! data path.
@@ -10,7 +10,7 @@
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use rtap::{PortStats, TapPort};
+use rtap::{Port, PortStats};
 
 use crate::json::Json;
 
@@ -79,7 +79,7 @@ pub fn rates(prev: &Counts, now: &Counts, secs: f64) -> Rates {
 
 /// Prints live statistics for a set of ports every period.
 pub struct Live<'a> {
-    ports: &'a [TapPort],
+    ports: &'a [Port],
     base: Vec<PortStats>,
     prev: Vec<Counts>,
     start: Instant,
@@ -92,7 +92,7 @@ pub struct Live<'a> {
 
 impl<'a> Live<'a> {
     /// Starts counting from the ports' counters now.
-    pub fn new(ports: &'a [TapPort], period: Duration, json: bool) -> Live<'a> {
+    pub fn new(ports: &'a [Port], period: Duration, json: bool) -> Live<'a> {
         let base = ports
             .iter()
             .map(|p| p.stats().unwrap_or_default())

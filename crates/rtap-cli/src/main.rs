@@ -21,7 +21,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use rtap::{parse_port_spec, TapPort};
+use rtap::{parse_port_spec, Port};
 
 const ROOT_HELP: &str = "\
 Examples:
@@ -428,7 +428,7 @@ fn print_link_events(
                     rtap::LinkEvent::Up => ("up", String::new()),
                     rtap::LinkEvent::Down => ("down", String::new()),
                     rtap::LinkEvent::Mtu(m) => ("mtu", m.to_string()),
-                    rtap::LinkEvent::Mac(m) => ("mac", rtap::tap::link::fmt_mac(m)),
+                    rtap::LinkEvent::Mac(m) => ("mac", m.to_string()),
                     rtap::LinkEvent::Renamed(n) => ("renamed", n.clone()),
                     rtap::LinkEvent::Deleted => ("deleted", String::new()),
                 };
@@ -450,8 +450,9 @@ fn print_link_events(
 fn cmd_fwd(a: FwdArgs) -> Result<(), String> {
     let peer = match a.peer_mac.as_deref() {
         Some(s) => Some(
-            rtap::tap::link::parse_mac(s)
-                .ok_or_else(|| format!("--peer-mac {s:?} is not a MAC address"))?,
+            s.parse::<rtap::MacAddr>()
+                .map_err(|e| format!("--peer-mac: {e}"))?
+                .octets(),
         ),
         None => None,
     };
@@ -489,10 +490,11 @@ fn cmd_fwd(a: FwdArgs) -> Result<(), String> {
         .map(|s| parse_port_spec(s).map_err(|e| e.to_string()))
         .collect::<Result<Vec<_>, _>>()?;
     if let [x, y] = &cfgs[..] {
-        if x.rx_queues != y.rx_queues {
+        if x.options().queues != y.options().queues {
             return Err(format!(
                 "the ports have different queue counts ({} and {}): give both the same queues=N",
-                x.rx_queues, y.rx_queues
+                x.options().queues,
+                y.options().queues
             ));
         }
     }
@@ -505,10 +507,11 @@ fn cmd_fwd(a: FwdArgs) -> Result<(), String> {
         .map(|d| seconds("--stats-period", d))
         .transpose()?;
     if let Some(t) = a.threads {
-        if t == 0 || t > cfgs[0].rx_queues {
+        if t == 0 || t > cfgs[0].options().queues {
             return Err(format!(
                 "--threads {t}: give 1 to {} (the ports have {} queue pair(s))",
-                cfgs[0].rx_queues, cfgs[0].rx_queues
+                cfgs[0].options().queues,
+                cfgs[0].options().queues
             ));
         }
     }
@@ -527,7 +530,7 @@ fn cmd_fwd(a: FwdArgs) -> Result<(), String> {
         cpus,
         stats_period,
         stats_json: a.json,
-        burst: a.burst.unwrap_or(cfgs[0].burst) as usize,
+        burst: a.burst.unwrap_or(cfgs[0].options().burst) as usize,
         pool_size: a.pool,
         duration,
         tx_retries: a.tx_retries,
@@ -542,7 +545,7 @@ fn cmd_fwd(a: FwdArgs) -> Result<(), String> {
 
     let mut ports = Vec::new();
     for (spec, cfg) in a.ports.iter().zip(cfgs) {
-        let mut p = TapPort::open(cfg).map_err(|e| format!("open {spec}: {e}"))?;
+        let mut p = Port::open(cfg).map_err(|e| format!("open {spec}: {e}"))?;
         if let Some(why) = p.backend_reason() {
             tracing::warn!(port = %spec, "backend changed: {why}");
         }

@@ -12,11 +12,12 @@ use tokio::io::Interest;
 
 use crate::error::{Error, Result};
 use crate::pool::Packet;
+use crate::queue::{RxQueue, TxQueue};
 use crate::sys::fd as sysfd;
-use crate::tap::{RxQueue, TxQueue};
 
 /// A duplicate of a queue's interrupt fd, owned by the reactor registration: the
 /// same open file (so the same readiness), closed only after deregistration.
+#[derive(Debug)]
 struct Watch(OwnedFd);
 
 impl AsRawFd for Watch {
@@ -28,10 +29,7 @@ impl AsRawFd for Watch {
 fn watch(fd: BorrowedFd<'_>) -> Result<AsyncFd<Watch>> {
     // Registering outside a runtime would panic inside tokio: refuse instead.
     if tokio::runtime::Handle::try_current().is_err() {
-        return Err(Error::Config(
-            "async queues must be created inside a tokio runtime with its I/O driver enabled"
-                .into(),
-        ));
+        return Err(Error::NoAsyncRuntime);
     }
     let dup = fd
         .try_clone_to_owned()
@@ -47,6 +45,7 @@ fn io_err(e: io::Error) -> Error {
 }
 
 /// An [`RxQueue`] whose receive awaits packets instead of polling.
+#[derive(Debug)]
 pub struct AsyncRxQueue {
     q: RxQueue,
     fd: AsyncFd<Watch>,
@@ -59,9 +58,10 @@ impl AsyncRxQueue {
     /// error, not a panic.
     pub fn new(mut q: RxQueue) -> Result<AsyncRxQueue> {
         q.enable_interrupt()?;
-        let irq = q
-            .interrupt_fd()
-            .ok_or_else(|| Error::Config("no interrupt fd".into()))?;
+        let irq = q.interrupt_fd().ok_or(Error::Unsupported {
+            feature: "rx interrupts",
+            hint: "this queue's engine has no readiness fd",
+        })?;
         // With io_uring the fd is our eventfd; with read/write it is the tap fd,
         // which must never be read here.
         let eventfd = q.ring_features().is_some();
@@ -96,6 +96,7 @@ impl AsyncRxQueue {
 }
 
 /// A [`TxQueue`] whose send awaits room when the queue is full.
+#[derive(Debug)]
 pub struct AsyncTxQueue {
     q: TxQueue,
     fd: Option<AsyncFd<Watch>>,

@@ -59,15 +59,6 @@ pub enum Error {
         feature: &'static str,
     },
 
-    /// Rx and tx queue counts differ.
-    #[error("rx queue count ({rx}) must equal tx queue count ({tx}): a tap queue is one fd used in both directions")]
-    QueueCountMismatch {
-        /// Requested rx queues.
-        rx: u16,
-        /// Requested tx queues.
-        tx: u16,
-    },
-
     /// Queue count is 0 or above the maximum.
     #[error("queue count {count} out of range: must be 1..={max}")]
     QueueCountOutOfRange {
@@ -136,9 +127,83 @@ pub enum Error {
         hint: &'static str,
     },
 
-    /// Invalid configuration value.
-    #[error("invalid configuration: {0}")]
-    Config(String),
+    /// A configuration value out of its range (named by `field`).
+    #[error("invalid {field}: {why}")]
+    InvalidConfig {
+        /// The setting at fault, as its setter or spec key is named.
+        field: &'static str,
+        /// The value and the rule it breaks.
+        why: String,
+    },
+
+    /// The pool has too few free buffers for what a queue needs to keep in the kernel.
+    #[error("{what} needs {needed} free pool buffers but the pool has {available}: enlarge the pool or lower rx_posted")]
+    PoolTooSmall {
+        /// What needed them.
+        what: &'static str,
+        /// Buffers needed.
+        needed: usize,
+        /// Buffers free in the pool.
+        available: usize,
+    },
+
+    /// Multishot receive needs a whole frame in one pool buffer.
+    #[error("rx_mode multishot needs each buffer to hold a whole frame: {room} bytes after headroom, frames up to {max_frame} bytes; use rx_mode auto or posted, or larger buffers")]
+    FrameExceedsBuffer {
+        /// Bytes a buffer holds after its headroom.
+        room: usize,
+        /// Largest frame the queue must take.
+        max_frame: usize,
+    },
+
+    /// The MTU is outside what the device allows.
+    #[error("MTU {mtu} is out of this device's range {min}..={max}")]
+    MtuOutOfRange {
+        /// The MTU asked for.
+        mtu: u32,
+        /// The device's minimum.
+        min: u32,
+        /// The device's maximum.
+        max: u32,
+    },
+
+    /// A MAC address an interface cannot take (multicast or all-zero).
+    #[error("{mac} is not a unicast MAC address: an interface needs one (first octet even, not all zero)")]
+    NotUnicastMac {
+        /// The address.
+        mac: crate::MacAddr,
+    },
+
+    /// The interface reports no MAC address (it is not an Ethernet-like device).
+    #[error("interface {name:?} has no MAC address")]
+    NoMacAddress {
+        /// The interface.
+        name: String,
+    },
+
+    /// The network namespace to open does not exist or its name is not usable.
+    #[error("network namespace {netns}: {why}")]
+    BadNetns {
+        /// The namespace as given.
+        netns: String,
+        /// What is wrong (missing: create it with `ip netns add`).
+        why: &'static str,
+    },
+
+    /// An async queue was made outside a tokio runtime with its I/O driver.
+    #[error("async queues must be created inside a tokio runtime with its I/O driver enabled")]
+    NoAsyncRuntime,
+
+    /// A packet edit reached past the packet's bytes.
+    #[error("cannot {op} {n} bytes: the packet's first segment has {len}")]
+    PacketTooShort {
+        /// The edit.
+        op: &'static str,
+        /// Bytes asked for.
+        n: usize,
+        /// Bytes there.
+        len: usize,
+    },
 
     /// The buffer pool ran out of buffers.
     #[error("buffer pool exhausted: all {count} buffers are in use; make the pool bigger or free packets sooner")]

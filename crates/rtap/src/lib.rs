@@ -1,14 +1,25 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
+#![deny(missing_debug_implementations)]
+// unsafe lives only in the modules that own kernel interfaces (sys, backend,
+// pool, async_tokio), each block with a SAFETY comment.
+#![deny(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 #[cfg(feature = "tokio")]
+#[allow(unsafe_code)]
 pub mod async_tokio;
+#[allow(unsafe_code)]
 pub mod backend;
 pub mod error;
 pub mod netlink;
+#[allow(unsafe_code)]
 pub mod pool;
+pub mod port;
+pub(crate) mod queue;
 pub mod spec;
 pub mod stats;
+#[allow(unsafe_code)]
 pub(crate) mod sys;
 pub mod tap;
 pub mod wire;
@@ -21,8 +32,20 @@ pub use backend::BackendKind;
 pub use error::{Error, Result};
 pub use netlink::{LinkEvent, LinkEventChannel, LinkInfo, LinkWatcher};
 pub use pool::{Packet, Pool, PoolConfig};
-pub use spec::parse_port_spec;
+pub use port::{Netns, Offloads, Port, PortOptions};
+pub use queue::{RxQueue, TxQueue};
+pub use spec::{parse_port_spec, PortSpec};
 pub use stats::{PortStats, QueueStats};
-pub use tap::{Netns, Offloads, RxQueue, TapConfig, TapPort, TxQueue};
+pub use tap::TapConfig;
+pub use wire::mac::MacAddr;
 pub use wire::offload::{Gso, RxCsum, RxGso, TxRequest};
 pub use xstats::XStat;
+
+// What the threading model promises, held by the compiler: a port is shared
+// between worker threads; pools, packets and queues stay on the thread that
+// made them (no locks or atomic read-modify-writes on the data path).
+static_assertions::assert_impl_all!(Port: Send, Sync);
+static_assertions::assert_not_impl_any!(Pool: Send, Sync);
+static_assertions::assert_not_impl_any!(Packet: Send, Sync);
+static_assertions::assert_not_impl_any!(RxQueue: Send, Sync);
+static_assertions::assert_not_impl_any!(TxQueue: Send, Sync);

@@ -5,6 +5,7 @@
 //! opened in, so control keeps working from any thread.
 
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use netlink_packet_core::{
@@ -13,6 +14,8 @@ use netlink_packet_core::{
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkHeader, LinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+use crate::wire::mac::MacAddr;
 
 /// What rtap reads back about a link.
 #[derive(Clone, Debug, Default)]
@@ -30,7 +33,7 @@ pub struct LinkInfo {
     /// Largest MTU the device takes (0 if not reported; 65521 for a tap).
     pub max_mtu: u32,
     /// MAC address.
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<MacAddr>,
     /// Kernel counters of the interface (`IFLA_STATS64`), in the kernel's view:
     /// its `tx_*` is what the tap handed to the application.
     pub kernel_tx_dropped: u64,
@@ -219,7 +222,7 @@ fn link_info(l: &LinkMessage) -> LinkInfo {
             LinkAttribute::Address(a) if a.len() == 6 => {
                 let mut mac = [0u8; 6];
                 mac.copy_from_slice(a);
-                info.mac = Some(mac);
+                info.mac = Some(MacAddr::new(mac));
             }
             LinkAttribute::Stats64(s) => {
                 info.kernel_tx_dropped = s.tx_dropped;
@@ -241,7 +244,7 @@ pub enum LinkEvent {
     /// The MTU changed.
     Mtu(u32),
     /// The MAC address changed.
-    Mac([u8; 6]),
+    Mac(MacAddr),
     /// The interface was renamed.
     Renamed(String),
     /// The interface was deleted (or left the namespace).
@@ -249,7 +252,8 @@ pub enum LinkEvent {
 }
 
 /// A subscription to one link's rtnetlink events (`RTNLGRP_LINK`), turned into
-/// [`LinkEvent`]s by comparing each notification with the last known state.
+/// [`LinkEvent`]s by comparing each notification with the last known state. Its
+/// fd ([`AsFd`]) can go into an epoll set: readable when events are pending.
 #[derive(Debug)]
 pub struct LinkWatcher {
     sock: Socket,
@@ -257,6 +261,12 @@ pub struct LinkWatcher {
     last: LinkInfo,
     gone: bool,
     buf: Vec<u8>,
+}
+
+impl AsFd for LinkWatcher {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
 }
 
 impl LinkWatcher {
@@ -275,22 +285,9 @@ impl LinkWatcher {
         })
     }
 
-    /// The socket, to add to an epoll set (readable when events are pending).
-    pub fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        use std::os::fd::AsRawFd;
-        self.sock.as_raw_fd()
-    }
-
     /// Waits up to `timeout` for the socket to become readable; true if it did.
     pub fn wait(&self, timeout: std::time::Duration) -> bool {
-        let mut pfd = libc::pollfd {
-            fd: self.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: pfd is one valid pollfd.
-        unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
+        crate::sys::fd::poll_in(self.sock.as_fd(), timeout).unwrap_or(false)
     }
 
     /// Reads every pending notification and appends the resulting events to `out`.

@@ -19,12 +19,7 @@ const SIZES: [usize; 4] = [60, 100, 1000, 1514];
 /// A pool of small buffers (448 frame bytes in the first, 512 in the others), so
 /// anything above 448 bytes is a chain.
 fn small_pool() -> Pool {
-    Pool::new(PoolConfig {
-        count: 4096,
-        buf_size: 512,
-        headroom: 64,
-    })
-    .unwrap()
+    Pool::new(PoolConfig::default().count(4096).buf_size(512).headroom(64)).unwrap()
 }
 
 /// Segments a `len`-byte frame needs in [`small_pool`] buffers.
@@ -38,11 +33,8 @@ fn small_segs(len: usize) -> usize {
 
 /// A started port with a 9000-byte MTU, set before any rx queue is opened (the
 /// queue sizes its reads from it). Few posted reads: each needs 18 small buffers.
-fn jumbo_port(name: &str, backend: BackendKind) -> TapPort {
-    let ring = RingConfig {
-        rx_posted: 32,
-        ..RingConfig::default()
-    };
+fn jumbo_port(name: &str, backend: BackendKind) -> Port {
+    let ring = RingConfig::default().rx_posted(32);
     let mut port = open(TapConfig::new(name).backend(backend).ring(ring));
     ip(&["link", "set", "dev", name, "mtu", "9000"]);
     assert_eq!(port.link().unwrap().mtu, 9000);
@@ -244,7 +236,7 @@ fn oversized_frame_is_an_error(backend: BackendKind) {
     netns();
     for (name, pool, segs) in [("dpbig0", small_pool(), 4usize), ("dpbig1", pool(), 1usize)] {
         let mut cfg = TapConfig::new(name).backend(backend);
-        cfg.max_frame = 1518;
+        cfg.port.max_frame = 1518;
         let mut port = open(cfg);
         port.start().unwrap();
         let inj = PacketSocket::injector(port.ifindex());
@@ -303,19 +295,12 @@ fn tx_runt_counted_as_error(backend: BackendKind) {
 /// counted as `nombuf`; the queue keeps working once packets are freed.
 fn pool_exhaustion_counts_nombuf(backend: BackendKind) {
     netns();
-    let ring = RingConfig {
-        rx_posted: 16,
-        ..RingConfig::default()
-    };
+    let ring = RingConfig::default().rx_posted(16);
     let mut port = open(TapConfig::new("dpnombuf0").backend(backend).ring(ring));
     port.start().unwrap();
     // The io_uring queue lends 16 buffers to its posted reads; the rw queue stages one.
     let lent = if backend == BackendKind::Uring { 16 } else { 0 };
-    let pool = Pool::new(PoolConfig {
-        count: lent + 8,
-        ..PoolConfig::default()
-    })
-    .unwrap();
+    let pool = Pool::new(PoolConfig::default().count(lent + 8)).unwrap();
     let inj = PacketSocket::injector(port.ifindex());
     let mut rxq = port.rx_queue(0, &pool).unwrap();
     for i in 0..40 {

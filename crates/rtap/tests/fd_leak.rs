@@ -26,7 +26,7 @@ fn full_lifecycle(backend: BackendKind) {
         assert_eq!(cap.recv_ours(4, WAIT).len(), 4);
     }
     port.stop().unwrap();
-    port.set_queue_count(2, 2).unwrap();
+    port.set_queue_count(2).unwrap();
     port.start().unwrap();
     check_all_queues_receive(&port, &pool, 2);
     port.stop().unwrap();
@@ -53,10 +53,10 @@ fn full_lifecycle_closes_every_fd() {
         }
     }
     // A failed open must not leak either.
-    assert!(TapPort::open(TapConfig::new("fdnope0").attach(true)).is_err());
-    assert!(TapPort::open(TapConfig::new("fdq%d").queues(129)).is_err());
+    assert!(Port::open(TapConfig::new("fdnope0").attach(true)).is_err());
+    assert!(Port::open(TapConfig::new("fdq%d").queues(129)).is_err());
     ip(&["tuntap", "add", "dev", "fdsq0", "mode", "tap"]);
-    let e = TapPort::open(TapConfig::new("fdsq0")).unwrap_err();
+    let e = Port::open(TapConfig::new("fdsq0")).unwrap_err();
     assert!(matches!(e, Error::IncompatibleInterface { .. }), "{e:?}");
     assert_eq!(fd_count(), before, "fds leaked by a failed open");
 }

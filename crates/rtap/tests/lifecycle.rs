@@ -10,13 +10,13 @@ use std::time::Duration;
 use common::*;
 use rtap::*;
 
-fn is_admin_up(port: &TapPort) -> bool {
+fn is_admin_up(port: &Port) -> bool {
     port.link().unwrap().flags & libc::IFF_UP as u32 != 0
 }
 
 /// One frame in through AF_PACKET (received on whichever queue the kernel picks)
 /// and one out through the tap on queue 0.
-fn ping_pong(port: &TapPort, pool: &Pool, tag: u32) {
+fn ping_pong(port: &Port, pool: &Pool, tag: u32) {
     let cap = PacketSocket::bind(port.ifindex());
     let mut rxqs: Vec<RxQueue> = (0..port.queue_count())
         .map(|q| port.rx_queue(q, pool).unwrap())
@@ -180,7 +180,7 @@ fn attach_without_attach_flag_reuses_existing() {
 #[test]
 fn attach_missing_interface_fails() {
     netns();
-    let e = TapPort::open(TapConfig::new("lcnope0").attach(true)).unwrap_err();
+    let e = Port::open(TapConfig::new("lcnope0").attach(true)).unwrap_err();
     assert!(
         matches!(&e, Error::NoSuchInterface { name } if name == "lcnope0"),
         "{e:?}"
@@ -192,7 +192,7 @@ fn attach_missing_interface_fails() {
 fn attach_single_queue_tap_is_incompatible() {
     netns();
     ip(&["tuntap", "add", "dev", "lcsq0", "mode", "tap"]);
-    let e = TapPort::open(TapConfig::new("lcsq0").attach(true)).unwrap_err();
+    let e = Port::open(TapConfig::new("lcsq0").attach(true)).unwrap_err();
     assert!(matches!(e, Error::IncompatibleInterface { .. }), "{e:?}");
     assert!(if_exists("lcsq0"));
 }
@@ -201,11 +201,11 @@ fn attach_single_queue_tap_is_incompatible() {
 fn name_validation() {
     netns();
     for name in ["abcdefghijklmnop", "a-very-long-name0", "abcdefghijklmn%d"] {
-        let e = TapPort::open(TapConfig::new(name)).unwrap_err();
+        let e = Port::open(TapConfig::new(name)).unwrap_err();
         assert!(matches!(e, Error::NameTooLong { .. }), "{name}: {e:?}");
     }
     for name in ["", "a b", "a/b", "a:b", "x%s", "x%d%d"] {
-        let e = TapPort::open(TapConfig::new(name)).unwrap_err();
+        let e = Port::open(TapConfig::new(name)).unwrap_err();
         assert!(matches!(e, Error::InvalidName { .. }), "{name:?}: {e:?}");
     }
     // IFNAMSIZ - 1 = 15 bytes is the longest valid name.
@@ -218,20 +218,14 @@ fn name_validation() {
 fn queue_count_validation_at_open() {
     netns();
     for n in [0u16, 129] {
-        let e = TapPort::open(TapConfig::new("lcq%d").queues(n)).unwrap_err();
+        let e = Port::open(TapConfig::new("lcq%d").queues(n)).unwrap_err();
         assert!(
             matches!(e, Error::QueueCountOutOfRange { count, max: 128 } if count == n),
             "{n}: {e:?}"
         );
     }
-    let mut cfg = TapConfig::new("lcq%d");
-    cfg.rx_queues = 2;
-    cfg.tx_queues = 1;
-    let e = TapPort::open(cfg).unwrap_err();
-    assert!(
-        matches!(e, Error::QueueCountMismatch { rx: 2, tx: 1 }),
-        "{e:?}"
-    );
+    // Rx and tx counts cannot differ: a tap queue is one fd used both ways, and
+    // the configuration holds one count of queue pairs.
     // Nothing was created by the failed attempts.
     assert!(!if_exists("lcq0"));
     // The maximum is accepted by the kernel too.
@@ -243,19 +237,14 @@ fn queue_count_validation_at_open() {
 fn set_queue_count_rules() {
     netns();
     let mut port = open(TapConfig::new("lcsqc0").queues(2));
-    for (rx, tx) in [(0u16, 0u16), (129, 129)] {
-        let e = port.set_queue_count(rx, tx).unwrap_err();
+    for n in [0u16, 129] {
+        let e = port.set_queue_count(n).unwrap_err();
         assert!(matches!(e, Error::QueueCountOutOfRange { .. }), "{e:?}");
     }
-    let e = port.set_queue_count(2, 1).unwrap_err();
-    assert!(
-        matches!(e, Error::QueueCountMismatch { rx: 2, tx: 1 }),
-        "{e:?}"
-    );
     assert_eq!(port.queue_count(), 2, "failed calls must change nothing");
 
     port.start().unwrap();
-    let e = port.set_queue_count(1, 1).unwrap_err();
+    let e = port.set_queue_count(1).unwrap_err();
     assert!(matches!(e, Error::PortBusy { .. }), "{e:?}");
 
     // stop refuses while a queue handle lives, and says how many.
@@ -271,10 +260,9 @@ fn set_queue_count_rules() {
     assert_eq!(port.live_queues(), 0);
     port.stop().unwrap();
     assert_pool_full(&pool);
-    port.set_queue_count(3, 3).unwrap();
+    port.set_queue_count(3).unwrap();
     assert_eq!(port.queue_count(), 3);
-    assert_eq!(port.config().rx_queues, 3);
-    assert_eq!(port.config().tx_queues, 3);
+    assert_eq!(port.options().queues, 3);
 }
 
 #[test]
@@ -345,7 +333,7 @@ fn queue_count_reduce(backend: BackendKind) {
     let pool = pool();
     for n in [4u16, 2, 1] {
         if n != 4 {
-            port.set_queue_count(n, n).unwrap();
+            port.set_queue_count(n).unwrap();
         }
         assert_eq!(port.queue_count(), n);
         port.start().unwrap();
@@ -357,7 +345,7 @@ fn queue_count_reduce(backend: BackendKind) {
         assert_eq!(st.tx_queues.len(), n as usize);
     }
     // And back up again.
-    port.set_queue_count(2, 2).unwrap();
+    port.set_queue_count(2).unwrap();
     port.start().unwrap();
     check_all_queues_receive(&port, &pool, 2);
     port.stop().unwrap();

@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use rtap::*;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
 /// A named namespace (`ip netns add`), deleted on drop.
@@ -71,9 +71,9 @@ fn port_in_a_named_namespace_moves_traffic_and_is_controlled_there() {
     netns();
     let ns = NamedNs::new("a");
     let mut cfg = TapConfig::new("nsp0").queues(2);
-    cfg.netns = Some(Netns::Named(ns.0.clone()));
-    cfg.mtu = Some(3000);
-    let mut port = TapPort::open(cfg).unwrap();
+    cfg.port.netns = Some(Netns::Named(ns.0.clone()));
+    cfg.port.mtu = Some(3000);
+    let mut port = Port::open(cfg).unwrap();
     port.start().unwrap();
     assert!(
         ns.ip(&["link", "show", "dev", "nsp0"]).contains("mtu 3000"),
@@ -82,7 +82,7 @@ fn port_in_a_named_namespace_moves_traffic_and_is_controlled_there() {
     assert!(!visible_here("nsp0"), "and not in the caller's namespace");
 
     // Control goes to the namespace.
-    port.set_mac([0x02, 1, 2, 3, 4, 5]).unwrap();
+    port.set_mac(MacAddr::new([0x02, 1, 2, 3, 4, 5])).unwrap();
     assert!(ns
         .ip(&["link", "show", "dev", "nsp0"])
         .contains("02:01:02:03:04:05"));
@@ -116,7 +116,7 @@ fn port_in_a_named_namespace_moves_traffic_and_is_controlled_there() {
 
     // Reconfiguration opens the new queue fds in the namespace too.
     port.stop().unwrap();
-    port.set_queue_count(4, 4).unwrap();
+    port.set_queue_count(4).unwrap();
     port.start().unwrap();
     let mut rxqs: Vec<RxQueue> = (0..4).map(|q| port.rx_queue(q, &pool).unwrap()).collect();
     ns.run(|| {
@@ -146,15 +146,15 @@ fn namespace_by_fd_and_missing_namespace() {
     let ns = NamedNs::new("b");
     let f = std::fs::File::open(format!("/run/netns/{}", ns.0)).unwrap();
     let mut cfg = TapConfig::new("nsfd0");
-    cfg.netns = Some(Netns::Fd(f.as_raw_fd()));
-    let port = TapPort::open(cfg).unwrap();
+    cfg.port.netns = Some(Netns::from_fd(f.as_fd()).unwrap());
+    let port = Port::open(cfg).unwrap();
     drop(f); // the port keeps its own handle
     assert!(ns.ip(&["link", "show", "dev", "nsfd0"]).contains("nsfd0"));
     assert!(!visible_here("nsfd0"));
     drop(port);
 
     let mut cfg = TapConfig::new("nsx0");
-    cfg.netns = Some(Netns::Named("rtapt-does-not-exist".into()));
-    let e = TapPort::open(cfg).expect_err("no such namespace");
+    cfg.port.netns = Some(Netns::Named("rtapt-does-not-exist".into()));
+    let e = Port::open(cfg).expect_err("no such namespace");
     assert!(e.to_string().contains("does not exist"), "{e}");
 }

@@ -326,7 +326,7 @@ impl Tally {
 }
 
 /// The port's current values of the named xstats.
-fn current(port: &TapPort, want: &[(String, u64)]) -> Vec<(String, u64)> {
+fn current(port: &Port, want: &[(String, u64)]) -> Vec<(String, u64)> {
     let all = port.xstats();
     want.iter()
         .map(|(n, _)| {
@@ -342,14 +342,14 @@ fn current(port: &TapPort, want: &[(String, u64)]) -> Vec<(String, u64)> {
 
 /// Asserts every rx xstat of queue `q` against `t`.
 #[track_caller]
-fn assert_rx_xstats(port: &TapPort, q: u16, t: &Tally) {
+fn assert_rx_xstats(port: &Port, q: u16, t: &Tally) {
     let want = t.rx_names(q, 0, 0);
     assert_eq!(current(port, &want), want, "rx xstats of {}", port.name());
 }
 
 /// Asserts every tx xstat of queue `q` against `t`.
 #[track_caller]
-fn assert_tx_xstats(port: &TapPort, q: u16, t: &Tally) {
+fn assert_tx_xstats(port: &Port, q: u16, t: &Tally) {
     let want = t.tx_names(q);
     assert_eq!(current(port, &want), want, "tx xstats of {}", port.name());
 }
@@ -358,7 +358,7 @@ fn assert_tx_xstats(port: &TapPort, q: u16, t: &Tally) {
 
 /// Port B of a router: offloads off, 10.2.0.1/24 and fd02::1/64, the static
 /// neighbour 10.2.0.2 / fd02::2 behind it, forwarding on. IPv6 must be on.
-fn router_b(name: &str, backend: BackendKind) -> TapPort {
+fn router_b(name: &str, backend: BackendKind) -> Port {
     let mut b = open(
         TapConfig::new(name)
             .offloads(Offloads::NONE)
@@ -391,8 +391,8 @@ fn router_b(name: &str, backend: BackendKind) -> TapPort {
 /// into A addressed to A's MAC from 10.1.0.2 to 10.2.0.2 (or fd01::2 to
 /// fd02::2) go out of B.
 struct Router {
-    a: TapPort,
-    b: TapPort,
+    a: Port,
+    b: Port,
     a_mac: [u8; 6],
 }
 
@@ -418,7 +418,7 @@ impl Router {
         ip(&["addr", "add", "10.1.0.1/24", "dev", &an]);
         ip(&["addr", "add", "fd01::1/64", "dev", &an, "nodad"]);
         let b = router_b(&format!("{tag}b"), backend);
-        let a_mac = a.link().unwrap().mac.expect("tap has a MAC");
+        let a_mac = a.link().unwrap().mac.expect("tap has a MAC").octets();
         Router { a, b, a_mac }
     }
 }
@@ -797,12 +797,7 @@ fn tx_data_valid_not_honoured_by_tap(backend: BackendKind) {
 
 /// Small pool buffers (448 frame bytes in the first, 512 after), for chains.
 fn small_pool() -> Pool {
-    Pool::new(PoolConfig {
-        count: 1024,
-        buf_size: 512,
-        headroom: 64,
-    })
-    .unwrap()
+    Pool::new(PoolConfig::default().count(1024).buf_size(512).headroom(64)).unwrap()
 }
 
 /// Test 3: a port with offloads off computes requested checksums itself: the
@@ -967,10 +962,7 @@ fn offload_requests_refused(backend: BackendKind) {
 /// prepared plus the next one, unprepared: frame 3 left with its garbage.)
 fn tx_burst_sends_only_prepared_packets(backend: BackendKind) {
     netns();
-    let ring = RingConfig {
-        tx_entries: 4,
-        ..RingConfig::default()
-    };
+    let ring = RingConfig::default().tx_entries(4);
     let mut port = open(TapConfig::new("oprep0").backend(backend).ring(ring));
     port.start().unwrap();
     let pool = pool();
@@ -1166,18 +1158,15 @@ fn send_all(txq: &mut TxQueue, v: &mut Vec<Packet>) -> u64 {
 /// port's tx queue as they are (virtio-net header included), until `stop`.
 /// One side receives 64 KiB frames into one large buffer each, the other into
 /// chains of default-sized buffers: A is the large-buffer side if `a_big`.
-fn forward(a: &TapPort, b: &TapPort, a_big: bool, stop: &AtomicBool) -> Fwd {
-    let big = Pool::new(PoolConfig {
-        count: 256,
-        buf_size: 65_536 + 256,
-        headroom: 128,
-    })
+fn forward(a: &Port, b: &Port, a_big: bool, stop: &AtomicBool) -> Fwd {
+    let big = Pool::new(
+        PoolConfig::default()
+            .count(256)
+            .buf_size(65_536 + 256)
+            .headroom(128),
+    )
     .unwrap();
-    let chained = Pool::new(PoolConfig {
-        count: 8192,
-        ..PoolConfig::default()
-    })
-    .unwrap();
+    let chained = Pool::new(PoolConfig::default().count(8192)).unwrap();
     let (pa, pb) = if a_big {
         (&big, &chained)
     } else {
@@ -1256,10 +1245,7 @@ fn gro_end_to_end(backend: BackendKind, v6: bool) {
     netns();
     let n1 = NamedNetns::create("gro1");
     let n2 = NamedNetns::create("gro2");
-    let mut ring = RingConfig {
-        rx_posted: 64,
-        ..RingConfig::default()
-    };
+    let mut ring = RingConfig::default().rx_posted(64);
     if let Some(m) = forced_rx_mode() {
         ring.rx_mode = m;
     }
@@ -1274,7 +1260,7 @@ fn gro_end_to_end(backend: BackendKind, v6: bool) {
                 .offloads(Offloads::ALL)
                 .backend(backend)
                 .ring(ring);
-            let mut p = TapPort::open(cfg).expect("open");
+            let mut p = Port::open(cfg).expect("open");
             assert_eq!(p.backend(), backend);
             p.start().unwrap();
             p
@@ -1609,21 +1595,14 @@ fn xstats_names_values_and_reset(backend: BackendKind) {
 /// value, and zeroed by a reset.
 fn xstats_alloc_failures_and_truncated(backend: BackendKind) {
     netns();
-    let ring = RingConfig {
-        rx_posted: 16,
-        ..RingConfig::default()
-    };
+    let ring = RingConfig::default().rx_posted(16);
     let mut cfg = TapConfig::new("oxa0").backend(backend).ring(ring);
-    cfg.max_frame = 1518;
+    cfg.port.max_frame = 1518;
     let mut port = open(cfg);
     port.start().unwrap();
     // io_uring lends 16 buffers to the kernel; read/write lends none for long.
     let lent = if backend == BackendKind::Uring { 16 } else { 0 };
-    let pool = Pool::new(PoolConfig {
-        count: lent + 8,
-        ..PoolConfig::default()
-    })
-    .unwrap();
+    let pool = Pool::new(PoolConfig::default().count(lent + 8)).unwrap();
     let inj = PacketSocket::injector(port.ifindex());
     let mut rxq = port.rx_queue(0, &pool).unwrap();
     for i in 0..40 {

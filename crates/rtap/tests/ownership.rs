@@ -39,14 +39,14 @@ fn unprivileged_owner_attaches_and_moves_traffic() {
 
     let mut cfg = TapConfig::new("own0").persist(true);
     cfg.owner = Some(NOBODY);
-    let mut owned = TapPort::open(cfg).unwrap();
+    let mut owned = Port::open(cfg).unwrap();
     owned.start().unwrap();
     drop(owned);
     // Owned by another user. (A tap with neither owner nor group set is open to
     // anyone who can open /dev/net/tun: that is the kernel's rule.)
     let mut cfg = TapConfig::new("own1").persist(true);
     cfg.owner = Some(1);
-    let mut other = TapPort::open(cfg).unwrap();
+    let mut other = Port::open(cfg).unwrap();
     other.start().unwrap();
     drop(other);
     // The administrator leaves the handed-over link up (changing link state needs
@@ -59,11 +59,11 @@ fn unprivileged_owner_attaches_and_moves_traffic() {
     std::thread::scope(|s| {
         let user = s.spawn(move || {
             become_nobody();
-            let e = TapPort::open(TapConfig::new("own1").attach(true)).expect_err("not ours");
+            let e = Port::open(TapConfig::new("own1").attach(true)).expect_err("not ours");
             assert!(matches!(e, Error::PermissionDenied { .. }), "{e:?}");
             assert!(e.to_string().contains("CAP_NET_ADMIN"), "{e}");
 
-            let mut port = TapPort::open(TapConfig::new("own0").attach(true)).unwrap();
+            let mut port = Port::open(TapConfig::new("own0").attach(true)).unwrap();
             port.start().unwrap();
             let pool = pool();
             let mut rxq = port.rx_queue(0, &pool).unwrap();

@@ -53,7 +53,7 @@ fn falls_back_to_read_write_when_io_uring_is_blocked() {
         !rtap::probe_uring().available,
         "the filter must block io_uring_setup"
     );
-    let mut port = TapPort::open(TapConfig::new("fb%d")).unwrap();
+    let mut port = Port::open(TapConfig::new("fb%d")).unwrap();
     assert_eq!(port.backend(), BackendKind::Rw);
     let why = port.backend_reason().expect("the fallback says why");
     assert!(why.contains("io_uring"), "{why}");
@@ -72,12 +72,12 @@ fn falls_back_to_read_write_when_io_uring_is_blocked() {
 fn explicit_io_uring_queue_fails_clearly_when_blocked_after_open() {
     netns();
     // Port opened while io_uring works; the ring for a queue is made later.
-    let mut port = TapPort::open(TapConfig::new("fc%d")).unwrap();
+    let mut port = Port::open(TapConfig::new("fc%d")).unwrap();
     assert_eq!(port.backend(), BackendKind::Uring);
     port.start().unwrap();
     block_io_uring();
     let pool = Pool::new(PoolConfig::default()).unwrap();
-    let err = port.rx_queue(0, &pool).err().expect("no ring can be built");
+    let err = port.rx_queue(0, &pool).expect_err("no ring can be built");
     assert!(matches!(err, Error::UringUnavailable { .. }), "{err}");
     assert!(
         err.to_string().contains("backend=rw"),
@@ -129,8 +129,7 @@ fn drop_net_admin() {
 fn missing_cap_net_admin_is_a_typed_actionable_error() {
     netns();
     drop_net_admin();
-    let err =
-        TapPort::open(TapConfig::new("nc%d")).expect_err("creating a tap needs CAP_NET_ADMIN");
+    let err = Port::open(TapConfig::new("nc%d")).expect_err("creating a tap needs CAP_NET_ADMIN");
     assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
     assert!(err.to_string().contains("CAP_NET_ADMIN"), "{err}");
 }

@@ -8,13 +8,9 @@ use common::*;
 use rtap::*;
 use std::time::Duration;
 
-fn port_with(mode: RxMode, name: &str) -> TapPort {
-    let ring = RingConfig {
-        rx_mode: mode,
-        rx_posted: 64,
-        ..RingConfig::default()
-    };
-    let mut port = TapPort::open(TapConfig::new(name).ring(ring)).unwrap();
+fn port_with(mode: RxMode, name: &str) -> Port {
+    let ring = RingConfig::default().rx_mode(mode).rx_posted(64);
+    let mut port = Port::open(TapConfig::new(name).ring(ring)).unwrap();
     port.start().unwrap();
     port
 }
@@ -22,7 +18,7 @@ fn port_with(mode: RxMode, name: &str) -> TapPort {
 /// Opens rx queue 0 of a port configured for `RxMode::Multishot`. On a kernel
 /// without multishot read, asserts the typed refusal (nothing taken from the
 /// pool) and returns None.
-fn multishot_queue(port: &TapPort, pool: &Pool) -> Option<RxQueue> {
+fn multishot_queue(port: &Port, pool: &Pool) -> Option<RxQueue> {
     let r = port.rx_queue(0, pool);
     if has_read_multishot() {
         let q = r.expect("multishot rx queue");
@@ -42,11 +38,7 @@ fn multishot_queue(port: &TapPort, pool: &Pool) -> Option<RxQueue> {
 fn receives_and_recycles(mode: RxMode) {
     netns();
     let mut port = port_with(mode, "rxm%d");
-    let pool = Pool::new(PoolConfig {
-        count: 256,
-        ..PoolConfig::default()
-    })
-    .unwrap();
+    let pool = Pool::new(PoolConfig::default().count(256)).unwrap();
     let mut rxq = match mode {
         RxMode::Multishot => match multishot_queue(&port, &pool) {
             Some(q) => q,
@@ -112,11 +104,7 @@ fn multishot_counts_nombuf_when_the_application_hoards_packets() {
     netns();
     let port = port_with(RxMode::Multishot, "rxh%d");
     // 64 buffers in the ring, 8 spare: hoarding packets empties the pool.
-    let pool = Pool::new(PoolConfig {
-        count: 72,
-        ..PoolConfig::default()
-    })
-    .unwrap();
+    let pool = Pool::new(PoolConfig::default().count(72)).unwrap();
     let Some(mut rxq) = multishot_queue(&port, &pool) else {
         return;
     };
@@ -149,22 +137,28 @@ fn multishot_counts_nombuf_when_the_application_hoards_packets() {
 #[test]
 fn multishot_refuses_frames_larger_than_a_buffer() {
     netns();
-    let ring = RingConfig {
-        rx_mode: RxMode::Multishot,
-        rx_posted: 16,
-        ..RingConfig::default()
-    };
+    let ring = RingConfig::default()
+        .rx_mode(RxMode::Multishot)
+        .rx_posted(16);
     let mut cfg = TapConfig::new("rxb%d").ring(ring);
-    cfg.max_frame = 9018;
-    let mut port = TapPort::open(cfg).unwrap();
+    cfg.port.max_frame = 9018;
+    let mut port = Port::open(cfg).unwrap();
     port.start().unwrap();
     let pool = Pool::new(PoolConfig::default()).unwrap();
     let err = port
         .rx_queue(0, &pool)
-        .err()
-        .expect("a 9018-byte frame does not fit a 2 KiB buffer");
+        .expect_err("a 9018-byte frame does not fit a 2 KiB buffer");
     if has_read_multishot() {
-        assert!(matches!(err, Error::Config(_)), "{err}");
+        assert!(
+            matches!(
+                err,
+                Error::FrameExceedsBuffer {
+                    max_frame: 9018,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     } else {
         // Before 6.7 the mode itself is refused first.
         assert!(matches!(err, Error::Unsupported { .. }), "{err}");
@@ -205,8 +199,8 @@ fn auto_mode_follows_the_kernel() {
     assert_pool_full(&pool);
 
     let mut cfg = TapConfig::new("rxb%d");
-    cfg.max_frame = 9018;
-    let mut big = TapPort::open(cfg).unwrap();
+    cfg.port.max_frame = 9018;
+    let mut big = Port::open(cfg).unwrap();
     big.start().unwrap();
     let rxq = big.rx_queue(0, &pool).unwrap();
     let f = rxq.ring_features().unwrap();
@@ -220,30 +214,17 @@ fn auto_mode_follows_the_kernel() {
 fn ring_options_move_traffic_and_are_reported() {
     netns();
     let variants = [
-        RingConfig {
-            sqpoll: Some(SqPoll {
-                idle_ms: 50,
-                cpu: Some(0),
-            }),
-            ..RingConfig::default()
-        },
-        RingConfig {
-            taskrun: TaskRun::Defer,
-            ..RingConfig::default()
-        },
-        RingConfig {
-            taskrun: TaskRun::Default,
-            single_issuer: false,
-            ..RingConfig::default()
-        },
-        RingConfig {
-            fixed_files: false,
-            rx_mode: RxMode::Posted,
-            ..RingConfig::default()
-        },
+        RingConfig::default().sqpoll(Some(SqPoll::new(50).cpu(0))),
+        RingConfig::default().taskrun(TaskRun::Defer),
+        RingConfig::default()
+            .taskrun(TaskRun::Default)
+            .single_issuer(false),
+        RingConfig::default()
+            .fixed_files(false)
+            .rx_mode(RxMode::Posted),
     ];
     for (i, ring) in variants.iter().enumerate() {
-        let mut port = TapPort::open(TapConfig::new(format!("ro{i}")).ring(*ring)).unwrap();
+        let mut port = Port::open(TapConfig::new(format!("ro{i}")).ring(*ring)).unwrap();
         port.start().unwrap();
         let pool = Pool::new(PoolConfig::default()).unwrap();
         let mut rxq = port.rx_queue(0, &pool).unwrap();

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use rtap::{Packet, Pool, PoolConfig, RingConfig, SqPoll, TapConfig, TapPort};
+use rtap::{Packet, Pool, PoolConfig, Port, RingConfig, SqPoll, TapConfig};
 
 /// Kernel SQ polling threads of this process (named `iou-sqp-PID`).
 fn sq_threads() -> usize {
@@ -23,14 +23,8 @@ fn sq_threads() -> usize {
 fn every_ring_of_a_port_shares_one_sq_thread() {
     netns();
     assert_eq!(sq_threads(), 0);
-    let ring = RingConfig {
-        sqpoll: Some(SqPoll {
-            idle_ms: 50,
-            cpu: None,
-        }),
-        ..RingConfig::default()
-    };
-    let mut port = TapPort::open(TapConfig::new("sqs0").queues(2).ring(ring)).unwrap();
+    let ring = RingConfig::default().sqpoll(Some(SqPoll::new(50)));
+    let mut port = Port::open(TapConfig::new("sqs0").queues(2).ring(ring)).unwrap();
     port.start().unwrap();
     let pool = Pool::new(PoolConfig::default()).unwrap();
     let mut rx: Vec<_> = (0..2).map(|q| port.rx_queue(q, &pool).unwrap()).collect();

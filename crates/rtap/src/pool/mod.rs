@@ -40,6 +40,7 @@ pub const MAX_PACKET_LEN: usize = 65535 + 18;
 
 /// Sizes of a [`Pool`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PoolConfig {
     /// Number of buffers. Default 4096.
     pub count: u32,
@@ -61,27 +62,51 @@ impl Default for PoolConfig {
 }
 
 impl PoolConfig {
+    /// Sets the number of buffers.
+    pub fn count(mut self, n: u32) -> Self {
+        self.count = n;
+        self
+    }
+
+    /// Sets the bytes per buffer (headroom included).
+    pub fn buf_size(mut self, bytes: u32) -> Self {
+        self.buf_size = bytes;
+        self
+    }
+
+    /// Sets the headroom in front of each frame.
+    pub fn headroom(mut self, bytes: u32) -> Self {
+        self.headroom = bytes;
+        self
+    }
+
     /// Checks limits and returns the stride (bytes between buffer starts, a multiple of 64).
     pub fn validate(&self) -> Result<usize> {
         if self.count == 0 || self.count > (1 << 24) {
-            return Err(Error::Config(format!(
-                "pool count {} must be 1..=16777216",
-                self.count
-            )));
+            return Err(Error::InvalidConfig {
+                field: "pool count",
+                why: format!("{} must be 1..=16777216", self.count),
+            });
         }
         if self.headroom < 16 {
-            return Err(Error::Config(format!(
-                "pool headroom {} must be at least 16 (room for the virtio-net header)",
-                self.headroom
-            )));
+            return Err(Error::InvalidConfig {
+                field: "pool headroom",
+                why: format!(
+                    "{} must be at least 16 (room for the virtio-net header)",
+                    self.headroom
+                ),
+            });
         }
         if self.buf_size < self.headroom + 64 || self.buf_size as usize > MAX_PACKET_LEN + 4096 {
-            return Err(Error::Config(format!(
-                "pool buf_size {} must be headroom+64 ({}) ..= {}",
-                self.buf_size,
-                self.headroom + 64,
-                MAX_PACKET_LEN + 4096
-            )));
+            return Err(Error::InvalidConfig {
+                field: "pool buf_size",
+                why: format!(
+                    "{} must be headroom+64 ({}) ..= {}",
+                    self.buf_size,
+                    self.headroom + 64,
+                    MAX_PACKET_LEN + 4096
+                ),
+            });
         }
         Ok(stride_for(self.buf_size))
     }

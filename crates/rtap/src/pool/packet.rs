@@ -254,10 +254,11 @@ impl Packet {
     pub fn trim_front(&mut self, n: usize) -> Result<()> {
         let mut s = self.pool.seg(self.head);
         if n > s.len as usize {
-            return Err(Error::Config(format!(
-                "cannot trim {n} bytes from a {}-byte first segment",
-                s.len
-            )));
+            return Err(Error::PacketTooShort {
+                op: "trim",
+                n,
+                len: s.len as usize,
+            });
         }
         s.off += n as u32;
         s.len -= n as u32;
@@ -397,6 +398,7 @@ impl Drop for Packet {
 }
 
 /// Iterator over a packet's segments.
+#[derive(Debug)]
 pub struct Segments<'a> {
     pkt: &'a Packet,
     next: u32,

@@ -116,14 +116,3 @@ pub fn setns_net(fd: BorrowedFd<'_>) -> io::Result<()> {
     }
     Ok(())
 }
-
-/// Duplicates a raw fd the caller owns (close-on-exec).
-pub fn dup_raw(fd: std::os::fd::RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: F_DUPFD_CLOEXEC takes an int; a non-negative result is a new fd we own.
-    let n = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: n is fresh.
-    Ok(unsafe { OwnedFd::from_raw_fd(n) })
-}

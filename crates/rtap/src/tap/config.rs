@@ -1,21 +1,22 @@
 //! Configuration of a TAP port.
 
-use super::netns::Netns;
-use super::offloads::Offloads;
-use crate::backend::uring::RingConfig;
-use crate::backend::BackendKind;
 use crate::error::{Error, Result};
-use crate::pool::MAX_PACKET_LEN;
-
-/// Most queue pairs a port may have (as DPDK's net_rtap).
-pub const MAX_QUEUES: u16 = 128;
+use crate::port::{port_option_setters, Offloads, PortOptions};
 
 /// Default interface name template: the kernel picks the first free `rtapN`.
 pub const DEFAULT_NAME: &str = "rtap%d";
 
-/// How to open a TAP port. Build with [`TapConfig::new`] and the setters, or
-/// parse from a port spec string.
+/// How to open a TAP port: the interface, who owns it, the offloads to ask the
+/// kernel for, and the [`PortOptions`] every port has. Build it with
+/// [`TapConfig::new`] and the setters, or parse a port spec.
+///
+/// ```
+/// use rtap::{BackendKind, Offloads, TapConfig};
+/// let cfg = TapConfig::new("tap0").queues(2).offloads(Offloads::ALL).backend(BackendKind::Rw);
+/// assert_eq!(cfg.port.queues, 2);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TapConfig {
     /// Interface name, or a template with one `%d`. Default `rtap%d`.
     pub name: String,
@@ -23,26 +24,9 @@ pub struct TapConfig {
     pub attach: bool,
     /// Keep the interface after the port closes (`TUNSETPERSIST`).
     pub persist: bool,
-    /// Rx queues (must equal `tx_queues`). Default 1.
-    pub rx_queues: u16,
-    /// Tx queues. Default 1.
-    pub tx_queues: u16,
-    /// Data-path backend. Default io_uring (falls back to read/write with a warning).
-    pub backend: BackendKind,
-    /// io_uring options.
-    pub ring: RingConfig,
-    /// Largest frame the rx path must accept, Ethernet header included; 0 means
-    /// "the interface MTU + 18" (Ethernet header and one VLAN tag). Frames that do
-    /// not fit are counted as rx errors, never silently cut.
-    pub max_frame: usize,
-    /// Suggested burst size for applications (the port itself takes any size). Default 32.
-    pub burst: u16,
     /// Kernel-to-port offloads to ask for. Default [`Offloads::NONE`] (plain
-    /// frames); the `rtap` CLI turns them all on.
+    /// frames); port specs and the `rtap` CLI turn them all on.
     pub offloads: Offloads,
-    /// Network namespace the interface lives in (created or attached there); the
-    /// application's threads stay where they are. Default: the caller's.
-    pub netns: Option<Netns>,
     /// User allowed to attach later without CAP_NET_ADMIN (`TUNSETOWNER`); with
     /// `persist`, hands the tap to an unprivileged application. Note the kernel's
     /// rule: a persistent tap with neither owner nor group can be attached by any
@@ -50,12 +34,8 @@ pub struct TapConfig {
     pub owner: Option<u32>,
     /// Group allowed to attach later without CAP_NET_ADMIN (`TUNSETGROUP`).
     pub group: Option<u32>,
-    /// MTU to set at open.
-    pub mtu: Option<u32>,
-    /// MAC address to set at open.
-    pub mac: Option<[u8; 6]>,
-    /// Promiscuous mode to set at open.
-    pub promisc: Option<bool>,
+    /// Queues, backend, io_uring options, namespace, link settings.
+    pub port: PortOptions,
 }
 
 impl Default for TapConfig {
@@ -64,19 +44,10 @@ impl Default for TapConfig {
             name: DEFAULT_NAME.to_string(),
             attach: false,
             persist: false,
-            rx_queues: 1,
-            tx_queues: 1,
-            backend: BackendKind::Uring,
-            ring: RingConfig::default(),
-            max_frame: 0,
-            burst: 32,
             offloads: Offloads::NONE,
-            netns: None,
             owner: None,
             group: None,
-            mtu: None,
-            mac: None,
-            promisc: None,
+            port: PortOptions::default(),
         }
     }
 }
@@ -90,16 +61,9 @@ impl TapConfig {
         }
     }
 
-    /// Sets rx and tx queue counts to `n`.
-    pub fn queues(mut self, n: u16) -> Self {
-        self.rx_queues = n;
-        self.tx_queues = n;
-        self
-    }
-
-    /// Sets `persist`.
-    pub fn persist(mut self, on: bool) -> Self {
-        self.persist = on;
+    /// Sets the interface name or template.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
         self
     }
 
@@ -109,9 +73,9 @@ impl TapConfig {
         self
     }
 
-    /// Sets the backend.
-    pub fn backend(mut self, b: BackendKind) -> Self {
-        self.backend = b;
+    /// Sets `persist`.
+    pub fn persist(mut self, on: bool) -> Self {
+        self.persist = on;
         self
     }
 
@@ -121,42 +85,31 @@ impl TapConfig {
         self
     }
 
-    /// Sets the io_uring options.
-    pub fn ring(mut self, r: RingConfig) -> Self {
-        self.ring = r;
+    /// Sets the owner (uid) allowed to attach without CAP_NET_ADMIN.
+    pub fn owner(mut self, uid: u32) -> Self {
+        self.owner = Some(uid);
         self
     }
+
+    /// Sets the group (gid) allowed to attach without CAP_NET_ADMIN.
+    pub fn group(mut self, gid: u32) -> Self {
+        self.group = Some(gid);
+        self
+    }
+
+    /// Sets all the common port settings at once.
+    pub fn port_options(mut self, o: PortOptions) -> Self {
+        self.port = o;
+        self
+    }
+
+    port_option_setters!(port);
 
     /// Checks everything that can be checked without the kernel.
     pub fn validate(&self) -> Result<()> {
         validate_name(&self.name)?;
-        validate_queues(self.rx_queues, self.tx_queues)?;
-        self.ring.validate()?;
-        if self.max_frame != 0 && !(60..=MAX_PACKET_LEN).contains(&self.max_frame) {
-            return Err(Error::Config(format!(
-                "max_frame {} must be 0 (auto) or 60..={MAX_PACKET_LEN}",
-                self.max_frame
-            )));
-        }
-        if self.burst == 0 {
-            return Err(Error::Config("burst must be at least 1".into()));
-        }
-        Ok(())
+        self.port.validate()
     }
-}
-
-/// Checks a queue-count request.
-pub fn validate_queues(rx: u16, tx: u16) -> Result<()> {
-    if rx != tx {
-        return Err(Error::QueueCountMismatch { rx, tx });
-    }
-    if rx == 0 || rx > MAX_QUEUES {
-        return Err(Error::QueueCountOutOfRange {
-            count: rx,
-            max: MAX_QUEUES,
-        });
-    }
-    Ok(())
 }
 
 /// Checks an interface name or template the way the kernel will.
@@ -207,23 +160,5 @@ mod tests {
         assert!(validate_name("x%s").is_err());
         assert!(validate_name("x%d%d").is_err());
         assert!(validate_name("").is_err());
-    }
-
-    #[test]
-    fn queue_counts() {
-        assert!(validate_queues(1, 1).is_ok());
-        assert!(validate_queues(128, 128).is_ok());
-        assert!(matches!(
-            validate_queues(2, 1),
-            Err(Error::QueueCountMismatch { rx: 2, tx: 1 })
-        ));
-        assert!(matches!(
-            validate_queues(0, 0),
-            Err(Error::QueueCountOutOfRange { .. })
-        ));
-        assert!(matches!(
-            validate_queues(129, 129),
-            Err(Error::QueueCountOutOfRange { .. })
-        ));
     }
 }

@@ -1,24 +1,92 @@
-//! Creating or attaching the kernel TAP interface and its per-queue fds.
+//! The TAP device behind a [`Port`](crate::Port): creating or attaching the
+//! kernel interface (`IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE | IFF_VNET_HDR`), a
+//! detached keep-alive fd, one fd per queue pair, offload negotiation, and the
+//! fd engines of the chosen backend.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use super::offloads::{negotiate, Offloads};
+use super::config::TapConfig;
+use super::offloads::negotiate;
+use crate::backend;
 use crate::error::{Error, Result};
+use crate::netlink::LinkInfo;
+use crate::pool::Pool;
+use crate::port::device::{Device, EngineCtx, Opened};
+use crate::port::Offloads;
+use crate::queue::engine::{RxEngine, TxEngine};
 use crate::sys::{fd as sysfd, tun};
 use crate::wire::vnet::VNET_HDR_LEN;
 
-/// The interface after creation: a detached keep-alive fd plus identity.
-pub(crate) struct Device {
+/// An open TAP interface.
+pub(crate) struct TapDevice {
     /// Keeps the interface alive while queues come and go; detached, so it carries no traffic.
-    pub keepalive: OwnedFd,
-    pub name: String,
-    pub ifindex: u32,
+    _keepalive: OwnedFd,
     /// True if this port created the interface (false: attached to an existing one).
-    pub created: bool,
+    created: bool,
     /// Offloads the kernel accepted.
-    pub offloads: Offloads,
+    offloads: Offloads,
     /// Why some requested offloads were dropped.
-    pub offload_notes: Vec<String>,
+    offload_notes: Vec<String>,
+}
+
+/// Ethernet header and one VLAN tag on top of the MTU.
+const L2_OVERHEAD: usize = 18;
+
+impl Device for TapDevice {
+    fn kind(&self) -> &'static str {
+        "tap"
+    }
+
+    fn created(&self) -> bool {
+        self.created
+    }
+
+    fn offloads(&self) -> Offloads {
+        self.offloads
+    }
+
+    fn offload_notes(&self) -> &[String] {
+        &self.offload_notes
+    }
+
+    fn vnet_len(&self) -> usize {
+        VNET_HDR_LEN
+    }
+
+    fn open_queue(&self, iface: &Opened) -> Result<OwnedFd> {
+        open_queue(&iface.name, iface.ifindex)
+    }
+
+    fn release_queue(&self) -> fn(BorrowedFd<'_>) {
+        detach_queue
+    }
+
+    fn max_frame(&self, mtu: u32) -> usize {
+        mtu as usize + L2_OVERHEAD
+    }
+
+    /// Frames the kernel could not hand to a queue are the tap's transmit drops
+    /// (kernel to user is the tap's transmit direction).
+    fn missed(&self, link: &LinkInfo) -> u64 {
+        link.kernel_tx_dropped
+    }
+
+    fn rx_engine(&self, ctx: &EngineCtx<'_>, pool: &Pool) -> Result<Box<dyn RxEngine>> {
+        backend::fd_rx_engine(ctx, pool)
+    }
+
+    fn tx_engine(&self, ctx: &EngineCtx<'_>) -> Result<Box<dyn TxEngine>> {
+        backend::fd_tx_engine(ctx)
+    }
+}
+
+/// Detaches a queue before its fd is closed. Closing alone detaches it only once
+/// the last reference to the file goes, and others may still hold one for a while
+/// (an io_uring being torn down, a child process forked by another thread that
+/// has not exec'd yet); until then the kernel keeps steering frames to a queue
+/// nobody reads.
+fn detach_queue(fd: BorrowedFd<'_>) {
+    let _ = tun::set_queue_attached(fd, false);
 }
 
 fn check_features(fd: &OwnedFd) -> Result<()> {
@@ -49,21 +117,11 @@ fn map_setiff(e: std::io::Error, name: &str, existed: bool) -> Error {
     }
 }
 
-/// Creates the interface (or attaches to it) and sets it up for vnet headers.
-/// Who may attach later without CAP_NET_ADMIN.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Ownership {
-    pub owner: Option<u32>,
-    pub group: Option<u32>,
-}
-
-pub(crate) fn open(
-    name: &str,
-    attach: bool,
-    persist: bool,
-    offloads: Offloads,
-    own: Ownership,
-) -> Result<Device> {
+/// Creates the interface (or attaches to it) as `cfg` says and sets it up for
+/// vnet headers. Runs in the port's namespace.
+pub(crate) fn open(cfg: &TapConfig) -> Result<(TapDevice, Opened)> {
+    let name = cfg.name.as_str();
+    let attach = cfg.attach;
     let existed = !name.contains('%') && sysfd::if_nametoindex(name).is_some();
     if attach && !existed {
         return Err(Error::NoSuchInterface {
@@ -76,18 +134,18 @@ pub(crate) fn open(
         .map_err(|e| map_setiff(e, name, existed))?;
     let fd = keepalive.as_fd();
     tun::set_vnet_hdr_size(fd, VNET_HDR_LEN).map_err(|e| Error::sys("TUNSETVNETHDRSZ", e))?;
-    let (offloads, notes) = negotiate(offloads, |f| tun::set_offload(fd, f))
+    let (offloads, notes) = negotiate(cfg.offloads, |f| tun::set_offload(fd, f))
         .map_err(|e| Error::sys("TUNSETOFFLOAD", e))?;
     for n in &notes {
         tracing::info!("{actual}: {n}");
     }
-    if let Some(uid) = own.owner {
+    if let Some(uid) = cfg.owner {
         tun::set_owner(fd, uid).map_err(|e| Error::sys("TUNSETOWNER", e))?;
     }
-    if let Some(gid) = own.group {
+    if let Some(gid) = cfg.group {
         tun::set_group(fd, gid).map_err(|e| Error::sys("TUNSETGROUP", e))?;
     }
-    if persist {
+    if cfg.persist {
         tun::set_persist(fd, true).map_err(|e| Error::sys("TUNSETPERSIST", e))?;
     }
     let ifindex = sysfd::if_nametoindex(&actual).ok_or_else(|| Error::DeviceVanished {
@@ -96,14 +154,19 @@ pub(crate) fn open(
     })?;
     tun::set_queue_attached(fd, false)
         .map_err(|e| Error::sys("TUNSETQUEUE detach keep-alive", e))?;
-    Ok(Device {
-        keepalive,
-        name: actual,
-        ifindex,
+    let dev = TapDevice {
+        _keepalive: keepalive,
         created: !existed,
         offloads,
         offload_notes: notes,
-    })
+    };
+    Ok((
+        dev,
+        Opened {
+            name: actual,
+            ifindex,
+        },
+    ))
 }
 
 /// Opens one more queue fd on the interface called `name`.
@@ -114,7 +177,7 @@ pub(crate) fn open(
 /// blocking tap fd from its io-wq worker threads, several at once, and a burst
 /// of writes reaches the wire in any order. On an `O_NONBLOCK` fd io_uring
 /// issues them inline, in submission order, as it does on newer kernels.
-pub(crate) fn open_queue(name: &str, ifindex: u32) -> Result<OwnedFd> {
+fn open_queue(name: &str, ifindex: u32) -> Result<OwnedFd> {
     let fd = tun::open_tun(true)?;
     let got =
         tun::set_iff(fd.as_fd(), name, tun::TAP_FLAGS).map_err(|e| match e.raw_os_error() {

@@ -1,16 +1,13 @@
-//! The TAP port: device setup, lifecycle, queues and statistics.
+//! The TAP device: a kernel TAP interface (`IFF_TAP | IFF_NO_PI |
+//! IFF_MULTI_QUEUE | IFF_VNET_HDR`) behind a [`Port`](crate::Port).
+//!
+//! - `config.rs`: [`TapConfig`], name validation (pure).
+//! - `device.rs`: create or attach, keep-alive fd, queue fds, owner/group; the
+//!   [`Device`](crate::port::device) implementation.
+//! - `offloads.rs`: `TUNSETOFFLOAD` negotiation (USO and ECN dropped if refused).
 
 pub mod config;
-mod device;
-pub mod link;
-mod metadata;
-pub mod netns;
-pub mod offloads;
-mod port;
-mod queue;
+pub(crate) mod device;
+mod offloads;
 
-pub use config::{TapConfig, DEFAULT_NAME, MAX_QUEUES};
-pub use netns::Netns;
-pub use offloads::Offloads;
-pub use port::TapPort;
-pub use queue::{RxQueue, TxQueue};
+pub use config::{validate_name, TapConfig, DEFAULT_NAME};

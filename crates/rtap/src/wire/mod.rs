@@ -3,11 +3,13 @@
 //!
 //! - [`layout`]: walking a frame's Ethernet/VLAN/IP/TCP/UDP headers.
 //! - [`checksum`]: one's complement sums, the pseudo-header, the software L4 checksum.
+//! - [`mac`]: Ethernet addresses.
 //! - [`offload`]: virtio-net header fields for transmit requests, receive flags.
 //! - [`vnet`]: the virtio-net header itself, encoded and decoded.
 
 pub mod checksum;
 pub mod layout;
+pub mod mac;
 pub mod offload;
 #[cfg(test)]
 mod testutil;

@@ -8,7 +8,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use rtap::{
-    BackendKind, Offloads, Packet, Pool, PoolConfig, RxMode, RxQueue, TapConfig, TapPort, TxQueue,
+    BackendKind, Offloads, Packet, Pool, PoolConfig, Port, RxMode, RxQueue, TapConfig, TxQueue,
 };
 
 /// EtherType of the frames tests build (IEEE local experimental 1): the kernel
@@ -172,11 +172,7 @@ pub fn offloads_all_here() -> Offloads {
     if has_uso() {
         Offloads::ALL
     } else {
-        Offloads {
-            uso4: false,
-            uso6: false,
-            ..Offloads::ALL
-        }
+        Offloads::ALL.uso4(false).uso6(false)
     }
 }
 
@@ -341,12 +337,12 @@ pub fn forced_rx_mode() -> Option<RxMode> {
 
 /// Opens a port, asserting that the backend asked for is the one in use. Applies
 /// the rx mode set with [`force_rx_mode`], if any.
-pub fn open(mut cfg: TapConfig) -> TapPort {
+pub fn open(mut cfg: TapConfig) -> Port {
     if let Some(mode) = RX_MODE.with(|m| m.get()) {
-        cfg.ring.rx_mode = mode;
+        cfg.port.ring.rx_mode = mode;
     }
-    let want = cfg.backend;
-    let port = TapPort::open(cfg).expect("open tap port");
+    let want = cfg.port.backend;
+    let port = Port::open(cfg).expect("open tap port");
     assert_eq!(
         port.backend(),
         want,
@@ -357,7 +353,7 @@ pub fn open(mut cfg: TapConfig) -> TapPort {
 }
 
 /// Opens and starts a port called `name` with `queues` queue pairs.
-pub fn started(name: &str, backend: BackendKind, queues: u16) -> TapPort {
+pub fn started(name: &str, backend: BackendKind, queues: u16) -> Port {
     let mut port = open(TapConfig::new(name).queues(queues).backend(backend));
     port.start().expect("start");
     port
@@ -698,7 +694,7 @@ pub fn err<T>(r: rtap::Result<T>) -> rtap::Error {
 /// flow stays on one queue. Proof that the kernel tap has exactly `n` queues
 /// attached: a frame steered to a queue nobody reads would be missing. Returns
 /// the frames received per queue.
-pub fn check_all_queues_receive(port: &TapPort, pool: &Pool, n: u16) -> Vec<Vec<Packet>> {
+pub fn check_all_queues_receive(port: &Port, pool: &Pool, n: u16) -> Vec<Vec<Packet>> {
     assert_eq!(port.queue_count(), n);
     let inj = PacketSocket::injector(port.ifindex());
     let mut rxqs: Vec<RxQueue> = (0..n).map(|q| port.rx_queue(q, pool).unwrap()).collect();

@@ -3,13 +3,16 @@
 //! baseline rtap's benchmarks compare against, and the fallback when io_uring is
 //! unavailable. Same buffers, same packets, same counters as the io_uring backend.
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::time::Duration;
 
-use crate::backend::uring::rx::bufs_per_read;
+use crate::backend::uring::rx_posted::bufs_per_read;
 use crate::backend::uring::tx::MAX_TX_SEGS;
+use crate::backend::uring::RingFeatures;
 use crate::backend::{errno_of, is_vanished};
 use crate::error::Result;
 use crate::pool::{Packet, Pool};
+use crate::queue::engine::{RxEngine, TxEngine};
 use crate::stats::QueueCounters;
 use crate::sys::fd;
 use crate::wire::vnet::VnetHdr;
@@ -53,8 +56,10 @@ impl RwRx {
             cap,
         })
     }
+}
 
-    pub(crate) fn rx_burst(
+impl RxEngine for RwRx {
+    fn rx_burst(
         &mut self,
         fd: BorrowedFd<'_>,
         out: &mut Vec<Packet>,
@@ -136,6 +141,28 @@ impl RwRx {
             _ => Ok(pkts as usize),
         }
     }
+
+    /// Buffers are only staged for the next read, never lent to the kernel.
+    fn held(&self) -> usize {
+        0
+    }
+
+    fn ring_features(&self) -> Option<&RingFeatures> {
+        None
+    }
+
+    /// Readiness is the queue fd's own.
+    fn signals_eventfd(&self) -> bool {
+        false
+    }
+
+    fn set_eventfd(&mut self, _fd: Option<RawFd>) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn wait(&mut self, fd: BorrowedFd<'_>, timeout: Duration) -> std::io::Result<bool> {
+        fd::poll_in(fd, timeout)
+    }
 }
 
 impl Drop for RwRx {
@@ -170,10 +197,17 @@ impl RwTx {
             vnet_len,
         }
     }
+}
+
+impl TxEngine for RwTx {
+    /// Sends complete in the write itself: any number fits.
+    fn room(&mut self, _ctr: &QueueCounters) -> usize {
+        usize::MAX
+    }
 
     /// Writes packets from the front of `pkts`, at most `max`, and removes the
     /// ones consumed.
-    pub(crate) fn tx_burst(
+    fn tx_burst(
         &mut self,
         fd: BorrowedFd<'_>,
         pkts: &mut Vec<Packet>,
@@ -242,5 +276,25 @@ impl RwTx {
             Some(e) if sent == 0 => Err(e),
             _ => Ok(consumed),
         }
+    }
+
+    fn flush(&mut self, _ctr: &QueueCounters, _timeout: Duration) -> bool {
+        true
+    }
+
+    fn in_flight(&self) -> usize {
+        0
+    }
+
+    fn ring_features(&self) -> Option<&RingFeatures> {
+        None
+    }
+
+    fn signals_eventfd(&self) -> bool {
+        false
+    }
+
+    fn set_eventfd(&mut self, _fd: Option<RawFd>) -> std::io::Result<()> {
+        Ok(())
     }
 }

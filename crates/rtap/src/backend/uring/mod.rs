@@ -2,9 +2,9 @@
 //! fallbacks) and the per-queue rx and tx engines.
 
 mod probe;
-pub mod rx;
-pub mod rx_multishot;
-pub mod tx;
+pub(crate) mod rx_multishot;
+pub(crate) mod rx_posted;
+pub(crate) mod tx;
 
 pub(crate) use probe::{check_available, read_multishot_supported};
 pub use probe::{probe, UringProbe};
@@ -32,6 +32,7 @@ pub enum TaskRun {
 
 /// An SQPOLL kernel thread for a ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SqPoll {
     /// Milliseconds the thread spins without work before it sleeps.
     pub idle_ms: u32,
@@ -39,8 +40,22 @@ pub struct SqPoll {
     pub cpu: Option<u32>,
 }
 
+impl SqPoll {
+    /// A thread that sleeps after `idle_ms` milliseconds without work, unpinned.
+    pub fn new(idle_ms: u32) -> SqPoll {
+        SqPoll { idle_ms, cpu: None }
+    }
+
+    /// Pins the thread to `cpu`.
+    pub fn cpu(mut self, cpu: u32) -> SqPoll {
+        self.cpu = Some(cpu);
+        self
+    }
+}
+
 /// Options for each queue's io_uring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RingConfig {
     /// Submission queue entries of a tx ring (and in-flight tx packets). Default 1024.
     pub tx_entries: u32,
@@ -125,13 +140,58 @@ impl Default for RingConfig {
 }
 
 impl RingConfig {
+    /// Sets `tx_entries`.
+    pub fn tx_entries(mut self, n: u32) -> Self {
+        self.tx_entries = n;
+        self
+    }
+
+    /// Sets `rx_posted`.
+    pub fn rx_posted(mut self, n: u32) -> Self {
+        self.rx_posted = n;
+        self
+    }
+
+    /// Sets (or, with `None`, clears) the SQPOLL thread.
+    pub fn sqpoll(mut self, sp: Option<SqPoll>) -> Self {
+        self.sqpoll = sp;
+        self
+    }
+
+    /// Sets `single_issuer`.
+    pub fn single_issuer(mut self, on: bool) -> Self {
+        self.single_issuer = on;
+        self
+    }
+
+    /// Sets the task-run mode.
+    pub fn taskrun(mut self, t: TaskRun) -> Self {
+        self.taskrun = t;
+        self
+    }
+
+    /// Sets `fixed_files`.
+    pub fn fixed_files(mut self, on: bool) -> Self {
+        self.fixed_files = on;
+        self
+    }
+
+    /// Sets the rx mode.
+    pub fn rx_mode(mut self, m: RxMode) -> Self {
+        self.rx_mode = m;
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         let ok = |v: u32| (1..=32768).contains(&v);
         if !ok(self.tx_entries) || !ok(self.rx_posted) {
-            return Err(Error::Config(format!(
-                "ring sizes must be 1..=32768 (tx_entries {}, rx_posted {})",
-                self.tx_entries, self.rx_posted
-            )));
+            return Err(Error::InvalidConfig {
+                field: "ring",
+                why: format!(
+                    "sizes must be 1..=32768 (tx_entries {}, rx_posted {})",
+                    self.tx_entries, self.rx_posted
+                ),
+            });
         }
         Ok(())
     }
@@ -139,6 +199,7 @@ impl RingConfig {
 
 /// What a ring ended up with after fallbacks.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RingFeatures {
     /// SQPOLL active.
     pub sqpoll: bool,

@@ -8,6 +8,7 @@ use io_uring::{opcode, IoUring, Probe};
 
 /// What the running kernel's io_uring offers (for `rtap info` and backend choice).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct UringProbe {
     /// A ring could be created at all.
     pub available: bool,

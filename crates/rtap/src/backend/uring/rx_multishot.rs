@@ -9,7 +9,7 @@
 //! (`-ENOBUFS`) or the kernel ends it; then it is re-armed. Frames must fit in one
 //! buffer: no chains in this mode.
 
-use std::os::fd::RawFd;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
@@ -21,6 +21,7 @@ use super::{
 use crate::backend::is_vanished;
 use crate::error::{Error, Result};
 use crate::pool::{Packet, Pool};
+use crate::queue::engine::RxEngine;
 use crate::stats::QueueCounters;
 use crate::sys::mem::Region;
 use crate::wire::vnet::VnetHdr;
@@ -33,7 +34,7 @@ const ENTRY_SIZE: usize = 16;
 const TAIL_OFFSET: usize = 14;
 
 /// Multishot rx engine of one queue.
-pub(crate) struct UringRxMulti {
+pub(crate) struct MultishotRx {
     ring: IoUring,
     target: Target,
     pub features: RingFeatures,
@@ -52,7 +53,7 @@ pub(crate) struct UringRxMulti {
     done: Box<[(u64, i32, u32)]>,
 }
 
-impl UringRxMulti {
+impl MultishotRx {
     pub(crate) fn new(
         fd: RawFd,
         pool: &Pool,
@@ -60,21 +61,20 @@ impl UringRxMulti {
         vnet_len: usize,
         max_frame: usize,
         attach: Option<RawFd>,
-    ) -> Result<UringRxMulti> {
+    ) -> Result<MultishotRx> {
         let pc = pool.config();
         let room = (pc.buf_size - pc.headroom) as usize;
         // One spare byte, so that a read filling the buffer marks a frame cut short.
         if room <= max_frame {
-            return Err(Error::Config(format!(
-                "multishot rx needs each buffer to hold a whole frame: {room} bytes after headroom < max frame {max_frame}; use rx_mode posted or larger buffers"
-            )));
+            return Err(Error::FrameExceedsBuffer { room, max_frame });
         }
         let n = ring_entries(cfg.rx_posted as usize, pc.buf_size as usize);
         if n > pool.available() {
-            return Err(Error::Config(format!(
-                "multishot rx ring of {n} buffers exceeds the {} free pool buffers: enlarge the pool or lower rx_posted",
-                pool.available()
-            )));
+            return Err(Error::PoolTooSmall {
+                what: "rx queue (multishot buffer ring)",
+                needed: n,
+                available: pool.available(),
+            });
         }
         let r = build_ring(cfg, 8, 2 * n as u32, fd, attach)?;
         let br = Region::new(n * ENTRY_SIZE).map_err(|e| Error::sys("mmap buffer ring", e))?;
@@ -99,7 +99,7 @@ impl UringRxMulti {
                 count: pool.capacity(),
             });
         }
-        let mut rx = UringRxMulti {
+        let mut rx = MultishotRx {
             ring: r.ring,
             target: r.target,
             features: r.features,
@@ -169,9 +169,12 @@ impl UringRxMulti {
         debug_assert!(ok);
         self.armed = true;
     }
+}
 
-    pub(crate) fn rx_burst(
+impl RxEngine for MultishotRx {
+    fn rx_burst(
         &mut self,
+        _fd: BorrowedFd<'_>,
         out: &mut Vec<Packet>,
         max: usize,
         ctr: &QueueCounters,
@@ -260,6 +263,27 @@ impl UringRxMulti {
         }
         Ok(pkts as usize)
     }
+
+    /// Buffers provided to the kernel.
+    fn held(&self) -> usize {
+        self.bufs.len()
+    }
+
+    fn ring_features(&self) -> Option<&RingFeatures> {
+        Some(&self.features)
+    }
+
+    fn signals_eventfd(&self) -> bool {
+        true
+    }
+
+    fn set_eventfd(&mut self, fd: Option<RawFd>) -> std::io::Result<()> {
+        super::set_eventfd(&self.ring, fd)
+    }
+
+    fn wait(&mut self, _fd: BorrowedFd<'_>, timeout: Duration) -> std::io::Result<bool> {
+        super::wait_cqe(&mut self.ring, timeout)
+    }
 }
 
 /// Most bytes of buffers a ring keeps provided. The kernel takes provided buffers
@@ -278,26 +302,7 @@ pub(crate) fn ring_entries(rx_posted: usize, buf_size: usize) -> usize {
     want.min(cap)
 }
 
-impl UringRxMulti {
-    /// Buffers provided to the kernel.
-    pub(crate) fn provided(&self) -> usize {
-        self.bufs.len()
-    }
-}
-
-impl UringRxMulti {
-    /// Registers (or, with `None`, unregisters) an eventfd signalled on completions.
-    pub(crate) fn set_eventfd(&mut self, fd: Option<std::os::fd::RawFd>) -> std::io::Result<()> {
-        super::set_eventfd(&self.ring, fd)
-    }
-
-    /// Blocks until a completion is ready or `timeout` passes.
-    pub(crate) fn wait(&mut self, timeout: Duration) -> std::io::Result<bool> {
-        super::wait_cqe(&mut self.ring, timeout)
-    }
-}
-
-impl Drop for UringRxMulti {
+impl Drop for MultishotRx {
     fn drop(&mut self) {
         let mut armed = self.armed;
         let drained = cancel_and_drain(

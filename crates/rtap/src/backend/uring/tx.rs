@@ -5,7 +5,7 @@
 //! A sent packet sits in a *slot* until its completion is reaped; then its buffers
 //! go back to their pool.
 
-use std::os::fd::RawFd;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::time::Duration;
 
 use io_uring::{opcode, IoUring};
@@ -16,6 +16,7 @@ use super::{
 use crate::backend::is_vanished;
 use crate::error::Result;
 use crate::pool::Packet;
+use crate::queue::engine::TxEngine;
 use crate::stats::QueueCounters;
 
 /// Most segments a packet may have (plus one iovec for the header).
@@ -99,11 +100,14 @@ impl UringTx {
         }
         ctr.add(pkts, bytes, errors, 0);
     }
+}
 
+impl TxEngine for UringTx {
     /// Queues as many packets from the front of `pkts` as there are free slots,
     /// at most `max`, submits them with one call, and removes them from `pkts`.
-    pub(crate) fn tx_burst(
+    fn tx_burst(
         &mut self,
+        _fd: BorrowedFd<'_>,
         pkts: &mut Vec<Packet>,
         max: usize,
         ctr: &QueueCounters,
@@ -178,24 +182,31 @@ impl UringTx {
 
     /// Packets the next burst can take (free slots, bounded by SQ room), after
     /// reaping finished sends.
-    pub(crate) fn room(&mut self, ctr: &QueueCounters) -> usize {
+    fn room(&mut self, ctr: &QueueCounters) -> usize {
         self.reap(ctr);
         let sq = self.ring.submission();
         self.free.len().min(sq.capacity() - sq.len())
     }
 
-    /// Registers (or, with `None`, unregisters) an eventfd signalled on completions.
-    pub(crate) fn set_eventfd(&mut self, fd: Option<std::os::fd::RawFd>) -> std::io::Result<()> {
+    fn ring_features(&self) -> Option<&RingFeatures> {
+        Some(&self.features)
+    }
+
+    fn signals_eventfd(&self) -> bool {
+        true
+    }
+
+    fn set_eventfd(&mut self, fd: Option<RawFd>) -> std::io::Result<()> {
         super::set_eventfd(&self.ring, fd)
     }
 
     /// Packets handed to the kernel whose completion has not been reaped yet.
-    pub(crate) fn in_flight(&self) -> usize {
+    fn in_flight(&self) -> usize {
         self.slots.len() - self.free.len()
     }
 
     /// Reaps completions until none is in flight or `timeout` passes.
-    pub(crate) fn flush(&mut self, ctr: &QueueCounters, timeout: Duration) -> bool {
+    fn flush(&mut self, ctr: &QueueCounters, timeout: Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             self.reap(ctr);

@@ -2,11 +2,12 @@
 //! else does not break it): status, MTU, MAC, promiscuous and all-multicast modes,
 //! and link-state events.
 
-use super::port::TapPort;
+use super::Port;
 use crate::error::{Error, Result};
 use crate::netlink::{LinkInfo, LinkWatcher};
+use crate::wire::mac::MacAddr;
 
-impl TapPort {
+impl Port {
     /// True when the link is administratively up *and* running (carrier), the
     /// only state in which it moves traffic.
     pub fn link_up(&self) -> Result<bool> {
@@ -29,29 +30,25 @@ impl TapPort {
             if l.max_mtu == 0 { 65535 } else { l.max_mtu },
         );
         if !(min..=max).contains(&mtu) {
-            return Err(Error::Config(format!(
-                "MTU {mtu} out of this device's range {min}..={max}"
-            )));
+            return Err(Error::MtuOutOfRange { mtu, min, max });
         }
         self.with_nl("set MTU", |nl, i| nl.set_mtu(i, mtu))
     }
 
     /// The MAC address.
-    pub fn mac(&self) -> Result<[u8; 6]> {
-        self.link()?
-            .mac
-            .ok_or_else(|| Error::Config("the interface reports no MAC address".into()))
+    pub fn mac(&self) -> Result<MacAddr> {
+        let l = self.link()?;
+        l.mac.ok_or(Error::NoMacAddress {
+            name: l.name.clone(),
+        })
     }
 
     /// Sets the MAC address (unicast, not all-zero).
-    pub fn set_mac(&self, mac: [u8; 6]) -> Result<()> {
-        if mac[0] & 1 != 0 || mac == [0; 6] {
-            return Err(Error::Config(format!(
-                "{} is not a unicast MAC address",
-                fmt_mac(&mac)
-            )));
+    pub fn set_mac(&self, mac: MacAddr) -> Result<()> {
+        if !mac.is_unicast() {
+            return Err(Error::NotUnicastMac { mac });
         }
-        self.with_nl("set MAC address", |nl, i| nl.set_mac(i, mac))
+        self.with_nl("set MAC address", |nl, i| nl.set_mac(i, mac.octets()))
     }
 
     /// True if promiscuous mode is on.
@@ -85,43 +82,5 @@ impl TapPort {
             LinkWatcher::new(ifindex, current)
                 .map_err(|e| Error::sys("netlink subscribe RTNLGRP_LINK", e))
         })
-    }
-}
-
-/// `aa:bb:cc:dd:ee:ff`.
-pub fn fmt_mac(m: &[u8; 6]) -> String {
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    )
-}
-
-/// Parses `aa:bb:cc:dd:ee:ff`.
-pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut m = [0u8; 6];
-    let mut parts = s.split(':');
-    for b in m.iter_mut() {
-        let p = parts.next()?;
-        if p.len() != 2 {
-            return None;
-        }
-        *b = u8::from_str_radix(p, 16).ok()?;
-    }
-    parts.next().is_none().then_some(m)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mac_text() {
-        let m = [0x02, 0, 0xab, 0xcd, 0xef, 0x10];
-        assert_eq!(fmt_mac(&m), "02:00:ab:cd:ef:10");
-        assert_eq!(parse_mac("02:00:ab:cd:ef:10"), Some(m));
-        assert_eq!(parse_mac("02:00:ab:cd:ef"), None);
-        assert_eq!(parse_mac("02:00:ab:cd:ef:10:11"), None);
-        assert_eq!(parse_mac("02:00:ab:cd:ef:1"), None);
-        assert_eq!(parse_mac("zz:00:ab:cd:ef:10"), None);
     }
 }

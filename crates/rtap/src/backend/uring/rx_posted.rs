@@ -1,4 +1,6 @@
-//! io_uring receive: a fixed set of reads kept posted on the tap fd.
+//! io_uring receive with posted reads: a fixed set of reads kept in the kernel
+//! on the queue fd (the engine for frames larger than one buffer, and for kernels
+//! without multishot read).
 //!
 //! Each *slot* owns `k` pool buffers lent to the kernel for one `read` (k = 1) or
 //! `readv` (k > 1, a chain for frames larger than one buffer). The read lands the
@@ -14,7 +16,7 @@
 //! other, in order, with a single poll armed at a time. Reaped slots wait in
 //! `ready` and are posted as the next chain once the current one has completed.
 
-use std::os::fd::RawFd;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::time::Duration;
 
 use io_uring::{opcode, squeue, IoUring};
@@ -25,11 +27,12 @@ use super::{
 use crate::backend::is_vanished;
 use crate::error::{Error, Result};
 use crate::pool::{Packet, Pool};
+use crate::queue::engine::RxEngine;
 use crate::stats::QueueCounters;
 use crate::wire::vnet::VnetHdr;
 
-/// Rx engine of one queue.
-pub(crate) struct UringRx {
+/// Posted-read rx engine of one queue.
+pub(crate) struct PostedRx {
     ring: IoUring,
     target: Target,
     pub features: RingFeatures,
@@ -72,7 +75,7 @@ pub(crate) fn bufs_per_read(
     }
 }
 
-impl UringRx {
+impl PostedRx {
     pub(crate) fn new(
         fd: RawFd,
         pool: &Pool,
@@ -80,7 +83,7 @@ impl UringRx {
         vnet_len: usize,
         max_frame: usize,
         attach: Option<RawFd>,
-    ) -> Result<UringRx> {
+    ) -> Result<PostedRx> {
         let pc = pool.config();
         // One byte beyond the largest frame: the tap cuts a frame to the space it is
         // given and reports the bytes copied, so only a read that fills every byte
@@ -95,14 +98,11 @@ impl UringRx {
             cfg.rx_posted as usize
         };
         if nslots * k > pool.available() {
-            return Err(Error::Config(format!(
-                "rx queue needs {} free pool buffers ({} posted reads x {} buffers each for {}-byte frames) but the pool has {}: enlarge the pool or lower rx_posted",
-                nslots * k,
-                nslots,
-                k,
-                max_frame,
-                pool.available()
-            )));
+            return Err(Error::PoolTooSmall {
+                what: "rx queue (posted reads of buffer chains)",
+                needed: nslots * k,
+                available: pool.available(),
+            });
         }
         let ring = build_ring(cfg, nslots as u32, 2 * nslots as u32, fd, attach)?;
         let mut bufs = vec![0u32; nslots * k].into_boxed_slice();
@@ -119,7 +119,7 @@ impl UringRx {
             nslots * k
         ]
         .into_boxed_slice();
-        let mut rx = UringRx {
+        let mut rx = PostedRx {
             ring: ring.ring,
             target: ring.target,
             features: ring.features,
@@ -206,11 +206,12 @@ impl UringRx {
         self.posted[slot] = true;
         self.in_flight += 1;
     }
+}
 
-    /// Receives up to `max` packets into `out`. Errors carry the errno that shows
-    /// the interface vanished.
-    pub(crate) fn rx_burst(
+impl RxEngine for PostedRx {
+    fn rx_burst(
         &mut self,
+        _fd: BorrowedFd<'_>,
         out: &mut Vec<Packet>,
         max: usize,
         ctr: &QueueCounters,
@@ -281,26 +282,30 @@ impl UringRx {
         Ok(pkts as usize)
     }
 
-    /// Pool buffers this queue holds: lent to the kernel for reads, or waiting
-    /// in a slot for the next chain.
-    pub(crate) fn held(&self) -> usize {
+    /// Pool buffers lent to the kernel for reads, or waiting in a slot for the
+    /// next chain.
+    fn held(&self) -> usize {
         self.bufs.len()
     }
-}
 
-impl UringRx {
-    /// Registers (or, with `None`, unregisters) an eventfd signalled on completions.
-    pub(crate) fn set_eventfd(&mut self, fd: Option<std::os::fd::RawFd>) -> std::io::Result<()> {
+    fn ring_features(&self) -> Option<&RingFeatures> {
+        Some(&self.features)
+    }
+
+    fn signals_eventfd(&self) -> bool {
+        true
+    }
+
+    fn set_eventfd(&mut self, fd: Option<RawFd>) -> std::io::Result<()> {
         super::set_eventfd(&self.ring, fd)
     }
 
-    /// Blocks until a completion is ready or `timeout` passes.
-    pub(crate) fn wait(&mut self, timeout: Duration) -> std::io::Result<bool> {
+    fn wait(&mut self, _fd: BorrowedFd<'_>, timeout: Duration) -> std::io::Result<bool> {
         super::wait_cqe(&mut self.ring, timeout)
     }
 }
 
-impl Drop for UringRx {
+impl Drop for PostedRx {
     fn drop(&mut self) {
         let posted = &mut self.posted;
         let drained = cancel_and_drain(

@@ -1,50 +1,19 @@
-//! Per-packet work shared by every backend: transmit offload preparation
-//! (virtio-net header from the packet's own headers, checksum seeding or a
-//! software checksum) and the classification behind the extended statistics.
+//! Transmit preparation, common to every device and engine: a packet's
+//! [`TxRequest`] becomes its virtio-net header (checksum seed included), or, on a
+//! port without checksum offload, a checksum computed in software. A request that
+//! cannot be honoured drops the packet here, counted, so no engine ever sees an
+//! unprepared packet.
 
 use crate::pool::Packet;
 use crate::wire::checksum;
-use crate::wire::offload::{self, Gso, RxCsum, RxGso, TxRequest};
+use crate::wire::offload::{self, Gso, TxRequest};
 use crate::wire::vnet::VnetHdr;
 use crate::xstats::*;
-
-/// Counts size and cast class of a frame into `local` (indices 0..10).
-#[inline]
-fn classify_common(p: &Packet, local: &mut [u64]) {
-    local[size_bucket(p.len())] += 1;
-    local[SIZE_NAMES.len() + cast_class(p.data())] += 1;
-}
-
-/// Classifies received packets into the rx counters.
-pub(crate) fn classify_rx(pkts: &[Packet], local: &mut [u64; RX_N]) {
-    for p in pkts {
-        classify_common(p, local);
-        let h = p.vnet_hdr();
-        match offload::rx_csum(h) {
-            RxCsum::Good => local[RX_CSUM_GOOD] += 1,
-            RxCsum::Partial => local[RX_CSUM_PARTIAL] += 1,
-            RxCsum::Unknown => local[RX_CSUM_UNKNOWN] += 1,
-        }
-        if offload::rx_gso(h) != RxGso::None {
-            local[RX_LRO] += 1;
-        }
-    }
-}
-
-/// Classifies packets about to be sent into the tx counters.
-pub(crate) fn classify_tx(pkts: &[Packet], local: &mut [u64; TX_N]) {
-    for p in pkts {
-        classify_common(p, local);
-        if p.nb_segs() > 1 {
-            local[TX_MULTISEG] += 1;
-        }
-    }
-}
 
 /// Turns a packet's transmit request into its virtio-net header (or a software
 /// checksum when `csum_offload` is off). Returns false if the request cannot be
 /// honoured: the caller drops the packet and counts it.
-pub(crate) fn prepare_tx(p: &mut Packet, csum_offload: bool, local: &mut [u64; TX_N]) -> bool {
+fn prepare_tx(p: &mut Packet, csum_offload: bool, local: &mut [u64; TX_N]) -> bool {
     let req = p.tx_offload();
     if req == TxRequest::default() {
         return true; // the header already in the packet (if any) goes as is

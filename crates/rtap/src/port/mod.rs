@@ -1,0 +1,399 @@
+//! The port layer: a [`Port`] is one kernel interface driven as a poll-mode
+//! port, whatever kind of device it is. Lifecycle, queue handles, link control
+//! and events over netlink, namespaces, stats and xstats, and the SQPOLL anchor
+//! live here; what differs between devices sits behind the crate-private
+//! [`Device`](device::Device) trait (see [`device`] for what a new device supplies).
+
+pub(crate) mod device;
+mod link;
+mod netns;
+mod offloads;
+mod options;
+mod stats;
+
+use std::sync::{Arc, Mutex};
+
+pub use netns::Netns;
+pub(crate) use netns::{in_ns, NsHandle};
+pub use offloads::Offloads;
+pub(crate) use options::port_option_setters;
+pub use options::{validate_queues, PortOptions, MAX_QUEUES};
+
+use self::device::{Device, EngineCtx, Opened};
+use self::stats::Baseline;
+use crate::backend::{uring, BackendKind};
+use crate::error::{Error, Result};
+use crate::netlink::{LinkInfo, Netlink};
+use crate::pool::{Pool, MAX_PACKET_LEN};
+use crate::queue::{Dir, QueueShared, RxQueue, TxQueue};
+use crate::spec::PortSpec;
+
+/// One kernel interface driven as a poll-mode port.
+///
+/// Lifecycle: [`open`](Self::open) (create or attach the interface, one fd per
+/// queue pair) → [`start`](Self::start) (link up) → [`rx_queue`](Self::rx_queue) /
+/// [`tx_queue`](Self::tx_queue) and bursts → drop the queues → [`stop`](Self::stop)
+/// (link down) → optionally [`set_queue_count`](Self::set_queue_count) and start
+/// again → drop (close). An interface the port created is deleted on close unless
+/// it is persistent.
+///
+/// The port is `Send + Sync`: worker threads can each open their queues from a
+/// shared reference (queues and pools stay on the thread that opened them).
+pub struct Port {
+    spec: PortSpec,
+    /// The interface: name as last seen (it may be renamed) and index.
+    iface: Opened,
+    backend: BackendKind,
+    backend_reason: Option<String>,
+    // Queue fds close before the device lets go of the interface.
+    queues: Vec<Arc<QueueShared>>,
+    dev: Box<dyn Device>,
+    nl: Mutex<Netlink>,
+    started: bool,
+    /// The namespace the interface lives in, if not the opener's.
+    ns: Option<NsHandle>,
+    /// With SQPOLL: the ring whose kernel thread every ring of the port shares.
+    sq_anchor: Option<uring::SqAnchor>,
+    base: Mutex<Baseline>,
+}
+
+impl std::fmt::Debug for Port {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Port")
+            .field("kind", &self.dev.kind())
+            .field("name", &self.iface.name)
+            .field("ifindex", &self.iface.ifindex)
+            .field("queues", &self.queues.len())
+            .field("backend", &self.backend)
+            .field("started", &self.started)
+            .finish()
+    }
+}
+
+impl Port {
+    /// Opens a port: creates the interface or attaches to it (as the spec says)
+    /// and opens one fd per queue pair. The link stays down until
+    /// [`start`](Self::start). Takes any device configuration
+    /// ([`TapConfig`](crate::TapConfig)) or a parsed [`PortSpec`].
+    pub fn open(spec: impl Into<PortSpec>) -> Result<Port> {
+        let spec = spec.into();
+        spec.validate()?;
+        let opts = spec.options().clone();
+        let (backend, backend_reason) = choose_backend(opts.backend);
+        let ns = opts.netns.as_ref().map(NsHandle::open).transpose()?;
+        let (dev, iface, nl) = in_ns(ns.as_ref(), || {
+            let (dev, iface) = spec.open_device()?;
+            let nl = Netlink::open().map_err(|e| Error::sys("netlink socket", e))?;
+            Ok((dev, iface, nl))
+        })?;
+        let mut port = Port {
+            spec,
+            iface,
+            backend,
+            backend_reason,
+            queues: Vec::new(),
+            dev,
+            nl: Mutex::new(nl),
+            started: false,
+            ns,
+            sq_anchor: None,
+            base: Mutex::new(Baseline::default()),
+        };
+        if port.backend == BackendKind::Uring {
+            port.sq_anchor = opts.ring.sqpoll.and_then(uring::SqAnchor::new);
+        }
+        port.open_queues(opts.queues)?;
+        if let Some(mtu) = opts.mtu {
+            port.set_mtu(mtu)?;
+        }
+        if let Some(mac) = opts.mac {
+            port.set_mac(mac)?;
+        }
+        if let Some(on) = opts.promisc {
+            port.set_promisc(on)?;
+        }
+        tracing::debug!(kind = port.dev.kind(), name = %port.iface.name, ifindex = port.iface.ifindex,
+            queues = opts.queues, backend = %port.backend, "port open");
+        Ok(port)
+    }
+
+    fn open_queues(&mut self, n: u16) -> Result<()> {
+        self.refresh_name()?;
+        let have = self.queues.len();
+        let (dev, iface) = (&*self.dev, &self.iface);
+        // Queue fds are opened in the port's namespace (the interface is found by
+        // name there).
+        let fds = in_ns(self.ns.as_ref(), || {
+            (have..n as usize)
+                .map(|_| dev.open_queue(iface))
+                .collect::<Result<Vec<_>>>()
+        })?;
+        let release = self.dev.release_queue();
+        for fd in fds {
+            let id = self.queues.len() as u16;
+            self.queues
+                .push(Arc::new(QueueShared::new(id, fd, release)));
+        }
+        self.queues.truncate(n as usize);
+        self.base
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .resize(n as usize);
+        Ok(())
+    }
+
+    /// The interface's current name, looked up by ifindex (it may have been renamed).
+    pub fn name(&self) -> String {
+        self.link()
+            .map(|l| l.name)
+            .unwrap_or_else(|_| self.iface.name.clone())
+    }
+
+    fn refresh_name(&mut self) -> Result<()> {
+        self.iface.name = self.link()?.name;
+        Ok(())
+    }
+
+    /// The interface index, resolved once at open.
+    pub fn ifindex(&self) -> u32 {
+        self.iface.ifindex
+    }
+
+    /// The kind of device (`"tap"`).
+    pub fn kind(&self) -> &'static str {
+        self.dev.kind()
+    }
+
+    /// True if this port created the interface.
+    pub fn created(&self) -> bool {
+        self.dev.created()
+    }
+
+    /// Offloads the kernel accepted (a subset of what was asked for).
+    pub fn offloads(&self) -> Offloads {
+        self.dev.offloads()
+    }
+
+    /// Why requested offloads were dropped, if any were.
+    pub fn offload_notes(&self) -> &[String] {
+        self.dev.offload_notes()
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> BackendKind {
+        self.backend
+    }
+
+    /// Why the backend differs from the one asked for, if it does.
+    pub fn backend_reason(&self) -> Option<&str> {
+        self.backend_reason.as_deref()
+    }
+
+    /// The configuration the port was opened with.
+    pub fn config(&self) -> &PortSpec {
+        &self.spec
+    }
+
+    /// The settings common to every port (queues, backend, ring, ...).
+    pub fn options(&self) -> &PortOptions {
+        self.spec.options()
+    }
+
+    /// Queue pairs.
+    pub fn queue_count(&self) -> u16 {
+        self.queues.len() as u16
+    }
+
+    /// True between [`start`](Self::start) and [`stop`](Self::stop).
+    pub fn is_started(&self) -> bool {
+        self.started
+    }
+
+    /// Reads the link's state from the kernel.
+    pub fn link(&self) -> Result<LinkInfo> {
+        self.with_nl("get link", |nl, i| nl.get_link(i))
+    }
+
+    fn nl_err(&self, op: &'static str, e: std::io::Error) -> Error {
+        match e.raw_os_error() {
+            Some(libc::ENODEV) => Error::DeviceVanished {
+                name: self.iface.name.clone(),
+                ifindex: self.iface.ifindex,
+            },
+            Some(libc::EPERM) | Some(libc::EACCES) => Error::PermissionDenied { op },
+            _ => Error::Netlink {
+                op,
+                ifindex: self.iface.ifindex,
+                source: e,
+            },
+        }
+    }
+
+    /// Runs a netlink request on the port's own socket (bound to the port's
+    /// namespace), mapping errors to what failed.
+    fn with_nl<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&Netlink, u32) -> std::io::Result<T>,
+    ) -> Result<T> {
+        let nl = self.nl.lock().unwrap_or_else(|e| e.into_inner());
+        f(&nl, self.iface.ifindex).map_err(|e| self.nl_err(op, e))
+    }
+
+    fn set_up(&self, up: bool) -> Result<()> {
+        let op = if up { "set link up" } else { "set link down" };
+        self.with_nl(op, |nl, i| nl.set_up(i, up))
+    }
+
+    /// Brings the link up. Queues can be opened once started.
+    ///
+    /// A link someone else already brought up is left as it is, so an
+    /// unprivileged owner of a persistent tap (see [`TapConfig::owner`](crate::TapConfig::owner)) can start.
+    pub fn start(&mut self) -> Result<()> {
+        if self.link()?.flags & libc::IFF_UP as u32 == 0 {
+            self.set_up(true)?;
+        }
+        self.started = true;
+        Ok(())
+    }
+
+    /// Runs `f` in the port's namespace (for sockets that must live there).
+    fn in_port_ns<T: Send>(&self, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+        in_ns(self.ns.as_ref(), f)
+    }
+
+    /// Queue handles still alive.
+    pub fn live_queues(&self) -> usize {
+        self.queues.iter().map(|q| q.live()).sum()
+    }
+
+    /// Brings the link down. Every queue handle must have been dropped first, so
+    /// every buffer is back in its pool when this returns.
+    pub fn stop(&mut self) -> Result<()> {
+        let live = self.live_queues();
+        if live > 0 {
+            return Err(Error::PortBusy { op: "stop", live });
+        }
+        self.started = false;
+        match self.set_up(false) {
+            // An unprivileged owner may not change the link state: the queues are
+            // released all the same, which is what stop guarantees.
+            Err(Error::PermissionDenied { op }) => {
+                tracing::warn!("stop: {op} not permitted; link left up");
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
+    /// Changes the number of queue pairs (port stopped, no queue handles alive).
+    pub fn set_queue_count(&mut self, n: u16) -> Result<()> {
+        validate_queues(n)?;
+        let live = self.live_queues();
+        if self.started || live > 0 {
+            return Err(Error::PortBusy {
+                op: "set_queue_count",
+                live,
+            });
+        }
+        self.open_queues(n)?;
+        self.spec.options_mut().queues = n;
+        Ok(())
+    }
+
+    fn queue(&self, id: u16, op: &'static str) -> Result<&Arc<QueueShared>> {
+        if !self.started {
+            return Err(Error::NotStarted { op });
+        }
+        self.queues.get(id as usize).ok_or(Error::NoSuchQueue {
+            queue: id,
+            count: self.queue_count(),
+        })
+    }
+
+    /// The largest frame an rx queue must hold: the configured `max_frame` if
+    /// set, else 64 KiB with TSO/USO offloads (the kernel hands up coalesced
+    /// frames), else what the device's MTU allows (for a tap, the MTU plus an
+    /// Ethernet header and a VLAN tag).
+    pub fn max_frame(&self) -> Result<usize> {
+        let opts = self.spec.options();
+        if opts.max_frame != 0 {
+            return Ok(opts.max_frame);
+        }
+        if self.dev.offloads().any_gso() {
+            return Ok(MAX_PACKET_LEN);
+        }
+        Ok(self.dev.max_frame(self.link()?.mtu))
+    }
+
+    fn engine_ctx(&self, q: &QueueShared, max_frame: usize) -> EngineCtx<'_> {
+        use std::os::fd::AsRawFd;
+        EngineCtx {
+            fd: q.fd.as_raw_fd(),
+            backend: self.backend,
+            ring: &self.spec.options().ring,
+            vnet_len: self.dev.vnet_len(),
+            max_frame,
+            sq_attach: self.sq_anchor.as_ref().map(|a| a.fd()),
+        }
+    }
+
+    /// Opens rx queue `id`, lending buffers from `pool` to the kernel. The queue
+    /// and the pool belong to the calling thread.
+    pub fn rx_queue(&self, id: u16, pool: &Pool) -> Result<RxQueue> {
+        let q = self.queue(id, "rx_queue")?;
+        let max_frame = self.max_frame()?;
+        let claim = q.claim(Dir::Rx)?;
+        let engine = self.dev.rx_engine(&self.engine_ctx(q, max_frame), pool)?;
+        Ok(RxQueue::new(
+            claim,
+            engine,
+            &self.iface.name,
+            self.iface.ifindex,
+        ))
+    }
+
+    /// Opens tx queue `id`. The queue belongs to the calling thread.
+    pub fn tx_queue(&self, id: u16) -> Result<TxQueue> {
+        let q = self.queue(id, "tx_queue")?;
+        let claim = q.claim(Dir::Tx)?;
+        let engine = self.dev.tx_engine(&self.engine_ctx(q, 0))?;
+        Ok(TxQueue::new(
+            claim,
+            engine,
+            self.dev.offloads().csum,
+            &self.iface.name,
+            self.iface.ifindex,
+        ))
+    }
+}
+
+impl Drop for Port {
+    fn drop(&mut self) {
+        if self.started && self.live_queues() == 0 {
+            let _ = self.set_up(false);
+        }
+    }
+}
+
+/// Picks the backend, falling back to read/write when io_uring cannot be used.
+fn choose_backend(want: BackendKind) -> (BackendKind, Option<String>) {
+    if want == BackendKind::Rw {
+        return (BackendKind::Rw, None);
+    }
+    if let Ok(v) = std::env::var("RTAP_FORCE_BACKEND") {
+        if v == "rw" {
+            return (BackendKind::Rw, Some("RTAP_FORCE_BACKEND=rw".into()));
+        }
+    }
+    match uring::check_available() {
+        Ok(()) => (BackendKind::Uring, None),
+        Err(why) => {
+            tracing::warn!("io_uring unavailable ({why}); using the read/write backend");
+            (
+                BackendKind::Rw,
+                Some(format!("io_uring unavailable: {why}")),
+            )
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! [`PortOptions`]: the settings every kind of port has, whatever its device.
+
+use super::netns::Netns;
+use crate::backend::uring::RingConfig;
+use crate::backend::BackendKind;
+use crate::error::{Error, Result};
+use crate::pool::MAX_PACKET_LEN;
+use crate::wire::mac::MacAddr;
+
+/// Most queue pairs a port may have (as DPDK's net_rtap).
+pub const MAX_QUEUES: u16 = 128;
+
+/// Settings common to every port: queues, data-path backend, io_uring options,
+/// the namespace the interface lives in, and link settings applied at open.
+/// Device configurations (e.g. [`TapConfig`](crate::TapConfig)) embed one and
+/// forward their setters to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PortOptions {
+    /// Queue pairs (one rx and one tx queue each), 1..=[`MAX_QUEUES`]. Default 1.
+    pub queues: u16,
+    /// Data-path backend. Default io_uring (falls back to read/write with a
+    /// recorded reason when io_uring is unavailable).
+    pub backend: BackendKind,
+    /// io_uring options.
+    pub ring: RingConfig,
+    /// Largest frame the rx path must accept, link-layer header included; 0 means
+    /// automatic (the device's MTU-based size, or 64 KiB with segmentation
+    /// offloads). Frames that do not fit are counted as rx errors, never cut.
+    pub max_frame: usize,
+    /// Suggested burst size for applications (the port itself takes any size). Default 32.
+    pub burst: u16,
+    /// Network namespace the interface lives in (created or attached there); the
+    /// application's threads stay where they are. Default: the caller's.
+    pub netns: Option<Netns>,
+    /// MTU to set at open.
+    pub mtu: Option<u32>,
+    /// MAC address to set at open.
+    pub mac: Option<MacAddr>,
+    /// Promiscuous mode to set at open.
+    pub promisc: Option<bool>,
+}
+
+/// Setters for the common settings, each returning the config: on
+/// [`PortOptions`] itself (`port_option_setters!()`) and on every device
+/// configuration that embeds one in a field (`port_option_setters!(port)`).
+macro_rules! port_option_setters {
+    ($($f:ident)?) => {
+        /// Sets the number of queue pairs (1..=[`MAX_QUEUES`](crate::port::MAX_QUEUES)).
+        pub fn queues(mut self, n: u16) -> Self {
+            self$(.$f)?.queues = n;
+            self
+        }
+
+        /// Sets the data-path backend.
+        pub fn backend(mut self, b: $crate::BackendKind) -> Self {
+            self$(.$f)?.backend = b;
+            self
+        }
+
+        /// Sets the io_uring options.
+        pub fn ring(mut self, r: $crate::RingConfig) -> Self {
+            self$(.$f)?.ring = r;
+            self
+        }
+
+        /// Sets the largest frame the rx path must take (0: automatic).
+        pub fn max_frame(mut self, bytes: usize) -> Self {
+            self$(.$f)?.max_frame = bytes;
+            self
+        }
+
+        /// Sets the suggested burst size.
+        pub fn burst(mut self, n: u16) -> Self {
+            self$(.$f)?.burst = n;
+            self
+        }
+
+        /// Sets the network namespace the interface lives in.
+        pub fn netns(mut self, ns: $crate::Netns) -> Self {
+            self$(.$f)?.netns = Some(ns);
+            self
+        }
+
+        /// Sets the MTU to apply at open.
+        pub fn mtu(mut self, mtu: u32) -> Self {
+            self$(.$f)?.mtu = Some(mtu);
+            self
+        }
+
+        /// Sets the MAC address to apply at open.
+        pub fn mac(mut self, mac: $crate::MacAddr) -> Self {
+            self$(.$f)?.mac = Some(mac);
+            self
+        }
+
+        /// Sets promiscuous mode at open.
+        pub fn promisc(mut self, on: bool) -> Self {
+            self$(.$f)?.promisc = Some(on);
+            self
+        }
+    };
+}
+pub(crate) use port_option_setters;
+
+impl Default for PortOptions {
+    fn default() -> Self {
+        PortOptions {
+            queues: 1,
+            backend: BackendKind::Uring,
+            ring: RingConfig::default(),
+            max_frame: 0,
+            burst: 32,
+            netns: None,
+            mtu: None,
+            mac: None,
+            promisc: None,
+        }
+    }
+}
+
+impl PortOptions {
+    port_option_setters!();
+
+    /// Checks everything that can be checked without the kernel.
+    pub fn validate(&self) -> Result<()> {
+        validate_queues(self.queues)?;
+        self.ring.validate()?;
+        if self.max_frame != 0 && !(60..=MAX_PACKET_LEN).contains(&self.max_frame) {
+            return Err(Error::InvalidConfig {
+                field: "max_frame",
+                why: format!(
+                    "{} must be 0 (automatic) or 60..={MAX_PACKET_LEN}",
+                    self.max_frame
+                ),
+            });
+        }
+        if self.burst == 0 {
+            return Err(Error::InvalidConfig {
+                field: "burst",
+                why: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Checks a queue-pair count.
+pub fn validate_queues(n: u16) -> Result<()> {
+    if n == 0 || n > MAX_QUEUES {
+        return Err(Error::QueueCountOutOfRange {
+            count: n,
+            max: MAX_QUEUES,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_counts() {
+        assert!(validate_queues(1).is_ok());
+        assert!(validate_queues(128).is_ok());
+        assert!(matches!(
+            validate_queues(0),
+            Err(Error::QueueCountOutOfRange { .. })
+        ));
+        assert!(matches!(
+            validate_queues(129),
+            Err(Error::QueueCountOutOfRange {
+                count: 129,
+                max: 128
+            })
+        ));
+    }
+
+    #[test]
+    fn setters_and_validation() {
+        let o = PortOptions::default().queues(4).burst(64).max_frame(9018);
+        assert_eq!((o.queues, o.burst, o.max_frame), (4, 64, 9018));
+        assert!(o.validate().is_ok());
+        let e = PortOptions::default().max_frame(10).validate().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::InvalidConfig {
+                    field: "max_frame",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = PortOptions::default().burst(0).validate().unwrap_err();
+        assert!(
+            matches!(e, Error::InvalidConfig { field: "burst", .. }),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,115 @@
+//! Port-wide statistics: the queues' counters summed, `imissed` from the device,
+//! extended per-queue statistics by name, and resets (baselines, so the
+//! single-writer queue counters are never written by anyone else).
+
+use std::sync::atomic::Ordering;
+
+use super::Port;
+use crate::error::Result;
+use crate::queue::QueueShared;
+use crate::stats::{PortStats, QueueStats};
+use crate::xstats::{self, XStat, RX_N, TX_N};
+
+/// Counter values at the last reset.
+#[derive(Default)]
+pub(super) struct Baseline {
+    rx: Vec<QueueStats>,
+    tx: Vec<QueueStats>,
+    imissed: u64,
+    /// Per queue: rx xstats values (with alloc failures and truncated appended).
+    rx_x: Vec<Vec<u64>>,
+    tx_x: Vec<Vec<u64>>,
+}
+
+impl Baseline {
+    /// Makes room for `n` queues (new ones start from zero).
+    pub(super) fn resize(&mut self, n: usize) {
+        self.rx.resize(n, QueueStats::default());
+        self.tx.resize(n, QueueStats::default());
+        self.rx_x.resize(n, vec![0; RX_N + 2]);
+        self.tx_x.resize(n, vec![0; TX_N]);
+    }
+}
+
+impl Port {
+    fn base(&self) -> std::sync::MutexGuard<'_, Baseline> {
+        self.base.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Per-queue and port-wide counters since the last reset.
+    pub fn stats(&self) -> Result<PortStats> {
+        let missed = self.dev.missed(&self.link()?);
+        let b = self.base();
+        let rx = self
+            .queues
+            .iter()
+            .zip(&b.rx)
+            .map(|(q, base)| q.rx.snapshot().since(base))
+            .collect();
+        let tx = self
+            .queues
+            .iter()
+            .zip(&b.tx)
+            .map(|(q, base)| q.tx.snapshot().since(base))
+            .collect();
+        Ok(PortStats::from_queues(
+            rx,
+            tx,
+            missed.saturating_sub(b.imissed),
+        ))
+    }
+
+    /// Extended per-queue statistics since the last reset, in a stable order:
+    /// for each queue, `rx_q{N}_*` then `tx_q{N}_*`.
+    pub fn xstats(&self) -> Vec<XStat> {
+        let b = self.base();
+        let mut out = Vec::new();
+        for (i, q) in self.queues.iter().enumerate() {
+            let id = q.id;
+            let rx = rx_xvalues(q);
+            for ((name, v), base) in xstats::rx_names(id).zip(rx).zip(&b.rx_x[i]) {
+                out.push(XStat {
+                    name,
+                    value: v.saturating_sub(*base),
+                });
+            }
+            for ((name, v), base) in xstats::tx_names(id).zip(q.tx_x.snapshot()).zip(&b.tx_x[i]) {
+                out.push(XStat {
+                    name,
+                    value: v.saturating_sub(*base),
+                });
+            }
+        }
+        out
+    }
+
+    /// One extended statistic by name (`rx_q0_size_64_packets`, ...).
+    pub fn xstat(&self, name: &str) -> Option<u64> {
+        self.xstats()
+            .into_iter()
+            .find(|x| x.name == name)
+            .map(|x| x.value)
+    }
+
+    /// Sets every counter, basic and extended, back to zero.
+    pub fn reset_stats(&self) -> Result<()> {
+        let missed = self.dev.missed(&self.link()?);
+        let mut b = self.base();
+        b.rx_x = self.queues.iter().map(|q| rx_xvalues(q)).collect();
+        b.tx_x = self.queues.iter().map(|q| q.tx_x.snapshot()).collect();
+        b.rx = self.queues.iter().map(|q| q.rx.snapshot()).collect();
+        b.tx = self.queues.iter().map(|q| q.tx.snapshot()).collect();
+        b.imissed = missed;
+        Ok(())
+    }
+}
+
+/// Rx xstats values of a queue: the classified counters, then alloc failures
+/// and truncated frames from the basic counters.
+fn rx_xvalues(q: &QueueShared) -> Vec<u64> {
+    let mut v = q.rx_x.snapshot();
+    let s = q.rx.snapshot();
+    v.push(s.nombuf);
+    v.push(q.rx.truncated.load(Ordering::Relaxed));
+    v
+}

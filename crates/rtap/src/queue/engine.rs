@@ -1,0 +1,87 @@
+//! The data-path engine traits: what the queue layer asks of an rx or tx engine.
+//!
+//! An engine owns the per-queue I/O machinery of one direction (an io_uring and
+//! its buffers, or nothing but scratch space for plain syscalls). The queue
+//! handles ([`RxQueue`](super::RxQueue), [`TxQueue`](super::TxQueue)) hold one as a
+//! trait object, call it once per burst, and never name a concrete engine: a
+//! device supplies them when a queue is opened.
+//!
+//! Contracts every engine keeps:
+//! - Bursts never block. Completions of earlier work are reaped on every burst.
+//! - Buffers come from the pool the rx engine was given and always go back to it:
+//!   in the engine's `Drop` at the latest, after the kernel has let go of them
+//!   (or, if the kernel never answers, they are leaked rather than reused).
+//! - Counters are added to the queue's [`QueueCounters`] once per burst; every
+//!   frame dropped is counted (errors, nombuf, truncated).
+//! - `Err(errno)` from a burst means the device is gone (see
+//!   [`is_vanished`](crate::backend::is_vanished)); other failures are counted.
+
+use std::io;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::time::Duration;
+
+use crate::backend::uring::RingFeatures;
+use crate::pool::Packet;
+use crate::stats::QueueCounters;
+
+/// Receive engine of one queue.
+pub(crate) trait RxEngine {
+    /// Appends up to `max` received packets to `out` and returns how many.
+    /// `fd` is the queue's fd (engines that registered it may ignore it).
+    fn rx_burst(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        out: &mut Vec<Packet>,
+        max: usize,
+        ctr: &QueueCounters,
+    ) -> Result<usize, i32>;
+
+    /// Pool buffers the engine holds for the kernel to fill.
+    fn held(&self) -> usize;
+
+    /// The io_uring options in effect, for io_uring engines.
+    fn ring_features(&self) -> Option<&RingFeatures>;
+
+    /// True if the engine signals completions on an eventfd (registered with
+    /// [`set_eventfd`](Self::set_eventfd)); false if readiness is the queue fd's own.
+    fn signals_eventfd(&self) -> bool;
+
+    /// Registers (or, with `None`, unregisters) the eventfd signalled when
+    /// completions arrive. Only called when [`signals_eventfd`](Self::signals_eventfd).
+    fn set_eventfd(&mut self, fd: Option<RawFd>) -> io::Result<()>;
+
+    /// Sleeps until packets may be ready or `timeout` passes; true if they may be.
+    fn wait(&mut self, fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool>;
+}
+
+/// Transmit engine of one queue.
+pub(crate) trait TxEngine {
+    /// Packets the next burst can take, after reaping finished sends.
+    fn room(&mut self, ctr: &QueueCounters) -> usize;
+
+    /// Sends packets from the front of `pkts`, at most `max`, removes the ones it
+    /// took (sent, in flight, or dropped and counted) and returns how many.
+    fn tx_burst(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        pkts: &mut Vec<Packet>,
+        max: usize,
+        ctr: &QueueCounters,
+    ) -> Result<usize, i32>;
+
+    /// Waits until nothing is in flight or `timeout` passes; true if nothing is.
+    fn flush(&mut self, ctr: &QueueCounters, timeout: Duration) -> bool;
+
+    /// Packets taken but not completed yet.
+    fn in_flight(&self) -> usize;
+
+    /// The io_uring options in effect, for io_uring engines.
+    fn ring_features(&self) -> Option<&RingFeatures>;
+
+    /// True if sends complete asynchronously and the engine can signal their
+    /// completions on an eventfd.
+    fn signals_eventfd(&self) -> bool;
+
+    /// Registers (or, with `None`, unregisters) the completion eventfd.
+    fn set_eventfd(&mut self, fd: Option<RawFd>) -> io::Result<()>;
+}

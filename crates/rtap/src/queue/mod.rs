@@ -1,0 +1,20 @@
+//! The queue layer, the same for every device: the rx and tx handles an
+//! application drives ([`RxQueue`], [`TxQueue`]), the state a queue pair shares
+//! with its port (fd, counters, who holds it), transmit preparation (offload
+//! requests into virtio-net headers), the classification behind the extended
+//! statistics, and interrupt fds.
+//!
+//! The I/O itself is an engine's ([`engine`]): a device supplies one per
+//! direction when a queue is opened, and the handles call it once per burst
+//! through a trait object, without knowing which engine it is.
+
+mod classify;
+pub(crate) mod engine;
+mod rx;
+mod shared;
+mod tx;
+mod txprep;
+
+pub use rx::RxQueue;
+pub(crate) use shared::{Dir, QueueShared};
+pub use tx::TxQueue;

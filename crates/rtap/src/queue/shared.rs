@@ -1,0 +1,104 @@
+//! State of one queue pair shared by its port and its queue handles: the queue
+//! fd, the counters, and who holds each direction.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::stats::QueueCounters;
+use crate::xstats::{XCounters, RX_N, TX_N};
+
+/// One queue pair: its fd (both directions use it) and counters. The port keeps
+/// one per queue; each open queue handle holds another reference.
+pub(crate) struct QueueShared {
+    pub id: u16,
+    pub fd: OwnedFd,
+    pub rx: QueueCounters,
+    pub tx: QueueCounters,
+    pub rx_x: XCounters,
+    pub tx_x: XCounters,
+    rx_taken: AtomicBool,
+    tx_taken: AtomicBool,
+    /// Runs on the fd just before it is closed (a TAP queue detaches itself, so
+    /// the kernel stops steering frames to it even while another process still
+    /// holds a copy of the fd).
+    release: fn(BorrowedFd<'_>),
+}
+
+/// Which direction of a queue pair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dir {
+    Rx,
+    Tx,
+}
+
+impl Dir {
+    fn name(self) -> &'static str {
+        match self {
+            Dir::Rx => "rx",
+            Dir::Tx => "tx",
+        }
+    }
+}
+
+/// A direction of a queue pair held by one handle; given back on drop.
+pub(crate) struct Claim {
+    pub q: Arc<QueueShared>,
+    dir: Dir,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.q.taken(self.dir).store(false, Ordering::Release);
+    }
+}
+
+impl QueueShared {
+    pub(crate) fn new(id: u16, fd: OwnedFd, release: fn(BorrowedFd<'_>)) -> QueueShared {
+        QueueShared {
+            id,
+            fd,
+            rx: QueueCounters::default(),
+            tx: QueueCounters::default(),
+            rx_x: XCounters::new(RX_N),
+            tx_x: XCounters::new(TX_N),
+            rx_taken: AtomicBool::new(false),
+            tx_taken: AtomicBool::new(false),
+            release,
+        }
+    }
+
+    fn taken(&self, dir: Dir) -> &AtomicBool {
+        match dir {
+            Dir::Rx => &self.rx_taken,
+            Dir::Tx => &self.tx_taken,
+        }
+    }
+
+    /// Takes one direction for a new handle, or fails if a handle holds it.
+    pub(crate) fn claim(self: &Arc<Self>, dir: Dir) -> Result<Claim> {
+        if self.taken(dir).swap(true, Ordering::AcqRel) {
+            return Err(Error::QueueBusy {
+                dir: dir.name(),
+                queue: self.id,
+            });
+        }
+        Ok(Claim {
+            q: self.clone(),
+            dir,
+        })
+    }
+
+    /// Directions currently held by handles (0, 1 or 2).
+    pub(crate) fn live(&self) -> usize {
+        self.rx_taken.load(Ordering::Acquire) as usize
+            + self.tx_taken.load(Ordering::Acquire) as usize
+    }
+}
+
+impl Drop for QueueShared {
+    fn drop(&mut self) {
+        (self.release)(self.fd.as_fd());
+    }
+}

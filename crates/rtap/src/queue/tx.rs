@@ -1,0 +1,133 @@
+//! [`TxQueue`]: the transmit handle of one queue pair.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use super::classify::classify_tx;
+use super::engine::TxEngine;
+use super::rx::vanished;
+use super::shared::Claim;
+use super::txprep::prepare_burst;
+use crate::backend::uring::RingFeatures;
+use crate::error::{Error, Result};
+use crate::pool::Packet;
+use crate::stats::QueueStats;
+use crate::sys::fd as sysfd;
+use crate::xstats::TX_N;
+
+/// Transmit side of one queue pair. Not `Send`: it lives on the thread that opened it.
+pub struct TxQueue {
+    // Dropped before the claim: in-flight sends complete (and their buffers go
+    // home) before the port sees the queue released.
+    engine: Box<dyn TxEngine>,
+    claim: Claim,
+    /// The port's checksum offload is on (else requested checksums are computed here).
+    csum_offload: bool,
+    name: String,
+    ifindex: u32,
+    /// Completion eventfd while tx interrupts are enabled (io_uring).
+    irq: Option<OwnedFd>,
+}
+
+impl std::fmt::Debug for TxQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxQueue")
+            .field("id", &self.claim.q.id)
+            .field("interface", &self.name)
+            .field("ring_features", &self.engine.ring_features())
+            .field("in_flight", &self.engine.in_flight())
+            .field("csum_offload", &self.csum_offload)
+            .finish()
+    }
+}
+
+impl TxQueue {
+    pub(crate) fn new(
+        claim: Claim,
+        engine: Box<dyn TxEngine>,
+        csum_offload: bool,
+        name: &str,
+        ifindex: u32,
+    ) -> Self {
+        TxQueue {
+            engine,
+            claim,
+            csum_offload,
+            name: name.to_string(),
+            ifindex,
+            irq: None,
+        }
+    }
+
+    /// Sends packets from the front of `pkts`, removing the ones accepted, and
+    /// returns how many were accepted. Fewer than `pkts.len()` means the queue is
+    /// full: retry the rest later. Completions of earlier bursts are reaped first,
+    /// so their buffers are already back in their pools. Accepted packets that the
+    /// kernel refuses, or that are not valid frames (under 14 bytes, more than 63
+    /// segments), are counted as tx errors.
+    pub fn tx_burst(&mut self, pkts: &mut Vec<Packet>) -> Result<usize> {
+        let q = &self.claim.q;
+        let ctr = &q.tx;
+        let room = self.engine.room(ctr);
+        let mut local = [0u64; TX_N];
+        let refused = prepare_burst(pkts, room, self.csum_offload, &mut local);
+        // Only the packets prepared above may go in this burst: those after them
+        // still carry their request, unprocessed (no checksum seed or value).
+        let ready = room.min(pkts.len() + refused) - refused;
+        classify_tx(&pkts[..ready], &mut local);
+        let r = self.engine.tx_burst(q.fd.as_fd(), pkts, ready, ctr);
+        q.tx_x.publish(&local);
+        if refused > 0 {
+            ctr.add(0, 0, refused as u64, 0);
+        }
+        r.map(|n| n + refused)
+            .map_err(|_| vanished(&self.name, self.ifindex))
+    }
+
+    /// Waits until every accepted packet has completed (or `timeout` passes) and
+    /// returns true if none is left in flight.
+    pub fn flush(&mut self, timeout: Duration) -> bool {
+        self.engine.flush(&self.claim.q.tx, timeout)
+    }
+
+    /// Enables tx completion interrupts: an eventfd registered with the queue's
+    /// io_uring is signalled when sends complete, so a sender whose queue was full
+    /// can sleep until slots free up (see [`interrupt_fd`](Self::interrupt_fd)).
+    /// The read/write backend never needs it (its sends complete at once).
+    pub fn enable_interrupt(&mut self) -> Result<()> {
+        if self.irq.is_some() || !self.engine.signals_eventfd() {
+            return Ok(());
+        }
+        let fd = sysfd::eventfd().map_err(|e| Error::sys("eventfd", e))?;
+        self.engine
+            .set_eventfd(Some(fd.as_raw_fd()))
+            .map_err(|e| Error::sys("io_uring register eventfd", e))?;
+        self.irq = Some(fd);
+        Ok(())
+    }
+
+    /// The completion eventfd while tx interrupts are enabled (io_uring only).
+    pub fn interrupt_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.irq.as_ref().map(|f| f.as_fd())
+    }
+
+    /// Packets accepted but not completed yet.
+    pub fn in_flight(&self) -> usize {
+        self.engine.in_flight()
+    }
+
+    /// The queue index.
+    pub fn id(&self) -> u16 {
+        self.claim.q.id
+    }
+
+    /// Counters of this queue since the port was opened.
+    pub fn stats(&self) -> QueueStats {
+        self.claim.q.tx.snapshot()
+    }
+
+    /// The io_uring options in effect, if this queue uses io_uring.
+    pub fn ring_features(&self) -> Option<&RingFeatures> {
+        self.engine.ring_features()
+    }
+}

@@ -1,0 +1,183 @@
+//! `tap:` specs: a TAP interface.
+//!
+//! ```text
+//! tap:iface=NAME[,persist][,attach][,offload=on|off][,owner=UID][,group=GID]
+//!    plus the keys every port takes (see the parent module)
+//! ```
+//!
+//! | key       | meaning                                                                |
+//! |-----------|------------------------------------------------------------------------|
+//! | `iface`   | interface name or template with one `%d` (default `rtap%d`)           |
+//! | `persist` | keep the interface after the port closes (`persist=0` turns it off)    |
+//! | `attach`  | use an existing interface, never create one                            |
+//! | `offload` | ask the kernel for every offload (`on`, the default in specs) or none  |
+//! | `owner`, `group` | who may attach later without CAP_NET_ADMIN                      |
+
+use super::Parser;
+use crate::error::Result;
+use crate::port::Offloads;
+use crate::tap::{validate_name, TapConfig};
+
+/// The keys of a `tap:` spec besides the common ones.
+pub const KEYS: &[&str] = &["iface", "persist", "attach", "offload", "owner", "group"];
+
+/// A `tap:` spec body. Ports from specs ask for every offload unless
+/// `offload=off` (the library's own default, for code that builds a
+/// [`TapConfig`], is no offload).
+pub(super) fn parse(p: &Parser<'_>) -> Result<TapConfig> {
+    let mut cfg = TapConfig::default().offloads(Offloads::ALL);
+    for &(key, value) in p.items(KEYS)? {
+        match key {
+            "iface" => {
+                let name = p.need(key, value)?;
+                validate_name(&name).map_err(|e| p.err(key, e.to_string()))?;
+                cfg.name = name;
+            }
+            "persist" => cfg.persist = p.flag(key, value)?,
+            "attach" => cfg.attach = p.flag(key, value)?,
+            "offload" => {
+                cfg.offloads = if p.flag(key, value)? {
+                    Offloads::ALL
+                } else {
+                    Offloads::NONE
+                }
+            }
+            "owner" => cfg.owner = Some(p.number(key, value, 0, u32::MAX as u64 - 1)? as u32),
+            "group" => cfg.group = Some(p.number(key, value, 0, u32::MAX as u64 - 1)? as u32),
+            _ => {}
+        }
+    }
+    p.common(&mut cfg.port)?;
+    // Everything was checked key by key; this catches any rule added to
+    // TapConfig::validate later.
+    cfg.validate().map_err(|e| p.err("", e.to_string()))?;
+    Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::backend::uring::{RxMode, SqPoll};
+    use crate::backend::BackendKind;
+    use crate::error::Error;
+    use crate::port::Offloads;
+    use crate::spec::{parse_port_spec, PortSpec};
+    use crate::tap::TapConfig;
+
+    fn tap(spec: &str) -> TapConfig {
+        match parse_port_spec(spec).unwrap() {
+            PortSpec::Tap(c) => c,
+        }
+    }
+
+    fn bad_key(spec: &str) -> String {
+        match parse_port_spec(spec) {
+            Err(Error::Spec { key, spec: s, why }) => {
+                assert_eq!(s, spec);
+                assert!(!why.is_empty());
+                key
+            }
+            other => panic!("{spec:?}: expected a spec error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn minimal() {
+        let c = parse_port_spec("tap:iface=tap0").unwrap();
+        assert_eq!(
+            c,
+            PortSpec::Tap(TapConfig::new("tap0").offloads(Offloads::ALL))
+        );
+        // No keys at all: every default, the name template included.
+        assert_eq!(tap("tap:"), TapConfig::default().offloads(Offloads::ALL));
+        assert_eq!(tap("tap:offload=off").offloads, Offloads::NONE);
+        assert_eq!(tap("tap:offload=on").offloads, Offloads::ALL);
+    }
+
+    #[test]
+    fn everything() {
+        let c = tap(
+            "tap:iface=rt%d,queues=4,persist,attach,backend=sync,ring=512,burst=64,sqpoll=10,sqpoll_cpu=1,rx_mode=multishot,mac=02:00:00:00:00:09,mtu=9000,promisc=on,owner=1000,group=100,netns=blue",
+        );
+        assert_eq!(c.name, "rt%d");
+        assert_eq!(c.port.queues, 4);
+        assert!(c.persist && c.attach);
+        assert_eq!((c.owner, c.group), (Some(1000), Some(100)));
+        assert_eq!(c.port.backend, BackendKind::Rw);
+        assert_eq!((c.port.ring.tx_entries, c.port.ring.rx_posted), (512, 512));
+        assert_eq!(c.port.burst, 64);
+        assert_eq!(c.port.ring.rx_mode, RxMode::Multishot);
+        assert_eq!(c.port.mac, Some(crate::MacAddr::new([2, 0, 0, 0, 0, 9])));
+        assert_eq!((c.port.mtu, c.port.promisc), (Some(9000), Some(true)));
+        assert_eq!(c.port.netns, Some(crate::Netns::Named("blue".into())));
+        assert_eq!(
+            c.port.ring.sqpoll,
+            Some(SqPoll {
+                idle_ms: 10,
+                cpu: Some(1)
+            })
+        );
+    }
+
+    #[test]
+    fn backends_and_flags() {
+        let b = |s: &str| tap(s).port.backend;
+        assert_eq!(b("tap:iface=a,backend=rw"), BackendKind::Rw);
+        assert_eq!(b("tap:iface=a,backend=sync"), BackendKind::Rw);
+        assert_eq!(b("tap:iface=a,backend=uring"), BackendKind::Uring);
+        assert!(!tap("tap:iface=a,persist=0").persist);
+        assert!(tap("tap:iface=a,persist=yes").persist);
+        let c = tap("tap:iface=a,sqpoll=0");
+        assert_eq!(
+            c.port.ring.sqpoll,
+            Some(SqPoll {
+                idle_ms: 0,
+                cpu: None
+            })
+        );
+        // Spaces around items are tolerated, the order of keys does not matter.
+        let c: PortSpec = " tap: queues=2 , iface=x ".parse().unwrap();
+        assert_eq!(
+            (c.as_tap().unwrap().name.as_str(), c.options().queues),
+            ("x", 2)
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert_eq!(bad_key("iface=tap0"), "kind");
+        assert_eq!(bad_key("pcap:iface=tap0"), "kind");
+        assert_eq!(bad_key(""), "kind");
+        assert_eq!(bad_key("tap:iface=x,bogus=1"), "bogus");
+        assert_eq!(bad_key("tap:iface=x,queues=two"), "queues");
+        assert_eq!(bad_key("tap:iface=x,queues=0"), "queues");
+        assert_eq!(bad_key("tap:iface=x,queues=129"), "queues");
+        assert_eq!(bad_key("tap:iface=x,queues=-1"), "queues");
+        assert_eq!(bad_key("tap:iface=x,queues"), "queues");
+        assert_eq!(bad_key("tap:iface=x,queues=1,queues=2"), "queues");
+        assert_eq!(bad_key("tap:iface=a,iface=b"), "iface");
+        assert_eq!(bad_key("tap:iface="), "iface");
+        assert_eq!(bad_key("tap:iface=a-very-long-name0"), "iface");
+        assert_eq!(bad_key("tap:iface=a/b"), "iface");
+        assert_eq!(bad_key("tap:iface=x,backend=dpdk"), "backend");
+        assert_eq!(bad_key("tap:iface=x,ring=0"), "ring");
+        assert_eq!(bad_key("tap:iface=x,ring=65536"), "ring");
+        assert_eq!(bad_key("tap:iface=x,burst=0"), "burst");
+        assert_eq!(bad_key("tap:iface=x,persist=maybe"), "persist");
+        assert_eq!(bad_key("tap:iface=x,sqpoll=fast"), "sqpoll");
+        assert_eq!(bad_key("tap:iface=x,sqpoll_cpu=1"), "sqpoll_cpu");
+        assert_eq!(bad_key("tap:iface=x,rx_mode=lots"), "rx_mode");
+        assert_eq!(bad_key("tap:iface=x,,queues=1"), "");
+        assert_eq!(bad_key("tap:iface=x,mac=02:00"), "mac");
+        assert_eq!(bad_key("tap:iface=x,netns=/run/netns/a"), "netns");
+        assert_eq!(bad_key("tap:iface=x,owner=me"), "owner");
+    }
+
+    #[test]
+    fn error_message_is_readable() {
+        let e = parse_port_spec("tap:iface=x,bogus=1")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bogus"), "{e}");
+        assert!(e.contains("unknown key"), "{e}");
+    }
+}
