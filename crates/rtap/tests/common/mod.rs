@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use rtap::{
@@ -440,140 +440,42 @@ pub fn is_ours(f: &[u8]) -> bool {
     test_seq(f).is_some() || flow_of(f).is_some()
 }
 
-/// An AF_PACKET raw socket bound to one interface.
-pub struct PacketSocket {
-    fd: OwnedFd,
-    ifindex: u32,
-}
+/// An AF_PACKET raw socket bound to one interface (the workspace's
+/// [`rawsock::RawSocket`]), with the tests' own filters on top.
+pub struct PacketSocket(rawsock::RawSocket);
 
 impl PacketSocket {
     /// A socket that both sends and captures every frame of the interface.
     pub fn bind(ifindex: u32) -> PacketSocket {
-        Self::bind_proto(ifindex, libc::ETH_P_ALL as u16)
+        PacketSocket(rawsock::RawSocket::bind(ifindex).expect("AF_PACKET socket"))
     }
 
     /// A send-only socket: bound with protocol 0 it captures nothing, so sending a
     /// flood does not also fill its own receive queue with copies.
     pub fn injector(ifindex: u32) -> PacketSocket {
-        Self::bind_proto(ifindex, 0)
-    }
-
-    fn bind_proto(ifindex: u32, proto: u16) -> PacketSocket {
-        let proto = proto.to_be();
-        // SAFETY: plain socket call; the result is checked.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                proto as i32,
-            )
-        };
-        assert!(fd >= 0, "AF_PACKET socket: {}", io::Error::last_os_error());
-        // SAFETY: fd is fresh and ours.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: sockaddr_ll is plain data.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = proto;
-        sll.sll_ifindex = ifindex as i32;
-        // SAFETY: sll is a valid sockaddr_ll of the given size.
-        let r = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                &sll as *const _ as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        assert_eq!(r, 0, "bind AF_PACKET: {}", io::Error::last_os_error());
-        let s = PacketSocket { fd, ifindex };
-        s.set_buf(libc::SO_RCVBUFFORCE, 8 << 20);
-        s.set_buf(libc::SO_SNDBUFFORCE, 8 << 20);
-        s
-    }
-
-    fn set_buf(&self, opt: libc::c_int, bytes: i32) {
-        // SAFETY: the option value is a live int.
-        unsafe {
-            libc::setsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                &bytes as *const i32 as *const libc::c_void,
-                4,
-            );
-        }
+        PacketSocket(rawsock::RawSocket::injector(ifindex).expect("AF_PACKET socket"))
     }
 
     /// Sends one frame out of the interface (so the tap's reader receives it).
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
-        // SAFETY: frame is a live slice.
-        let n = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        assert_eq!(n as usize, frame.len());
-        Ok(())
+        self.0.send(frame)
     }
 
     /// Receives the next frame the kernel got *from* the interface (not our own
     /// outgoing ones) within `timeout`.
     pub fn recv_incoming(&self, timeout: Duration) -> Option<Vec<u8>> {
-        let deadline = Instant::now() + timeout;
-        let mut buf = vec![0u8; 70000];
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            let mut pfd = libc::pollfd {
-                fd: self.fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: pfd is one valid pollfd.
-            let r = unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as i32) };
-            if r <= 0 {
-                continue;
-            }
-            // SAFETY: sockaddr_ll is plain data.
-            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            let mut sl = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-            // SAFETY: buf and sll are live and sized as passed.
-            let n = unsafe {
-                libc::recvfrom(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT | libc::MSG_TRUNC,
-                    &mut sll as *mut _ as *mut libc::sockaddr,
-                    &mut sl,
-                )
-            };
-            if n < 0 {
-                continue;
-            }
-            assert!(n as usize <= buf.len(), "captured frame truncated");
-            if sll.sll_pkttype == libc::PACKET_OUTGOING {
-                continue;
-            }
-            return Some(buf[..n as usize].to_vec());
-        }
+        self.0
+            .recv_matching(timeout, 1, |_| true)
+            .expect("AF_PACKET recv")
+            .pop()
     }
 
     /// Receives incoming frames built by this module until `count` arrived or
     /// `timeout` passed.
     pub fn recv_ours(&self, count: usize, timeout: Duration) -> Vec<Vec<u8>> {
-        let deadline = Instant::now() + timeout;
-        let mut out = Vec::new();
-        while out.len() < count {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.recv_incoming(left) {
-                Some(f) if is_ours(&f) => out.push(f),
-                Some(_) => {}
-                None => break,
-            }
-        }
-        out
+        self.0
+            .recv_matching(timeout, count, is_ours)
+            .expect("AF_PACKET recv")
     }
 
     /// Receives incoming test frames until `count` arrived or `timeout` passed.
@@ -582,7 +484,7 @@ impl PacketSocket {
     }
 
     pub fn ifindex(&self) -> u32 {
-        self.ifindex
+        self.0.ifindex()
     }
 }
 
