@@ -1,5 +1,8 @@
 //! `rtap capture`: received frames to a pcap file (tcpdump/Wireshark format).
 
+use clap::Args;
+
+use crate::common::{seconds, signal};
 use std::io::BufWriter;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -88,4 +91,33 @@ pub fn run(
         bytes,
         elapsed: start.elapsed(),
     })
+}
+
+#[derive(Args, Debug)]
+pub struct CaptureArgs {
+    /// Port spec (tap:iface=NAME,...)
+    #[arg(long, value_name = "SPEC")]
+    port: String,
+    /// The pcap file to write
+    #[arg(long, value_name = "FILE.pcap")]
+    write: String,
+    /// Stop after N frames
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+    /// Stop after S seconds
+    #[arg(long, value_name = "S")]
+    duration: Option<f64>,
+}
+
+pub fn cmd(a: CaptureArgs) -> Result<(), String> {
+    let duration = a.duration.map(|d| seconds("--duration", d)).transpose()?;
+    let r = run(&a.port, &a.write, a.count, duration, &signal::STOP)?;
+    println!(
+        "captured {} frames ({} bytes) in {:.2} s to {}",
+        r.frames,
+        r.bytes,
+        r.elapsed.as_secs_f64(),
+        a.write
+    );
+    Ok(())
 }

@@ -1,5 +1,6 @@
 //! `rtap info`: what a port is and what the kernel offers it.
 
+use clap::Args;
 use rtap::{parse_port_spec, BackendKind, PoolConfig, Port};
 
 use crate::json::Json;
@@ -109,4 +110,15 @@ fn rx_engine(port: &Port) -> Result<String, String> {
         Ok((m, Some(why))) => format!("{m} ({why})"),
         Err(e) => format!("none: {e}"),
     })
+}
+
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    /// Port spec (tap:iface=NAME,...); the tap is created if needed and removed
+    /// again unless it exists already or `persist` is given
+    #[arg(long, value_name = "SPEC")]
+    pub port: String,
+    /// Print one JSON object
+    #[arg(long)]
+    pub json: bool,
 }

@@ -105,6 +105,25 @@ pub struct PortStats {
 }
 
 impl PortStats {
+    /// Field-wise difference from an earlier snapshot of the same port (queues
+    /// the earlier one did not have count from zero), saturating at zero: what
+    /// happened in between.
+    pub fn since(&self, base: &PortStats) -> PortStats {
+        let per_q = |now: &[QueueStats], b: &[QueueStats]| {
+            now.iter()
+                .enumerate()
+                .map(|(i, q)| b.get(i).map_or(*q, |b| q.since(b)))
+                .collect()
+        };
+        PortStats {
+            rx_queues: per_q(&self.rx_queues, &base.rx_queues),
+            tx_queues: per_q(&self.tx_queues, &base.tx_queues),
+            rx: self.rx.since(&base.rx),
+            tx: self.tx.since(&base.tx),
+            imissed: self.imissed.saturating_sub(base.imissed),
+        }
+    }
+
     pub(crate) fn from_queues(
         rx_queues: Vec<QueueStats>,
         tx_queues: Vec<QueueStats>,
@@ -162,5 +181,16 @@ mod tests {
         assert_eq!(p.rx.packets, 10);
         assert_eq!(p.tx.bytes, 100);
         assert_eq!(p.imissed, 7);
+        let later = PortStats::from_queues(vec![s, s, s], vec![s], 9);
+        let d = later.since(&p);
+        assert_eq!(
+            d.rx_queues,
+            vec![QueueStats::default(); 2]
+                .into_iter()
+                .chain([s])
+                .collect::<Vec<_>>()
+        );
+        assert_eq!((d.rx.packets, d.tx.packets, d.imissed), (5, 4, 2));
+        assert_eq!(p.since(&later).imissed, 0, "saturates");
     }
 }

@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::common::netns::Netns;
 use crate::json::Json;
-use crate::netns::Netns;
 
 /// Bytes per `write`/`read` call (at most).
 const CHUNK: usize = 256 * 1024;

@@ -12,18 +12,19 @@
 //! (`ip link set dev X netns NS`) would keep the fds working, but the move downs
 //! the link and the port's control could no longer see the interface.
 
+use clap::Args;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use rtap::{parse_port_spec, Port};
 
-use crate::bulk::{self, BulkReport, Limit};
+use crate::common::netns::{self, Netns};
+use crate::common::{seconds, signal};
 use crate::fwd::{self, FwdOpts, FwdReport};
 use crate::json::Json;
-use crate::netns::{self, Netns};
-use crate::ping::{self, PingReport};
-use crate::signal;
+use crate::traffic::bulk::{self, BulkReport, Limit};
+use crate::traffic::ping::{self, PingReport};
 
 /// Namespace name prefix; the full names are `rtapdemo-a-PID` and `rtapdemo-b-PID`.
 pub const NS_PREFIX: &str = "rtapdemo-";
@@ -409,4 +410,99 @@ pub fn run(opts: &DemoOpts) -> Result<DemoReport, String> {
         tcp,
         fwd: j.fwd,
     })
+}
+
+pub const HELP: &str = "\
+Examples:
+  rtap demo                       # 10 pings and a 3 s TCP transfer (needs root)
+  rtap demo --bytes 1GiB --json   # exactly 1 GiB, every byte checked
+  rtap demo --port-opts backend=rw,offload=off";
+
+pub const LONG_HELP: &str = "\
+What it does:
+  Creates network namespaces rtapdemo-a-PID and rtapdemo-b-PID, opens one rtap port
+  in each (rtap-a 10.77.0.1/24, rtap-b 10.77.0.2/24), forwards between them with
+  the io-mode forwarder (as `rtap fwd`), pings 10.77.0.2 from A over a raw ICMP
+  socket (after one uncounted warm-up echo that resolves ARP), streams TCP from A
+  to B for --seconds or exactly --bytes, then deletes everything. Exits non-zero
+  if no ping reply came back, or the TCP transfer was not verified.
+
+  The TCP payload is a deterministic pseudo-random stream (a 1 MiB table rotated
+  differently on every lap, so it does not repeat within ~1 TiB); the receiver
+  compares every byte with it. Verified = bytes received == bytes sent (== --bytes)
+  and every byte matched. Ports ask for every offload unless offload=off is given:
+  the kernel then hands the forwarder coalesced frames of up to 64 KiB.
+
+Output (--json): one object
+  ok           true if traffic flowed and the TCP transfer was verified
+  error        why not, or null
+  namespaces[] netns, iface, address of side A then B
+  ping         sent, received, rtt_min_ms, rtt_avg_ms, rtt_max_ms
+  tcp          seconds, bytes_requested (--bytes, or null), bytes_sent,
+               bytes_received, bytes_checked, mismatch_at (stream offset of the
+               first wrong byte, or null), gbit_per_s, verified, error
+  fwd          the `rtap fwd --json` object (forwarded_packets, rx_lro_packets,
+               worker_cpu_s, ports[] with offloads and rx_lro_packets, ...)
+
+Examples:
+  rtap demo                       # 10 pings and a 3 s TCP transfer (needs root)
+  rtap demo --bytes 1GiB --json   # exactly 1 GiB, every byte checked
+  rtap demo --seconds 10 --port-opts backend=rw,offload=off
+  rtap demo --idle interrupt      # forwarder sleeps on rx interrupts when idle";
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Seconds of TCP bulk transfer [default: 3]
+    #[arg(long, value_name = "N")]
+    seconds: Option<f64>,
+    /// Transfer exactly this many bytes instead (e.g. 1GiB, 512M, 10GB: K/M/G/T and
+    /// KiB/MiB/GiB/TiB are powers of 1024, KB/MB/GB/TB powers of 1000)
+    #[arg(long, value_name = "SIZE", value_parser = bulk::parse_size, conflicts_with = "seconds")]
+    bytes: Option<u64>,
+    /// Echo requests to send (100 ms apart)
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pings: u32,
+    /// Extra port spec keys for both ports, e.g. backend=rw,ring=512
+    #[arg(long, value_name = "KEYS", default_value = "")]
+    port_opts: String,
+    /// Most packets per rx burst in the forwarder
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    burst: u16,
+    /// What the forwarder does when idle: spin, yield[:ROUNDS], sleep[:US[:ROUNDS]],
+    /// interrupt[:ROUNDS] (as `rtap fwd --idle`)
+    #[arg(long, value_name = "MODE", default_value = "spin", value_parser = fwd::Idle::parse)]
+    idle: fwd::Idle,
+    /// Print the report as one JSON object
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn cmd(a: DemoArgs) -> Result<(), String> {
+    if a.burst == 0 {
+        return Err("--burst must be at least 1".into());
+    }
+    let tcp = match a.bytes {
+        Some(n) => bulk::Limit::Bytes(n),
+        None => bulk::Limit::Time(seconds("--seconds", a.seconds.unwrap_or(3.0))?),
+    };
+    let opts = DemoOpts {
+        tcp,
+        pings: a.pings.max(1),
+        port_opts: a.port_opts,
+        fwd: fwd::FwdOpts {
+            burst: a.burst as usize,
+            idle: a.idle,
+            ..fwd::FwdOpts::default()
+        },
+    };
+    let report = run(&opts)?;
+    if a.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.text());
+    }
+    match report.failure() {
+        Some(why) => Err(why),
+        None => Ok(()),
+    }
 }

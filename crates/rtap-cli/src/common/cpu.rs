@@ -104,6 +104,69 @@ pub fn fmt_list(cpus: &[usize]) -> String {
     parts.join(",")
 }
 
+// ---------------------------------------------------------------- CPU time
+
+/// CPU time (user + system) the calling thread has used, in seconds.
+pub fn thread_cpu_s() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a live timespec for the kernel to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// Busy and total CPU time of the machine so far (`/proc/stat`, clock ticks).
+pub fn host_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return (0, 0);
+    };
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum(); // user..steal; guest is inside user
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// CPU time (user + system) of this whole process so far, in seconds.
+pub fn process_cpu_s() -> f64 {
+    // SAFETY: rusage is plain data for the kernel to fill.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: ru is a live rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Clock ticks per second of `/proc/stat`.
+pub fn clk_tck() -> f64 {
+    // SAFETY: sysconf takes no pointers.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// Busy cores of the machine between two [`host_ticks`] samples (1.0 = one
+/// core busy all the time).
+pub fn busy_cores(before: (u64, u64), after: (u64, u64)) -> f64 {
+    let busy = after.0.saturating_sub(before.0) as f64;
+    let total = after.1.saturating_sub(before.1).max(1) as f64;
+    busy / total * cpus()
+}
+
+/// Online CPUs (for turning `/proc/stat` ticks into cores).
+pub fn cpus() -> f64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

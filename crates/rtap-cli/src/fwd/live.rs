@@ -129,7 +129,7 @@ impl<'a> Live<'a> {
         let mut per_port = Vec::new();
         for (i, p) in self.ports.iter().enumerate() {
             let st = match p.stats() {
-                Ok(s) => crate::fwd::since(&s, &self.base[i]),
+                Ok(s) => s.since(&self.base[i]),
                 Err(e) => {
                     tracing::warn!("{}: stats: {e}", p.name());
                     continue;

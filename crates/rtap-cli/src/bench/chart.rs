@@ -1,11 +1,11 @@
 //! `bench.svg`: the benchmark cells as horizontal bar charts, one panel per test,
 //! one bar per contender, each labelled with its value and its ratio to the
-//! reference contender ([`crate::bench::reference`]). Plain SVG 1.1 text, no
+//! reference contender ([`reference`](super::results::reference)). Plain SVG 1.1 text, no
 //! scripts or external resources, so it renders on GitHub and in any browser.
 
 use std::fmt::Write;
 
-use crate::bench::{reference, Cell, Unit};
+use super::results::{reference, Cell, Unit};
 
 const WIDTH: u32 = 880;
 const LABEL_W: u32 = 150;
@@ -191,7 +191,7 @@ pub fn svg(cells: &[Cell], subtitle: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::Lat;
+    use crate::bench::results::Lat;
 
     fn cell(test: &'static str, contender: &'static str, unit: Unit, rate: f64) -> Cell {
         Cell {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::netns::Netns;
+use crate::common::netns::Netns;
 
 /// UDP port of the echo server.
 pub const PORT: u16 = 7007;

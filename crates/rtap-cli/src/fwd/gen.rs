@@ -94,7 +94,7 @@ pub fn run(
     o: &GenOpts,
     mode: &'static str,
     stop: &AtomicBool,
-    mut live: Option<&mut crate::live::Live>,
+    mut live: Option<&mut super::live::Live>,
 ) -> Result<GenReport, String> {
     let src_mac = port.mac().map_err(|e| e.to_string())?.octets();
     let frames = (0..o.flows.max(1))

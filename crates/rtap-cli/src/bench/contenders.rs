@@ -1,0 +1,135 @@
+//! Who runs in each test: backends and rx modes for the packet-rate tests,
+//! paths and offloads for TCP and latency, and how long each runs.
+
+use std::time::Duration;
+
+use rtap::{BackendKind, RxMode};
+
+/// One contender.
+#[derive(Clone, Copy, Debug)]
+pub struct Contender {
+    pub name: &'static str,
+    pub backend: BackendKind,
+    pub rx_mode: RxMode,
+    pub sqpoll: bool,
+}
+
+/// `uring` is the library default (for 64-byte frames its Auto rx mode picks
+/// multishot); `uring-posted` keeps one read posted per buffer (the DPDK driver's
+/// design); `uring-sqpoll` adds an SQPOLL kernel thread (it uses a second core).
+pub const CONTENDERS: [Contender; 4] = [
+    Contender {
+        name: "uring",
+        backend: BackendKind::Uring,
+        rx_mode: RxMode::Auto,
+        sqpoll: false,
+    },
+    Contender {
+        name: "uring-posted",
+        backend: BackendKind::Uring,
+        rx_mode: RxMode::Posted,
+        sqpoll: false,
+    },
+    Contender {
+        name: "uring-sqpoll",
+        backend: BackendKind::Uring,
+        rx_mode: RxMode::Auto,
+        sqpoll: true,
+    },
+    Contender {
+        name: "rw",
+        backend: BackendKind::Rw,
+        rx_mode: RxMode::Auto,
+        sqpoll: false,
+    },
+];
+
+/// How the packets of a `tcp` contender travel between the two namespaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpPath {
+    /// A tap in each namespace and the io-mode forwarder between them.
+    Rtap { backend: BackendKind, offload: bool },
+    /// A veth pair: the kernel alone.
+    Veth,
+}
+
+/// One contender of the `tcp` and `lat` tests.
+#[derive(Clone, Copy, Debug)]
+pub struct TcpContender {
+    pub name: &'static str,
+    pub path: TcpPath,
+    /// The forwarder sleeps on rx interrupts when idle (`--idle interrupt`)
+    /// instead of busy-polling.
+    pub interrupt: bool,
+}
+
+/// `uring` and `rw` with every offload (64 KiB frames through the taps, partial
+/// checksums), `uring-interrupt` (the same, the forwarder sleeping on rx
+/// interrupts when idle), the `-nooffload` twins (MTU-sized, checksummed frames),
+/// and `veth`.
+pub const TCP_CONTENDERS: [TcpContender; 6] = [
+    TcpContender {
+        name: "uring",
+        path: TcpPath::Rtap {
+            backend: BackendKind::Uring,
+            offload: true,
+        },
+        interrupt: false,
+    },
+    TcpContender {
+        name: "uring-interrupt",
+        path: TcpPath::Rtap {
+            backend: BackendKind::Uring,
+            offload: true,
+        },
+        interrupt: true,
+    },
+    TcpContender {
+        name: "uring-nooffload",
+        path: TcpPath::Rtap {
+            backend: BackendKind::Uring,
+            offload: false,
+        },
+        interrupt: false,
+    },
+    TcpContender {
+        name: "rw",
+        path: TcpPath::Rtap {
+            backend: BackendKind::Rw,
+            offload: true,
+        },
+        interrupt: false,
+    },
+    TcpContender {
+        name: "rw-nooffload",
+        path: TcpPath::Rtap {
+            backend: BackendKind::Rw,
+            offload: false,
+        },
+        interrupt: false,
+    },
+    TcpContender {
+        name: "veth",
+        path: TcpPath::Veth,
+        interrupt: false,
+    },
+];
+
+/// The contenders of the `lat` test (64-byte UDP ping-pong): offloads make no
+/// difference to frames that small.
+pub const LAT_CONTENDERS: [&str; 4] = ["uring", "uring-interrupt", "rw", "veth"];
+
+/// Recorded round trips per contender and round (quick: one round of 2000).
+pub const LAT_SAMPLES: u64 = 10_000;
+
+/// Latency rounds per contender in a full run.
+pub const LAT_ROUNDS: usize = 3;
+
+/// Length of one tcp round; a full run does [`TCP_ROUNDS`] of them per contender.
+pub const TCP_ROUND: Duration = Duration::from_secs(2);
+
+/// Rounds per contender in a full run (one with `--quick`).
+pub const TCP_ROUNDS: usize = 5;
+
+/// Namespace prefix of the tcp test: `rtapbench-a-PID`, `rtapbench-b-PID`.
+pub const TCP_NS_PREFIX: &str = "rtapbench-";

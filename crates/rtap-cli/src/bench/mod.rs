@@ -1,0 +1,216 @@
+//! `rtap bench`: the contenders side by side in one run, 64-byte frames, one queue.
+//!
+//! - **tx**: the port sends bursts of 32 freshly built frames for a fixed time;
+//!   packets per second = completed transmissions / time.
+//! - **rx**: the tap's queue is first filled from the kernel side (AF_PACKET,
+//!   queue length raised so nothing is dropped), *then* the rx queue is opened and
+//!   timed until it has drained every frame, so the generator is not what is measured.
+//! - **fwd**: same fill, then an io-mode forwarder (rx on port A, the same packets
+//!   sent on port B) is timed until B has completed every transmission.
+//!
+//! - **tcp**: a content-verified TCP bulk transfer between two network
+//!   namespaces (the demo's machinery: a port opened in each namespace, the
+//!   io-mode forwarder between them, [`crate::traffic::bulk`] sender and receiver), for each
+//!   backend with and without offloads, and over a plain veth pair (no userspace
+//!   at all: the kernel's ceiling). Rounds of 2 s interleave the contenders.
+//! - **lat**: a UDP ping-pong over the same paths ([`latency`]): round-trip
+//!   percentiles from an HDR histogram, the forwarder busy-polling or sleeping on
+//!   rx interrupts.
+//!
+//! Contenders: see [`contenders`]. Each packet-rate test
+//! runs in a private network namespace on its own thread.
+
+//!
+//! Files: `contenders.rs` (who runs), `pps.rs`, `tcp.rs`, `lat.rs` with
+//! `latency.rs` (the tests), `results.rs` (cells, JSON, --out), `table.rs`,
+//! `chart.rs` (bench.svg).
+
+pub mod chart;
+pub mod contenders;
+mod lat;
+pub mod latency;
+mod pps;
+pub mod results;
+mod table;
+mod tcp;
+
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use crate::common::cpu::{busy_cores, host_ticks};
+use crate::fwd;
+use contenders::{LAT_ROUNDS, LAT_SAMPLES, TCP_ROUNDS};
+pub use results::Cell;
+
+pub const HELP: &str = "Examples:
+  rtap bench --quick --out /tmp/bench   # about 20 s; writes results.json and bench.svg
+  rtap bench --only rx --json           # one test, JSON cells
+  rtap bench --only lat                 # ping-pong latency: uring, uring-interrupt, rw, veth
+
+Tests and contenders (all in the same run, interleaved, each in its own namespaces):
+  tx, rx, fwd  64-byte frames on one queue: uring (multishot rx), uring-posted (one
+               read posted per buffer, DPDK net_rtap's design), uring-sqpoll, rw
+               (read/write, DPDK net_tap's way). rx and fwd first fill the tap's
+               queue from the kernel side, then time the drain, so the generator is
+               not measured. Five repetitions, the median (one with --quick).
+               (No interrupt or veth rows here: a drain never finds the queue
+               empty, so interrupt mode would be busy-polling, and a veth has no
+               port to drive; both run in tcp and lat.)
+  tcp          a content-verified TCP bulk transfer from namespace A to B through a
+               tap in each and the io-mode forwarder between them: uring, uring-
+               interrupt (forwarder sleeps on rx interrupts when idle), rw, with
+               offloads (64 KiB frames) and without (-nooffload); and a veth pair with
+               no userspace at all (the kernel's ceiling). Five rounds of 2 s, median.
+  lat          UDP ping-pong (64-byte frames, one request in flight) through the same
+               path: p50/p99/p99.9/max round trip from an HDR histogram over 3 x 10000
+               exchanges (2000 with --quick): uring, uring-interrupt, rw, veth.
+
+Ratios are against the read/write backend; tcp: against rw with the same offloads,
+offloads vs none, and vs veth. fwd cpu is the forwarder thread's CPU time per second,
+host cpu the whole machine's (100 % = one core).
+
+--out DIR writes results.json (machine, options, every cell with \"vs\" and \"ratio\")
+and bench.svg (one panel per test, one bar per contender, value and ratio labelled).";
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Fewer frames, one repetition, one 2 s TCP round, 2000 round trips (under a minute)
+    #[arg(long)]
+    quick: bool,
+    /// Run one test only
+    #[arg(long, value_parser = ["tx", "rx", "fwd", "tcp", "lat"])]
+    only: Option<String>,
+    /// Only these contenders (comma-separated: uring,uring-posted,uring-sqpoll,rw;
+    /// for tcp: uring,uring-interrupt,uring-nooffload,rw,rw-nooffload,veth; for lat:
+    /// uring,uring-interrupt,rw,veth)
+    #[arg(long, value_delimiter = ',')]
+    contenders: Option<Vec<String>>,
+    /// Print the cells as a JSON array instead of the table
+    #[arg(long)]
+    json: bool,
+    /// Write results.json and bench.svg (a bar chart, ratios labelled) into DIR
+    /// (created if missing)
+    #[arg(long, value_name = "DIR")]
+    out: Option<std::path::PathBuf>,
+    /// tcp: only count the bytes, do not compare every byte with the sent pattern
+    /// (the receiver's memcmp is otherwise part of the measured work)
+    #[arg(long)]
+    no_verify: bool,
+    /// tcp and lat: what the busy-polling contenders' forwarder does when idle (as
+    /// `rtap fwd --idle`; uring-interrupt always sleeps on rx interrupts)
+    #[arg(long, value_name = "MODE", default_value = "spin", value_parser = fwd::Idle::parse)]
+    idle: fwd::Idle,
+    /// tcp: extra port spec keys for the rtap contenders, e.g. ring=512,burst=64
+    /// (backend= and offload= are the contenders' own)
+    #[arg(long, value_name = "KEYS", default_value = "")]
+    port_opts: String,
+}
+
+pub fn cmd(a: BenchArgs) -> Result<(), String> {
+    let only = a.only.map(|s| match s.as_str() {
+        "tx" => "tx",
+        "rx" => "rx",
+        "tcp" => "tcp",
+        "lat" => "lat",
+        _ => "fwd",
+    });
+    let cells = run(
+        BenchOpts {
+            quick: a.quick,
+            only,
+            contenders: a.contenders,
+            no_verify: a.no_verify,
+            idle: a.idle,
+            port_opts: a.port_opts,
+        },
+        |line| eprintln!("{line}"),
+    )?;
+    if a.json {
+        println!("{}", results::json(&cells));
+    } else {
+        print!("{}", table::render(&cells));
+    }
+    if let Some(dir) = &a.out {
+        let (json, svg) = results::write_out(dir, &cells, a.quick)?;
+        eprintln!("wrote {} and {}", json.display(), svg.display());
+    }
+    Ok(())
+}
+
+/// Options.
+#[derive(Clone, Debug)]
+pub struct BenchOpts {
+    /// Fewer frames and one repetition: finishes in seconds.
+    pub quick: bool,
+    /// Run only this test (`tx`, `rx`, `fwd` or `tcp`).
+    pub only: Option<&'static str>,
+    /// Run only the contenders whose name is in this list (None: all).
+    pub contenders: Option<Vec<String>>,
+    /// tcp: count the bytes but do not compare them with the pattern.
+    pub no_verify: bool,
+    /// tcp: what the forwarder does when idle.
+    pub idle: crate::fwd::Idle,
+    /// tcp: extra port spec keys for the rtap contenders (`ring=512`...).
+    pub port_opts: String,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Runs every test for every contender; `progress` gets a line per measurement.
+/// Repetitions interleave the contenders, so drifting load on the machine hits
+/// all of them alike; each cell is the median of its repetitions.
+pub fn run(opts: BenchOpts, mut progress: impl FnMut(&str)) -> Result<Vec<Cell>, String> {
+    let mut cells = Vec::new();
+    for test in ["tx", "rx", "fwd"] {
+        if opts.only.is_none_or(|o| o == test) {
+            cells.extend(pps::run(test, &opts, &mut progress)?);
+        }
+    }
+    if opts.only.is_none_or(|o| o == "tcp") {
+        let rounds = if opts.quick { 1 } else { TCP_ROUNDS };
+        cells.extend(tcp::run(&opts, rounds, &mut progress)?);
+    }
+    if opts.only.is_none_or(|o| o == "lat") {
+        let (rounds, samples) = if opts.quick {
+            (1, 2_000)
+        } else {
+            (LAT_ROUNDS, LAT_SAMPLES)
+        };
+        cells.extend(lat::run(&opts, rounds, samples, &mut progress)?);
+    }
+    Ok(cells)
+}
+
+/// Waits (at most 3 s) until the machine is quiet: less than a fifth of a core
+/// busy over 100 ms. Deleting the previous test's namespaces leaves kernel
+/// cleanup work running for a while, and it shows up in latency tails.
+fn settle() {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        let h0 = host_ticks();
+        std::thread::sleep(Duration::from_millis(100));
+        if busy_cores(h0, host_ticks()) < 0.2 {
+            return;
+        }
+    }
+}
+
+/// True if `name` passes the `--contenders` filter.
+fn chosen(opts: &BenchOpts, name: &str) -> bool {
+    opts.contenders
+        .as_ref()
+        .is_none_or(|l| l.iter().any(|n| n == name))
+}
+
+/// `Err("interrupted")` once SIGINT/SIGTERM arrived.
+fn interrupted() -> Result<(), String> {
+    if crate::common::signal::stopped() {
+        Err("interrupted".into())
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,299 @@
+//! The packet-rate tests (tx, rx drain, io forward) with 64-byte frames on one
+//! queue, each in a private network namespace on its own thread.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use rawsock::RawSocket;
+use rtap::{Packet, Pool, PoolConfig, Port, RingConfig, RxMode, TapConfig};
+
+use super::contenders::{Contender, CONTENDERS};
+use super::results::{Cell, Unit};
+use super::{chosen, interrupted, median, BenchOpts};
+use crate::common::cpu::thread_cpu_s;
+
+/// One run: packets per second of wall time, and thread CPU ns per packet.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    pps: f64,
+    cpu_ns: f64,
+}
+
+/// Times a region in wall and thread-CPU time.
+struct Clock {
+    wall: Instant,
+    cpu: f64,
+}
+
+impl Clock {
+    fn start() -> Clock {
+        Clock {
+            wall: Instant::now(),
+            cpu: thread_cpu_s(),
+        }
+    }
+    fn run(&self, packets: u64) -> Run {
+        let el = self.wall.elapsed().as_secs_f64();
+        let cpu = thread_cpu_s() - self.cpu;
+        Run {
+            pps: packets as f64 / el,
+            cpu_ns: cpu * 1e9 / packets.max(1) as f64,
+        }
+    }
+}
+
+const BURST: usize = 32;
+
+const FRAME_LEN: usize = 64;
+
+/// A 64-byte frame addressed to another host, so the kernel drops it right after
+/// the tap hands it up (the same cost for every contender).
+fn frame(seq: u32) -> [u8; FRAME_LEN] {
+    let mut f = [0u8; FRAME_LEN];
+    f[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x02]);
+    f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x01]);
+    f[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
+    f[14..18].copy_from_slice(&seq.to_be_bytes());
+    f
+}
+
+fn in_netns<T: Send>(f: impl FnOnce() -> Result<T, String> + Send) -> Result<T, String> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: unshare takes no pointers; it moves only this thread.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return Err(format!(
+                    "unshare(CLONE_NEWNET): {} (run as root)",
+                    io::Error::last_os_error()
+                ));
+            }
+            // No IPv6 in the bench namespace: the kernel then sends no MLD/RS frames
+            // of its own through the taps. /proc/sys/net follows the thread's namespace.
+            for p in [
+                "/proc/sys/net/ipv6/conf/all/disable_ipv6",
+                "/proc/sys/net/ipv6/conf/default/disable_ipv6",
+            ] {
+                let _ = std::fs::write(p, "1");
+            }
+            f()
+        })
+        .join()
+        .map_err(|_| "benchmark thread panicked".to_string())?
+    })
+}
+
+fn open(c: &Contender, name: &str) -> Result<Port, String> {
+    let sqpoll = c.sqpoll.then_some(rtap::SqPoll::new(200));
+    let ring = RingConfig::default()
+        .rx_mode(c.rx_mode)
+        .rx_posted(256)
+        .sqpoll(sqpoll);
+    let mut p = Port::open(TapConfig::new(name).backend(c.backend).ring(ring))
+        .map_err(|e| e.to_string())?;
+    p.start().map_err(|e| e.to_string())?;
+    if c.sqpoll {
+        // The ring options must really be in effect, or the row would lie.
+        let f = p
+            .tx_queue(0)
+            .map_err(|e| e.to_string())?
+            .ring_features()
+            .cloned();
+        if !f.as_ref().is_some_and(|f| f.sqpoll) {
+            return Err(format!(
+                "{}: SQPOLL not in effect: {:?}",
+                c.name,
+                f.map(|f| f.fallbacks)
+            ));
+        }
+    }
+    if p.backend() != c.backend {
+        return Err(format!(
+            "{} asked, {} given: {}",
+            c.backend,
+            p.backend(),
+            p.backend_reason().unwrap_or("")
+        ));
+    }
+    Ok(p)
+}
+
+fn set_txqueuelen(port: &Port, len: u32) -> Result<(), String> {
+    let out = std::process::Command::new("ip")
+        .args([
+            "link",
+            "set",
+            "dev",
+            &port.name(),
+            "txqueuelen",
+            &len.to_string(),
+        ])
+        .output()
+        .map_err(|e| format!("run ip: {e} (install iproute2)"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "ip link set txqueuelen: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}
+
+fn fill(port: &Port, n: u32) -> Result<(), String> {
+    set_txqueuelen(port, n + 1024)?;
+    // Straight to the tap's driver (no qdisc): the fill is as fast as it gets.
+    let inj = RawSocket::injector(port.ifindex())
+        .and_then(|s| s.set_qdisc_bypass(true).map(|()| s))
+        .map_err(|e| format!("AF_PACKET socket: {e}"))?;
+    for i in 0..n {
+        inj.send(&frame(i))
+            .map_err(|e| format!("AF_PACKET send: {e}"))?;
+    }
+    let st = port.stats().map_err(|e| e.to_string())?;
+    if st.imissed != 0 {
+        return Err(format!("filling dropped {} frames", st.imissed));
+    }
+    Ok(())
+}
+
+fn is_ours(p: &Packet) -> bool {
+    p.len() == FRAME_LEN && p.data()[12..14] == 0x88b5u16.to_be_bytes()
+}
+
+fn bench_tx(c: &Contender, secs: f64) -> Result<Run, String> {
+    in_netns(|| {
+        let port = open(c, "btx%d")?;
+        let pool = Pool::new(PoolConfig::default().count(8192)).map_err(|e| e.to_string())?;
+        let mut txq = port.tx_queue(0).map_err(|e| e.to_string())?;
+        let f = frame(0);
+        let mut v: Vec<Packet> = Vec::with_capacity(BURST);
+        let clock = Clock::start();
+        let start = clock.wall;
+        let deadline = start + Duration::from_secs_f64(secs);
+        let base = txq.stats().packets;
+        while Instant::now() < deadline {
+            for _ in 0..64 {
+                while v.len() < BURST {
+                    match pool.alloc_from(&f) {
+                        Ok(p) => v.push(p),
+                        Err(_) => break,
+                    }
+                }
+                txq.tx_burst(&mut v).map_err(|e| e.to_string())?;
+            }
+        }
+        txq.flush(Duration::from_secs(1));
+        Ok(clock.run(txq.stats().packets - base))
+    })
+}
+
+fn bench_rx(c: &Contender, n: u32) -> Result<Run, String> {
+    in_netns(|| {
+        let port = open(c, "brx%d")?;
+        let pool = Pool::new(PoolConfig::default().count(8192)).map_err(|e| e.to_string())?;
+        fill(&port, n)?;
+        let mut rxq = port.rx_queue(0, &pool).map_err(|e| e.to_string())?;
+        let mut v = Vec::with_capacity(BURST);
+        let mut got = 0u32;
+        let clock = Clock::start();
+        let start = clock.wall;
+        let deadline = start + Duration::from_secs(20);
+        while got < n && Instant::now() < deadline {
+            rxq.rx_burst(&mut v, BURST).map_err(|e| e.to_string())?;
+            got += v.iter().filter(|p| is_ours(p)).count() as u32;
+            v.clear();
+        }
+        let run = clock.run(n as u64);
+        if got < n {
+            return Err(format!("rx drained only {got} of {n} frames"));
+        }
+        Ok(run)
+    })
+}
+
+fn bench_fwd(c: &Contender, n: u32) -> Result<Run, String> {
+    in_netns(|| {
+        let a = open(c, "bfa%d")?;
+        let b = open(c, "bfb%d")?;
+        let pool = Pool::new(PoolConfig::default().count(8192)).map_err(|e| e.to_string())?;
+        fill(&a, n)?;
+        let mut rxq = a.rx_queue(0, &pool).map_err(|e| e.to_string())?;
+        let mut txq = b.tx_queue(0).map_err(|e| e.to_string())?;
+        let mut v = Vec::with_capacity(2 * BURST);
+        let clock = Clock::start();
+        let start = clock.wall;
+        let deadline = start + Duration::from_secs(20);
+        while txq.stats().packets < n as u64 && Instant::now() < deadline {
+            if v.len() < BURST {
+                rxq.rx_burst(&mut v, BURST).map_err(|e| e.to_string())?;
+            }
+            txq.tx_burst(&mut v).map_err(|e| e.to_string())?;
+        }
+        let sent = txq.stats().packets;
+        let run = clock.run(sent);
+        // The kernel's own frames may have been forwarded too: at least n must be through.
+        if sent < n as u64 {
+            return Err(format!("forwarded only {sent} of {n} frames"));
+        }
+        Ok(run)
+    })
+}
+
+fn median_run(runs: &[Run]) -> Run {
+    Run {
+        pps: median(runs.iter().map(|r| r.pps).collect()),
+        cpu_ns: median(runs.iter().map(|r| r.cpu_ns).collect()),
+    }
+}
+
+/// Runs packet-rate `test` (`tx`, `rx` or `fwd`) for every chosen contender,
+/// repetitions interleaved; one cell per contender, the median of its runs.
+pub(super) fn run(
+    test: &'static str,
+    opts: &BenchOpts,
+    progress: &mut impl FnMut(&str),
+) -> Result<Vec<Cell>, String> {
+    let reps = if opts.quick { 1 } else { 5 };
+    let n = if opts.quick { 50_000 } else { 200_000 };
+    let secs = if opts.quick { 0.5 } else { 1.0 };
+    // The rx mode does not change tx.
+    let who: Vec<&Contender> = CONTENDERS
+        .iter()
+        .filter(|c| !(test == "tx" && c.rx_mode == RxMode::Posted))
+        .filter(|c| chosen(opts, c.name))
+        .collect();
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); who.len()];
+    for rep in 0..reps {
+        for (i, c) in who.iter().enumerate() {
+            interrupted()?;
+            let r = match test {
+                "tx" => bench_tx(c, secs)?,
+                "rx" => bench_rx(c, n)?,
+                _ => bench_fwd(c, n)?,
+            };
+            progress(&format!(
+                "{test:>4} {:<14} run {}/{reps}: {:>6.2} Mpps {:>6.0} ns/pkt",
+                c.name,
+                rep + 1,
+                r.pps / 1e6,
+                r.cpu_ns
+            ));
+            runs[i].push(r);
+        }
+    }
+    Ok(who
+        .iter()
+        .zip(&runs)
+        .map(|(c, r)| {
+            let m = median_run(r);
+            Cell {
+                test,
+                contender: c.name,
+                unit: Unit::Pps,
+                rate: m.pps,
+                cpu: m.cpu_ns,
+                host_cpu: 0.0,
+                lat: None,
+            }
+        })
+        .collect())
+}

@@ -1,0 +1,208 @@
+//! Benchmark results: cells (a test x contender measurement), the reference each
+//! is compared with, JSON, and `--out` (results.json with the machine, bench.svg).
+
+use rtap::BackendKind;
+
+use super::contenders::{TcpPath, TCP_CONTENDERS};
+
+/// What a cell measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// Packets per second, with the measuring thread's CPU ns per packet.
+    Pps,
+    /// Gbit/s of TCP payload, with the forwarder's and the machine's CPU load.
+    Gbps,
+    /// Round-trip time percentiles of a UDP ping-pong, with the forwarder's CPU load.
+    Latency,
+}
+
+/// Round-trip time percentiles, µs.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Lat {
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+    pub mean_us: f64,
+    /// Recorded round trips.
+    pub samples: u64,
+    /// Requests whose echo never came back.
+    pub lost: u64,
+}
+
+/// One measured cell.
+#[derive(Clone, Debug)]
+pub struct Cell {
+    pub test: &'static str,
+    pub contender: &'static str,
+    pub unit: Unit,
+    /// Packets per second ([`Unit::Pps`]), Gbit/s ([`Unit::Gbps`]) or the median
+    /// round trip in µs ([`Unit::Latency`]).
+    pub rate: f64,
+    /// [`Unit::Pps`]: CPU time of the measuring thread per packet (user + system),
+    /// in ns. Robust to other load on the machine; excludes work done on other
+    /// threads (SQPOLL, softirq on the other core).
+    /// [`Unit::Gbps`], [`Unit::Latency`]: the forwarder worker's CPU time per wall
+    /// second (1.0 = one core; 0 for veth).
+    pub cpu: f64,
+    /// [`Unit::Gbps`] only: busy CPU time of the whole machine per wall second
+    /// during the transfer (2.0 = both cores of a 2-core machine).
+    pub host_cpu: f64,
+    /// [`Unit::Latency`] only: the percentiles.
+    pub lat: Option<Lat>,
+}
+
+/// The contender a cell is compared with in the chart and `results.json`, and
+/// the ratio: packet rates and latency against the read/write backend (`rw`);
+/// tcp against `rw` with the same offloads, and the `rw` rows against `veth`.
+/// Latency ratios are contender / reference of the median (below 1 = faster).
+pub fn reference<'a>(cells: &'a [Cell], x: &Cell) -> Option<(&'a Cell, f64)> {
+    let find = |c: &str| {
+        cells
+            .iter()
+            .find(|y| y.test == x.test && y.contender == c && y.rate > 0.0)
+    };
+    let other = match x.unit {
+        Unit::Pps | Unit::Latency if x.contender != "rw" => find("rw"),
+        Unit::Gbps => match TCP_CONTENDERS.iter().find(|t| t.name == x.contender)?.path {
+            TcpPath::Veth => None,
+            TcpPath::Rtap {
+                backend: BackendKind::Rw,
+                ..
+            } => find("veth"),
+            TcpPath::Rtap { offload, .. } => find(if offload { "rw" } else { "rw-nooffload" }),
+        },
+        _ => None,
+    }?;
+    Some((other, x.rate / other.rate))
+}
+
+/// The cells as a JSON array: packet-rate cells with `pps` and `cpu_ns_per_pkt`,
+/// tcp cells with `gbit_per_s`, `fwd_cpu_load` and `host_cpu_load` (1.0 = one
+/// core), lat cells with `p50_us`, `p99_us`, `p999_us`, `max_us`, `mean_us`,
+/// `samples`, `lost` and `fwd_cpu_load`; each with `vs` (the contender it is
+/// compared with, or null) and `ratio` (see [`reference`]).
+pub fn json(cells: &[Cell]) -> crate::json::Json {
+    crate::json::Json::Arr(
+        cells
+            .iter()
+            .map(|c| {
+                let (vs, ratio) = match reference(cells, c) {
+                    Some((o, r)) => (Some(o.contender), Some(r)),
+                    None => (None, None),
+                };
+                let j = crate::json::Json::obj()
+                    .set("test", c.test)
+                    .set("contender", c.contender);
+                let j = match c.unit {
+                    Unit::Pps => j
+                        .set("pps", c.rate.max(0.0).round() as u64)
+                        .set("cpu_ns_per_pkt", c.cpu),
+                    Unit::Gbps => j
+                        .set("gbit_per_s", c.rate)
+                        .set("fwd_cpu_load", c.cpu)
+                        .set("host_cpu_load", c.host_cpu),
+                    Unit::Latency => {
+                        let l = c.lat.unwrap_or_default();
+                        j.set("p50_us", l.p50_us)
+                            .set("p99_us", l.p99_us)
+                            .set("p999_us", l.p999_us)
+                            .set("max_us", l.max_us)
+                            .set("mean_us", l.mean_us)
+                            .set("samples", l.samples)
+                            .set("lost", l.lost)
+                            .set("fwd_cpu_load", c.cpu)
+                    }
+                };
+                j.set("vs", vs).set("ratio", ratio)
+            })
+            .collect(),
+    )
+}
+
+/// The machine the benchmark ran on, for `results.json` and the chart.
+pub struct Machine {
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub kernel: String,
+    pub mem_gib: f64,
+}
+
+impl Machine {
+    /// Reads `/proc/cpuinfo`, `/proc/meminfo` and `uname`.
+    pub fn probe() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, m)| m.trim().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let mem_kib: f64 = std::fs::read_to_string("/proc/meminfo")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|l| l.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0.0);
+        Machine {
+            cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu_model,
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "unknown".into()),
+            mem_gib: mem_kib / (1024.0 * 1024.0),
+        }
+    }
+
+    /// One line: `2 CPUs (Intel Xeon ...), 24 GiB, Linux 6.18.44`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} CPUs ({}), {:.0} GiB, Linux {}",
+            self.cpus, self.cpu_model, self.mem_gib, self.kernel
+        )
+    }
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Writes `results.json` (machine, options and every cell with its ratio) and
+/// `bench.svg` (the chart) into `dir`, creating it; returns both paths.
+pub fn write_out(
+    dir: &std::path::Path,
+    cells: &[Cell],
+    quick: bool,
+) -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let m = Machine::probe();
+    let results = crate::json::Json::obj()
+        .set("tool", "rtap bench")
+        .set("version", env!("CARGO_PKG_VERSION"))
+        .set("unix_time", unix_now())
+        .set("quick", quick)
+        .set(
+            "machine",
+            crate::json::Json::obj()
+                .set("cpus", m.cpus)
+                .set("cpu_model", m.cpu_model.as_str())
+                .set("kernel", m.kernel.as_str())
+                .set("mem_gib", m.mem_gib),
+        )
+        .set("cells", json(cells));
+    let jp = dir.join("results.json");
+    std::fs::write(&jp, format!("{results}\n"))
+        .map_err(|e| format!("write {}: {e}", jp.display()))?;
+    let sp = dir.join("bench.svg");
+    let subtitle = format!(
+        "{}{}\nratios: against the read/write backend (rw); tcp: rw with the same offloads, rw rows against veth",
+        m.describe(),
+        if quick { ", --quick" } else { "" }
+    );
+    std::fs::write(&sp, super::chart::svg(cells, &subtitle))
+        .map_err(|e| format!("write {}: {e}", sp.display()))?;
+    Ok((jp, sp))
+}

@@ -1,0 +1,149 @@
+//! The benchmark tables printed at the end of a run.
+
+use rtap::BackendKind;
+
+use super::contenders::{TcpPath, CONTENDERS, LAT_CONTENDERS, TCP_CONTENDERS};
+use super::results::{Cell, Unit};
+
+/// The comparison table. Packet-rate tests: Mpps (wall) and thread CPU ns per
+/// packet, with ratios to the read/write backend (pps ratio; CPU ratio = rw ns /
+/// contender ns, so > 1 means cheaper than rw). The tcp test: Gbit/s, the
+/// forwarder's and the machine's CPU load (100 % = one core), and ratios: to the
+/// rw backend with the same offloads, to the same backend without offloads, and
+/// to veth.
+pub fn render(cells: &[Cell]) -> String {
+    let get = |t: &str, c: &str| cells.iter().find(|x| x.test == t && x.contender == c);
+    let mut s = String::new();
+    if cells.iter().any(|c| c.unit == Unit::Pps) {
+        s += &format!(
+            "{:<8} {:<14} {:>10} {:>10} {:>12} {:>12}\n",
+            "test", "contender", "Mpps", "ns/pkt", "pps vs rw", "cpu vs rw"
+        );
+    }
+    for (t, label) in [("tx", "tx 64B"), ("rx", "rx 64B"), ("fwd", "fwd 64B")] {
+        let rw = get(t, "rw");
+        for c in CONTENDERS.iter() {
+            let Some(x) = get(t, c.name) else { continue };
+            let (pr, cr) = match rw {
+                Some(rw) if c.name != "rw" => (
+                    format!("{:.2}x", x.rate / rw.rate),
+                    format!("{:.2}x", rw.cpu / x.cpu),
+                ),
+                _ => ("-".into(), "-".into()),
+            };
+            s += &format!(
+                "{:<8} {:<14} {:>10.2} {:>10.0} {:>12} {:>12}\n",
+                label,
+                c.name,
+                x.rate / 1e6,
+                x.cpu,
+                pr,
+                cr
+            );
+        }
+    }
+    if cells.iter().any(|c| c.unit == Unit::Gbps) {
+        if !s.is_empty() {
+            s.push('\n');
+        }
+        s += &format!(
+            "{:<8} {:<16} {:>8} {:>8} {:>8} {:>8} {:>10} {:>8}\n",
+            "test", "contender", "Gbit/s", "fwd cpu", "host cpu", "vs rw", "vs no-off", "vs veth"
+        );
+        let ratio = |x: &Cell, other: Option<&Cell>| match other {
+            Some(o) if o.rate > 0.0 => format!("{:.2}x", x.rate / o.rate),
+            _ => "-".into(),
+        };
+        let veth = get("tcp", "veth");
+        for c in TCP_CONTENDERS.iter() {
+            let Some(x) = get("tcp", c.name) else {
+                continue;
+            };
+            let (vs_rw, vs_nooff, vs_veth) = match c.path {
+                TcpPath::Veth => ("-".into(), "-".into(), "-".into()),
+                TcpPath::Rtap { backend, offload } => {
+                    let twin = |b: BackendKind, off: bool| {
+                        TCP_CONTENDERS
+                            .iter()
+                            .find(|t| {
+                                t.path
+                                    == TcpPath::Rtap {
+                                        backend: b,
+                                        offload: off,
+                                    }
+                            })
+                            .and_then(|t| get("tcp", t.name))
+                    };
+                    (
+                        if backend == BackendKind::Rw {
+                            "-".into()
+                        } else {
+                            ratio(x, twin(BackendKind::Rw, offload))
+                        },
+                        if offload {
+                            ratio(x, twin(backend, false))
+                        } else {
+                            "-".into()
+                        },
+                        ratio(x, veth),
+                    )
+                }
+            };
+            let fwd_cpu = match c.path {
+                TcpPath::Veth => "-".to_string(),
+                TcpPath::Rtap { .. } => format!("{:.0} %", x.cpu * 100.0),
+            };
+            s += &format!(
+                "{:<8} {:<16} {:>8.2} {:>8} {:>8} {:>8} {:>10} {:>8}\n",
+                "tcp",
+                c.name,
+                x.rate,
+                fwd_cpu,
+                format!("{:.0} %", x.host_cpu * 100.0),
+                vs_rw,
+                vs_nooff,
+                vs_veth
+            );
+        }
+    }
+    if cells.iter().any(|c| c.unit == Unit::Latency) {
+        if !s.is_empty() {
+            s.push('\n');
+        }
+        s += &format!(
+            "{:<8} {:<16} {:>8} {:>8} {:>8} {:>8} {:>6} {:>8} {:>10} {:>10}\n",
+            "test",
+            "contender",
+            "p50 us",
+            "p99 us",
+            "p99.9 us",
+            "max us",
+            "lost",
+            "fwd cpu",
+            "p50 vs rw",
+            "p99 vs rw"
+        );
+        let rw = get("lat", "rw").and_then(|c| c.lat);
+        for name in LAT_CONTENDERS {
+            let Some(x) = get("lat", name) else { continue };
+            let l = x.lat.unwrap_or_default();
+            let (r50, r99) = match rw {
+                Some(rw) if name != "rw" && rw.p50_us > 0.0 && rw.p99_us > 0.0 => (
+                    format!("{:.2}x", l.p50_us / rw.p50_us),
+                    format!("{:.2}x", l.p99_us / rw.p99_us),
+                ),
+                _ => ("-".into(), "-".into()),
+            };
+            let fwd_cpu = if name == "veth" {
+                "-".to_string()
+            } else {
+                format!("{:.0} %", x.cpu * 100.0)
+            };
+            s += &format!(
+                "{:<8} {:<16} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>6} {:>8} {:>10} {:>10}\n",
+                "lat", name, l.p50_us, l.p99_us, l.p999_us, l.max_us, l.lost, fwd_cpu, r50, r99
+            );
+        }
+    }
+    s
+}

@@ -1,0 +1,417 @@
+//! `rtap fwd`: forwarding between two ports (or back out of one), testpmd style.
+//!
+//! Zero copy: each received [`Packet`] is handed as is to the other port's
+//! `tx_burst`. A queue pair is queue `i` of port A and queue `i` of port B, both
+//! directions. By default one worker thread serves each queue pair; with
+//! [`FwdOpts::threads`] fewer workers serve them round-robin (worker `w` takes
+//! pairs `w`, `w + threads`, ...), each optionally pinned to a CPU of
+//! [`FwdOpts::cpus`]. A worker's rx queues share one [`Pool`].
+//! Workers poll until the stop flag is raised or the duration runs out; what they
+//! do between empty rounds is [`Idle`] (busy-polling by default). The calling
+//! thread meanwhile watches the clock and prints live statistics
+//! ([`FwdOpts::stats_period`]).
+
+//!
+//! - `options.rs`: [`FwdOpts`], modes, idle behaviour.
+//! - `worker.rs`: the worker threads and their per-round pass.
+//! - `report.rs`: what a run did (summary, table, JSON).
+//! - `gen.rs`: txonly / flowgen generation; `responder.rs`: icmpecho (pure);
+//!   `live.rs`: `--stats-period` rates.
+
+mod gen;
+pub mod live;
+mod options;
+mod report;
+pub mod responder;
+mod worker;
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use rtap::{parse_port_spec, Port};
+
+use crate::common::{cpu, seconds, signal};
+use crate::json;
+pub use options::{FwdMode, FwdOpts, Idle};
+pub use report::FwdReport;
+pub use worker::run;
+
+pub const HELP: &str = "\
+Examples:
+  rtap fwd --port tap:iface=tap0 --port tap:iface=tap1
+  rtap fwd --port tap:iface=tap0,queues=2 --port tap:iface=tap1,queues=2 --threads 1 --stats-period 1
+  rtap fwd --port tap:iface=tap0,backend=rw        # one port: frames go back out of it";
+
+pub const LONG_HELP: &str = "\
+Port spec:
+  tap:iface=NAME[,queues=N][,persist][,attach][,backend=uring|sync|rw][,ring=SIZE]
+     [,burst=N][,sqpoll=IDLE_MS][,sqpoll_cpu=C]
+  The interface is created unless `attach` is given; it is deleted on exit unless
+  `persist` is given or it existed before. Both ports need the same queue count.
+
+Output (--json): one object
+  mode               \"io\"
+  elapsed_s          seconds the forwarder ran
+  queue_pairs        queue pairs forwarded
+  threads            worker threads (--threads; default one per queue pair)
+  workers[]          per worker: worker, queues (the pairs it served), cpu (pinned
+                     CPU read back from its affinity mask, or null), cpu_s, rounds
+  forwarded_packets  packets sent over all ports
+  forwarded_bytes    bytes sent over all ports
+  forwarded_pps      forwarded_packets / elapsed_s
+  dropped_packets    packets the forwarder dropped because a tx queue refused them
+  rx_lro_packets     coalesced (GRO/LRO, larger than the MTU) frames received, all ports
+  worker_cpu_s       CPU time of the worker threads (busy-polling: about elapsed_s each)
+  rounds             polling rounds of the workers (an rx burst on each port)
+  empty_rounds       rounds that found nothing to forward
+  ports[]            per port: port, name, ifindex, backend, queues, rx_packets,
+                     rx_bytes, rx_errors, rx_nombuf, imissed, tx_packets, tx_bytes,
+                     tx_errors, fwd_dropped, offloads (accepted: csum,tso4,... or
+                     none), rx_lro_packets (the rx_q*_lro_packets xstats, summed)
+
+Live statistics (--stats-period SECS): every period, a row per port with rx_pps,
+rx_Mbit/s, tx_pps, tx_Mbit/s, drops (imissed + rx nombuf + fwd_dropped) and errors
+over that period; with --json one line per period instead:
+  {\"event\":\"stats\",\"t_s\":..,\"ports\":[{port, name, rx_pps, rx_mbit_per_s, tx_pps,
+  tx_mbit_per_s, drops, errors, rx_packets, tx_packets, drops_total, errors_total}]}
+The final report follows as the last line.
+
+Examples:
+  rtap fwd --port tap:iface=tap0 --port tap:iface=tap1
+  rtap fwd --port tap:iface=tap0,queues=2 --port tap:iface=tap1,queues=2 --duration 10 --json
+  rtap fwd --port tap:iface=tap0,queues=4 --port tap:iface=tap1,queues=4 --threads 2 --cpus 0,1
+  rtap fwd --port tap:iface=tap0 --port tap:iface=tap1 --stats-period 1
+  rtap fwd --port tap:iface=tap0,backend=rw        # one port: frames go back out of it";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// Received packets are sent unchanged (no copy, no header rewrite)
+    Io,
+    /// Source MAC set to the out port's, destination to --peer-mac
+    Mac,
+    /// Source and destination MAC swapped, sent back out of the same port
+    Macswap,
+    /// Received and counted, then dropped
+    Rxonly,
+    /// Generate UDP/IPv4 frames (--pkt-size, --count, --rate, --burst) on the first port
+    Txonly,
+    /// Like txonly across --flows source addresses and ports
+    Flowgen,
+    /// Answer ARP/neighbour discovery and ICMP/ICMPv6 echo for --ip, so ping works
+    Icmpecho,
+}
+
+#[derive(Args, Debug)]
+pub struct FwdArgs {
+    /// Port spec (tap:iface=NAME,...); give it twice to forward between two ports
+    #[arg(long = "port", value_name = "SPEC", required = true)]
+    ports: Vec<String>,
+    /// Forwarding mode
+    #[arg(long, value_enum, default_value_t = Mode::Io)]
+    mode: Mode,
+    /// Destination MAC written by --mode mac (and by txonly/flowgen; default broadcast)
+    #[arg(long, value_name = "MAC")]
+    peer_mac: Option<String>,
+    /// txonly/flowgen: frame size in bytes, Ethernet header included
+    #[arg(long, value_name = "BYTES", default_value_t = 64)]
+    pkt_size: usize,
+    /// txonly/flowgen: stop after N frames
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+    /// txonly/flowgen: at most PPS frames per second
+    #[arg(long, value_name = "PPS")]
+    rate: Option<u64>,
+    /// flowgen: number of flows
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    flows: u16,
+    /// icmpecho: address to answer for (IPv4 and/or IPv6; give it twice for both)
+    #[arg(long = "ip", value_name = "ADDR")]
+    ips: Vec<std::net::IpAddr>,
+    /// Stop after SECS seconds (default: run until SIGINT/SIGTERM)
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Print the final report as one JSON object
+    #[arg(long)]
+    json: bool,
+    /// Most packets per rx burst [default: the first port's burst=, 32]
+    #[arg(long, value_name = "N")]
+    burst: Option<u16>,
+    /// Buffers in each worker's pool [default: enough for both ports' rings, at least 4096]
+    #[arg(long, value_name = "N")]
+    pool: Option<u32>,
+    /// Retries of a partially refused tx burst before the rest is dropped and counted
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    tx_retries: u32,
+    /// Print extended per-queue statistics at the end (non-zero ones in the table;
+    /// all of them under "xstats" with --json)
+    #[arg(long)]
+    xstats: bool,
+    /// What a worker does when idle: spin (busy-poll), yield[:ROUNDS] (sched_yield
+    /// after ROUNDS empty rounds, default 64), sleep[:US[:ROUNDS]] (sleep US µs,
+    /// default 50, after ROUNDS empty rounds), interrupt[:ROUNDS] (after ROUNDS empty
+    /// rounds, sleep on the rx queues' interrupt fds until a frame arrives)
+    #[arg(long, value_name = "MODE", default_value = "spin", value_parser = Idle::parse)]
+    idle: Idle,
+    /// poll (busy-poll, the default) or interrupt (sleep on the rx queues'
+    /// interrupt fds when idle); shorthand for --idle spin / --idle interrupt
+    #[arg(long, value_name = "MODE", value_parser = ["poll", "interrupt"], conflicts_with = "idle")]
+    wait: Option<String>,
+    /// Pinned worker threads; worker W serves queue pairs W, W+N, W+2N, ... and runs
+    /// on the W-th usable CPU (or of --cpus) [default: one unpinned worker per
+    /// queue pair]
+    #[arg(long, value_name = "N")]
+    threads: Option<u16>,
+    /// Pin worker W to the W-th CPU of this list (wrapping), e.g. 0,1 or 2-5
+    /// [default with --threads: the CPUs this process may use]
+    #[arg(long, value_name = "LIST")]
+    cpus: Option<String>,
+    /// Print each port's rx/tx pps, Mbit/s, drops and errors every SECS seconds
+    /// (a table; JSON lines with --json), then the summary at the end
+    #[arg(long, value_name = "SECS")]
+    stats_period: Option<f64>,
+}
+
+/// Prints each port's link events until `done`: a line each, JSON with `json`.
+fn print_link_events(
+    mut watchers: Vec<(String, rtap::LinkWatcher)>,
+    done: &std::sync::atomic::AtomicBool,
+    json: bool,
+) {
+    let mut events = Vec::new();
+    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+        for (name, w) in watchers.iter_mut() {
+            w.wait(Duration::from_millis(50));
+            events.clear();
+            if let Err(e) = w.poll(&mut events) {
+                tracing::warn!("link events of {name}: {e}");
+            }
+            for ev in &events {
+                let (kind, detail) = match ev {
+                    rtap::LinkEvent::Up => ("up", String::new()),
+                    rtap::LinkEvent::Down => ("down", String::new()),
+                    rtap::LinkEvent::Mtu(m) => ("mtu", m.to_string()),
+                    rtap::LinkEvent::Mac(m) => ("mac", m.to_string()),
+                    rtap::LinkEvent::Renamed(n) => ("renamed", n.clone()),
+                    rtap::LinkEvent::Deleted => ("deleted", String::new()),
+                };
+                if json {
+                    let j = json::Json::obj()
+                        .set("event", "link")
+                        .set("port", name.as_str())
+                        .set("change", kind)
+                        .set("value", detail.as_str());
+                    println!("{j}");
+                } else {
+                    eprintln!("link {name}: {kind} {detail}");
+                }
+            }
+        }
+    }
+}
+
+pub fn cmd(a: FwdArgs) -> Result<(), String> {
+    let peer = match a.peer_mac.as_deref() {
+        Some(s) => Some(
+            s.parse::<rtap::MacAddr>()
+                .map_err(|e| format!("--peer-mac: {e}"))?
+                .octets(),
+        ),
+        None => None,
+    };
+    let mode = match a.mode {
+        Mode::Io | Mode::Txonly | Mode::Flowgen => FwdMode::Io,
+        Mode::Macswap => FwdMode::MacSwap,
+        Mode::Rxonly => FwdMode::RxOnly,
+        Mode::Icmpecho => {
+            let ipv4 = a.ips.iter().find_map(|ip| match ip {
+                std::net::IpAddr::V4(v) => Some(*v),
+                _ => None,
+            });
+            let ipv6 = a.ips.iter().find_map(|ip| match ip {
+                std::net::IpAddr::V6(v) => Some(*v),
+                _ => None,
+            });
+            if ipv4.is_none() && ipv6.is_none() {
+                return Err("--mode icmpecho needs --ip ADDR".into());
+            }
+            FwdMode::IcmpEcho { ipv4, ipv6 }
+        }
+        Mode::Mac => FwdMode::Mac {
+            peer: peer.ok_or("--mode mac needs --peer-mac XX:XX:XX:XX:XX:XX")?,
+        },
+    };
+    if a.ports.len() > 2 {
+        return Err(format!(
+            "fwd takes one or two --port, got {}",
+            a.ports.len()
+        ));
+    }
+    let cfgs = a
+        .ports
+        .iter()
+        .map(|s| parse_port_spec(s).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let [x, y] = &cfgs[..] {
+        if x.options().queues != y.options().queues {
+            return Err(format!(
+                "the ports have different queue counts ({} and {}): give both the same queues=N",
+                x.options().queues,
+                y.options().queues
+            ));
+        }
+    }
+    let duration = a.duration.map(|d| seconds("--duration", d)).transpose()?;
+    if a.burst == Some(0) {
+        return Err("--burst must be at least 1".into());
+    }
+    let stats_period = a
+        .stats_period
+        .map(|d| seconds("--stats-period", d))
+        .transpose()?;
+    if let Some(t) = a.threads {
+        if t == 0 || t > cfgs[0].options().queues {
+            return Err(format!(
+                "--threads {t}: give 1 to {} (the ports have {} queue pair(s))",
+                cfgs[0].options().queues,
+                cfgs[0].options().queues
+            ));
+        }
+    }
+    let cpus = match (a.cpus.as_deref(), a.threads) {
+        (Some(l), _) => cpu::parse_list(l).map_err(|e| format!("--cpus: {e}"))?,
+        // --threads alone: pinned workers, on the CPUs this process may use, in order.
+        (None, Some(_)) => cpu::allowed().map_err(|e| format!("sched_getaffinity: {e}"))?,
+        (None, None) => Vec::new(),
+    };
+    if !cpus.is_empty() {
+        cpu::check_usable(&cpus).map_err(|e| format!("--cpus: {e}"))?;
+    }
+    let opts = FwdOpts {
+        mode,
+        threads: a.threads,
+        cpus,
+        stats_period,
+        stats_json: a.json,
+        burst: a.burst.unwrap_or(cfgs[0].options().burst) as usize,
+        pool_size: a.pool,
+        duration,
+        tx_retries: a.tx_retries,
+        idle: match a.wait.as_deref() {
+            Some("interrupt") => Idle::Interrupt { after: Idle::AFTER },
+            Some(_) => Idle::Spin,
+            None => a.idle,
+        },
+    };
+
+    let mut ports = Vec::new();
+    for (spec, cfg) in a.ports.iter().zip(cfgs) {
+        let mut p = Port::open(cfg).map_err(|e| format!("open {spec}: {e}"))?;
+        if let Some(why) = p.backend_reason() {
+            tracing::warn!(port = %spec, "backend changed: {why}");
+        }
+        p.start().map_err(|e| format!("start {spec}: {e}"))?;
+        ports.push(p);
+    }
+    let names: Vec<String> = ports.iter().map(|p| p.name()).collect();
+    eprintln!(
+        "rtap fwd: {} ({} queue pair(s), {} worker(s){}, {} mode, burst {}){}",
+        if names.len() == 2 {
+            format!("{} <-> {}", names[0], names[1])
+        } else {
+            format!("{} -> {}", names[0], names[0])
+        },
+        ports[0].queue_count(),
+        opts.threads.unwrap_or(ports[0].queue_count()),
+        if opts.cpus.is_empty() {
+            String::new()
+        } else {
+            format!(" on CPUs {}", cpu::fmt_list(&opts.cpus))
+        },
+        opts.mode.name(),
+        opts.burst,
+        match duration {
+            Some(d) => format!(" for {:.1} s", d.as_secs_f64()),
+            None => ": Ctrl-C to stop".into(),
+        }
+    );
+
+    if matches!(a.mode, Mode::Txonly | Mode::Flowgen) {
+        let (name, flows) = match a.mode {
+            Mode::Flowgen => ("flowgen", a.flows.max(1)),
+            _ => ("txonly", 1),
+        };
+        let g = gen::GenOpts {
+            pkt_size: a.pkt_size,
+            count: a.count,
+            rate: a.rate,
+            burst: opts.burst,
+            flows,
+            dst_mac: peer.unwrap_or([0xff; 6]),
+            duration,
+        };
+        let mut live = stats_period.map(|p| live::Live::new(&ports, p, a.json));
+        let r = gen::run(&ports[0], &g, name, &signal::STOP, live.as_mut());
+        drop(live);
+        for p in &mut ports {
+            let _ = p.stop();
+        }
+        let r = r?;
+        if a.json {
+            println!("{}", r.to_json());
+        } else {
+            print!("{}", r.summary());
+        }
+        return Ok(());
+    }
+
+    // Link events are printed as they happen, from a watcher thread.
+    let watchers = ports
+        .iter()
+        .map(|p| p.link_events().map(|w| (p.name(), w)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("link events: {e}"))?;
+    let fwd_done = std::sync::atomic::AtomicBool::new(false);
+    let report = std::thread::scope(|s| {
+        s.spawn(|| print_link_events(watchers, &fwd_done, a.json));
+        let r = run(&ports, &opts, &signal::STOP);
+        fwd_done.store(true, std::sync::atomic::Ordering::Relaxed);
+        r
+    });
+    // Read before stop: the queues are gone, the counters stay with the port.
+    let xstats: Vec<(String, Vec<rtap::XStat>)> = if a.xstats {
+        ports.iter().map(|p| (p.name(), p.xstats())).collect()
+    } else {
+        Vec::new()
+    };
+    for p in &mut ports {
+        if let Err(e) = p.stop() {
+            tracing::warn!("stop {}: {e}", p.name());
+        }
+    }
+    drop(ports);
+    let report = report?;
+    if a.json {
+        let mut j = report.to_json();
+        if a.xstats {
+            let mut per_port = json::Json::obj();
+            for (name, xs) in &xstats {
+                let mut o = json::Json::obj();
+                for x in xs {
+                    o = o.set(&x.name, x.value);
+                }
+                per_port = per_port.set(name, o);
+            }
+            j = j.set("xstats", per_port);
+        }
+        println!("{j}");
+    } else {
+        print!("{}", report.summary());
+        for (name, xs) in &xstats {
+            println!("xstats {name}:");
+            for x in xs.iter().filter(|x| x.value != 0) {
+                println!("  {:<32} {:>14}", x.name, x.value);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,279 @@
+//! What a forwarding run did: per port, per worker, as a text summary or JSON.
+
+use std::time::Duration;
+
+use rtap::{BackendKind, Port, PortStats};
+
+use super::options::FwdMode;
+use crate::common::table;
+use crate::json::Json;
+
+/// One port's result.
+#[derive(Clone, Debug)]
+pub struct PortReport {
+    /// Interface name.
+    pub name: String,
+    /// Interface index (in the namespace the port was opened in).
+    pub ifindex: u32,
+    /// Backend in use.
+    pub backend: BackendKind,
+    /// Queue pairs.
+    pub queues: u16,
+    /// Port counters at the end of the run (since the start of the run).
+    pub stats: PortStats,
+    /// Packets that should have left through this port but were dropped because
+    /// its tx queue kept refusing them.
+    pub fwd_dropped: u64,
+    /// Offloads the kernel accepted for the port (`TUNSETOFFLOAD`).
+    pub offloads: rtap::Offloads,
+    /// Coalesced (GRO/LRO, larger than the MTU) frames received during the run:
+    /// the `rx_q{N}_lro_packets` extended statistics summed over the queues.
+    pub rx_lro_packets: u64,
+}
+
+/// What a forwarding run did.
+#[derive(Clone, Debug)]
+pub struct FwdReport {
+    /// The forwarding mode.
+    pub mode: FwdMode,
+    /// Time the workers ran.
+    pub elapsed: Duration,
+    /// Queue pairs forwarded.
+    pub queue_pairs: u16,
+    /// Per port, in the order given.
+    pub ports: Vec<PortReport>,
+    /// Per worker thread.
+    pub workers: Vec<WorkerReport>,
+}
+
+/// One worker thread's share of a run.
+#[derive(Clone, Debug)]
+pub struct WorkerReport {
+    /// Queue pairs it served.
+    pub queues: Vec<u16>,
+    /// The CPU it was pinned to (`--cpus`), as its affinity mask reads back.
+    pub cpu: Option<usize>,
+    /// Its CPU time (user + system).
+    pub cpu_time: Duration,
+    /// Polling rounds (an rx burst on each port of each of its queue pairs).
+    pub rounds: u64,
+    /// Rounds that found nothing to forward.
+    pub empty_rounds: u64,
+}
+
+impl FwdReport {
+    /// CPU time the worker threads used (user + system, all workers).
+    pub fn worker_cpu(&self) -> Duration {
+        self.workers.iter().map(|w| w.cpu_time).sum()
+    }
+
+    /// Polling rounds of all workers.
+    pub fn rounds(&self) -> u64 {
+        self.workers.iter().map(|w| w.rounds).sum()
+    }
+
+    /// Rounds of all workers that found nothing to forward.
+    pub fn empty_rounds(&self) -> u64 {
+        self.workers.iter().map(|w| w.empty_rounds).sum()
+    }
+
+    /// Packets sent (transmissions completed) over all ports.
+    pub fn forwarded_packets(&self) -> u64 {
+        self.ports.iter().map(|p| p.stats.tx.packets).sum()
+    }
+
+    /// Bytes sent over all ports.
+    pub fn forwarded_bytes(&self) -> u64 {
+        self.ports.iter().map(|p| p.stats.tx.bytes).sum()
+    }
+
+    /// Packets dropped by the forwarder over all ports.
+    pub fn dropped_packets(&self) -> u64 {
+        self.ports.iter().map(|p| p.fwd_dropped).sum()
+    }
+
+    /// Coalesced frames received over all ports.
+    pub fn rx_lro_packets(&self) -> u64 {
+        self.ports.iter().map(|p| p.rx_lro_packets).sum()
+    }
+
+    /// Worker CPU time per wall second: 1.0 is one core busy all the time.
+    pub fn worker_cpu_load(&self) -> f64 {
+        let s = self.elapsed.as_secs_f64();
+        if s > 0.0 {
+            self.worker_cpu().as_secs_f64() / s
+        } else {
+            0.0
+        }
+    }
+
+    /// Forwarded packets per second.
+    pub fn pps(&self) -> f64 {
+        let s = self.elapsed.as_secs_f64();
+        if s > 0.0 {
+            self.forwarded_packets() as f64 / s
+        } else {
+            0.0
+        }
+    }
+
+    /// The report as a JSON object (field names documented in `rtap fwd --help`).
+    pub fn to_json(&self) -> Json {
+        let ports: Vec<Json> = self
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                Json::obj()
+                    .set("port", i)
+                    .set("name", p.name.as_str())
+                    .set("ifindex", p.ifindex)
+                    .set("backend", p.backend.to_string())
+                    .set("queues", p.queues)
+                    .set("rx_packets", p.stats.rx.packets)
+                    .set("rx_bytes", p.stats.rx.bytes)
+                    .set("rx_errors", p.stats.rx.errors)
+                    .set("rx_nombuf", p.stats.rx.nombuf)
+                    .set("imissed", p.stats.imissed)
+                    .set("tx_packets", p.stats.tx.packets)
+                    .set("tx_bytes", p.stats.tx.bytes)
+                    .set("tx_errors", p.stats.tx.errors)
+                    .set("fwd_dropped", p.fwd_dropped)
+                    .set("offloads", offload_names(&p.offloads))
+                    .set("rx_lro_packets", p.rx_lro_packets)
+            })
+            .collect();
+        Json::obj()
+            .set("mode", self.mode.name())
+            .set("elapsed_s", self.elapsed.as_secs_f64())
+            .set("queue_pairs", self.queue_pairs)
+            .set("forwarded_packets", self.forwarded_packets())
+            .set("forwarded_bytes", self.forwarded_bytes())
+            .set("forwarded_pps", self.pps())
+            .set("dropped_packets", self.dropped_packets())
+            .set("rx_lro_packets", self.rx_lro_packets())
+            .set("worker_cpu_s", self.worker_cpu().as_secs_f64())
+            .set("rounds", self.rounds())
+            .set("empty_rounds", self.empty_rounds())
+            .set("threads", self.workers.len())
+            .set(
+                "workers",
+                Json::Arr(
+                    self.workers
+                        .iter()
+                        .enumerate()
+                        .map(|(i, w)| {
+                            Json::obj()
+                                .set("worker", i)
+                                .set(
+                                    "queues",
+                                    Json::Arr(w.queues.iter().map(|&q| q.into()).collect()),
+                                )
+                                .set("cpu", w.cpu)
+                                .set("cpu_s", w.cpu_time.as_secs_f64())
+                                .set("rounds", w.rounds)
+                        })
+                        .collect(),
+                ),
+            )
+            .set("ports", Json::Arr(ports))
+    }
+
+    /// The per-port counters as a text table.
+    pub fn table(&self) -> String {
+        let mut rows = vec![[
+            "port", "name", "backend", "rx_pkts", "rx_bytes", "rx_err", "nombuf", "imissed",
+            "tx_pkts", "tx_bytes", "tx_err", "fwd_drop",
+        ]
+        .map(String::from)
+        .to_vec()];
+        for (i, p) in self.ports.iter().enumerate() {
+            let s = &p.stats;
+            rows.push(vec![
+                i.to_string(),
+                p.name.clone(),
+                p.backend.to_string(),
+                s.rx.packets.to_string(),
+                s.rx.bytes.to_string(),
+                s.rx.errors.to_string(),
+                s.rx.nombuf.to_string(),
+                s.imissed.to_string(),
+                s.tx.packets.to_string(),
+                s.tx.bytes.to_string(),
+                s.tx.errors.to_string(),
+                p.fwd_dropped.to_string(),
+            ]);
+        }
+        table::render(&rows)
+    }
+
+    /// A human-readable summary: one line, then the table.
+    pub fn summary(&self) -> String {
+        format!(
+            "forwarded {} packets ({} bytes) in {:.2} s over {} queue pair(s) by {} worker(s){}: \
+             {:.3} Mpps, {} dropped, {} coalesced frames received, workers {:.0} % of a core\n{}",
+            self.forwarded_packets(),
+            self.forwarded_bytes(),
+            self.elapsed.as_secs_f64(),
+            self.queue_pairs,
+            self.workers.len(),
+            {
+                let pinned: Vec<usize> = self.workers.iter().filter_map(|w| w.cpu).collect();
+                if pinned.is_empty() {
+                    String::new()
+                } else {
+                    format!(" pinned to CPU {}", crate::common::cpu::fmt_list(&pinned))
+                }
+            },
+            self.pps() / 1e6,
+            self.dropped_packets(),
+            self.rx_lro_packets(),
+            self.worker_cpu_load() * 100.0,
+            self.table()
+        )
+    }
+}
+
+/// The accepted offloads as a short list (`csum,tso4,tso6,...`), or `none`.
+pub fn offload_names(o: &rtap::Offloads) -> String {
+    let names: Vec<&str> = [
+        (o.csum, "csum"),
+        (o.tso4, "tso4"),
+        (o.tso6, "tso6"),
+        (o.tso_ecn, "tso_ecn"),
+        (o.uso4, "uso4"),
+        (o.uso6, "uso6"),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, n)| *n)
+    .collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(",")
+    }
+}
+
+/// Sums the port's extended statistic `{dir}_q{N}_{what}` over its queues; `dir`
+/// is `rx` or `tx`.
+pub fn xstat_sum(port: &Port, dir: &str, what: &str) -> u64 {
+    port.xstats()
+        .iter()
+        .filter(|x| {
+            x.name
+                .strip_prefix(dir)
+                .and_then(|r| r.strip_prefix("_q"))
+                .and_then(|r| r.split_once('_'))
+                .is_some_and(|(q, rest)| {
+                    !q.is_empty() && q.bytes().all(|b| b.is_ascii_digit()) && rest == what
+                })
+        })
+        .map(|x| x.value)
+        .sum()
+}
+
+/// Coalesced frames received so far.
+pub(super) fn lro_count(port: &Port) -> u64 {
+    xstat_sum(port, "rx", "lro_packets")
+}

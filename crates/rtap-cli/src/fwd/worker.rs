@@ -1,0 +1,497 @@
+//! The forwarding engine: worker threads, each serving its queue pairs with its
+//! own pool, the per-round rx/rewrite/tx pass, and sleeping on rx interrupts.
+
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rtap::{Packet, Pool, PoolConfig, Port, PortStats, RxQueue, TxQueue};
+
+use super::options::{FwdMode, FwdOpts, Idle};
+use super::report::{lro_count, FwdReport, PortReport, WorkerReport};
+use super::responder;
+
+/// The header change a pass applies to each packet before sending it.
+#[derive(Clone, Copy)]
+enum Rewrite {
+    None,
+    Swap,
+    Set { src: [u8; 6], dst: [u8; 6] },
+    Drop,
+    Respond(responder::Identity),
+}
+
+impl Rewrite {
+    #[inline]
+    fn apply(&self, p: &mut Packet) {
+        let d = p.data_mut();
+        if d.len() < 12 {
+            return;
+        }
+        match *self {
+            Rewrite::Swap => {
+                let (dst, rest) = d.split_at_mut(6);
+                dst.swap_with_slice(&mut rest[..6]);
+            }
+            Rewrite::Set { src, dst } => {
+                d[..6].copy_from_slice(&dst);
+                d[6..12].copy_from_slice(&src);
+            }
+            Rewrite::None | Rewrite::Drop | Rewrite::Respond(_) => {}
+        }
+    }
+}
+
+/// Buffers a worker needs so that no rx queue ever starves: every posted read and
+/// every tx slot of both ports, plus bursts on the way.
+/// True if a port may hand up 64 KiB coalesced frames (offloads on): the pool then
+/// gets buffers that hold a whole one, so each frame is one buffer and rx can use
+/// multishot read.
+fn big_frames(ports: &[Port]) -> bool {
+    ports.iter().any(|p| p.offloads().any_gso())
+}
+
+/// Buffer size for the forwarding pool.
+fn buf_size(ports: &[Port]) -> u32 {
+    if big_frames(ports) {
+        // Headroom + 64 KiB frame + one spare byte, rounded up.
+        (PoolConfig::default().headroom as usize + rtap::pool::MAX_PACKET_LEN + 64) as u32
+    } else {
+        PoolConfig::default().buf_size
+    }
+}
+
+fn pool_needed(ports: &[Port], burst: usize) -> u32 {
+    let rings: u32 = ports
+        .iter()
+        .map(|p| p.options().ring.rx_posted + p.options().ring.tx_entries)
+        .sum();
+    rings + 4 * burst as u32 + 64
+}
+
+/// Which queue pairs each worker serves: worker `w` of `threads` takes pairs
+/// `w`, `w + threads`, `w + 2 * threads`, ...
+pub fn assign_queues(pairs: u16, threads: u16) -> Vec<Vec<u16>> {
+    let threads = threads.clamp(1, pairs.max(1));
+    (0..threads)
+        .map(|w| (w..pairs).step_by(threads as usize).collect())
+        .collect()
+}
+
+/// Forwards between `ports` (one or two, started) until `stop` is raised or
+/// `opts.duration` passes, then drops every queue and returns the counters.
+/// With one port, packets go back out of the port they came in on.
+///
+/// The ports stay started; stopping them is the caller's job.
+pub fn run(ports: &[Port], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdReport, String> {
+    if ports.is_empty() || ports.len() > 2 {
+        return Err(format!("fwd needs one or two ports, got {}", ports.len()));
+    }
+    for p in ports {
+        if !p.is_started() {
+            return Err(format!("port {} is not started", p.name()));
+        }
+    }
+    let pairs = ports[0].queue_count();
+    if let Some(b) = ports.get(1) {
+        if b.queue_count() != pairs {
+            return Err(format!(
+                "the ports have different queue counts ({} has {pairs}, {} has {}): give both the same queues=N",
+                ports[0].name(),
+                b.name(),
+                b.queue_count()
+            ));
+        }
+    }
+    if opts.burst == 0 {
+        return Err("burst must be at least 1".into());
+    }
+    let threads = opts.threads.unwrap_or(pairs);
+    if threads == 0 || threads > pairs {
+        return Err(format!(
+            "--threads {threads}: give 1 to {pairs} (one worker serves one or more of the {pairs} queue pair(s))"
+        ));
+    }
+    let groups = assign_queues(pairs, threads);
+    let needed = pool_needed(ports, opts.burst);
+    let pool_size = |n_pairs: usize| match opts.pool_size {
+        Some(n) => n,
+        None if big_frames(ports) => needed.min(2048) * n_pairs as u32,
+        None => (needed * n_pairs as u32).max(4096),
+    };
+    // The busiest worker (the first) serves the most queue pairs.
+    let busiest = needed * groups[0].len() as u32;
+    if let Some(n) = opts.pool_size.filter(|&n| n < busiest) {
+        tracing::warn!(
+            pool = n,
+            needed = busiest,
+            "pool smaller than the rings can hold: expect rx nombuf drops"
+        );
+    }
+    let base: Vec<PortStats> = ports
+        .iter()
+        .map(|p| p.stats().map_err(|e| format!("{}: stats: {e}", p.name())))
+        .collect::<Result<_, _>>()?;
+    let base_lro: Vec<u64> = ports.iter().map(lro_count).collect();
+
+    // Raised when the run ends for any reason (stop, deadline, a failed worker).
+    let done = AtomicBool::new(false);
+    let failed = AtomicBool::new(false);
+    // Packets the workers gave up sending, per destination port (bumped only when
+    // a burst is dropped, read by the live statistics).
+    let dropped = [AtomicU64::new(0), AtomicU64::new(0)];
+    let mut live = opts
+        .stats_period
+        .map(|p| super::live::Live::new(ports, p, opts.stats_json));
+    let t0 = Instant::now();
+    let results: Vec<Result<WorkerReport, String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = groups
+            .iter()
+            .enumerate()
+            .map(|(w, queues)| {
+                let (done, failed, dropped) = (&done, &failed, &dropped);
+                let cpu = (!opts.cpus.is_empty()).then(|| opts.cpus[w % opts.cpus.len()]);
+                let pool = pool_size(queues.len());
+                std::thread::Builder::new()
+                    .name(format!("rtap-fwd-{w}"))
+                    .spawn_scoped(s, move || {
+                        let r = worker(ports, queues, cpu, pool, opts, done, dropped);
+                        if r.is_err() {
+                            failed.store(true, Ordering::SeqCst);
+                        }
+                        r
+                    })
+                    .map_err(|e| format!("spawn worker thread: {e}"))
+            })
+            .collect();
+        let deadline = opts.duration.map(|d| t0 + d);
+        while !stop.load(Ordering::Relaxed) && !failed.load(Ordering::Relaxed) {
+            let mut wake = Instant::now() + Duration::from_millis(20);
+            if let Some(dl) = deadline {
+                if Instant::now() >= dl {
+                    break;
+                }
+                wake = wake.min(dl);
+            }
+            if let Some(l) = &live {
+                wake = wake.min(l.due());
+            }
+            std::thread::sleep(wake.saturating_duration_since(Instant::now()));
+            if let Some(l) = &mut live {
+                l.tick(&dropped.each_ref().map(|d| d.load(Ordering::Relaxed)));
+            }
+        }
+        done.store(true, Ordering::SeqCst);
+        handles
+            .into_iter()
+            .map(|h| match h {
+                Ok(h) => h
+                    .join()
+                    .unwrap_or_else(|_| Err("a forwarding worker panicked".into())),
+                Err(e) => Err(e),
+            })
+            .collect()
+    });
+    let elapsed = t0.elapsed();
+
+    let workers = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let mut reports = Vec::new();
+    for (i, p) in ports.iter().enumerate() {
+        let st = p.stats().map_err(|e| format!("{}: stats: {e}", p.name()))?;
+        reports.push(PortReport {
+            name: p.name(),
+            ifindex: p.ifindex(),
+            backend: p.backend(),
+            queues: p.queue_count(),
+            stats: st.since(&base[i]),
+            fwd_dropped: dropped[i].load(Ordering::Relaxed),
+            offloads: p.offloads(),
+            rx_lro_packets: lro_count(p).saturating_sub(base_lro[i]),
+        });
+    }
+    Ok(FwdReport {
+        mode: opts.mode,
+        elapsed,
+        queue_pairs: pairs,
+        ports: reports,
+        workers,
+    })
+}
+
+/// One direction's queues.
+struct Side {
+    rx: RxQueue,
+    tx: TxQueue,
+}
+
+/// One queue pair's queues: port A's, and port B's when there are two ports.
+struct PairQueues {
+    q: u16,
+    a: Side,
+    b: Option<Side>,
+}
+
+/// Forwards queue pairs `queues` until `done`, pinned to `cpu` if given.
+fn worker(
+    ports: &[Port],
+    queues: &[u16],
+    cpu: Option<usize>,
+    pool_size: u32,
+    opts: &FwdOpts,
+    done: &AtomicBool,
+    dropped: &[AtomicU64; 2],
+) -> Result<WorkerReport, String> {
+    let cpu_pinned = match cpu {
+        Some(c) => {
+            crate::common::cpu::pin(c).map_err(|e| format!("pin worker to CPU {c}: {e}"))?;
+            let now =
+                crate::common::cpu::allowed().map_err(|e| format!("sched_getaffinity: {e}"))?;
+            if now != [c] {
+                return Err(format!("pinned to CPU {c} but may run on {now:?}"));
+            }
+            Some(c)
+        }
+        None => None,
+    };
+    let cpu0 = crate::common::cpu::thread_cpu_s();
+    let pool = Pool::new(
+        PoolConfig::default()
+            .count(pool_size)
+            .buf_size(buf_size(ports)),
+    )
+    .map_err(|e| format!("worker pool: {e}"))?;
+    let open = |p: &Port, q: u16| -> Result<Side, String> {
+        let rx = p
+            .rx_queue(q, &pool)
+            .map_err(|e| format!("{} rx queue {q}: {e}", p.name()))?;
+        let tx = p
+            .tx_queue(q)
+            .map_err(|e| format!("{} tx queue {q}: {e}", p.name()))?;
+        Ok(Side { rx, tx })
+    };
+    let name = |i: usize| ports[i].name();
+    let mut mine = Vec::with_capacity(queues.len());
+    for &q in queues {
+        let mut pq = PairQueues {
+            q,
+            a: open(&ports[0], q)?,
+            b: match ports.get(1) {
+                Some(p) => Some(open(p, q)?),
+                None => None,
+            },
+        };
+        if let Idle::Interrupt { .. } = opts.idle {
+            for (i, rx) in std::iter::once(&mut pq.a.rx)
+                .chain(pq.b.as_mut().map(|b| &mut b.rx))
+                .enumerate()
+            {
+                rx.enable_interrupt()
+                    .map_err(|e| format!("{} rx queue {q}: interrupts: {e}", name(i)))?;
+            }
+        }
+        mine.push(pq);
+    }
+    tracing::debug!(?queues, ?cpu, pool = pool_size, idle = %opts.idle, "forwarding worker running");
+
+    // The rewrite for packets sent out of port i (its MAC is the new source in mac mode).
+    let mut rw = [Rewrite::None; 2];
+    for (i, p) in ports.iter().enumerate() {
+        rw[i] = match opts.mode {
+            FwdMode::Io => Rewrite::None,
+            FwdMode::MacSwap => Rewrite::Swap,
+            FwdMode::RxOnly => Rewrite::Drop,
+            FwdMode::IcmpEcho { ipv4, ipv6 } => Rewrite::Respond(responder::Identity {
+                mac: p
+                    .mac()
+                    .map_err(|e| format!("{}: MAC: {e}", p.name()))?
+                    .octets(),
+                ipv4,
+                ipv6,
+            }),
+            FwdMode::Mac { peer } => Rewrite::Set {
+                src: p
+                    .mac()
+                    .map_err(|e| format!("{}: MAC: {e}", p.name()))?
+                    .octets(),
+                dst: peer,
+            },
+        };
+    }
+    let mut irq_fds = interrupt_fds(&mine);
+    let mut buf: Vec<Packet> = Vec::with_capacity(opts.burst);
+    let mut empty = 0u32;
+    let (mut rounds, mut empty_rounds) = (0u64, 0u64);
+    while !done.load(Ordering::Relaxed) {
+        rounds += 1;
+        let mut moved = 0;
+        for pq in mine.iter_mut() {
+            moved += round(pq, &mut buf, opts, &rw, dropped, &name)?;
+        }
+        if moved != 0 {
+            empty = 0;
+            continue;
+        }
+        empty = empty.saturating_add(1);
+        empty_rounds += 1;
+        match opts.idle {
+            Idle::Yield { after } if empty > after => {
+                // SAFETY: sched_yield takes no arguments.
+                unsafe { libc::sched_yield() };
+            }
+            Idle::Sleep { after, nap } if empty > after => std::thread::sleep(nap),
+            Idle::Interrupt { after } if empty > after => {
+                // Completions of sends in flight go back to the pool first, so that
+                // receives do not starve while this thread sleeps.
+                buf.clear();
+                for pq in mine.iter_mut() {
+                    pq.a.tx
+                        .tx_burst(&mut buf)
+                        .map_err(|e| format!("{}: {e}", name(0)))?;
+                    if let Some(b) = &mut pq.b {
+                        b.tx.tx_burst(&mut buf)
+                            .map_err(|e| format!("{}: {e}", name(1)))?;
+                    }
+                }
+                sleep_on_rx(&mut irq_fds, &mut mine).map_err(|e| format!("rx wait: {e}"))?;
+            }
+            _ => std::hint::spin_loop(),
+        }
+    }
+    // Let transmissions in flight complete so the counters are final.
+    let flush = Duration::from_secs(1);
+    for pq in mine.iter_mut() {
+        pq.a.tx.flush(flush);
+        if let Some(b) = &mut pq.b {
+            b.tx.flush(flush);
+        }
+    }
+    drop(mine);
+    let cpu = crate::common::cpu::thread_cpu_s() - cpu0;
+    Ok(WorkerReport {
+        queues: queues.to_vec(),
+        cpu: cpu_pinned,
+        cpu_time: Duration::from_secs_f64(cpu.max(0.0)),
+        rounds,
+        empty_rounds,
+    })
+}
+
+/// One polling round of one queue pair: an rx burst on each port, handed to the
+/// tx queue the mode sends it to. Returns packets received.
+fn round(
+    pq: &mut PairQueues,
+    buf: &mut Vec<Packet>,
+    opts: &FwdOpts,
+    rw: &[Rewrite; 2],
+    dropped: &[AtomicU64; 2],
+    name: &impl Fn(usize) -> String,
+) -> Result<usize, String> {
+    let q = pq.q;
+    let a = &mut pq.a;
+    Ok(match (&mut pq.b, opts.mode) {
+        // macswap, rxonly and icmpecho keep each port's packets on that port.
+        (Some(b), FwdMode::MacSwap | FwdMode::RxOnly | FwdMode::IcmpEcho { .. }) => {
+            let aa = pass(&mut a.rx, &mut a.tx, buf, opts, rw[0], &dropped[0])
+                .map_err(|e| format!("{} queue {q}: {e}", name(0)))?;
+            let bb = pass(&mut b.rx, &mut b.tx, buf, opts, rw[1], &dropped[1])
+                .map_err(|e| format!("{} queue {q}: {e}", name(1)))?;
+            aa + bb
+        }
+        (Some(b), _) => {
+            let ab = pass(&mut a.rx, &mut b.tx, buf, opts, rw[1], &dropped[1])
+                .map_err(|e| format!("{} -> {} queue {q}: {e}", name(0), name(1)))?;
+            let ba = pass(&mut b.rx, &mut a.tx, buf, opts, rw[0], &dropped[0])
+                .map_err(|e| format!("{} -> {} queue {q}: {e}", name(1), name(0)))?;
+            ab + ba
+        }
+        (None, _) => pass(&mut a.rx, &mut a.tx, buf, opts, rw[0], &dropped[0])
+            .map_err(|e| format!("{} queue {q}: {e}", name(0)))?,
+    })
+}
+
+/// The rx queues' interrupt fds, for [`sleep_on_rx`] (built once per worker).
+fn interrupt_fds(mine: &[PairQueues]) -> Vec<libc::pollfd> {
+    mine.iter()
+        .flat_map(|pq| std::iter::once(&pq.a.rx).chain(pq.b.as_ref().map(|b| &b.rx)))
+        .filter_map(|rx| rx.interrupt_fd())
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect()
+}
+
+/// Sleeps until one of the rx queues has something (or [`Idle::IRQ_MAX`]), then
+/// re-arms their interrupts: `wait(0)` clears the eventfd and runs the ring's
+/// pending completion work, so a frame arriving after it wakes the next sleep.
+fn sleep_on_rx(fds: &mut [libc::pollfd], mine: &mut [PairQueues]) -> rtap::Result<()> {
+    let ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: Idle::IRQ_MAX.as_nanos() as libc::c_long,
+    };
+    // SAFETY: fds is a live slice of valid pollfds of the length passed; ts is a
+    // live timespec; no signal mask.
+    unsafe {
+        libc::ppoll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            &ts,
+            std::ptr::null(),
+        )
+    };
+    for pq in mine.iter_mut() {
+        pq.a.rx.wait(Duration::ZERO)?;
+        if let Some(b) = &mut pq.b {
+            b.rx.wait(Duration::ZERO)?;
+        }
+    }
+    Ok(())
+}
+
+/// One rx burst handed to `tx`; returns packets received.
+fn pass(
+    rx: &mut RxQueue,
+    tx: &mut TxQueue,
+    buf: &mut Vec<Packet>,
+    opts: &FwdOpts,
+    rewrite: Rewrite,
+    dropped: &AtomicU64,
+) -> rtap::Result<usize> {
+    debug_assert!(buf.is_empty());
+    let n = rx.rx_burst(buf, opts.burst)?;
+    if n == 0 {
+        return Ok(0);
+    }
+    match rewrite {
+        Rewrite::Drop => {
+            buf.clear(); // rxonly: counted by the rx queue, buffers back to the pool
+            return Ok(n);
+        }
+        Rewrite::None => {}
+        Rewrite::Respond(id) => {
+            // Requests become their replies in place; anything else is not ours.
+            buf.retain_mut(|p| {
+                let answered = responder::respond(p.data_mut(), &id) != responder::Answer::Ignore;
+                p.set_vnet_hdr(Default::default());
+                answered
+            });
+        }
+        r => buf.iter_mut().for_each(|p| r.apply(p)),
+    }
+    let mut tries = 0;
+    loop {
+        tx.tx_burst(buf)?;
+        if buf.is_empty() {
+            break;
+        }
+        if tries == opts.tx_retries {
+            dropped.fetch_add(buf.len() as u64, Ordering::Relaxed);
+            buf.clear(); // the buffers go back to the pool
+            break;
+        }
+        tries += 1;
+        std::hint::spin_loop();
+    }
+    Ok(n)
+}
