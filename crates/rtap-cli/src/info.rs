@@ -3,7 +3,7 @@
 use clap::Args;
 use rtap::{parse_port_spec, BackendKind, PoolConfig, Port};
 
-use crate::json::Json;
+use serde_json::{json, Value};
 
 /// Opens the port (without starting it), gathers everything and closes it again.
 pub fn run(spec: &str, json: bool) -> Result<String, String> {
@@ -29,31 +29,26 @@ pub fn run(spec: &str, json: bool) -> Result<String, String> {
     .map(|(_, n)| *n)
     .collect();
     if json {
-        let uring = Json::obj()
-            .set("available", probe.available)
-            .set("error", probe.error.clone().unwrap_or_default())
-            .set("read_multishot", probe.read_multishot)
-            .set("readv_writev", probe.readv_writev)
-            .set("async_cancel", probe.async_cancel)
-            .set("provided_buffer_rings", probe.buf_ring)
-            .set("sqpoll", probe.sqpoll)
-            .set("zcrx_recv_zc", probe.recv_zc);
-        let j = Json::obj()
-            .set("name", link.name.as_str())
-            .set("ifindex", link.ifindex)
-            .set("backend", port.backend().to_string())
-            .set("backend_reason", reason.as_str())
-            .set("queues", port.queue_count())
-            .set("mtu", link.mtu)
-            .set("max_mtu", link.max_mtu)
-            .set("mac", mac.as_str())
-            .set(
-                "offloads",
-                Json::Arr(offloads.iter().map(|s| Json::from(*s)).collect()),
-            )
-            .set("offload_notes", notes.as_str())
-            .set("rx_engine", rx_engine.as_str())
-            .set("io_uring", uring);
+        let uring = json!({"available": probe.available,
+"error": probe.error.clone().unwrap_or_default(),
+"read_multishot": probe.read_multishot,
+"readv_writev": probe.readv_writev,
+"async_cancel": probe.async_cancel,
+"provided_buffer_rings": probe.buf_ring,
+"sqpoll": probe.sqpoll,
+"zcrx_recv_zc": probe.recv_zc});
+        let j = json!({"name": link.name.as_str(),
+"ifindex": link.ifindex,
+"backend": port.backend().to_string(),
+"backend_reason": reason.as_str(),
+"queues": port.queue_count(),
+"mtu": link.mtu,
+"max_mtu": link.max_mtu,
+"mac": mac.as_str(),
+"offloads": Value::Array(offloads.iter().map(|s| Value::from(*s)).collect()),
+"offload_notes": notes.as_str(),
+"rx_engine": rx_engine.as_str(),
+"io_uring": uring});
         return Ok(format!("{j}\n"));
     }
     let yes = |b: bool| if b { "yes" } else { "no" };

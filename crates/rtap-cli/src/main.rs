@@ -12,7 +12,6 @@ mod common;
 mod demo;
 mod fwd;
 mod info;
-mod json;
 mod traffic;
 
 use std::process::ExitCode;

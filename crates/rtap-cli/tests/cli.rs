@@ -1,12 +1,13 @@
 //! End-to-end tests of the `rtap` binary. The demo and fwd tests need root (they
 //! create namespaces and taps); they fail with a clear message otherwise.
 
-use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rtap");
 
@@ -22,193 +23,35 @@ fn assert_root() {
 }
 
 // ---------------------------------------------------------------------------
-// A minimal JSON reader, enough to check the CLI's output.
+// Reading the CLI's JSON (serde_json), by dotted path: "ports.0.name".
 
-#[derive(Clone, Debug, PartialEq)]
-enum J {
-    Null,
-    Bool(bool),
-    Num(f64),
-    Str(String),
-    Arr(Vec<J>),
-    Obj(BTreeMap<String, J>),
+trait JsonPath {
+    fn at(&self, path: &str) -> &Value;
+    fn num(&self, path: &str) -> f64;
+    fn len(&self, path: &str) -> usize;
 }
 
-impl J {
-    fn get(&self, path: &str) -> &J {
-        let mut v = self;
-        for k in path.split('.') {
-            v = match (v, k.parse::<usize>()) {
-                (J::Arr(a), Ok(i)) => a.get(i),
-                (J::Obj(o), _) => o.get(k),
-                _ => None,
-            }
-            .unwrap_or_else(|| panic!("JSON has no {path:?} (stuck at {k:?})"));
-        }
-        v
+impl JsonPath for Value {
+    fn at(&self, path: &str) -> &Value {
+        let pointer = format!("/{}", path.replace('.', "/"));
+        self.pointer(&pointer)
+            .unwrap_or_else(|| panic!("JSON has no {path:?}: {self}"))
     }
     fn num(&self, path: &str) -> f64 {
-        match self.get(path) {
-            J::Num(n) => *n,
-            other => panic!("{path} is not a number: {other:?}"),
-        }
+        self.at(path)
+            .as_f64()
+            .unwrap_or_else(|| panic!("{path} is not a number: {}", self.at(path)))
     }
     fn len(&self, path: &str) -> usize {
-        match self.get(path) {
-            J::Arr(a) => a.len(),
-            other => panic!("{path} is not an array: {other:?}"),
-        }
+        self.at(path)
+            .as_array()
+            .unwrap_or_else(|| panic!("{path} is not an array: {}", self.at(path)))
+            .len()
     }
 }
 
-fn parse_json(s: &str) -> J {
-    struct P<'a>(&'a [u8], usize);
-    impl P<'_> {
-        fn ws(&mut self) {
-            while self.1 < self.0.len() && self.0[self.1].is_ascii_whitespace() {
-                self.1 += 1;
-            }
-        }
-        fn eat(&mut self, c: u8) {
-            self.ws();
-            assert_eq!(
-                self.0.get(self.1),
-                Some(&c),
-                "JSON: expected {:?} at {}",
-                c as char,
-                self.1
-            );
-            self.1 += 1;
-        }
-        fn peek(&mut self) -> u8 {
-            self.ws();
-            *self.0.get(self.1).expect("JSON: unexpected end")
-        }
-        fn lit(&mut self, w: &str, v: J) -> J {
-            assert!(
-                self.0[self.1..].starts_with(w.as_bytes()),
-                "JSON: bad literal at {}",
-                self.1
-            );
-            self.1 += w.len();
-            v
-        }
-        fn string(&mut self) -> String {
-            self.eat(b'"');
-            let mut out = String::new();
-            loop {
-                let c = self.0[self.1];
-                self.1 += 1;
-                match c {
-                    b'"' => return out,
-                    b'\\' => {
-                        let e = self.0[self.1];
-                        self.1 += 1;
-                        match e {
-                            b'n' => out.push('\n'),
-                            b't' => out.push('\t'),
-                            b'r' => out.push('\r'),
-                            b'u' => {
-                                let h = std::str::from_utf8(&self.0[self.1..self.1 + 4]).unwrap();
-                                out.push(
-                                    char::from_u32(u32::from_str_radix(h, 16).unwrap()).unwrap(),
-                                );
-                                self.1 += 4;
-                            }
-                            other => out.push(other as char),
-                        }
-                    }
-                    _ => {
-                        // Copy a whole UTF-8 sequence.
-                        let start = self.1 - 1;
-                        let mut end = self.1;
-                        while end < self.0.len() && (self.0[end] & 0xc0) == 0x80 {
-                            end += 1;
-                        }
-                        out.push_str(std::str::from_utf8(&self.0[start..end]).unwrap());
-                        self.1 = end;
-                    }
-                }
-            }
-        }
-        fn value(&mut self) -> J {
-            match self.peek() {
-                b'{' => {
-                    self.eat(b'{');
-                    let mut o = BTreeMap::new();
-                    if self.peek() == b'}' {
-                        self.1 += 1;
-                        return J::Obj(o);
-                    }
-                    loop {
-                        let k = self.string();
-                        self.eat(b':');
-                        o.insert(k, self.value());
-                        match self.peek() {
-                            b',' => self.1 += 1,
-                            _ => {
-                                self.eat(b'}');
-                                return J::Obj(o);
-                            }
-                        }
-                    }
-                }
-                b'[' => {
-                    self.eat(b'[');
-                    let mut a = Vec::new();
-                    if self.peek() == b']' {
-                        self.1 += 1;
-                        return J::Arr(a);
-                    }
-                    loop {
-                        a.push(self.value());
-                        match self.peek() {
-                            b',' => self.1 += 1,
-                            _ => {
-                                self.eat(b']');
-                                return J::Arr(a);
-                            }
-                        }
-                    }
-                }
-                b'"' => J::Str(self.string()),
-                b't' => self.lit("true", J::Bool(true)),
-                b'f' => self.lit("false", J::Bool(false)),
-                b'n' => self.lit("null", J::Null),
-                _ => {
-                    let start = self.1;
-                    while self.1 < self.0.len()
-                        && matches!(
-                            self.0[self.1],
-                            b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
-                        )
-                    {
-                        self.1 += 1;
-                    }
-                    let t = std::str::from_utf8(&self.0[start..self.1]).unwrap();
-                    J::Num(
-                        t.parse()
-                            .unwrap_or_else(|_| panic!("JSON: bad number {t:?}")),
-                    )
-                }
-            }
-        }
-    }
-    let mut p = P(s.as_bytes(), 0);
-    let v = p.value();
-    p.ws();
-    assert_eq!(p.1, s.len(), "JSON: trailing data after the value");
-    v
-}
-
-#[test]
-fn json_reader_works() {
-    let j = parse_json(r#" {"a": [1, 2.5, -3e2], "b": {"c": "x\"\u0041"}, "d": null, "e": true} "#);
-    assert_eq!(j.num("a.1"), 2.5);
-    assert_eq!(j.num("a.2"), -300.0);
-    assert_eq!(j.get("b.c"), &J::Str("x\"A".into()));
-    assert_eq!(j.get("d"), &J::Null);
-    assert_eq!(j.get("e"), &J::Bool(true));
+fn parse_json(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
 }
 
 // ---------------------------------------------------------------------------
@@ -408,7 +251,7 @@ fn wait_output(child: Child, timeout: Duration) -> Output {
     }
 }
 
-fn expect_json(out: &Output) -> J {
+fn expect_json(out: &Output) -> Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -471,13 +314,13 @@ fn demo_json_reports_traffic() {
     let pid = child.id();
     let out = wait_output(child, Duration::from_secs(60));
     let j = expect_json(&out);
-    assert_eq!(j.get("ok"), &J::Bool(true), "{j:?}");
-    assert_eq!(j.get("error"), &J::Null);
+    assert_eq!(j.at("ok"), &json!(true), "{j:?}");
+    assert_eq!(j.at("error"), &Value::Null);
     assert_eq!(j.len("namespaces"), 2);
     for i in 0..2 {
-        let ns = j.get(&format!("namespaces.{i}.netns"));
+        let ns = j.at(&format!("namespaces.{i}.netns"));
         assert!(
-            matches!(ns, J::Str(s) if s.ends_with(&format!("-{pid}"))),
+            matches!(ns, Value::String(s) if s.ends_with(&format!("-{pid}"))),
             "{ns:?}"
         );
     }
@@ -490,11 +333,11 @@ fn demo_json_reports_traffic() {
     assert!(j.num("tcp.bytes_sent") > 0.0);
     assert_eq!(j.num("tcp.bytes_received"), j.num("tcp.bytes_sent"));
     assert!(j.num("tcp.gbit_per_s") > 0.0);
-    assert_eq!(j.get("tcp.verified"), &J::Bool(true));
+    assert_eq!(j.at("tcp.verified"), &json!(true));
     // Verified means every byte was compared with what the sender streamed.
     assert_eq!(j.num("tcp.bytes_checked"), j.num("tcp.bytes_received"));
-    assert_eq!(j.get("tcp.mismatch_at"), &J::Null);
-    assert_eq!(j.get("tcp.bytes_requested"), &J::Null);
+    assert_eq!(j.at("tcp.mismatch_at"), &Value::Null);
+    assert_eq!(j.at("tcp.bytes_requested"), &Value::Null);
     assert!(j.num("fwd.forwarded_packets") > 0.0);
     assert!(j.num("fwd.forwarded_bytes") > 0.0);
     assert!(j.num("fwd.elapsed_s") > 0.0);
@@ -521,7 +364,7 @@ fn demo_json_reports_traffic() {
 }
 
 /// Runs `rtap demo ARGS --json` and returns its report and how long it took.
-fn run_demo(args: &[&str]) -> (J, Duration) {
+fn run_demo(args: &[&str]) -> (Value, Duration) {
     let t0 = Instant::now();
     let child = Command::new(BIN)
         .arg("demo")
@@ -547,20 +390,23 @@ fn demo_moves_1gib_verified_through_coalesced_frames() {
         j.num("tcp.gbit_per_s"),
         j.num("fwd.rx_lro_packets")
     );
-    assert_eq!(j.get("ok"), &J::Bool(true), "{j:?}");
-    assert_eq!(j.get("tcp.error"), &J::Null);
+    assert_eq!(j.at("ok"), &json!(true), "{j:?}");
+    assert_eq!(j.at("tcp.error"), &Value::Null);
     assert_eq!(j.num("tcp.bytes_requested"), GIB);
     assert_eq!(j.num("tcp.bytes_sent"), GIB);
     assert_eq!(j.num("tcp.bytes_received"), GIB);
     assert_eq!(j.num("tcp.bytes_checked"), GIB, "every byte compared");
-    assert_eq!(j.get("tcp.mismatch_at"), &J::Null);
-    assert_eq!(j.get("tcp.verified"), &J::Bool(true));
+    assert_eq!(j.at("tcp.mismatch_at"), &Value::Null);
+    assert_eq!(j.at("tcp.verified"), &json!(true));
     assert!(j.num("tcp.gbit_per_s") > 0.0);
     // The kernel handed the forwarder coalesced (larger than MTU) frames: the
     // data side A -> B sees them on port 0.
     for i in 0..2 {
-        let off = j.get(&format!("fwd.ports.{i}.offloads"));
-        assert!(matches!(off, J::Str(s) if s.contains("tso4")), "{off:?}");
+        let off = j.at(&format!("fwd.ports.{i}.offloads"));
+        assert!(
+            matches!(off, Value::String(s) if s.contains("tso4")),
+            "{off:?}"
+        );
     }
     assert!(j.num("fwd.ports.0.rx_lro_packets") > 0.0, "{j:?}");
     assert!(j.num("fwd.rx_lro_packets") > 0.0);
@@ -587,14 +433,11 @@ fn demo_without_offloads_sees_no_coalesced_frames() {
         "demo --bytes 256MiB offload=off: {took:.2?} wall, {:.2} Gbit/s",
         j.num("tcp.gbit_per_s")
     );
-    assert_eq!(j.get("ok"), &J::Bool(true), "{j:?}");
+    assert_eq!(j.at("ok"), &json!(true), "{j:?}");
     assert_eq!(j.num("tcp.bytes_received"), (256u64 << 20) as f64);
-    assert_eq!(j.get("tcp.verified"), &J::Bool(true));
+    assert_eq!(j.at("tcp.verified"), &json!(true));
     for i in 0..2 {
-        assert_eq!(
-            j.get(&format!("fwd.ports.{i}.offloads")),
-            &J::Str("none".into())
-        );
+        assert_eq!(j.at(&format!("fwd.ports.{i}.offloads")), &json!("none"));
         assert_eq!(j.num(&format!("fwd.ports.{i}.rx_lro_packets")), 0.0);
     }
     assert_eq!(j.num("fwd.rx_lro_packets"), 0.0);
@@ -621,14 +464,14 @@ fn demo_forwarder_sleeping_on_rx_interrupts_moves_verified_data() {
             j.num("fwd.worker_cpu_s"),
             j.num("fwd.elapsed_s")
         );
-        assert_eq!(j.get("ok"), &J::Bool(true), "{backend}: {j:?}");
-        assert_eq!(j.get("tcp.verified"), &J::Bool(true), "{backend}");
+        assert_eq!(j.at("ok"), &json!(true), "{backend}: {j:?}");
+        assert_eq!(j.at("tcp.verified"), &json!(true), "{backend}");
         assert_eq!(
             j.num("ping.received"),
             3.0,
             "{backend}: a sleeping forwarder wakes"
         );
-        assert_eq!(j.get("fwd.ports.0.backend"), &J::Str(backend.into()));
+        assert_eq!(j.at("fwd.ports.0.backend"), &json!(backend));
     }
 }
 
@@ -685,12 +528,12 @@ fn fwd_forwards_between_two_taps() {
 
     let out = wait_output(child, Duration::from_secs(15));
     let j = expect_json(&out);
-    assert_eq!(j.get("mode"), &J::Str("io".into()));
+    assert_eq!(j.at("mode"), &json!("io"));
     assert!(j.num("elapsed_s") >= 2.9, "ran for --duration");
     assert_eq!(j.num("queue_pairs"), 1.0);
     assert_eq!(j.len("ports"), 2);
-    assert_eq!(j.get("ports.0.name"), &J::Str("cfa".into()));
-    assert_eq!(j.get("ports.1.name"), &J::Str("cfb".into()));
+    assert_eq!(j.at("ports.0.name"), &json!("cfa"));
+    assert_eq!(j.at("ports.1.name"), &json!("cfb"));
     // Kernel chatter (IPv6 router solicitations...) may add a few frames.
     assert!(j.num("ports.0.rx_packets") >= N as f64);
     assert!(j.num("ports.1.tx_packets") >= N as f64);
@@ -775,17 +618,17 @@ fn fwd_prints_link_events_as_json_lines_while_sleeping_on_interrupts() {
         String::from_utf8_lossy(&out.stderr)
     );
     let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
-    let events: Vec<J> = lines
+    let events: Vec<Value> = lines
         .iter()
         .map(|l| parse_json(l))
-        .filter(|j| matches!(j, J::Obj(o) if o.contains_key("event")))
+        .filter(|j| matches!(j, Value::Object(o) if o.contains_key("event")))
         .collect();
     let mtu = events
         .iter()
-        .find(|j| matches!(j.get("change"), J::Str(c) if c == "mtu"))
+        .find(|j| matches!(j.at("change"), Value::String(c) if c == "mtu"))
         .unwrap_or_else(|| panic!("no mtu event in {stdout}"));
-    assert!(matches!(mtu.get("port"), J::Str(p) if p == "cle"));
-    assert!(matches!(mtu.get("value"), J::Str(v) if v == "2000"));
+    assert!(matches!(mtu.at("port"), Value::String(p) if p == "cle"));
+    assert!(matches!(mtu.at("value"), Value::String(v) if v == "2000"));
     // The last line is still the final report.
     let report = parse_json(lines.last().unwrap());
     assert!(report.num("elapsed_s") > 0.0);
@@ -818,7 +661,7 @@ fn fwd_macswap_returns_frames_with_macs_swapped() {
         assert_eq!(&f[12..], &sent[12..], "the rest is untouched");
     }
     let j = expect_json(&wait_output(child, Duration::from_secs(15)));
-    assert_eq!(j.get("mode"), &J::Str("macswap".into()));
+    assert_eq!(j.at("mode"), &json!("macswap"));
 }
 
 #[test]
@@ -860,7 +703,7 @@ fn fwd_mac_mode_rewrites_both_addresses() {
         assert_eq!(&f[12..], &frame(0xd2, i as u32)[12..]);
     }
     let j = expect_json(&wait_output(child, Duration::from_secs(15)));
-    assert_eq!(j.get("mode"), &J::Str("mac".into()));
+    assert_eq!(j.at("mode"), &json!("mac"));
     // Without --peer-mac, mac mode is refused with a reason.
     let out = Command::new(BIN)
         .args(["fwd", "--port", "tap:iface=cmc", "--mode", "mac"])
@@ -894,7 +737,7 @@ fn fwd_rxonly_counts_and_sends_nothing() {
         "nothing is sent back"
     );
     let j = expect_json(&wait_output(child, Duration::from_secs(15)));
-    assert_eq!(j.get("mode"), &J::Str("rxonly".into()));
+    assert_eq!(j.at("mode"), &json!("rxonly"));
     assert!(j.num("ports.0.rx_packets") >= 50.0);
     assert_eq!(j.num("ports.0.tx_packets"), 0.0);
     assert_eq!(
@@ -918,21 +761,21 @@ fn info_reports_backend_features_and_offloads() {
         .output()
         .unwrap();
     let j = expect_json(&out);
-    assert_eq!(j.get("name"), &J::Str("cin".into()));
-    assert_eq!(j.get("backend"), &J::Str("uring".into()));
+    assert_eq!(j.at("name"), &json!("cin"));
+    assert_eq!(j.at("backend"), &json!("uring"));
     assert_eq!(j.num("queues"), 2.0);
     assert_eq!(j.num("mtu"), 9000.0);
-    assert_eq!(j.get("io_uring.available"), &J::Bool(true));
+    assert_eq!(j.at("io_uring.available"), &json!(true));
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     let mut v = release.split('.').map(|n| n.parse::<u32>().unwrap_or(0));
     let multishot = (v.next().unwrap(), v.next().unwrap()) >= (6, 7);
     assert_eq!(
-        j.get("io_uring.read_multishot"),
-        &J::Bool(multishot),
+        j.at("io_uring.read_multishot"),
+        &json!(multishot),
         "Linux >= 6.7 has it ({release})"
     );
-    let engine = match j.get("rx_engine") {
-        J::Str(s) => s.clone(),
+    let engine = match j.at("rx_engine") {
+        Value::String(s) => s.clone(),
         other => panic!("rx_engine: {other:?}"),
     };
     assert!(
@@ -957,9 +800,9 @@ fn info_reports_backend_features_and_offloads() {
         .output()
         .unwrap();
     let j = expect_json(&out);
-    assert_eq!(j.get("backend"), &J::Str("rw".into()));
+    assert_eq!(j.at("backend"), &json!("rw"));
     assert_eq!(j.len("offloads"), 0);
-    assert_eq!(j.get("rx_engine"), &J::Str("read/write".into()));
+    assert_eq!(j.at("rx_engine"), &json!("read/write"));
 }
 
 /// A generated frame: IPv4/UDP to port 9, both checksums right. Returns its UDP source port.
@@ -1028,7 +871,7 @@ fn fwd_txonly_sends_exactly_count_valid_frames() {
         .output()
         .unwrap();
     let j = expect_json(&out);
-    assert_eq!(j.get("mode"), &J::Str("txonly".into()));
+    assert_eq!(j.at("mode"), &json!("txonly"));
     assert_eq!(j.num("sent_packets"), 1000.0);
     let got = s.recv_matching(Duration::from_secs(1), usize::MAX, is_generated);
     assert_eq!(got.len(), 1000, "exactly --count frames");
@@ -1257,7 +1100,7 @@ fn fwd_icmpecho_answers_ping_over_ipv4_and_ipv6() {
         );
     }
     let j = expect_json(&wait_output(child, Duration::from_secs(15)));
-    assert_eq!(j.get("mode"), &J::Str("icmpecho".into()));
+    assert_eq!(j.at("mode"), &json!("icmpecho"));
     // At least: 3 + 3 echo replies, one ARP reply and one neighbour advertisement.
     assert!(j.num("ports.0.tx_packets") >= 8.0, "replies sent");
     // Without --ip the mode is refused with a reason.
@@ -1287,7 +1130,7 @@ fn is_udp_7777(f: &[u8]) -> bool {
 
 /// Sends 64 flows x 8 frames into `a`, expects all of them out of `b`, and returns
 /// the run's JSON (with --xstats).
-fn forward_flows_through(args: &[&str], a: &str, b: &str) -> J {
+fn forward_flows_through(args: &[&str], a: &str, b: &str) -> Value {
     let mut child = spawn_fwd(args);
     wait_up(&[a, b], &mut child);
     let sa = PacketSocket::bind(a);
@@ -1420,17 +1263,17 @@ fn fwd_stats_period_prints_live_rates_then_the_summary() {
     let out = wait_output(child, Duration::from_secs(20));
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<J> = stdout.lines().map(parse_json).collect();
+    let lines: Vec<Value> = stdout.lines().map(parse_json).collect();
     let (summary, ticks) = lines.split_last().expect("output");
     assert!(ticks.len() >= 3, "a line every 0.5 s over 3 s: {stdout}");
     let mut last_t = 0.0;
     let mut rx_a = 0.0;
     for t in ticks {
-        assert_eq!(t.get("event"), &J::Str("stats".into()));
+        assert_eq!(t.at("event"), &json!("stats"));
         assert!(t.num("t_s") > last_t);
         last_t = t.num("t_s");
         assert_eq!(t.len("ports"), 2);
-        assert_eq!(t.get("ports.0.name"), &J::Str("csa".into()));
+        assert_eq!(t.at("ports.0.name"), &json!("csa"));
         for k in [
             "rx_pps",
             "rx_mbit_per_s",
@@ -1516,25 +1359,23 @@ fn bench_quick_writes_results_json_and_chart() {
 
     let text = std::fs::read_to_string(dir.join("results.json")).expect("results.json");
     let j = parse_json(&text);
-    assert_eq!(j.get("quick"), &J::Bool(true));
+    assert_eq!(j.at("quick"), &json!(true));
     assert!(j.num("machine.cpus") >= 1.0);
-    assert!(matches!(j.get("machine.kernel"), J::Str(k) if !k.is_empty()));
-    let J::Arr(cells) = j.get("cells") else {
+    assert!(matches!(j.at("machine.kernel"), Value::String(k) if !k.is_empty()));
+    let Value::Array(cells) = j.at("cells") else {
         panic!("cells is not an array")
     };
     let has = |test: &str, who: &str| {
         cells
             .iter()
-            .find(|c| {
-                c.get("test") == &J::Str(test.into()) && c.get("contender") == &J::Str(who.into())
-            })
+            .find(|c| c.at("test") == &json!(test) && c.at("contender") == &json!(who))
             .unwrap_or_else(|| panic!("no {test}/{who} cell in {text}"))
     };
     for t in ["tx", "rx", "fwd"] {
         for who in ["uring", "rw"] {
             assert!(has(t, who).num("pps") > 0.0, "{t}/{who}");
         }
-        assert_eq!(has(t, "uring").get("vs"), &J::Str("rw".into()));
+        assert_eq!(has(t, "uring").at("vs"), &json!("rw"));
         let ratio = has(t, "uring").num("ratio");
         let want = has(t, "uring").num("pps") / has(t, "rw").num("pps");
         assert!((ratio - want).abs() < 0.01, "{t}: ratio {ratio} vs {want}");

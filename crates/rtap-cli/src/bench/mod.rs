@@ -127,7 +127,7 @@ pub fn cmd(a: BenchArgs) -> Result<(), String> {
         |line| eprintln!("{line}"),
     )?;
     if a.json {
-        println!("{}", results::json(&cells));
+        println!("{}", results::to_json(&cells));
     } else {
         print!("{}", table::render(&cells));
     }

@@ -2,6 +2,7 @@
 //! is compared with, JSON, and `--out` (results.json with the machine, bench.svg).
 
 use rtap::BackendKind;
+use serde_json::{json, Value};
 
 use super::contenders::{TcpPath, TCP_CONTENDERS};
 
@@ -82,8 +83,8 @@ pub fn reference<'a>(cells: &'a [Cell], x: &Cell) -> Option<(&'a Cell, f64)> {
 /// core), lat cells with `p50_us`, `p99_us`, `p999_us`, `max_us`, `mean_us`,
 /// `samples`, `lost` and `fwd_cpu_load`; each with `vs` (the contender it is
 /// compared with, or null) and `ratio` (see [`reference`]).
-pub fn json(cells: &[Cell]) -> crate::json::Json {
-    crate::json::Json::Arr(
+pub fn to_json(cells: &[Cell]) -> Value {
+    Value::Array(
         cells
             .iter()
             .map(|c| {
@@ -91,30 +92,39 @@ pub fn json(cells: &[Cell]) -> crate::json::Json {
                     Some((o, r)) => (Some(o.contender), Some(r)),
                     None => (None, None),
                 };
-                let j = crate::json::Json::obj()
-                    .set("test", c.test)
-                    .set("contender", c.contender);
-                let j = match c.unit {
-                    Unit::Pps => j
-                        .set("pps", c.rate.max(0.0).round() as u64)
-                        .set("cpu_ns_per_pkt", c.cpu),
-                    Unit::Gbps => j
-                        .set("gbit_per_s", c.rate)
-                        .set("fwd_cpu_load", c.cpu)
-                        .set("host_cpu_load", c.host_cpu),
+                let measured = match c.unit {
+                    Unit::Pps => json!({
+                        "pps": c.rate.max(0.0).round() as u64,
+                        "cpu_ns_per_pkt": c.cpu,
+                    }),
+                    Unit::Gbps => json!({
+                        "gbit_per_s": c.rate,
+                        "fwd_cpu_load": c.cpu,
+                        "host_cpu_load": c.host_cpu,
+                    }),
                     Unit::Latency => {
                         let l = c.lat.unwrap_or_default();
-                        j.set("p50_us", l.p50_us)
-                            .set("p99_us", l.p99_us)
-                            .set("p999_us", l.p999_us)
-                            .set("max_us", l.max_us)
-                            .set("mean_us", l.mean_us)
-                            .set("samples", l.samples)
-                            .set("lost", l.lost)
-                            .set("fwd_cpu_load", c.cpu)
+                        json!({
+                            "p50_us": l.p50_us,
+                            "p99_us": l.p99_us,
+                            "p999_us": l.p999_us,
+                            "max_us": l.max_us,
+                            "mean_us": l.mean_us,
+                            "samples": l.samples,
+                            "lost": l.lost,
+                            "fwd_cpu_load": c.cpu,
+                        })
                     }
                 };
-                j.set("vs", vs).set("ratio", ratio)
+                let mut j = serde_json::Map::new();
+                j.insert("test".into(), c.test.into());
+                j.insert("contender".into(), c.contender.into());
+                if let Value::Object(m) = measured {
+                    j.extend(m);
+                }
+                j.insert("vs".into(), json!(vs));
+                j.insert("ratio".into(), json!(ratio));
+                Value::Object(j)
             })
             .collect(),
     )
@@ -179,20 +189,15 @@ pub fn write_out(
 ) -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     let m = Machine::probe();
-    let results = crate::json::Json::obj()
-        .set("tool", "rtap bench")
-        .set("version", env!("CARGO_PKG_VERSION"))
-        .set("unix_time", unix_now())
-        .set("quick", quick)
-        .set(
-            "machine",
-            crate::json::Json::obj()
-                .set("cpus", m.cpus)
-                .set("cpu_model", m.cpu_model.as_str())
-                .set("kernel", m.kernel.as_str())
-                .set("mem_gib", m.mem_gib),
-        )
-        .set("cells", json(cells));
+    let results = json!({"tool": "rtap bench",
+"version": env!("CARGO_PKG_VERSION"),
+"unix_time": unix_now(),
+"quick": quick,
+"machine": json!({"cpus": m.cpus,
+"cpu_model": m.cpu_model.as_str(),
+"kernel": m.kernel.as_str(),
+"mem_gib": m.mem_gib}),
+"cells": to_json(cells)});
     let jp = dir.join("results.json");
     std::fs::write(&jp, format!("{results}\n"))
         .map_err(|e| format!("write {}: {e}", jp.display()))?;

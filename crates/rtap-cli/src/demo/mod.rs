@@ -22,9 +22,9 @@ use rtap::{parse_port_spec, Port};
 use crate::common::netns::{self, Netns};
 use crate::common::{seconds, signal};
 use crate::fwd::{self, FwdOpts, FwdReport};
-use crate::json::Json;
 use crate::traffic::bulk::{self, BulkReport, Limit};
 use crate::traffic::ping::{self, PingReport};
+use serde_json::{json, Value};
 
 /// Namespace name prefix; the full names are `rtapdemo-a-PID` and `rtapdemo-b-PID`.
 pub const NS_PREFIX: &str = "rtapdemo-";
@@ -99,44 +99,42 @@ impl DemoReport {
     }
 
     /// One JSON object (field names documented in `rtap demo --help`).
-    pub fn to_json(&self) -> Json {
+    pub fn to_json(&self) -> Value {
         let fail = self.failure();
         let tcp = match &self.tcp {
-            Ok(t) => t.to_json().set("error", None::<String>),
-            Err(e) => Json::obj()
-                .set("seconds", 0.0)
-                .set(
-                    "bytes_requested",
-                    match self.tcp_limit {
+            Ok(t) => {
+                let mut j = t.to_json();
+                j["error"] = Value::Null;
+                j
+            }
+            Err(e) => json!({"seconds": 0.0,
+"bytes_requested": match self.tcp_limit {
                         Limit::Bytes(n) => Some(n),
                         Limit::Time(_) => None,
                     },
-                )
-                .set("bytes_sent", 0u64)
-                .set("bytes_received", 0u64)
-                .set("bytes_checked", 0u64)
-                .set("mismatch_at", None::<u64>)
-                .set("gbit_per_s", 0.0)
-                .set("verified", false)
-                .set("error", e.as_str()),
+"bytes_sent": 0u64,
+"bytes_received": 0u64,
+"bytes_checked": 0u64,
+"mismatch_at": None::<u64>,
+"gbit_per_s": 0.0,
+"verified": false,
+"error": e.as_str()}),
         };
-        let sides: Vec<Json> = self
+        let sides: Vec<Value> = self
             .sides
             .iter()
             .map(|s| {
-                Json::obj()
-                    .set("netns", s.netns.as_str())
-                    .set("iface", s.iface.as_str())
-                    .set("address", s.address.as_str())
+                json!({"netns": s.netns.as_str(),
+"iface": s.iface.as_str(),
+"address": s.address.as_str()})
             })
             .collect();
-        Json::obj()
-            .set("ok", fail.is_none())
-            .set("error", fail)
-            .set("namespaces", Json::Arr(sides))
-            .set("ping", self.ping.to_json())
-            .set("tcp", tcp)
-            .set("fwd", self.fwd.to_json())
+        json!({"ok": fail.is_none(),
+"error": fail,
+"namespaces": Value::Array(sides),
+"ping": self.ping.to_json(),
+"tcp": tcp,
+"fwd": self.fwd.to_json()})
     }
 
     /// Human-readable report.

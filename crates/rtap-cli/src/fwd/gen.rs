@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use rtap::{Packet, Pool, PoolConfig, Port};
 
-use crate::json::Json;
+use serde_json::{json, Value};
 
 /// Generator settings.
 #[derive(Clone, Debug)]
@@ -41,15 +41,14 @@ pub struct GenReport {
 }
 
 impl GenReport {
-    pub fn to_json(&self) -> Json {
+    pub fn to_json(&self) -> Value {
         let s = self.elapsed.as_secs_f64();
-        Json::obj()
-            .set("mode", self.mode)
-            .set("elapsed_s", s)
-            .set("sent_packets", self.sent)
-            .set("sent_bytes", self.bytes)
-            .set("tx_errors", self.errors)
-            .set("pps", if s > 0.0 { self.sent as f64 / s } else { 0.0 })
+        json!({"mode": self.mode,
+"elapsed_s": s,
+"sent_packets": self.sent,
+"sent_bytes": self.bytes,
+"tx_errors": self.errors,
+"pps": if s > 0.0 { self.sent as f64 / s } else { 0.0 }})
     }
 
     pub fn summary(&self) -> String {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use rtap::{Port, PortStats};
 
-use crate::json::Json;
+use serde_json::{json, Value};
 
 /// Rows between repeated headers on a terminal.
 const HEADER_EVERY: u32 = 20;
@@ -155,30 +155,28 @@ impl<'a> Live<'a> {
 type PortLine = (usize, String, Rates, Counts);
 
 fn json_line(t: f64, ports: &[PortLine]) -> String {
-    let ports: Vec<Json> = ports
+    let ports: Vec<Value> = ports
         .iter()
         .map(|(i, name, r, c)| {
-            Json::obj()
-                .set("port", *i)
-                .set("name", name.as_str())
-                .set("rx_pps", r.rx_pps)
-                .set("rx_mbit_per_s", r.rx_mbps)
-                .set("tx_pps", r.tx_pps)
-                .set("tx_mbit_per_s", r.tx_mbps)
-                .set("drops", r.drops)
-                .set("errors", r.errors)
-                .set("rx_packets", c.rx_packets)
-                .set("tx_packets", c.tx_packets)
-                .set("drops_total", c.drops)
-                .set("errors_total", c.errors)
+            json!({"port": *i,
+"name": name.as_str(),
+"rx_pps": r.rx_pps,
+"rx_mbit_per_s": r.rx_mbps,
+"tx_pps": r.tx_pps,
+"tx_mbit_per_s": r.tx_mbps,
+"drops": r.drops,
+"errors": r.errors,
+"rx_packets": c.rx_packets,
+"tx_packets": c.tx_packets,
+"drops_total": c.drops,
+"errors_total": c.errors})
         })
         .collect();
     format!(
         "{}\n",
-        Json::obj()
-            .set("event", "stats")
-            .set("t_s", t)
-            .set("ports", Json::Arr(ports))
+        json!({"event": "stats",
+"t_s": t,
+"ports": Value::Array(ports)})
     )
 }
 

@@ -31,7 +31,6 @@ use clap::{Args, ValueEnum};
 use rtap::{parse_port_spec, Port};
 
 use crate::common::{cpu, seconds, signal};
-use crate::json;
 pub use options::{FwdMode, FwdOpts, Idle};
 pub use report::FwdReport;
 pub use worker::run;
@@ -195,11 +194,10 @@ fn print_link_events(
                     rtap::LinkEvent::Deleted => ("deleted", String::new()),
                 };
                 if json {
-                    let j = json::Json::obj()
-                        .set("event", "link")
-                        .set("port", name.as_str())
-                        .set("change", kind)
-                        .set("value", detail.as_str());
+                    let j = serde_json::json!({"event": "link",
+"port": name.as_str(),
+"change": kind,
+"value": detail.as_str()});
                     println!("{j}");
                 } else {
                     eprintln!("link {name}: {kind} {detail}");
@@ -393,15 +391,17 @@ pub fn cmd(a: FwdArgs) -> Result<(), String> {
     if a.json {
         let mut j = report.to_json();
         if a.xstats {
-            let mut per_port = json::Json::obj();
-            for (name, xs) in &xstats {
-                let mut o = json::Json::obj();
-                for x in xs {
-                    o = o.set(&x.name, x.value);
-                }
-                per_port = per_port.set(name, o);
-            }
-            j = j.set("xstats", per_port);
+            let per_port: serde_json::Map<String, serde_json::Value> = xstats
+                .iter()
+                .map(|(name, xs)| {
+                    let o: serde_json::Map<String, serde_json::Value> = xs
+                        .iter()
+                        .map(|x| (x.name.clone(), x.value.into()))
+                        .collect();
+                    (name.clone(), o.into())
+                })
+                .collect();
+            j["xstats"] = per_port.into();
         }
         println!("{j}");
     } else {

@@ -6,7 +6,7 @@ use rtap::{BackendKind, Port, PortStats};
 
 use super::options::FwdMode;
 use crate::common::table;
-use crate::json::Json;
+use serde_json::{json, Value};
 
 /// One port's result.
 #[derive(Clone, Debug)]
@@ -118,65 +118,56 @@ impl FwdReport {
     }
 
     /// The report as a JSON object (field names documented in `rtap fwd --help`).
-    pub fn to_json(&self) -> Json {
-        let ports: Vec<Json> = self
+    pub fn to_json(&self) -> Value {
+        let ports: Vec<Value> = self
             .ports
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                Json::obj()
-                    .set("port", i)
-                    .set("name", p.name.as_str())
-                    .set("ifindex", p.ifindex)
-                    .set("backend", p.backend.to_string())
-                    .set("queues", p.queues)
-                    .set("rx_packets", p.stats.rx.packets)
-                    .set("rx_bytes", p.stats.rx.bytes)
-                    .set("rx_errors", p.stats.rx.errors)
-                    .set("rx_nombuf", p.stats.rx.nombuf)
-                    .set("imissed", p.stats.imissed)
-                    .set("tx_packets", p.stats.tx.packets)
-                    .set("tx_bytes", p.stats.tx.bytes)
-                    .set("tx_errors", p.stats.tx.errors)
-                    .set("fwd_dropped", p.fwd_dropped)
-                    .set("offloads", offload_names(&p.offloads))
-                    .set("rx_lro_packets", p.rx_lro_packets)
+                json!({"port": i,
+"name": p.name.as_str(),
+"ifindex": p.ifindex,
+"backend": p.backend.to_string(),
+"queues": p.queues,
+"rx_packets": p.stats.rx.packets,
+"rx_bytes": p.stats.rx.bytes,
+"rx_errors": p.stats.rx.errors,
+"rx_nombuf": p.stats.rx.nombuf,
+"imissed": p.stats.imissed,
+"tx_packets": p.stats.tx.packets,
+"tx_bytes": p.stats.tx.bytes,
+"tx_errors": p.stats.tx.errors,
+"fwd_dropped": p.fwd_dropped,
+"offloads": offload_names(&p.offloads),
+"rx_lro_packets": p.rx_lro_packets})
             })
             .collect();
-        Json::obj()
-            .set("mode", self.mode.name())
-            .set("elapsed_s", self.elapsed.as_secs_f64())
-            .set("queue_pairs", self.queue_pairs)
-            .set("forwarded_packets", self.forwarded_packets())
-            .set("forwarded_bytes", self.forwarded_bytes())
-            .set("forwarded_pps", self.pps())
-            .set("dropped_packets", self.dropped_packets())
-            .set("rx_lro_packets", self.rx_lro_packets())
-            .set("worker_cpu_s", self.worker_cpu().as_secs_f64())
-            .set("rounds", self.rounds())
-            .set("empty_rounds", self.empty_rounds())
-            .set("threads", self.workers.len())
-            .set(
-                "workers",
-                Json::Arr(
+        json!({"mode": self.mode.name(),
+"elapsed_s": self.elapsed.as_secs_f64(),
+"queue_pairs": self.queue_pairs,
+"forwarded_packets": self.forwarded_packets(),
+"forwarded_bytes": self.forwarded_bytes(),
+"forwarded_pps": self.pps(),
+"dropped_packets": self.dropped_packets(),
+"rx_lro_packets": self.rx_lro_packets(),
+"worker_cpu_s": self.worker_cpu().as_secs_f64(),
+"rounds": self.rounds(),
+"empty_rounds": self.empty_rounds(),
+"threads": self.workers.len(),
+"workers": Value::Array(
                     self.workers
                         .iter()
                         .enumerate()
                         .map(|(i, w)| {
-                            Json::obj()
-                                .set("worker", i)
-                                .set(
-                                    "queues",
-                                    Json::Arr(w.queues.iter().map(|&q| q.into()).collect()),
-                                )
-                                .set("cpu", w.cpu)
-                                .set("cpu_s", w.cpu_time.as_secs_f64())
-                                .set("rounds", w.rounds)
+                            json!({"worker": i,
+"queues": Value::Array(w.queues.iter().map(|&q| q.into()).collect()),
+"cpu": w.cpu,
+"cpu_s": w.cpu_time.as_secs_f64(),
+"rounds": w.rounds})
                         })
                         .collect(),
                 ),
-            )
-            .set("ports", Json::Arr(ports))
+"ports": Value::Array(ports)})
     }
 
     /// The per-port counters as a text table.

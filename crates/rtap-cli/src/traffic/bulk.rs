@@ -18,7 +18,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::common::netns::Netns;
-use crate::json::Json;
+use serde_json::{json, Value};
 
 /// Bytes per `write`/`read` call (at most).
 const CHUNK: usize = 256 * 1024;
@@ -170,16 +170,15 @@ impl BulkReport {
 
     /// JSON object: seconds, bytes_requested, bytes_sent, bytes_received,
     /// bytes_checked, mismatch_at, gbit_per_s, verified.
-    pub fn to_json(&self) -> Json {
-        Json::obj()
-            .set("seconds", self.elapsed.as_secs_f64())
-            .set("bytes_requested", self.bytes_requested)
-            .set("bytes_sent", self.bytes_sent)
-            .set("bytes_received", self.bytes_received)
-            .set("bytes_checked", self.bytes_checked)
-            .set("mismatch_at", self.mismatch_at)
-            .set("gbit_per_s", self.gbit_per_s())
-            .set("verified", self.verified())
+    pub fn to_json(&self) -> Value {
+        json!({"seconds": self.elapsed.as_secs_f64(),
+"bytes_requested": self.bytes_requested,
+"bytes_sent": self.bytes_sent,
+"bytes_received": self.bytes_received,
+"bytes_checked": self.bytes_checked,
+"mismatch_at": self.mismatch_at,
+"gbit_per_s": self.gbit_per_s(),
+"verified": self.verified()})
     }
 }
 

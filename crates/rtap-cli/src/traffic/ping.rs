@@ -6,7 +6,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::json::Json;
+use serde_json::{json, Value};
 
 /// ICMP payload bytes after the 8-byte header (what `ping` sends by default).
 const PAYLOAD: usize = 56;
@@ -44,13 +44,12 @@ impl PingReport {
     }
 
     /// JSON object: sent, received, rtt_min_ms, rtt_avg_ms, rtt_max_ms.
-    pub fn to_json(&self) -> Json {
-        Json::obj()
-            .set("sent", self.sent)
-            .set("received", self.received)
-            .set("rtt_min_ms", self.min_ms())
-            .set("rtt_avg_ms", self.avg_ms())
-            .set("rtt_max_ms", self.max_ms())
+    pub fn to_json(&self) -> Value {
+        json!({"sent": self.sent,
+"received": self.received,
+"rtt_min_ms": self.min_ms(),
+"rtt_avg_ms": self.avg_ms(),
+"rtt_max_ms": self.max_ms()})
     }
 }
 
