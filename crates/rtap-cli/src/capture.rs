@@ -1,5 +1,6 @@
 //! `rtap capture`: received frames to a pcap file (tcpdump/Wireshark format).
 
+use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::common::{seconds, signal};
@@ -29,24 +30,22 @@ pub fn run(
     count: Option<u64>,
     duration: Option<Duration>,
     stop: &AtomicBool,
-) -> Result<CaptureReport, String> {
-    let cfg = parse_port_spec(spec).map_err(|e| e.to_string())?;
-    let mut port = Port::open(cfg).map_err(|e| format!("open {spec}: {e}"))?;
-    port.start().map_err(|e| format!("start {spec}: {e}"))?;
-    let file = std::fs::File::create(path).map_err(|e| format!("create {path}: {e}"))?;
-    let mut w = PcapWriter::new(BufWriter::new(file)).map_err(|e| format!("write {path}: {e}"))?;
+) -> Result<CaptureReport> {
+    let cfg = parse_port_spec(spec)?;
+    let mut port = Port::open(cfg).with_context(|| format!("open {spec}"))?;
+    port.start().with_context(|| format!("start {spec}"))?;
+    let file = std::fs::File::create(path).with_context(|| format!("create {path}"))?;
+    let mut w = PcapWriter::new(BufWriter::new(file)).with_context(|| format!("write {path}"))?;
     // Large buffers when the kernel may hand up 64 KiB frames, as `rtap fwd` does.
     let buf_size = if port.offloads().any_gso() {
         (PoolConfig::default().headroom as usize + rtap::pool::MAX_PACKET_LEN + 64) as u32
     } else {
         PoolConfig::default().buf_size
     };
-    let pool = Pool::new(PoolConfig::default().count(1024).buf_size(buf_size))
-        .map_err(|e| e.to_string())?;
+    let pool = Pool::new(PoolConfig::default().count(1024).buf_size(buf_size))?;
     let mut queues = (0..port.queue_count())
         .map(|q| port.rx_queue(q, &pool))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
+        .collect::<Result<Vec<_>, _>>()?;
     let start = Instant::now();
     let mut last_progress = start;
     let (mut frames, mut bytes) = (0u64, 0u64);
@@ -55,7 +54,7 @@ pub fn run(
     'outer: while !stop.load(Ordering::Relaxed) && duration.is_none_or(|d| start.elapsed() < d) {
         let mut got = 0;
         for q in queues.iter_mut() {
-            q.rx_burst(&mut burst, 32).map_err(|e| e.to_string())?;
+            q.rx_burst(&mut burst, 32)?;
             got += burst.len();
             for p in burst.drain(..) {
                 let ts = SystemTime::now()
@@ -63,7 +62,7 @@ pub fn run(
                     .unwrap_or_default();
                 let n = p.copy_to(&mut scratch);
                 w.write_packet(&PcapPacket::new(ts, p.len() as u32, &scratch[..n]))
-                    .map_err(|e| format!("write {path}: {e}"))?;
+                    .with_context(|| format!("write {path}"))?;
                 frames += 1;
                 bytes += p.len() as u64;
                 if count.is_some_and(|c| frames >= c) {
@@ -85,7 +84,7 @@ pub fn run(
     let _ = port.stop();
     w.into_writer()
         .into_inner()
-        .map_err(|e| format!("flush {path}: {e}"))?;
+        .with_context(|| format!("flush {path}"))?;
     Ok(CaptureReport {
         frames,
         bytes,
@@ -109,7 +108,7 @@ pub struct CaptureArgs {
     duration: Option<f64>,
 }
 
-pub fn cmd(a: CaptureArgs) -> Result<(), String> {
+pub fn cmd(a: CaptureArgs) -> Result<()> {
     let duration = a.duration.map(|d| seconds("--duration", d)).transpose()?;
     let r = run(&a.port, &a.write, a.count, duration, &signal::STOP)?;
     println!(

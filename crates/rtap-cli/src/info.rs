@@ -1,15 +1,16 @@
 //! `rtap info`: what a port is and what the kernel offers it.
 
+use anyhow::{Context, Result};
 use clap::Args;
 use rtap::{parse_port_spec, BackendKind, PoolConfig, Port};
 
 use serde_json::{json, Value};
 
 /// Opens the port (without starting it), gathers everything and closes it again.
-pub fn run(spec: &str, json: bool) -> Result<String, String> {
-    let cfg = parse_port_spec(spec).map_err(|e| e.to_string())?;
-    let port = Port::open(cfg).map_err(|e| format!("open {spec}: {e}"))?;
-    let link = port.link().map_err(|e| e.to_string())?;
+pub fn run(spec: &str, json: bool) -> Result<String> {
+    let cfg = parse_port_spec(spec)?;
+    let port = Port::open(cfg).with_context(|| format!("open {spec}"))?;
+    let link = port.link()?;
     let probe = rtap::probe_uring();
     let off = port.offloads();
     let mac = link.mac.map(|m| m.to_string()).unwrap_or_default();
@@ -92,12 +93,12 @@ pub fn run(spec: &str, json: bool) -> Result<String, String> {
 
 /// The rx engine the port's queues get with the default pool on this kernel,
 /// and why, when the kernel decided it.
-fn rx_engine(port: &Port) -> Result<String, String> {
+fn rx_engine(port: &Port) -> Result<String> {
     if port.backend() == BackendKind::Rw {
         return Ok("read/write".into());
     }
     let pc = PoolConfig::default();
-    let max_frame = port.max_frame().map_err(|e| e.to_string())?;
+    let max_frame = port.max_frame()?;
     let fits = ((pc.buf_size - pc.headroom) as usize) > max_frame;
     let mode = port.options().ring.rx_mode;
     Ok(match mode.resolve(fits) {

@@ -5,6 +5,7 @@ use super::contenders::{TcpContender, LAT_CONTENDERS, TCP_CONTENDERS};
 use super::results::{Cell, Lat, Unit};
 use super::tcp::over_path;
 use super::{chosen, interrupted, median, settle, BenchOpts};
+use anyhow::{anyhow, Result};
 
 /// The lat test: `rounds` rounds of `samples` round trips per contender,
 /// interleaved; each cell's percentiles are over all its rounds' samples.
@@ -13,7 +14,7 @@ pub(super) fn run(
     rounds: usize,
     samples: u64,
     progress: &mut impl FnMut(&str),
-) -> Result<Vec<Cell>, String> {
+) -> Result<Vec<Cell>> {
     let who: Vec<&TcpContender> = TCP_CONTENDERS
         .iter()
         .filter(|c| LAT_CONTENDERS.contains(&c.name))
@@ -50,7 +51,7 @@ pub(super) fn run(
                 Some(m) => {
                     m.hist
                         .add(&l.hist)
-                        .map_err(|e| format!("merge histograms: {e:?}"))?;
+                        .map_err(|e| anyhow!("merge histograms: {e:?}"))?;
                     m.lost += l.lost;
                 }
                 None => merged[i] = Some(l),

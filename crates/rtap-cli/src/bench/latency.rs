@@ -8,6 +8,7 @@
 //! exchanges (until a reply arrives, then [`WARMUP`] more) are not recorded:
 //! they resolve ARP and warm caches.
 
+use anyhow::{anyhow, bail, Context, Result};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -44,8 +45,8 @@ impl LatReport {
     }
 }
 
-fn bind(addr: SocketAddr) -> Result<UdpSocket, String> {
-    UdpSocket::bind(addr).map_err(|e| format!("bind UDP {addr}: {e}"))
+fn bind(addr: SocketAddr) -> Result<UdpSocket> {
+    UdpSocket::bind(addr).with_context(|| format!("bind UDP {addr}"))
 }
 
 /// `count` recorded round trips from A to `dst` (an address in B) and back.
@@ -55,15 +56,14 @@ pub fn run(
     dst: Ipv4Addr,
     count: u64,
     stop: &AtomicBool,
-) -> Result<LatReport, String> {
+) -> Result<LatReport> {
     let server_up = AtomicBool::new(false);
     let done = AtomicBool::new(false);
     std::thread::scope(|s| {
         let server = s.spawn(|| {
-            b.run_in(|| -> Result<(), String> {
+            b.run_in(|| -> Result<()> {
                 let sock = bind(SocketAddr::from((dst, PORT)))?;
-                sock.set_read_timeout(Some(Duration::from_millis(50)))
-                    .map_err(|e| e.to_string())?;
+                sock.set_read_timeout(Some(Duration::from_millis(50)))?;
                 server_up.store(true, Ordering::SeqCst);
                 let mut buf = [0u8; 2048];
                 while !done.load(Ordering::Relaxed) {
@@ -76,7 +76,7 @@ pub fn run(
                                 e.kind(),
                                 std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                             ) => {}
-                        Err(e) => return Err(format!("echo server: {e}")),
+                        Err(e) => return Err(anyhow::Error::from(e).context("echo server")),
                     }
                 }
                 Ok(())
@@ -92,12 +92,12 @@ pub fn run(
         let r = if server_up.load(Ordering::SeqCst) {
             a.run_in(|| client(dst, count, stop)).and_then(|r| r)
         } else {
-            Err("the echo server did not start".into())
+            Err(anyhow!("the echo server did not start"))
         };
         done.store(true, Ordering::SeqCst);
         let srv = server
             .join()
-            .unwrap_or_else(|_| Err("echo server panicked".into()))
+            .unwrap_or_else(|_| Err(anyhow!("echo server panicked")))
             .and_then(|r| r);
         // The server's error is the root cause when there is one.
         srv?;
@@ -105,22 +105,20 @@ pub fn run(
     })
 }
 
-fn client(dst: Ipv4Addr, count: u64, stop: &AtomicBool) -> Result<LatReport, String> {
+fn client(dst: Ipv4Addr, count: u64, stop: &AtomicBool) -> Result<LatReport> {
     let sock = bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))?;
     sock.connect((dst, PORT))
-        .map_err(|e| format!("connect UDP {dst}:{PORT}: {e}"))?;
-    sock.set_read_timeout(Some(REPLY_TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3)
-        .map_err(|e| format!("histogram: {e}"))?;
+        .with_context(|| format!("connect UDP {dst}:{PORT}"))?;
+    sock.set_read_timeout(Some(REPLY_TIMEOUT))?;
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).context("histogram")?;
     let mut seq = 0u64;
     let mut buf = [0u8; 64];
     // One exchange: Some(round trip) or None if the echo did not come back in time.
-    let mut exchange = |seq: u64| -> Result<Option<Duration>, String> {
+    let mut exchange = |seq: u64| -> Result<Option<Duration>> {
         let mut msg = [0u8; 18];
         msg[..8].copy_from_slice(&seq.to_be_bytes());
         let t = Instant::now();
-        sock.send(&msg).map_err(|e| format!("send to {dst}: {e}"))?;
+        sock.send(&msg).with_context(|| format!("send to {dst}"))?;
         loop {
             match sock.recv(&mut buf) {
                 // A late echo of an earlier request is skipped.
@@ -136,7 +134,7 @@ fn client(dst: Ipv4Addr, count: u64, stop: &AtomicBool) -> Result<LatReport, Str
                 }
                 // ICMP port unreachable before the server is up, for example.
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Ok(None),
-                Err(e) => return Err(format!("recv from {dst}: {e}")),
+                Err(e) => return Err(anyhow::Error::from(e).context(format!("recv from {dst}"))),
             }
             if t.elapsed() > REPLY_TIMEOUT {
                 return Ok(None);
@@ -151,7 +149,7 @@ fn client(dst: Ipv4Addr, count: u64, stop: &AtomicBool) -> Result<LatReport, Str
             break;
         }
         if Instant::now() > deadline || stop.load(Ordering::Relaxed) {
-            return Err(format!("no UDP echo from {dst}:{PORT} within 5 s"));
+            return Err(anyhow!("no UDP echo from {dst}:{PORT} within 5 s"));
         }
     }
     for _ in 0..WARMUP {
@@ -161,7 +159,7 @@ fn client(dst: Ipv4Addr, count: u64, stop: &AtomicBool) -> Result<LatReport, Str
     let mut lost = 0;
     for _ in 0..count {
         if stop.load(Ordering::Relaxed) {
-            return Err("interrupted".into());
+            bail!("interrupted");
         }
         seq += 1;
         match exchange(seq)? {

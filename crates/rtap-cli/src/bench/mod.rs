@@ -25,6 +25,7 @@
 //! `latency.rs` (the tests), `results.rs` (cells, JSON, --out), `table.rs`,
 //! `chart.rs` (bench.svg).
 
+use anyhow::{anyhow, Result};
 pub mod chart;
 pub mod contenders;
 mod lat;
@@ -107,7 +108,7 @@ pub struct BenchArgs {
     port_opts: String,
 }
 
-pub fn cmd(a: BenchArgs) -> Result<(), String> {
+pub fn cmd(a: BenchArgs) -> Result<()> {
     let only = a.only.map(|s| match s.as_str() {
         "tx" => "tx",
         "rx" => "rx",
@@ -163,7 +164,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Runs every test for every contender; `progress` gets a line per measurement.
 /// Repetitions interleave the contenders, so drifting load on the machine hits
 /// all of them alike; each cell is the median of its repetitions.
-pub fn run(opts: BenchOpts, mut progress: impl FnMut(&str)) -> Result<Vec<Cell>, String> {
+pub fn run(opts: BenchOpts, mut progress: impl FnMut(&str)) -> Result<Vec<Cell>> {
     let mut cells = Vec::new();
     for test in ["tx", "rx", "fwd"] {
         if opts.only.is_none_or(|o| o == test) {
@@ -207,9 +208,9 @@ fn chosen(opts: &BenchOpts, name: &str) -> bool {
 }
 
 /// `Err("interrupted")` once SIGINT/SIGTERM arrived.
-fn interrupted() -> Result<(), String> {
+fn interrupted() -> Result<()> {
     if crate::common::signal::stopped() {
-        Err("interrupted".into())
+        Err(anyhow!("interrupted"))
     } else {
         Ok(())
     }

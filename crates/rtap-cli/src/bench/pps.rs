@@ -1,6 +1,7 @@
 //! The packet-rate tests (tx, rx drain, io forward) with 64-byte frames on one
 //! queue, each in a private network namespace on its own thread.
 
+use anyhow::{anyhow, Context, Result};
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -57,12 +58,12 @@ fn frame(seq: u32) -> [u8; FRAME_LEN] {
     f
 }
 
-fn in_netns<T: Send>(f: impl FnOnce() -> Result<T, String> + Send) -> Result<T, String> {
+fn in_netns<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
     std::thread::scope(|s| {
         s.spawn(|| {
             // SAFETY: unshare takes no pointers; it moves only this thread.
             if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-                return Err(format!(
+                return Err(anyhow!(
                     "unshare(CLONE_NEWNET): {} (run as root)",
                     io::Error::last_os_error()
                 ));
@@ -78,28 +79,23 @@ fn in_netns<T: Send>(f: impl FnOnce() -> Result<T, String> + Send) -> Result<T, 
             f()
         })
         .join()
-        .map_err(|_| "benchmark thread panicked".to_string())?
+        .map_err(|_| anyhow!("benchmark thread panicked"))?
     })
 }
 
-fn open(c: &Contender, name: &str) -> Result<Port, String> {
+fn open(c: &Contender, name: &str) -> Result<Port> {
     let sqpoll = c.sqpoll.then_some(rtap::SqPoll::new(200));
     let ring = RingConfig::default()
         .rx_mode(c.rx_mode)
         .rx_posted(256)
         .sqpoll(sqpoll);
-    let mut p = Port::open(TapConfig::new(name).backend(c.backend).ring(ring))
-        .map_err(|e| e.to_string())?;
-    p.start().map_err(|e| e.to_string())?;
+    let mut p = Port::open(TapConfig::new(name).backend(c.backend).ring(ring))?;
+    p.start()?;
     if c.sqpoll {
         // The ring options must really be in effect, or the row would lie.
-        let f = p
-            .tx_queue(0)
-            .map_err(|e| e.to_string())?
-            .ring_features()
-            .cloned();
+        let f = p.tx_queue(0)?.ring_features().cloned();
         if !f.as_ref().is_some_and(|f| f.sqpoll) {
-            return Err(format!(
+            return Err(anyhow!(
                 "{}: SQPOLL not in effect: {:?}",
                 c.name,
                 f.map(|f| f.fallbacks)
@@ -107,7 +103,7 @@ fn open(c: &Contender, name: &str) -> Result<Port, String> {
         }
     }
     if p.backend() != c.backend {
-        return Err(format!(
+        return Err(anyhow!(
             "{} asked, {} given: {}",
             c.backend,
             p.backend(),
@@ -117,7 +113,7 @@ fn open(c: &Contender, name: &str) -> Result<Port, String> {
     Ok(p)
 }
 
-fn set_txqueuelen(port: &Port, len: u32) -> Result<(), String> {
+fn set_txqueuelen(port: &Port, len: u32) -> Result<()> {
     let out = std::process::Command::new("ip")
         .args([
             "link",
@@ -128,9 +124,9 @@ fn set_txqueuelen(port: &Port, len: u32) -> Result<(), String> {
             &len.to_string(),
         ])
         .output()
-        .map_err(|e| format!("run ip: {e} (install iproute2)"))?;
+        .context("run ip (install iproute2)")?;
     if !out.status.success() {
-        return Err(format!(
+        return Err(anyhow!(
             "ip link set txqueuelen: {}",
             String::from_utf8_lossy(&out.stderr)
         ));
@@ -138,19 +134,18 @@ fn set_txqueuelen(port: &Port, len: u32) -> Result<(), String> {
     Ok(())
 }
 
-fn fill(port: &Port, n: u32) -> Result<(), String> {
+fn fill(port: &Port, n: u32) -> Result<()> {
     set_txqueuelen(port, n + 1024)?;
     // Straight to the tap's driver (no qdisc): the fill is as fast as it gets.
     let inj = RawSocket::injector(port.ifindex())
         .and_then(|s| s.set_qdisc_bypass(true).map(|()| s))
-        .map_err(|e| format!("AF_PACKET socket: {e}"))?;
+        .context("AF_PACKET socket")?;
     for i in 0..n {
-        inj.send(&frame(i))
-            .map_err(|e| format!("AF_PACKET send: {e}"))?;
+        inj.send(&frame(i)).context("AF_PACKET send")?;
     }
-    let st = port.stats().map_err(|e| e.to_string())?;
+    let st = port.stats()?;
     if st.imissed != 0 {
-        return Err(format!("filling dropped {} frames", st.imissed));
+        return Err(anyhow!("filling dropped {} frames", st.imissed));
     }
     Ok(())
 }
@@ -159,11 +154,11 @@ fn is_ours(p: &Packet) -> bool {
     p.len() == FRAME_LEN && p.data()[12..14] == 0x88b5u16.to_be_bytes()
 }
 
-fn bench_tx(c: &Contender, secs: f64) -> Result<Run, String> {
+fn bench_tx(c: &Contender, secs: f64) -> Result<Run> {
     in_netns(|| {
         let port = open(c, "btx%d")?;
-        let pool = Pool::new(PoolConfig::default().count(8192)).map_err(|e| e.to_string())?;
-        let mut txq = port.tx_queue(0).map_err(|e| e.to_string())?;
+        let pool = Pool::new(PoolConfig::default().count(8192))?;
+        let mut txq = port.tx_queue(0)?;
         let f = frame(0);
         let mut v: Vec<Packet> = Vec::with_capacity(BURST);
         let clock = Clock::start();
@@ -178,7 +173,7 @@ fn bench_tx(c: &Contender, secs: f64) -> Result<Run, String> {
                         Err(_) => break,
                     }
                 }
-                txq.tx_burst(&mut v).map_err(|e| e.to_string())?;
+                txq.tx_burst(&mut v)?;
             }
         }
         txq.flush(Duration::from_secs(1));
@@ -186,53 +181,53 @@ fn bench_tx(c: &Contender, secs: f64) -> Result<Run, String> {
     })
 }
 
-fn bench_rx(c: &Contender, n: u32) -> Result<Run, String> {
+fn bench_rx(c: &Contender, n: u32) -> Result<Run> {
     in_netns(|| {
         let port = open(c, "brx%d")?;
-        let pool = Pool::new(PoolConfig::default().count(8192)).map_err(|e| e.to_string())?;
+        let pool = Pool::new(PoolConfig::default().count(8192))?;
         fill(&port, n)?;
-        let mut rxq = port.rx_queue(0, &pool).map_err(|e| e.to_string())?;
+        let mut rxq = port.rx_queue(0, &pool)?;
         let mut v = Vec::with_capacity(BURST);
         let mut got = 0u32;
         let clock = Clock::start();
         let start = clock.wall;
         let deadline = start + Duration::from_secs(20);
         while got < n && Instant::now() < deadline {
-            rxq.rx_burst(&mut v, BURST).map_err(|e| e.to_string())?;
+            rxq.rx_burst(&mut v, BURST)?;
             got += v.iter().filter(|p| is_ours(p)).count() as u32;
             v.clear();
         }
         let run = clock.run(n as u64);
         if got < n {
-            return Err(format!("rx drained only {got} of {n} frames"));
+            return Err(anyhow!("rx drained only {got} of {n} frames"));
         }
         Ok(run)
     })
 }
 
-fn bench_fwd(c: &Contender, n: u32) -> Result<Run, String> {
+fn bench_fwd(c: &Contender, n: u32) -> Result<Run> {
     in_netns(|| {
         let a = open(c, "bfa%d")?;
         let b = open(c, "bfb%d")?;
-        let pool = Pool::new(PoolConfig::default().count(8192)).map_err(|e| e.to_string())?;
+        let pool = Pool::new(PoolConfig::default().count(8192))?;
         fill(&a, n)?;
-        let mut rxq = a.rx_queue(0, &pool).map_err(|e| e.to_string())?;
-        let mut txq = b.tx_queue(0).map_err(|e| e.to_string())?;
+        let mut rxq = a.rx_queue(0, &pool)?;
+        let mut txq = b.tx_queue(0)?;
         let mut v = Vec::with_capacity(2 * BURST);
         let clock = Clock::start();
         let start = clock.wall;
         let deadline = start + Duration::from_secs(20);
         while txq.stats().packets < n as u64 && Instant::now() < deadline {
             if v.len() < BURST {
-                rxq.rx_burst(&mut v, BURST).map_err(|e| e.to_string())?;
+                rxq.rx_burst(&mut v, BURST)?;
             }
-            txq.tx_burst(&mut v).map_err(|e| e.to_string())?;
+            txq.tx_burst(&mut v)?;
         }
         let sent = txq.stats().packets;
         let run = clock.run(sent);
         // The kernel's own frames may have been forwarded too: at least n must be through.
         if sent < n as u64 {
-            return Err(format!("forwarded only {sent} of {n} frames"));
+            return Err(anyhow!("forwarded only {sent} of {n} frames"));
         }
         Ok(run)
     })
@@ -251,7 +246,7 @@ pub(super) fn run(
     test: &'static str,
     opts: &BenchOpts,
     progress: &mut impl FnMut(&str),
-) -> Result<Vec<Cell>, String> {
+) -> Result<Vec<Cell>> {
     let reps = if opts.quick { 1 } else { 5 };
     let n = if opts.quick { 50_000 } else { 200_000 };
     let secs = if opts.quick { 0.5 } else { 1.0 };

@@ -1,6 +1,7 @@
 //! Benchmark results: cells (a test x contender measurement), the reference each
 //! is compared with, JSON, and `--out` (results.json with the machine, bench.svg).
 
+use anyhow::{Context, Result};
 use rtap::BackendKind;
 use serde_json::{json, Value};
 
@@ -186,8 +187,8 @@ pub fn write_out(
     dir: &std::path::Path,
     cells: &[Cell],
     quick: bool,
-) -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let m = Machine::probe();
     let results = json!({"tool": "rtap bench",
 "version": env!("CARGO_PKG_VERSION"),
@@ -200,7 +201,7 @@ pub fn write_out(
 "cells": to_json(cells)});
     let jp = dir.join("results.json");
     std::fs::write(&jp, format!("{results}\n"))
-        .map_err(|e| format!("write {}: {e}", jp.display()))?;
+        .with_context(|| format!("write {}", jp.display()))?;
     let sp = dir.join("bench.svg");
     let subtitle = format!(
         "{}{}\nratios: against the read/write backend (rw); tcp: rw with the same offloads, rw rows against veth",
@@ -208,6 +209,6 @@ pub fn write_out(
         if quick { ", --quick" } else { "" }
     );
     std::fs::write(&sp, super::chart::svg(cells, &subtitle))
-        .map_err(|e| format!("write {}: {e}", sp.display()))?;
+        .with_context(|| format!("write {}", sp.display()))?;
     Ok((jp, sp))
 }

@@ -2,6 +2,7 @@
 //! the forwarder (or a bare veth pair), with CPU accounting; also the path setup
 //! the latency test reuses.
 
+use anyhow::{anyhow, Result};
 use std::time::{Duration, Instant};
 
 use rtap::Port;
@@ -38,7 +39,7 @@ fn tcp_traffic(
     b: &crate::common::netns::Netns,
     secs: Duration,
     check: bool,
-) -> Result<Traffic, String> {
+) -> Result<Traffic> {
     let (h0, p0, w0) = (host_ticks(), process_cpu_s(), Instant::now());
     let t = crate::traffic::bulk::run(
         a,
@@ -51,7 +52,7 @@ fn tcp_traffic(
     )?;
     let (h1, p1, wall) = (host_ticks(), process_cpu_s(), w0.elapsed().as_secs_f64());
     if let Some(why) = t.problem() {
-        return Err(format!("tcp transfer failed: {why}"));
+        return Err(anyhow!("tcp transfer failed: {why}"));
     }
     let host_cpu = busy_cores(h0, h1);
     let busy_s = (h1.0 - h0.0) as f64 / clk_tck();
@@ -78,7 +79,7 @@ pub(super) fn over_path<T: Send>(
     c: &TcpContender,
     opts: &BenchOpts,
     traffic: impl FnOnce(&crate::common::netns::Netns, &crate::common::netns::Netns) -> T + Send,
-) -> Result<PathRun<T>, String> {
+) -> Result<PathRun<T>> {
     match c.path {
         TcpPath::Veth => {
             let (_, t) = crate::demo::with_veth(TCP_NS_PREFIX, traffic)?;
@@ -99,7 +100,7 @@ pub(super) fn over_path<T: Send>(
             }
             let check = |p: &Port| {
                 if p.backend() != backend {
-                    return Err(format!(
+                    return Err(anyhow!(
                         "{}: {backend} asked, {} given: {}",
                         c.name,
                         p.backend(),
@@ -107,7 +108,7 @@ pub(super) fn over_path<T: Send>(
                     ));
                 }
                 if p.offloads().any_gso() != offload {
-                    return Err(format!(
+                    return Err(anyhow!(
                         "{}: offloads {} asked, the kernel gave {:?}",
                         c.name,
                         if offload { "on" } else { "off" },
@@ -142,7 +143,7 @@ pub(super) fn over_path<T: Send>(
     }
 }
 
-fn bench_tcp(c: &TcpContender, secs: Duration, opts: &BenchOpts) -> Result<TcpRun, String> {
+fn bench_tcp(c: &TcpContender, secs: Duration, opts: &BenchOpts) -> Result<TcpRun> {
     let r = over_path(c, opts, |a, b| tcp_traffic(a, b, secs, !opts.no_verify))?;
     let t = r.traffic?;
     Ok(TcpRun {
@@ -160,7 +161,7 @@ pub(super) fn run(
     opts: &BenchOpts,
     rounds: usize,
     progress: &mut impl FnMut(&str),
-) -> Result<Vec<Cell>, String> {
+) -> Result<Vec<Cell>> {
     let who: Vec<&TcpContender> = TCP_CONTENDERS
         .iter()
         .filter(|c| chosen(opts, c.name))

@@ -1,16 +1,17 @@
 //! CPU lists (`0,2-3`) and pinning the calling thread to one CPU.
 
+use anyhow::{anyhow, Context, Result};
 use std::io;
 
 /// Parses a CPU list as `taskset -c` and the kernel's cpuset files write it:
 /// comma-separated numbers and inclusive ranges (`0,2-3,8`). Order is kept
 /// (`--cpus 1,0` pins worker 0 to CPU 1); a CPU named twice is an error.
-pub fn parse_list(s: &str) -> Result<Vec<usize>, String> {
+pub fn parse_list(s: &str) -> Result<Vec<usize>> {
     let mut out: Vec<usize> = Vec::new();
-    let num = |v: &str| -> Result<usize, String> {
+    let num = |v: &str| -> Result<usize> {
         v.trim()
             .parse::<usize>()
-            .map_err(|_| format!("CPU list {s:?}: {v:?} is not a CPU number"))
+            .map_err(|_| anyhow!("CPU list {s:?}: {v:?} is not a CPU number"))
     };
     for part in s.split(',') {
         let (lo, hi) = match part.split_once('-') {
@@ -21,17 +22,17 @@ pub fn parse_list(s: &str) -> Result<Vec<usize>, String> {
             }
         };
         if hi < lo {
-            return Err(format!("CPU list {s:?}: range {part:?} runs backwards"));
+            return Err(anyhow!("CPU list {s:?}: range {part:?} runs backwards"));
         }
         if hi >= libc::CPU_SETSIZE as usize {
-            return Err(format!(
+            return Err(anyhow!(
                 "CPU list {s:?}: CPU {hi} is beyond the largest CPU number {}",
                 libc::CPU_SETSIZE - 1
             ));
         }
         for c in lo..=hi {
             if out.contains(&c) {
-                return Err(format!("CPU list {s:?}: CPU {c} is named twice"));
+                return Err(anyhow!("CPU list {s:?}: CPU {c} is named twice"));
             }
             out.push(c);
         }
@@ -72,11 +73,11 @@ pub fn pin(cpu: usize) -> io::Result<()> {
 }
 
 /// Checks that every CPU of `list` is one this process may use.
-pub fn check_usable(list: &[usize]) -> Result<(), String> {
-    let ok = allowed().map_err(|e| format!("sched_getaffinity: {e}"))?;
+pub fn check_usable(list: &[usize]) -> Result<()> {
+    let ok = allowed().context("sched_getaffinity")?;
     for c in list {
         if !ok.contains(c) {
-            return Err(format!(
+            return Err(anyhow!(
                 "CPU {c} is not available to this process (usable: {})",
                 fmt_list(&ok)
             ));
@@ -180,7 +181,7 @@ mod tests {
         assert!(parse_list("").is_err());
         assert!(parse_list("a").is_err());
         assert!(parse_list("3-1").is_err());
-        assert!(parse_list("1,1").unwrap_err().contains("twice"));
+        assert!(parse_list("1,1").unwrap_err().to_string().contains("twice"));
         assert!(parse_list("0-1,1").is_err());
         assert!(parse_list("100000").is_err());
     }

@@ -1,6 +1,7 @@
 //! Named network namespaces (`ip netns`), deleted on drop, and entering one on the
 //! current thread only.
 
+use anyhow::{anyhow, Context, Result};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::Command;
@@ -9,13 +10,13 @@ use std::process::Command;
 const NETNS_DIR: &str = "/run/netns";
 
 /// Runs `ip` with `args`; on failure returns its stderr as the error.
-pub fn ip(args: &[&str]) -> Result<(), String> {
+pub fn ip(args: &[&str]) -> Result<()> {
     let out = Command::new("ip")
         .args(args)
         .output()
-        .map_err(|e| format!("cannot run `ip` (is iproute2 installed?): {e}"))?;
+        .context("cannot run `ip` (is iproute2 installed?)")?;
     if !out.status.success() {
-        return Err(format!(
+        return Err(anyhow!(
             "`ip {}` failed: {}",
             args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
@@ -33,7 +34,7 @@ pub struct Netns {
 
 impl Netns {
     /// Creates the namespace.
-    pub fn create(name: &str) -> Result<Netns, String> {
+    pub fn create(name: &str) -> Result<Netns> {
         ip(&["netns", "add", name])?;
         tracing::debug!(netns = name, "namespace created");
         Ok(Netns {
@@ -47,7 +48,7 @@ impl Netns {
     }
 
     /// Runs `ip -n NAME args...`.
-    pub fn ip(&self, args: &[&str]) -> Result<(), String> {
+    pub fn ip(&self, args: &[&str]) -> Result<()> {
         let mut all = vec!["-n", self.name.as_str()];
         all.extend_from_slice(args);
         ip(&all)
@@ -55,12 +56,12 @@ impl Netns {
 
     /// Moves the calling thread (only it) into the namespace. Sockets it creates
     /// afterwards live there; so do threads it spawns.
-    pub fn enter(&self) -> Result<(), String> {
+    pub fn enter(&self) -> Result<()> {
         enter_named(&self.name)
     }
 
     /// Runs `f` on a new thread inside the namespace and returns its result.
-    pub fn run_in<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, String> {
+    pub fn run_in<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
         std::thread::scope(|s| {
             std::thread::Builder::new()
                 .name(format!("netns-{}", self.name))
@@ -68,9 +69,9 @@ impl Netns {
                     self.enter()?;
                     Ok(f())
                 })
-                .map_err(|e| format!("spawn thread: {e}"))?
+                .context("spawn thread")?
                 .join()
-                .unwrap_or_else(|_| Err(format!("thread in namespace {} panicked", self.name)))
+                .unwrap_or_else(|_| Err(anyhow!("thread in namespace {} panicked", self.name)))
         })
     }
 }
@@ -85,14 +86,14 @@ impl Drop for Netns {
 }
 
 /// `setns` into `/run/netns/NAME` for the calling thread.
-pub fn enter_named(name: &str) -> Result<(), String> {
+pub fn enter_named(name: &str) -> Result<()> {
     let path = format!("{NETNS_DIR}/{name}");
-    let f = std::fs::File::open(&path).map_err(|e| format!("open {path}: {e}"))?;
+    let f = std::fs::File::open(&path).with_context(|| format!("open {path}"))?;
     let fd = OwnedFd::from(f);
     // SAFETY: fd is a live namespace file descriptor; setns only reads it.
     let r = unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
     if r != 0 {
-        return Err(format!("setns into {name}: {}", io::Error::last_os_error()));
+        return Err(anyhow!("setns into {name}: {}", io::Error::last_os_error()));
     }
     Ok(())
 }

@@ -12,6 +12,7 @@
 //! (`ip link set dev X netns NS`) would keep the fds working, but the move downs
 //! the link and the port's control could no longer see the interface.
 
+use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -70,6 +71,7 @@ pub struct DemoReport {
     /// What the TCP transfer was asked to do.
     pub tcp_limit: Limit,
     /// The TCP transfer from A to B, or why it did not happen.
+    /// The transfer, or why it failed (with its causes).
     pub tcp: Result<BulkReport, String>,
     /// The forwarder's counters.
     pub fwd: FwdReport,
@@ -174,29 +176,20 @@ impl DemoReport {
 }
 
 /// The spec of a demo port: its name plus the user's extra keys.
-fn port_spec(
-    iface: &str,
-    netns: &str,
-    port_opts: &str,
-) -> Result<(String, rtap::PortSpec), String> {
+fn port_spec(iface: &str, netns: &str, port_opts: &str) -> Result<(String, rtap::PortSpec)> {
     let mut spec = format!("tap:iface={iface},netns={netns}");
     if !port_opts.is_empty() {
         spec.push(',');
         spec.push_str(port_opts);
     }
-    let cfg = parse_port_spec(&spec).map_err(|e| format!("--port-opts: {e}"))?;
+    let cfg = parse_port_spec(&spec).context("--port-opts")?;
     Ok((spec, cfg))
 }
 
 /// Opens a port inside `ns`, addresses it and brings it (and `lo`) up.
-fn open_side(
-    ns: &Netns,
-    iface: &str,
-    addr: Ipv4Addr,
-    port_opts: &str,
-) -> Result<(Port, Side), String> {
+fn open_side(ns: &Netns, iface: &str, addr: Ipv4Addr, port_opts: &str) -> Result<(Port, Side)> {
     let (spec, cfg) = port_spec(iface, ns.name(), port_opts)?;
-    let mut port = Port::open(cfg).map_err(|e| format!("open {spec}: {e}"))?;
+    let mut port = Port::open(cfg).with_context(|| format!("open {spec}"))?;
     if let Some(why) = port.backend_reason() {
         tracing::warn!(port = iface, "backend changed: {why}");
     }
@@ -205,7 +198,7 @@ fn open_side(
     ns.ip(&["addr", "add", &address, "dev", &name])?;
     ns.ip(&["link", "set", "dev", "lo", "up"])?;
     port.start()
-        .map_err(|e| format!("start {name} in {}: {e}", ns.name()))?;
+        .with_context(|| format!("start {name} in {}", ns.name()))?;
     let side = Side {
         netns: ns.name().to_string(),
         iface: name,
@@ -233,9 +226,9 @@ pub fn with_forwarder<T: Send>(
     prefix: &str,
     port_opts: &str,
     fwd_opts: &FwdOpts,
-    check: impl Fn(&Port) -> Result<(), String>,
+    check: impl Fn(&Port) -> Result<()>,
     traffic: impl FnOnce(&Netns, &Netns) -> T + Send,
-) -> Result<Joined<T>, String> {
+) -> Result<Joined<T>> {
     // Reject bad port options before anything is created.
     port_spec("rtap-a", "x", port_opts)?;
     netns::sweep_stale(prefix);
@@ -256,7 +249,7 @@ pub fn with_forwarder<T: Send>(
         let fwd = std::thread::Builder::new()
             .name("rtap-fwd".into())
             .spawn_scoped(s, || fwd::run(&ports, fwd_opts, &fwd_stop))
-            .map_err(|e| format!("spawn forwarder: {e}"));
+            .context("spawn forwarder");
         let traffic = match &fwd {
             Ok(_) => Some(traffic(&ns_a, &ns_b)),
             Err(_) => None,
@@ -264,7 +257,7 @@ pub fn with_forwarder<T: Send>(
         fwd_stop.store(true, Ordering::SeqCst);
         let fwd = fwd.and_then(|h| {
             h.join()
-                .unwrap_or_else(|_| Err("the forwarder panicked".into()))
+                .unwrap_or_else(|_| Err(anyhow!("the forwarder panicked")))
         });
         (fwd, traffic)
     });
@@ -279,7 +272,7 @@ pub fn with_forwarder<T: Send>(
     Ok(Joined {
         sides: [side_a, side_b],
         fwd,
-        traffic: traffic.ok_or("no forwarder")?,
+        traffic: traffic.context("no forwarder")?,
     })
 }
 
@@ -290,7 +283,7 @@ pub fn with_forwarder<T: Send>(
 pub fn with_veth<T>(
     prefix: &str,
     traffic: impl FnOnce(&Netns, &Netns) -> T,
-) -> Result<([Side; 2], T), String> {
+) -> Result<([Side; 2], T)> {
     netns::sweep_stale(prefix);
     let pid = std::process::id();
     let ns_a = Netns::create(&format!("{prefix}a-{pid}"))?;
@@ -330,7 +323,7 @@ fn ping_then_tcp(
     opts: &DemoOpts,
     ns_a: &Netns,
     ns_b: &Netns,
-) -> Result<(PingReport, Result<BulkReport, String>), String> {
+) -> Result<(PingReport, Result<BulkReport, String>)> {
     eprintln!(
         "rtap demo: pinging {ADDR_B} from {} ({} echo requests)",
         ns_a.name(),
@@ -385,14 +378,14 @@ fn ping_then_tcp(
                 Some(&received),
             );
             done.store(true, Ordering::Relaxed);
-            r
+            r.map_err(|e| format!("{e:#}"))
         })
     };
     Ok((ping, tcp))
 }
 
 /// Runs the demo. Everything it creates is gone when it returns, error or not.
-pub fn run(opts: &DemoOpts) -> Result<DemoReport, String> {
+pub fn run(opts: &DemoOpts) -> Result<DemoReport> {
     let j = with_forwarder(
         NS_PREFIX,
         &opts.port_opts,
@@ -475,9 +468,9 @@ pub struct DemoArgs {
     json: bool,
 }
 
-pub fn cmd(a: DemoArgs) -> Result<(), String> {
+pub fn cmd(a: DemoArgs) -> Result<()> {
     if a.burst == 0 {
-        return Err("--burst must be at least 1".into());
+        bail!("--burst must be at least 1");
     }
     let tcp = match a.bytes {
         Some(n) => bulk::Limit::Bytes(n),
@@ -500,7 +493,7 @@ pub fn cmd(a: DemoArgs) -> Result<(), String> {
         print!("{}", report.text());
     }
     match report.failure() {
-        Some(why) => Err(why),
+        Some(why) => Err(anyhow!(why)),
         None => Ok(()),
     }
 }

@@ -4,6 +4,7 @@
 //! start (with etherparse); each packet is a copy of its flow's template into a
 //! pool buffer, so the send loop allocates nothing.
 
+use anyhow::{anyhow, Context, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -71,10 +72,10 @@ impl GenReport {
 
 /// The template frame of flow `f`: 198.18.0.0/15 (the benchmarking range),
 /// source address and port varying with the flow.
-pub fn template(src_mac: [u8; 6], o: &GenOpts, f: u16) -> Result<Vec<u8>, String> {
+pub fn template(src_mac: [u8; 6], o: &GenOpts, f: u16) -> Result<Vec<u8>> {
     const HDRS: usize = 14 + 20 + 8;
     if !(60..=1514).contains(&o.pkt_size) {
-        return Err(format!("--pkt-size {} must be 60..=1514", o.pkt_size));
+        return Err(anyhow!("--pkt-size {} must be 60..=1514", o.pkt_size));
     }
     let payload: Vec<u8> = (0..o.pkt_size - HDRS).map(|i| i as u8).collect();
     let src = [198, 18, (f >> 8) as u8, f as u8];
@@ -82,8 +83,7 @@ pub fn template(src_mac: [u8; 6], o: &GenOpts, f: u16) -> Result<Vec<u8>, String
         .ipv4(src, [198, 19, 0, 1], 64)
         .udp(1024 + f, 9);
     let mut out = Vec::with_capacity(o.pkt_size);
-    b.write(&mut out, &payload)
-        .map_err(|e| format!("build frame: {e}"))?;
+    b.write(&mut out, &payload).context("build frame")?;
     Ok(out)
 }
 
@@ -94,13 +94,13 @@ pub fn run(
     mode: &'static str,
     stop: &AtomicBool,
     mut live: Option<&mut super::live::Live>,
-) -> Result<GenReport, String> {
-    let src_mac = port.mac().map_err(|e| e.to_string())?.octets();
+) -> Result<GenReport> {
+    let src_mac = port.mac()?.octets();
     let frames = (0..o.flows.max(1))
         .map(|f| template(src_mac, o, f))
         .collect::<Result<Vec<_>, _>>()?;
-    let pool = Pool::new(PoolConfig::default().count(4096)).map_err(|e| e.to_string())?;
-    let mut txq = port.tx_queue(0).map_err(|e| e.to_string())?;
+    let pool = Pool::new(PoolConfig::default().count(4096))?;
+    let mut txq = port.tx_queue(0)?;
     let base = txq.stats();
     let mut burst: Vec<Packet> = Vec::with_capacity(o.burst);
     let start = Instant::now();
@@ -133,7 +133,7 @@ pub fn run(
             next_flow = (next_flow + 1) % frames.len();
         }
         let before = burst.len();
-        txq.tx_burst(&mut burst).map_err(|e| e.to_string())?;
+        txq.tx_burst(&mut burst)?;
         queued += (before - burst.len()) as u64;
     }
     drop(burst);

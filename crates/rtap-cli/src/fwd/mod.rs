@@ -18,6 +18,7 @@
 //! - `gen.rs`: txonly / flowgen generation; `responder.rs`: icmpecho (pure);
 //!   `live.rs`: `--stats-period` rates.
 
+use anyhow::{anyhow, bail, Context, Result};
 mod gen;
 pub mod live;
 mod options;
@@ -207,13 +208,9 @@ fn print_link_events(
     }
 }
 
-pub fn cmd(a: FwdArgs) -> Result<(), String> {
+pub fn cmd(a: FwdArgs) -> Result<()> {
     let peer = match a.peer_mac.as_deref() {
-        Some(s) => Some(
-            s.parse::<rtap::MacAddr>()
-                .map_err(|e| format!("--peer-mac: {e}"))?
-                .octets(),
-        ),
+        Some(s) => Some(s.parse::<rtap::MacAddr>().context("--peer-mac")?.octets()),
         None => None,
     };
     let mode = match a.mode {
@@ -230,16 +227,16 @@ pub fn cmd(a: FwdArgs) -> Result<(), String> {
                 _ => None,
             });
             if ipv4.is_none() && ipv6.is_none() {
-                return Err("--mode icmpecho needs --ip ADDR".into());
+                bail!("--mode icmpecho needs --ip ADDR");
             }
             FwdMode::IcmpEcho { ipv4, ipv6 }
         }
         Mode::Mac => FwdMode::Mac {
-            peer: peer.ok_or("--mode mac needs --peer-mac XX:XX:XX:XX:XX:XX")?,
+            peer: peer.context("--mode mac needs --peer-mac XX:XX:XX:XX:XX:XX")?,
         },
     };
     if a.ports.len() > 2 {
-        return Err(format!(
+        return Err(anyhow!(
             "fwd takes one or two --port, got {}",
             a.ports.len()
         ));
@@ -247,11 +244,11 @@ pub fn cmd(a: FwdArgs) -> Result<(), String> {
     let cfgs = a
         .ports
         .iter()
-        .map(|s| parse_port_spec(s).map_err(|e| e.to_string()))
+        .map(|s| parse_port_spec(s))
         .collect::<Result<Vec<_>, _>>()?;
     if let [x, y] = &cfgs[..] {
         if x.options().queues != y.options().queues {
-            return Err(format!(
+            return Err(anyhow!(
                 "the ports have different queue counts ({} and {}): give both the same queues=N",
                 x.options().queues,
                 y.options().queues
@@ -260,7 +257,7 @@ pub fn cmd(a: FwdArgs) -> Result<(), String> {
     }
     let duration = a.duration.map(|d| seconds("--duration", d)).transpose()?;
     if a.burst == Some(0) {
-        return Err("--burst must be at least 1".into());
+        bail!("--burst must be at least 1");
     }
     let stats_period = a
         .stats_period
@@ -268,7 +265,7 @@ pub fn cmd(a: FwdArgs) -> Result<(), String> {
         .transpose()?;
     if let Some(t) = a.threads {
         if t == 0 || t > cfgs[0].options().queues {
-            return Err(format!(
+            return Err(anyhow!(
                 "--threads {t}: give 1 to {} (the ports have {} queue pair(s))",
                 cfgs[0].options().queues,
                 cfgs[0].options().queues
@@ -276,13 +273,13 @@ pub fn cmd(a: FwdArgs) -> Result<(), String> {
         }
     }
     let cpus = match (a.cpus.as_deref(), a.threads) {
-        (Some(l), _) => cpu::parse_list(l).map_err(|e| format!("--cpus: {e}"))?,
+        (Some(l), _) => cpu::parse_list(l).context("--cpus")?,
         // --threads alone: pinned workers, on the CPUs this process may use, in order.
-        (None, Some(_)) => cpu::allowed().map_err(|e| format!("sched_getaffinity: {e}"))?,
+        (None, Some(_)) => cpu::allowed().context("sched_getaffinity")?,
         (None, None) => Vec::new(),
     };
     if !cpus.is_empty() {
-        cpu::check_usable(&cpus).map_err(|e| format!("--cpus: {e}"))?;
+        cpu::check_usable(&cpus).context("--cpus")?;
     }
     let opts = FwdOpts {
         mode,
@@ -303,11 +300,11 @@ pub fn cmd(a: FwdArgs) -> Result<(), String> {
 
     let mut ports = Vec::new();
     for (spec, cfg) in a.ports.iter().zip(cfgs) {
-        let mut p = Port::open(cfg).map_err(|e| format!("open {spec}: {e}"))?;
+        let mut p = Port::open(cfg).with_context(|| format!("open {spec}"))?;
         if let Some(why) = p.backend_reason() {
             tracing::warn!(port = %spec, "backend changed: {why}");
         }
-        p.start().map_err(|e| format!("start {spec}: {e}"))?;
+        p.start().with_context(|| format!("start {spec}"))?;
         ports.push(p);
     }
     let names: Vec<String> = ports.iter().map(|p| p.name()).collect();
@@ -367,7 +364,7 @@ pub fn cmd(a: FwdArgs) -> Result<(), String> {
         .iter()
         .map(|p| p.link_events().map(|w| (p.name(), w)))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("link events: {e}"))?;
+        .context("link events")?;
     let fwd_done = std::sync::atomic::AtomicBool::new(false);
     let report = std::thread::scope(|s| {
         s.spawn(|| print_link_events(watchers, &fwd_done, a.json));

@@ -1,6 +1,7 @@
 //! What a forwarding run does: [`FwdOpts`], the forwarding modes and what a
 //! worker does when idle.
 
+use anyhow::{anyhow, Result};
 use std::time::Duration;
 
 /// Forwarding options.
@@ -110,15 +111,15 @@ impl Idle {
 
     /// Parses `spin`, `yield[:N]`, `sleep[:US[:N]]`, `interrupt[:N]` (N empty
     /// rounds before; US the nap in microseconds, default 50).
-    pub fn parse(s: &str) -> Result<Idle, String> {
+    pub fn parse(s: &str) -> Result<Idle> {
         let mut it = s.split(':');
         let kind = it.next().unwrap_or("");
-        let num = |v: Option<&str>, what: &str, def: u64| -> Result<u64, String> {
+        let num = |v: Option<&str>, what: &str, def: u64| -> Result<u64> {
             match v {
                 None => Ok(def),
                 Some(v) => v
                     .parse()
-                    .map_err(|_| format!("idle mode {s:?}: {what} {v:?} is not a number")),
+                    .map_err(|_| anyhow!("idle mode {s:?}: {what} {v:?} is not a number")),
             }
         };
         let r = match kind {
@@ -138,13 +139,13 @@ impl Idle {
                 }
             }
             _ => {
-                return Err(format!(
+                return Err(anyhow!(
                     "unknown idle mode {s:?}: use spin, yield[:ROUNDS], sleep[:US[:ROUNDS]] or interrupt[:ROUNDS]"
                 ))
             }
         };
         if it.next().is_some() {
-            return Err(format!("idle mode {s:?}: too many fields"));
+            return Err(anyhow!("idle mode {s:?}: too many fields"));
         }
         Ok(r)
     }

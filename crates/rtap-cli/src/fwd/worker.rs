@@ -1,6 +1,7 @@
 //! The forwarding engine: worker threads, each serving its queue pairs with its
 //! own pool, the per-round rx/rewrite/tx pass, and sleeping on rx interrupts.
 
+use anyhow::{anyhow, bail, Context, Result};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -83,19 +84,19 @@ pub fn assign_queues(pairs: u16, threads: u16) -> Vec<Vec<u16>> {
 /// With one port, packets go back out of the port they came in on.
 ///
 /// The ports stay started; stopping them is the caller's job.
-pub fn run(ports: &[Port], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdReport, String> {
+pub fn run(ports: &[Port], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdReport> {
     if ports.is_empty() || ports.len() > 2 {
-        return Err(format!("fwd needs one or two ports, got {}", ports.len()));
+        return Err(anyhow!("fwd needs one or two ports, got {}", ports.len()));
     }
     for p in ports {
         if !p.is_started() {
-            return Err(format!("port {} is not started", p.name()));
+            return Err(anyhow!("port {} is not started", p.name()));
         }
     }
     let pairs = ports[0].queue_count();
     if let Some(b) = ports.get(1) {
         if b.queue_count() != pairs {
-            return Err(format!(
+            return Err(anyhow!(
                 "the ports have different queue counts ({} has {pairs}, {} has {}): give both the same queues=N",
                 ports[0].name(),
                 b.name(),
@@ -104,11 +105,11 @@ pub fn run(ports: &[Port], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdRepor
         }
     }
     if opts.burst == 0 {
-        return Err("burst must be at least 1".into());
+        bail!("burst must be at least 1");
     }
     let threads = opts.threads.unwrap_or(pairs);
     if threads == 0 || threads > pairs {
-        return Err(format!(
+        return Err(anyhow!(
             "--threads {threads}: give 1 to {pairs} (one worker serves one or more of the {pairs} queue pair(s))"
         ));
     }
@@ -130,7 +131,7 @@ pub fn run(ports: &[Port], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdRepor
     }
     let base: Vec<PortStats> = ports
         .iter()
-        .map(|p| p.stats().map_err(|e| format!("{}: stats: {e}", p.name())))
+        .map(|p| p.stats().with_context(|| format!("{}: stats", p.name())))
         .collect::<Result<_, _>>()?;
     let base_lro: Vec<u64> = ports.iter().map(lro_count).collect();
 
@@ -144,7 +145,7 @@ pub fn run(ports: &[Port], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdRepor
         .stats_period
         .map(|p| super::live::Live::new(ports, p, opts.stats_json));
     let t0 = Instant::now();
-    let results: Vec<Result<WorkerReport, String>> = std::thread::scope(|s| {
+    let results: Vec<Result<WorkerReport>> = std::thread::scope(|s| {
         let handles: Vec<_> = groups
             .iter()
             .enumerate()
@@ -161,7 +162,7 @@ pub fn run(ports: &[Port], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdRepor
                         }
                         r
                     })
-                    .map_err(|e| format!("spawn worker thread: {e}"))
+                    .context("spawn worker thread")
             })
             .collect();
         let deadline = opts.duration.map(|d| t0 + d);
@@ -187,7 +188,7 @@ pub fn run(ports: &[Port], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdRepor
             .map(|h| match h {
                 Ok(h) => h
                     .join()
-                    .unwrap_or_else(|_| Err("a forwarding worker panicked".into())),
+                    .unwrap_or_else(|_| Err(anyhow!("a forwarding worker panicked"))),
                 Err(e) => Err(e),
             })
             .collect()
@@ -197,7 +198,7 @@ pub fn run(ports: &[Port], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdRepor
     let workers = results.into_iter().collect::<Result<Vec<_>, _>>()?;
     let mut reports = Vec::new();
     for (i, p) in ports.iter().enumerate() {
-        let st = p.stats().map_err(|e| format!("{}: stats: {e}", p.name()))?;
+        let st = p.stats().with_context(|| format!("{}: stats", p.name()))?;
         reports.push(PortReport {
             name: p.name(),
             ifindex: p.ifindex(),
@@ -240,14 +241,13 @@ fn worker(
     opts: &FwdOpts,
     done: &AtomicBool,
     dropped: &[AtomicU64; 2],
-) -> Result<WorkerReport, String> {
+) -> Result<WorkerReport> {
     let cpu_pinned = match cpu {
         Some(c) => {
-            crate::common::cpu::pin(c).map_err(|e| format!("pin worker to CPU {c}: {e}"))?;
-            let now =
-                crate::common::cpu::allowed().map_err(|e| format!("sched_getaffinity: {e}"))?;
+            crate::common::cpu::pin(c).with_context(|| format!("pin worker to CPU {c}"))?;
+            let now = crate::common::cpu::allowed().context("sched_getaffinity")?;
             if now != [c] {
-                return Err(format!("pinned to CPU {c} but may run on {now:?}"));
+                return Err(anyhow!("pinned to CPU {c} but may run on {now:?}"));
             }
             Some(c)
         }
@@ -259,14 +259,14 @@ fn worker(
             .count(pool_size)
             .buf_size(buf_size(ports)),
     )
-    .map_err(|e| format!("worker pool: {e}"))?;
-    let open = |p: &Port, q: u16| -> Result<Side, String> {
+    .context("worker pool")?;
+    let open = |p: &Port, q: u16| -> Result<Side> {
         let rx = p
             .rx_queue(q, &pool)
-            .map_err(|e| format!("{} rx queue {q}: {e}", p.name()))?;
+            .with_context(|| format!("{} rx queue {q}", p.name()))?;
         let tx = p
             .tx_queue(q)
-            .map_err(|e| format!("{} tx queue {q}: {e}", p.name()))?;
+            .with_context(|| format!("{} tx queue {q}", p.name()))?;
         Ok(Side { rx, tx })
     };
     let name = |i: usize| ports[i].name();
@@ -286,7 +286,7 @@ fn worker(
                 .enumerate()
             {
                 rx.enable_interrupt()
-                    .map_err(|e| format!("{} rx queue {q}: interrupts: {e}", name(i)))?;
+                    .with_context(|| format!("{} rx queue {q}: interrupts", name(i)))?;
             }
         }
         mine.push(pq);
@@ -303,7 +303,7 @@ fn worker(
             FwdMode::IcmpEcho { ipv4, ipv6 } => Rewrite::Respond(responder::Identity {
                 mac: p
                     .mac()
-                    .map_err(|e| format!("{}: MAC: {e}", p.name()))?
+                    .with_context(|| format!("{}: MAC", p.name()))?
                     .octets(),
                 ipv4,
                 ipv6,
@@ -311,7 +311,7 @@ fn worker(
             FwdMode::Mac { peer } => Rewrite::Set {
                 src: p
                     .mac()
-                    .map_err(|e| format!("{}: MAC: {e}", p.name()))?
+                    .with_context(|| format!("{}: MAC", p.name()))?
                     .octets(),
                 dst: peer,
             },
@@ -346,13 +346,13 @@ fn worker(
                 for pq in mine.iter_mut() {
                     pq.a.tx
                         .tx_burst(&mut buf)
-                        .map_err(|e| format!("{}: {e}", name(0)))?;
+                        .with_context(|| name(0).to_string())?;
                     if let Some(b) = &mut pq.b {
                         b.tx.tx_burst(&mut buf)
-                            .map_err(|e| format!("{}: {e}", name(1)))?;
+                            .with_context(|| name(1).to_string())?;
                     }
                 }
-                sleep_on_rx(&mut irq_fds, &mut mine).map_err(|e| format!("rx wait: {e}"))?;
+                sleep_on_rx(&mut irq_fds, &mut mine).context("rx wait")?;
             }
             _ => std::hint::spin_loop(),
         }
@@ -385,27 +385,27 @@ fn round(
     rw: &[Rewrite; 2],
     dropped: &[AtomicU64; 2],
     name: &impl Fn(usize) -> String,
-) -> Result<usize, String> {
+) -> Result<usize> {
     let q = pq.q;
     let a = &mut pq.a;
     Ok(match (&mut pq.b, opts.mode) {
         // macswap, rxonly and icmpecho keep each port's packets on that port.
         (Some(b), FwdMode::MacSwap | FwdMode::RxOnly | FwdMode::IcmpEcho { .. }) => {
             let aa = pass(&mut a.rx, &mut a.tx, buf, opts, rw[0], &dropped[0])
-                .map_err(|e| format!("{} queue {q}: {e}", name(0)))?;
+                .with_context(|| format!("{} queue {q}", name(0)))?;
             let bb = pass(&mut b.rx, &mut b.tx, buf, opts, rw[1], &dropped[1])
-                .map_err(|e| format!("{} queue {q}: {e}", name(1)))?;
+                .with_context(|| format!("{} queue {q}", name(1)))?;
             aa + bb
         }
         (Some(b), _) => {
             let ab = pass(&mut a.rx, &mut b.tx, buf, opts, rw[1], &dropped[1])
-                .map_err(|e| format!("{} -> {} queue {q}: {e}", name(0), name(1)))?;
+                .with_context(|| format!("{} -> {} queue {q}", name(0), name(1)))?;
             let ba = pass(&mut b.rx, &mut a.tx, buf, opts, rw[0], &dropped[0])
-                .map_err(|e| format!("{} -> {} queue {q}: {e}", name(1), name(0)))?;
+                .with_context(|| format!("{} -> {} queue {q}", name(1), name(0)))?;
             ab + ba
         }
         (None, _) => pass(&mut a.rx, &mut a.tx, buf, opts, rw[0], &dropped[0])
-            .map_err(|e| format!("{} queue {q}: {e}", name(0)))?,
+            .with_context(|| format!("{} queue {q}", name(0)))?,
     })
 }
 

@@ -11,6 +11,7 @@
 //! slices of the table: the sender writes straight from it (no generation cost per
 //! byte) and the receiver compares each read with one `memcmp` per slice.
 
+use anyhow::{anyhow, bail, Context, Result};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -194,7 +195,7 @@ pub fn run(
     check: bool,
     stop: &AtomicBool,
     received: Option<&AtomicU64>,
-) -> Result<BulkReport, String> {
+) -> Result<BulkReport> {
     let pattern = Pattern::new();
     let abort = AtomicBool::new(false);
     let (port_tx, port_rx) = mpsc::channel::<u16>();
@@ -214,8 +215,8 @@ pub fn run(
             }
             r
         });
-        fn join<T>(r: std::thread::Result<Result<T, String>>, who: &str) -> Result<T, String> {
-            r.unwrap_or_else(|_| Err(format!("tcp {who} thread panicked")))
+        fn join<T>(r: std::thread::Result<Result<T>>, who: &str) -> Result<T> {
+            r.unwrap_or_else(|_| Err(anyhow!("tcp {who} thread panicked")))
         }
         (
             join(receiver.join(), "receiver"),
@@ -256,15 +257,11 @@ fn receive(
     pattern: Option<&Pattern>,
     abort: &AtomicBool,
     received: Option<&AtomicU64>,
-) -> Result<Received, String> {
+) -> Result<Received> {
     ns.enter()?;
-    let l = TcpListener::bind((addr, 0)).map_err(|e| format!("tcp listen on {addr}: {e}"))?;
-    let port = l
-        .local_addr()
-        .map_err(|e| format!("tcp listener: {e}"))?
-        .port();
-    l.set_nonblocking(true)
-        .map_err(|e| format!("tcp listener: {e}"))?;
+    let l = TcpListener::bind((addr, 0)).with_context(|| format!("tcp listen on {addr}"))?;
+    let port = l.local_addr().context("tcp listener")?.port();
+    l.set_nonblocking(true).context("tcp listener")?;
     let _ = port_tx.send(port);
     let deadline = Instant::now() + STALL;
     let mut conn = loop {
@@ -272,19 +269,19 @@ fn receive(
             Ok((c, _)) => break c,
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
                 if abort.load(Ordering::Relaxed) {
-                    return Err("tcp receiver: the sender gave up".into());
+                    bail!("tcp receiver: the sender gave up");
                 }
                 if Instant::now() > deadline {
-                    return Err(format!("tcp receiver: no connection within {STALL:?}"));
+                    return Err(anyhow!("tcp receiver: no connection within {STALL:?}"));
                 }
                 std::thread::sleep(Duration::from_millis(2));
             }
-            Err(e) => return Err(format!("tcp accept: {e}")),
+            Err(e) => return Err(anyhow::Error::from(e).context("tcp accept")),
         }
     };
     conn.set_nonblocking(false)
         .and_then(|_| conn.set_read_timeout(Some(STALL)))
-        .map_err(|e| format!("tcp receiver: {e}"))?;
+        .context("tcp receiver")?;
     let mut buf = vec![0u8; CHUNK];
     let mut r = Received {
         total: 0,
@@ -311,7 +308,11 @@ fn receive(
                 }
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("tcp receive after {} bytes: {e}", r.total)),
+            Err(e) => {
+                return Err(
+                    anyhow::Error::from(e).context(format!("tcp receive after {} bytes", r.total))
+                )
+            }
         }
     }
 }
@@ -325,16 +326,15 @@ fn send(
     pattern: &Pattern,
     stop: &AtomicBool,
     abort: &AtomicBool,
-) -> Result<(u64, Instant), String> {
+) -> Result<(u64, Instant)> {
     ns.enter()?;
     let port = port_rx
         .recv_timeout(STALL)
-        .map_err(|_| "tcp sender: the receiver did not start".to_string())?;
+        .map_err(|_| anyhow!("tcp sender: the receiver did not start"))?;
     let dst = SocketAddr::from((addr, port));
     let mut conn = TcpStream::connect_timeout(&dst, STALL)
-        .map_err(|e| format!("tcp connect to {dst}: {e} (is traffic being forwarded?)"))?;
-    conn.set_write_timeout(Some(STALL))
-        .map_err(|e| format!("tcp sender: {e}"))?;
+        .with_context(|| format!("tcp connect to {dst} (is traffic being forwarded?)"))?;
+    conn.set_write_timeout(Some(STALL)).context("tcp sender")?;
     let t0 = Instant::now();
     let (end, want) = match limit {
         Limit::Time(d) => (Some(t0 + d), u64::MAX),
@@ -350,11 +350,12 @@ fn send(
         match conn.write(pattern.window(total, left)) {
             Ok(n) => total += n as u64,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("tcp send after {total} bytes: {e}")),
+            Err(e) => {
+                return Err(anyhow::Error::from(e).context(format!("tcp send after {total} bytes")))
+            }
         }
     }
-    conn.shutdown(Shutdown::Write)
-        .map_err(|e| format!("tcp shutdown: {e}"))?;
+    conn.shutdown(Shutdown::Write).context("tcp shutdown")?;
     Ok((total, t0))
 }
 
@@ -362,7 +363,7 @@ fn send(
 /// `KiB`, `MiB`, `GiB`, `TiB`) are powers of 1024; `KB`, `MB`, `GB`, `TB` are
 /// powers of 1000; `B` or nothing is bytes. Case-insensitive; a fraction is
 /// allowed with a unit (`1.5G`).
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64> {
     let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -379,33 +380,33 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "gb" => 1_000_000_000,
         "tb" => 1_000_000_000_000,
         other => {
-            return Err(format!(
+            return Err(anyhow!(
                 "unknown unit {other:?} in {s:?} (use K/M/G/T or KiB/MiB/GiB/TiB for powers of 1024, KB/MB/GB/TB for powers of 1000)"
             ))
         }
     };
     if num.is_empty() {
-        return Err(format!(
+        return Err(anyhow!(
             "{s:?} is not a byte count (e.g. 1GiB, 512M, 1000000)"
         ));
     }
     let n = if num.contains('.') {
         let x: f64 = num
             .parse()
-            .map_err(|_| format!("{num:?} is not a number"))?;
+            .map_err(|_| anyhow!("{num:?} is not a number"))?;
         let v = (x * mult as f64).round();
         if !(v.is_finite() && v < u64::MAX as f64) {
-            return Err(format!("{s:?} is too large"));
+            return Err(anyhow!("{s:?} is too large"));
         }
         v as u64
     } else {
         num.parse::<u64>()
             .ok()
             .and_then(|n| n.checked_mul(mult))
-            .ok_or_else(|| format!("{s:?} is not a byte count that fits 64 bits"))?
+            .with_context(|| format!("{s:?} is not a byte count that fits 64 bits"))?
     };
     if n == 0 {
-        return Err("the byte count must be at least 1".into());
+        bail!("the byte count must be at least 1");
     }
     Ok(n)
 }
@@ -460,16 +461,16 @@ mod tests {
 
     #[test]
     fn sizes() {
-        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
-        assert_eq!(parse_size("1G"), Ok(1 << 30));
-        assert_eq!(parse_size("1g"), Ok(1 << 30));
-        assert_eq!(parse_size("512M"), Ok(512 << 20));
-        assert_eq!(parse_size("512 MiB"), Ok(512 << 20));
-        assert_eq!(parse_size("2KB"), Ok(2000));
-        assert_eq!(parse_size("1GB"), Ok(1_000_000_000));
-        assert_eq!(parse_size("1.5K"), Ok(1536));
-        assert_eq!(parse_size("12345"), Ok(12345));
-        assert_eq!(parse_size("7b"), Ok(7));
+        assert_eq!(parse_size("1GiB").ok(), Some(1 << 30));
+        assert_eq!(parse_size("1G").ok(), Some(1 << 30));
+        assert_eq!(parse_size("1g").ok(), Some(1 << 30));
+        assert_eq!(parse_size("512M").ok(), Some(512 << 20));
+        assert_eq!(parse_size("512 MiB").ok(), Some(512 << 20));
+        assert_eq!(parse_size("2KB").ok(), Some(2000));
+        assert_eq!(parse_size("1GB").ok(), Some(1_000_000_000));
+        assert_eq!(parse_size("1.5K").ok(), Some(1536));
+        assert_eq!(parse_size("12345").ok(), Some(12345));
+        assert_eq!(parse_size("7b").ok(), Some(7));
         for bad in ["", "G", "0", "1Q", "-1", "1.2.3M", "99999999999T"] {
             assert!(parse_size(bad).is_err(), "{bad:?}");
         }

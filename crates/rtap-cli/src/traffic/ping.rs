@@ -1,5 +1,6 @@
 //! A built-in ping: ICMP echo over a raw socket, in the calling thread's namespace.
 
+use anyhow::{Context, Result};
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -186,16 +187,16 @@ fn echo(
     seq: u16,
     timeout: Duration,
     buf: &mut [u8],
-) -> Result<Option<Duration>, String> {
+) -> Result<Option<Duration>> {
     let t0 = Instant::now();
-    send_to(fd, &echo_request(id, seq), dst).map_err(|e| format!("ping: send to {dst}: {e}"))?;
+    send_to(fd, &echo_request(id, seq), dst).with_context(|| format!("ping: send to {dst}"))?;
     let deadline = t0 + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Ok(None);
         }
-        if let Some(n) = recv_timeout(fd, buf, left).map_err(|e| format!("ping: recv: {e}"))? {
+        if let Some(n) = recv_timeout(fd, buf, left).context("ping: recv")? {
             if is_reply(&buf[..n], dst, id, seq) {
                 return Ok(Some(t0.elapsed()));
             }
@@ -211,8 +212,8 @@ pub fn run(
     interval: Duration,
     timeout: Duration,
     stop: &AtomicBool,
-) -> Result<PingReport, String> {
-    let fd = raw_icmp_socket().map_err(|e| format!("raw ICMP socket: {e}"))?;
+) -> Result<PingReport> {
+    let fd = raw_icmp_socket().context("raw ICMP socket")?;
     let id = (std::process::id() as u16) ^ 0x5254;
     let mut rep = PingReport::default();
     let mut buf = vec![0u8; 2048];
