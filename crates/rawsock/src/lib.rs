@@ -139,7 +139,8 @@ impl RawSocket {
         Ok(())
     }
 
-    /// Reads one frame into `buf`, waiting up to `timeout` for one; `None` if none came.
+    /// Reads one frame into `buf`, waiting up to `timeout` for one; `None` if none
+    /// came (or the interface went down meanwhile, which the socket reports once).
     pub fn recv(&self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<Received>> {
         if !wait_readable(self.fd.as_fd(), timeout)? {
             return Ok(None);
@@ -161,7 +162,10 @@ impl RawSocket {
         if n < 0 {
             let e = io::Error::last_os_error();
             return match e.raw_os_error() {
-                Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(None),
+                // ENETDOWN: the interface went down since the last read. The
+                // socket reports that once (its pending error) and then goes
+                // on reading the frames already queued.
+                Some(libc::EAGAIN) | Some(libc::EINTR) | Some(libc::ENETDOWN) => Ok(None),
                 _ => Err(e),
             };
         }

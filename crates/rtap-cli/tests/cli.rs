@@ -3,7 +3,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -120,102 +120,29 @@ fn frame(tag: u8, seq: u32) -> Vec<u8> {
     f
 }
 
-struct PacketSocket(OwnedFd);
+/// The workspace's AF_PACKET helper, panicking on errors (a test failure).
+struct PacketSocket(rawsock::RawSocket);
 
 impl PacketSocket {
     fn bind(name: &str) -> PacketSocket {
-        let idx = ifindex(name).unwrap_or_else(|| panic!("no interface {name}"));
-        let proto = (libc::ETH_P_ALL as u16).to_be();
-        // SAFETY: plain socket call, checked below.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                proto as i32,
-            )
-        };
-        assert!(fd >= 0, "AF_PACKET socket: {}", io::Error::last_os_error());
-        // SAFETY: fd is fresh and ours.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: sockaddr_ll is plain data.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = proto;
-        sll.sll_ifindex = idx as i32;
-        // SAFETY: sll is a valid sockaddr_ll of the size passed.
-        let r = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                &sll as *const _ as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        assert_eq!(r, 0, "bind AF_PACKET: {}", io::Error::last_os_error());
-        // Room for thousands of small frames: the default buffer holds a few hundred.
-        let bytes: libc::c_int = 16 << 20;
-        // SAFETY: the option value is a live int of the size given.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUFFORCE,
-                &bytes as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
-        PacketSocket(fd)
+        PacketSocket(rawsock::RawSocket::bind_name(name).expect("AF_PACKET socket"))
     }
 
     fn send(&self, f: &[u8]) {
-        // SAFETY: f is a live slice.
-        let n = unsafe { libc::send(self.0.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) };
-        assert_eq!(n, f.len() as isize, "send: {}", io::Error::last_os_error());
+        self.0.send(f).expect("AF_PACKET send");
     }
 
-    /// Incoming frames (not our own sends) carrying `tag`, until `count` or `timeout`.
-    /// Incoming frames that `keep` accepts, until `max` of them or `timeout`.
+    /// Incoming frames (not our own sends) that `keep` accepts, until `max` of
+    /// them or `timeout`.
     fn recv_matching(
         &self,
         timeout: Duration,
         max: usize,
         keep: impl Fn(&[u8]) -> bool,
     ) -> Vec<Vec<u8>> {
-        let deadline = Instant::now() + timeout;
-        let mut out = Vec::new();
-        let mut buf = vec![0u8; 4096];
-        while out.len() < max {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return out;
-            }
-            let mut pfd = libc::pollfd {
-                fd: self.0.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: pfd is one valid pollfd.
-            if unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as i32) } <= 0 {
-                continue;
-            }
-            // SAFETY: sockaddr_ll is plain data.
-            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            let mut sl = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-            // SAFETY: buf and sll are live and sized as passed.
-            let n = unsafe {
-                libc::recvfrom(
-                    self.0.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                    &mut sll as *mut _ as *mut libc::sockaddr,
-                    &mut sl,
-                )
-            };
-            if n > 0 && sll.sll_pkttype != libc::PACKET_OUTGOING && keep(&buf[..n as usize]) {
-                out.push(buf[..n as usize].to_vec());
-            }
-        }
-        out
+        self.0
+            .recv_matching(timeout, max, keep)
+            .expect("AF_PACKET recv")
     }
 
     fn recv_tagged(&self, tag: u8, count: usize, timeout: Duration) -> Vec<Vec<u8>> {
@@ -1024,13 +951,7 @@ fn ping_once(dst: std::net::IpAddr, id: u16, seq: u16) -> bool {
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut buf = [0u8; 2048];
     while Instant::now() < deadline {
-        let mut pfd = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        if unsafe { libc::poll(&mut pfd, 1, 200) } <= 0 {
+        if !rawsock::wait_readable(fd.as_fd(), Duration::from_millis(200)).unwrap() {
             continue;
         }
         // SAFETY: buf is live and sized as passed.

@@ -4,7 +4,6 @@
 mod common;
 use common::*;
 use rtap::*;
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 /// A frame injected while the queue sleeps in `wait` wakes it within 100 ms.
@@ -84,19 +83,13 @@ fn interrupt_fd_is_pollable(backend: BackendKind) {
         "no eventfd before enabling"
     );
     rxq.enable_interrupt().unwrap();
-    let fd = rxq.interrupt_fd().unwrap().as_raw_fd();
     let ps = PacketSocket::bind(port.ifindex());
     ps.send(&test_frame(80, 3)).unwrap();
     // With COOP task run the completion is posted when the task next enters the
     // kernel: poll() itself is such an entry.
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    let n = unsafe { libc::poll(&mut pfd, 1, 2000) };
-    assert_eq!(n, 1, "the interrupt fd became readable");
+    let fd = rxq.interrupt_fd().unwrap();
+    let ready = rawsock::wait_readable(fd, Duration::from_secs(2)).unwrap();
+    assert!(ready, "the interrupt fd became readable");
     let got = rx_test_frames(&mut rxq, 1, Duration::from_secs(2));
     assert_eq!(got.len(), 1);
     drop(got);

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -139,23 +139,7 @@ fn send_to(fd: &OwnedFd, msg: &[u8], dst: Ipv4Addr) -> io::Result<()> {
 
 /// Waits up to `timeout` for a datagram; None on timeout.
 fn recv_timeout(fd: &OwnedFd, buf: &mut [u8], timeout: Duration) -> io::Result<Option<usize>> {
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
-    // SAFETY: pfd is one valid pollfd.
-    let r = unsafe { libc::poll(&mut pfd, 1, ms) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        return if e.kind() == io::ErrorKind::Interrupted {
-            Ok(None)
-        } else {
-            Err(e)
-        };
-    }
-    if r == 0 {
+    if !rawsock::wait_readable(fd.as_fd(), timeout.max(Duration::from_millis(1)))? {
         return Ok(None);
     }
     // SAFETY: buf is live and writable for its length.
