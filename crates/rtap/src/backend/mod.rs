@@ -1,11 +1,11 @@
 //! Data-path engines for devices whose queues are fds that frames are read from
-//! and written to (TAP). Each engine implements the queue layer's
-//! [`RxEngine`]/[`TxEngine`] traits; [`fd_rx_engine`] and [`fd_tx_engine`] pick
-//! one for a queue from the port's [`BackendKind`] and io_uring options.
+//! and written to (TAP). Each engine implements the queue layer's (crate-private)
+//! rx and tx engine traits; the port picks one per queue from its
+//! [`BackendKind`] and io_uring options ([`RingConfig`](uring::RingConfig)).
 //!
 //! - [`uring`]: io_uring, one ring per rx queue and one per tx queue: posted reads
 //!   or multishot read on rx, write/writev per packet on tx.
-//! - [`rw`]: plain `read()`/`write()` syscalls, one per packet (the way DPDK's
+//! - `rw`: plain `read()`/`write()` syscalls, one per packet (the way DPDK's
 //!   net_tap works); the benchmark baseline and the fallback when io_uring is
 //!   unavailable.
 

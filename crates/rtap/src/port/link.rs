@@ -72,8 +72,9 @@ impl Port {
     }
 
     /// Subscribes to this link's state changes: up/down, MTU, MAC, rename,
-    /// deletion. Poll [`LinkWatcher::poll`] (never blocks), or add
-    /// [`LinkWatcher::as_raw_fd`] to an epoll set. Independent of rx interrupts.
+    /// deletion. Poll [`LinkWatcher::poll`] (never blocks), or add the watcher's
+    /// fd (it is [`AsFd`](std::os::fd::AsFd)) to an epoll set. Independent of rx
+    /// interrupts.
     /// The subscription is made in the port's network namespace.
     pub fn link_events(&self) -> Result<LinkWatcher> {
         let current: LinkInfo = self.link()?;

@@ -1,8 +1,8 @@
 //! The port layer: a [`Port`] is one kernel interface driven as a poll-mode
 //! port, whatever kind of device it is. Lifecycle, queue handles, link control
 //! and events over netlink, namespaces, stats and xstats, and the SQPOLL anchor
-//! live here; what differs between devices sits behind the crate-private
-//! [`Device`](device::Device) trait (see [`device`] for what a new device supplies).
+//! live here; what differs between devices sits behind a crate-private device
+//! trait (`port/device.rs`; ARCHITECTURE.md says what a new device supplies).
 
 pub(crate) mod device;
 mod link;

@@ -3,7 +3,7 @@
 //!
 //! - `config.rs`: [`TapConfig`], name validation (pure).
 //! - `device.rs`: create or attach, keep-alive fd, queue fds, owner/group; the
-//!   [`Device`](crate::port::device) implementation.
+//!   port layer's device trait implemented for TAP.
 //! - `offloads.rs`: `TUNSETOFFLOAD` negotiation (USO and ECN dropped if refused).
 
 pub mod config;

@@ -85,7 +85,7 @@ fn add_piece(acc: &mut u64, data: &[u8], odd: bool) {
 /// (bytes after the IP payload, e.g. Ethernet padding, are not). A computed UDP
 /// checksum of 0 is returned as 0xFFFF.
 ///
-/// Errors as in [`layout`], plus: no segments or fewer bytes than the IP length fields
+/// Errors as in [`layout`](super::layout::layout), plus: no segments or fewer bytes than the IP length fields
 /// announce → [`OffloadError::Truncated`]; not TCP/UDP → [`OffloadError::WrongL4`];
 /// UDP length field ≠ IP payload length or unknown final destination →
 /// [`OffloadError::BadIpHeader`].

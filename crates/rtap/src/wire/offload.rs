@@ -20,7 +20,7 @@
 //! `seed = fold(src addr + dst addr + protocol + L4 length)`
 //!
 //! where the L4 length is the length of the whole frame's L4 segment (header +
-//! payload) as given by the IP length fields ([`Layout::l4_len`]), the same term
+//! payload) as given by the IP length fields ([`Layout::l4_len`](super::layout::Layout::l4_len)), the same term
 //! that goes into a normal pseudo-header.
 //!
 //! The same seed, with the **whole super-packet's** L4 length (not 0), is right for
@@ -37,7 +37,7 @@
 //!   `csum16_add(csum16_sub(uh->check, uh->len), newlen)`: it takes the UDP
 //!   header's length field out and each segment's length in. So for UDP the seed's
 //!   length term must equal the UDP length field; [`tx_header`] and
-//!   [`sw_l4_checksum`] refuse a UDP header whose length field differs from the IP
+//!   [`sw_l4_checksum`](super::checksum::sw_l4_checksum) refuse a UDP header whose length field differs from the IP
 //!   payload length ([`OffloadError::BadIpHeader`]).
 //!
 //! A seed with a zero length term (what some TSO NICs want) would be off by the
@@ -112,7 +112,7 @@ pub enum Gso {
 /// `GSO_UDP_L4`, `gso_size` = `mss`/`size`.
 ///
 /// `value` is the folded, **not complemented**, one's complement sum of the
-/// pseudo-header (source, final destination, protocol, L4 length = [`Layout::l4_len`],
+/// pseudo-header (source, final destination, protocol, L4 length = [`Layout::l4_len`](super::layout::Layout::l4_len),
 /// the length of the whole frame's L4 part, also for GSO). The kernel finishes a
 /// partial checksum by summing from `csum_start` to the end of the frame including
 /// this value, and its GSO code corrects the length term per segment; see the
@@ -121,7 +121,7 @@ pub enum Gso {
 /// IP payload length).
 ///
 /// Errors, checked in this order: `mss`/`size` 0 → [`OffloadError::ZeroSegmentSize`];
-/// the errors of [`layout`]; GSO TCP on a non-TCP frame, GSO UDP on a non-UDP frame or a
+/// the errors of [`layout`](super::layout::layout); GSO TCP on a non-TCP frame, GSO UDP on a non-UDP frame or a
 /// checksum on [`L4::Other`] → [`OffloadError::WrongL4`]; UDP length field ≠ IP payload
 /// length or unknown final destination → [`OffloadError::BadIpHeader`]; `hdr_len` over
 /// 65535 → [`OffloadError::HeadersTooLong`].
@@ -177,7 +177,7 @@ pub enum RxCsum {
     Good,
     /// `F_NEEDS_CSUM`: the frame comes from a local sender; the data is intact but the
     /// checksum field holds only the pseudo-header seed (`csum_start`/`csum_offset`
-    /// say where). Compute it (e.g. [`sw_l4_checksum`]) before sending it on a wire.
+    /// say where). Compute it (e.g. [`sw_l4_checksum`](super::checksum::sw_l4_checksum)) before sending it on a wire.
     Partial,
     /// Neither flag: nothing is known; verify in software if needed.
     Unknown,
