@@ -197,12 +197,12 @@ impl Netlink {
     }
 
     /// Sets the MAC address.
-    pub fn set_mac(&self, ifindex: u32, mac: [u8; 6]) -> io::Result<()> {
+    pub fn set_mac(&self, ifindex: u32, mac: MacAddr) -> io::Result<()> {
         self.set(
             ifindex,
             LinkFlags::empty(),
             LinkFlags::empty(),
-            vec![LinkAttribute::Address(mac.to_vec())],
+            vec![LinkAttribute::Address(mac.octets().to_vec())],
         )
     }
 }

@@ -48,7 +48,7 @@ impl Port {
         if !mac.is_unicast() {
             return Err(Error::NotUnicastMac { mac });
         }
-        self.with_nl("set MAC address", |nl, i| nl.set_mac(i, mac.octets()))
+        self.with_nl("set MAC address", |nl, i| nl.set_mac(i, mac))
     }
 
     /// True if promiscuous mode is on.
