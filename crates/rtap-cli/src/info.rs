@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use rtap::{parse_port_spec, BackendKind, PoolConfig, Port};
+use rtap::{parse_port_spec, PoolConfig, Port};
 
 use serde_json::{json, Value};
 
@@ -16,7 +16,7 @@ pub fn run(spec: &str, json: bool) -> Result<String> {
     let mac = link.mac.map(|m| m.to_string()).unwrap_or_default();
     let reason = port.backend_reason().unwrap_or("").to_string();
     let notes = port.offload_notes().join("; ");
-    let rx_engine = rx_engine(&port)?;
+    let rx_engine = port.rx_engine_name(&PoolConfig::default())?;
     let offloads: Vec<&str> = [
         (off.csum, "csum"),
         (off.tso4, "tso4"),
@@ -89,23 +89,6 @@ pub fn run(spec: &str, json: bool) -> Result<String> {
         yes(probe.recv_zc),
     );
     Ok(s)
-}
-
-/// The rx engine the port's queues get with the default pool on this kernel,
-/// and why, when the kernel decided it.
-fn rx_engine(port: &Port) -> Result<String> {
-    if port.backend() == BackendKind::Rw {
-        return Ok("read/write".into());
-    }
-    let pc = PoolConfig::default();
-    let max_frame = port.max_frame()?;
-    let fits = ((pc.buf_size - pc.headroom) as usize) > max_frame;
-    let mode = port.options().ring.rx_mode;
-    Ok(match mode.resolve(fits) {
-        Ok((m, None)) => format!("{m} (rx_mode {mode}, frames up to {max_frame} bytes)"),
-        Ok((m, Some(why))) => format!("{m} ({why})"),
-        Err(e) => format!("none: {e}"),
-    })
 }
 
 #[derive(Args, Debug)]

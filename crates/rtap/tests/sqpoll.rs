@@ -1,5 +1,6 @@
-//! SQPOLL rings of one port share one kernel SQ thread (IORING_SETUP_ATTACH_WQ).
-//! Its own test binary: it counts the SQ threads of the whole process.
+//! SQPOLL rings share one kernel SQ thread (IORING_SETUP_ATTACH_WQ): every ring
+//! of a port, and every port with the same SQPOLL settings. Its own test binary,
+//! one test: it counts the SQ threads of the whole process.
 
 mod common;
 
@@ -20,7 +21,7 @@ fn sq_threads() -> usize {
 }
 
 #[test]
-fn every_ring_of_a_port_shares_one_sq_thread() {
+fn rings_and_ports_with_the_same_settings_share_one_sq_thread() {
     netns();
     assert_eq!(sq_threads(), 0);
     let ring = RingConfig::default().sqpoll(Some(SqPoll::new(50)));
@@ -71,6 +72,24 @@ fn every_ring_of_a_port_shares_one_sq_thread() {
         }
     }
     assert_eq!(got, 20, "rx over both queues");
+
+    // A second port with the same SQPOLL settings joins the same thread; one with
+    // other settings gets its own.
+    let mut twin = Port::open(TapConfig::new("sqs1").ring(ring)).unwrap();
+    twin.start().unwrap();
+    let twin_rx = twin.rx_queue(0, &pool).unwrap();
+    let twin_tx = twin.tx_queue(0).unwrap();
+    assert!(twin_rx.ring_features().unwrap().sqpoll_shared);
+    assert_eq!(sq_threads(), 1, "two ports, six rings, one SQ thread");
+    let other_ring = RingConfig::default().sqpoll(Some(SqPoll::new(60)));
+    let mut other = Port::open(TapConfig::new("sqs2").ring(other_ring)).unwrap();
+    other.start().unwrap();
+    let other_tx = other.tx_queue(0).unwrap();
+    assert_eq!(sq_threads(), 2, "other SQPOLL settings, another thread");
+    drop((twin_rx, twin_tx, other_tx));
+    twin.stop().unwrap();
+    other.stop().unwrap();
+    drop((twin, other));
 
     drop((rx, tx));
     assert_pool_full(&pool);

@@ -62,12 +62,12 @@ fn buf_size(ports: &[Port]) -> u32 {
     }
 }
 
-fn pool_needed(ports: &[Port], burst: usize) -> u32 {
-    let rings: u32 = ports
-        .iter()
-        .map(|p| p.options().ring.rx_posted + p.options().ring.tx_entries)
-        .sum();
-    rings + 4 * burst as u32 + 64
+fn pool_needed(ports: &[Port], burst: usize, pool: &PoolConfig) -> Result<u32> {
+    let mut held = 0;
+    for p in ports {
+        held += p.queue_buffers(pool)?;
+    }
+    Ok((held + 4 * burst + 64) as u32)
 }
 
 /// Which queue pairs each worker serves: worker `w` of `threads` takes pairs
@@ -114,7 +114,8 @@ pub fn run(ports: &[Port], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdRepor
         ));
     }
     let groups = assign_queues(pairs, threads);
-    let needed = pool_needed(ports, opts.burst);
+    let shape = PoolConfig::default().buf_size(buf_size(ports));
+    let needed = pool_needed(ports, opts.burst, &shape)?;
     let pool_size = |n_pairs: usize| match opts.pool_size {
         Some(n) => n,
         None if big_frames(ports) => needed.min(2048) * n_pairs as u32,

@@ -15,10 +15,10 @@ pub mod uring;
 use std::io;
 
 use crate::error::Result;
-use crate::pool::Pool;
+use crate::pool::{Pool, PoolConfig};
 use crate::port::device::EngineCtx;
 use crate::queue::engine::{RxEngine, TxEngine};
-use uring::{RingFeatures, RxMode};
+use uring::{RingConfig, RingFeatures, RxMode};
 
 /// Which data-path implementation a port uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -54,13 +54,19 @@ pub(crate) fn errno_of(e: &io::Error) -> i32 {
 /// The rx engine for a queue fd: read/write, or io_uring with the rx mode the
 /// ring options resolve to on this kernel ([`RxMode::resolve`]; the engine and,
 /// if the kernel decided it, the reason are recorded in its ring features).
-pub(crate) fn fd_rx_engine(ctx: &EngineCtx<'_>, pool: &Pool) -> Result<Box<dyn RxEngine>> {
-    if ctx.backend == BackendKind::Rw {
-        return Ok(Box::new(rw::RwRx::new(pool, ctx.vnet_len, ctx.max_frame)?));
+pub(crate) fn fd_rx_engine(
+    ctx: &EngineCtx,
+    backend: BackendKind,
+    ring: &RingConfig,
+    vnet_len: usize,
+    pool: &Pool,
+) -> Result<Box<dyn RxEngine>> {
+    if backend == BackendKind::Rw {
+        return Ok(Box::new(rw::RwRx::new(pool, vnet_len, ctx.max_frame)?));
     }
     let pc = pool.config();
     let fits_one_buffer = (pc.buf_size - pc.headroom) as usize > ctx.max_frame;
-    let (mode, why) = ctx.ring.rx_mode.resolve(fits_one_buffer)?;
+    let (mode, why) = ring.rx_mode.resolve(fits_one_buffer)?;
     let note = |f: &mut RingFeatures| {
         f.rx_mode = Some(mode);
         if let Some(why) = why {
@@ -68,7 +74,7 @@ pub(crate) fn fd_rx_engine(ctx: &EngineCtx<'_>, pool: &Pool) -> Result<Box<dyn R
             f.fallbacks.push(why.to_string());
         }
     };
-    let (fd, ring, vl, mf, attach) = (ctx.fd, ctx.ring, ctx.vnet_len, ctx.max_frame, ctx.sq_attach);
+    let (fd, vl, mf, attach) = (ctx.fd, vnet_len, ctx.max_frame, ctx.sq_attach);
     Ok(if mode == RxMode::Multishot {
         let mut e = uring::rx_multishot::MultishotRx::new(fd, pool, ring, vl, mf, attach)?;
         note(&mut e.features);
@@ -81,14 +87,86 @@ pub(crate) fn fd_rx_engine(ctx: &EngineCtx<'_>, pool: &Pool) -> Result<Box<dyn R
 }
 
 /// The tx engine for a queue fd.
-pub(crate) fn fd_tx_engine(ctx: &EngineCtx<'_>) -> Result<Box<dyn TxEngine>> {
-    Ok(match ctx.backend {
-        BackendKind::Rw => Box::new(rw::RwTx::new(ctx.vnet_len)),
+pub(crate) fn fd_tx_engine(
+    ctx: &EngineCtx,
+    backend: BackendKind,
+    ring: &RingConfig,
+    vnet_len: usize,
+) -> Result<Box<dyn TxEngine>> {
+    Ok(match backend {
+        BackendKind::Rw => Box::new(rw::RwTx::new(vnet_len)),
         BackendKind::Uring => Box::new(uring::tx::UringTx::new(
             ctx.fd,
-            ctx.ring,
-            ctx.vnet_len,
+            ring,
+            vnet_len,
             ctx.sq_attach,
         )?),
     })
+}
+
+/// Pool buffers one queue pair of an fd device may hold: the rx engine's reads
+/// (or buffer ring) and the tx engine's slots.
+pub(crate) fn fd_queue_buffers(
+    backend: BackendKind,
+    ring: &RingConfig,
+    vnet_len: usize,
+    pool: &PoolConfig,
+    max_frame: usize,
+) -> usize {
+    match backend {
+        // One staged read; sends complete at once.
+        BackendKind::Rw => {
+            uring::rx_posted::bufs_per_read(pool.buf_size, pool.headroom, vnet_len, max_frame + 1)
+        }
+        BackendKind::Uring => {
+            let k = uring::rx_posted::bufs_per_read(
+                pool.buf_size,
+                pool.headroom,
+                vnet_len,
+                max_frame + 1,
+            );
+            ring.rx_posted as usize * k + ring.tx_entries as usize
+        }
+    }
+}
+
+/// The rx engine an fd device's queue gets, in words.
+pub(crate) fn fd_rx_engine_name(
+    backend: BackendKind,
+    ring: &RingConfig,
+    pool: &PoolConfig,
+    max_frame: usize,
+) -> String {
+    if backend == BackendKind::Rw {
+        return "read/write".into();
+    }
+    let fits = ((pool.buf_size - pool.headroom) as usize) > max_frame;
+    let mode = ring.rx_mode;
+    match mode.resolve(fits) {
+        Ok((m, None)) => format!("{m} (rx_mode {mode}, frames up to {max_frame} bytes)"),
+        Ok((m, Some(why))) => format!("{m} ({why})"),
+        Err(e) => format!("none: {e}"),
+    }
+}
+
+/// Picks the backend, falling back to read/write when io_uring cannot be used.
+pub(crate) fn choose(want: BackendKind) -> (BackendKind, Option<String>) {
+    if want == BackendKind::Rw {
+        return (BackendKind::Rw, None);
+    }
+    if let Ok(v) = std::env::var("RTAP_FORCE_BACKEND") {
+        if v == "rw" {
+            return (BackendKind::Rw, Some("RTAP_FORCE_BACKEND=rw".into()));
+        }
+    }
+    match uring::check_available() {
+        Ok(()) => (BackendKind::Uring, None),
+        Err(why) => {
+            tracing::warn!("io_uring unavailable ({why}); using the read/write backend");
+            (
+                BackendKind::Rw,
+                Some(format!("io_uring unavailable: {why}")),
+            )
+        }
+    }
 }

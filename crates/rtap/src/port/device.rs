@@ -13,13 +13,16 @@
 
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 
+use std::sync::Arc;
+
 use super::offloads::Offloads;
-use crate::backend::uring::RingConfig;
+use crate::backend::uring::SqPoll;
 use crate::backend::BackendKind;
 use crate::error::Result;
 use crate::netlink::LinkInfo;
-use crate::pool::Pool;
+use crate::pool::{Pool, PoolConfig};
 use crate::queue::engine::{RxEngine, TxEngine};
+use crate::queue::QueueShared;
 
 /// The interface a device opened: its name (resolved from a template) and index.
 #[derive(Clone, Debug)]
@@ -28,18 +31,15 @@ pub(crate) struct Opened {
     pub ifindex: u32,
 }
 
-/// What an engine needs to know about the queue it serves.
-pub(crate) struct EngineCtx<'a> {
+/// What an engine needs to know about the queue it serves (the device knows
+/// its own configuration).
+pub(crate) struct EngineCtx {
     /// The queue's fd.
     pub fd: RawFd,
-    /// Backend chosen for the port (after fallbacks).
-    pub backend: BackendKind,
-    pub ring: &'a RingConfig,
-    /// virtio-net header bytes in front of each frame on the fd.
-    pub vnet_len: usize,
     /// Largest frame the rx engine must take.
     pub max_frame: usize,
-    /// The port's shared SQPOLL ring, if any (`IORING_SETUP_ATTACH_WQ`).
+    /// The process's SQPOLL ring for the device's settings, if any
+    /// (`IORING_SETUP_ATTACH_WQ`: one kernel SQ thread for every ring).
     pub sq_attach: Option<RawFd>,
 }
 
@@ -58,8 +58,13 @@ pub(crate) trait Device: Send + Sync {
     fn offloads(&self) -> Offloads;
     fn offload_notes(&self) -> &[String];
 
-    /// Bytes of virtio-net header in front of every frame on a queue fd.
-    fn vnet_len(&self) -> usize;
+    /// Whether the data path uses io_uring, and why not if it was asked to.
+    fn backend(&self) -> BackendKind;
+    fn backend_reason(&self) -> Option<&str>;
+
+    /// The SQPOLL thread the device's rings want, if any: the port then holds
+    /// the process's shared anchor for it and hands its fd to the engines.
+    fn sqpoll(&self) -> Option<SqPoll>;
 
     /// Opens one more queue fd on the interface.
     fn open_queue(&self, iface: &Opened) -> Result<OwnedFd>;
@@ -71,12 +76,20 @@ pub(crate) trait Device: Send + Sync {
     fn max_frame(&self, mtu: u32) -> usize;
 
     /// Running total of frames the kernel dropped because the application did
-    /// not read them in time (`imissed`).
-    fn missed(&self, link: &LinkInfo) -> u64;
+    /// not read them in time (`imissed`), from the link's counters or the queues'.
+    fn missed(&self, link: &LinkInfo, queues: &[Arc<QueueShared>]) -> u64;
+
+    /// Pool buffers one queue pair may hold at once (lent to the kernel for rx,
+    /// in flight on tx), for sizing pools.
+    fn queue_buffers(&self, pool: &PoolConfig, max_frame: usize) -> usize;
+
+    /// What the rx engine of a queue opened with `pool` will be on this kernel,
+    /// in words (`multishot`, `posted (reason)`, `read/write`).
+    fn rx_engine_name(&self, pool: &PoolConfig, max_frame: usize) -> String;
 
     /// The rx engine for one queue.
-    fn rx_engine(&self, ctx: &EngineCtx<'_>, pool: &Pool) -> Result<Box<dyn RxEngine>>;
+    fn rx_engine(&self, ctx: &EngineCtx, pool: &Pool) -> Result<Box<dyn RxEngine>>;
 
     /// The tx engine for one queue.
-    fn tx_engine(&self, ctx: &EngineCtx<'_>) -> Result<Box<dyn TxEngine>>;
+    fn tx_engine(&self, ctx: &EngineCtx) -> Result<Box<dyn TxEngine>>;
 }

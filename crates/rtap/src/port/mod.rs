@@ -24,7 +24,7 @@ use self::stats::Baseline;
 use crate::backend::{uring, BackendKind};
 use crate::error::{Error, Result};
 use crate::netlink::{LinkInfo, Netlink};
-use crate::pool::{Pool, MAX_PACKET_LEN};
+use crate::pool::{Pool, PoolConfig, MAX_PACKET_LEN};
 use crate::queue::{Dir, QueueShared, RxQueue, TxQueue};
 use crate::spec::PortSpec;
 
@@ -43,8 +43,6 @@ pub struct Port {
     spec: PortSpec,
     /// The interface: name as last seen (it may be renamed) and index.
     iface: Opened,
-    backend: BackendKind,
-    backend_reason: Option<String>,
     // Queue fds close before the device lets go of the interface.
     queues: Vec<Arc<QueueShared>>,
     dev: Box<dyn Device>,
@@ -52,8 +50,9 @@ pub struct Port {
     started: bool,
     /// The namespace the interface lives in, if not the opener's.
     ns: Option<NsHandle>,
-    /// With SQPOLL: the ring whose kernel thread every ring of the port shares.
-    sq_anchor: Option<uring::SqAnchor>,
+    /// With SQPOLL: the ring whose kernel thread every ring (of every port with
+    /// the same SQPOLL settings) shares.
+    sq_anchor: Option<Arc<uring::SqAnchor>>,
     base: Mutex<Baseline>,
 }
 
@@ -64,7 +63,7 @@ impl std::fmt::Debug for Port {
             .field("name", &self.iface.name)
             .field("ifindex", &self.iface.ifindex)
             .field("queues", &self.queues.len())
-            .field("backend", &self.backend)
+            .field("backend", &self.dev.backend())
             .field("started", &self.started)
             .finish()
     }
@@ -79,7 +78,6 @@ impl Port {
         let spec = spec.into();
         spec.validate()?;
         let opts = spec.options().clone();
-        let (backend, backend_reason) = choose_backend(opts.backend);
         let ns = opts.netns.as_ref().map(NsHandle::open).transpose()?;
         let (dev, iface, nl) = in_ns(ns.as_ref(), || {
             let (dev, iface) = spec.open_device()?;
@@ -89,8 +87,6 @@ impl Port {
         let mut port = Port {
             spec,
             iface,
-            backend,
-            backend_reason,
             queues: Vec::new(),
             dev,
             nl: Mutex::new(nl),
@@ -99,9 +95,7 @@ impl Port {
             sq_anchor: None,
             base: Mutex::new(Baseline::default()),
         };
-        if port.backend == BackendKind::Uring {
-            port.sq_anchor = opts.ring.sqpoll.and_then(uring::SqAnchor::new);
-        }
+        port.sq_anchor = port.dev.sqpoll().and_then(uring::SqAnchor::shared);
         port.open_queues(opts.queues)?;
         if let Some(mtu) = opts.mtu {
             port.set_mtu(mtu)?;
@@ -113,7 +107,7 @@ impl Port {
             port.set_promisc(on)?;
         }
         tracing::debug!(kind = port.dev.kind(), name = %port.iface.name, ifindex = port.iface.ifindex,
-            queues = opts.queues, backend = %port.backend, "port open");
+            queues = opts.queues, backend = %port.dev.backend(), "port open");
         Ok(port)
     }
 
@@ -179,14 +173,14 @@ impl Port {
         self.dev.offload_notes()
     }
 
-    /// The backend in use.
+    /// The backend in use: whether the data path runs on io_uring.
     pub fn backend(&self) -> BackendKind {
-        self.backend
+        self.dev.backend()
     }
 
     /// Why the backend differs from the one asked for, if it does.
     pub fn backend_reason(&self) -> Option<&str> {
-        self.backend_reason.as_deref()
+        self.dev.backend_reason()
     }
 
     /// The configuration the port was opened with.
@@ -194,7 +188,7 @@ impl Port {
         &self.spec
     }
 
-    /// The settings common to every port (queues, backend, ring, ...).
+    /// The settings common to every port (queues, namespace, link settings).
     pub fn options(&self) -> &PortOptions {
         self.spec.options()
     }
@@ -326,16 +320,26 @@ impl Port {
         Ok(self.dev.max_frame(self.link()?.mtu))
     }
 
-    fn engine_ctx(&self, q: &QueueShared, max_frame: usize) -> EngineCtx<'_> {
+    fn engine_ctx(&self, q: &QueueShared, max_frame: usize) -> EngineCtx {
         use std::os::fd::AsRawFd;
         EngineCtx {
             fd: q.fd.as_raw_fd(),
-            backend: self.backend,
-            ring: &self.spec.options().ring,
-            vnet_len: self.dev.vnet_len(),
             max_frame,
             sq_attach: self.sq_anchor.as_ref().map(|a| a.fd()),
         }
+    }
+
+    /// Pool buffers one queue pair may hold at once: what its rx queue lends the
+    /// kernel plus what its tx queue may have in flight. A worker's pool needs
+    /// this much per queue pair it serves, plus its bursts.
+    pub fn queue_buffers(&self, pool: &PoolConfig) -> Result<usize> {
+        Ok(self.dev.queue_buffers(pool, self.max_frame()?))
+    }
+
+    /// The rx engine a queue opened with a pool of `pool`'s shape gets on this
+    /// kernel, in words: `multishot`, `posted (why)`, `read/write`, ...
+    pub fn rx_engine_name(&self, pool: &PoolConfig) -> Result<String> {
+        Ok(self.dev.rx_engine_name(pool, self.max_frame()?))
     }
 
     /// Opens rx queue `id`, lending buffers from `pool` to the kernel. The queue
@@ -372,28 +376,6 @@ impl Drop for Port {
     fn drop(&mut self) {
         if self.started && self.live_queues() == 0 {
             let _ = self.set_up(false);
-        }
-    }
-}
-
-/// Picks the backend, falling back to read/write when io_uring cannot be used.
-fn choose_backend(want: BackendKind) -> (BackendKind, Option<String>) {
-    if want == BackendKind::Rw {
-        return (BackendKind::Rw, None);
-    }
-    if let Ok(v) = std::env::var("RTAP_FORCE_BACKEND") {
-        if v == "rw" {
-            return (BackendKind::Rw, Some("RTAP_FORCE_BACKEND=rw".into()));
-        }
-    }
-    match uring::check_available() {
-        Ok(()) => (BackendKind::Uring, None),
-        Err(why) => {
-            tracing::warn!("io_uring unavailable ({why}); using the read/write backend");
-            (
-                BackendKind::Rw,
-                Some(format!("io_uring unavailable: {why}")),
-            )
         }
     }
 }

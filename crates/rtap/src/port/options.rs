@@ -1,8 +1,6 @@
 //! [`PortOptions`]: the settings every kind of port has, whatever its device.
 
 use super::netns::Netns;
-use crate::backend::uring::RingConfig;
-use crate::backend::BackendKind;
 use crate::error::{Error, Result};
 use crate::pool::MAX_PACKET_LEN;
 use crate::wire::mac::MacAddr;
@@ -10,8 +8,8 @@ use crate::wire::mac::MacAddr;
 /// Most queue pairs a port may have (as DPDK's net_rtap).
 pub const MAX_QUEUES: u16 = 128;
 
-/// Settings common to every port: queues, data-path backend, io_uring options,
-/// the namespace the interface lives in, and link settings applied at open.
+/// Settings common to every port: queues, the largest frame, the namespace the
+/// interface lives in, and link settings applied at open.
 /// Device configurations (e.g. [`TapConfig`](crate::TapConfig)) embed one and
 /// forward their setters to it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,11 +17,6 @@ pub const MAX_QUEUES: u16 = 128;
 pub struct PortOptions {
     /// Queue pairs (one rx and one tx queue each), 1..=[`MAX_QUEUES`]. Default 1.
     pub queues: u16,
-    /// Data-path backend. Default io_uring (falls back to read/write with a
-    /// recorded reason when io_uring is unavailable).
-    pub backend: BackendKind,
-    /// io_uring options.
-    pub ring: RingConfig,
     /// Largest frame the rx path must accept, link-layer header included; 0 means
     /// automatic (the device's MTU-based size, or 64 KiB with segmentation
     /// offloads). Frames that do not fit are counted as rx errors, never cut.
@@ -49,18 +42,6 @@ macro_rules! port_option_setters {
         /// Sets the number of queue pairs (1..=[`MAX_QUEUES`](crate::port::MAX_QUEUES)).
         pub fn queues(mut self, n: u16) -> Self {
             self$(.$f)?.queues = n;
-            self
-        }
-
-        /// Sets the data-path backend.
-        pub fn backend(mut self, b: $crate::BackendKind) -> Self {
-            self$(.$f)?.backend = b;
-            self
-        }
-
-        /// Sets the io_uring options.
-        pub fn ring(mut self, r: $crate::RingConfig) -> Self {
-            self$(.$f)?.ring = r;
             self
         }
 
@@ -107,8 +88,6 @@ impl Default for PortOptions {
     fn default() -> Self {
         PortOptions {
             queues: 1,
-            backend: BackendKind::Uring,
-            ring: RingConfig::default(),
             max_frame: 0,
             burst: 32,
             netns: None,
@@ -125,7 +104,6 @@ impl PortOptions {
     /// Checks everything that can be checked without the kernel.
     pub fn validate(&self) -> Result<()> {
         validate_queues(self.queues)?;
-        self.ring.validate()?;
         if self.max_frame != 0 && !(60..=MAX_PACKET_LEN).contains(&self.max_frame) {
             return Err(Error::InvalidConfig {
                 field: "max_frame",

@@ -38,7 +38,7 @@ impl Port {
 
     /// Per-queue and port-wide counters since the last reset.
     pub fn stats(&self) -> Result<PortStats> {
-        let missed = self.dev.missed(&self.link()?);
+        let missed = self.dev.missed(&self.link()?, &self.queues);
         let b = self.base();
         let rx = self
             .queues
@@ -93,7 +93,7 @@ impl Port {
 
     /// Sets every counter, basic and extended, back to zero.
     pub fn reset_stats(&self) -> Result<()> {
-        let missed = self.dev.missed(&self.link()?);
+        let missed = self.dev.missed(&self.link()?, &self.queues);
         let mut b = self.base();
         b.rx_x = self.queues.iter().map(|q| rx_xvalues(q)).collect();
         b.tx_x = self.queues.iter().map(|q| q.tx_x.snapshot()).collect();

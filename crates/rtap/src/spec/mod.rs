@@ -3,22 +3,31 @@
 //! plus the keys every port has:
 //!
 //! ```text
-//! [,queues=N][,backend=uring|rw|sync][,ring=SIZE][,burst=N][,sqpoll=IDLE_MS]
-//! [,sqpoll_cpu=C][,rx_mode=auto|posted|multishot][,netns=NAME][,mtu=N]
-//! [,mac=XX:XX:XX:XX:XX:XX][,promisc=on|off]
+//! [,queues=N][,burst=N][,netns=NAME][,mtu=N][,mac=XX:XX:XX:XX:XX:XX][,promisc=on|off]
 //! ```
 //!
 //! | key          | meaning                                                             |
 //! |--------------|---------------------------------------------------------------------|
 //! | `queues`     | queue pairs, 1..=128 (default 1)                                    |
+//! | `burst`      | suggested burst size for applications, 1..=65535                    |
+//! | `netns`      | the interface lives in this named network namespace (`/run/netns`)  |
+//! | `mtu`, `mac`, `promisc` | link settings applied at open                            |
+//!
+//! Devices whose queues are fds read and written by the fd engines (`tap:`)
+//! also take the engine keys:
+//!
+//! ```text
+//! [,backend=uring|rw|sync][,ring=SIZE][,sqpoll=IDLE_MS][,sqpoll_cpu=C]
+//! [,rx_mode=auto|posted|multishot]
+//! ```
+//!
+//! | key          | meaning                                                             |
+//! |--------------|---------------------------------------------------------------------|
 //! | `backend`    | `uring` (default), or `rw` / `sync` for read/write syscalls          |
 //! | `ring`       | io_uring sizes: tx ring entries and posted rx reads, 1..=32768     |
-//! | `burst`      | suggested burst size for applications, 1..=65535                    |
 //! | `sqpoll`     | run an SQPOLL kernel thread that idles after this many ms          |
 //! | `sqpoll_cpu` | pin the SQPOLL thread to this CPU (needs `sqpoll`)                  |
 //! | `rx_mode`    | io_uring rx engine: `auto` (default), `posted` or `multishot`       |
-//! | `netns`      | the interface lives in this named network namespace (`/run/netns`)  |
-//! | `mtu`, `mac`, `promisc` | link settings applied at open                            |
 //!
 //! Kinds: `tap:` ([`tap`] lists its keys). Each key may appear once. Errors are
 //! [`Error::Spec`] naming the key at fault.
@@ -28,14 +37,14 @@
 //! let tap = spec.as_tap().unwrap();
 //! assert_eq!(tap.name, "tap0");
 //! assert_eq!(spec.options().queues, 2);
-//! assert_eq!(spec.options().backend, rtap::BackendKind::Rw);
+//! assert_eq!(tap.backend, rtap::BackendKind::Rw);
 //! ```
 
 pub mod tap;
 
 use std::str::FromStr;
 
-use crate::backend::uring::{RxMode, SqPoll};
+use crate::backend::uring::{RingConfig, RxMode, SqPoll};
 use crate::backend::BackendKind;
 use crate::error::{Error, Result};
 use crate::port::device::{Device, Opened};
@@ -55,19 +64,10 @@ pub enum PortSpec {
 pub const KINDS: &[&str] = &["tap"];
 
 /// Keys every kind takes.
-pub const COMMON_KEYS: &[&str] = &[
-    "queues",
-    "backend",
-    "ring",
-    "burst",
-    "sqpoll",
-    "sqpoll_cpu",
-    "rx_mode",
-    "netns",
-    "mtu",
-    "mac",
-    "promisc",
-];
+pub const COMMON_KEYS: &[&str] = &["queues", "burst", "netns", "mtu", "mac", "promisc"];
+
+/// Keys of the kinds driven by the fd engines (read/write or io_uring on a queue fd).
+pub const FD_ENGINE_KEYS: &[&str] = &["backend", "ring", "sqpoll", "sqpoll_cpu", "rx_mode"];
 
 impl PortSpec {
     /// The device kind (`"tap"`).
@@ -243,48 +243,12 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// Applies the common keys to `opts` (other keys are the caller's), then
-    /// checks the result: `sqpoll_cpu` needs `sqpoll`.
+    /// Applies the common keys to `opts` (other keys are the caller's).
     pub(crate) fn common(&self, opts: &mut PortOptions) -> Result<()> {
-        let (mut sqpoll_idle, mut sqpoll_cpu) = (None, None);
         for &(key, value) in &self.items {
             match key {
                 "queues" => opts.queues = self.number(key, value, 1, MAX_QUEUES as u64)? as u16,
-                "backend" => {
-                    opts.backend = match self.need(key, value)?.as_str() {
-                        "uring" | "io_uring" => BackendKind::Uring,
-                        "rw" | "sync" => BackendKind::Rw,
-                        other => {
-                            return Err(self.err(
-                                key,
-                                format!("unknown backend {other:?}: use uring, rw or sync"),
-                            ))
-                        }
-                    }
-                }
-                "ring" => {
-                    let n = self.number(key, value, 1, 32768)? as u32;
-                    opts.ring.tx_entries = n;
-                    opts.ring.rx_posted = n;
-                }
                 "burst" => opts.burst = self.number(key, value, 1, u16::MAX as u64)? as u16,
-                "sqpoll" => sqpoll_idle = Some(self.number(key, value, 0, u32::MAX as u64)? as u32),
-                "sqpoll_cpu" => {
-                    sqpoll_cpu = Some(self.number(key, value, 0, u32::MAX as u64)? as u32)
-                }
-                "rx_mode" => {
-                    opts.ring.rx_mode = match self.need(key, value)?.as_str() {
-                        "auto" => RxMode::Auto,
-                        "posted" => RxMode::Posted,
-                        "multishot" => RxMode::Multishot,
-                        other => {
-                            return Err(self.err(
-                                key,
-                                format!("unknown rx mode {other:?}: use auto, posted or multishot"),
-                            ))
-                        }
-                    }
-                }
                 "netns" => {
                     let n = self.need(key, value)?;
                     if n.contains('/') {
@@ -305,8 +269,60 @@ impl<'a> Parser<'a> {
                 _ => {}
             }
         }
+        Ok(())
+    }
+
+    /// Applies the fd-engine keys ([`FD_ENGINE_KEYS`]) to `backend` and `ring`,
+    /// then checks that `sqpoll_cpu` comes with `sqpoll`.
+    pub(crate) fn fd_engine(&self, backend: &mut BackendKind, ring: &mut RingConfig) -> Result<()> {
+        let (mut sqpoll_idle, mut sqpoll_cpu) = (None, None);
+        for &(key, value) in &self.items {
+            match key {
+                "backend" => {
+                    *backend = match self.need(key, value)?.as_str() {
+                        "uring" | "io_uring" => BackendKind::Uring,
+                        "rw" | "sync" => BackendKind::Rw,
+                        other => {
+                            return Err(self.err(
+                                key,
+                                format!("unknown backend {other:?}: use uring, rw or sync"),
+                            ))
+                        }
+                    }
+                }
+                "ring" => {
+                    let n = self.number(key, value, 1, 32768)? as u32;
+                    ring.tx_entries = n;
+                    ring.rx_posted = n;
+                }
+                "sqpoll" => sqpoll_idle = Some(self.number(key, value, 0, u32::MAX as u64)? as u32),
+                "sqpoll_cpu" => {
+                    sqpoll_cpu = Some(self.number(key, value, 0, u32::MAX as u64)? as u32)
+                }
+                "rx_mode" => {
+                    ring.rx_mode = match self.need(key, value)?.as_str() {
+                        "auto" => RxMode::Auto,
+                        "posted" => RxMode::Posted,
+                        "multishot" => RxMode::Multishot,
+                        other => {
+                            return Err(self.err(
+                                key,
+                                format!("unknown rx mode {other:?}: use auto, posted or multishot"),
+                            ))
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
         match (sqpoll_idle, sqpoll_cpu) {
-            (Some(idle_ms), cpu) => opts.ring.sqpoll = Some(SqPoll { idle_ms, cpu }),
+            (Some(idle_ms), cpu) => {
+                let sp = SqPoll::new(idle_ms);
+                ring.sqpoll = Some(match cpu {
+                    Some(c) => sp.cpu(c),
+                    None => sp,
+                });
+            }
             (None, Some(_)) => {
                 return Err(self.err(
                     "sqpoll_cpu",

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! tap:iface=NAME[,persist][,attach][,offload=on|off][,owner=UID][,group=GID]
-//!    plus the keys every port takes (see the parent module)
+//!    plus the keys every port takes and the fd-engine keys (see the parent module)
 //! ```
 //!
 //! | key       | meaning                                                                |
@@ -13,12 +13,12 @@
 //! | `offload` | ask the kernel for every offload (`on`, the default in specs) or none  |
 //! | `owner`, `group` | who may attach later without CAP_NET_ADMIN                      |
 
-use super::Parser;
+use super::{Parser, FD_ENGINE_KEYS};
 use crate::error::Result;
 use crate::port::Offloads;
 use crate::tap::{validate_name, TapConfig};
 
-/// The keys of a `tap:` spec besides the common ones.
+/// The keys of a `tap:` spec besides the common and fd-engine ones.
 pub const KEYS: &[&str] = &["iface", "persist", "attach", "offload", "owner", "group"];
 
 /// A `tap:` spec body. Ports from specs ask for every offload unless
@@ -26,7 +26,8 @@ pub const KEYS: &[&str] = &["iface", "persist", "attach", "offload", "owner", "g
 /// [`TapConfig`], is no offload).
 pub(super) fn parse(p: &Parser<'_>) -> Result<TapConfig> {
     let mut cfg = TapConfig::default().offloads(Offloads::ALL);
-    for &(key, value) in p.items(KEYS)? {
+    let keys: Vec<&str> = KEYS.iter().chain(FD_ENGINE_KEYS).copied().collect();
+    for &(key, value) in p.items(&keys)? {
         match key {
             "iface" => {
                 let name = p.need(key, value)?;
@@ -48,6 +49,7 @@ pub(super) fn parse(p: &Parser<'_>) -> Result<TapConfig> {
         }
     }
     p.common(&mut cfg.port)?;
+    p.fd_engine(&mut cfg.backend, &mut cfg.ring)?;
     // Everything was checked key by key; this catches any rule added to
     // TapConfig::validate later.
     cfg.validate().map_err(|e| p.err("", e.to_string()))?;
@@ -102,15 +104,15 @@ mod tests {
         assert_eq!(c.port.queues, 4);
         assert!(c.persist && c.attach);
         assert_eq!((c.owner, c.group), (Some(1000), Some(100)));
-        assert_eq!(c.port.backend, BackendKind::Rw);
-        assert_eq!((c.port.ring.tx_entries, c.port.ring.rx_posted), (512, 512));
+        assert_eq!(c.backend, BackendKind::Rw);
+        assert_eq!((c.ring.tx_entries, c.ring.rx_posted), (512, 512));
         assert_eq!(c.port.burst, 64);
-        assert_eq!(c.port.ring.rx_mode, RxMode::Multishot);
+        assert_eq!(c.ring.rx_mode, RxMode::Multishot);
         assert_eq!(c.port.mac, Some(crate::MacAddr::new([2, 0, 0, 0, 0, 9])));
         assert_eq!((c.port.mtu, c.port.promisc), (Some(9000), Some(true)));
         assert_eq!(c.port.netns, Some(crate::Netns::Named("blue".into())));
         assert_eq!(
-            c.port.ring.sqpoll,
+            c.ring.sqpoll,
             Some(SqPoll {
                 idle_ms: 10,
                 cpu: Some(1)
@@ -120,7 +122,7 @@ mod tests {
 
     #[test]
     fn backends_and_flags() {
-        let b = |s: &str| tap(s).port.backend;
+        let b = |s: &str| tap(s).backend;
         assert_eq!(b("tap:iface=a,backend=rw"), BackendKind::Rw);
         assert_eq!(b("tap:iface=a,backend=sync"), BackendKind::Rw);
         assert_eq!(b("tap:iface=a,backend=uring"), BackendKind::Uring);
@@ -128,7 +130,7 @@ mod tests {
         assert!(tap("tap:iface=a,persist=yes").persist);
         let c = tap("tap:iface=a,sqpoll=0");
         assert_eq!(
-            c.port.ring.sqpoll,
+            c.ring.sqpoll,
             Some(SqPoll {
                 idle_ms: 0,
                 cpu: None

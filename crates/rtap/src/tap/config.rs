@@ -1,5 +1,7 @@
 //! Configuration of a TAP port.
 
+use crate::backend::uring::RingConfig;
+use crate::backend::BackendKind;
 use crate::error::{Error, Result};
 use crate::port::{port_option_setters, Offloads, PortOptions};
 
@@ -34,7 +36,12 @@ pub struct TapConfig {
     pub owner: Option<u32>,
     /// Group allowed to attach later without CAP_NET_ADMIN (`TUNSETGROUP`).
     pub group: Option<u32>,
-    /// Queues, backend, io_uring options, namespace, link settings.
+    /// Data-path backend. Default io_uring (falls back to read/write with a
+    /// recorded reason when io_uring is unavailable).
+    pub backend: BackendKind,
+    /// io_uring options.
+    pub ring: RingConfig,
+    /// Queues, namespace, link settings: what every port has.
     pub port: PortOptions,
 }
 
@@ -47,6 +54,8 @@ impl Default for TapConfig {
             offloads: Offloads::NONE,
             owner: None,
             group: None,
+            backend: BackendKind::Uring,
+            ring: RingConfig::default(),
             port: PortOptions::default(),
         }
     }
@@ -97,6 +106,18 @@ impl TapConfig {
         self
     }
 
+    /// Sets the data-path backend.
+    pub fn backend(mut self, b: BackendKind) -> Self {
+        self.backend = b;
+        self
+    }
+
+    /// Sets the io_uring options.
+    pub fn ring(mut self, r: RingConfig) -> Self {
+        self.ring = r;
+        self
+    }
+
     /// Sets all the common port settings at once.
     pub fn port_options(mut self, o: PortOptions) -> Self {
         self.port = o;
@@ -108,6 +129,7 @@ impl TapConfig {
     /// Checks everything that can be checked without the kernel.
     pub fn validate(&self) -> Result<()> {
         validate_name(&self.name)?;
+        self.ring.validate()?;
         self.port.validate()
     }
 }

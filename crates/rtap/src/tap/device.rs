@@ -4,21 +4,28 @@
 //! fd engines of the chosen backend.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 
 use super::config::TapConfig;
 use super::offloads::negotiate;
-use crate::backend;
+use crate::backend::uring::{RingConfig, SqPoll};
+use crate::backend::{self, BackendKind};
 use crate::error::{Error, Result};
 use crate::netlink::LinkInfo;
-use crate::pool::Pool;
+use crate::pool::{Pool, PoolConfig};
 use crate::port::device::{Device, EngineCtx, Opened};
 use crate::port::Offloads;
 use crate::queue::engine::{RxEngine, TxEngine};
+use crate::queue::QueueShared;
 use crate::sys::{fd as sysfd, tun};
 use crate::wire::vnet::VNET_HDR_LEN;
 
 /// An open TAP interface.
 pub(crate) struct TapDevice {
+    /// The backend in use and why it is not the one asked for, if it is not.
+    backend: BackendKind,
+    backend_reason: Option<String>,
+    ring: RingConfig,
     /// Keeps the interface alive while queues come and go; detached, so it carries no traffic.
     _keepalive: OwnedFd,
     /// True if this port created the interface (false: attached to an existing one).
@@ -49,8 +56,26 @@ impl Device for TapDevice {
         &self.offload_notes
     }
 
-    fn vnet_len(&self) -> usize {
-        VNET_HDR_LEN
+    fn backend(&self) -> BackendKind {
+        self.backend
+    }
+
+    fn backend_reason(&self) -> Option<&str> {
+        self.backend_reason.as_deref()
+    }
+
+    fn sqpoll(&self) -> Option<SqPoll> {
+        self.ring
+            .sqpoll
+            .filter(|_| self.backend == BackendKind::Uring)
+    }
+
+    fn queue_buffers(&self, pool: &PoolConfig, max_frame: usize) -> usize {
+        backend::fd_queue_buffers(self.backend, &self.ring, VNET_HDR_LEN, pool, max_frame)
+    }
+
+    fn rx_engine_name(&self, pool: &PoolConfig, max_frame: usize) -> String {
+        backend::fd_rx_engine_name(self.backend, &self.ring, pool, max_frame)
     }
 
     fn open_queue(&self, iface: &Opened) -> Result<OwnedFd> {
@@ -67,16 +92,16 @@ impl Device for TapDevice {
 
     /// Frames the kernel could not hand to a queue are the tap's transmit drops
     /// (kernel to user is the tap's transmit direction).
-    fn missed(&self, link: &LinkInfo) -> u64 {
+    fn missed(&self, link: &LinkInfo, _queues: &[Arc<QueueShared>]) -> u64 {
         link.kernel_tx_dropped
     }
 
-    fn rx_engine(&self, ctx: &EngineCtx<'_>, pool: &Pool) -> Result<Box<dyn RxEngine>> {
-        backend::fd_rx_engine(ctx, pool)
+    fn rx_engine(&self, ctx: &EngineCtx, pool: &Pool) -> Result<Box<dyn RxEngine>> {
+        backend::fd_rx_engine(ctx, self.backend, &self.ring, VNET_HDR_LEN, pool)
     }
 
-    fn tx_engine(&self, ctx: &EngineCtx<'_>) -> Result<Box<dyn TxEngine>> {
-        backend::fd_tx_engine(ctx)
+    fn tx_engine(&self, ctx: &EngineCtx) -> Result<Box<dyn TxEngine>> {
+        backend::fd_tx_engine(ctx, self.backend, &self.ring, VNET_HDR_LEN)
     }
 }
 
@@ -154,7 +179,11 @@ pub(crate) fn open(cfg: &TapConfig) -> Result<(TapDevice, Opened)> {
     })?;
     tun::set_queue_attached(fd, false)
         .map_err(|e| Error::sys("TUNSETQUEUE detach keep-alive", e))?;
+    let (backend, backend_reason) = backend::choose(cfg.backend);
     let dev = TapDevice {
+        backend,
+        backend_reason,
+        ring: cfg.ring,
         _keepalive: keepalive,
         created: !existed,
         offloads,

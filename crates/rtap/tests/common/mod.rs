@@ -339,9 +339,9 @@ pub fn forced_rx_mode() -> Option<RxMode> {
 /// the rx mode set with [`force_rx_mode`], if any.
 pub fn open(mut cfg: TapConfig) -> Port {
     if let Some(mode) = RX_MODE.with(|m| m.get()) {
-        cfg.port.ring.rx_mode = mode;
+        cfg.ring.rx_mode = mode;
     }
-    let want = cfg.port.backend;
+    let want = cfg.backend;
     let port = Port::open(cfg).expect("open tap port");
     assert_eq!(
         port.backend(),

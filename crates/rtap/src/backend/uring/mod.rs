@@ -233,10 +233,12 @@ pub(crate) struct Ring {
     pub features: RingFeatures,
 }
 
-/// The ring that owns a port's SQPOLL thread. Every SQPOLL ring of the port
-/// attaches to it (`IORING_SETUP_ATTACH_WQ`) and shares its one kernel thread.
-/// It never carries I/O; the kernel keeps the shared thread alive for as long as
-/// any attached ring exists, so rings may outlive it.
+/// The ring that owns an SQPOLL kernel thread. Every SQPOLL ring with the same
+/// settings, of every port in the process, attaches to it
+/// (`IORING_SETUP_ATTACH_WQ`) and shares its one kernel thread: a forwarder
+/// between two ports has one SQ thread, not one per ring or per port. It never
+/// carries I/O; the kernel keeps the shared thread alive for as long as any
+/// attached ring exists, so rings may outlive it.
 pub(crate) struct SqAnchor {
     // Owned only to keep the ring (and so its SQ thread) alive; never used after
     // setup. The Mutex makes the port Sync.
@@ -245,8 +247,29 @@ pub(crate) struct SqAnchor {
 }
 
 impl SqAnchor {
-    /// Creates the anchor for `sp`, or `None` (logged) if the kernel refuses.
-    pub(crate) fn new(sp: SqPoll) -> Option<SqAnchor> {
+    /// The process's anchor for `sp` (idle time and CPU): the existing one while
+    /// any port holds it, else a new one; `None` (logged) if the kernel refuses.
+    pub(crate) fn shared(sp: SqPoll) -> Option<std::sync::Arc<SqAnchor>> {
+        use std::collections::HashMap;
+        use std::sync::{Arc, Mutex, Weak};
+        type Registry = Mutex<HashMap<(u32, Option<u32>), Weak<SqAnchor>>>;
+        static ANCHORS: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
+        let mut map = ANCHORS
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let key = (sp.idle_ms, sp.cpu);
+        if let Some(a) = map.get(&key).and_then(Weak::upgrade) {
+            return Some(a);
+        }
+        let a = Arc::new(SqAnchor::new(sp)?);
+        map.retain(|_, w| w.strong_count() > 0);
+        map.insert(key, Arc::downgrade(&a));
+        Some(a)
+    }
+
+    /// Creates an anchor for `sp`, or `None` (logged) if the kernel refuses.
+    fn new(sp: SqPoll) -> Option<SqAnchor> {
         let build = |cpu: Option<u32>| {
             let mut b = IoUring::builder();
             b.setup_sqpoll(sp.idle_ms);
