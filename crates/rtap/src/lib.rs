@@ -2,7 +2,7 @@
 #![warn(missing_docs)]
 #![deny(missing_debug_implementations)]
 // unsafe lives only in the modules that own kernel interfaces (sys, backend,
-// pool, async_tokio), each block with a SAFETY comment.
+// pool, async_tokio, packet::ring), each block with a SAFETY comment.
 #![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -13,6 +13,7 @@ pub mod async_tokio;
 pub mod backend;
 pub mod error;
 pub mod netlink;
+pub mod packet;
 #[allow(unsafe_code)]
 pub mod pool;
 pub mod port;
@@ -31,6 +32,7 @@ pub use backend::uring::{
 pub use backend::BackendKind;
 pub use error::{Error, Result};
 pub use netlink::{LinkEvent, LinkEventChannel, LinkInfo, LinkWatcher};
+pub use packet::{Fanout, FanoutMode, Kick, PacketConfig, Tpacket};
 pub use pool::{Packet, Pool, PoolConfig};
 pub use port::{Netns, Offloads, Port, PortOptions};
 pub use queue::{RxQueue, TxQueue};

@@ -38,6 +38,40 @@ fn full_lifecycle(backend: BackendKind) {
     );
 }
 
+/// The same for an AF_PACKET port on a veth: rings, fanout group, kick ring.
+fn packet_lifecycle(kick: Kick, tpacket: Tpacket) {
+    let pool = pool();
+    let mut port = Port::open(
+        PacketConfig::new("fdpk0")
+            .kick(kick)
+            .tpacket(tpacket)
+            .queues(2),
+    )
+    .unwrap();
+    port.start().unwrap();
+    wait_oper_up("fdpk1");
+    let inj = PacketSocket::injector(if_index("fdpk1").unwrap());
+    for round in 0..2 {
+        let n = port.queue_count();
+        let mut rxqs: Vec<RxQueue> = (0..n).map(|q| port.rx_queue(q, &pool).unwrap()).collect();
+        let mut txq = port.tx_queue(n - 1).unwrap();
+        let frames: Vec<Vec<u8>> = (0..64u32).map(|i| flow_frame(80, i as u16, i)).collect();
+        let mut per: Vec<Vec<Packet>> = (0..n).map(|_| Vec::new()).collect();
+        assert_eq!(inject_and_receive(&inj, &frames, &mut rxqs, &mut per), 64);
+        tx_all(&mut txq, per.into_iter().flatten().collect());
+        assert!(txq.flush(WAIT));
+        drop((rxqs, txq));
+        if round == 0 {
+            port.stop().unwrap();
+            port.set_queue_count(3).unwrap();
+            port.start().unwrap();
+            wait_oper_up("fdpk1");
+        }
+    }
+    drop(port);
+    assert_pool_full(&pool);
+}
+
 #[test]
 fn full_lifecycle_closes_every_fd() {
     netns();
@@ -52,6 +86,28 @@ fn full_lifecycle_closes_every_fd() {
             );
         }
     }
+    ip(&[
+        "link", "add", "fdpk0", "type", "veth", "peer", "name", "fdpk1",
+    ]);
+    ip(&["link", "set", "fdpk1", "up"]);
+    let before = fd_count();
+    for kick in [Kick::Uring, Kick::Sendto] {
+        for tp in [
+            Tpacket::V2,
+            Tpacket::V3 {
+                block_timeout_ms: 1,
+            },
+        ] {
+            packet_lifecycle(kick, tp);
+            assert_eq!(
+                fd_count(),
+                before,
+                "fds leaked by a packet port ({kick:?}, {tp:?})"
+            );
+        }
+    }
+    assert!(Port::open(PacketConfig::new("fdnope1")).is_err());
+    assert!(Port::open(PacketConfig::new("fdpk0").frame_size(100)).is_err());
     // A failed open must not leak either.
     assert!(Port::open(TapConfig::new("fdnope0").attach(true)).is_err());
     assert!(Port::open(TapConfig::new("fdq%d").queues(129)).is_err());

@@ -68,6 +68,33 @@ fn falls_back_to_read_write_when_io_uring_is_blocked() {
     assert_eq!(got[0].to_vec(), test_frame(300, 9));
 }
 
+/// An AF_PACKET port asked for the io_uring kick gets the `sendto` kick when
+/// io_uring is blocked, says why, and still sends.
+#[test]
+fn packet_kick_falls_back_to_sendto_when_io_uring_is_blocked() {
+    netns();
+    block_io_uring();
+    ip(&[
+        "link", "add", "pkfb0", "type", "veth", "peer", "name", "pkfb1",
+    ]);
+    ip(&["link", "set", "pkfb1", "up"]);
+    let mut port = Port::open(PacketConfig::new("pkfb0").kick(Kick::Uring)).unwrap();
+    assert_eq!(port.backend(), BackendKind::Rw, "the sendto kick");
+    let why = port.backend_reason().expect("the fallback says why");
+    assert!(why.contains("io_uring") && why.contains("sendto"), "{why}");
+    port.start().unwrap();
+    let pool = Pool::new(PoolConfig::default()).unwrap();
+    let mut txq = port.tx_queue(0).unwrap();
+    assert!(txq.ring_features().is_none(), "no kick ring");
+    let cap = PacketSocket::bind(if_index("pkfb1").unwrap());
+    tx_all(
+        &mut txq,
+        vec![pool.alloc_from(&test_frame(120, 3)).unwrap()],
+    );
+    assert!(txq.flush(WAIT));
+    assert_eq!(cap.recv_test_frames(1, WAIT), vec![test_frame(120, 3)]);
+}
+
 #[test]
 fn explicit_io_uring_queue_fails_clearly_when_blocked_after_open() {
     netns();

@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use rtap::{Packet, Pool, PoolConfig, Port, RingConfig, SqPoll, TapConfig};
+use rtap::{Kick, Packet, PacketConfig, Pool, PoolConfig, Port, RingConfig, SqPoll, TapConfig};
 
 /// Kernel SQ polling threads of this process (named `iou-sqp-PID`).
 fn sq_threads() -> usize {
@@ -20,10 +20,23 @@ fn sq_threads() -> usize {
         .count()
 }
 
+/// [`sq_threads`] once it equals `want`, or after 2 s: a new SQ thread names
+/// itself `iou-sqp-PID` when it first runs, a moment after the ring exists.
+fn sq_threads_settled(want: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let n = sq_threads();
+        if n == want || Instant::now() > deadline {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn rings_and_ports_with_the_same_settings_share_one_sq_thread() {
     netns();
-    assert_eq!(sq_threads(), 0);
+    assert_eq!(sq_threads_settled(0), 0);
     let ring = RingConfig::default().sqpoll(Some(SqPoll::new(50)));
     let mut port = Port::open(TapConfig::new("sqs0").queues(2).ring(ring)).unwrap();
     port.start().unwrap();
@@ -41,7 +54,11 @@ fn rings_and_ports_with_the_same_settings_share_one_sq_thread() {
         assert_eq!(f.fallbacks.len(), expect, "{:?}", f.fallbacks);
     }
     // Four rings, one SQ thread (it was one per ring before).
-    assert_eq!(sq_threads(), 1, "one SQ thread for the port's four rings");
+    assert_eq!(
+        sq_threads_settled(1),
+        1,
+        "one SQ thread for the port's four rings"
+    );
 
     // Traffic both ways on both queues through the shared thread.
     let ps = PacketSocket::bind(port.ifindex());
@@ -80,25 +97,77 @@ fn rings_and_ports_with_the_same_settings_share_one_sq_thread() {
     let twin_rx = twin.rx_queue(0, &pool).unwrap();
     let twin_tx = twin.tx_queue(0).unwrap();
     assert!(twin_rx.ring_features().unwrap().sqpoll_shared);
-    assert_eq!(sq_threads(), 1, "two ports, six rings, one SQ thread");
+    assert_eq!(
+        sq_threads_settled(1),
+        1,
+        "two ports, six rings, one SQ thread"
+    );
     let other_ring = RingConfig::default().sqpoll(Some(SqPoll::new(60)));
     let mut other = Port::open(TapConfig::new("sqs2").ring(other_ring)).unwrap();
     other.start().unwrap();
     let other_tx = other.tx_queue(0).unwrap();
-    assert_eq!(sq_threads(), 2, "other SQPOLL settings, another thread");
+    assert_eq!(
+        sq_threads_settled(2),
+        2,
+        "other SQPOLL settings, another thread"
+    );
     drop((twin_rx, twin_tx, other_tx));
     twin.stop().unwrap();
     other.stop().unwrap();
     drop((twin, other));
+
+    // AF_PACKET ports kick their tx rings through the same thread: two ports,
+    // five queues, every kick ring attached to it.
+    ip(&[
+        "link", "add", "sqpa", "type", "veth", "peer", "name", "sqpb",
+    ]);
+    let cap = PacketSocket::bind(if_index("sqpb").unwrap());
+    let mut packet_ports = Vec::new();
+    let mut packet_tx = Vec::new();
+    for (iface, queues) in [("sqpa", 3), ("sqpb", 2)] {
+        let cfg = PacketConfig::new(iface)
+            .queues(queues)
+            .kick(Kick::Uring)
+            .sqpoll(SqPoll::new(50));
+        let mut p = Port::open(cfg).unwrap();
+        p.start().unwrap();
+        for q in 0..queues {
+            let txq = p.tx_queue(q).unwrap();
+            assert!(txq.ring_features().unwrap().sqpoll_shared);
+            packet_tx.push((iface, txq));
+        }
+        packet_ports.push(p);
+    }
+    assert_eq!(
+        sq_threads_settled(1),
+        1,
+        "tap and packet ports, one SQ thread"
+    );
+    let mut sent = 0;
+    for (i, (iface, txq)) in packet_tx.iter_mut().enumerate() {
+        if *iface == "sqpa" {
+            let f = pool.alloc_from(&test_frame(100, 500 + i as u32)).unwrap();
+            tx_all(txq, vec![f]);
+            assert!(txq.flush(WAIT));
+            sent += 1;
+        }
+    }
+    assert_eq!(
+        cap.recv_test_frames(sent, WAIT).len(),
+        sent,
+        "kicked through the SQ thread"
+    );
+    drop(packet_tx);
+    drop(packet_ports);
 
     drop((rx, tx));
     assert_pool_full(&pool);
     port.stop().unwrap();
     drop(port);
     // The thread goes with the last ring.
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while sq_threads() != 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert_eq!(sq_threads(), 0, "the SQ thread ends with the port's rings");
+    assert_eq!(
+        sq_threads_settled(0),
+        0,
+        "the SQ thread ends with the port's rings"
+    );
 }

@@ -22,7 +22,8 @@ use crate::error::Result;
 use crate::netlink::LinkInfo;
 use crate::pool::{Pool, PoolConfig};
 use crate::queue::engine::{RxEngine, TxEngine};
-use crate::queue::QueueShared;
+use crate::queue::{QueueExtra, QueueShared};
+use crate::xstats::XStat;
 
 /// The interface a device opened: its name (resolved from a template) and index.
 #[derive(Clone, Debug)]
@@ -31,11 +32,19 @@ pub(crate) struct Opened {
     pub ifindex: u32,
 }
 
+/// A queue opened by a device: its fd and, if the device keeps any, its state.
+pub(crate) struct QueueFd {
+    pub fd: OwnedFd,
+    pub extra: Option<QueueExtra>,
+}
+
 /// What an engine needs to know about the queue it serves (the device knows
 /// its own configuration).
 pub(crate) struct EngineCtx {
     /// The queue's fd.
     pub fd: RawFd,
+    /// The device's state of the queue (see [`QueueFd::extra`]).
+    pub extra: Option<QueueExtra>,
     /// Largest frame the rx engine must take.
     pub max_frame: usize,
     /// The process's SQPOLL ring for the device's settings, if any
@@ -66,8 +75,25 @@ pub(crate) trait Device: Send + Sync {
     /// the process's shared anchor for it and hands its fd to the engines.
     fn sqpoll(&self) -> Option<SqPoll>;
 
-    /// Opens one more queue fd on the interface.
-    fn open_queue(&self, iface: &Opened) -> Result<OwnedFd>;
+    /// Opens queue `id` on the interface: its fd and the device's state of it.
+    fn open_queue(&self, iface: &Opened, id: u16) -> Result<QueueFd>;
+
+    /// Runs once the link is up (`Port::start`), with every queue open: an
+    /// AF_PACKET port joins its sockets into their fanout group here (the kernel
+    /// takes only sockets of a running interface).
+    fn start(&self, _queues: &[Arc<QueueShared>]) -> Result<()> {
+        Ok(())
+    }
+
+    /// True if frames the port sends go through the interface's qdisc (so
+    /// `Port::start` waits until the kernel has attached it).
+    fn tx_through_qdisc(&self) -> bool {
+        false
+    }
+
+    /// Appends the device's own extended statistics of queue `q`, named
+    /// `rx_q{N}_...`/`tx_q{N}_...` like the common ones.
+    fn extra_xstats(&self, _q: &QueueShared, _out: &mut Vec<XStat>) {}
 
     /// What to do with a queue fd just before it is closed.
     fn release_queue(&self) -> fn(BorrowedFd<'_>);

@@ -48,6 +48,8 @@ pub struct Port {
     dev: Box<dyn Device>,
     nl: Mutex<Netlink>,
     started: bool,
+    /// `start` brought the link up (it was down): `stop` takes it down again.
+    raised: bool,
     /// The namespace the interface lives in, if not the opener's.
     ns: Option<NsHandle>,
     /// With SQPOLL: the ring whose kernel thread every ring (of every port with
@@ -91,6 +93,7 @@ impl Port {
             dev,
             nl: Mutex::new(nl),
             started: false,
+            raised: false,
             ns,
             sq_anchor: None,
             base: Mutex::new(Baseline::default()),
@@ -119,14 +122,14 @@ impl Port {
         // name there).
         let fds = in_ns(self.ns.as_ref(), || {
             (have..n as usize)
-                .map(|_| dev.open_queue(iface))
+                .map(|id| dev.open_queue(iface, id as u16))
                 .collect::<Result<Vec<_>>>()
         })?;
         let release = self.dev.release_queue();
-        for fd in fds {
+        for q in fds {
             let id = self.queues.len() as u16;
             self.queues
-                .push(Arc::new(QueueShared::new(id, fd, release)));
+                .push(Arc::new(QueueShared::new(id, q.fd, release, q.extra)));
         }
         self.queues.truncate(n as usize);
         self.base
@@ -246,14 +249,46 @@ impl Port {
     pub fn start(&mut self) -> Result<()> {
         if self.link()?.flags & libc::IFF_UP as u32 == 0 {
             self.set_up(true)?;
+            self.raised = true;
         }
+        if self.dev.tx_through_qdisc() {
+            self.wait_operational();
+        }
+        let (dev, queues) = (&*self.dev, &self.queues);
+        in_ns(self.ns.as_ref(), || dev.start(queues))?;
         self.started = true;
         Ok(())
+    }
+
+    /// Waits (at most 2 s) until a link whose carrier is on is operationally up
+    /// too. The kernel attaches the interface's real qdisc only then (link
+    /// watch, up to a second after the carrier comes on); until then frames
+    /// sent through the qdisc vanish without a trace in any counter.
+    fn wait_operational(&self) {
+        let lower_up = libc::IFF_LOWER_UP as u32;
+        let running = libc::IFF_RUNNING as u32;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while let Ok(l) = self.link() {
+            if l.flags & lower_up == 0 || l.flags & running != 0 {
+                return;
+            }
+            if std::time::Instant::now() > deadline {
+                tracing::warn!("{}: carrier on but not operational after 2 s", self.name());
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
     }
 
     /// Runs `f` in the port's namespace (for sockets that must live there).
     fn in_port_ns<T: Send>(&self, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
         in_ns(self.ns.as_ref(), f)
+    }
+
+    /// The port decides the link's state: it created the interface, or brought
+    /// it up itself.
+    fn owns_link_state(&self) -> bool {
+        self.dev.created() || self.raised
     }
 
     /// Queue handles still alive.
@@ -263,12 +298,20 @@ impl Port {
 
     /// Brings the link down. Every queue handle must have been dropped first, so
     /// every buffer is back in its pool when this returns.
+    ///
+    /// An interface the port did not create and found already up when it
+    /// started (an AF_PACKET port on a NIC, a bridge, a container's veth) is left
+    /// up: it is someone else's.
     pub fn stop(&mut self) -> Result<()> {
         let live = self.live_queues();
         if live > 0 {
             return Err(Error::PortBusy { op: "stop", live });
         }
         self.started = false;
+        if !self.owns_link_state() {
+            return Ok(());
+        }
+        self.raised = false;
         match self.set_up(false) {
             // An unprivileged owner may not change the link state: the queues are
             // released all the same, which is what stop guarantees.
@@ -324,6 +367,7 @@ impl Port {
         use std::os::fd::AsRawFd;
         EngineCtx {
             fd: q.fd.as_raw_fd(),
+            extra: q.extra.clone(),
             max_frame,
             sq_attach: self.sq_anchor.as_ref().map(|a| a.fd()),
         }
@@ -374,7 +418,7 @@ impl Port {
 
 impl Drop for Port {
     fn drop(&mut self) {
-        if self.started && self.live_queues() == 0 {
+        if self.started && self.live_queues() == 0 && self.owns_link_state() {
             let _ = self.set_up(false);
         }
     }

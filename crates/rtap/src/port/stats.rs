@@ -19,6 +19,8 @@ pub(super) struct Baseline {
     /// Per queue: rx xstats values (with alloc failures and truncated appended).
     rx_x: Vec<Vec<u64>>,
     tx_x: Vec<Vec<u64>>,
+    /// The device's own xstats, by name.
+    extra: std::collections::HashMap<String, u64>,
 }
 
 impl Baseline {
@@ -79,6 +81,13 @@ impl Port {
                     value: v.saturating_sub(*base),
                 });
             }
+            let first = out.len();
+            self.dev.extra_xstats(q, &mut out);
+            for x in &mut out[first..] {
+                x.value = x
+                    .value
+                    .saturating_sub(b.extra.get(&x.name).copied().unwrap_or(0));
+            }
         }
         out
     }
@@ -100,6 +109,11 @@ impl Port {
         b.rx = self.queues.iter().map(|q| q.rx.snapshot()).collect();
         b.tx = self.queues.iter().map(|q| q.tx.snapshot()).collect();
         b.imissed = missed;
+        let mut extra = Vec::new();
+        for q in &self.queues {
+            self.dev.extra_xstats(q, &mut extra);
+        }
+        b.extra = extra.into_iter().map(|x| (x.name, x.value)).collect();
         Ok(())
     }
 }

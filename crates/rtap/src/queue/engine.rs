@@ -52,6 +52,13 @@ pub(crate) trait RxEngine {
 
     /// Sleeps until packets may be ready or `timeout` passes; true if they may be.
     fn wait(&mut self, fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool>;
+
+    /// True once the queue's interface is gone (deleted, or its namespace
+    /// destroyed). By default: the queue fd reports an error condition, which a
+    /// tap fd does only then.
+    fn gone(&mut self, fd: BorrowedFd<'_>) -> bool {
+        crate::sys::fd::poll_error(fd)
+    }
 }
 
 /// Transmit engine of one queue.

@@ -16,5 +16,5 @@ mod tx;
 mod txprep;
 
 pub use rx::RxQueue;
-pub(crate) use shared::{Dir, QueueShared};
+pub(crate) use shared::{Dir, QueueExtra, QueueShared};
 pub use tx::TxQueue;

@@ -80,7 +80,7 @@ impl RxQueue {
                 // before, so a read can find nothing, wait again and never complete.
                 // While idle, ask the fd itself now and then.
                 self.idle = self.idle.wrapping_add(1);
-                if self.idle % IDLE_CHECK == 0 && sysfd::poll_error(q.fd.as_fd()) {
+                if self.idle % IDLE_CHECK == 0 && self.engine.gone(q.fd.as_fd()) {
                     self.gone = true;
                     return Err(vanished(&self.name, self.ifindex));
                 }
@@ -163,7 +163,7 @@ impl RxQueue {
             sysfd::eventfd_clear(irq.as_fd());
         }
         let ready = r.map_err(|e| Error::sys("rx wait", e))?;
-        if !ready && sysfd::poll_error(fd) {
+        if !ready && self.engine.gone(fd) {
             self.gone = true;
             return Err(vanished(&self.name, self.ifindex));
         }

@@ -24,7 +24,13 @@ pub(crate) struct QueueShared {
     /// the kernel stops steering frames to it even while another process still
     /// holds a copy of the fd).
     release: fn(BorrowedFd<'_>),
+    /// The device's own state of this queue (an AF_PACKET queue's ring mapping
+    /// and counters), handed to its engines.
+    pub extra: Option<QueueExtra>,
 }
+
+/// A device's per-queue state, shared by the queue's engines and the device.
+pub(crate) type QueueExtra = Arc<dyn std::any::Any + Send + Sync>;
 
 /// Which direction of a queue pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,7 +61,12 @@ impl Drop for Claim {
 }
 
 impl QueueShared {
-    pub(crate) fn new(id: u16, fd: OwnedFd, release: fn(BorrowedFd<'_>)) -> QueueShared {
+    pub(crate) fn new(
+        id: u16,
+        fd: OwnedFd,
+        release: fn(BorrowedFd<'_>),
+        extra: Option<QueueExtra>,
+    ) -> QueueShared {
         QueueShared {
             id,
             fd,
@@ -66,6 +77,7 @@ impl QueueShared {
             rx_taken: AtomicBool::new(false),
             tx_taken: AtomicBool::new(false),
             release,
+            extra,
         }
     }
 

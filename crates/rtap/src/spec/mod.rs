@@ -29,7 +29,7 @@
 //! | `sqpoll_cpu` | pin the SQPOLL thread to this CPU (needs `sqpoll`)                  |
 //! | `rx_mode`    | io_uring rx engine: `auto` (default), `posted` or `multishot`       |
 //!
-//! Kinds: `tap:` ([`tap`] lists its keys). Each key may appear once. Errors are
+//! Kinds: `tap:` ([`tap`] lists its keys) and `packet:` ([`packet`]). Each key may appear once. Errors are
 //! [`Error::Spec`] naming the key at fault.
 //!
 //! ```
@@ -40,6 +40,7 @@
 //! assert_eq!(tap.backend, rtap::BackendKind::Rw);
 //! ```
 
+pub mod packet;
 pub mod tap;
 
 use std::str::FromStr;
@@ -47,6 +48,7 @@ use std::str::FromStr;
 use crate::backend::uring::{RingConfig, RxMode, SqPoll};
 use crate::backend::BackendKind;
 use crate::error::{Error, Result};
+use crate::packet::PacketConfig;
 use crate::port::device::{Device, Opened};
 use crate::port::{Netns, PortOptions, MAX_QUEUES};
 use crate::tap::TapConfig;
@@ -58,10 +60,12 @@ use crate::wire::mac::MacAddr;
 pub enum PortSpec {
     /// A TAP interface.
     Tap(TapConfig),
+    /// An existing interface through AF_PACKET sockets.
+    Packet(PacketConfig),
 }
 
 /// The kinds a spec may start with.
-pub const KINDS: &[&str] = &["tap"];
+pub const KINDS: &[&str] = &["tap", "packet"];
 
 /// Keys every kind takes.
 pub const COMMON_KEYS: &[&str] = &["queues", "burst", "netns", "mtu", "mac", "promisc"];
@@ -70,10 +74,11 @@ pub const COMMON_KEYS: &[&str] = &["queues", "burst", "netns", "mtu", "mac", "pr
 pub const FD_ENGINE_KEYS: &[&str] = &["backend", "ring", "sqpoll", "sqpoll_cpu", "rx_mode"];
 
 impl PortSpec {
-    /// The device kind (`"tap"`).
+    /// The device kind (`"tap"`, `"packet"`).
     pub fn kind(&self) -> &'static str {
         match self {
             PortSpec::Tap(_) => "tap",
+            PortSpec::Packet(_) => "packet",
         }
     }
 
@@ -81,6 +86,7 @@ impl PortSpec {
     pub fn options(&self) -> &PortOptions {
         match self {
             PortSpec::Tap(c) => &c.port,
+            PortSpec::Packet(c) => &c.port,
         }
     }
 
@@ -88,6 +94,7 @@ impl PortSpec {
     pub fn options_mut(&mut self) -> &mut PortOptions {
         match self {
             PortSpec::Tap(c) => &mut c.port,
+            PortSpec::Packet(c) => &mut c.port,
         }
     }
 
@@ -95,6 +102,15 @@ impl PortSpec {
     pub fn as_tap(&self) -> Option<&TapConfig> {
         match self {
             PortSpec::Tap(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The AF_PACKET configuration, if this is a packet port.
+    pub fn as_packet(&self) -> Option<&PacketConfig> {
+        match self {
+            PortSpec::Packet(c) => Some(c),
+            _ => None,
         }
     }
 
@@ -102,6 +118,7 @@ impl PortSpec {
     pub fn validate(&self) -> Result<()> {
         match self {
             PortSpec::Tap(c) => c.validate(),
+            PortSpec::Packet(c) => c.validate(),
         }
     }
 
@@ -112,6 +129,10 @@ impl PortSpec {
                 let (dev, iface) = crate::tap::device::open(c)?;
                 Ok((Box::new(dev), iface))
             }
+            PortSpec::Packet(c) => {
+                let (dev, iface) = crate::packet::device::open(c)?;
+                Ok((Box::new(dev), iface))
+            }
         }
     }
 }
@@ -119,6 +140,12 @@ impl PortSpec {
 impl From<TapConfig> for PortSpec {
     fn from(c: TapConfig) -> PortSpec {
         PortSpec::Tap(c)
+    }
+}
+
+impl From<PacketConfig> for PortSpec {
+    fn from(c: PacketConfig) -> PortSpec {
+        PortSpec::Packet(c)
     }
 }
 
@@ -138,6 +165,7 @@ pub fn parse_port_spec(spec: &str) -> Result<PortSpec> {
     let example = "e.g. tap:iface=tap0,queues=2";
     match body.split_once(':') {
         Some(("tap", rest)) => tap::parse(&Parser::new(spec, rest)?).map(PortSpec::Tap),
+        Some(("packet", rest)) => packet::parse(&Parser::new(spec, rest)?).map(PortSpec::Packet),
         Some((kind, _)) if !kind.contains('=') && !kind.contains(',') => Err(spec_err(
             spec,
             "kind",

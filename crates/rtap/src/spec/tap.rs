@@ -68,6 +68,7 @@ mod tests {
     fn tap(spec: &str) -> TapConfig {
         match parse_port_spec(spec).unwrap() {
             PortSpec::Tap(c) => c,
+            other => panic!("not a tap spec: {other:?}"),
         }
     }
 

@@ -13,7 +13,7 @@ use crate::backend::{self, BackendKind};
 use crate::error::{Error, Result};
 use crate::netlink::LinkInfo;
 use crate::pool::{Pool, PoolConfig};
-use crate::port::device::{Device, EngineCtx, Opened};
+use crate::port::device::{Device, EngineCtx, Opened, QueueFd};
 use crate::port::Offloads;
 use crate::queue::engine::{RxEngine, TxEngine};
 use crate::queue::QueueShared;
@@ -78,8 +78,11 @@ impl Device for TapDevice {
         backend::fd_rx_engine_name(self.backend, &self.ring, pool, max_frame)
     }
 
-    fn open_queue(&self, iface: &Opened) -> Result<OwnedFd> {
-        open_queue(&iface.name, iface.ifindex)
+    fn open_queue(&self, iface: &Opened, _id: u16) -> Result<QueueFd> {
+        Ok(QueueFd {
+            fd: open_queue(&iface.name, iface.ifindex)?,
+            extra: None,
+        })
     }
 
     fn release_queue(&self) -> fn(BorrowedFd<'_>) {

@@ -311,6 +311,25 @@ pub fn if_index(name: &str) -> Option<u32> {
     (idx != 0).then_some(idx)
 }
 
+/// Waits (at most 3 s) until interface `name` is operationally up. A veth end
+/// whose peer just came up sends nothing until then: the kernel attaches its
+/// qdisc a moment later (link watch), and drops what is sent before.
+#[track_caller]
+pub fn wait_oper_up(name: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let out = std::process::Command::new("ip")
+            .args(["-o", "link", "show", "dev", name])
+            .output()
+            .expect("run ip");
+        if String::from_utf8_lossy(&out.stdout).contains("state UP") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} never came up");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// True if an interface called `name` exists in this thread's namespace.
 pub fn if_exists(name: &str) -> bool {
     if_index(name).is_some()

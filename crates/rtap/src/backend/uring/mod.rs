@@ -1,6 +1,7 @@
 //! The io_uring backend: ring construction (with feature probing and logged
 //! fallbacks) and the per-queue rx and tx engines.
 
+pub(crate) mod kick;
 mod probe;
 pub(crate) mod rx_multishot;
 pub(crate) mod rx_posted;

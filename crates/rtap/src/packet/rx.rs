@@ -1,0 +1,412 @@
+//! Receive from a packet socket's rx ring: each frame the kernel hands over is
+//! copied into pool buffers as a [`Packet`] and its slot (V2) or block (V3)
+//! handed straight back, so the ring never waits on the application.
+//!
+//! A frame arrives with its VLAN tag stripped into the slot header; it is put
+//! back in the packet. With `PACKET_VNET_HDR` the kernel's virtio-net header
+//! sits just in front of the frame and goes with the packet (`rx_csum()`,
+//! `rx_gso()`). Without it, a frame whose checksum the kernel left partial
+//! (`TP_STATUS_CSUMNOTREADY`: local traffic) gets its checksum completed here,
+//! so it can be sent anywhere. Frames this host sent (`PACKET_OUTGOING`) are not
+//! input and are skipped (counted).
+
+use std::os::fd::BorrowedFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::device::{PacketQueue, QueueCounters as Extra};
+use crate::backend::uring::RingFeatures;
+use crate::pool::{Packet, Pool};
+use crate::queue::engine::RxEngine;
+use crate::stats::QueueCounters;
+use crate::sys::fd as sysfd;
+use crate::sys::packet as sys;
+use crate::wire::checksum;
+use crate::wire::vnet::{VnetHdr, F_NEEDS_CSUM, GSO_NONE};
+
+const TP_STATUS_USER: u32 = libc::TP_STATUS_USER;
+const PACKET_OUTGOING: u8 = libc::PACKET_OUTGOING;
+
+/// What one burst found, counted once at its end.
+#[derive(Default)]
+struct Tally {
+    pkts: u64,
+    bytes: u64,
+    errors: u64,
+    nombuf: u64,
+    truncated: u64,
+    outgoing: u64,
+    sw_csum: u64,
+}
+
+/// A received frame as the ring describes it.
+struct Frame<'a> {
+    data: &'a [u8],
+    /// Length on the wire (more than `data.len()` if the slot cut it).
+    wire_len: usize,
+    status: u32,
+    vlan: Option<(u16, u16)>,
+    vnet: Option<&'a [u8]>,
+    pkttype: u8,
+}
+
+/// The pool side shared by both ring versions.
+struct Delivery {
+    pool: Pool,
+    vnet_len: usize,
+}
+
+impl Delivery {
+    /// Turns one frame into a packet appended to `out`, or counts why not.
+    fn deliver(&self, f: &Frame<'_>, out: &mut Vec<Packet>, t: &mut Tally) {
+        if f.pkttype == PACKET_OUTGOING {
+            t.outgoing += 1;
+            return;
+        }
+        if f.data.len() < f.wire_len {
+            t.errors += 1;
+            t.truncated += 1;
+            return;
+        }
+        if f.data.len() < 14 {
+            t.errors += 1;
+            return;
+        }
+        let mut vnet = f
+            .vnet
+            .and_then(|b| VnetHdr::decode(b, self.vnet_len))
+            .unwrap_or_default();
+        let Ok(mut p) = self.pool.alloc() else {
+            t.nombuf += 1;
+            return;
+        };
+        let r = match f.vlan {
+            None => p.append(f.data),
+            Some((tpid, tci)) => {
+                let mut tag = [0u8; 4];
+                tag[..2].copy_from_slice(&tpid.to_be_bytes());
+                tag[2..].copy_from_slice(&tci.to_be_bytes());
+                // Offsets in the virtio-net header count from the frame start.
+                if vnet.flags & F_NEEDS_CSUM != 0 {
+                    vnet.csum_start += 4;
+                }
+                if vnet.gso_type != GSO_NONE {
+                    vnet.hdr_len += 4;
+                }
+                p.append(&f.data[..12])
+                    .and_then(|()| p.append(&tag))
+                    .and_then(|()| p.append(&f.data[12..]))
+            }
+        };
+        if r.is_err() {
+            // The pool ran dry halfway through a chain; `p` gives its buffers back.
+            t.nombuf += 1;
+            return;
+        }
+        if self.vnet_len == 0 && f.status & libc::TP_STATUS_CSUMNOTREADY != 0 && sw_csum(&mut p) {
+            t.sw_csum += 1;
+        }
+        p.set_vnet_hdr(vnet);
+        t.pkts += 1;
+        t.bytes += p.len() as u64;
+        out.push(p);
+    }
+}
+
+/// Completes the L4 checksum of a frame the kernel left partial. False if the
+/// frame is not TCP/UDP (nothing to complete).
+fn sw_csum(p: &mut Packet) -> bool {
+    let mut segs: [&[u8]; 64] = [&[]; 64];
+    let mut n = 0;
+    for s in p.segments() {
+        if n == segs.len() {
+            return false;
+        }
+        segs[n] = s;
+        n += 1;
+    }
+    let Ok((off, sum)) = checksum::sw_l4_checksum(&segs[..n]) else {
+        return false;
+    };
+    match p.data_mut().get_mut(off..off + 2) {
+        Some(field) => {
+            field.copy_from_slice(&sum.to_be_bytes());
+            true
+        }
+        None => false,
+    }
+}
+
+fn publish(pq: &PacketQueue, ctr: &QueueCounters, t: &Tally) {
+    ctr.add(t.pkts, t.bytes, t.errors, t.nombuf);
+    ctr.add_truncated(t.truncated);
+    Extra::add(&pq.counters.outgoing, t.outgoing);
+    Extra::add(&pq.counters.sw_csum, t.sw_csum);
+}
+
+/// The socket's interface was unregistered (a link going down leaves it bound).
+fn socket_gone(fd: BorrowedFd<'_>) -> bool {
+    // A pending error (ENETDOWN on link down or removal) would keep poll()
+    // reporting the socket ready: read it away.
+    let _ = sys::take_error(fd);
+    sys::bound_ifindex(fd).map_or(true, |i| i <= 0)
+}
+
+/// TPACKET_V2 rx engine: one frame per slot.
+pub(crate) struct PacketRx {
+    pq: Arc<PacketQueue>,
+    d: Delivery,
+    /// Next slot to look at.
+    head: u32,
+}
+
+impl PacketRx {
+    pub(crate) fn new(pq: Arc<PacketQueue>, pool: &Pool, vnet_len: usize) -> PacketRx {
+        let head = saved(&pq).rx % pq.rx.geom.frame_count;
+        PacketRx {
+            pq,
+            d: Delivery {
+                pool: pool.clone(),
+                vnet_len,
+            },
+            head,
+        }
+    }
+}
+
+/// Where the queue's previous engine stopped (the kernel fills from there on).
+fn saved(pq: &PacketQueue) -> std::sync::MutexGuard<'_, super::device::Positions> {
+    pq.saved.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Drop for PacketRx {
+    fn drop(&mut self) {
+        saved(&self.pq).rx = self.head;
+    }
+}
+
+impl RxEngine for PacketRx {
+    fn rx_burst(
+        &mut self,
+        _fd: BorrowedFd<'_>,
+        out: &mut Vec<Packet>,
+        max: usize,
+        ctr: &QueueCounters,
+    ) -> Result<usize, i32> {
+        let ring = &self.pq.rx;
+        let n = ring.geom.frame_count;
+        let start = out.len();
+        let mut t = Tally::default();
+        // Bounded by the ring: frames dropped here (errors, nombuf) free their slot too.
+        for _ in 0..n {
+            if out.len() - start >= max {
+                break;
+            }
+            let st = ring.status(self.head);
+            if st & TP_STATUS_USER == 0 {
+                break;
+            }
+            let h = ring.v2_hdr(self.head);
+            let fs = ring.geom.frame_size as usize;
+            let mac = h.mac as usize;
+            let snap = (h.snaplen as usize).min(fs.saturating_sub(mac));
+            let vl = self.d.vnet_len;
+            let frame = Frame {
+                data: ring.bytes(self.head, mac.min(fs), snap),
+                wire_len: h.len as usize,
+                status: st,
+                vlan: (st & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
+                    let tpid = if st & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+                        h.vlan_tpid
+                    } else {
+                        0x8100
+                    };
+                    (tpid, h.vlan_tci)
+                }),
+                vnet: (vl > 0 && mac >= vl).then(|| ring.bytes(self.head, mac - vl, vl)),
+                pkttype: ring.v2_pkttype(self.head),
+            };
+            self.d.deliver(&frame, out, &mut t);
+            ring.set_status(self.head, libc::TP_STATUS_KERNEL);
+            self.head = (self.head + 1) % n;
+        }
+        publish(&self.pq, ctr, &t);
+        Ok(out.len() - start)
+    }
+
+    fn held(&self) -> usize {
+        0
+    }
+
+    fn ring_features(&self) -> Option<&RingFeatures> {
+        None
+    }
+
+    /// The socket's readiness: POLLIN when a slot is the user's.
+    fn signals_eventfd(&self) -> bool {
+        false
+    }
+
+    fn set_eventfd(&mut self, _fd: Option<std::os::fd::RawFd>) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn wait(&mut self, fd: BorrowedFd<'_>, timeout: Duration) -> std::io::Result<bool> {
+        if self.pq.rx.status(self.head) & TP_STATUS_USER != 0 {
+            return Ok(true);
+        }
+        sysfd::poll_in(fd, timeout)
+    }
+
+    fn gone(&mut self, fd: BorrowedFd<'_>) -> bool {
+        socket_gone(fd)
+    }
+}
+
+/// TPACKET_V3 rx engine: frames packed into blocks, a block handed back once
+/// every frame in it is delivered (or counted).
+pub(crate) struct PacketRxV3 {
+    pq: Arc<PacketQueue>,
+    d: Delivery,
+    cur: Cursor,
+}
+
+/// Where a V3 engine is: the block being read, frames left in it, the offset
+/// of the next one.
+#[derive(Default)]
+struct Cursor {
+    block: u32,
+    left: u32,
+    off: u32,
+    open: bool,
+}
+
+impl Cursor {
+    /// Hands the current block back and moves to the next one.
+    fn close(&mut self, pq: &PacketQueue) {
+        pq.rx.release_block(self.block);
+        self.block = (self.block + 1) % pq.rx.block_count();
+        self.open = false;
+    }
+}
+
+impl PacketRxV3 {
+    pub(crate) fn new(pq: Arc<PacketQueue>, pool: &Pool, vnet_len: usize) -> PacketRxV3 {
+        let s = *saved(&pq);
+        let (left, off) = s.rx_open.unwrap_or((0, 0));
+        let cur = Cursor {
+            block: s.rx % pq.rx.block_count(),
+            left,
+            off,
+            open: s.rx_open.is_some(),
+        };
+        PacketRxV3 {
+            pq,
+            d: Delivery {
+                pool: pool.clone(),
+                vnet_len,
+            },
+            cur,
+        }
+    }
+}
+
+impl RxEngine for PacketRxV3 {
+    fn rx_burst(
+        &mut self,
+        _fd: BorrowedFd<'_>,
+        out: &mut Vec<Packet>,
+        max: usize,
+        ctr: &QueueCounters,
+    ) -> Result<usize, i32> {
+        let (pq, d, cur) = (&*self.pq, &self.d, &mut self.cur);
+        let ring = &pq.rx;
+        let start = out.len();
+        let mut t = Tally::default();
+        let bs = ring.geom.block_size as usize;
+        let vl = d.vnet_len;
+        // Bounded: every pass delivers or counts a frame, or opens or closes a block.
+        for _ in 0..(1 << 16) {
+            if out.len() - start >= max {
+                break;
+            }
+            if !cur.open {
+                if ring.block_status(cur.block) & TP_STATUS_USER == 0 {
+                    break;
+                }
+                let (n, first) = ring.block_pkts(cur.block);
+                cur.left = n;
+                cur.off = first;
+                cur.open = true;
+            }
+            if cur.left == 0 {
+                cur.close(pq);
+                continue;
+            }
+            let h = ring.v3_pkt(cur.block, cur.off);
+            let mac = cur.off as usize + h.mac as usize;
+            let snap = (h.snaplen as usize).min(bs.saturating_sub(mac));
+            let frame = Frame {
+                data: ring.block_bytes(cur.block, mac.min(bs), snap),
+                wire_len: h.len as usize,
+                status: h.status,
+                vlan: (h.status & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
+                    let tpid = if h.status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+                        h.vlan_tpid
+                    } else {
+                        0x8100
+                    };
+                    (tpid, h.vlan_tci)
+                }),
+                vnet: (vl > 0 && mac >= vl).then(|| ring.block_bytes(cur.block, mac - vl, vl)),
+                pkttype: h.pkttype,
+            };
+            d.deliver(&frame, out, &mut t);
+            cur.left -= 1;
+            if cur.left == 0 || h.next == 0 {
+                cur.close(pq);
+            } else {
+                cur.off += h.next;
+            }
+        }
+        publish(pq, ctr, &t);
+        Ok(out.len() - start)
+    }
+
+    fn held(&self) -> usize {
+        0
+    }
+
+    fn ring_features(&self) -> Option<&RingFeatures> {
+        None
+    }
+
+    fn signals_eventfd(&self) -> bool {
+        false
+    }
+
+    fn set_eventfd(&mut self, _fd: Option<std::os::fd::RawFd>) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn wait(&mut self, fd: BorrowedFd<'_>, timeout: Duration) -> std::io::Result<bool> {
+        if self.cur.open || self.pq.rx.block_status(self.cur.block) & TP_STATUS_USER != 0 {
+            return Ok(true);
+        }
+        sysfd::poll_in(fd, timeout)
+    }
+
+    fn gone(&mut self, fd: BorrowedFd<'_>) -> bool {
+        socket_gone(fd)
+    }
+}
+
+impl Drop for PacketRxV3 {
+    /// Saves where to resume: the queue's next engine reads on from the frame
+    /// after the last one delivered, in the block still held.
+    fn drop(&mut self) {
+        let mut s = saved(&self.pq);
+        s.rx = self.cur.block;
+        s.rx_open = self.cur.open.then_some((self.cur.left, self.cur.off));
+    }
+}

@@ -1,0 +1,376 @@
+//! Transmit through a packet socket's tx ring: each packet is copied into the
+//! next free slot (virtio-net header first when offloads are on), the slot is
+//! marked `TP_STATUS_SEND_REQUEST` with a `Release` store, and one kick per
+//! burst makes the kernel walk the ring. A slot that comes back
+//! `TP_STATUS_AVAILABLE` is a frame sent (counted then, not when queued); one
+//! that comes back `TP_STATUS_WRONG_FORMAT` is a frame the kernel refused
+//! (counted as a tx error and taken out of the ring, see [`PacketTx::refused`]).
+//!
+//! The kick is a `send(fd, NULL, 0, MSG_DONTWAIT)` ([`Kick::Sendto`], DPDK's way,
+//! one syscall per burst) or the same send as an io_uring request that the
+//! process's SQPOLL kernel thread issues ([`Kick::Uring`]: the application only
+//! writes the SQ tail, and makes a syscall only to wake the thread after it went
+//! to sleep).
+//!
+//! [`Kick::Sendto`]: super::Kick::Sendto
+//! [`Kick::Uring`]: super::Kick::Uring
+
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::config::TX_DATA_OFF;
+use super::device::{PacketQueue, QueueCounters as Extra};
+use crate::backend::uring::kick::{Kicked, SendKick};
+use crate::backend::uring::{RingConfig, RingFeatures};
+use crate::error::Result;
+use crate::pool::Packet;
+use crate::queue::engine::TxEngine;
+use crate::stats::QueueCounters;
+use crate::sys::packet as sys;
+
+const SEND_REQUEST: u32 = libc::TP_STATUS_SEND_REQUEST;
+/// Status bits of a slot the kernel has not finished with (timestamp bits aside).
+const BUSY: u32 = libc::TP_STATUS_SEND_REQUEST | libc::TP_STATUS_SENDING;
+const WRONG_FORMAT: u32 = libc::TP_STATUS_WRONG_FORMAT;
+
+/// An errno that says the socket lost its interface (deleted or moved away).
+fn unbound(errno: i32) -> bool {
+    matches!(errno, libc::ENXIO | libc::ENODEV)
+}
+
+/// How a tx engine makes the kernel walk its ring.
+pub(crate) enum Kicker {
+    /// `send()` from the application thread.
+    Sendto,
+    /// An io_uring send of length 0 that the SQPOLL thread issues.
+    Uring(Box<SendKick>),
+}
+
+impl Kicker {
+    pub(crate) fn sendto() -> Kicker {
+        Kicker::Sendto
+    }
+
+    /// A kick ring on socket `fd`, attached to the SQ thread of `attach`.
+    pub(crate) fn uring(fd: RawFd, cfg: &RingConfig, attach: Option<RawFd>) -> Result<Kicker> {
+        Ok(Kicker::Uring(Box::new(SendKick::new(fd, cfg, attach)?)))
+    }
+
+    /// Asks the kernel to send every `SEND_REQUEST` slot at the ring's head.
+    /// `Err(errno)` if the socket lost its interface.
+    fn kick(&mut self, fd: BorrowedFd<'_>, c: &Extra) -> std::result::Result<(), i32> {
+        match self {
+            Kicker::Sendto => {
+                Extra::add(&c.kicks, 1);
+                let mut r = sys::kick(fd);
+                if r.as_ref()
+                    .is_err_and(|e| e.raw_os_error() == Some(libc::ENETDOWN))
+                {
+                    // A link that went down and up again leaves that error pending on
+                    // the socket; the send that reports it sent nothing. Once more.
+                    r = sys::kick(fd);
+                }
+                match r {
+                    Ok(_) => Ok(()),
+                    Err(e) => count_error(e.raw_os_error().unwrap_or(libc::EIO), c),
+                }
+            }
+            Kicker::Uring(u) => {
+                match u.kick() {
+                    Kicked::Full => {}
+                    Kicked::Queued => Extra::add(&c.kicks, 1),
+                    Kicked::Woke => {
+                        Extra::add(&c.kicks, 1);
+                        Extra::add(&c.sq_wakeups, 1);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Reaps finished kicks and counts their failures. `Err(errno)` if one says
+    /// the socket lost its interface.
+    fn reap(&mut self, c: &Extra) -> std::result::Result<(), i32> {
+        let Kicker::Uring(u) = self else {
+            return Ok(());
+        };
+        let mut r = Ok(());
+        u.reap(|res| {
+            if res < 0 {
+                r = r.and(count_error(-res, c));
+            }
+        });
+        r
+    }
+
+    /// A kick is on its way: the kernel will walk the ring without another.
+    fn pending(&self) -> bool {
+        matches!(self, Kicker::Uring(u) if u.outstanding() > 0)
+    }
+
+    fn features(&self) -> Option<&RingFeatures> {
+        match self {
+            Kicker::Sendto => None,
+            Kicker::Uring(u) => Some(&u.features),
+        }
+    }
+}
+
+/// Counts a failed kick: `EAGAIN` (send buffer full: the frames stay queued and
+/// the next kick retries them) apart from the rest. The loss of the interface is
+/// returned.
+fn count_error(errno: i32, c: &Extra) -> std::result::Result<(), i32> {
+    if errno == libc::EAGAIN {
+        Extra::add(&c.kick_eagain, 1);
+        return Ok(());
+    }
+    Extra::add(&c.kick_errors, 1);
+    if unbound(errno) {
+        return Err(errno);
+    }
+    Ok(())
+}
+
+/// Tx engine of one packet-port queue.
+pub(crate) struct PacketTx {
+    pq: Arc<PacketQueue>,
+    kicker: Kicker,
+    vnet_len: usize,
+    /// Oldest slot not reaped yet.
+    head: u32,
+    /// Next slot to fill.
+    tail: u32,
+    /// Slots filled and not reaped (`tail - head` around the ring).
+    pending: u32,
+    /// Largest frame a slot takes (its data area less the header).
+    max_len: usize,
+    /// The interface is gone (a kick said so).
+    vanished: Option<i32>,
+}
+
+impl PacketTx {
+    pub(crate) fn new(pq: Arc<PacketQueue>, kicker: Kicker, vnet_len: usize) -> PacketTx {
+        let saved = *pq.saved.lock().unwrap_or_else(|e| e.into_inner());
+        let n = pq.tx.geom.frame_count;
+        let max_len = (pq.tx.geom.frame_size - TX_DATA_OFF) as usize - vnet_len;
+        PacketTx {
+            head: saved.tx_head,
+            tail: saved.tx_tail,
+            pending: (saved.tx_tail + n - saved.tx_head) % n,
+            pq,
+            kicker,
+            vnet_len,
+            max_len,
+            vanished: None,
+        }
+    }
+
+    fn slots(&self) -> u32 {
+        self.pq.tx.geom.frame_count
+    }
+
+    fn next(&self, i: u32) -> u32 {
+        (i + 1) % self.slots()
+    }
+
+    /// Counts every slot the kernel has finished with, oldest first, and takes
+    /// refused ones out of the ring. Then reaps finished kicks.
+    fn reap(&mut self, ctr: &QueueCounters) {
+        let (mut pkts, mut bytes, mut errors) = (0u64, 0u64, 0u64);
+        let pq = Arc::clone(&self.pq);
+        let ring = &pq.tx;
+        // Bounded by the ring: every pass retires a slot.
+        while self.pending > 0 {
+            let st = ring.status(self.head);
+            if st & WRONG_FORMAT != 0 {
+                self.refused();
+                errors += 1;
+                continue;
+            }
+            if st & BUSY != 0 {
+                break;
+            }
+            pkts += 1;
+            bytes += (ring.tx_len(self.head) as usize - self.vnet_len) as u64;
+            self.head = self.next(self.head);
+            self.pending -= 1;
+        }
+        ctr.add(pkts, bytes, errors, 0);
+        if let Err(e) = self.kicker.reap(&self.pq.counters) {
+            self.vanished = Some(e);
+        }
+    }
+
+    /// The kernel refused the frame at `head` (`TP_STATUS_WRONG_FORMAT`) and stopped
+    /// there: it sends nothing more until that slot is `SEND_REQUEST` again, and a
+    /// slot marked `AVAILABLE` would stall the ring for good. So the frames queued
+    /// behind it move down one slot, in order, and the head slot is re-armed with
+    /// the first of them last.
+    fn refused(&mut self) {
+        Extra::add(&self.pq.counters.wrong_format, 1);
+        let ring = &self.pq.tx;
+        let j = self.head;
+        let last = (self.tail + self.slots() - 1) % self.slots();
+        let mut k = j;
+        while k != last {
+            let src = self.next(k);
+            // The kernel's head is at `j`, whose status is not SEND_REQUEST: it reads
+            // no slot behind it, so every slot from `j` to `last` is the user's to rewrite.
+            let len = ring.tx_len(src);
+            ring.copy_slot(src, k, TX_DATA_OFF as usize, len as usize);
+            ring.set_tx_len(k, len);
+            k = src;
+        }
+        ring.set_status(last, libc::TP_STATUS_AVAILABLE);
+        self.tail = last;
+        self.pending -= 1;
+        if self.pending > 0 {
+            // Everything behind the head is in place: hand the head over last.
+            ring.set_status(j, SEND_REQUEST);
+        }
+    }
+
+    /// A kick is needed: the newest frame still waits for the kernel and no kick
+    /// is on its way (after `EAGAIN`, `ENOBUFS` or a link that was down).
+    fn stalled(&self) -> bool {
+        if self.pending == 0 || self.kicker.pending() {
+            return false;
+        }
+        let newest = (self.tail + self.slots() - 1) % self.slots();
+        self.pq.tx.status(newest) & SEND_REQUEST != 0
+    }
+
+    fn kick(&mut self, fd: BorrowedFd<'_>) {
+        if let Err(e) = self.kicker.kick(fd, &self.pq.counters) {
+            self.vanished = Some(e);
+        }
+    }
+
+    /// Copies `pkt` into slot `i`: virtio-net header, then the frame.
+    fn fill(&self, i: u32, pkt: &Packet) {
+        let ring = &self.pq.tx;
+        let mut off = TX_DATA_OFF as usize;
+        if self.vnet_len > 0 {
+            let mut hdr = [0u8; 16];
+            pkt.vnet_hdr().encode(&mut hdr, self.vnet_len);
+            ring.write(i, off, &hdr[..self.vnet_len]);
+            off += self.vnet_len;
+        }
+        for s in pkt.segments() {
+            ring.write(i, off, s);
+            off += s.len();
+        }
+        ring.set_tx_len(i, (off - TX_DATA_OFF as usize) as u32);
+    }
+}
+
+impl TxEngine for PacketTx {
+    fn room(&mut self, ctr: &QueueCounters) -> usize {
+        self.reap(ctr);
+        (self.slots() - self.pending) as usize
+    }
+
+    fn tx_burst(
+        &mut self,
+        _fd: BorrowedFd<'_>,
+        pkts: &mut Vec<Packet>,
+        max: usize,
+        ctr: &QueueCounters,
+    ) -> std::result::Result<usize, i32> {
+        self.reap(ctr);
+        if let Some(e) = self.vanished {
+            return Err(e);
+        }
+        let pq = Arc::clone(&self.pq);
+        let tx_fd = pq.tx_sock.as_fd();
+        let offered = pkts.len();
+        let n = offered.min(max);
+        let (mut taken, mut filled, mut rejected) = (0, 0u32, 0u64);
+        let ring = &pq.tx;
+        for pkt in pkts.iter().take(n) {
+            let len = pkt.len();
+            if len < 14 || len > self.max_len {
+                // Never written to the ring: the kernel would stop at it.
+                rejected += 1;
+                if len > self.max_len {
+                    Extra::add(&pq.counters.oversized, 1);
+                }
+                taken += 1;
+                continue;
+            }
+            // The tail slot is free unless the ring is full (or the kernel re-armed
+            // it after a failed transmit: it is not ours then either).
+            if self.pending == self.slots() || ring.status(self.tail) != libc::TP_STATUS_AVAILABLE {
+                break;
+            }
+            self.fill(self.tail, pkt);
+            // The frame and its length are in place before the kernel may see the slot.
+            ring.set_status(self.tail, SEND_REQUEST);
+            self.tail = self.next(self.tail);
+            self.pending += 1;
+            filled += 1;
+            taken += 1;
+        }
+        pkts.drain(..taken);
+        if taken < offered && self.pending == self.slots() {
+            // The caller had more than the ring could take.
+            Extra::add(&pq.counters.ring_full, 1);
+        }
+        if rejected > 0 {
+            ctr.add(0, 0, rejected, 0);
+        }
+        if filled > 0 || self.stalled() {
+            self.kick(tx_fd);
+        }
+        match self.vanished {
+            Some(e) if filled == 0 => Err(e),
+            _ => Ok(taken),
+        }
+    }
+
+    fn flush(&mut self, ctr: &QueueCounters, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let pq = Arc::clone(&self.pq);
+        loop {
+            self.reap(ctr);
+            if self.pending == 0 {
+                return true;
+            }
+            if self.vanished.is_some() || Instant::now() > deadline {
+                return false;
+            }
+            if self.stalled() {
+                self.kick(pq.tx_sock.as_fd());
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.pending as usize
+    }
+
+    fn ring_features(&self) -> Option<&RingFeatures> {
+        self.kicker.features()
+    }
+
+    fn signals_eventfd(&self) -> bool {
+        false
+    }
+
+    fn set_eventfd(&mut self, _fd: Option<RawFd>) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for PacketTx {
+    /// Saves where the ring stands for the queue's next engine. Frames still
+    /// queued stay in the ring and go out with the next kick.
+    fn drop(&mut self) {
+        let mut s = self.pq.saved.lock().unwrap_or_else(|e| e.into_inner());
+        s.tx_head = self.head;
+        s.tx_tail = self.tail;
+    }
+}
