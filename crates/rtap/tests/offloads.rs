@@ -6,7 +6,9 @@
 //! so the kernel completes the checksum / segments the frame in software before
 //! B's reader gets it (an AF_PACKET capture on A would only see the partial
 //! skb). Receive offloads are verified with the kernel's own TCP stack sending
-//! through a tap with TSO on, end to end through a zero-copy forwarder. Also:
+//! through a tap with TSO on, end to end through a zero-copy forwarder. The
+//! `packet_*` tests do the same with AF_PACKET ports (`PACKET_VNET_HDR`) as A
+//! (and as both forwarder ports). Also:
 //! the software checksum of a port without offloads, refused requests, and
 //! every extended statistic by exact value.
 //!
@@ -423,6 +425,31 @@ impl Router {
     }
 }
 
+impl Router {
+    /// The same with A an AF_PACKET port (offloads on) on a veth `{tag}a`, whose
+    /// peer `{tag}k` is the router's interface with 10.1.0.1/24 and fd01::1/64.
+    /// Call after [`netns`].
+    fn packet(tag: &str) -> Router {
+        enable_ipv6();
+        let (an, kn) = (format!("{tag}a"), format!("{tag}k"));
+        ip(&["link", "add", &an, "type", "veth", "peer", "name", &kn]);
+        ip(&["link", "set", &kn, "address", "02:00:00:00:01:01"]);
+        ip(&["addr", "add", "10.1.0.1/24", "dev", &kn]);
+        ip(&["addr", "add", "fd01::1/64", "dev", &kn, "nodad"]);
+        ip(&["link", "set", &kn, "up"]);
+        let mut a = Port::open(PacketConfig::new(an.as_str()).offload(true)).unwrap();
+        assert_eq!(a.offloads(), offloads_all_here(), "{:?}", a.offload_notes());
+        a.start().unwrap();
+        wait_oper_up(&kn);
+        let b = router_b(&format!("{tag}b"), BackendKind::Uring);
+        Router {
+            a,
+            b,
+            a_mac: [0x02, 0, 0, 0, 0x01, 0x01],
+        }
+    }
+}
+
 /// Polls `rxq` until `want` packets satisfying `pick` arrived or `timeout`
 /// passed. Returns the picked packets (in arrival order) and the tally of every
 /// packet received, picked or not (for exact xstats checks).
@@ -475,7 +502,17 @@ fn rx_quiet(rxq: &mut RxQueue, quiet: Duration, t: &mut Tally) -> usize {
 /// to the one etherparse computed when building the frame).
 fn tx_csum_offload_by_value(backend: BackendKind) {
     netns();
-    let r = Router::new("ocs", backend);
+    tx_csum_by_value(Router::new("ocs", backend));
+}
+
+/// Test 1 with A an AF_PACKET port: the requests go through `PACKET_VNET_HDR`.
+#[test]
+fn packet_tx_csum_offload_by_value() {
+    netns();
+    tx_csum_by_value(Router::packet("pcs"));
+}
+
+fn tx_csum_by_value(r: Router) {
     let pool = pool();
     let mut rxb = r.b.rx_queue(0, &pool).unwrap();
     let mut txa = r.a.tx_queue(0).unwrap();
@@ -531,10 +568,21 @@ fn tx_csum_offload_by_value(backend: BackendKind) {
 /// Before Linux 6.2 the tap does not know USO: the kernel refuses the UDP
 /// frames, which the port counts as tx errors, and nothing leaves B.
 fn tso_uso_segmented_by_kernel(backend: BackendKind) {
+    netns();
+    tso_uso_by_value(Router::new("oso", backend));
+}
+
+/// Test 2 with A an AF_PACKET port. Before Linux 6.2 the kernel refuses the
+/// UDP frames (`TP_STATUS_WRONG_FORMAT`), counted as tx errors.
+#[test]
+fn packet_tso_uso_segmented_by_kernel() {
+    netns();
+    tso_uso_by_value(Router::packet("pso"));
+}
+
+fn tso_uso_by_value(r: Router) {
     const LEN: usize = 60_000;
     const MSS: usize = 1400;
-    netns();
-    let r = Router::new("oso", backend);
     let pool = pool();
     let mut rxb = r.b.rx_queue(0, &pool).unwrap();
     let mut txa = r.a.tx_queue(0).unwrap();
@@ -1275,6 +1323,63 @@ fn gro_end_to_end(backend: BackendKind, v6: bool) {
         n1.ip(&["addr", "add", "fd04::1/64", "dev", "ogroa", "nodad"]);
         n2.ip(&["addr", "add", "fd04::2/64", "dev", "ogrob", "nodad"]);
     }
+    tcp_through_forwarder(&a, &b, &n1, &n2, v6, &backend.to_string());
+    drop((a, b));
+}
+
+/// Test 5 with AF_PACKET ports (offloads on): N1's veth end `pgroa`
+/// (10.4.0.1) is paired with `pgroA` here, port A; N2's `pgrob` (10.4.0.2) with
+/// `pgroB`, port B. The TSO frames of N1's TCP stack come up at A as single
+/// GSO frames through `PACKET_VNET_HDR`, and go out of B as such.
+fn packet_gro_end_to_end(v6: bool) {
+    netns();
+    if v6 {
+        enable_ipv6();
+    }
+    let n1 = NamedNetns::create("pgro1");
+    let n2 = NamedNetns::create("pgro2");
+    let mut ports = Vec::new();
+    for (ns, inner, outer, addr4, addr6) in [
+        (&n1, "pgroa", "pgroA", "10.4.0.1/24", "fd04::1/64"),
+        (&n2, "pgrob", "pgroB", "10.4.0.2/24", "fd04::2/64"),
+    ] {
+        ip(&["link", "add", outer, "type", "veth", "peer", "name", inner]);
+        ip(&["link", "set", inner, "netns", ns.name()]);
+        ns.run(|| if v6 { enable_ipv6() } else { disable_ipv6() });
+        ns.ip(&["addr", "add", addr4, "dev", inner]);
+        if v6 {
+            ns.ip(&["addr", "add", addr6, "dev", inner, "nodad"]);
+        }
+        ns.ip(&["link", "set", inner, "up"]);
+        let mut p = Port::open(PacketConfig::new(outer).offload(true)).unwrap();
+        p.start().unwrap();
+        ports.push(p);
+    }
+    let (a, b) = (&ports[0], &ports[1]);
+    assert!(a.offloads().tso4 && b.offloads().tso4);
+    tcp_through_forwarder(a, b, &n1, &n2, v6, "packet");
+}
+
+#[test]
+fn packet_rx_gro_end_to_end() {
+    packet_gro_end_to_end(false);
+}
+
+#[test]
+fn packet_rx_gro_end_to_end_ipv6_chained() {
+    packet_gro_end_to_end(true);
+}
+
+/// TCP from N1 to N2 through a zero-copy forwarder between A and B, checked as
+/// test 5 says.
+fn tcp_through_forwarder(
+    a: &Port,
+    b: &Port,
+    n1: &NamedNetns,
+    n2: &NamedNetns,
+    v6: bool,
+    label: &str,
+) {
     let server_addr = if v6 {
         "[fd04::2]:5201"
     } else {
@@ -1287,7 +1392,7 @@ fn gro_end_to_end(backend: BackendKind, v6: bool) {
     let started = Instant::now();
     let e2e_bytes = e2e_bytes();
     let (fwd, sent, recvd) = std::thread::scope(|s| {
-        let fwd = s.spawn(|| forward(&a, &b, !v6, &stop));
+        let fwd = s.spawn(|| forward(a, b, !v6, &stop));
         let listener = n2.run(|| std::net::TcpListener::bind(server_addr).unwrap());
         let p2 = pat.clone();
         let server = s.spawn(move || {
@@ -1345,7 +1450,7 @@ fn gro_end_to_end(backend: BackendKind, v6: bool) {
     });
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "gro e2e {backend} v6={v6}: {} MiB in {secs:.1} s; A->B {} frames ({} GSO, {}..={} bytes, {} MiB of payload in GSO frames), B->A {}",
+        "gro e2e {label} v6={v6}: {} MiB in {secs:.1} s; A->B {} frames ({} GSO, {}..={} bytes, {} MiB of payload in GSO frames), B->A {}",
         e2e_bytes >> 20,
         fwd.to_b,
         fwd.gso,
@@ -1375,8 +1480,8 @@ fn gro_end_to_end(backend: BackendKind, v6: bool) {
     // The counters.
     assert_eq!(fwd.a_rx.lro, fwd.gso);
     assert!(fwd.a_rx.size[6] >= fwd.gso);
-    assert_rx_xstats(&a, 0, &fwd.a_rx);
-    assert_rx_xstats(&b, 0, &fwd.b_rx);
+    assert_rx_xstats(a, 0, &fwd.a_rx);
+    assert_rx_xstats(b, 0, &fwd.b_rx);
     let as_sent = |rx: &Tally, chains: u64| Tally {
         size: rx.size,
         cast: rx.cast,
@@ -1389,8 +1494,8 @@ fn gro_end_to_end(backend: BackendKind, v6: bool) {
         v6,
         "A's GSO frames are chains iff A's pool is"
     );
-    assert_tx_xstats(&b, 0, &as_sent(&fwd.a_rx, fwd.a_rx_chains));
-    assert_tx_xstats(&a, 0, &as_sent(&fwd.b_rx, fwd.b_rx_chains));
+    assert_tx_xstats(b, 0, &as_sent(&fwd.a_rx, fwd.a_rx_chains));
+    assert_tx_xstats(a, 0, &as_sent(&fwd.b_rx, fwd.b_rx_chains));
     let (sa, sb) = (a.stats().unwrap(), b.stats().unwrap());
     assert_eq!((sb.tx.packets, sb.tx.errors), (fwd.to_b, 0));
     assert_eq!((sa.tx.packets, sa.tx.errors), (fwd.to_a, 0));
@@ -1398,7 +1503,6 @@ fn gro_end_to_end(backend: BackendKind, v6: bool) {
         (sa.rx.errors, sb.rx.errors, sa.rx.nombuf, sb.rx.nombuf),
         (0, 0, 0, 0)
     );
-    drop((a, b));
 }
 
 // ------------------------------------------------------------------ xstats

@@ -100,6 +100,10 @@ pub(crate) struct PacketDevice {
     kick_reason: Option<String>,
     /// The fanout group's id once the kernel picked it.
     fanout_id: Mutex<Option<u16>>,
+    /// The offloads the virtio-net header carries on this kernel, and why any
+    /// are missing.
+    offloads: Offloads,
+    offload_notes: Vec<String>,
 }
 
 /// Resolves the interface (in the calling thread's namespace) and checks the
@@ -122,14 +126,33 @@ pub(crate) fn open(cfg: &PacketConfig) -> Result<(PacketDevice, Opened)> {
         (cfg.iface.clone(), idx)
     };
     let (kick, kick_reason) = choose_kick(cfg);
+    let (offloads, offload_notes) = offloads(cfg.offload);
     let dev = PacketDevice {
         cfg: cfg.clone(),
         geom,
         kick,
         kick_reason,
         fanout_id: Mutex::new(None),
+        offloads,
+        offload_notes,
     };
     Ok((dev, Opened { name, ifindex }))
+}
+
+/// What `PACKET_VNET_HDR` carries: partial checksums and TCP segmentation
+/// everywhere; UDP segmentation (`VIRTIO_NET_HDR_GSO_UDP_L4`) from Linux 6.2
+/// (the kernel has no probe for it: before, it refuses such frames).
+fn offloads(on: bool) -> (Offloads, Vec<String>) {
+    if !on {
+        return (Offloads::NONE, Vec::new());
+    }
+    match crate::sys::kernel_version() {
+        Some(v) if v < (6, 2) => (
+            Offloads::ALL.uso4(false).uso6(false),
+            vec!["USO needs Linux >= 6.2 (virtio-net UDP_L4 in AF_PACKET): dropped".into()],
+        ),
+        _ => (Offloads::ALL, Vec::new()),
+    }
 }
 
 /// The uring kick needs io_uring and an SQPOLL thread; without either, sendto.
@@ -233,16 +256,11 @@ impl Device for PacketDevice {
     }
 
     fn offloads(&self) -> Offloads {
-        if self.cfg.offload {
-            // What PACKET_VNET_HDR delivers: partial checksums and GRO frames.
-            Offloads::ALL
-        } else {
-            Offloads::NONE
-        }
+        self.offloads
     }
 
     fn offload_notes(&self) -> &[String] {
-        &[]
+        &self.offload_notes
     }
 
     fn backend(&self) -> BackendKind {
