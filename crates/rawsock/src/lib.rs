@@ -117,6 +117,14 @@ impl RawSocket {
         )
     }
 
+    /// `SO_RCVBUFFORCE` (root), else `SO_RCVBUF`: the bytes of frames queued
+    /// for reading (each frame costs its size plus the kernel's skb overhead).
+    pub fn set_rcvbuf(&self, bytes: usize) -> io::Result<()> {
+        let v = bytes.min(i32::MAX as usize / 2) as libc::c_int;
+        self.set_int(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, v)
+            .or_else(|_| self.set_int(libc::SOL_SOCKET, libc::SO_RCVBUF, v))
+    }
+
     /// The interface it is bound to.
     pub fn ifindex(&self) -> u32 {
         self.ifindex
@@ -145,6 +153,11 @@ impl RawSocket {
         if !wait_readable(self.fd.as_fd(), timeout)? {
             return Ok(None);
         }
+        self.try_recv(buf)
+    }
+
+    /// Reads one frame into `buf` if one is queued (one `recvfrom`, no wait).
+    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<Option<Received>> {
         // SAFETY: sockaddr_ll is plain data.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         let mut sl = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;

@@ -94,7 +94,7 @@ pub fn run(
 
 #[derive(Args, Debug)]
 pub struct CaptureArgs {
-    /// Port spec (tap:iface=NAME,...)
+    /// Port spec (tap:iface=NAME,... or packet:iface=NAME,...)
     #[arg(long, value_name = "SPEC")]
     port: String,
     /// The pcap file to write

@@ -17,6 +17,7 @@ pub fn run(spec: &str, json: bool) -> Result<String> {
     let reason = port.backend_reason().unwrap_or("").to_string();
     let notes = port.offload_notes().join("; ");
     let rx_engine = port.rx_engine_name(&PoolConfig::default())?;
+    let tx_engine = port.tx_engine_name();
     let offloads: Vec<&str> = [
         (off.csum, "csum"),
         (off.tso4, "tso4"),
@@ -38,7 +39,8 @@ pub fn run(spec: &str, json: bool) -> Result<String> {
 "provided_buffer_rings": probe.buf_ring,
 "sqpoll": probe.sqpoll,
 "zcrx_recv_zc": probe.recv_zc});
-        let j = json!({"name": link.name.as_str(),
+        let j = json!({"kind": port.kind(),
+"name": link.name.as_str(),
 "ifindex": link.ifindex,
 "backend": port.backend().to_string(),
 "backend_reason": reason.as_str(),
@@ -49,12 +51,18 @@ pub fn run(spec: &str, json: bool) -> Result<String> {
 "offloads": Value::Array(offloads.iter().map(|s| Value::from(*s)).collect()),
 "offload_notes": notes.as_str(),
 "rx_engine": rx_engine.as_str(),
+"tx_engine": tx_engine.as_str(),
 "io_uring": uring});
         return Ok(format!("{j}\n"));
     }
     let yes = |b: bool| if b { "yes" } else { "no" };
     let mut s = String::new();
-    s += &format!("port      {} (ifindex {})\n", link.name, link.ifindex);
+    s += &format!(
+        "port      {} (ifindex {}, {})\n",
+        link.name,
+        link.ifindex,
+        port.kind()
+    );
     s += &format!(
         "backend   {}{}\n",
         port.backend(),
@@ -79,6 +87,7 @@ pub fn run(spec: &str, json: bool) -> Result<String> {
         s += &format!("          ({notes})\n");
     }
     s += &format!("rx engine {rx_engine}\n");
+    s += &format!("tx engine {tx_engine}\n");
     s += &format!(
         "io_uring  {}; multishot read {}, readv/writev {}, provided buffer rings {}, SQPOLL {}, zero-copy receive op {}\n",
         if probe.available { "available".to_string() } else { format!("unavailable: {}", probe.error.unwrap_or_default()) },
@@ -93,8 +102,8 @@ pub fn run(spec: &str, json: bool) -> Result<String> {
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {
-    /// Port spec (tap:iface=NAME,...); the tap is created if needed and removed
-    /// again unless it exists already or `persist` is given
+    /// Port spec (tap:iface=NAME,... or packet:iface=NAME,...); a tap is created
+    /// if needed and removed again unless it exists already or `persist` is given
     #[arg(long, value_name = "SPEC")]
     pub port: String,
     /// Print one JSON object

@@ -22,6 +22,7 @@ const ROOT_HELP: &str = "\
 Examples:
   rtap demo                                              # namespaces, ping and TCP through rtap
   rtap fwd --port tap:iface=tap0 --port tap:iface=tap1   # forward between two taps until Ctrl-C
+  rtap fwd --port packet:iface=eth1 --port tap:iface=tap0 # an existing interface (AF_PACKET) to a tap
 
 Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more than warnings.";
 
@@ -29,7 +30,7 @@ Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more than warnings.";
 #[command(
     name = "rtap",
     version,
-    about = "Packet forwarding over Linux TAP interfaces with io_uring (testpmd-like)",
+    about = "Packet forwarding over Linux TAP interfaces and AF_PACKET rings with io_uring (testpmd-like)",
     after_help = ROOT_HELP
 )]
 struct Cli {
@@ -50,11 +51,13 @@ enum Cmd {
     #[command(after_help = bench::HELP)]
     Bench(bench::BenchArgs),
     /// What a port is and what the kernel offers it (backend, io_uring features, offloads)
-    #[command(after_help = "Example:\n  rtap info --port tap:iface=tap0 --json")]
+    #[command(
+        after_help = "Examples:\n  rtap info --port tap:iface=tap0 --json\n  rtap info --port packet:iface=eth1,kick=uring"
+    )]
     Info(info::InfoArgs),
     /// Write received frames to a pcap file (opens in tcpdump and Wireshark)
     #[command(
-        after_help = "Example:\n  rtap capture --port tap:iface=tap0 --write /tmp/tap0.pcap --count 100"
+        after_help = "Examples:\n  rtap capture --port tap:iface=tap0 --write /tmp/tap0.pcap --count 100\n  rtap capture --port packet:iface=eth1,tpacket=3 --write /tmp/eth1.pcap --duration 10"
     )]
     Capture(capture::CaptureArgs),
 }

@@ -1,193 +1,15 @@
 //! End-to-end tests of the `rtap` binary. The demo and fwd tests need root (they
 //! create namespaces and taps); they fail with a clear message otherwise.
 
-use std::ffi::CString;
+mod common;
+
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::*;
 use serde_json::{json, Value};
-
-const BIN: &str = env!("CARGO_BIN_EXE_rtap");
-
-/// These tests create taps and namespaces: they must run as root, and fail
-/// (rather than pass without testing anything) otherwise.
-fn assert_root() {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    assert!(
-        root,
-        "this test needs root (it creates taps and network namespaces)"
-    );
-}
-
-// ---------------------------------------------------------------------------
-// Reading the CLI's JSON (serde_json), by dotted path: "ports.0.name".
-
-trait JsonPath {
-    fn at(&self, path: &str) -> &Value;
-    fn num(&self, path: &str) -> f64;
-    fn len(&self, path: &str) -> usize;
-}
-
-impl JsonPath for Value {
-    fn at(&self, path: &str) -> &Value {
-        let pointer = format!("/{}", path.replace('.', "/"));
-        self.pointer(&pointer)
-            .unwrap_or_else(|| panic!("JSON has no {path:?}: {self}"))
-    }
-    fn num(&self, path: &str) -> f64 {
-        self.at(path)
-            .as_f64()
-            .unwrap_or_else(|| panic!("{path} is not a number: {}", self.at(path)))
-    }
-    fn len(&self, path: &str) -> usize {
-        self.at(path)
-            .as_array()
-            .unwrap_or_else(|| panic!("{path} is not an array: {}", self.at(path)))
-            .len()
-    }
-}
-
-fn parse_json(s: &str) -> Value {
-    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
-}
-
-// ---------------------------------------------------------------------------
-// Kernel helpers: namespaces, interfaces, AF_PACKET.
-
-/// Moves the calling test thread into a fresh network namespace; children spawned
-/// from this thread inherit it.
-fn private_netns() {
-    // SAFETY: unshare takes no pointers; CLONE_NEWNET affects only this thread.
-    let r = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-    assert_eq!(
-        r,
-        0,
-        "unshare(CLONE_NEWNET): {}",
-        io::Error::last_os_error()
-    );
-}
-
-fn ifindex(name: &str) -> Option<u32> {
-    let c = CString::new(name).unwrap();
-    // SAFETY: c is a valid NUL-terminated string.
-    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (i != 0).then_some(i)
-}
-
-fn is_up(name: &str) -> bool {
-    // SAFETY: plain socket call, checked below.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    assert!(fd >= 0);
-    // SAFETY: fd is fresh and ours.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: ifreq is plain data.
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in ifr.ifr_name.iter_mut().zip(name.bytes().take(15)) {
-        *d = s as libc::c_char;
-    }
-    // SAFETY: SIOCGIFFLAGS reads and writes one ifreq.
-    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut ifr) };
-    // SAFETY: SIOCGIFFLAGS filled the flags member.
-    r == 0 && unsafe { ifr.ifr_ifru.ifru_flags } as i32 & libc::IFF_UP != 0
-}
-
-fn wait_up(names: &[&str], child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !names.iter().all(|n| is_up(n)) {
-        if let Some(st) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-            panic!("rtap fwd exited early ({st}): {err}");
-        }
-        assert!(Instant::now() < deadline, "{names:?} did not come up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-const ETHERTYPE: u16 = 0x88b5;
-
-/// A test frame: broadcast, our ethertype, a tag byte and a sequence number.
-fn frame(tag: u8, seq: u32) -> Vec<u8> {
-    let mut f = vec![0xff; 6];
-    f.extend_from_slice(&[0x02, 0, 0, 0, 0, tag]);
-    f.extend_from_slice(&ETHERTYPE.to_be_bytes());
-    f.push(tag);
-    f.extend_from_slice(&seq.to_be_bytes());
-    f.extend((0..100).map(|i| (i as u8) ^ (seq as u8)));
-    f
-}
-
-/// The workspace's AF_PACKET helper, panicking on errors (a test failure).
-struct PacketSocket(rawsock::RawSocket);
-
-impl PacketSocket {
-    fn bind(name: &str) -> PacketSocket {
-        PacketSocket(rawsock::RawSocket::bind_name(name).expect("AF_PACKET socket"))
-    }
-
-    fn send(&self, f: &[u8]) {
-        self.0.send(f).expect("AF_PACKET send");
-    }
-
-    /// Incoming frames (not our own sends) that `keep` accepts, until `max` of
-    /// them or `timeout`.
-    fn recv_matching(
-        &self,
-        timeout: Duration,
-        max: usize,
-        keep: impl Fn(&[u8]) -> bool,
-    ) -> Vec<Vec<u8>> {
-        self.0
-            .recv_matching(timeout, max, keep)
-            .expect("AF_PACKET recv")
-    }
-
-    fn recv_tagged(&self, tag: u8, count: usize, timeout: Duration) -> Vec<Vec<u8>> {
-        self.recv_matching(timeout, count, |f| {
-            f.len() > 14 && f[12..14] == ETHERTYPE.to_be_bytes() && f[14] == tag
-        })
-    }
-}
-
-fn spawn_fwd(args: &[&str]) -> Child {
-    Command::new(BIN)
-        .arg("fwd")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn rtap")
-}
-
-fn wait_output(child: Child, timeout: Duration) -> Output {
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(timeout) {
-        Ok(out) => out.expect("wait for rtap"),
-        Err(_) => {
-            // SAFETY: kill takes no pointers; pid is our child.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            panic!("rtap did not exit within {timeout:?}");
-        }
-    }
-}
-
-fn expect_json(out: &Output) -> Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "rtap failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
-        out.status
-    );
-    parse_json(stdout.trim())
-}
 
 // ---------------------------------------------------------------------------
 
@@ -1031,22 +853,6 @@ fn fwd_icmpecho_answers_ping_over_ipv4_and_ipv6() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--ip"));
-}
-
-/// A UDP/IPv4 frame of flow `flow` (source port 1000 + flow), sequence `seq`.
-fn udp_frame(flow: u16, seq: u32) -> Vec<u8> {
-    let b =
-        etherparse::PacketBuilder::ethernet2([0x02, 0, 0, 0, 0, 0xaa], [0x02, 0, 0, 0, 0, 0xbb])
-            .ipv4([10, 9, 0, 1], [10, 9, 0, 2], 64)
-            .udp(1000 + flow, 7777);
-    let payload = seq.to_be_bytes();
-    let mut out = Vec::new();
-    b.write(&mut out, &payload).unwrap();
-    out
-}
-
-fn is_udp_7777(f: &[u8]) -> bool {
-    f.len() >= 42 && f[12..14] == [0x08, 0x00] && f[23] == 17 && f[36..38] == 7777u16.to_be_bytes()
 }
 
 /// Sends 64 flows x 8 frames into `a`, expects all of them out of `b`, and returns

@@ -15,13 +15,21 @@ const TITLE_H: u32 = 26;
 const PANEL_GAP: u32 = 14;
 
 /// Panel order and titles.
-const PANELS: [(&str, &str); 5] = [
+const PANELS: [(&str, &str); 7] = [
     ("tx", "tx 64-byte frames, Mpps (higher is better)"),
     ("rx", "rx drain 64-byte frames, Mpps (higher is better)"),
     ("fwd", "io forward 64-byte frames, Mpps (higher is better)"),
     (
+        "pkt-tx",
+        "AF_PACKET tx 64-byte frames over a veth, Mpps (higher is better)",
+    ),
+    (
+        "pkt-fwd",
+        "AF_PACKET io forward 64-byte frames, veth to veth, Mpps (higher is better)",
+    ),
+    (
         "tcp",
-        "TCP through a tap<->tap forwarder, Gbit/s (higher is better)",
+        "TCP through a forwarder (tap or AF_PACKET ports), Gbit/s (higher is better)",
     ),
     (
         "lat",
@@ -33,7 +41,9 @@ const PANELS: [(&str, &str); 5] = [
 fn colour(contender: &str) -> (&'static str, &'static str) {
     if contender.starts_with("uring") {
         ("#2b6cb0", "#90cdf4")
-    } else if contender.starts_with("rw") {
+    } else if contender.starts_with("packet") {
+        ("#6b46c1", "#d6bcfa")
+    } else if contender.starts_with("rw") || contender == "rawsock" {
         ("#718096", "#cbd5e0")
     } else {
         ("#2f855a", "#9ae6b4")
@@ -69,7 +79,7 @@ fn ratio_label(cells: &[Cell], c: &Cell) -> String {
         Some((o, r)) if c.unit == Unit::Latency => format!("p50 {r:.2}x {}", o.contender),
         Some((o, r)) => format!("{r:.2}x {}", o.contender),
         None if c.contender == "veth" => "kernel ceiling".into(),
-        None if c.contender == "rw" || c.contender == "rw-nooffload" => "baseline".into(),
+        None if matches!(c.contender, "rw" | "rw-nooffload" | "rawsock") => "baseline".into(),
         None => String::new(),
     }
 }
@@ -200,6 +210,7 @@ mod tests {
             unit,
             rate,
             cpu: 0.0,
+            sq_cpu: 0.0,
             host_cpu: 0.0,
             lat: (unit == Unit::Latency).then_some(Lat {
                 p50_us: rate,

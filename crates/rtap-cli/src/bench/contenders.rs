@@ -49,6 +49,9 @@ pub const CONTENDERS: [Contender; 4] = [
 pub enum TcpPath {
     /// A tap in each namespace and the io-mode forwarder between them.
     Rtap { backend: BackendKind, offload: bool },
+    /// A veth pair in each namespace, an AF_PACKET port (uring kick) on one end
+    /// of each, and the io-mode forwarder between them.
+    Packet { offload: bool },
     /// A veth pair: the kernel alone.
     Veth,
 }
@@ -66,8 +69,9 @@ pub struct TcpContender {
 /// `uring` and `rw` with every offload (64 KiB frames through the taps, partial
 /// checksums), `uring-interrupt` (the same, the forwarder sleeping on rx
 /// interrupts when idle), the `-nooffload` twins (MTU-sized, checksummed frames),
-/// and `veth`.
-pub const TCP_CONTENDERS: [TcpContender; 6] = [
+/// `packet` and `packet-nooffload` (AF_PACKET ports on veth pairs, with and
+/// without virtio-net headers), and `veth`.
+pub const TCP_CONTENDERS: [TcpContender; 8] = [
     TcpContender {
         name: "uring",
         path: TcpPath::Rtap {
@@ -106,6 +110,16 @@ pub const TCP_CONTENDERS: [TcpContender; 6] = [
             backend: BackendKind::Rw,
             offload: false,
         },
+        interrupt: false,
+    },
+    TcpContender {
+        name: "packet",
+        path: TcpPath::Packet { offload: true },
+        interrupt: false,
+    },
+    TcpContender {
+        name: "packet-nooffload",
+        path: TcpPath::Packet { offload: false },
         interrupt: false,
     },
     TcpContender {

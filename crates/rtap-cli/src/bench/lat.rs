@@ -79,6 +79,7 @@ pub(super) fn run(
                 unit: Unit::Latency,
                 rate: lat.p50_us,
                 cpu: median(cpu),
+                sq_cpu: 0.0,
                 host_cpu: 0.0,
                 lat: Some(lat),
             })

@@ -30,6 +30,7 @@ pub mod chart;
 pub mod contenders;
 mod lat;
 pub mod latency;
+mod packet;
 mod pps;
 pub mod results;
 mod table;
@@ -58,17 +59,27 @@ Tests and contenders (all in the same run, interleaved, each in its own namespac
                (No interrupt or veth rows here: a drain never finds the queue
                empty, so interrupt mode would be busy-polling, and a veth has no
                port to drive; both run in tcp and lat.)
+  pkt-tx, pkt-fwd
+               64-byte frames through AF_PACKET over veth pairs: packet-uring (rtap's
+               packet port, tx kicked by an io_uring send from the SQPOLL thread),
+               packet-sendto (the same port, one send() per burst: DPDK
+               net_af_packet's kick) and rawsock (a plain AF_PACKET socket, one
+               send()/recv() per frame). pkt-fwd first fills A's rx ring, then times
+               the drain. CPU: the application thread's and the SQ thread's ns/pkt.
   tcp          a content-verified TCP bulk transfer from namespace A to B through a
                tap in each and the io-mode forwarder between them: uring, uring-
                interrupt (forwarder sleeps on rx interrupts when idle), rw, with
-               offloads (64 KiB frames) and without (-nooffload); and a veth pair with
-               no userspace at all (the kernel's ceiling). Five rounds of 2 s, median.
+               offloads (64 KiB frames) and without (-nooffload); packet and
+               packet-nooffload (AF_PACKET ports on a veth pair in each namespace);
+               and a veth pair with no userspace at all (the kernel's ceiling).
+               Five rounds of 2 s, median.
   lat          UDP ping-pong (64-byte frames, one request in flight) through the same
                path: p50/p99/p99.9/max round trip from an HDR histogram over 3 x 10000
                exchanges (2000 with --quick): uring, uring-interrupt, rw, veth.
 
-Ratios are against the read/write backend; tcp: against rw with the same offloads,
-offloads vs none, and vs veth. fwd cpu is the forwarder thread's CPU time per second,
+Ratios are against the read/write backend; pkt-*: against rawsock, and (per
+application core) packet-uring against packet-sendto; tcp: against rw with the
+same offloads, offloads vs none, and vs veth. fwd cpu is the forwarder thread's CPU time per second,
 host cpu the whole machine's (100 % = one core).
 
 --out DIR writes results.json (machine, options, every cell with \"vs\" and \"ratio\")
@@ -80,11 +91,12 @@ pub struct BenchArgs {
     #[arg(long)]
     quick: bool,
     /// Run one test only
-    #[arg(long, value_parser = ["tx", "rx", "fwd", "tcp", "lat"])]
+    #[arg(long, value_parser = ["tx", "rx", "fwd", "pkt-tx", "pkt-fwd", "tcp", "lat"])]
     only: Option<String>,
     /// Only these contenders (comma-separated: uring,uring-posted,uring-sqpoll,rw;
-    /// for tcp: uring,uring-interrupt,uring-nooffload,rw,rw-nooffload,veth; for lat:
-    /// uring,uring-interrupt,rw,veth)
+    /// for pkt-tx and pkt-fwd: packet-uring,packet-sendto,rawsock; for tcp:
+    /// uring,uring-interrupt,uring-nooffload,rw,rw-nooffload,packet,
+    /// packet-nooffload,veth; for lat: uring,uring-interrupt,rw,veth)
     #[arg(long, value_delimiter = ',')]
     contenders: Option<Vec<String>>,
     /// Print the cells as a JSON array instead of the table
@@ -112,6 +124,8 @@ pub fn cmd(a: BenchArgs) -> Result<()> {
     let only = a.only.map(|s| match s.as_str() {
         "tx" => "tx",
         "rx" => "rx",
+        "pkt-tx" => "pkt-tx",
+        "pkt-fwd" => "pkt-fwd",
         "tcp" => "tcp",
         "lat" => "lat",
         _ => "fwd",
@@ -169,6 +183,11 @@ pub fn run(opts: BenchOpts, mut progress: impl FnMut(&str)) -> Result<Vec<Cell>>
     for test in ["tx", "rx", "fwd"] {
         if opts.only.is_none_or(|o| o == test) {
             cells.extend(pps::run(test, &opts, &mut progress)?);
+        }
+    }
+    for test in ["pkt-tx", "pkt-fwd"] {
+        if opts.only.is_none_or(|o| o == test) {
+            cells.extend(packet::run(test, &opts, &mut progress)?);
         }
     }
     if opts.only.is_none_or(|o| o == "tcp") {

@@ -11,19 +11,22 @@ use rtap::{Packet, Pool, PoolConfig, Port, RingConfig, RxMode, TapConfig};
 use super::contenders::{Contender, CONTENDERS};
 use super::results::{Cell, Unit};
 use super::{chosen, interrupted, median, BenchOpts};
-use crate::common::cpu::thread_cpu_s;
+use crate::common::cpu::{sq_threads_cpu_s, thread_cpu_s};
 
 /// One run: packets per second of wall time, and thread CPU ns per packet.
 #[derive(Clone, Copy, Debug)]
 struct Run {
     pps: f64,
     cpu_ns: f64,
+    /// SQPOLL thread CPU ns per packet (0 without one).
+    sq_ns: f64,
 }
 
 /// Times a region in wall and thread-CPU time.
 struct Clock {
     wall: Instant,
     cpu: f64,
+    sq: f64,
 }
 
 impl Clock {
@@ -31,6 +34,7 @@ impl Clock {
         Clock {
             wall: Instant::now(),
             cpu: thread_cpu_s(),
+            sq: sq_threads_cpu_s(),
         }
     }
     fn run(&self, packets: u64) -> Run {
@@ -39,17 +43,18 @@ impl Clock {
         Run {
             pps: packets as f64 / el,
             cpu_ns: cpu * 1e9 / packets.max(1) as f64,
+            sq_ns: (sq_threads_cpu_s() - self.sq) * 1e9 / packets.max(1) as f64,
         }
     }
 }
 
-const BURST: usize = 32;
+pub(super) const BURST: usize = 32;
 
-const FRAME_LEN: usize = 64;
+pub(super) const FRAME_LEN: usize = 64;
 
 /// A 64-byte frame addressed to another host, so the kernel drops it right after
 /// the tap hands it up (the same cost for every contender).
-fn frame(seq: u32) -> [u8; FRAME_LEN] {
+pub(super) fn frame(seq: u32) -> [u8; FRAME_LEN] {
     let mut f = [0u8; FRAME_LEN];
     f[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x02]);
     f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x01]);
@@ -58,7 +63,7 @@ fn frame(seq: u32) -> [u8; FRAME_LEN] {
     f
 }
 
-fn in_netns<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+pub(super) fn in_netns<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
     std::thread::scope(|s| {
         s.spawn(|| {
             // SAFETY: unshare takes no pointers; it moves only this thread.
@@ -237,6 +242,7 @@ fn median_run(runs: &[Run]) -> Run {
     Run {
         pps: median(runs.iter().map(|r| r.pps).collect()),
         cpu_ns: median(runs.iter().map(|r| r.cpu_ns).collect()),
+        sq_ns: median(runs.iter().map(|r| r.sq_ns).collect()),
     }
 }
 
@@ -286,6 +292,7 @@ pub(super) fn run(
                 unit: Unit::Pps,
                 rate: m.pps,
                 cpu: m.cpu_ns,
+                sq_cpu: m.sq_ns,
                 host_cpu: 0.0,
                 lat: None,
             }

@@ -47,6 +47,9 @@ pub struct Cell {
     /// [`Unit::Gbps`], [`Unit::Latency`]: the forwarder worker's CPU time per wall
     /// second (1.0 = one core; 0 for veth).
     pub cpu: f64,
+    /// [`Unit::Pps`] only: CPU time of the process's SQPOLL kernel threads per
+    /// packet, in ns (0 without one): work the measuring thread handed off.
+    pub sq_cpu: f64,
     /// [`Unit::Gbps`] only: busy CPU time of the whole machine per wall second
     /// during the transfer (2.0 = both cores of a 2-core machine).
     pub host_cpu: f64,
@@ -55,7 +58,8 @@ pub struct Cell {
 }
 
 /// The contender a cell is compared with in the chart and `results.json`, and
-/// the ratio: packet rates and latency against the read/write backend (`rw`);
+/// the ratio: packet rates and latency against the read/write backend (`rw`),
+/// AF_PACKET packet rates (`pkt-*`) against a plain socket (`rawsock`);
 /// tcp against `rw` with the same offloads, and the `rw` rows against `veth`.
 /// Latency ratios are contender / reference of the median (below 1 = faster).
 pub fn reference<'a>(cells: &'a [Cell], x: &Cell) -> Option<(&'a Cell, f64)> {
@@ -65,6 +69,9 @@ pub fn reference<'a>(cells: &'a [Cell], x: &Cell) -> Option<(&'a Cell, f64)> {
             .find(|y| y.test == x.test && y.contender == c && y.rate > 0.0)
     };
     let other = match x.unit {
+        // AF_PACKET tests: against a plain socket, one syscall per frame.
+        Unit::Pps if x.test.starts_with("pkt-") && x.contender != "rawsock" => find("rawsock"),
+        Unit::Pps if x.test.starts_with("pkt-") => None,
         Unit::Pps | Unit::Latency if x.contender != "rw" => find("rw"),
         Unit::Gbps => match TCP_CONTENDERS.iter().find(|t| t.name == x.contender)?.path {
             TcpPath::Veth => None,
@@ -73,13 +80,16 @@ pub fn reference<'a>(cells: &'a [Cell], x: &Cell) -> Option<(&'a Cell, f64)> {
                 ..
             } => find("veth"),
             TcpPath::Rtap { offload, .. } => find(if offload { "rw" } else { "rw-nooffload" }),
+            TcpPath::Packet { offload: true } => find("packet-nooffload"),
+            TcpPath::Packet { offload: false } => find("veth"),
         },
         _ => None,
     }?;
     Some((other, x.rate / other.rate))
 }
 
-/// The cells as a JSON array: packet-rate cells with `pps` and `cpu_ns_per_pkt`,
+/// The cells as a JSON array: packet-rate cells with `pps`, `cpu_ns_per_pkt` and
+/// `sq_cpu_ns_per_pkt` (the SQPOLL thread's),
 /// tcp cells with `gbit_per_s`, `fwd_cpu_load` and `host_cpu_load` (1.0 = one
 /// core), lat cells with `p50_us`, `p99_us`, `p999_us`, `max_us`, `mean_us`,
 /// `samples`, `lost` and `fwd_cpu_load`; each with `vs` (the contender it is
@@ -97,6 +107,7 @@ pub fn to_json(cells: &[Cell]) -> Value {
                     Unit::Pps => json!({
                         "pps": c.rate.max(0.0).round() as u64,
                         "cpu_ns_per_pkt": c.cpu,
+                        "sq_cpu_ns_per_pkt": c.sq_cpu,
                     }),
                     Unit::Gbps => json!({
                         "gbit_per_s": c.rate,

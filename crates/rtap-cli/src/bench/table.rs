@@ -3,6 +3,7 @@
 use rtap::BackendKind;
 
 use super::contenders::{TcpPath, CONTENDERS, LAT_CONTENDERS, TCP_CONTENDERS};
+use super::packet::PKT_CONTENDERS;
 use super::results::{Cell, Unit};
 
 /// The comparison table. Packet-rate tests: Mpps (wall) and thread CPU ns per
@@ -14,7 +15,10 @@ use super::results::{Cell, Unit};
 pub fn render(cells: &[Cell]) -> String {
     let get = |t: &str, c: &str| cells.iter().find(|x| x.test == t && x.contender == c);
     let mut s = String::new();
-    if cells.iter().any(|c| c.unit == Unit::Pps) {
+    if cells
+        .iter()
+        .any(|c| c.unit == Unit::Pps && !c.test.starts_with("pkt-"))
+    {
         s += &format!(
             "{:<8} {:<14} {:>10} {:>10} {:>12} {:>12}\n",
             "test", "contender", "Mpps", "ns/pkt", "pps vs rw", "cpu vs rw"
@@ -42,6 +46,7 @@ pub fn render(cells: &[Cell]) -> String {
             );
         }
     }
+    s += &packet_rows(cells);
     if cells.iter().any(|c| c.unit == Unit::Gbps) {
         if !s.is_empty() {
             s.push('\n');
@@ -88,10 +93,21 @@ pub fn render(cells: &[Cell]) -> String {
                         ratio(x, veth),
                     )
                 }
+                TcpPath::Packet { offload } => (
+                    "-".into(),
+                    if offload {
+                        ratio(x, get("tcp", "packet-nooffload"))
+                    } else {
+                        "-".into()
+                    },
+                    ratio(x, veth),
+                ),
             };
             let fwd_cpu = match c.path {
                 TcpPath::Veth => "-".to_string(),
-                TcpPath::Rtap { .. } => format!("{:.0} %", x.cpu * 100.0),
+                TcpPath::Rtap { .. } | TcpPath::Packet { .. } => {
+                    format!("{:.0} %", x.cpu * 100.0)
+                }
             };
             s += &format!(
                 "{:<8} {:<16} {:>8.2} {:>8} {:>8} {:>8} {:>10} {:>8}\n",
@@ -142,6 +158,59 @@ pub fn render(cells: &[Cell]) -> String {
             s += &format!(
                 "{:<8} {:<16} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>6} {:>8} {:>10} {:>10}\n",
                 "lat", name, l.p50_us, l.p99_us, l.p999_us, l.max_us, l.lost, fwd_cpu, r50, r99
+            );
+        }
+    }
+    s
+}
+
+/// The AF_PACKET packet-rate rows: Mpps, CPU ns per packet of the application
+/// thread and of the SQ thread, packets per second per application core (1 s /
+/// app ns), and ratios: pps against `rawsock`, per-core rate against
+/// `packet-sendto`.
+fn packet_rows(cells: &[Cell]) -> String {
+    let get = |t: &str, c: &str| cells.iter().find(|x| x.test == t && x.contender == c);
+    let mut s = String::new();
+    if !cells.iter().any(|c| c.test.starts_with("pkt-")) {
+        return s;
+    }
+    s += &format!(
+        "\n{:<8} {:<14} {:>8} {:>9} {:>8} {:>13} {:>10} {:>14}\n",
+        "test",
+        "contender",
+        "Mpps",
+        "app ns",
+        "SQ ns",
+        "Mpps/app core",
+        "vs rawsock",
+        "core vs sendto"
+    );
+    for (t, label) in [("pkt-tx", "ptx 64B"), ("pkt-fwd", "pfwd 64B")] {
+        let raw = get(t, "rawsock");
+        let sendto = get(t, "packet-sendto");
+        for name in PKT_CONTENDERS {
+            let Some(x) = get(t, name) else { continue };
+            let per_core = |c: &Cell| if c.cpu > 0.0 { 1e3 / c.cpu } else { 0.0 };
+            let vs_raw = match raw {
+                Some(r) if name != "rawsock" && r.rate > 0.0 => format!("{:.2}x", x.rate / r.rate),
+                _ => "-".into(),
+            };
+            let vs_sendto = match sendto {
+                Some(o) if name == "packet-uring" && o.cpu > 0.0 => {
+                    format!("{:.2}x", per_core(x) / per_core(o))
+                }
+                _ => "-".into(),
+            };
+            s += &format!(
+                "{:<8} {:<14} {:>8.2} {:>9.0} {:>8.0} {:>13.2} {:>10} {:>14}\n",
+                label,
+                name,
+                x.rate / 1e6,
+                x.cpu,
+                x.sq_cpu,
+                per_core(x),
+                vs_raw,
+                vs_sendto
             );
         }
     }

@@ -89,6 +89,35 @@ pub(super) fn over_path<T: Send>(
                 lro: 0,
             })
         }
+        TcpPath::Packet { offload } => {
+            let spec = format!("kick=uring,offload={}", if offload { "on" } else { "off" });
+            let check = |p: &Port| {
+                if p.backend() != rtap::BackendKind::Uring {
+                    return Err(anyhow!(
+                        "{}: the uring kick fell back: {}",
+                        c.name,
+                        p.backend_reason().unwrap_or("")
+                    ));
+                }
+                Ok(())
+            };
+            let j = crate::demo::with_forwarder(
+                TCP_NS_PREFIX,
+                crate::demo::Kind::Packet,
+                &spec,
+                &crate::fwd::FwdOpts {
+                    idle: opts.idle,
+                    ..crate::fwd::FwdOpts::default()
+                },
+                check,
+                traffic,
+            )?;
+            Ok(PathRun {
+                traffic: j.traffic,
+                fwd_cpu: j.fwd.worker_cpu_load(),
+                lro: j.fwd.rx_lro_packets(),
+            })
+        }
         TcpPath::Rtap { backend, offload } => {
             let mut spec = format!(
                 "backend={backend},offload={}",
@@ -126,6 +155,7 @@ pub(super) fn over_path<T: Send>(
             };
             let j = crate::demo::with_forwarder(
                 TCP_NS_PREFIX,
+                crate::demo::Kind::Tap,
                 &spec,
                 &crate::fwd::FwdOpts {
                     idle,
@@ -198,6 +228,7 @@ pub(super) fn run(
             unit: Unit::Gbps,
             rate: median(r.iter().map(|x| x.gbps).collect()),
             cpu: median(r.iter().map(|x| x.fwd_cpu).collect()),
+            sq_cpu: 0.0,
             host_cpu: median(r.iter().map(|x| x.host_cpu).collect()),
             lat: None,
         })

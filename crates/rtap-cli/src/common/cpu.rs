@@ -168,6 +168,34 @@ pub fn cpus() -> f64 {
     std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
 }
 
+/// CPU time (user + system) the io_uring SQPOLL kernel threads of this process
+/// (`iou-sqp-PID`) have used so far, in seconds.
+pub fn sq_threads_cpu_s() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    let mut ticks = 0u64;
+    for t in tasks.flatten() {
+        let is_sq =
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with("iou-sqp"));
+        if !is_sq {
+            continue;
+        }
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        // Fields after the parenthesised comm: state is field 3, utime 14, stime 15.
+        if let Some((_, rest)) = stat.rsplit_once(')') {
+            let f: Vec<u64> = rest
+                .split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            ticks += f.iter().sum::<u64>();
+        }
+    }
+    ticks as f64 / clk_tck()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,6 +46,8 @@ pub struct DemoOpts {
     pub pings: u32,
     /// Extra port spec keys for both ports (`backend=rw,ring=512`...).
     pub port_opts: String,
+    /// Taps, or AF_PACKET ports on veth pairs.
+    pub kind: Kind,
     /// Forwarder options.
     pub fwd: FwdOpts,
 }
@@ -175,9 +177,37 @@ impl DemoReport {
     }
 }
 
-/// The spec of a demo port: its name plus the user's extra keys.
-fn port_spec(iface: &str, netns: &str, port_opts: &str) -> Result<(String, rtap::PortSpec)> {
-    let mut spec = format!("tap:iface={iface},netns={netns}");
+/// What kind of port joins each namespace to the forwarder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Kind {
+    /// A tap in the namespace, carrying its address (the default).
+    #[default]
+    Tap,
+    /// A veth pair in the namespace: one end carries the address, an AF_PACKET
+    /// port sits on the other.
+    Packet,
+}
+
+/// The spec of a demo port: its name plus the user's extra keys. Packet ports
+/// ask for offloads unless the keys say otherwise, as tap specs do.
+fn port_spec(
+    kind: Kind,
+    iface: &str,
+    netns: &str,
+    port_opts: &str,
+) -> Result<(String, rtap::PortSpec)> {
+    let mut spec = match kind {
+        Kind::Tap => format!("tap:iface={iface},netns={netns}"),
+        Kind::Packet => format!("packet:iface={iface},netns={netns}"),
+    };
+    let has = |k: &str| {
+        port_opts
+            .split(',')
+            .any(|kv| kv.split('=').next() == Some(k))
+    };
+    if kind == Kind::Packet && !has("offload") {
+        spec.push_str(",offload=on");
+    }
     if !port_opts.is_empty() {
         spec.push(',');
         spec.push_str(port_opts);
@@ -186,19 +216,35 @@ fn port_spec(iface: &str, netns: &str, port_opts: &str) -> Result<(String, rtap:
     Ok((spec, cfg))
 }
 
-/// Opens a port inside `ns`, addresses it and brings it (and `lo`) up.
-fn open_side(ns: &Netns, iface: &str, addr: Ipv4Addr, port_opts: &str) -> Result<(Port, Side)> {
-    let (spec, cfg) = port_spec(iface, ns.name(), port_opts)?;
+/// Opens a port inside `ns`, addresses it (a packet port: its veth peer
+/// `veth-X`) and brings it (and `lo`) up.
+fn open_side(
+    ns: &Netns,
+    kind: Kind,
+    iface: &str,
+    addr: Ipv4Addr,
+    port_opts: &str,
+) -> Result<(Port, Side)> {
+    let (spec, cfg) = port_spec(kind, iface, ns.name(), port_opts)?;
+    let host_if = match kind {
+        Kind::Tap => None,
+        Kind::Packet => {
+            let peer = iface.replace("rtap", "veth");
+            ns.ip(&["link", "add", iface, "type", "veth", "peer", "name", &peer])?;
+            ns.ip(&["link", "set", "dev", &peer, "up"])?;
+            Some(peer)
+        }
+    };
     let mut port = Port::open(cfg).with_context(|| format!("open {spec}"))?;
     if let Some(why) = port.backend_reason() {
         tracing::warn!(port = iface, "backend changed: {why}");
     }
-    let name = port.name();
+    let name = host_if.unwrap_or_else(|| port.name());
     let address = format!("{addr}/{PREFIX_LEN}");
     ns.ip(&["addr", "add", &address, "dev", &name])?;
     ns.ip(&["link", "set", "dev", "lo", "up"])?;
     port.start()
-        .with_context(|| format!("start {name} in {}", ns.name()))?;
+        .with_context(|| format!("start {} in {}", port.name(), ns.name()))?;
     let side = Side {
         netns: ns.name().to_string(),
         iface: name,
@@ -217,27 +263,30 @@ pub struct Joined<T> {
     pub traffic: T,
 }
 
-/// Creates namespaces `{prefix}a-PID` and `{prefix}b-PID`, opens a port in each
-/// (spec `tap:iface=rtap-a,{port_opts}`, 10.77.0.1/24; `rtap-b`, 10.77.0.2/24),
+/// Creates namespaces `{prefix}a-PID` and `{prefix}b-PID`, opens a port of `kind`
+/// in each (spec `tap:iface=rtap-a,{port_opts}`, 10.77.0.1/24; `rtap-b`,
+/// 10.77.0.2/24; packet ports on `rtap-a`/`rtap-b` with the addresses on their
+/// veth peers `veth-a`/`veth-b`),
 /// runs the io-mode forwarder between them while `traffic(ns_a, ns_b)` runs, then
 /// stops it and deletes everything (error or not). `check` sees the open ports
 /// before the forwarder starts and may refuse them.
 pub fn with_forwarder<T: Send>(
     prefix: &str,
+    kind: Kind,
     port_opts: &str,
     fwd_opts: &FwdOpts,
     check: impl Fn(&Port) -> Result<()>,
     traffic: impl FnOnce(&Netns, &Netns) -> T + Send,
 ) -> Result<Joined<T>> {
     // Reject bad port options before anything is created.
-    port_spec("rtap-a", "x", port_opts)?;
+    port_spec(kind, "rtap-a", "x", port_opts)?;
     netns::sweep_stale(prefix);
     let pid = std::process::id();
     // Dropped last (declared first): the ports close before their namespaces go.
     let ns_a = Netns::create(&format!("{prefix}a-{pid}"))?;
     let ns_b = Netns::create(&format!("{prefix}b-{pid}"))?;
-    let (port_a, side_a) = open_side(&ns_a, "rtap-a", ADDR_A, port_opts)?;
-    let (port_b, side_b) = open_side(&ns_b, "rtap-b", ADDR_B, port_opts)?;
+    let (port_a, side_a) = open_side(&ns_a, kind, "rtap-a", ADDR_A, port_opts)?;
+    let (port_b, side_b) = open_side(&ns_b, kind, "rtap-b", ADDR_B, port_opts)?;
     let mut ports = [port_a, port_b];
     for p in &ports {
         check(p)?;
@@ -388,6 +437,7 @@ fn ping_then_tcp(
 pub fn run(opts: &DemoOpts) -> Result<DemoReport> {
     let j = with_forwarder(
         NS_PREFIX,
+        opts.kind,
         &opts.port_opts,
         &opts.fwd,
         |_| Ok(()),
@@ -407,12 +457,15 @@ pub const HELP: &str = "\
 Examples:
   rtap demo                       # 10 pings and a 3 s TCP transfer (needs root)
   rtap demo --bytes 1GiB --json   # exactly 1 GiB, every byte checked
-  rtap demo --port-opts backend=rw,offload=off";
+  rtap demo --port-opts backend=rw,offload=off
+  rtap demo --kind packet         # AF_PACKET ports on veth pairs instead of taps";
 
 pub const LONG_HELP: &str = "\
 What it does:
   Creates network namespaces rtapdemo-a-PID and rtapdemo-b-PID, opens one rtap port
-  in each (rtap-a 10.77.0.1/24, rtap-b 10.77.0.2/24), forwards between them with
+  in each (rtap-a 10.77.0.1/24, rtap-b 10.77.0.2/24; with --kind packet, a veth
+  pair in each namespace, veth-a/veth-b carrying the addresses and AF_PACKET ports
+  on rtap-a/rtap-b), forwards between them with
   the io-mode forwarder (as `rtap fwd`), pings 10.77.0.2 from A over a raw ICMP
   socket (after one uncounted warm-up echo that resolves ARP), streams TCP from A
   to B for --seconds or exactly --bytes, then deletes everything. Exits non-zero
@@ -439,7 +492,8 @@ Examples:
   rtap demo                       # 10 pings and a 3 s TCP transfer (needs root)
   rtap demo --bytes 1GiB --json   # exactly 1 GiB, every byte checked
   rtap demo --seconds 10 --port-opts backend=rw,offload=off
-  rtap demo --idle interrupt      # forwarder sleeps on rx interrupts when idle";
+  rtap demo --idle interrupt      # forwarder sleeps on rx interrupts when idle
+  rtap demo --kind packet --port-opts kick=sendto";
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
@@ -453,9 +507,13 @@ pub struct DemoArgs {
     /// Echo requests to send (100 ms apart)
     #[arg(long, value_name = "N", default_value_t = 10)]
     pings: u32,
-    /// Extra port spec keys for both ports, e.g. backend=rw,ring=512
+    /// Extra port spec keys for both ports, e.g. backend=rw,ring=512 (tap) or
+    /// kick=sendto,offload=off (packet)
     #[arg(long, value_name = "KEYS", default_value = "")]
     port_opts: String,
+    /// The ports: taps, or AF_PACKET ports on a veth pair in each namespace
+    #[arg(long, value_enum, default_value_t = Kind::Tap)]
+    kind: Kind,
     /// Most packets per rx burst in the forwarder
     #[arg(long, value_name = "N", default_value_t = 32)]
     burst: u16,
@@ -480,6 +538,7 @@ pub fn cmd(a: DemoArgs) -> Result<()> {
         tcp,
         pings: a.pings.max(1),
         port_opts: a.port_opts,
+        kind: a.kind,
         fwd: fwd::FwdOpts {
             burst: a.burst as usize,
             idle: a.idle,

@@ -40,14 +40,24 @@ pub const HELP: &str = "\
 Examples:
   rtap fwd --port tap:iface=tap0 --port tap:iface=tap1
   rtap fwd --port tap:iface=tap0,queues=2 --port tap:iface=tap1,queues=2 --threads 1 --stats-period 1
-  rtap fwd --port tap:iface=tap0,backend=rw        # one port: frames go back out of it";
+  rtap fwd --port tap:iface=tap0,backend=rw        # one port: frames go back out of it
+  rtap fwd --port packet:iface=veth0 --port tap:iface=tap1  # AF_PACKET rings on an existing interface";
 
 pub const LONG_HELP: &str = "\
 Port spec:
   tap:iface=NAME[,queues=N][,persist][,attach][,backend=uring|sync|rw][,ring=SIZE]
      [,burst=N][,sqpoll=IDLE_MS][,sqpoll_cpu=C]
   The interface is created unless `attach` is given; it is deleted on exit unless
-  `persist` is given or it existed before. Both ports need the same queue count.
+  `persist` is given or it existed before.
+  packet:iface=NAME[,queues=N][,fanout=hash|lb|cpu|rollover|rnd|qm][,frame_size=N]
+     [,frames=N][,block_size=N][,tpacket=2|3][,block_timeout=MS][,qdisc_bypass=on|off]
+     [,kick=uring|sendto][,sq_size=N][,sqpoll_idle=MS][,sqpoll_cpu=C][,offload=on|off]
+  An existing interface through AF_PACKET mmap rings; queues are sockets of one
+  fanout group. Its link is left as found (brought up if it was down, and down
+  again on exit). The kick sends a burst: uring (an SQPOLL kernel thread shared
+  by every port, the default) or sendto (one syscall per burst).
+  Every kind also takes netns=NAME, mtu=N, mac=ADDR, promisc=on|off, burst=N.
+  Both ports need the same queue count; kinds mix freely.
 
 Output (--json): one object
   mode               \"io\"
@@ -64,7 +74,8 @@ Output (--json): one object
   worker_cpu_s       CPU time of the worker threads (busy-polling: about elapsed_s each)
   rounds             polling rounds of the workers (an rx burst on each port)
   empty_rounds       rounds that found nothing to forward
-  ports[]            per port: port, name, ifindex, backend, queues, rx_packets,
+  ports[]            per port: port, kind (tap, packet), name, ifindex, backend
+                     (uring or rw; for a packet port: its kick), queues, rx_packets,
                      rx_bytes, rx_errors, rx_nombuf, imissed, tx_packets, tx_bytes,
                      tx_errors, fwd_dropped, offloads (accepted: csum,tso4,... or
                      none), rx_lro_packets (the rx_q*_lro_packets xstats, summed)

@@ -11,6 +11,8 @@ use serde_json::{json, Value};
 /// One port's result.
 #[derive(Clone, Debug)]
 pub struct PortReport {
+    /// Device kind (`tap`, `packet`).
+    pub kind: &'static str,
     /// Interface name.
     pub name: String,
     /// Interface index (in the namespace the port was opened in).
@@ -127,6 +129,7 @@ impl FwdReport {
                 json!({"port": i,
 "name": p.name.as_str(),
 "ifindex": p.ifindex,
+"kind": p.kind,
 "backend": p.backend.to_string(),
 "queues": p.queues,
 "rx_packets": p.stats.rx.packets,

@@ -203,6 +203,7 @@ pub fn run(ports: &[Port], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdRepor
         reports.push(PortReport {
             name: p.name(),
             ifindex: p.ifindex(),
+            kind: p.kind(),
             backend: p.backend(),
             queues: p.queue_count(),
             stats: st.since(&base[i]),

@@ -414,7 +414,32 @@ impl Device for PacketDevice {
     }
 
     fn tx_through_qdisc(&self) -> bool {
-        true
+        !self.cfg.qdisc_bypass
+    }
+
+    fn tx_engine_name(&self) -> String {
+        let kick = match self.kick {
+            Kick::Uring => {
+                let sp = self.cfg.sqpoll;
+                format!(
+                    "kick: io_uring send from the process's SQPOLL thread (idle {} ms{}, {} SQ entries)",
+                    sp.idle_ms,
+                    sp.cpu.map(|c| format!(", CPU {c}")).unwrap_or_default(),
+                    self.cfg.sq_size
+                )
+            }
+            Kick::Sendto => "kick: send() per burst".into(),
+        };
+        format!(
+            "TPACKET_V2 ring ({} slots of {} bytes{}), {kick}",
+            self.geom.frame_count,
+            self.geom.frame_size,
+            if self.cfg.qdisc_bypass {
+                ", qdisc bypassed"
+            } else {
+                ""
+            }
+        )
     }
 
     fn max_frame(&self, mtu: u32) -> usize {

@@ -85,6 +85,14 @@ pub(crate) trait Device: Send + Sync {
         Ok(())
     }
 
+    /// The tx engine in words (for `rtap info`). By default the fd engines'.
+    fn tx_engine_name(&self) -> String {
+        match self.backend() {
+            BackendKind::Uring => "io_uring write/writev per packet".into(),
+            BackendKind::Rw => "write()/writev() per packet".into(),
+        }
+    }
+
     /// True if frames the port sends go through the interface's qdisc (so
     /// `Port::start` waits until the kernel has attached it).
     fn tx_through_qdisc(&self) -> bool {

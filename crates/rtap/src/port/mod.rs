@@ -156,7 +156,7 @@ impl Port {
         self.iface.ifindex
     }
 
-    /// The kind of device (`"tap"`).
+    /// The kind of device (`"tap"`, `"packet"`).
     pub fn kind(&self) -> &'static str {
         self.dev.kind()
     }
@@ -384,6 +384,12 @@ impl Port {
     /// kernel, in words: `multishot`, `posted (why)`, `read/write`, ...
     pub fn rx_engine_name(&self, pool: &PoolConfig) -> Result<String> {
         Ok(self.dev.rx_engine_name(pool, self.max_frame()?))
+    }
+
+    /// The tx engine of this port's queues, in words: `io_uring writes`,
+    /// `write()`, an AF_PACKET ring and its kick, ...
+    pub fn tx_engine_name(&self) -> String {
+        self.dev.tx_engine_name()
     }
 
     /// Opens rx queue `id`, lending buffers from `pool` to the kernel. The queue

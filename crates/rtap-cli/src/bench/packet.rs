@@ -1,0 +1,310 @@
+//! The AF_PACKET packet-rate tests: 64-byte frames over veth pairs, one queue,
+//! each run in a private network namespace on its own thread.
+//!
+//! - **pkt-tx**: the port sends bursts of 32 frames out of a veth for a fixed
+//!   time; packets per second = completed transmissions / time.
+//! - **pkt-fwd**: port A's rx ring is first filled from its veth peer (ring
+//!   sized to hold every frame, so the generator is not what is measured), then
+//!   an io-mode forwarder (rx on A, the same packets sent on B) is timed until B
+//!   has completed every transmission.
+//!
+//! Contenders ([`PKT_CONTENDERS`]): `packet-uring` (rtap's packet port, tx
+//! kicked by an io_uring send the SQPOLL kernel thread issues), `packet-sendto`
+//! (the same port, one `send()` per burst: DPDK net_af_packet's kick), and
+//! `rawsock` (a plain AF_PACKET socket, one `send()` / `recv()` per frame).
+//! Besides the rate: CPU ns per packet of the application thread and of the SQ
+//! thread, separately (the kick moves the kernel's transmit work, veth included,
+//! from one to the other).
+
+use anyhow::{anyhow, Context, Result};
+use std::time::{Duration, Instant};
+
+use rawsock::RawSocket;
+use rtap::{Kick, Packet, PacketConfig, Pool, PoolConfig, Port, SqPoll};
+
+use super::pps::{frame, in_netns, BURST, FRAME_LEN};
+use super::results::{Cell, Unit};
+use super::{chosen, interrupted, median, BenchOpts};
+use crate::common::cpu::{sq_threads_cpu_s, thread_cpu_s};
+
+/// The contenders of `pkt-tx` and `pkt-fwd`.
+pub const PKT_CONTENDERS: [&str; 3] = ["packet-uring", "packet-sendto", "rawsock"];
+
+/// Slot size of the bench's rings: a 64-byte frame and the slot header fit.
+const SLOT: u32 = 256;
+
+/// One run.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    pps: f64,
+    /// CPU ns per packet of the measuring (application) thread.
+    cpu_ns: f64,
+    /// CPU ns per packet of the process's SQPOLL threads.
+    sq_ns: f64,
+}
+
+/// Wall, thread and SQ-thread CPU time of a region.
+struct Clock {
+    wall: Instant,
+    cpu: f64,
+    sq: f64,
+}
+
+impl Clock {
+    fn start() -> Clock {
+        Clock {
+            wall: Instant::now(),
+            cpu: thread_cpu_s(),
+            sq: sq_threads_cpu_s(),
+        }
+    }
+
+    fn run(&self, packets: u64) -> Run {
+        let el = self.wall.elapsed().as_secs_f64();
+        let n = packets.max(1) as f64;
+        Run {
+            pps: packets as f64 / el,
+            cpu_ns: (thread_cpu_s() - self.cpu) * 1e9 / n,
+            sq_ns: (sq_threads_cpu_s() - self.sq) * 1e9 / n,
+        }
+    }
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .context("run ip (install iproute2)")?;
+    if !out.status.success() {
+        return Err(anyhow!(
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}
+
+/// A veth pair `{tag}p` (the contender's end) / `{tag}k` (up); the ifindex of
+/// each end.
+fn veth(tag: &str) -> Result<(u32, u32)> {
+    let (p, k) = (format!("{tag}p"), format!("{tag}k"));
+    ip(&["link", "add", &p, "type", "veth", "peer", "name", &k])?;
+    ip(&["link", "set", &k, "up"])?;
+    let idx = |n: &str| rawsock::if_index(n).ok_or_else(|| anyhow!("no interface {n}"));
+    Ok((idx(&p)?, idx(&k)?))
+}
+
+/// Brings `ifindex`'s end up (for the raw socket, which has no port to do it)
+/// and waits until both ends are operational: a veth sends nothing before.
+fn up_and_running(names: &[String], bring_up: bool) -> Result<()> {
+    for n in names {
+        if bring_up {
+            ip(&["link", "set", n, "up"])?;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for n in names {
+        loop {
+            let out = std::process::Command::new("ip")
+                .args(["-o", "link", "show", "dev", n])
+                .output()
+                .context("run ip")?;
+            if String::from_utf8_lossy(&out.stdout).contains("state UP") {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(anyhow!("{n} did not come up"));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    Ok(())
+}
+
+/// A started packet port on `iface` for contender `name`, with `frames` slots.
+fn open_port(name: &str, iface: &str, frames: u32) -> Result<Port> {
+    let kick = if name == "packet-uring" {
+        Kick::Uring
+    } else {
+        Kick::Sendto
+    };
+    let cfg = PacketConfig::new(iface)
+        .kick(kick)
+        .frame_size(SLOT)
+        .frame_count(frames)
+        .sqpoll(SqPoll::new(200));
+    let mut p = Port::open(cfg)?;
+    if kick == Kick::Uring && p.backend() != rtap::BackendKind::Uring {
+        return Err(anyhow!(
+            "{name}: the uring kick fell back: {}",
+            p.backend_reason().unwrap_or("")
+        ));
+    }
+    p.start()?;
+    Ok(p)
+}
+
+/// Slots for `n` frames: a multiple of the slots per block (a page holds 16).
+fn slots_for(n: u32) -> u32 {
+    n.div_ceil(16) * 16
+}
+
+fn bench_tx(name: &str, secs: f64) -> Result<Run> {
+    in_netns(|| {
+        let (pi, _) = veth("bpt")?;
+        let f = frame(0);
+        let deadline_of = |c: &Clock| c.wall + Duration::from_secs_f64(secs);
+        if name == "rawsock" {
+            let s = RawSocket::injector(pi).context("AF_PACKET socket")?;
+            up_and_running(&["bptp".into(), "bptk".into()], true)?;
+            let clock = Clock::start();
+            let deadline = deadline_of(&clock);
+            let mut sent = 0u64;
+            while Instant::now() < deadline {
+                for _ in 0..64 {
+                    if s.send(&f).is_ok() {
+                        sent += 1;
+                    }
+                }
+            }
+            return Ok(clock.run(sent));
+        }
+        let port = open_port(name, "bptp", 1024)?;
+        up_and_running(&["bptk".into()], false)?;
+        let pool = Pool::new(PoolConfig::default().count(8192))?;
+        let mut txq = port.tx_queue(0)?;
+        let mut v: Vec<Packet> = Vec::with_capacity(BURST);
+        let base = txq.stats().packets;
+        let clock = Clock::start();
+        let deadline = deadline_of(&clock);
+        while Instant::now() < deadline {
+            for _ in 0..64 {
+                while v.len() < BURST {
+                    match pool.alloc_from(&f) {
+                        Ok(p) => v.push(p),
+                        Err(_) => break,
+                    }
+                }
+                txq.tx_burst(&mut v)?;
+            }
+        }
+        txq.flush(Duration::from_secs(1));
+        Ok(clock.run(txq.stats().packets - base))
+    })
+}
+
+fn bench_fwd(name: &str, n: u32) -> Result<Run> {
+    in_netns(|| {
+        let (ai, ak) = veth("bpa")?;
+        let (bi, _) = veth("bpb")?;
+        // Straight to the driver (no qdisc): the fill is as fast as it gets.
+        let inj = RawSocket::injector(ak)
+            .and_then(|s| s.set_qdisc_bypass(true).map(|()| s))
+            .context("AF_PACKET socket")?;
+        let fill = || -> Result<()> {
+            for i in 0..n {
+                inj.send(&frame(i)).context("AF_PACKET send")?;
+            }
+            Ok(())
+        };
+        if name == "rawsock" {
+            let a = RawSocket::bind(ai).context("AF_PACKET socket")?;
+            a.set_rcvbuf(n as usize * 1024)?;
+            let b = RawSocket::injector(bi).context("AF_PACKET socket")?;
+            up_and_running(
+                &["bpap".into(), "bpak".into(), "bpbp".into(), "bpbk".into()],
+                true,
+            )?;
+            fill()?;
+            let mut buf = [0u8; 2048];
+            let mut fwd = 0u32;
+            let clock = Clock::start();
+            let deadline = clock.wall + Duration::from_secs(20);
+            while fwd < n && Instant::now() < deadline {
+                if let Some(r) = a.try_recv(&mut buf)? {
+                    if r.len == FRAME_LEN && !r.outgoing && b.send(&buf[..r.len]).is_ok() {
+                        fwd += 1;
+                    }
+                }
+            }
+            if fwd < n {
+                return Err(anyhow!("rawsock forwarded only {fwd} of {n} frames"));
+            }
+            return Ok(clock.run(n as u64));
+        }
+        let a = open_port(name, "bpap", slots_for(n))?;
+        let b = open_port(name, "bpbp", 1024)?;
+        up_and_running(&["bpak".into(), "bpbk".into()], false)?;
+        let pool = Pool::new(PoolConfig::default().count(8192))?;
+        fill()?;
+        let st = a.stats()?;
+        if st.imissed != 0 {
+            return Err(anyhow!("filling dropped {} frames", st.imissed));
+        }
+        let mut rxq = a.rx_queue(0, &pool)?;
+        let mut txq = b.tx_queue(0)?;
+        let mut v = Vec::with_capacity(2 * BURST);
+        let clock = Clock::start();
+        let deadline = clock.wall + Duration::from_secs(20);
+        while txq.stats().packets < n as u64 && Instant::now() < deadline {
+            if v.len() < BURST {
+                rxq.rx_burst(&mut v, BURST)?;
+            }
+            txq.tx_burst(&mut v)?;
+        }
+        let sent = txq.stats().packets;
+        let run = clock.run(sent);
+        if sent < n as u64 {
+            return Err(anyhow!("forwarded only {sent} of {n} frames"));
+        }
+        Ok(run)
+    })
+}
+
+/// Runs `pkt-tx` or `pkt-fwd` for every chosen contender, repetitions
+/// interleaved; one cell per contender, the median of its runs.
+pub(super) fn run(
+    test: &'static str,
+    opts: &BenchOpts,
+    progress: &mut impl FnMut(&str),
+) -> Result<Vec<Cell>> {
+    let reps = if opts.quick { 1 } else { 5 };
+    let n = if opts.quick { 50_000 } else { 200_000 };
+    let secs = if opts.quick { 0.5 } else { 1.0 };
+    let who: Vec<&'static str> = PKT_CONTENDERS
+        .into_iter()
+        .filter(|c| chosen(opts, c))
+        .collect();
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); who.len()];
+    for rep in 0..reps {
+        for (i, c) in who.iter().enumerate() {
+            interrupted()?;
+            let r = match test {
+                "pkt-tx" => bench_tx(c, secs)?,
+                _ => bench_fwd(c, n)?,
+            };
+            progress(&format!(
+                "{test:>7} {c:<14} run {}/{reps}: {:>6.2} Mpps, app {:>5.0} ns/pkt, SQ thread {:>5.0} ns/pkt",
+                rep + 1,
+                r.pps / 1e6,
+                r.cpu_ns,
+                r.sq_ns
+            ));
+            runs[i].push(r);
+        }
+    }
+    Ok(who
+        .iter()
+        .zip(&runs)
+        .map(|(c, r)| Cell {
+            test,
+            contender: c,
+            unit: Unit::Pps,
+            rate: median(r.iter().map(|x| x.pps).collect()),
+            cpu: median(r.iter().map(|x| x.cpu_ns).collect()),
+            sq_cpu: median(r.iter().map(|x| x.sq_ns).collect()),
+            host_cpu: 0.0,
+            lat: None,
+        })
+        .collect())
+}
