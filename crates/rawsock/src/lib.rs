@@ -3,7 +3,13 @@
 //! one-syscall-per-frame baseline of its benchmarks. Plus the `poll(2)` helpers
 //! the tool and the tests share.
 //!
+//! Also [`InPlaceRing`]: a bare TPACKET_V2 rx ring read in place, the floor
+//! rtap's copying AF_PACKET rx path is measured against.
+//!
 //! Not part of the rtap library: a workspace helper (`publish = false`).
+
+mod ring;
+pub use ring::InPlaceRing;
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};

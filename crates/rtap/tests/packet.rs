@@ -272,6 +272,13 @@ fn tx_full_ring_partial(kick: Kick) {
     assert_eq!(txq.in_flight(), 64);
     assert!(xstat(&port, "tx_q0_ring_full") >= 1);
     assert_eq!(port.stats().unwrap().tx.packets, 0, "counted before sent");
+    drop(txq);
+    let mut txq = port.tx_queue(0).unwrap();
+    assert_eq!(
+        txq.in_flight(),
+        64,
+        "a queue taken again knows its ring is full"
+    );
     ip(&["link", "set", &p, "up"]);
     wait_oper_up(&p);
     tx_all(&mut txq, pkts);
@@ -519,4 +526,40 @@ fn stop_leaves_a_link_it_found_up() {
     b.start().unwrap();
     drop(b);
     assert!(up(&p), "found up, left up on drop");
+}
+
+/// Rx interrupts: the queue's fd is its socket, readable when the ring holds a
+/// frame; `wait` sleeps until then (or the timeout).
+#[test]
+fn rx_wait_and_interrupt_fd() {
+    netns();
+    let (p, k) = veth("wt");
+    let port = port(PacketConfig::new(p).kick(Kick::Sendto));
+    let pool = pool();
+    let mut rxq = port.rx_queue(0, &pool).unwrap();
+    rxq.enable_interrupt().unwrap();
+    assert!(rxq.interrupt_fd().is_some(), "a pollable fd");
+    assert!(
+        !rxq.wait(Duration::from_millis(50)).unwrap(),
+        "nothing came"
+    );
+    let injector = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        PacketSocket::injector(k).send(&test_frame(90, 5)).unwrap();
+    });
+    assert!(rxq.wait(WAIT).unwrap(), "woken by the frame");
+    let got = rx_test_frames(&mut rxq, 1, WAIT);
+    assert_eq!(got.len(), 1);
+    injector.join().unwrap();
+    let fd = rxq.interrupt_fd().unwrap();
+    let mut pfd = [libc::pollfd {
+        fd: std::os::fd::AsRawFd::as_raw_fd(&fd),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    assert_eq!(
+        rawsock::poll_fds(&mut pfd, Duration::from_millis(20)).unwrap(),
+        0,
+        "read empty"
+    );
 }

@@ -15,13 +15,17 @@ const TITLE_H: u32 = 26;
 const PANEL_GAP: u32 = 14;
 
 /// Panel order and titles.
-const PANELS: [(&str, &str); 7] = [
+const PANELS: [(&str, &str); 8] = [
     ("tx", "tx 64-byte frames, Mpps (higher is better)"),
     ("rx", "rx drain 64-byte frames, Mpps (higher is better)"),
     ("fwd", "io forward 64-byte frames, Mpps (higher is better)"),
     (
         "pkt-tx",
         "AF_PACKET tx 64-byte frames over a veth, Mpps (higher is better)",
+    ),
+    (
+        "pkt-rx",
+        "AF_PACKET rx drain 64-byte frames, Mpps (higher is better)",
     ),
     (
         "pkt-fwd",
@@ -41,7 +45,7 @@ const PANELS: [(&str, &str); 7] = [
 fn colour(contender: &str) -> (&'static str, &'static str) {
     if contender.starts_with("uring") {
         ("#2b6cb0", "#90cdf4")
-    } else if contender.starts_with("packet") {
+    } else if contender.starts_with("packet") || contender == "ring-inplace" {
         ("#6b46c1", "#d6bcfa")
     } else if contender.starts_with("rw") || contender == "rawsock" {
         ("#718096", "#cbd5e0")

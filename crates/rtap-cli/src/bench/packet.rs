@@ -3,6 +3,11 @@
 //!
 //! - **pkt-tx**: the port sends bursts of 32 frames out of a veth for a fixed
 //!   time; packets per second = completed transmissions / time.
+//! - **pkt-rx**: the rx ring is first filled from the veth peer, then timed
+//!   until drained. Contenders: `packet` (rtap's port: each frame copied into a
+//!   pool buffer and its slot handed back at once), `ring-inplace` (a bare ring
+//!   read in place, no buffers: the floor of any ring reader, what handing out
+//!   ring frames in place could at best save) and `rawsock`.
 //! - **pkt-fwd**: port A's rx ring is first filled from its veth peer (ring
 //!   sized to hold every frame, so the generator is not what is measured), then
 //!   an io-mode forwarder (rx on A, the same packets sent on B) is timed until B
@@ -29,6 +34,9 @@ use crate::common::cpu::{sq_threads_cpu_s, thread_cpu_s};
 
 /// The contenders of `pkt-tx` and `pkt-fwd`.
 pub const PKT_CONTENDERS: [&str; 3] = ["packet-uring", "packet-sendto", "rawsock"];
+
+/// The contenders of `pkt-rx` (the kick plays no part in receiving).
+pub const PKT_RX_CONTENDERS: [&str; 3] = ["packet", "ring-inplace", "rawsock"];
 
 /// Slot size of the bench's rings: a 64-byte frame and the slot header fit.
 const SLOT: u32 = 256;
@@ -193,6 +201,72 @@ fn bench_tx(name: &str, secs: f64) -> Result<Run> {
     })
 }
 
+fn is_ours(f: &[u8]) -> bool {
+    f.len() == FRAME_LEN && f[12..14] == 0x88b5u16.to_be_bytes()
+}
+
+fn bench_rx(name: &str, n: u32) -> Result<Run> {
+    in_netns(|| {
+        let (ai, ak) = veth("bpr")?;
+        let inj = RawSocket::injector(ak)
+            .and_then(|s| s.set_qdisc_bypass(true).map(|()| s))
+            .context("AF_PACKET socket")?;
+        let fill = || -> Result<()> {
+            for i in 0..n {
+                inj.send(&frame(i)).context("AF_PACKET send")?;
+            }
+            Ok(())
+        };
+        let mut got = 0u32;
+        let clock;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        match name {
+            "ring-inplace" => {
+                let mut ring =
+                    rawsock::InPlaceRing::bind(ai, SLOT as usize, slots_for(n) as usize)?;
+                up_and_running(&["bprp".into(), "bprk".into()], true)?;
+                fill()?;
+                clock = Clock::start();
+                while got < n && Instant::now() < deadline {
+                    ring.drain(BURST, |f| got += is_ours(f) as u32);
+                }
+            }
+            "rawsock" => {
+                let s = RawSocket::bind(ai).context("AF_PACKET socket")?;
+                s.set_rcvbuf(n as usize * 1024)?;
+                up_and_running(&["bprp".into(), "bprk".into()], true)?;
+                fill()?;
+                let mut buf = [0u8; 2048];
+                clock = Clock::start();
+                while got < n && Instant::now() < deadline {
+                    if let Some(r) = s.try_recv(&mut buf)? {
+                        got += is_ours(&buf[..r.len]) as u32;
+                    }
+                }
+            }
+            _ => {
+                let port = open_port("packet-sendto", "bprp", slots_for(n))?;
+                up_and_running(&["bprk".into()], false)?;
+                let pool = Pool::new(PoolConfig::default().count(8192))?;
+                fill()?;
+                let mut rxq = port.rx_queue(0, &pool)?;
+                let mut v = Vec::with_capacity(BURST);
+                clock = Clock::start();
+                while got < n && Instant::now() < deadline {
+                    rxq.rx_burst(&mut v, BURST)?;
+                    got += v.iter().filter(|p| is_ours(p.data())).count() as u32;
+                    v.clear();
+                }
+            }
+        }
+        let run = clock.run(n as u64);
+        if got < n {
+            return Err(anyhow!("{name} drained only {got} of {n} frames"));
+        }
+        Ok(run)
+    })
+}
+
 fn bench_fwd(name: &str, n: u32) -> Result<Run> {
     in_netns(|| {
         let (ai, ak) = veth("bpa")?;
@@ -261,7 +335,7 @@ fn bench_fwd(name: &str, n: u32) -> Result<Run> {
     })
 }
 
-/// Runs `pkt-tx` or `pkt-fwd` for every chosen contender, repetitions
+/// Runs `pkt-tx`, `pkt-rx` or `pkt-fwd` for every chosen contender, repetitions
 /// interleaved; one cell per contender, the median of its runs.
 pub(super) fn run(
     test: &'static str,
@@ -271,16 +345,19 @@ pub(super) fn run(
     let reps = if opts.quick { 1 } else { 5 };
     let n = if opts.quick { 50_000 } else { 200_000 };
     let secs = if opts.quick { 0.5 } else { 1.0 };
-    let who: Vec<&'static str> = PKT_CONTENDERS
-        .into_iter()
-        .filter(|c| chosen(opts, c))
-        .collect();
+    let all = if test == "pkt-rx" {
+        PKT_RX_CONTENDERS
+    } else {
+        PKT_CONTENDERS
+    };
+    let who: Vec<&'static str> = all.into_iter().filter(|c| chosen(opts, c)).collect();
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); who.len()];
     for rep in 0..reps {
         for (i, c) in who.iter().enumerate() {
             interrupted()?;
             let r = match test {
                 "pkt-tx" => bench_tx(c, secs)?,
+                "pkt-rx" => bench_rx(c, n)?,
                 _ => bench_fwd(c, n)?,
             };
             progress(&format!(

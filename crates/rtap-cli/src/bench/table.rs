@@ -3,7 +3,7 @@
 use rtap::BackendKind;
 
 use super::contenders::{TcpPath, CONTENDERS, LAT_CONTENDERS, TCP_CONTENDERS};
-use super::packet::PKT_CONTENDERS;
+use super::packet::{PKT_CONTENDERS, PKT_RX_CONTENDERS};
 use super::results::{Cell, Unit};
 
 /// The comparison table. Packet-rate tests: Mpps (wall) and thread CPU ns per
@@ -185,10 +185,19 @@ fn packet_rows(cells: &[Cell]) -> String {
         "vs rawsock",
         "core vs sendto"
     );
-    for (t, label) in [("pkt-tx", "ptx 64B"), ("pkt-fwd", "pfwd 64B")] {
+    for (t, label) in [
+        ("pkt-tx", "ptx 64B"),
+        ("pkt-rx", "prx 64B"),
+        ("pkt-fwd", "pfwd 64B"),
+    ] {
         let raw = get(t, "rawsock");
         let sendto = get(t, "packet-sendto");
-        for name in PKT_CONTENDERS {
+        let names = if t == "pkt-rx" {
+            PKT_RX_CONTENDERS
+        } else {
+            PKT_CONTENDERS
+        };
+        for name in names {
             let Some(x) = get(t, name) else { continue };
             let per_core = |c: &Cell| if c.cpu > 0.0 { 1e3 / c.cpu } else { 0.0 };
             let vs_raw = match raw {

@@ -86,9 +86,11 @@ pub(crate) struct Positions {
     pub rx: u32,
     /// V3 rx: frames left in an open block, and the offset of the next one.
     pub rx_open: Option<(u32, u32)>,
-    /// Tx: oldest slot not yet reaped, and the next slot to fill.
+    /// Tx: oldest slot not yet reaped, the next slot to fill, and the slots
+    /// between (all of them when the ring is full: head == tail then too).
     pub tx_head: u32,
     pub tx_tail: u32,
+    pub tx_pending: u32,
 }
 
 /// An open AF_PACKET port's device.

@@ -153,12 +153,11 @@ pub(crate) struct PacketTx {
 impl PacketTx {
     pub(crate) fn new(pq: Arc<PacketQueue>, kicker: Kicker, vnet_len: usize) -> PacketTx {
         let saved = *pq.saved.lock().unwrap_or_else(|e| e.into_inner());
-        let n = pq.tx.geom.frame_count;
         let max_len = (pq.tx.geom.frame_size - TX_DATA_OFF) as usize - vnet_len;
         PacketTx {
             head: saved.tx_head,
             tail: saved.tx_tail,
-            pending: (saved.tx_tail + n - saved.tx_head) % n,
+            pending: saved.tx_pending,
             pq,
             kicker,
             vnet_len,
@@ -372,5 +371,6 @@ impl Drop for PacketTx {
         let mut s = self.pq.saved.lock().unwrap_or_else(|e| e.into_inner());
         s.tx_head = self.head;
         s.tx_tail = self.tail;
+        s.tx_pending = self.pending;
     }
 }
