@@ -15,7 +15,7 @@ const TITLE_H: u32 = 26;
 const PANEL_GAP: u32 = 14;
 
 /// Panel order and titles.
-const PANELS: [(&str, &str); 8] = [
+const PANELS: [(&str, &str); 10] = [
     ("tx", "tx 64-byte frames, Mpps (higher is better)"),
     ("rx", "rx drain 64-byte frames, Mpps (higher is better)"),
     ("fwd", "io forward 64-byte frames, Mpps (higher is better)"),
@@ -24,8 +24,16 @@ const PANELS: [(&str, &str); 8] = [
         "AF_PACKET tx 64-byte frames over a veth, Mpps (higher is better)",
     ),
     (
+        "pkt-txp",
+        "AF_PACKET tx paced at 200 kpps, Mpps (the table has the CPU per packet)",
+    ),
+    (
         "pkt-rx",
         "AF_PACKET rx drain 64-byte frames, Mpps (higher is better)",
+    ),
+    (
+        "pkt-rx-1500",
+        "AF_PACKET rx drain 1500-byte frames, Mpps (higher is better)",
     ),
     (
         "pkt-fwd",

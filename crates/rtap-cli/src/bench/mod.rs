@@ -59,14 +59,16 @@ Tests and contenders (all in the same run, interleaved, each in its own namespac
                (No interrupt or veth rows here: a drain never finds the queue
                empty, so interrupt mode would be busy-polling, and a veth has no
                port to drive; both run in tcp and lat.)
-  pkt-tx, pkt-rx, pkt-fwd
-               64-byte frames through AF_PACKET over veth pairs: packet-uring (rtap's
+  pkt-tx, pkt-txp, pkt-rx, pkt-fwd
+               64-byte frames through AF_PACKET over veth pairs (pkt-txp: tx paced at
+               200 kpps, so the application's CPU per packet is its own work): packet-uring (rtap's
                packet port, tx kicked by an io_uring send from the SQPOLL thread),
                packet-sendto (the same port, one send() per burst: DPDK
                net_af_packet's kick) and rawsock (a plain AF_PACKET socket, one
                send()/recv() per frame). pkt-rx: packet (rtap's port, frames copied
                into pool buffers), ring-inplace (a bare ring read in place: the
-               floor), rawsock. pkt-rx and pkt-fwd first fill the rx ring, then time
+               floor), rawsock; pkt-rx-1500 the same with 1500-byte frames (what
+               grows with the size is the copy). pkt-rx and pkt-fwd fill the rx ring, then time
                the drain. CPU: the application thread's and the SQ thread's ns/pkt.
   tcp          a content-verified TCP bulk transfer from namespace A to B through a
                tap in each and the io-mode forwarder between them: uring, uring-
@@ -93,7 +95,7 @@ pub struct BenchArgs {
     #[arg(long)]
     quick: bool,
     /// Run one test only
-    #[arg(long, value_parser = ["tx", "rx", "fwd", "pkt-tx", "pkt-rx", "pkt-fwd", "tcp", "lat"])]
+    #[arg(long, value_parser = ["tx", "rx", "fwd", "pkt-tx", "pkt-txp", "pkt-rx", "pkt-rx-1500", "pkt-fwd", "tcp", "lat"])]
     only: Option<String>,
     /// Only these contenders (comma-separated: uring,uring-posted,uring-sqpoll,rw;
     /// for pkt-tx and pkt-fwd: packet-uring,packet-sendto,rawsock; for pkt-rx:
@@ -128,7 +130,9 @@ pub fn cmd(a: BenchArgs) -> Result<()> {
         "tx" => "tx",
         "rx" => "rx",
         "pkt-tx" => "pkt-tx",
+        "pkt-txp" => "pkt-txp",
         "pkt-rx" => "pkt-rx",
+        "pkt-rx-1500" => "pkt-rx-1500",
         "pkt-fwd" => "pkt-fwd",
         "tcp" => "tcp",
         "lat" => "lat",
@@ -189,7 +193,7 @@ pub fn run(opts: BenchOpts, mut progress: impl FnMut(&str)) -> Result<Vec<Cell>>
             cells.extend(pps::run(test, &opts, &mut progress)?);
         }
     }
-    for test in ["pkt-tx", "pkt-rx", "pkt-fwd"] {
+    for test in ["pkt-tx", "pkt-txp", "pkt-rx", "pkt-rx-1500", "pkt-fwd"] {
         if opts.only.is_none_or(|o| o == test) {
             cells.extend(packet::run(test, &opts, &mut progress)?);
         }

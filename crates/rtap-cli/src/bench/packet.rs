@@ -3,11 +3,17 @@
 //!
 //! - **pkt-tx**: the port sends bursts of 32 frames out of a veth for a fixed
 //!   time; packets per second = completed transmissions / time.
+//! - **pkt-txp**: the same at a fixed rate, [`PACED_PPS`], well below what
+//!   either kick reaches: the application thread sleeps between bursts, so its
+//!   CPU per packet is its own work, not waiting (the "per application core"
+//!   figure); the SQ thread's is shown beside it.
 //! - **pkt-rx**: the rx ring is first filled from the veth peer, then timed
-//!   until drained. Contenders: `packet` (rtap's port: each frame copied into a
+//!   until drained; the application reads every byte of every frame. Contenders: `packet` (rtap's port: each frame copied into a
 //!   pool buffer and its slot handed back at once), `ring-inplace` (a bare ring
 //!   read in place, no buffers: the floor of any ring reader, what handing out
 //!   ring frames in place could at best save) and `rawsock`.
+//! - **pkt-rx-1500**: the same with 1500-byte frames: what grows with the
+//!   frame size between `packet` and `ring-inplace` is the copy.
 //! - **pkt-fwd**: port A's rx ring is first filled from its veth peer (ring
 //!   sized to hold every frame, so the generator is not what is measured), then
 //!   an io-mode forwarder (rx on A, the same packets sent on B) is timed until B
@@ -37,6 +43,9 @@ pub const PKT_CONTENDERS: [&str; 3] = ["packet-uring", "packet-sendto", "rawsock
 
 /// The contenders of `pkt-rx` (the kick plays no part in receiving).
 pub const PKT_RX_CONTENDERS: [&str; 3] = ["packet", "ring-inplace", "rawsock"];
+
+/// The rate of `pkt-txp`, packets per second.
+pub const PACED_PPS: f64 = 200_000.0;
 
 /// Slot size of the bench's rings: a 64-byte frame and the slot header fit.
 const SLOT: u32 = 256;
@@ -130,7 +139,7 @@ fn up_and_running(names: &[String], bring_up: bool) -> Result<()> {
 }
 
 /// A started packet port on `iface` for contender `name`, with `frames` slots.
-fn open_port(name: &str, iface: &str, frames: u32) -> Result<Port> {
+fn open_port(name: &str, iface: &str, frames: u32, slot: u32) -> Result<Port> {
     let kick = if name == "packet-uring" {
         Kick::Uring
     } else {
@@ -138,7 +147,7 @@ fn open_port(name: &str, iface: &str, frames: u32) -> Result<Port> {
     };
     let cfg = PacketConfig::new(iface)
         .kick(kick)
-        .frame_size(SLOT)
+        .frame_size(slot)
         .frame_count(frames)
         .sqpoll(SqPoll::new(200));
     let mut p = Port::open(cfg)?;
@@ -152,12 +161,23 @@ fn open_port(name: &str, iface: &str, frames: u32) -> Result<Port> {
     Ok(p)
 }
 
-/// Slots for `n` frames: a multiple of the slots per block (a page holds 16).
-fn slots_for(n: u32) -> u32 {
-    n.div_ceil(16) * 16
+/// Slots of `slot` bytes for `n` frames: a multiple of the slots per block (a
+/// page holds 4096 / `slot`).
+fn slots_for(n: u32, slot: u32) -> u32 {
+    let per_page = 4096 / slot;
+    n.div_ceil(per_page) * per_page
 }
 
-fn bench_tx(name: &str, secs: f64) -> Result<Run> {
+/// Sleeps until burst `k` of a paced run is due.
+fn pace(start: Instant, k: u64, pps: f64) {
+    let due = start + Duration::from_secs_f64(k as f64 * BURST as f64 / pps);
+    let now = Instant::now();
+    if due > now {
+        std::thread::sleep(due - now);
+    }
+}
+
+fn bench_tx(name: &str, secs: f64, paced: Option<f64>) -> Result<Run> {
     in_netns(|| {
         let (pi, _) = veth("bpt")?;
         let f = frame(0);
@@ -168,8 +188,13 @@ fn bench_tx(name: &str, secs: f64) -> Result<Run> {
             let clock = Clock::start();
             let deadline = deadline_of(&clock);
             let mut sent = 0u64;
+            let mut k = 0;
             while Instant::now() < deadline {
-                for _ in 0..64 {
+                if let Some(pps) = paced {
+                    pace(clock.wall, k, pps);
+                    k += 1;
+                }
+                for _ in 0..BURST {
                     if s.send(&f).is_ok() {
                         sent += 1;
                     }
@@ -177,7 +202,7 @@ fn bench_tx(name: &str, secs: f64) -> Result<Run> {
             }
             return Ok(clock.run(sent));
         }
-        let port = open_port(name, "bptp", 1024)?;
+        let port = open_port(name, "bptp", 1024, SLOT)?;
         up_and_running(&["bptk".into()], false)?;
         let pool = Pool::new(PoolConfig::default().count(8192))?;
         let mut txq = port.tx_queue(0)?;
@@ -185,27 +210,55 @@ fn bench_tx(name: &str, secs: f64) -> Result<Run> {
         let base = txq.stats().packets;
         let clock = Clock::start();
         let deadline = deadline_of(&clock);
+        let mut k = 0;
         while Instant::now() < deadline {
-            for _ in 0..64 {
-                while v.len() < BURST {
-                    match pool.alloc_from(&f) {
-                        Ok(p) => v.push(p),
-                        Err(_) => break,
-                    }
-                }
-                txq.tx_burst(&mut v)?;
+            if let Some(pps) = paced {
+                pace(clock.wall, k, pps);
+                k += 1;
             }
+            while v.len() < BURST {
+                match pool.alloc_from(&f) {
+                    Ok(p) => v.push(p),
+                    Err(_) => break,
+                }
+            }
+            txq.tx_burst(&mut v)?;
         }
         txq.flush(Duration::from_secs(1));
         Ok(clock.run(txq.stats().packets - base))
     })
 }
 
-fn is_ours(f: &[u8]) -> bool {
-    f.len() == FRAME_LEN && f[12..14] == 0x88b5u16.to_be_bytes()
+/// The application's part of rx: it reads every byte of the frame (a fold
+/// over its words, as a checksum would), then checks it is one of ours.
+fn is_ours(f: &[u8], len: usize) -> bool {
+    let mut x = 0u64;
+    for w in f.chunks(8) {
+        let mut b = [0u8; 8];
+        b[..w.len()].copy_from_slice(w);
+        x ^= u64::from_ne_bytes(b);
+    }
+    std::hint::black_box(x);
+    f.len() == len && f[12..14] == 0x88b5u16.to_be_bytes()
 }
 
-fn bench_rx(name: &str, n: u32) -> Result<Run> {
+/// A bench frame of `len` bytes: [`frame`] padded with zeros.
+fn frame_of(len: usize, seq: u32) -> Vec<u8> {
+    let mut f = frame(seq).to_vec();
+    f.resize(len, 0);
+    f
+}
+
+/// Slot size for frames of `len` bytes (slot header, headroom, frame).
+fn slot_for(len: usize) -> u32 {
+    if len <= FRAME_LEN {
+        SLOT
+    } else {
+        2048
+    }
+}
+
+fn bench_rx(name: &str, n: u32, len: usize) -> Result<Run> {
     in_netns(|| {
         let (ai, ak) = veth("bpr")?;
         let inj = RawSocket::injector(ak)
@@ -213,39 +266,40 @@ fn bench_rx(name: &str, n: u32) -> Result<Run> {
             .context("AF_PACKET socket")?;
         let fill = || -> Result<()> {
             for i in 0..n {
-                inj.send(&frame(i)).context("AF_PACKET send")?;
+                inj.send(&frame_of(len, i)).context("AF_PACKET send")?;
             }
             Ok(())
         };
+        let slot = slot_for(len);
         let mut got = 0u32;
         let clock;
         let deadline = Instant::now() + Duration::from_secs(30);
         match name {
             "ring-inplace" => {
                 let mut ring =
-                    rawsock::InPlaceRing::bind(ai, SLOT as usize, slots_for(n) as usize)?;
+                    rawsock::InPlaceRing::bind(ai, slot as usize, slots_for(n, slot) as usize)?;
                 up_and_running(&["bprp".into(), "bprk".into()], true)?;
                 fill()?;
                 clock = Clock::start();
                 while got < n && Instant::now() < deadline {
-                    ring.drain(BURST, |f| got += is_ours(f) as u32);
+                    ring.drain(BURST, |f| got += is_ours(f, len) as u32);
                 }
             }
             "rawsock" => {
                 let s = RawSocket::bind(ai).context("AF_PACKET socket")?;
-                s.set_rcvbuf(n as usize * 1024)?;
+                s.set_rcvbuf(n as usize * (2 * len + 1024))?;
                 up_and_running(&["bprp".into(), "bprk".into()], true)?;
                 fill()?;
                 let mut buf = [0u8; 2048];
                 clock = Clock::start();
                 while got < n && Instant::now() < deadline {
                     if let Some(r) = s.try_recv(&mut buf)? {
-                        got += is_ours(&buf[..r.len]) as u32;
+                        got += is_ours(&buf[..r.len], len) as u32;
                     }
                 }
             }
             _ => {
-                let port = open_port("packet-sendto", "bprp", slots_for(n))?;
+                let port = open_port("packet-sendto", "bprp", slots_for(n, slot), slot)?;
                 up_and_running(&["bprk".into()], false)?;
                 let pool = Pool::new(PoolConfig::default().count(8192))?;
                 fill()?;
@@ -254,7 +308,7 @@ fn bench_rx(name: &str, n: u32) -> Result<Run> {
                 clock = Clock::start();
                 while got < n && Instant::now() < deadline {
                     rxq.rx_burst(&mut v, BURST)?;
-                    got += v.iter().filter(|p| is_ours(p.data())).count() as u32;
+                    got += v.iter().filter(|p| is_ours(p.data(), len)).count() as u32;
                     v.clear();
                 }
             }
@@ -306,8 +360,8 @@ fn bench_fwd(name: &str, n: u32) -> Result<Run> {
             }
             return Ok(clock.run(n as u64));
         }
-        let a = open_port(name, "bpap", slots_for(n))?;
-        let b = open_port(name, "bpbp", 1024)?;
+        let a = open_port(name, "bpap", slots_for(n, SLOT), SLOT)?;
+        let b = open_port(name, "bpbp", 1024, SLOT)?;
         up_and_running(&["bpak".into(), "bpbk".into()], false)?;
         let pool = Pool::new(PoolConfig::default().count(8192))?;
         fill()?;
@@ -335,7 +389,7 @@ fn bench_fwd(name: &str, n: u32) -> Result<Run> {
     })
 }
 
-/// Runs `pkt-tx`, `pkt-rx` or `pkt-fwd` for every chosen contender, repetitions
+/// Runs `pkt-tx`, `pkt-txp`, `pkt-rx` or `pkt-fwd` for every chosen contender, repetitions
 /// interleaved; one cell per contender, the median of its runs.
 pub(super) fn run(
     test: &'static str,
@@ -345,7 +399,7 @@ pub(super) fn run(
     let reps = if opts.quick { 1 } else { 5 };
     let n = if opts.quick { 50_000 } else { 200_000 };
     let secs = if opts.quick { 0.5 } else { 1.0 };
-    let all = if test == "pkt-rx" {
+    let all = if test.starts_with("pkt-rx") {
         PKT_RX_CONTENDERS
     } else {
         PKT_CONTENDERS
@@ -356,8 +410,10 @@ pub(super) fn run(
         for (i, c) in who.iter().enumerate() {
             interrupted()?;
             let r = match test {
-                "pkt-tx" => bench_tx(c, secs)?,
-                "pkt-rx" => bench_rx(c, n)?,
+                "pkt-tx" => bench_tx(c, secs, None)?,
+                "pkt-txp" => bench_tx(c, secs.max(1.0), Some(PACED_PPS))?,
+                "pkt-rx" => bench_rx(c, n, FRAME_LEN)?,
+                "pkt-rx-1500" => bench_rx(c, n / 4, 1500)?,
                 _ => bench_fwd(c, n)?,
             };
             progress(&format!(

@@ -187,12 +187,14 @@ fn packet_rows(cells: &[Cell]) -> String {
     );
     for (t, label) in [
         ("pkt-tx", "ptx 64B"),
+        ("pkt-txp", "ptxp 64B"),
         ("pkt-rx", "prx 64B"),
+        ("pkt-rx-1500", "prx 1500"),
         ("pkt-fwd", "pfwd 64B"),
     ] {
         let raw = get(t, "rawsock");
         let sendto = get(t, "packet-sendto");
-        let names = if t == "pkt-rx" {
+        let names = if t.starts_with("pkt-rx") {
             PKT_RX_CONTENDERS
         } else {
             PKT_CONTENDERS

@@ -231,6 +231,13 @@ fn open_side(
         Kind::Packet => {
             let peer = iface.replace("rtap", "veth");
             ns.ip(&["link", "add", iface, "type", "veth", "peer", "name", &peer])?;
+            let offload = cfg.as_packet().is_some_and(|c| c.offload);
+            if !offload {
+                // A port without virtio-net headers cannot take the stack's
+                // 64 KiB TSO frames (a slot holds one MTU-sized frame): make the
+                // stack send MTU-sized segments on this link.
+                ns.ip(&["link", "set", "dev", &peer, "gso_max_size", "1500"])?;
+            }
             ns.ip(&["link", "set", "dev", &peer, "up"])?;
             Some(peer)
         }

@@ -67,8 +67,8 @@ impl QueueCounters {
 pub(crate) struct PacketQueue {
     pub rx: Ring,
     pub tx: Ring,
-    /// The socket whose tx ring this queue sends from: TPACKET_V3, a second
-    /// socket (V2, protocol 0); else a duplicate of the queue's socket.
+    /// The socket whose tx ring this queue sends from (the queue's fd is the
+    /// rx socket): TPACKET_V2, protocol 0, virtio-net header always on.
     pub tx_sock: OwnedFd,
     pub v3: bool,
     pub counters: QueueCounters,
@@ -205,11 +205,12 @@ impl PacketDevice {
         }
     }
 
-    /// The options every socket of the port gets, set before its rings exist.
-    fn prepare(&self, fd: BorrowedFd<'_>, version: libc::c_int) -> Result<()> {
+    /// The options every socket of the port gets, set before its rings exist:
+    /// the TPACKET version, the virtio-net header if `vnet`, qdisc bypass.
+    fn prepare(&self, fd: BorrowedFd<'_>, version: libc::c_int, vnet: bool) -> Result<()> {
         sys::set_packet_int(fd, libc::PACKET_VERSION, version)
             .map_err(sys_err("PACKET_VERSION"))?;
-        if self.cfg.offload {
+        if vnet {
             sys::set_packet_int(fd, libc::PACKET_VNET_HDR, 1).map_err(|e| {
                 if e.raw_os_error() == Some(libc::ENOPROTOOPT) {
                     Error::Unsupported {
@@ -281,67 +282,50 @@ impl Device for PacketDevice {
     }
 
     fn open_queue(&self, iface: &Opened, _id: u16) -> Result<QueueFd> {
-        let v3 = matches!(self.cfg.tpacket, Tpacket::V3 { .. });
-        // Created with protocol 0, so it receives nothing until it is bound to
-        // the interface, with its rings in place.
-        let sock = sys::socket(0).map_err(|e| Error::sys("socket(AF_PACKET)", e))?;
-        let fd = sock.as_fd();
-        let version = if v3 { TPACKET_V3 } else { TPACKET_V2 };
-        self.prepare(fd, version as libc::c_int)?;
-        // Frames this host sends itself are not input (best effort: before 6.2
-        // the kernel ignores it inside a fanout group; the rx engine skips them).
-        let _ = sys::set_packet_int(fd, libc::PACKET_IGNORE_OUTGOING, 1);
-        let tov = match self.cfg.tpacket {
-            Tpacket::V3 { block_timeout_ms } => Some(block_timeout_ms),
-            Tpacket::V2 => None,
-        };
         let ring_err = |e: std::io::Error| match e.raw_os_error() {
             Some(libc::ENOMEM) => {
                 Error::sys("PACKET_RX_RING/TX_RING (out of memory: smaller rings?)", e)
             }
             _ => Error::sys("PACKET_RX_RING/TX_RING", e),
         };
-        sys::set_ring(fd, false, &self.ring_req(tov)).map_err(ring_err)?;
         let bytes = self.geom.ring_bytes();
-        let (map, tx_sock) = if v3 {
-            let map = Arc::new(Mapping::new(fd, bytes).map_err(sys_err("mmap rx ring"))?);
-            // The tx ring lives on a second socket: its version is V2.
-            let t = sys::socket(0).map_err(|e| Error::sys("socket(AF_PACKET)", e))?;
-            self.prepare(t.as_fd(), TPACKET_V2 as libc::c_int)?;
-            sys::set_ring(t.as_fd(), true, &self.ring_req(None)).map_err(ring_err)?;
-            let tmap = Arc::new(Mapping::new(t.as_fd(), bytes).map_err(sys_err("mmap tx ring"))?);
-            sys::set_sndbuf(t.as_fd(), self.sndbuf()).map_err(sys_err("SO_SNDBUF"))?;
-            sys::bind(t.as_fd(), iface.ifindex, 0).map_err(sys_err("bind(AF_PACKET)"))?;
-            (Some(map), Some((t, tmap)))
-        } else {
-            sys::set_ring(fd, true, &self.ring_req(None)).map_err(ring_err)?;
-            let map = Arc::new(Mapping::new(fd, 2 * bytes).map_err(sys_err("mmap rings"))?);
-            sys::set_sndbuf(fd, self.sndbuf()).map_err(sys_err("SO_SNDBUF"))?;
-            (Some(map), None)
+        // The rx socket: created with protocol 0, so it receives nothing until it
+        // is bound to the interface with its ring in place.
+        let sock = sys::socket(0).map_err(|e| Error::sys("socket(AF_PACKET)", e))?;
+        let fd = sock.as_fd();
+        let (version, tov) = match self.cfg.tpacket {
+            Tpacket::V3 { block_timeout_ms } => (TPACKET_V3, Some(block_timeout_ms)),
+            Tpacket::V2 => (TPACKET_V2, None),
         };
-        let map = map.expect("mapped above");
-        sys::bind(fd, iface.ifindex, libc::ETH_P_ALL as u16).map_err(|e| {
-            match e.raw_os_error() {
-                Some(libc::ENODEV) => Error::DeviceVanished {
-                    name: iface.name.clone(),
-                    ifindex: iface.ifindex,
-                },
-                _ => Error::sys("bind(AF_PACKET)", e),
-            }
-        })?;
-        let rx = Ring::new(map.clone(), 0, self.geom);
-        let (tx, tx_sock) = match tx_sock {
-            Some((t, tmap)) => (Ring::new(tmap, 0, self.geom), t),
-            None => (
-                Ring::new(map, bytes, self.geom),
-                sock.try_clone().map_err(sys_err("dup(packet socket)"))?,
-            ),
+        self.prepare(fd, version, self.cfg.offload)?;
+        // Frames this host sends itself are not input (best effort: before 6.2
+        // the kernel ignores it inside a fanout group; the rx engine skips them).
+        let _ = sys::set_packet_int(fd, libc::PACKET_IGNORE_OUTGOING, 1);
+        sys::set_ring(fd, false, &self.ring_req(tov)).map_err(ring_err)?;
+        let rx_map = Arc::new(Mapping::new(fd, bytes).map_err(sys_err("mmap rx ring"))?);
+        // The tx socket: TPACKET_V2 whatever the rx ring's version, bound with
+        // protocol 0 (it receives nothing), and always with the virtio-net
+        // header, whose `hdr_len` lets the tx engine have small frames copied
+        // whole into their skb (see tx.rs) even when offloads are off.
+        let t = sys::socket(0).map_err(|e| Error::sys("socket(AF_PACKET)", e))?;
+        self.prepare(t.as_fd(), TPACKET_V2, true)?;
+        sys::set_ring(t.as_fd(), true, &self.ring_req(None)).map_err(ring_err)?;
+        let tx_map = Arc::new(Mapping::new(t.as_fd(), bytes).map_err(sys_err("mmap tx ring"))?);
+        sys::set_sndbuf(t.as_fd(), self.sndbuf()).map_err(sys_err("SO_SNDBUF"))?;
+        let vanished = |e: std::io::Error| match e.raw_os_error() {
+            Some(libc::ENODEV) => Error::DeviceVanished {
+                name: iface.name.clone(),
+                ifindex: iface.ifindex,
+            },
+            _ => Error::sys("bind(AF_PACKET)", e),
         };
+        sys::bind(t.as_fd(), iface.ifindex, 0).map_err(vanished)?;
+        sys::bind(fd, iface.ifindex, libc::ETH_P_ALL as u16).map_err(vanished)?;
         let pq = PacketQueue {
-            rx,
-            tx,
-            tx_sock,
-            v3,
+            rx: Ring::new(rx_map, 0, self.geom),
+            tx: Ring::new(tx_map, 0, self.geom),
+            tx_sock: t,
+            v3: version == TPACKET_V3,
             counters: QueueCounters::default(),
             fanned: AtomicBool::new(false),
             saved: Mutex::new(Positions::default()),
@@ -505,7 +489,10 @@ impl Device for PacketDevice {
                 Kicker::uring(pq.tx_sock.as_raw_fd(), &ring, ctx.sq_attach)?
             }
         };
-        Ok(Box::new(PacketTx::new(pq, kicker, self.vnet_len())))
+        // Without offloads the kernel checks no frame against the MTU (the tx
+        // socket has the virtio-net header): the engine does, as of now.
+        let max_len = (!self.cfg.offload).then_some(ctx.max_frame);
+        Ok(Box::new(PacketTx::new(pq, kicker, max_len)))
     }
 
     fn extra_xstats(&self, q: &QueueShared, out: &mut Vec<XStat>) {

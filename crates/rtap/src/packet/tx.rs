@@ -28,6 +28,7 @@ use crate::pool::Packet;
 use crate::queue::engine::TxEngine;
 use crate::stats::QueueCounters;
 use crate::sys::packet as sys;
+use crate::wire::vnet::{GSO_NONE, VNET_HDR_LEN};
 
 const SEND_REQUEST: u32 = libc::TP_STATUS_SEND_REQUEST;
 /// Status bits of a slot the kernel has not finished with (timestamp bits aside).
@@ -144,16 +145,21 @@ pub(crate) struct PacketTx {
     tail: u32,
     /// Slots filled and not reaped (`tail - head` around the ring).
     pending: u32,
-    /// Largest frame a slot takes (its data area less the header).
+    /// Largest frame taken: a slot's data area less the header, or the MTU's
+    /// frame if smaller (offloads off). Larger ones are refused, `oversized`.
     max_len: usize,
     /// The interface is gone (a kick said so).
     vanished: Option<i32>,
 }
 
 impl PacketTx {
-    pub(crate) fn new(pq: Arc<PacketQueue>, kicker: Kicker, vnet_len: usize) -> PacketTx {
+    /// The engine of `pq`'s tx ring. `max_frame`: the largest frame the port
+    /// takes besides the slot's room (the MTU's, when offloads are off).
+    pub(crate) fn new(pq: Arc<PacketQueue>, kicker: Kicker, max_frame: Option<usize>) -> PacketTx {
         let saved = *pq.saved.lock().unwrap_or_else(|e| e.into_inner());
-        let max_len = (pq.tx.geom.frame_size - TX_DATA_OFF) as usize - vnet_len;
+        let vnet_len = VNET_HDR_LEN;
+        let slot_room = (pq.tx.geom.frame_size - TX_DATA_OFF) as usize - vnet_len;
+        let max_len = max_frame.map_or(slot_room, |m| m.min(slot_room));
         PacketTx {
             head: saved.tx_head,
             tail: saved.tx_tail,
@@ -251,9 +257,18 @@ impl PacketTx {
     fn fill(&self, i: u32, pkt: &Packet) {
         let ring = &self.pq.tx;
         let mut off = TX_DATA_OFF as usize;
-        if self.vnet_len > 0 {
+        {
+            let mut h = *pkt.vnet_hdr();
+            if h.gso_type == GSO_NONE {
+                // The kernel copies `hdr_len` bytes into the skb and attaches the
+                // rest as fragments of the ring's pages; a veth (or any path into
+                // the local stack) must then copy those into fresh pages, a page
+                // allocation per frame. A frame that is not segmented goes whole
+                // into the skb instead.
+                h.hdr_len = pkt.len().min(u16::MAX as usize) as u16;
+            }
             let mut hdr = [0u8; 16];
-            pkt.vnet_hdr().encode(&mut hdr, self.vnet_len);
+            h.encode(&mut hdr, self.vnet_len);
             ring.write(i, off, &hdr[..self.vnet_len]);
             off += self.vnet_len;
         }

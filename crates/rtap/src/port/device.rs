@@ -45,7 +45,7 @@ pub(crate) struct EngineCtx {
     pub fd: RawFd,
     /// The device's state of the queue (see [`QueueFd::extra`]).
     pub extra: Option<QueueExtra>,
-    /// Largest frame the rx engine must take.
+    /// Largest frame the port takes (the MTU's frame, or `max_frame` if set).
     pub max_frame: usize,
     /// The process's SQPOLL ring for the device's settings, if any
     /// (`IORING_SETUP_ATTACH_WQ`: one kernel SQ thread for every ring).

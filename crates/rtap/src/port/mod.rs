@@ -411,7 +411,7 @@ impl Port {
     pub fn tx_queue(&self, id: u16) -> Result<TxQueue> {
         let q = self.queue(id, "tx_queue")?;
         let claim = q.claim(Dir::Tx)?;
-        let engine = self.dev.tx_engine(&self.engine_ctx(q, 0))?;
+        let engine = self.dev.tx_engine(&self.engine_ctx(q, self.max_frame()?))?;
         Ok(TxQueue::new(
             claim,
             engine,
