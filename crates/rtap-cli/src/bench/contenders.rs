@@ -49,9 +49,9 @@ pub const CONTENDERS: [Contender; 4] = [
 pub enum TcpPath {
     /// A tap in each namespace and the io-mode forwarder between them.
     Rtap { backend: BackendKind, offload: bool },
-    /// A veth pair in each namespace, an AF_PACKET port (uring kick) on one end
-    /// of each, and the io-mode forwarder between them.
-    Packet { offload: bool },
+    /// A veth pair in each namespace, an AF_PACKET port on one end of each, and
+    /// the io-mode forwarder between them.
+    Packet { offload: bool, uring: bool },
     /// A veth pair: the kernel alone.
     Veth,
 }
@@ -69,9 +69,10 @@ pub struct TcpContender {
 /// `uring` and `rw` with every offload (64 KiB frames through the taps, partial
 /// checksums), `uring-interrupt` (the same, the forwarder sleeping on rx
 /// interrupts when idle), the `-nooffload` twins (MTU-sized, checksummed frames),
-/// `packet` and `packet-nooffload` (AF_PACKET ports on veth pairs, with and
-/// without virtio-net headers), and `veth`.
-pub const TCP_CONTENDERS: [TcpContender; 8] = [
+/// `packet`, `packet-uring` and `packet-nooffload` (AF_PACKET ports on veth
+/// pairs: the default sendto kick with virtio-net headers, the SQPOLL kick,
+/// no headers), and `veth`.
+pub const TCP_CONTENDERS: [TcpContender; 9] = [
     TcpContender {
         name: "uring",
         path: TcpPath::Rtap {
@@ -114,12 +115,26 @@ pub const TCP_CONTENDERS: [TcpContender; 8] = [
     },
     TcpContender {
         name: "packet",
-        path: TcpPath::Packet { offload: true },
+        path: TcpPath::Packet {
+            offload: true,
+            uring: false,
+        },
+        interrupt: false,
+    },
+    TcpContender {
+        name: "packet-uring",
+        path: TcpPath::Packet {
+            offload: true,
+            uring: true,
+        },
         interrupt: false,
     },
     TcpContender {
         name: "packet-nooffload",
-        path: TcpPath::Packet { offload: false },
+        path: TcpPath::Packet {
+            offload: false,
+            uring: false,
+        },
         interrupt: false,
     },
     TcpContender {

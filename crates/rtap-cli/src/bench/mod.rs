@@ -73,8 +73,9 @@ Tests and contenders (all in the same run, interleaved, each in its own namespac
   tcp          a content-verified TCP bulk transfer from namespace A to B through a
                tap in each and the io-mode forwarder between them: uring, uring-
                interrupt (forwarder sleeps on rx interrupts when idle), rw, with
-               offloads (64 KiB frames) and without (-nooffload); packet and
-               packet-nooffload (AF_PACKET ports on a veth pair in each namespace);
+               offloads (64 KiB frames) and without (-nooffload); packet,
+               packet-uring (SQPOLL kick) and packet-nooffload (AF_PACKET ports on a
+               veth pair in each namespace);
                and a veth pair with no userspace at all (the kernel's ceiling).
                Five rounds of 2 s, median.
   lat          UDP ping-pong (64-byte frames, one request in flight) through the same
@@ -101,7 +102,7 @@ pub struct BenchArgs {
     /// for pkt-tx and pkt-fwd: packet-uring,packet-sendto,rawsock; for pkt-rx:
     /// packet,ring-inplace,rawsock; for tcp:
     /// uring,uring-interrupt,uring-nooffload,rw,rw-nooffload,packet,
-    /// packet-nooffload,veth; for lat: uring,uring-interrupt,rw,veth)
+    /// packet-uring,packet-nooffload,veth; for lat: uring,uring-interrupt,rw,veth)
     #[arg(long, value_delimiter = ',')]
     contenders: Option<Vec<String>>,
     /// Print the cells as a JSON array instead of the table

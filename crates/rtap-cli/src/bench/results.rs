@@ -80,8 +80,9 @@ pub fn reference<'a>(cells: &'a [Cell], x: &Cell) -> Option<(&'a Cell, f64)> {
                 ..
             } => find("veth"),
             TcpPath::Rtap { offload, .. } => find(if offload { "rw" } else { "rw-nooffload" }),
-            TcpPath::Packet { offload: true } => find("packet-nooffload"),
-            TcpPath::Packet { offload: false } => find("veth"),
+            TcpPath::Packet { uring: true, .. } => find("packet"),
+            TcpPath::Packet { offload: true, .. } => find("packet-nooffload"),
+            TcpPath::Packet { offload: false, .. } => find("veth"),
         },
         _ => None,
     }?;

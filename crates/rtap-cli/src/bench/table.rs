@@ -93,7 +93,7 @@ pub fn render(cells: &[Cell]) -> String {
                         ratio(x, veth),
                     )
                 }
-                TcpPath::Packet { offload } => (
+                TcpPath::Packet { offload, .. } => (
                     "-".into(),
                     if offload {
                         ratio(x, get("tcp", "packet-nooffload"))

@@ -89,10 +89,14 @@ pub(super) fn over_path<T: Send>(
                 lro: 0,
             })
         }
-        TcpPath::Packet { offload } => {
-            let spec = format!("kick=uring,offload={}", if offload { "on" } else { "off" });
+        TcpPath::Packet { offload, uring } => {
+            let spec = format!(
+                "kick={},offload={}",
+                if uring { "uring" } else { "sendto" },
+                if offload { "on" } else { "off" }
+            );
             let check = |p: &Port| {
-                if p.backend() != rtap::BackendKind::Uring {
+                if uring && p.backend() != rtap::BackendKind::Uring {
                     return Err(anyhow!(
                         "{}: the uring kick fell back: {}",
                         c.name,

@@ -51,11 +51,12 @@ Port spec:
   `persist` is given or it existed before.
   packet:iface=NAME[,queues=N][,fanout=hash|lb|cpu|rollover|rnd|qm][,frame_size=N]
      [,frames=N][,block_size=N][,tpacket=2|3][,block_timeout=MS][,qdisc_bypass=on|off]
-     [,kick=uring|sendto][,sq_size=N][,sqpoll_idle=MS][,sqpoll_cpu=C][,offload=on|off]
+     [,kick=sendto|uring][,sq_size=N][,sqpoll_idle=MS][,sqpoll_cpu=C][,offload=on|off]
   An existing interface through AF_PACKET mmap rings; queues are sockets of one
   fanout group. Its link is left as found (brought up if it was down, and down
-  again on exit). The kick sends a burst: uring (an SQPOLL kernel thread shared
-  by every port, the default) or sendto (one syscall per burst).
+  again on exit). The kick sends a burst: sendto (one syscall per burst, the
+  default) or uring (an io_uring send from an SQPOLL kernel thread shared by every
+  port: the transmit work moves to that thread, which spins a core of its own).
   Every kind also takes netns=NAME, mtu=N, mac=ADDR, promisc=on|off, burst=N.
   Both ports need the same queue count; kinds mix freely.
 

@@ -3,7 +3,7 @@
 //! ```text
 //! packet:iface=NAME[,fanout=MODE][,fanout_defrag=on|off][,fanout_rollover=on|off]
 //!       [,frame_size=N][,frames=N][,block_size=N][,tpacket=2|3][,block_timeout=MS]
-//!       [,qdisc_bypass=on|off][,kick=uring|sendto][,sq_size=N][,sqpoll_idle=MS]
+//!       [,qdisc_bypass=on|off][,kick=sendto|uring][,sq_size=N][,sqpoll_idle=MS]
 //!       [,sqpoll_cpu=C][,offload=on|off]
 //!    plus the keys every port takes (see the parent module)
 //! ```
@@ -19,7 +19,7 @@
 //! | `tpacket`      | rx ring version: `2` (default) or `3` (blocks, for capture)         |
 //! | `block_timeout`| TPACKET_V3 block retire timeout in ms (default 0: the kernel's)      |
 //! | `qdisc_bypass` | sent frames skip the qdisc (default off)                             |
-//! | `kick`         | `uring` (default: SQPOLL io_uring send) or `sendto`                  |
+//! | `kick`         | `sendto` (default: one send() per burst) or `uring` (an io_uring send from the SQPOLL thread) |
 //! | `sq_size`      | kick ring entries (default 64)                                       |
 //! | `sqpoll_idle`  | the SQ thread sleeps after this many idle ms (default 50)           |
 //! | `sqpoll_cpu`   | pin the SQ thread to this CPU                                        |
@@ -172,7 +172,7 @@ mod tests {
     fn defaults() {
         let c = packet("packet:iface=veth0");
         assert_eq!(c, PacketConfig::new("veth0"));
-        assert_eq!(c.kick, Kick::Uring);
+        assert_eq!(c.kick, Kick::Sendto);
         assert!(!c.offload);
         assert_eq!(c.port.queues, 1);
         assert_eq!(
