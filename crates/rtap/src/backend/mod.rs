@@ -1,7 +1,7 @@
 //! Data-path engines for devices whose queues are fds that frames are read from
 //! and written to (TAP). Each engine implements the queue layer's (crate-private)
 //! rx and tx engine traits; the port picks one per queue from its
-//! [`BackendKind`] and io_uring options ([`RingConfig`](uring::RingConfig)).
+//! [`BackendKind`] and io_uring options ([`RingConfig`]).
 //!
 //! - [`uring`]: io_uring, one ring per rx queue and one per tx queue: posted reads
 //!   or multishot read on rx, write/writev per packet on tx.
