@@ -575,3 +575,84 @@ fn rx_wait_and_interrupt_fd() {
         "read empty"
     );
 }
+
+/// Link control and link events act on the attached interface, by ifindex.
+#[test]
+fn link_control_and_events_on_the_attached_interface() {
+    netns();
+    let (p, _) = veth("lc");
+    let port = port(PacketConfig::new(p.as_str()).kick(Kick::Sendto));
+    let ch = port.link_events().unwrap().into_channel();
+    port.set_mtu(1400).unwrap();
+    assert_eq!(port.mtu().unwrap(), 1400);
+    ip(&["link", "set", &p, "down"]);
+    let mut seen = Vec::new();
+    while !seen.contains(&rtap::LinkEvent::Down) {
+        match ch.recv_timeout(WAIT) {
+            Some(e) => seen.push(e),
+            None => break,
+        }
+    }
+    assert!(seen.contains(&rtap::LinkEvent::Mtu(1400)), "{seen:?}");
+    assert!(seen.contains(&rtap::LinkEvent::Down), "{seen:?}");
+}
+
+/// `qdisc_bypass`: frames go straight to the driver and still arrive; other
+/// packet sockets on the interface no longer see them leave.
+#[test]
+fn qdisc_bypass_sends_past_the_taps() {
+    netns();
+    for bypass in [false, true] {
+        let (p, k) = veth(if bypass { "qb1" } else { "qb0" });
+        let port = port(
+            PacketConfig::new(p.as_str())
+                .kick(Kick::Sendto)
+                .qdisc_bypass(bypass),
+        );
+        let pool = pool();
+        let mut txq = port.tx_queue(0).unwrap();
+        let peer = PacketSocket::bind(k);
+        let local = rawsock::RawSocket::bind(port.ifindex()).unwrap();
+        tx_all(
+            &mut txq,
+            vec![pool.alloc_from(&test_frame(100, 1)).unwrap()],
+        );
+        assert!(txq.flush(WAIT));
+        assert_eq!(peer.recv_test_frames(1, WAIT).len(), 1, "bypass={bypass}");
+        let mut buf = [0u8; 256];
+        let mut outgoing = 0;
+        while let Some(r) = local.recv(&mut buf, Duration::from_millis(100)).unwrap() {
+            outgoing += (r.outgoing && test_seq(&buf[..r.len]) == Some(1)) as u32;
+        }
+        assert_eq!(
+            outgoing,
+            u32::from(!bypass),
+            "bypass={bypass}: seen leaving"
+        );
+    }
+}
+
+/// TPACKET_V3: a ring of a few blocks the application does not read freezes;
+/// the freezes and the drops are counted.
+#[test]
+fn v3_freezes_counted() {
+    netns();
+    let (p, k) = veth("fz");
+    let port = port(
+        PacketConfig::new(p.as_str())
+            .kick(Kick::Sendto)
+            .tpacket(Tpacket::V3 {
+                block_timeout_ms: 1,
+            })
+            .frame_count(8),
+    );
+    let pool = pool();
+    let _rxq = port.rx_queue(0, &pool).unwrap();
+    let inj = PacketSocket::injector(k);
+    for i in 0..2000u32 {
+        inj.send(&test_frame(1000, i)).unwrap();
+    }
+    let st = port.stats().unwrap();
+    assert!(st.imissed > 0, "{st:?}");
+    assert!(xstat(&port, "rx_q0_ring_freezes") > 0);
+}
