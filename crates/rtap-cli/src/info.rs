@@ -39,6 +39,7 @@ pub fn run(spec: &str, json: bool) -> Result<String> {
 "provided_buffer_rings": probe.buf_ring,
 "sqpoll": probe.sqpoll,
 "zcrx_recv_zc": probe.recv_zc});
+        let (zj, _) = zcrx_report();
         let j = json!({"kind": port.kind(),
 "name": link.name.as_str(),
 "ifindex": link.ifindex,
@@ -52,7 +53,8 @@ pub fn run(spec: &str, json: bool) -> Result<String> {
 "offload_notes": notes.as_str(),
 "rx_engine": rx_engine.as_str(),
 "tx_engine": tx_engine.as_str(),
-"io_uring": uring});
+"io_uring": uring,
+"zcrx": zj});
         return Ok(format!("{j}\n"));
     }
     let yes = |b: bool| if b { "yes" } else { "no" };
@@ -97,15 +99,60 @@ pub fn run(spec: &str, json: bool) -> Result<String> {
         yes(probe.sqpoll),
         yes(probe.recv_zc),
     );
+    s += &zcrx_report().1;
     Ok(s)
+}
+
+/// What the kernel offers for zero-copy receive, as JSON and as text lines.
+pub fn zcrx_report() -> (Value, String) {
+    let p = rtap::zcrx::probe();
+    let j = json!({"recv_zc": p.recv_zc,
+"query": p.query,
+"nodev": p.nodev,
+"import": p.import,
+"rx_buf_len": p.rx_buf_len,
+"stats": p.stats,
+"ctrl_ops": p.ctrl_ops,
+"rq_hdr_size": p.rq_hdr_size,
+"device_unavailable": p.device_unavailable,
+"nodev_unavailable": p.nodev_unavailable});
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let mut s = format!(
+        "zcrx      device mode {}, device-less {}, shared queues {}, buffer size choice {}, kernel stats {}\n",
+        if p.recv_zc { "possible (needs a NIC that supports it)" } else { "no" },
+        yes(p.nodev),
+        yes(p.import),
+        yes(p.rx_buf_len),
+        yes(p.stats),
+    );
+    for why in [&p.device_unavailable, &p.nodev_unavailable]
+        .into_iter()
+        .flatten()
+    {
+        s += &format!("          ({why})\n");
+    }
+    (j, s)
+}
+
+/// `rtap info --zcrx` without a port.
+pub fn zcrx_only(json: bool) -> String {
+    let (j, s) = zcrx_report();
+    if json {
+        format!("{}\n", json!({ "zcrx": j }))
+    } else {
+        s
+    }
 }
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {
     /// Port spec (tap:iface=NAME,... or packet:iface=NAME,...); a tap is created
     /// if needed and removed again unless it exists already or `persist` is given
-    #[arg(long, value_name = "SPEC")]
-    pub port: String,
+    #[arg(long, value_name = "SPEC", required_unless_present = "zcrx")]
+    pub port: Option<String>,
+    /// What the kernel offers for zero-copy receive (zcrx); alone, no port needed
+    #[arg(long)]
+    pub zcrx: bool,
     /// Print one JSON object
     #[arg(long)]
     pub json: bool,

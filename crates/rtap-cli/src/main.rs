@@ -12,6 +12,8 @@ mod common;
 mod demo;
 mod fwd;
 mod info;
+mod send;
+mod sink;
 mod traffic;
 
 use std::process::ExitCode;
@@ -52,7 +54,7 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// What a port is and what the kernel offers it (backend, io_uring features, offloads)
     #[command(
-        after_help = "Examples:\n  rtap info --port tap:iface=tap0 --json\n  rtap info --port packet:iface=eth1,kick=uring"
+        after_help = "Examples:\n  rtap info --port tap:iface=tap0 --json\n  rtap info --port packet:iface=eth1,kick=uring\n  rtap info --zcrx"
     )]
     Info(info::InfoArgs),
     /// Write received frames to a pcap file (opens in tcpdump and Wireshark)
@@ -60,6 +62,13 @@ enum Cmd {
         after_help = "Examples:\n  rtap capture --port tap:iface=tap0 --write /tmp/tap0.pcap --count 100\n  rtap capture --port packet:iface=eth1,tpacket=3 --write /tmp/eth1.pcap --duration 10"
     )]
     Capture(capture::CaptureArgs),
+    /// Receive TCP with zero-copy receive (io_uring zcrx) or its copy fallback,
+    /// checking every byte
+    #[command(after_help = sink::HELP)]
+    Sink(sink::SinkArgs),
+    /// Send the pattern `rtap sink` checks (the demo's bulk sender)
+    #[command(after_help = send::HELP)]
+    Send(send::SendArgs),
 }
 
 fn init_tracing() {
@@ -102,8 +111,16 @@ fn main() -> ExitCode {
         Cmd::Fwd(a) => fwd::cmd(a),
         Cmd::Demo(a) => demo::cmd(a),
         Cmd::Bench(a) => bench::cmd(a),
-        Cmd::Info(a) => info::run(&a.port, a.json).map(|out| print!("{out}")),
+        Cmd::Info(a) => match &a.port {
+            Some(port) => info::run(port, a.json).map(|out| print!("{out}")),
+            None => {
+                print!("{}", info::zcrx_only(a.json));
+                Ok(())
+            }
+        },
         Cmd::Capture(a) => capture::cmd(a),
+        Cmd::Sink(a) => sink::cmd(a),
+        Cmd::Send(a) => send::cmd(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

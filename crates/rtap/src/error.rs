@@ -244,6 +244,24 @@ pub enum Error {
         why: String,
     },
 
+    /// Zero-copy receive cannot be set up on this kernel or by this process.
+    #[error("zero-copy receive (io_uring zcrx) unavailable: {why}")]
+    ZcrxUnavailable {
+        /// What is missing and what to do.
+        why: String,
+    },
+
+    /// The device (or its queue) cannot do zero-copy receive.
+    #[error("zero-copy receive on {iface} queue {queue}: {why}")]
+    ZcrxDevice {
+        /// The interface.
+        iface: String,
+        /// The hardware rx queue.
+        queue: u32,
+        /// What the device lacks and what to change.
+        why: String,
+    },
+
     /// Any other system call failure, with the call named.
     #[error("{op}: {source}")]
     Sys {

@@ -25,6 +25,7 @@ pub(crate) mod sys;
 pub mod tap;
 pub mod wire;
 pub mod xstats;
+pub mod zcrx;
 
 pub use backend::uring::{
     probe as probe_uring, RingConfig, RingFeatures, RxMode, SqPoll, TaskRun, UringProbe,

@@ -39,6 +39,11 @@ pub struct LinkInfo {
     pub kernel_tx_dropped: u64,
     /// Kernel's `rx_dropped`.
     pub kernel_rx_dropped: u64,
+    /// Rx queues of the device (`IFLA_NUM_RX_QUEUES`; 0 if not reported).
+    pub rx_queues: u32,
+    /// The bus device behind the interface (`IFLA_PARENT_DEV_NAME`, e.g. a PCI
+    /// address); `None` for virtual devices (veth, lo, tap, bridge).
+    pub parent_dev: Option<String>,
 }
 
 impl LinkInfo {
@@ -228,6 +233,8 @@ fn link_info(l: &LinkMessage) -> LinkInfo {
                 info.kernel_tx_dropped = s.tx_dropped;
                 info.kernel_rx_dropped = s.rx_dropped;
             }
+            LinkAttribute::NumRxQueues(n) => info.rx_queues = *n,
+            LinkAttribute::ParentDevName(n) => info.parent_dev = Some(n.clone()),
             _ => {}
         }
     }

@@ -5,10 +5,12 @@
 //! Everything here takes and returns safe types; each `unsafe` block states the
 //! invariant it relies on.
 
+pub mod ethtool;
 pub mod fd;
 pub mod mem;
 pub mod packet;
 pub mod tun;
+pub mod zcrx;
 
 /// The running kernel's (major, minor) version, from `uname`; `None` if it
 /// cannot be read. For features the kernel offers no probe for.
