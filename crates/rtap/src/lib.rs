@@ -52,3 +52,8 @@ static_assertions::assert_not_impl_any!(Pool: Send, Sync);
 static_assertions::assert_not_impl_any!(Packet: Send, Sync);
 static_assertions::assert_not_impl_any!(RxQueue: Send, Sync);
 static_assertions::assert_not_impl_any!(TxQueue: Send, Sync);
+// zcrx: a queue is shared between threads; a receiver and its buffers stay on
+// the thread that polls it (buffers return through its local batch).
+static_assertions::assert_impl_all!(zcrx::Queue: Send, Sync);
+static_assertions::assert_not_impl_any!(zcrx::Receiver: Send, Sync);
+static_assertions::assert_not_impl_any!(zcrx::RxBuf: Send, Sync);

@@ -72,6 +72,54 @@ fn packet_lifecycle(kick: Kick, tpacket: Tpacket) {
     assert_pool_full(&pool);
 }
 
+/// zcrx (device-less where the kernel has it, else the copy fallback): a queue,
+/// a receiver on this thread and one on another (importing the queue), a
+/// connection each, buffers held past the receivers and the queue.
+fn zcrx_lifecycle(cfg: rtap::zcrx::QueueConfig) {
+    use std::io::Write;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let q = rtap::zcrx::Queue::open(&cfg).unwrap();
+    let mut held = Vec::new();
+    let mut peers = Vec::new();
+    let mut receive = |rx: &mut rtap::zcrx::Receiver, held: &mut Vec<rtap::zcrx::RxBuf>| {
+        let mut p = std::net::TcpStream::connect(addr).unwrap();
+        rx.add(l.accept().unwrap().0).unwrap();
+        p.write_all(&[7u8; 20000]).unwrap();
+        peers.push(p);
+        let mut events = Vec::new();
+        let mut n = 0;
+        while n < 20000 {
+            rx.poll(&mut events, Some(std::time::Duration::from_secs(3)))
+                .unwrap();
+            for ev in events.drain(..) {
+                if let rtap::zcrx::Event::Data { buf, .. } = ev {
+                    n += buf.len();
+                    held.push(buf);
+                }
+            }
+        }
+    };
+    let mut rx = q.receiver().unwrap();
+    receive(&mut rx, &mut held);
+    if q.shareable() {
+        let q2 = q.clone();
+        let (s, r) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rx = q2.receiver().unwrap();
+            s.send(rx.stats()).unwrap();
+        })
+        .join()
+        .unwrap();
+        r.recv().unwrap();
+    }
+    drop(rx);
+    drop(q);
+    assert!(held.iter().all(|b| b.iter().all(|&x| x == 7)));
+    drop(held);
+    drop(peers);
+}
+
 #[test]
 fn full_lifecycle_closes_every_fd() {
     netns();
@@ -115,4 +163,20 @@ fn full_lifecycle_closes_every_fd() {
     let e = Port::open(TapConfig::new("fdsq0")).unwrap_err();
     assert!(matches!(e, Error::IncompatibleInterface { .. }), "{e:?}");
     assert_eq!(fd_count(), before, "fds leaked by a failed open");
+    ip(&["link", "set", "lo", "up"]);
+    let before = fd_count();
+    for cfg in [
+        rtap::zcrx::QueueConfig::nodev(),
+        rtap::zcrx::QueueConfig::copy(),
+    ] {
+        zcrx_lifecycle(cfg.area_size(1 << 20));
+        assert_eq!(fd_count(), before, "fds leaked by a zcrx lifecycle");
+    }
+    let e = rtap::zcrx::Queue::open(&rtap::zcrx::QueueConfig::device("fdpk0", 0).fallback(false));
+    assert!(e.is_err());
+    assert_eq!(
+        fd_count(),
+        before,
+        "fds leaked by a refused zcrx registration"
+    );
 }

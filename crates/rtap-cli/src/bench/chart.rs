@@ -15,7 +15,7 @@ const TITLE_H: u32 = 26;
 const PANEL_GAP: u32 = 14;
 
 /// Panel order and titles.
-const PANELS: [(&str, &str); 10] = [
+const PANELS: [(&str, &str); 11] = [
     ("tx", "tx 64-byte frames, Mpps (higher is better)"),
     ("rx", "rx drain 64-byte frames, Mpps (higher is better)"),
     ("fwd", "io forward 64-byte frames, Mpps (higher is better)"),
@@ -47,6 +47,10 @@ const PANELS: [(&str, &str); 10] = [
         "lat",
         "UDP ping-pong round trip, us: p50 dark, p99 light (lower is better)",
     ),
+    (
+        "sink",
+        "One TCP flow received over a veth, Gbit/s (receiver CPU per GB labelled)",
+    ),
 ];
 
 /// Bar colour by contender family.
@@ -75,6 +79,7 @@ fn value_label(c: &Cell) -> String {
     match c.unit {
         Unit::Pps => format!("{:.2} Mpps", c.rate / 1e6),
         Unit::Gbps => format!("{:.1} Gbit/s", c.rate),
+        Unit::Stream => format!("{:.1} Gbit/s, {:.2} CPU-s/GB", c.rate, c.cpu),
         Unit::Latency => {
             let l = c.lat.unwrap_or_default();
             format!(
@@ -91,7 +96,9 @@ fn ratio_label(cells: &[Cell], c: &Cell) -> String {
         Some((o, r)) if c.unit == Unit::Latency => format!("p50 {r:.2}x {}", o.contender),
         Some((o, r)) => format!("{r:.2}x {}", o.contender),
         None if c.contender == "veth" => "kernel ceiling".into(),
-        None if matches!(c.contender, "rw" | "rw-nooffload" | "rawsock") => "baseline".into(),
+        None if matches!(c.contender, "rw" | "rw-nooffload" | "rawsock" | "recv") => {
+            "baseline".into()
+        }
         None => String::new(),
     }
 }

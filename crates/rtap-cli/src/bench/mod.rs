@@ -33,6 +33,7 @@ pub mod latency;
 mod packet;
 mod pps;
 pub mod results;
+mod sink;
 mod table;
 mod tcp;
 
@@ -78,6 +79,11 @@ Tests and contenders (all in the same run, interleaved, each in its own namespac
                veth pair in each namespace);
                and a veth pair with no userspace at all (the kernel's ceiling).
                Five rounds of 2 s, median.
+  sink         one TCP flow over a veth pair, received by rtap's zcrx API (rtap-sink:
+               device-less zcrx on Linux 7.1+, else multishot recv into provided
+               buffers), a blocking recv() loop with a 64 KiB buffer (recv) and
+               epoll + recv (epoll): Gbit/s, receiver and machine CPU-s per GB.
+               Five rounds of 2 s, median.
   lat          UDP ping-pong (64-byte frames, one request in flight) through the same
                path: p50/p99/p99.9/max round trip from an HDR histogram over 3 x 10000
                exchanges (2000 with --quick): uring, uring-interrupt, rw, veth.
@@ -96,13 +102,14 @@ pub struct BenchArgs {
     #[arg(long)]
     quick: bool,
     /// Run one test only
-    #[arg(long, value_parser = ["tx", "rx", "fwd", "pkt-tx", "pkt-txp", "pkt-rx", "pkt-rx-1500", "pkt-fwd", "tcp", "lat"])]
+    #[arg(long, value_parser = ["tx", "rx", "fwd", "pkt-tx", "pkt-txp", "pkt-rx", "pkt-rx-1500", "pkt-fwd", "tcp", "lat", "sink"])]
     only: Option<String>,
     /// Only these contenders (comma-separated: uring,uring-posted,uring-sqpoll,rw;
     /// for pkt-tx and pkt-fwd: packet-uring,packet-sendto,rawsock; for pkt-rx:
     /// packet,ring-inplace,rawsock; for tcp:
     /// uring,uring-interrupt,uring-nooffload,rw,rw-nooffload,packet,
-    /// packet-uring,packet-nooffload,veth; for lat: uring,uring-interrupt,rw,veth)
+    /// packet-uring,packet-nooffload,veth; for lat: uring,uring-interrupt,rw,veth;
+    /// for sink: rtap-sink,recv,epoll)
     #[arg(long, value_delimiter = ',')]
     contenders: Option<Vec<String>>,
     /// Print the cells as a JSON array instead of the table
@@ -137,6 +144,7 @@ pub fn cmd(a: BenchArgs) -> Result<()> {
         "pkt-fwd" => "pkt-fwd",
         "tcp" => "tcp",
         "lat" => "lat",
+        "sink" => "sink",
         _ => "fwd",
     });
     let cells = run(
@@ -210,6 +218,10 @@ pub fn run(opts: BenchOpts, mut progress: impl FnMut(&str)) -> Result<Vec<Cell>>
             (LAT_ROUNDS, LAT_SAMPLES)
         };
         cells.extend(lat::run(&opts, rounds, samples, &mut progress)?);
+    }
+    if opts.only.is_none_or(|o| o == "sink") {
+        let rounds = if opts.quick { 1 } else { TCP_ROUNDS };
+        cells.extend(sink::run(&opts, rounds, &mut progress)?);
     }
     Ok(cells)
 }

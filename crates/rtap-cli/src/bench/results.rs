@@ -16,6 +16,9 @@ pub enum Unit {
     Gbps,
     /// Round-trip time percentiles of a UDP ping-pong, with the forwarder's CPU load.
     Latency,
+    /// Gbit/s of one received TCP flow, with the receiving thread's and the
+    /// machine's CPU seconds per GB.
+    Stream,
 }
 
 /// Round-trip time percentiles, µs.
@@ -73,6 +76,7 @@ pub fn reference<'a>(cells: &'a [Cell], x: &Cell) -> Option<(&'a Cell, f64)> {
         Unit::Pps if x.test.starts_with("pkt-") && x.contender != "rawsock" => find("rawsock"),
         Unit::Pps if x.test.starts_with("pkt-") => None,
         Unit::Pps | Unit::Latency if x.contender != "rw" => find("rw"),
+        Unit::Stream if x.contender != "recv" => find("recv"),
         Unit::Gbps => match TCP_CONTENDERS.iter().find(|t| t.name == x.contender)?.path {
             TcpPath::Veth => None,
             TcpPath::Rtap {
@@ -114,6 +118,11 @@ pub fn to_json(cells: &[Cell]) -> Value {
                         "gbit_per_s": c.rate,
                         "fwd_cpu_load": c.cpu,
                         "host_cpu_load": c.host_cpu,
+                    }),
+                    Unit::Stream => json!({
+                        "gbit_per_s": c.rate,
+                        "rx_cpu_s_per_gb": c.cpu,
+                        "host_cpu_s_per_gb": c.host_cpu,
                     }),
                     Unit::Latency => {
                         let l = c.lat.unwrap_or_default();

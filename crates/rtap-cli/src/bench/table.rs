@@ -161,6 +161,37 @@ pub fn render(cells: &[Cell]) -> String {
             );
         }
     }
+    s += &sink_rows(cells);
+    s
+}
+
+/// The `sink` rows: Gbit/s, receiver and machine CPU seconds per GB, and ratios
+/// to the `recv()` loop (rate; CPU per GB, > 1 means cheaper than recv).
+fn sink_rows(cells: &[Cell]) -> String {
+    let get = |c: &str| cells.iter().find(|x| x.test == "sink" && x.contender == c);
+    let mut s = String::new();
+    if get("recv").is_none() && !cells.iter().any(|c| c.test == "sink") {
+        return s;
+    }
+    s += &format!(
+        "\n{:<8} {:<14} {:>8} {:>12} {:>13} {:>9} {:>12}\n",
+        "test", "contender", "Gbit/s", "rx CPU-s/GB", "host CPU-s/GB", "vs recv", "cpu vs recv"
+    );
+    let recv = get("recv");
+    for name in super::sink::SINK_CONTENDERS {
+        let Some(x) = get(name) else { continue };
+        let (r, c) = match recv {
+            Some(o) if name != "recv" && o.rate > 0.0 && x.cpu > 0.0 => (
+                format!("{:.2}x", x.rate / o.rate),
+                format!("{:.2}x", o.cpu / x.cpu),
+            ),
+            _ => ("-".into(), "-".into()),
+        };
+        s += &format!(
+            "{:<8} {:<14} {:>8.2} {:>12.3} {:>13.3} {:>9} {:>12}\n",
+            "sink", name, x.rate, x.cpu, x.host_cpu, r, c
+        );
+    }
     s
 }
 
