@@ -334,7 +334,8 @@ pub unsafe fn register_ifq(ring: RawFd, reg: &mut IfqReg) -> io::Result<()> {
     unsafe { register(ring, REGISTER_ZCRX_IFQ, (reg as *mut IfqReg).cast(), 1) }.map(drop)
 }
 
-/// `IORING_REGISTER_ZCRX_CTRL`; returns the call's result (the new fd for export).
+/// `IORING_REGISTER_ZCRX_CTRL`; returns the call's result (0). Export writes the
+/// new fd into `c.arg[0]`.
 pub fn ctrl(ring: RawFd, c: &mut Ctrl) -> io::Result<i32> {
     // SAFETY: c is a live, writable Ctrl, the structure this op takes (nr 0: the
     // kernel reads a fixed-size struct).

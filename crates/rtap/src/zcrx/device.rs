@@ -10,25 +10,28 @@ use crate::error::{Error, Result};
 /// Drivers known to support zcrx (Linux 6.15 - 7.3).
 const DRIVERS: &str = "bnxt_en, mlx5_core, gve, fbnic";
 
-/// Checks `iface` exists and has rx queue `queue`; returns its ifindex.
+/// Checks `iface` exists and has rx queue `queue`; returns its ifindex. A
+/// missing interface or queue is the caller's mistake (`InvalidConfig`), never
+/// a reason to fall back.
 pub(crate) fn check(iface: &str, queue: u32) -> Result<u32> {
-    let dev = |why: String| Error::ZcrxDevice {
-        iface: iface.into(),
-        queue,
-        why,
-    };
     let Some(idx) = crate::sys::fd::if_nametoindex(iface) else {
-        return Err(dev("no such interface in this network namespace".into()));
+        return Err(Error::InvalidConfig {
+            field: "iface",
+            why: format!("{iface:?}: no such interface in this network namespace"),
+        });
     };
     let rx = crate::netlink::Netlink::open()
         .and_then(|nl| nl.get_link(idx))
         .map(|l| l.rx_queues)
         .unwrap_or(0);
     if rx > 0 && queue >= rx {
-        return Err(dev(format!(
-            "no such rx queue: the interface has {rx} rx queue(s) (0..={}); `ethtool -L {iface} combined N` changes the count",
-            rx - 1
-        )));
+        return Err(Error::InvalidConfig {
+            field: "queue",
+            why: format!(
+                "{iface} has no rx queue {queue}: it has {rx} (0..={}); `ethtool -L {iface} combined N` changes the count",
+                rx - 1
+            ),
+        });
     }
     Ok(idx)
 }

@@ -274,12 +274,15 @@ pub struct KernelStats {
     pub copy_bytes: u64,
 }
 
-/// Errors that mean "zcrx is not to be had here" rather than "you asked wrongly".
+/// Errors that mean "zcrx is not to be had here" rather than "you asked wrongly"
+/// (a missing interface or queue is the latter: no fallback hides it).
 fn fallback_allowed(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::ZcrxUnavailable { .. } | Error::ZcrxDevice { .. } | Error::PermissionDenied { .. }
-    )
+    match e {
+        Error::ZcrxUnavailable { .. }
+        | Error::ZcrxDevice { .. }
+        | Error::PermissionDenied { .. } => true,
+        _ => false,
+    }
 }
 
 /// A ring with what zcrx needs: one issuer, deferred task work, 32-byte CQEs.
@@ -316,10 +319,12 @@ fn register(cfg: &QueueConfig) -> Result<Zc> {
             (0, 0, abi::REG_NODEV)
         }
         QueueKind::Device { iface, queue } => {
+            // The caller's mistakes first (no such interface or queue), whatever
+            // the kernel can do.
+            let idx = super::device::check(iface, *queue)?;
             if let Some(why) = p.device_unavailable.clone() {
                 return Err(Error::ZcrxUnavailable { why });
             }
-            let idx = super::device::check(iface, *queue)?;
             (idx, *queue, 0)
         }
         QueueKind::Copy => unreachable!("copy mode registers nothing"),
@@ -414,9 +419,18 @@ fn register(cfg: &QueueConfig) -> Result<Zc> {
         ..Default::default()
     };
     let export = match abi::ctrl(ring.as_raw_fd(), &mut c) {
-        // SAFETY: the kernel returned a new fd it installed for us; we own it.
-        Ok(fd) if fd >= 0 => Some(unsafe { OwnedFd::from_raw_fd(fd) }),
-        Ok(_) => None,
+        // SAFETY: on success the kernel installed a new fd for us and wrote it
+        // into the export argument (the call itself returns 0); we own it.
+        Ok(_) if c.arg[0] > 2 && c.arg[0] <= i32::MAX as u32 => {
+            Some(unsafe { OwnedFd::from_raw_fd(c.arg[0] as i32) })
+        }
+        Ok(r) => {
+            tracing::warn!(
+                "zcrx export returned {r} without a usable fd ({})",
+                c.arg[0]
+            );
+            None
+        }
         Err(e) => {
             tracing::info!("zcrx export unavailable ({e}): one receiver per queue");
             None
