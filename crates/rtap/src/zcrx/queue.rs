@@ -277,12 +277,10 @@ pub struct KernelStats {
 /// Errors that mean "zcrx is not to be had here" rather than "you asked wrongly"
 /// (a missing interface or queue is the latter: no fallback hides it).
 fn fallback_allowed(e: &Error) -> bool {
-    match e {
-        Error::ZcrxUnavailable { .. }
-        | Error::ZcrxDevice { .. }
-        | Error::PermissionDenied { .. } => true,
-        _ => false,
-    }
+    matches!(
+        e,
+        Error::ZcrxUnavailable { .. } | Error::ZcrxDevice { .. } | Error::PermissionDenied { .. }
+    )
 }
 
 /// A ring with what zcrx needs: one issuer, deferred task work, 32-byte CQEs.
@@ -419,9 +417,9 @@ fn register(cfg: &QueueConfig) -> Result<Zc> {
         ..Default::default()
     };
     let export = match abi::ctrl(ring.as_raw_fd(), &mut c) {
-        // SAFETY: on success the kernel installed a new fd for us and wrote it
-        // into the export argument (the call itself returns 0); we own it.
         Ok(_) if c.arg[0] > 2 && c.arg[0] <= i32::MAX as u32 => {
+            // SAFETY: on success the kernel installed a new fd for us and wrote
+            // it into the export argument (the call itself returns 0); we own it.
             Some(unsafe { OwnedFd::from_raw_fd(c.arg[0] as i32) })
         }
         Ok(r) => {
