@@ -9,6 +9,9 @@ use serde_json::{json, Value};
 /// Opens the port (without starting it), gathers everything and closes it again.
 pub fn run(spec: &str, json: bool) -> Result<String> {
     let cfg = parse_port_spec(spec)?;
+    if let rtap::PortSpec::Shared(c) = &cfg {
+        return shared_status(&c.path, json);
+    }
     let port = Port::open(cfg).with_context(|| format!("open {spec}"))?;
     let link = port.link()?;
     let probe = rtap::probe_uring();
@@ -100,6 +103,36 @@ pub fn run(spec: &str, json: bool) -> Result<String> {
         yes(probe.recv_zc),
     );
     s += &zcrx_report().1;
+    Ok(s)
+}
+
+/// Who holds each queue of a served port (attaching nothing).
+fn shared_status(path: &str, json: bool) -> Result<String> {
+    let holders = rtap::share::status(path)?;
+    if json {
+        let q: Vec<Value> = holders
+            .iter()
+            .enumerate()
+            .map(|(i, h)| json!({"queue": i, "holder": h.to_string()}))
+            .collect();
+        return Ok(format!(
+            "{}\n",
+            json!({"kind": "shared", "socket": path, "queues": q})
+        ));
+    }
+    let mut s = format!(
+        "port      served at {path}, {} queue pair(s)\n",
+        holders.len()
+    );
+    for (i, h) in holders.iter().enumerate() {
+        let who = match h {
+            rtap::share::QueueHolder::Free => "free".to_string(),
+            rtap::share::QueueHolder::Serving => "the serving process".to_string(),
+            rtap::share::QueueHolder::Process { pid, uid } => format!("process {pid} (uid {uid})"),
+            other => other.to_string(),
+        };
+        s += &format!("queue {i:<3} {who}\n");
+    }
     Ok(s)
 }
 

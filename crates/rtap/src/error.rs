@@ -262,6 +262,40 @@ pub enum Error {
         why: String,
     },
 
+    /// No process serves a port at that socket.
+    #[error("no port served at {name}: {why} (is the serving process running with that socket, e.g. `rtap fwd ... --serve {name}`?)")]
+    ShareUnavailable {
+        /// The socket path or `@abstract` name.
+        name: String,
+        /// What connecting said.
+        why: String,
+    },
+
+    /// The serving process refused the request.
+    #[error("the port served at {name} refused: {why}")]
+    ShareRefused {
+        /// The socket path or `@abstract` name.
+        name: String,
+        /// The server's reason (credentials, a malformed request...).
+        why: String,
+    },
+
+    /// A queue of a served port is held by someone else.
+    #[error("queue {queue} of the served port is taken: {holder}; attach another queue or wait until it is released")]
+    SharedQueueTaken {
+        /// The queue (the serving port's numbering).
+        queue: u16,
+        /// Who holds it.
+        holder: String,
+    },
+
+    /// Link control on a port attached to another process's port.
+    #[error("{op}: this port is attached to another process's port (shared:), which keeps control of the link; change it there")]
+    NotLinkOwner {
+        /// The operation refused.
+        op: &'static str,
+    },
+
     /// Any other system call failure, with the call named.
     #[error("{op}: {source}")]
     Sys {

@@ -18,6 +18,7 @@ pub mod packet;
 pub mod pool;
 pub mod port;
 pub(crate) mod queue;
+pub mod share;
 pub mod spec;
 pub mod stats;
 #[allow(unsafe_code)]

@@ -4,8 +4,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-/// Live counters of one queue (one direction).
+/// Live counters of one queue (one direction). Plain atomics (all-zero is a
+/// valid value), so they can live in memory shared with another process.
 #[derive(Debug, Default)]
+#[repr(C)]
 pub struct QueueCounters {
     pub(crate) packets: AtomicU64,
     pub(crate) bytes: AtomicU64,

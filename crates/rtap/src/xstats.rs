@@ -53,19 +53,23 @@ pub(crate) const TX_SW_CSUM: usize = 14;
 pub(crate) const TX_REJECTED: usize = 15;
 pub(crate) const TX_N: usize = 16;
 
-/// Published counters of one queue direction.
+/// Published counters of one queue direction: `N` atomics, plain data (all-zero
+/// is a valid value), so they can live in memory shared with another process.
 #[derive(Debug)]
-pub(crate) struct XCounters {
-    v: Box<[AtomicU64]>,
+#[repr(C)]
+pub(crate) struct XCounters<const N: usize> {
+    v: [AtomicU64; N],
 }
 
-impl XCounters {
-    pub(crate) fn new(n: usize) -> XCounters {
+impl<const N: usize> Default for XCounters<N> {
+    fn default() -> Self {
         XCounters {
-            v: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            v: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
+}
 
+impl<const N: usize> XCounters<N> {
     /// Adds a burst's local counts (single writer).
     #[inline]
     pub(crate) fn publish(&self, local: &[u64]) {
@@ -163,7 +167,7 @@ mod tests {
 
     #[test]
     fn publish_accumulates() {
-        let x = XCounters::new(3);
+        let x = XCounters::<3>::default();
         x.publish(&[1, 0, 2]);
         x.publish(&[1, 5, 0]);
         assert_eq!(x.snapshot(), vec![2, 5, 2]);

@@ -163,6 +163,27 @@ fn full_lifecycle_closes_every_fd() {
     let e = Port::open(TapConfig::new("fdsq0")).unwrap_err();
     assert!(matches!(e, Error::IncompatibleInterface { .. }), "{e:?}");
     assert_eq!(fd_count(), before, "fds leaked by a failed open");
+    // Sharing: a server, attached ports (taken, released, refused), repeated.
+    {
+        let mut port = Port::open(TapConfig::new("fdsh0").queues(2)).unwrap();
+        port.start().unwrap();
+        let name = format!("@rtap-fdleak-{}", std::process::id());
+        let before = fd_count();
+        for round in 0..3 {
+            let srv = port.serve(rtap::share::ServeConfig::new(&name)).unwrap();
+            let a = Port::open(rtap::share::SharedConfig::new(&name).queue_list(&[1])).unwrap();
+            assert!(Port::open(rtap::share::SharedConfig::new(&name).queue_list(&[1])).is_err());
+            drop(a);
+            drop(srv);
+            let srv = port
+                .serve(rtap::share::ServeConfig::new(&name).uids(&[4242]))
+                .unwrap();
+            assert!(Port::open(rtap::share::SharedConfig::new(&name)).is_err());
+            drop(srv);
+            assert_eq!(fd_count(), before, "fds leaked by sharing (round {round})");
+        }
+        port.stop().unwrap();
+    }
     ip(&["link", "set", "lo", "up"]);
     let before = fd_count();
     for cfg in [

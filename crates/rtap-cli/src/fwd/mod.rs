@@ -181,6 +181,18 @@ pub struct FwdArgs {
     /// (a table; JSON lines with --json), then the summary at the end
     #[arg(long, value_name = "SECS")]
     stats_period: Option<f64>,
+    /// Serve the port to other processes on this Unix socket (a path, created
+    /// mode 0600, or @name); give it once per port, in --port order. They
+    /// attach with `--port shared:path=PATH,queues=LIST`
+    #[arg(long, value_name = "PATH", requires = "serve_queues")]
+    serve: Vec<String>,
+    /// Queue pairs the workers leave to attached processes, e.g. 1 or 2-3
+    /// (with --serve)
+    #[arg(long, value_name = "LIST")]
+    serve_queues: Option<String>,
+    /// Users (besides this process's own and root) allowed to attach to --serve
+    #[arg(long, value_name = "UID", value_delimiter = ',')]
+    serve_uid: Vec<u32>,
 }
 
 /// Prints each port's link events until `done`: a line each, JSON with `json`.
@@ -293,7 +305,24 @@ pub fn cmd(a: FwdArgs) -> Result<()> {
     if !cpus.is_empty() {
         cpu::check_usable(&cpus).context("--cpus")?;
     }
+    if a.serve.len() > a.ports.len() {
+        bail!(
+            "--serve given {} times for {} port(s): once per port",
+            a.serve.len(),
+            a.ports.len()
+        );
+    }
+    let skip_queues = match &a.serve_queues {
+        Some(l) => {
+            match rtap::share::parse_queue_sel(l).map_err(|e| anyhow!("--serve-queues: {e}"))? {
+                rtap::share::QueueSel::List(l) => l,
+                _ => bail!("--serve-queues: name the queues (e.g. 1 or 2-3), not all"),
+            }
+        }
+        None => Vec::new(),
+    };
     let opts = FwdOpts {
+        skip_queues,
         mode,
         threads: a.threads,
         cpus,
@@ -318,6 +347,22 @@ pub fn cmd(a: FwdArgs) -> Result<()> {
         }
         p.start().with_context(|| format!("start {spec}"))?;
         ports.push(p);
+    }
+    let mut servers = Vec::new();
+    for (path, p) in a.serve.iter().zip(&ports) {
+        let mut cfg = rtap::share::ServeConfig::new(path);
+        let mut uids = cfg.uids.clone();
+        uids.extend(&a.serve_uid);
+        cfg = cfg.uids(&uids);
+        let srv = p
+            .serve(cfg)
+            .with_context(|| format!("serve {} on {path}", p.name()))?;
+        eprintln!(
+            "rtap fwd: serving {} on {path} (queues {} left to attached processes)",
+            p.name(),
+            a.serve_queues.as_deref().unwrap_or("")
+        );
+        servers.push(srv);
     }
     let names: Vec<String> = ports.iter().map(|p| p.name()).collect();
     eprintln!(
@@ -384,6 +429,17 @@ pub fn cmd(a: FwdArgs) -> Result<()> {
         fwd_done.store(true, std::sync::atomic::Ordering::Relaxed);
         r
     });
+    // Attached processes are let go before the ports stop.
+    let served: Vec<serde_json::Value> = servers
+        .iter()
+        .map(|s| {
+            let st = s.stats();
+            serde_json::json!({"socket": s.name(), "attached": st.attached,
+                "released": st.released, "refused": st.refused, "rejected": st.rejected,
+                "last_error": st.last_error})
+        })
+        .collect();
+    drop(servers);
     // Read before stop: the queues are gone, the counters stay with the port.
     let xstats: Vec<(String, Vec<rtap::XStat>)> = if a.xstats {
         ports.iter().map(|p| (p.name(), p.xstats())).collect()
@@ -411,6 +467,9 @@ pub fn cmd(a: FwdArgs) -> Result<()> {
                 })
                 .collect();
             j["xstats"] = per_port.into();
+        }
+        if !served.is_empty() {
+            j["served"] = served.into();
         }
         println!("{j}");
     } else {

@@ -29,6 +29,8 @@ pub struct FwdOpts {
     pub stats_period: Option<Duration>,
     /// Live statistics as JSON lines instead of a table.
     pub stats_json: bool,
+    /// Queue pairs the workers leave alone (served to other processes).
+    pub skip_queues: Vec<u16>,
 }
 
 /// Forwarding modes (testpmd's names).
@@ -82,6 +84,7 @@ impl Default for FwdOpts {
             cpus: Vec::new(),
             stats_period: None,
             stats_json: false,
+            skip_queues: Vec::new(),
         }
     }
 }

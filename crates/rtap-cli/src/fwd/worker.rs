@@ -70,12 +70,13 @@ fn pool_needed(ports: &[Port], burst: usize, pool: &PoolConfig) -> Result<u32> {
     Ok((held + 4 * burst + 64) as u32)
 }
 
-/// Which queue pairs each worker serves: worker `w` of `threads` takes pairs
-/// `w`, `w + threads`, `w + 2 * threads`, ...
-pub fn assign_queues(pairs: u16, threads: u16) -> Vec<Vec<u16>> {
-    let threads = threads.clamp(1, pairs.max(1));
+/// Which queue pairs each worker serves: of the pairs not in `skip`, worker
+/// `w` of `threads` takes the `w`-th, the `w + threads`-th, ...
+pub fn assign_queues(pairs: u16, threads: u16, skip: &[u16]) -> Vec<Vec<u16>> {
+    let own: Vec<u16> = (0..pairs).filter(|q| !skip.contains(q)).collect();
+    let threads = (threads as usize).clamp(1, own.len().max(1));
     (0..threads)
-        .map(|w| (w..pairs).step_by(threads as usize).collect())
+        .map(|w| own.iter().copied().skip(w).step_by(threads).collect())
         .collect()
 }
 
@@ -107,13 +108,20 @@ pub fn run(ports: &[Port], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdRepor
     if opts.burst == 0 {
         bail!("burst must be at least 1");
     }
-    let threads = opts.threads.unwrap_or(pairs);
-    if threads == 0 || threads > pairs {
+    if let Some(q) = opts.skip_queues.iter().find(|&&q| q >= pairs) {
+        bail!("--serve-queues: queue {q} does not exist (the ports have {pairs} queue pair(s))");
+    }
+    let own = pairs - opts.skip_queues.len() as u16;
+    if own == 0 {
+        bail!("--serve-queues leaves no queue pair to forward on: keep at least one");
+    }
+    let threads = opts.threads.unwrap_or(own);
+    if threads == 0 || threads > own {
         return Err(anyhow!(
-            "--threads {threads}: give 1 to {pairs} (one worker serves one or more of the {pairs} queue pair(s))"
+            "--threads {threads}: give 1 to {own} (one worker serves one or more of the {own} queue pair(s) it forwards on)"
         ));
     }
-    let groups = assign_queues(pairs, threads);
+    let groups = assign_queues(pairs, threads, &opts.skip_queues);
     let shape = PoolConfig::default().buf_size(buf_size(ports));
     let needed = pool_needed(ports, opts.burst, &shape)?;
     let pool_size = |n_pairs: usize| match opts.pool_size {

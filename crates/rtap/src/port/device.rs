@@ -21,6 +21,7 @@ use crate::backend::BackendKind;
 use crate::error::Result;
 use crate::netlink::LinkInfo;
 use crate::pool::{Pool, PoolConfig};
+use crate::queue::counters::CounterMem;
 use crate::queue::engine::{RxEngine, TxEngine};
 use crate::queue::{QueueExtra, QueueShared};
 use crate::xstats::XStat;
@@ -126,4 +127,34 @@ pub(crate) trait Device: Send + Sync {
 
     /// The tx engine for one queue.
     fn tx_engine(&self, ctx: &EngineCtx) -> Result<Box<dyn TxEngine>>;
+
+    /// Counter memory the device brings (a port attached to another process's
+    /// counts into that process's blocks); `None`: the port makes its own.
+    fn counter_mem(&self) -> Option<Arc<CounterMem>> {
+        None
+    }
+
+    /// The counter block of queue `id` in the counter memory.
+    fn counter_block(&self, id: u16) -> usize {
+        id as usize
+    }
+
+    /// The number of queues, when the device decides it (a port attached to
+    /// another process's has the queues it was given); `None`: the options say.
+    fn queue_count(&self) -> Option<u16> {
+        None
+    }
+
+    /// Whether the port may change the link (state, MTU, MAC, flags): false
+    /// for a port attached to another process's, which keeps that control.
+    fn controls_link(&self) -> bool {
+        true
+    }
+
+    /// The network namespace the device found the interface in, when it is not
+    /// the opener's and the device learned it itself (a port attached to
+    /// another process's).
+    fn netns(&self) -> Option<OwnedFd> {
+        None
+    }
 }

@@ -24,6 +24,7 @@ impl Port {
     /// it; queues already open keep the size they were opened with and count
     /// larger frames as truncated (`rx_q{N}_truncated`), so reopen them to follow.
     pub fn set_mtu(&self, mtu: u32) -> Result<()> {
+        self.control("set MTU")?;
         let l = self.link()?;
         let (min, max) = (
             if l.min_mtu == 0 { 68 } else { l.min_mtu },
@@ -45,6 +46,7 @@ impl Port {
 
     /// Sets the MAC address (unicast, not all-zero).
     pub fn set_mac(&self, mac: MacAddr) -> Result<()> {
+        self.control("set MAC address")?;
         if !mac.is_unicast() {
             return Err(Error::NotUnicastMac { mac });
         }
@@ -58,6 +60,7 @@ impl Port {
 
     /// Turns promiscuous mode on or off.
     pub fn set_promisc(&self, on: bool) -> Result<()> {
+        self.control("set promiscuous mode")?;
         self.with_nl("set promiscuous mode", |nl, i| nl.set_promisc(i, on))
     }
 
@@ -68,6 +71,7 @@ impl Port {
 
     /// Turns all-multicast mode on or off.
     pub fn set_allmulti(&self, on: bool) -> Result<()> {
+        self.control("set all-multicast mode")?;
         self.with_nl("set all-multicast mode", |nl, i| nl.set_allmulti(i, on))
     }
 

@@ -18,6 +18,7 @@ pub(crate) use netns::{in_ns, NsHandle};
 pub use offloads::Offloads;
 pub(crate) use options::port_option_setters;
 pub use options::{validate_queues, PortOptions, MAX_QUEUES};
+// ServeParts is defined below, in this module.
 
 use self::device::{Device, EngineCtx, Opened};
 use self::stats::Baseline;
@@ -25,6 +26,7 @@ use crate::backend::{uring, BackendKind};
 use crate::error::{Error, Result};
 use crate::netlink::{LinkInfo, Netlink};
 use crate::pool::{Pool, PoolConfig, MAX_PACKET_LEN};
+use crate::queue::counters::{Block, CounterMem};
 use crate::queue::{Dir, QueueShared, RxQueue, TxQueue};
 use crate::spec::PortSpec;
 
@@ -56,6 +58,9 @@ pub struct Port {
     /// the same SQPOLL settings) shares.
     sq_anchor: Option<Arc<uring::SqAnchor>>,
     base: Mutex<Baseline>,
+    /// Every queue's counters, in memory a process the port is shared with
+    /// can map ([`crate::share`]).
+    counters: Arc<CounterMem>,
 }
 
 impl std::fmt::Debug for Port {
@@ -86,6 +91,23 @@ impl Port {
             let nl = Netlink::open().map_err(|e| Error::sys("netlink socket", e))?;
             Ok((dev, iface, nl))
         })?;
+        // A device that found the interface in another namespace itself: link
+        // control and events go there.
+        let (ns, nl) = match dev.netns() {
+            Some(fd) => {
+                let h = NsHandle::from_fd(fd);
+                let nl = h.run(|| Netlink::open().map_err(|e| Error::sys("netlink socket", e)))?;
+                (Some(h), nl)
+            }
+            None => (ns, nl),
+        };
+        let counters = match dev.counter_mem() {
+            Some(m) => m,
+            None => Arc::new(
+                CounterMem::new(MAX_QUEUES as usize)
+                    .map_err(|e| Error::sys("memfd for queue counters", e))?,
+            ),
+        };
         let mut port = Port {
             spec,
             iface,
@@ -97,9 +119,19 @@ impl Port {
             ns,
             sq_anchor: None,
             base: Mutex::new(Baseline::default()),
+            counters,
         };
         port.sq_anchor = port.dev.sqpoll().and_then(uring::SqAnchor::shared);
-        port.open_queues(opts.queues)?;
+        // A device with a fixed set of queues (attached to another process's
+        // port) says how many.
+        let n = match port.dev.queue_count() {
+            Some(n) => {
+                port.spec.options_mut().queues = n;
+                n
+            }
+            None => opts.queues,
+        };
+        port.open_queues(n)?;
         if let Some(mtu) = opts.mtu {
             port.set_mtu(mtu)?;
         }
@@ -128,8 +160,15 @@ impl Port {
         let release = self.dev.release_queue();
         for q in fds {
             let id = self.queues.len() as u16;
-            self.queues
-                .push(Arc::new(QueueShared::new(id, q.fd, release, q.extra)));
+            let block = Block::new(&self.counters, self.dev.counter_block(id)).ok_or(
+                Error::NoSuchQueue {
+                    queue: id,
+                    count: self.counters.blocks() as u16,
+                },
+            )?;
+            self.queues.push(Arc::new(QueueShared::new(
+                id, q.fd, release, q.extra, block,
+            )));
         }
         self.queues.truncate(n as usize);
         self.base
@@ -239,7 +278,18 @@ impl Port {
 
     fn set_up(&self, up: bool) -> Result<()> {
         let op = if up { "set link up" } else { "set link down" };
+        self.control(op)?;
         self.with_nl(op, |nl, i| nl.set_up(i, up))
+    }
+
+    /// Refuses link changes on a port that does not control its link (one
+    /// attached to another process's).
+    fn control(&self, op: &'static str) -> Result<()> {
+        if self.dev.controls_link() {
+            Ok(())
+        } else {
+            Err(Error::NotLinkOwner { op })
+        }
     }
 
     /// Brings the link up. Queues can be opened once started.
@@ -247,7 +297,7 @@ impl Port {
     /// A link someone else already brought up is left as it is, so an
     /// unprivileged owner of a persistent tap (see [`TapConfig::owner`](crate::TapConfig::owner)) can start.
     pub fn start(&mut self) -> Result<()> {
-        if self.link()?.flags & libc::IFF_UP as u32 == 0 {
+        if self.dev.controls_link() && self.link()?.flags & libc::IFF_UP as u32 == 0 {
             self.set_up(true)?;
             self.raised = true;
         }
@@ -288,7 +338,7 @@ impl Port {
     /// The port decides the link's state: it created the interface, or brought
     /// it up itself.
     fn owns_link_state(&self) -> bool {
-        self.dev.created() || self.raised
+        self.dev.controls_link() && (self.dev.created() || self.raised)
     }
 
     /// Queue handles still alive.
@@ -326,6 +376,12 @@ impl Port {
     /// Changes the number of queue pairs (port stopped, no queue handles alive).
     pub fn set_queue_count(&mut self, n: u16) -> Result<()> {
         validate_queues(n)?;
+        if self.dev.queue_count().is_some() {
+            return Err(Error::Unsupported {
+                feature: "set_queue_count on a port attached to another process's",
+                hint: "attach again with the queues wanted",
+            });
+        }
         let live = self.live_queues();
         if self.started || live > 0 {
             return Err(Error::PortBusy {
@@ -419,6 +475,37 @@ impl Port {
             &self.iface.name,
             self.iface.ifindex,
         ))
+    }
+}
+
+/// What serving a port to other processes needs of it ([`crate::share`]).
+pub(crate) struct ServeParts {
+    pub kind: &'static str,
+    pub name: String,
+    pub ifindex: u32,
+    pub offloads: Offloads,
+    pub queues: Vec<Arc<QueueShared>>,
+    pub counters: Arc<CounterMem>,
+    pub netns: Option<std::os::fd::OwnedFd>,
+}
+
+impl Port {
+    pub(crate) fn serve_parts(&self) -> Result<ServeParts> {
+        let netns = self
+            .ns
+            .as_ref()
+            .map(|h| h.fd().try_clone_to_owned())
+            .transpose()
+            .map_err(|e| Error::sys("dup netns fd", e))?;
+        Ok(ServeParts {
+            kind: self.dev.kind(),
+            name: self.name(),
+            ifindex: self.iface.ifindex,
+            offloads: self.dev.offloads(),
+            queues: self.queues.clone(),
+            counters: self.counters.clone(),
+            netns,
+        })
     }
 }
 

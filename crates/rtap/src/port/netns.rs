@@ -78,6 +78,16 @@ impl NsHandle {
         Ok(NsHandle(fd))
     }
 
+    /// Wraps a namespace fd received from elsewhere.
+    pub(crate) fn from_fd(fd: OwnedFd) -> NsHandle {
+        NsHandle(fd)
+    }
+
+    /// The namespace fd (to hand to another process).
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+
     /// Runs `f` on a thread inside the namespace and returns its result.
     pub(crate) fn run<T: Send>(&self, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
         let fd = self.0.as_fd();

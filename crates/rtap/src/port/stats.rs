@@ -46,13 +46,13 @@ impl Port {
             .queues
             .iter()
             .zip(&b.rx)
-            .map(|(q, base)| q.rx.snapshot().since(base))
+            .map(|(q, base)| q.c.rx.snapshot().since(base))
             .collect();
         let tx = self
             .queues
             .iter()
             .zip(&b.tx)
-            .map(|(q, base)| q.tx.snapshot().since(base))
+            .map(|(q, base)| q.c.tx.snapshot().since(base))
             .collect();
         Ok(PortStats::from_queues(
             rx,
@@ -75,7 +75,10 @@ impl Port {
                     value: v.saturating_sub(*base),
                 });
             }
-            for ((name, v), base) in xstats::tx_names(id).zip(q.tx_x.snapshot()).zip(&b.tx_x[i]) {
+            for ((name, v), base) in xstats::tx_names(id)
+                .zip(q.c.tx_x.snapshot())
+                .zip(&b.tx_x[i])
+            {
                 out.push(XStat {
                     name,
                     value: v.saturating_sub(*base),
@@ -105,9 +108,9 @@ impl Port {
         let missed = self.dev.missed(&self.link()?, &self.queues);
         let mut b = self.base();
         b.rx_x = self.queues.iter().map(|q| rx_xvalues(q)).collect();
-        b.tx_x = self.queues.iter().map(|q| q.tx_x.snapshot()).collect();
-        b.rx = self.queues.iter().map(|q| q.rx.snapshot()).collect();
-        b.tx = self.queues.iter().map(|q| q.tx.snapshot()).collect();
+        b.tx_x = self.queues.iter().map(|q| q.c.tx_x.snapshot()).collect();
+        b.rx = self.queues.iter().map(|q| q.c.rx.snapshot()).collect();
+        b.tx = self.queues.iter().map(|q| q.c.tx.snapshot()).collect();
         b.imissed = missed;
         let mut extra = Vec::new();
         for q in &self.queues {
@@ -121,9 +124,9 @@ impl Port {
 /// Rx xstats values of a queue: the classified counters, then alloc failures
 /// and truncated frames from the basic counters.
 fn rx_xvalues(q: &QueueShared) -> Vec<u64> {
-    let mut v = q.rx_x.snapshot();
-    let s = q.rx.snapshot();
+    let mut v = q.c.rx_x.snapshot();
+    let s = q.c.rx.snapshot();
     v.push(s.nombuf);
-    v.push(q.rx.truncated.load(Ordering::Relaxed));
+    v.push(q.c.rx.truncated.load(Ordering::Relaxed));
     v
 }

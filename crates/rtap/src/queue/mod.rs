@@ -9,6 +9,8 @@
 //! through a trait object, without knowing which engine it is.
 
 mod classify;
+#[allow(unsafe_code)] // shared counter memory
+pub(crate) mod counters;
 pub(crate) mod engine;
 mod rx;
 mod shared;
@@ -16,5 +18,5 @@ mod tx;
 mod txprep;
 
 pub use rx::RxQueue;
-pub(crate) use shared::{Dir, QueueExtra, QueueShared};
+pub(crate) use shared::{Claim, Dir, QueueExtra, QueueShared};
 pub use tx::TxQueue;

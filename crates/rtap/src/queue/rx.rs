@@ -73,7 +73,7 @@ impl RxQueue {
         }
         let q = &self.claim.q;
         let start = out.len();
-        match self.engine.rx_burst(q.fd.as_fd(), out, max, &q.rx) {
+        match self.engine.rx_burst(q.fd.as_fd(), out, max, &q.c.rx) {
             Ok(0) => {
                 // An io_uring read learns of a deleted interface only if it is woken
                 // after the kernel detached the queue; the kernel wakes readers just
@@ -90,7 +90,7 @@ impl RxQueue {
                 self.idle = 0;
                 let mut local = [0u64; RX_N];
                 classify_rx(&out[start..], &mut local);
-                q.rx_x.publish(&local);
+                q.c.rx_x.publish(&local);
                 Ok(n)
             }
             Err(_) => Err(vanished(&self.name, self.ifindex)),
@@ -105,7 +105,7 @@ impl RxQueue {
     /// Counters of this queue (since the port was opened; resets apply to
     /// [`Port::stats`](crate::Port::stats) only).
     pub fn stats(&self) -> QueueStats {
-        self.claim.q.rx.snapshot()
+        self.claim.q.c.rx.snapshot()
     }
 
     /// The io_uring options in effect, if this queue uses io_uring.

@@ -5,19 +5,17 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use super::counters::Block;
 use crate::error::{Error, Result};
-use crate::stats::QueueCounters;
-use crate::xstats::{XCounters, RX_N, TX_N};
 
 /// One queue pair: its fd (both directions use it) and counters. The port keeps
 /// one per queue; each open queue handle holds another reference.
 pub(crate) struct QueueShared {
     pub id: u16,
     pub fd: OwnedFd,
-    pub rx: QueueCounters,
-    pub tx: QueueCounters,
-    pub rx_x: XCounters,
-    pub tx_x: XCounters,
+    /// Counters (`c.rx`, `c.tx`, `c.rx_x`, `c.tx_x`), in the port's shared
+    /// counter memory.
+    pub c: Block,
     rx_taken: AtomicBool,
     tx_taken: AtomicBool,
     /// Runs on the fd just before it is closed (a TAP queue detaches itself, so
@@ -66,14 +64,12 @@ impl QueueShared {
         fd: OwnedFd,
         release: fn(BorrowedFd<'_>),
         extra: Option<QueueExtra>,
+        c: Block,
     ) -> QueueShared {
         QueueShared {
             id,
             fd,
-            rx: QueueCounters::default(),
-            tx: QueueCounters::default(),
-            rx_x: XCounters::new(RX_N),
-            tx_x: XCounters::new(TX_N),
+            c,
             rx_taken: AtomicBool::new(false),
             tx_taken: AtomicBool::new(false),
             release,

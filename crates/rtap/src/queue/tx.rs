@@ -67,7 +67,7 @@ impl TxQueue {
     /// segments), are counted as tx errors.
     pub fn tx_burst(&mut self, pkts: &mut Vec<Packet>) -> Result<usize> {
         let q = &self.claim.q;
-        let ctr = &q.tx;
+        let ctr = &q.c.tx;
         let room = self.engine.room(ctr);
         let mut local = [0u64; TX_N];
         let refused = prepare_burst(pkts, room, self.csum_offload, &mut local);
@@ -76,7 +76,7 @@ impl TxQueue {
         let ready = room.min(pkts.len() + refused) - refused;
         classify_tx(&pkts[..ready], &mut local);
         let r = self.engine.tx_burst(q.fd.as_fd(), pkts, ready, ctr);
-        q.tx_x.publish(&local);
+        q.c.tx_x.publish(&local);
         if refused > 0 {
             ctr.add(0, 0, refused as u64, 0);
         }
@@ -87,7 +87,7 @@ impl TxQueue {
     /// Waits until every accepted packet has completed (or `timeout` passes) and
     /// returns true if none is left in flight.
     pub fn flush(&mut self, timeout: Duration) -> bool {
-        self.engine.flush(&self.claim.q.tx, timeout)
+        self.engine.flush(&self.claim.q.c.tx, timeout)
     }
 
     /// Enables tx completion interrupts: an eventfd registered with the queue's
@@ -123,7 +123,7 @@ impl TxQueue {
 
     /// Counters of this queue since the port was opened.
     pub fn stats(&self) -> QueueStats {
-        self.claim.q.tx.snapshot()
+        self.claim.q.c.tx.snapshot()
     }
 
     /// The io_uring options in effect, if this queue uses io_uring.

@@ -41,6 +41,7 @@
 //! ```
 
 pub mod packet;
+pub mod shared;
 pub mod tap;
 
 use std::str::FromStr;
@@ -51,6 +52,7 @@ use crate::error::{Error, Result};
 use crate::packet::PacketConfig;
 use crate::port::device::{Device, Opened};
 use crate::port::{Netns, PortOptions, MAX_QUEUES};
+use crate::share::SharedConfig;
 use crate::tap::TapConfig;
 use crate::wire::mac::MacAddr;
 
@@ -62,10 +64,12 @@ pub enum PortSpec {
     Tap(TapConfig),
     /// An existing interface through AF_PACKET sockets.
     Packet(PacketConfig),
+    /// Queues of a port another process serves.
+    Shared(SharedConfig),
 }
 
 /// The kinds a spec may start with.
-pub const KINDS: &[&str] = &["tap", "packet"];
+pub const KINDS: &[&str] = &["tap", "packet", "shared"];
 
 /// Keys every kind takes.
 pub const COMMON_KEYS: &[&str] = &["queues", "burst", "netns", "mtu", "mac", "promisc"];
@@ -79,6 +83,7 @@ impl PortSpec {
         match self {
             PortSpec::Tap(_) => "tap",
             PortSpec::Packet(_) => "packet",
+            PortSpec::Shared(_) => "shared",
         }
     }
 
@@ -87,6 +92,7 @@ impl PortSpec {
         match self {
             PortSpec::Tap(c) => &c.port,
             PortSpec::Packet(c) => &c.port,
+            PortSpec::Shared(c) => &c.port,
         }
     }
 
@@ -95,6 +101,7 @@ impl PortSpec {
         match self {
             PortSpec::Tap(c) => &mut c.port,
             PortSpec::Packet(c) => &mut c.port,
+            PortSpec::Shared(c) => &mut c.port,
         }
     }
 
@@ -119,6 +126,7 @@ impl PortSpec {
         match self {
             PortSpec::Tap(c) => c.validate(),
             PortSpec::Packet(c) => c.validate(),
+            PortSpec::Shared(c) => c.validate(),
         }
     }
 
@@ -133,6 +141,10 @@ impl PortSpec {
                 let (dev, iface) = crate::packet::device::open(c)?;
                 Ok((Box::new(dev), iface))
             }
+            PortSpec::Shared(c) => {
+                let (dev, iface) = crate::share::device::open(c)?;
+                Ok((Box::new(dev), iface))
+            }
         }
     }
 }
@@ -140,6 +152,12 @@ impl PortSpec {
 impl From<TapConfig> for PortSpec {
     fn from(c: TapConfig) -> PortSpec {
         PortSpec::Tap(c)
+    }
+}
+
+impl From<SharedConfig> for PortSpec {
+    fn from(c: SharedConfig) -> PortSpec {
+        PortSpec::Shared(c)
     }
 }
 
@@ -166,6 +184,7 @@ pub fn parse_port_spec(spec: &str) -> Result<PortSpec> {
     match body.split_once(':') {
         Some(("tap", rest)) => tap::parse(&Parser::new(spec, rest)?).map(PortSpec::Tap),
         Some(("packet", rest)) => packet::parse(&Parser::new(spec, rest)?).map(PortSpec::Packet),
+        Some(("shared", rest)) => shared::parse(&Parser::new(spec, rest)?).map(PortSpec::Shared),
         Some((kind, _)) if !kind.contains('=') && !kind.contains(',') => Err(spec_err(
             spec,
             "kind",

@@ -136,3 +136,19 @@ pub fn socket_protocol(fd: BorrowedFd<'_>) -> io::Result<i32> {
     }
     Ok(v)
 }
+
+/// `poll(2)` on several fds; returns how many have events (0 on timeout).
+pub fn poll_many(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
+    // SAFETY: fds is a live, correctly sized array of pollfd for the call.
+    let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r as usize)
+}
+
+/// The effective uid of this process.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}

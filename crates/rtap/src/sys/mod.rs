@@ -9,7 +9,9 @@ pub mod ethtool;
 pub mod fd;
 pub mod mem;
 pub mod packet;
+pub mod shm;
 pub mod tun;
+pub mod unix;
 pub mod zcrx;
 
 /// The running kernel's (major, minor) version, from `uname`; `None` if it

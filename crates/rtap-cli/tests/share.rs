@@ -1,0 +1,306 @@
+//! Two real processes on one tap: `rtap fwd --serve` leaves queues to another
+//! `rtap fwd --port shared:...`; a secondary killed mid-traffic; a peer with
+//! another uid; the socket file's mode. Root needed (uid switches by setpriv).
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+fn spawn(args: &[&str]) -> Child {
+    Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rtap")
+}
+
+/// `rtap info --port shared:path=NAME --json` until queue `q`'s holder
+/// satisfies `ok`; returns the holder.
+fn wait_holder(name: &str, q: usize, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = Command::new(BIN)
+            .args(["info", "--port", &format!("shared:path={name}"), "--json"])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            let j = parse_json(String::from_utf8_lossy(&out.stdout).trim());
+            let h = j
+                .at(&format!("queues.{q}.holder"))
+                .as_str()
+                .unwrap()
+                .to_string();
+            if ok(&h) {
+                return h;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "queue {q} never satisfied the wait"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// 512 UDP frames of 256 flows into the tap; returns how many came back swapped.
+fn bounce(iface: &str) -> usize {
+    let s = PacketSocket::bind(iface);
+    for i in 0..512u32 {
+        s.send(&udp_frame((i % 256) as u16, i));
+    }
+    let back = s.recv_matching(Duration::from_secs(3), 512, |f| {
+        is_udp_7777(f) && f[..6] == [0x02, 0, 0, 0, 0, 0xaa]
+    });
+    back.len()
+}
+
+fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Two processes forward (macswap) on different queues of one tap: every frame
+/// comes back, each process did part of the work, and the serving process's
+/// port counters include what the other process did.
+#[test]
+fn two_processes_forward_on_different_queues_of_one_tap() {
+    assert_root();
+    private_netns();
+    let name = format!("@rtapc-csh0-{}", std::process::id());
+    let mut primary = spawn(&[
+        "fwd",
+        "--port",
+        "tap:iface=csh0,queues=2",
+        "--mode",
+        "macswap",
+        "--serve",
+        &name,
+        "--serve-queues",
+        "1",
+        "--duration",
+        "6",
+        "--json",
+    ]);
+    wait_up(&["csh0"], &mut primary);
+    let secondary = spawn(&[
+        "fwd",
+        "--port",
+        &format!("shared:path={name},queues=1"),
+        "--mode",
+        "macswap",
+        "--duration",
+        "3",
+        "--json",
+    ]);
+    wait_holder(&name, 1, |h| h.starts_with("pid:"));
+    assert_eq!(bounce("csh0"), 512, "every frame comes back");
+    let s = expect_json(&wait_output(secondary, Duration::from_secs(20)));
+    let p = expect_json(&wait_output(primary, Duration::from_secs(20)));
+    let mine = s.num("ports.0.rx_packets");
+    assert!(
+        mine > 0.0 && mine < 512.0,
+        "the attached process took part: {s}"
+    );
+    assert_eq!(s.at("ports.0.kind"), &json!("shared"));
+    assert_eq!(
+        p.at("workers.0.queues"),
+        &json!([0]),
+        "queue 1 was left to the other"
+    );
+    // (Plus the few frames the kernel sends on a new link: IPv6 is on here.)
+    let all = p.num("ports.0.rx_packets");
+    assert!(
+        (512.0..530.0).contains(&all),
+        "the serving port counts both: {p}"
+    );
+    assert_eq!(p.num("served.0.attached"), 1.0);
+    assert_eq!(p.num("served.0.released"), 1.0);
+}
+
+/// A secondary killed with SIGKILL mid-traffic: the primary keeps forwarding,
+/// its fds do not grow, the queue is free again and can be attached again.
+#[test]
+fn secondary_killed_mid_traffic() {
+    assert_root();
+    private_netns();
+    let name = format!("@rtapc-csh1-{}", std::process::id());
+    let mut primary = spawn(&[
+        "fwd",
+        "--port",
+        "tap:iface=csh1,queues=2",
+        "--mode",
+        "macswap",
+        "--serve",
+        &name,
+        "--serve-queues",
+        "1",
+        "--duration",
+        "10",
+        "--json",
+    ]);
+    wait_up(&["csh1"], &mut primary);
+    wait_holder(&name, 0, |h| h == "serving");
+    let fds_before = fd_count(primary.id());
+    let mut secondary = spawn(&[
+        "fwd",
+        "--port",
+        &format!("shared:path={name},queues=1"),
+        "--mode",
+        "macswap",
+    ]);
+    wait_holder(&name, 1, |h| h.starts_with("pid:"));
+    let flood = std::thread::spawn(|| {
+        let s = PacketSocket::bind("csh1");
+        for i in 0..20_000u32 {
+            s.send(&udp_frame((i % 256) as u16, i));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    secondary.kill().unwrap();
+    let _ = secondary.wait();
+    flood.join().unwrap();
+    wait_holder(&name, 1, |h| h == "free");
+    // (The last `rtap info` connection may take the server a moment to close.)
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while fd_count(primary.id()) != fds_before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        fd_count(primary.id()),
+        fds_before,
+        "no fd left in the primary"
+    );
+    // The primary still forwards on its own queue.
+    let back = bounce("csh1");
+    assert!(back > 0, "the primary stopped forwarding");
+    // And queue 1 can be attached again.
+    let again = spawn(&[
+        "fwd",
+        "--port",
+        &format!("shared:path={name},queues=1"),
+        "--mode",
+        "macswap",
+        "--duration",
+        "2",
+        "--json",
+    ]);
+    let j = expect_json(&wait_output(again, Duration::from_secs(20)));
+    assert_eq!(j.at("ports.0.kind"), &json!("shared"));
+    let p = expect_json(&wait_output(primary, Duration::from_secs(30)));
+    assert_eq!(p.num("served.0.attached"), 2.0);
+    assert_eq!(p.num("served.0.released"), 2.0);
+    assert!(p.num("ports.0.rx_packets") >= back as f64);
+}
+
+/// A peer with another uid is refused, and says so; the server counts it. A
+/// taken or missing queue is a clear error.
+#[test]
+fn other_uid_and_bad_queues_refused() {
+    assert_root();
+    private_netns();
+    let name = format!("@rtapc-csh2-{}", std::process::id());
+    let mut primary = spawn(&[
+        "fwd",
+        "--port",
+        "tap:iface=csh2,queues=2",
+        "--serve",
+        &name,
+        "--serve-queues",
+        "1",
+        "--duration",
+        "4",
+        "--json",
+    ]);
+    wait_up(&["csh2"], &mut primary);
+    wait_holder(&name, 0, |h| h == "serving");
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            BIN,
+            "fwd",
+            "--port",
+        ])
+        .arg(format!("shared:path={name}"))
+        .args(["--duration", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refused") && err.contains("uid 65534"),
+        "{err}"
+    );
+    for (queues, want) in [("0", "serving process"), ("5", "does not exist")] {
+        let out = Command::new(BIN)
+            .args([
+                "fwd",
+                "--port",
+                &format!("shared:path={name},queues={queues}"),
+            ])
+            .args(["--duration", "1"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "queues={queues}: {err}");
+    }
+    let p = expect_json(&wait_output(primary, Duration::from_secs(20)));
+    assert_eq!(p.num("served.0.refused"), 1.0);
+    assert_eq!(p.num("served.0.rejected"), 2.0);
+}
+
+/// A path socket is mode 0600 while served, and gone afterwards.
+#[test]
+fn socket_file_is_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    assert_root();
+    private_netns();
+    let path = std::env::temp_dir().join(format!("rtapc-csh3-{}.sock", std::process::id()));
+    let p = path.to_str().unwrap();
+    let mut primary = spawn(&[
+        "fwd",
+        "--port",
+        "tap:iface=csh3",
+        "--serve",
+        p,
+        "--serve-queues",
+        "0",
+        "--duration",
+        "2",
+    ]);
+    // With its only queue served, the forwarder has nothing of its own to run.
+    let out = primary.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no queue pair"));
+    primary = spawn(&[
+        "fwd",
+        "--port",
+        "tap:iface=csh3,queues=2",
+        "--serve",
+        p,
+        "--serve-queues",
+        "1",
+        "--duration",
+        "2",
+    ]);
+    wait_up(&["csh3"], &mut primary);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "no socket file");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    assert!(wait_output(primary, Duration::from_secs(20))
+        .status
+        .success());
+    assert!(!path.exists(), "socket file removed at exit");
+}

@@ -1,0 +1,456 @@
+//! The serving side: a thread that accepts other processes on a Unix socket,
+//! checks who they are, and lends them queue pairs of the port (their fds, the
+//! counter memory, the namespace) for as long as their connection lives.
+//!
+//! A lent queue is claimed in both directions on the port, exactly as a queue
+//! handle of the serving process would claim it, so the serving process cannot
+//! open it while another process runs it, and `stop` waits for it like for
+//! any handle. The claim ends when the connection closes: the holder exited,
+//! crashed, or dropped its port.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+
+use super::proto::{parse_queue_sel, Msg, QueueHolder, QueueSel, MAX_MSG, VERSION};
+use crate::error::{Error, Result};
+use crate::port::{Offloads, Port, ServeParts};
+use crate::queue::{Claim, Dir};
+use crate::sys::{fd as sysfd, unix};
+
+/// Who may attach, and where the socket is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServeConfig {
+    /// A filesystem path (the socket file is created with mode 0600, and removed
+    /// when the server stops), or `@name` for the abstract namespace.
+    pub name: String,
+    /// Users allowed to attach. Default: this process's effective uid and root.
+    pub uids: Vec<u32>,
+    /// Groups allowed to attach (any member of one). Default: none.
+    pub gids: Vec<u32>,
+    /// Mode of the socket file. Default 0600 (only the owner can connect).
+    pub mode: u32,
+}
+
+impl ServeConfig {
+    /// Serves at `name` with the defaults.
+    pub fn new(name: &str) -> ServeConfig {
+        let me = crate::sys::fd::euid();
+        let mut uids = vec![me];
+        if me != 0 {
+            uids.push(0);
+        }
+        ServeConfig {
+            name: name.into(),
+            uids,
+            gids: Vec::new(),
+            mode: 0o600,
+        }
+    }
+
+    /// Sets the allowed users.
+    pub fn uids(mut self, uids: &[u32]) -> Self {
+        self.uids = uids.to_vec();
+        self
+    }
+
+    /// Sets the allowed groups.
+    pub fn gids(mut self, gids: &[u32]) -> Self {
+        self.gids = gids.to_vec();
+        self
+    }
+
+    /// Sets the socket file's mode.
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    fn allows(&self, uid: u32, gid: u32) -> bool {
+        self.uids.contains(&uid) || self.gids.contains(&gid)
+    }
+}
+
+/// What a server has done so far.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerStats {
+    /// Attach requests granted.
+    pub attached: u64,
+    /// Connections that held queues and closed (released them).
+    pub released: u64,
+    /// Peers refused for their credentials.
+    pub refused: u64,
+    /// Requests answered with an error (taken or missing queues, malformed).
+    pub rejected: u64,
+    /// The last refusal or rejection, in words.
+    pub last_error: Option<String>,
+}
+
+/// Serves a port's queues to other processes until dropped. Made by
+/// [`Port::serve`]. Drop it before the port.
+pub struct Server {
+    name: String,
+    state: Arc<Mutex<State>>,
+    stop: OwnedFd,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("name", &self.name).finish()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    stats: ServerStats,
+    holders: Vec<QueueHolder>,
+}
+
+impl Port {
+    /// Serves this port's queue pairs to other processes on a Unix socket: they
+    /// attach with a `shared:path=...` spec ([`SharedConfig`](super::SharedConfig)),
+    /// get queue fds and run their own engines on them; this process keeps the
+    /// link, the offloads and the port's lifecycle. Tap ports only.
+    pub fn serve(&self, cfg: ServeConfig) -> Result<Server> {
+        if self.kind() != "tap" {
+            return Err(Error::Unsupported {
+                feature: "serving an AF_PACKET port to other processes",
+                hint: "only tap ports can be shared today",
+            });
+        }
+        let parts = self.serve_parts()?;
+        let listener = bind(&cfg)?;
+        let stop = sysfd::eventfd().map_err(|e| Error::sys("eventfd", e))?;
+        let stop_r = stop.try_clone().map_err(|e| Error::sys("dup eventfd", e))?;
+        let state = Arc::new(Mutex::new(State {
+            stats: ServerStats::default(),
+            holders: vec![QueueHolder::Free; parts.queues.len()],
+        }));
+        let st = state.clone();
+        let name = cfg.name.clone();
+        let thread = std::thread::Builder::new()
+            .name("rtap-serve".into())
+            .spawn(move || run(cfg, parts, listener, stop_r, st))
+            .map_err(|e| Error::sys("spawn the server thread", e))?;
+        Ok(Server {
+            name,
+            state,
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Server {
+    /// The socket's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> ServerStats {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stats
+            .clone()
+    }
+
+    /// Who holds each queue, as of the server's last look (the serving
+    /// process's own handles show as [`QueueHolder::Serving`]).
+    pub fn holders(&self) -> Vec<QueueHolder> {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .holders
+            .clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = sysfd::write(self.stop.as_fd(), &1u64.to_ne_bytes());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        unix::unlink(&self.name);
+    }
+}
+
+/// Binds the socket; a stale socket file (nobody listening) is replaced.
+fn bind(cfg: &ServeConfig) -> Result<OwnedFd> {
+    let err = |e: std::io::Error| Error::sys("bind the serving socket", e);
+    match unix::listen(&cfg.name, cfg.mode as libc::mode_t) {
+        Ok(fd) => Ok(fd),
+        Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => {
+            if !cfg.name.starts_with('@') && unix::connect(&cfg.name).is_err() {
+                unix::unlink(&cfg.name);
+                unix::listen(&cfg.name, cfg.mode as libc::mode_t).map_err(err)
+            } else {
+                Err(Error::InvalidConfig {
+                    field: "serve",
+                    why: format!("{} is already served by a running process", cfg.name),
+                })
+            }
+        }
+        Err(e) => Err(err(e)),
+    }
+}
+
+/// One connected peer.
+struct Peer {
+    fd: OwnedFd,
+    pid: i32,
+    uid: u32,
+    /// The queues it holds and their claims (both directions).
+    queues: Vec<u16>,
+    claims: Vec<Claim>,
+    /// Refused for its credentials: its first request gets this reason, then
+    /// the connection closes (answering before it asked would race its send).
+    refused: Option<String>,
+}
+
+fn run(
+    cfg: ServeConfig,
+    parts: ServeParts,
+    listener: OwnedFd,
+    stop: OwnedFd,
+    st: Arc<Mutex<State>>,
+) {
+    let mut peers: Vec<Peer> = Vec::new();
+    let mut buf = vec![0u8; MAX_MSG];
+    loop {
+        publish_holders(&parts, &peers, &st);
+        let mut pfds: Vec<libc::pollfd> = [stop.as_raw_fd(), listener.as_raw_fd()]
+            .into_iter()
+            .chain(peers.iter().map(|p| p.fd.as_raw_fd()))
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // Wake up now and then to refresh who holds what (the serving
+        // process's own handles come and go without telling the server).
+        if sysfd::poll_many(&mut pfds, 500).is_err() {
+            continue;
+        }
+        if pfds[0].revents != 0 {
+            return;
+        }
+        if pfds[1].revents & libc::POLLIN != 0 {
+            if let Ok(fd) = unix::accept(listener.as_fd()) {
+                accept(&cfg, fd, &mut peers, &st);
+            }
+        }
+        // Peers, newest first so removal keeps the indices of those not yet seen.
+        for i in (0..pfds.len() - 2).rev() {
+            if pfds[i + 2].revents == 0 {
+                continue;
+            }
+            // An error reads as a close.
+            let (n, fds) = unix::recv(peers[i].fd.as_fd(), &mut buf).unwrap_or_default();
+            drop(fds); // clients send none; any that came are closed
+            if n == 0 {
+                let p = peers.swap_remove(i);
+                if !p.queues.is_empty() {
+                    tracing::info!(pid = p.pid, queues = ?p.queues, "shared queues released");
+                    lock(&st).stats.released += 1;
+                }
+                continue;
+            }
+            if let Some(why) = &peers[i].refused {
+                let _ = unix::send(peers[i].fd.as_fd(), &Msg::err("refused", why), &[]);
+                peers.swap_remove(i);
+                continue;
+            }
+            handle(&parts, &mut peers, i, &buf[..n], &st);
+        }
+    }
+}
+
+fn lock(st: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    st.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn accept(cfg: &ServeConfig, fd: OwnedFd, peers: &mut Vec<Peer>, st: &Mutex<State>) {
+    let Ok((pid, uid, gid)) = unix::peer_cred(fd.as_fd()) else {
+        return;
+    };
+    let refused = (!cfg.allows(uid, gid)).then(|| {
+        let why = format!(
+            "process {pid} (uid {uid}, gid {gid}) is not allowed to attach (allowed uids {:?}, gids {:?})",
+            cfg.uids, cfg.gids
+        );
+        tracing::warn!("{}: refused {why}", cfg.name);
+        let mut s = lock(st);
+        s.stats.refused += 1;
+        s.stats.last_error = Some(why.clone());
+        why
+    });
+    peers.push(Peer {
+        fd,
+        pid,
+        uid,
+        queues: Vec::new(),
+        claims: Vec::new(),
+        refused,
+    });
+}
+
+/// Who holds each queue now.
+fn holders(parts: &ServeParts, peers: &[Peer]) -> Vec<QueueHolder> {
+    parts
+        .queues
+        .iter()
+        .enumerate()
+        .map(
+            |(q, qs)| match peers.iter().find(|p| p.queues.contains(&(q as u16))) {
+                Some(p) => QueueHolder::Process {
+                    pid: p.pid,
+                    uid: p.uid,
+                },
+                None if qs.live() > 0 => QueueHolder::Serving,
+                None => QueueHolder::Free,
+            },
+        )
+        .collect()
+}
+
+fn publish_holders(parts: &ServeParts, peers: &[Peer], st: &Mutex<State>) {
+    let h = holders(parts, peers);
+    lock(st).holders = h;
+}
+
+fn reject(peer: &Peer, st: &Mutex<State>, code: &str, text: String) {
+    let _ = unix::send(peer.fd.as_fd(), &Msg::err(code, &text), &[]);
+    let mut s = lock(st);
+    s.stats.rejected += 1;
+    s.stats.last_error = Some(format!("process {}: {text}", peer.pid));
+}
+
+fn handle(parts: &ServeParts, peers: &mut [Peer], i: usize, req: &[u8], st: &Mutex<State>) {
+    let Some(m) = Msg::decode(req) else {
+        return reject(&peers[i], st, "proto", "malformed request".into());
+    };
+    match m.verb.as_str() {
+        "status" => {
+            let mut r = Msg::new("status")
+                .with("v", VERSION)
+                .with("kind", parts.kind)
+                .with("name", &parts.name)
+                .with("queues", parts.queues.len());
+            for (q, h) in holders(parts, peers).iter().enumerate() {
+                r = r.with(&format!("q{q}"), h);
+            }
+            let _ = unix::send(peers[i].fd.as_fd(), &r.encode(), &[]);
+        }
+        "attach" => attach(parts, peers, i, &m, st),
+        other => reject(&peers[i], st, "proto", format!("unknown request {other:?}")),
+    }
+}
+
+fn attach(parts: &ServeParts, peers: &mut [Peer], i: usize, m: &Msg, st: &Mutex<State>) {
+    if !peers[i].queues.is_empty() {
+        return reject(
+            &peers[i],
+            st,
+            "proto",
+            "this connection already holds queues".into(),
+        );
+    }
+    let n = parts.queues.len() as u16;
+    let sel = match m.get("queues").map(parse_queue_sel) {
+        None => QueueSel::All,
+        Some(Ok(s)) => s,
+        Some(Err(why)) => return reject(&peers[i], st, "proto", format!("queues: {why}")),
+    };
+    let list: Vec<u16> = match sel {
+        QueueSel::All => (0..n).collect(),
+        QueueSel::List(l) => l,
+    };
+    if let Some(&q) = list.iter().find(|&&q| q >= n) {
+        return reject(
+            &peers[i],
+            st,
+            "nosuch",
+            format!("queue {q} does not exist: the port has {n} queue(s)"),
+        );
+    }
+    let mut claims = Vec::new();
+    for &q in &list {
+        let qs = &parts.queues[q as usize];
+        match (qs.claim(Dir::Rx), qs.claim(Dir::Tx)) {
+            (Ok(a), Ok(b)) => claims.extend([a, b]),
+            _ => {
+                let holder = match peers.iter().find(|p| p.queues.contains(&q)) {
+                    Some(p) => format!("held by process {} (uid {})", p.pid, p.uid),
+                    None => "in use by the serving process".into(),
+                };
+                return reject(&peers[i], st, "busy", format!("queue {q} is {holder}"));
+            }
+        }
+    }
+    let counters = parts.counters.fd();
+    let mut fds: Vec<BorrowedFd<'_>> = list
+        .iter()
+        .map(|&q| parts.queues[q as usize].fd.as_fd())
+        .collect();
+    fds.push(counters);
+    if let Some(ns) = &parts.netns {
+        fds.push(ns.as_fd());
+    }
+    let qs: Vec<String> = list.iter().map(|q| q.to_string()).collect();
+    let reply = Msg::new("ok")
+        .with("v", VERSION)
+        .with("kind", parts.kind)
+        .with("name", &parts.name)
+        .with("ifindex", parts.ifindex)
+        .with("queues", qs.join(","))
+        .with("offloads", offload_names(parts.offloads))
+        .with("netns", u8::from(parts.netns.is_some()));
+    if let Err(e) = unix::send(peers[i].fd.as_fd(), &reply.encode(), &fds) {
+        tracing::warn!("shared queue reply to process {}: {e}", peers[i].pid);
+        return; // claims drop here: the queues stay free
+    }
+    tracing::info!(pid = peers[i].pid, uid = peers[i].uid, queues = ?list, "shared queues attached");
+    peers[i].queues = list;
+    peers[i].claims = claims;
+    lock(st).stats.attached += 1;
+}
+
+/// The offloads as words (`csum,tso4,...`, or `none`).
+pub(crate) fn offload_names(o: Offloads) -> String {
+    let names: Vec<&str> = [
+        (o.csum, "csum"),
+        (o.tso4, "tso4"),
+        (o.tso6, "tso6"),
+        (o.tso_ecn, "tso_ecn"),
+        (o.uso4, "uso4"),
+        (o.uso6, "uso6"),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, n)| *n)
+    .collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(",")
+    }
+}
+
+/// The inverse of [`offload_names`].
+pub(crate) fn parse_offloads(s: &str) -> Offloads {
+    let has = |n: &str| s.split(',').any(|w| w == n);
+    let mut o = Offloads::NONE;
+    o.csum = has("csum");
+    o.tso4 = has("tso4");
+    o.tso6 = has("tso6");
+    o.tso_ecn = has("tso_ecn");
+    o.uso4 = has("uso4");
+    o.uso6 = has("uso6");
+    o
+}

@@ -1,0 +1,88 @@
+//! `shared:` specs: queues of a port another process serves (`rtap fwd --serve`).
+//!
+//! ```text
+//! shared:path=PATH[,queues=LIST][,backend=..][,ring=..][,sqpoll=..][,rx_mode=..][,burst=N]
+//! ```
+//!
+//! | key      | meaning                                                            |
+//! |----------|--------------------------------------------------------------------|
+//! | `path`   | the serving socket: a path, or `@name` (abstract namespace)       |
+//! | `queues` | the served port's queues to attach: `all` (default), `0,2`, `1-3` |
+//!
+//! The link keys (`mtu`, `mac`, `promisc`) and `netns` are refused: the link
+//! and its namespace are the serving process's.
+
+use super::{Parser, FD_ENGINE_KEYS};
+use crate::error::Result;
+use crate::share::{parse_queue_sel, SharedConfig};
+
+/// The keys of a `shared:` spec besides the common and fd-engine ones.
+pub const KEYS: &[&str] = &["path"];
+
+/// A `shared:` spec body.
+pub(super) fn parse(p: &Parser<'_>) -> Result<SharedConfig> {
+    let mut cfg = SharedConfig::new("");
+    let keys: Vec<&str> = KEYS.iter().chain(FD_ENGINE_KEYS).copied().collect();
+    let mut rest = Vec::new();
+    for &(key, value) in p.items(&keys)? {
+        match key {
+            "path" => cfg.path = p.need(key, value)?,
+            // A list here, not a count.
+            "queues" => {
+                cfg.queues = parse_queue_sel(&p.need(key, value)?).map_err(|why| p.err(key, why))?
+            }
+            "netns" | "mtu" | "mac" | "promisc" => {
+                return Err(p.err(
+                    key,
+                    "the serving process owns the link and its namespace".into(),
+                ))
+            }
+            _ => rest.push((key, value)),
+        }
+    }
+    if cfg.path.is_empty() {
+        return Err(p.err("path", "required: the socket the port is served on".into()));
+    }
+    let q = Parser {
+        spec: p.spec,
+        items: rest,
+    };
+    q.common(&mut cfg.port)?;
+    q.fd_engine(&mut cfg.backend, &mut cfg.ring)?;
+    cfg.validate().map_err(|e| p.err("", e.to_string()))?;
+    Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::share::QueueSel;
+    use crate::spec::{parse_port_spec, PortSpec};
+
+    #[test]
+    fn shared_specs() {
+        let PortSpec::Shared(c) =
+            parse_port_spec("shared:path=/run/rtap.sock,queues=1-2,backend=rw").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(c.path, "/run/rtap.sock");
+        assert_eq!(c.queues, QueueSel::List(vec![1, 2]));
+        assert_eq!(c.backend, crate::BackendKind::Rw);
+        let PortSpec::Shared(c) = parse_port_spec("shared:path=@rtap").unwrap() else {
+            panic!()
+        };
+        assert_eq!(c.queues, QueueSel::All);
+        for (spec, key) in [
+            ("shared:queues=1", "path"),
+            ("shared:path=/x,queues=2-1", "queues"),
+            ("shared:path=/x,netns=a", "netns"),
+            ("shared:path=/x,mtu=1400", "mtu"),
+            ("shared:path=/x,iface=t0", "iface"),
+        ] {
+            match parse_port_spec(spec) {
+                Err(crate::Error::Spec { key: k, .. }) => assert_eq!(k, key, "{spec}"),
+                other => panic!("{spec}: {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! Unix `SOCK_SEQPACKET` sockets for sharing a port between processes: bind
+//! (with the socket file's mode set before it exists), accept, connect, peer
+//! credentials, and messages that carry file descriptors (`SCM_RIGHTS`).
+//!
+//! A name starting with `@` is in the abstract namespace (no file; scoped to
+//! the network namespace).
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// Most fds one message carries.
+pub const MAX_FDS: usize = 64;
+
+/// A `sockaddr_un` for `name` and its length.
+fn addr(name: &str) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
+    // SAFETY: sockaddr_un is plain data for which all-zero bytes are valid.
+    let mut a: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    a.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let (bytes, abstract_) = match name.strip_prefix('@') {
+        Some(rest) => (rest.as_bytes(), true),
+        None => (name.as_bytes(), false),
+    };
+    let start = usize::from(abstract_);
+    // A path needs its NUL; an abstract name has a leading NUL instead.
+    if bytes.is_empty() || start + bytes.len() + usize::from(!abstract_) > a.sun_path.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "socket name empty or longer than 107 bytes",
+        ));
+    }
+    if bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "socket name contains NUL",
+        ));
+    }
+    for (d, s) in a.sun_path[start..].iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    let base = std::mem::size_of::<libc::sa_family_t>();
+    let len = base + start + bytes.len() + usize::from(!abstract_);
+    Ok((a, len as libc::socklen_t))
+}
+
+fn socket() -> io::Result<OwnedFd> {
+    // SAFETY: socket takes no pointers; the result is checked.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh socket we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A listening socket at `name`. A path gets mode `mode` from the start (the
+/// socket inode's mode is set before bind creates the file, so there is no
+/// moment in which it is more open).
+pub fn listen(name: &str, mode: libc::mode_t) -> io::Result<OwnedFd> {
+    let (a, len) = addr(name)?;
+    let fd = socket()?;
+    if !name.starts_with('@') {
+        // SAFETY: fchmod takes no pointers; fd is open.
+        if unsafe { libc::fchmod(fd.as_raw_fd(), mode) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    // SAFETY: a is a valid sockaddr_un of length len.
+    let r = unsafe { libc::bind(fd.as_raw_fd(), (&a as *const libc::sockaddr_un).cast(), len) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: listen takes no pointers.
+    if unsafe { libc::listen(fd.as_raw_fd(), 16) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// A connection to the socket at `name`.
+pub fn connect(name: &str) -> io::Result<OwnedFd> {
+    let (a, len) = addr(name)?;
+    let fd = socket()?;
+    // SAFETY: a is a valid sockaddr_un of length len.
+    let r = unsafe { libc::connect(fd.as_raw_fd(), (&a as *const libc::sockaddr_un).cast(), len) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// Accepts a pending connection, if any (the listener is polled first).
+pub fn accept(l: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    // SAFETY: null address pointers are allowed; the result is checked.
+    let fd = unsafe {
+        libc::accept4(
+            l.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh socket we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The peer's (pid, uid, gid), as the kernel recorded them at connect.
+pub fn peer_cred(fd: BorrowedFd<'_>) -> io::Result<(i32, u32, u32)> {
+    // SAFETY: ucred is plain data for the kernel to fill.
+    let mut c: libc::ucred = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: c and len are live, correctly sized out-parameters.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut c as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((c.pid, c.uid, c.gid))
+}
+
+/// Room for the control message of `MAX_FDS` descriptors, aligned for cmsghdr.
+#[repr(C, align(8))]
+struct Cmsg([u8; 512]);
+
+/// Sends one message with `fds` attached.
+pub fn send(fd: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many fds"));
+    }
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    let mut cbuf = Cmsg([0; 512]);
+    // SAFETY: msghdr is plain data; all-zero is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        let bytes = std::mem::size_of_val(fds) as u32;
+        // SAFETY: CMSG_SPACE is arithmetic.
+        let space = unsafe { libc::CMSG_SPACE(bytes) } as usize;
+        msg.msg_control = cbuf.0.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        // SAFETY: msg_control points at cbuf, which has room for `space` bytes
+        // (MAX_FDS fds need 280); CMSG_FIRSTHDR returns a pointer inside it.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(bytes) as usize;
+            let p = libc::CMSG_DATA(c).cast::<RawFd>();
+            for (i, f) in fds.iter().enumerate() {
+                p.add(i).write_unaligned(f.as_raw_fd());
+            }
+        }
+    }
+    // SAFETY: msg points at live iov and control buffers for the call.
+    let r = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Receives one message into `buf`; returns its length (0: the peer closed) and
+/// the fds that came with it, owned.
+pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut cbuf = Cmsg([0; 512]);
+    // SAFETY: msghdr is plain data; all-zero is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.0.as_mut_ptr().cast();
+    msg.msg_controllen = cbuf.0.len();
+    // SAFETY: msg points at live iov and control buffers for the call;
+    // MSG_CMSG_CLOEXEC makes every received fd close-on-exec.
+    let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut fds = Vec::new();
+    // SAFETY: the kernel filled msg_control up to msg_controllen; the CMSG_*
+    // walk stays inside it, and every fd in an SCM_RIGHTS message is a new
+    // descriptor installed for us, which we take ownership of (so none leaks,
+    // even when the message is refused afterwards).
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(c).cast::<RawFd>();
+                let n = ((*c).cmsg_len - libc::CMSG_LEN(0) as usize) / std::mem::size_of::<RawFd>();
+                for i in 0..n {
+                    fds.push(OwnedFd::from_raw_fd(data.add(i).read_unaligned()));
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "too many fds in one message",
+        ));
+    }
+    Ok((n as usize, fds))
+}
+
+/// Unlinks a socket path (not an abstract name); errors are ignored.
+pub fn unlink(name: &str) {
+    if !name.starts_with('@') {
+        let _ = std::fs::remove_file(name);
+    }
+}

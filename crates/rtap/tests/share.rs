@@ -1,0 +1,262 @@
+//! Sharing a port between processes ([`rtap::share`]), exercised within one
+//! process (the server thread and an attached port talk over a real Unix socket
+//! and pass real fds; the CLI's tests run two processes). Tap ports; a namespace
+//! per test.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rtap::share::{QueueHolder, ServeConfig, SharedConfig};
+use rtap::{Error, Port, RxQueue, TapConfig};
+
+/// A started two-queue tap, served at an abstract name unique to the test.
+fn served(tag: &str) -> (Port, rtap::share::Server, String) {
+    netns();
+    let port = started(tag, rtap::BackendKind::Uring, 2);
+    let name = format!("@rtap-test-{tag}-{}", std::process::id());
+    let srv = port.serve(ServeConfig::new(&name)).unwrap();
+    (port, srv, name)
+}
+
+/// Waits until the server shows `want` as the holder of `q`.
+fn wait_holder(srv: &rtap::share::Server, q: usize, want: &QueueHolder) {
+    let deadline = Instant::now() + WAIT;
+    while &srv.holders()[q] != want {
+        assert!(
+            Instant::now() < deadline,
+            "queue {q}: {:?}, want {want:?}",
+            srv.holders()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// An attached port receives on the queue it was given, the serving port on the
+/// other; frames are split between them by flow as between two queues of one
+/// process; the serving port's stats include what the attached port counted.
+#[test]
+fn attached_queue_receives_and_counts_into_the_serving_port() {
+    let (port, srv, name) = served("shr0");
+    let mut b = Port::open(SharedConfig::new(&name).queue_list(&[1])).unwrap();
+    assert_eq!(b.kind(), "shared");
+    assert_eq!(b.queue_count(), 1);
+    assert_eq!(b.ifindex(), port.ifindex());
+    assert_eq!(b.offloads(), port.offloads());
+    b.start().unwrap();
+    let me = QueueHolder::Process {
+        pid: std::process::id() as i32,
+        uid: 0,
+    };
+    wait_holder(&srv, 1, &me);
+    assert_eq!(srv.stats().attached, 1);
+    let pool = pool();
+    let e = err(port.rx_queue(1, &pool));
+    assert!(matches!(e, Error::QueueBusy { queue: 1, .. }), "{e:?}");
+    let mut rxqs: Vec<RxQueue> = vec![
+        port.rx_queue(0, &pool).unwrap(),
+        b.rx_queue(0, &pool).unwrap(),
+    ];
+    let inj = PacketSocket::injector(port.ifindex());
+    let frames: Vec<Vec<u8>> = (0..512u32)
+        .map(|i| flow_frame(80, (i % 256) as u16, i))
+        .collect();
+    let mut per: Vec<Vec<rtap::Packet>> = vec![Vec::new(), Vec::new()];
+    assert_eq!(inject_and_receive(&inj, &frames, &mut rxqs, &mut per), 512);
+    assert!(
+        !per[0].is_empty() && !per[1].is_empty(),
+        "{:?}",
+        per.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+    for p in per.iter().flatten() {
+        let v = p.to_vec();
+        let (flow, seq) = flow_of(&v).unwrap();
+        assert_eq!(v, flow_frame(80, flow, seq));
+    }
+    // The attached port counted into the serving port's block of queue 1.
+    let got1 = per[1].len() as u64;
+    assert_eq!(b.stats().unwrap().rx_queues[0].packets, got1);
+    let st = port.stats().unwrap();
+    assert_eq!(st.rx_queues[1].packets, got1);
+    assert_eq!(st.rx.packets, 512);
+    // Tx from the attached queue reaches the kernel.
+    let cap = PacketSocket::bind(port.ifindex());
+    let mut txq = b.tx_queue(0).unwrap();
+    tx_all(
+        &mut txq,
+        vec![pool.alloc_from(&test_frame(100, 77)).unwrap()],
+    );
+    assert!(txq.flush(WAIT));
+    assert_eq!(cap.recv_ours(1, WAIT).len(), 1);
+    assert_eq!(port.stats().unwrap().tx_queues[1].packets, 1);
+    drop((rxqs, per, txq));
+    b.stop().unwrap();
+    assert!(
+        b.link_up().unwrap(),
+        "the attached port's stop leaves the link alone"
+    );
+    drop(b);
+    wait_holder(&srv, 1, &QueueHolder::Free);
+    assert_eq!(srv.stats().released, 1);
+    // Free again: the serving process can open it.
+    let _q1 = port.rx_queue(1, &pool).unwrap();
+    assert_eq!(srv.holders()[1], QueueHolder::Free);
+    wait_holder(&srv, 1, &QueueHolder::Serving);
+}
+
+/// A queue belongs to one process at a time; a missing queue or a taken one is
+/// a clear error; a released queue can be attached again.
+#[test]
+fn taken_and_missing_queues_refused() {
+    let (port, srv, name) = served("shr1");
+    let a = Port::open(SharedConfig::new(&name).queue_list(&[1])).unwrap();
+    match Port::open(SharedConfig::new(&name).queue_list(&[1])) {
+        Err(Error::SharedQueueTaken { queue: 1, holder }) => {
+            assert!(holder.contains("held by process"), "{holder}")
+        }
+        other => panic!("{other:?}"),
+    }
+    match Port::open(SharedConfig::new(&name).queue_list(&[5])) {
+        Err(Error::InvalidConfig {
+            field: "queues",
+            why,
+        }) => {
+            assert!(why.contains("does not exist"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // The serving process holds queue 0: not to be had either.
+    let pool = pool();
+    let _mine = port.rx_queue(0, &pool).unwrap();
+    match Port::open(SharedConfig::new(&name)) {
+        Err(Error::SharedQueueTaken { holder, .. }) => {
+            assert!(holder.contains("serving process"), "{holder}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(srv.stats().rejected, 3);
+    drop(a);
+    wait_holder(&srv, 1, &QueueHolder::Free);
+    let again = Port::open(SharedConfig::new(&name).queue_list(&[1])).unwrap();
+    assert_eq!(again.queue_count(), 1);
+    let holders = rtap::share::status(&name).unwrap();
+    assert_eq!(holders[0], QueueHolder::Serving);
+    assert!(matches!(holders[1], QueueHolder::Process { .. }));
+    match Port::open(SharedConfig::new("@rtap-nobody-serves-this")) {
+        Err(Error::ShareUnavailable { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The server checks credentials: a peer whose uid is not allowed is refused
+/// at both ends, and gets no fd.
+#[test]
+fn peer_with_another_uid_refused() {
+    netns();
+    let port = started("shr2", rtap::BackendKind::Uring, 1);
+    let name = format!("@rtap-test-shr2-{}", std::process::id());
+    // Only uid 4242 may attach; this test runs as root.
+    let srv = port.serve(ServeConfig::new(&name).uids(&[4242])).unwrap();
+    match Port::open(SharedConfig::new(&name)) {
+        Err(Error::ShareRefused { why, .. }) => {
+            assert!(why.contains("not allowed"), "{why}");
+            assert!(why.contains("uid 0"), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let deadline = Instant::now() + WAIT;
+    while srv.stats().refused == 0 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let st = srv.stats();
+    assert!(st.last_error.unwrap().contains("not allowed"));
+    assert_eq!(st.attached, 0);
+    assert_eq!(srv.holders(), vec![QueueHolder::Free]);
+    // Allowed by group instead.
+    drop(srv);
+    let srv = port
+        .serve(ServeConfig::new(&name).uids(&[4242]).gids(&[0]))
+        .unwrap();
+    let b = Port::open(SharedConfig::new(&name)).unwrap();
+    assert_eq!(b.queue_count(), 1);
+    drop((b, srv));
+}
+
+/// A path socket is created with mode 0600 and removed when the server goes.
+#[test]
+fn socket_file_mode_0600() {
+    netns();
+    let port = started("shr3", rtap::BackendKind::Rw, 1);
+    let dir = std::env::temp_dir().join(format!("rtap-share-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("shr3.sock");
+    let p = path.to_str().unwrap();
+    let srv = port.serve(ServeConfig::new(p)).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    // A second server on the same path is refused; a stale file is replaced.
+    assert!(port.serve(ServeConfig::new(p)).is_err());
+    let b = Port::open(SharedConfig::new(p).backend(rtap::BackendKind::Rw)).unwrap();
+    assert_eq!(b.backend(), rtap::BackendKind::Rw);
+    drop(b);
+    drop(srv);
+    assert!(!path.exists(), "socket file removed");
+    std::fs::write(&path, b"").unwrap();
+    let srv = port.serve(ServeConfig::new(p)).unwrap();
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The attached port reads the link and follows its events, but the link is
+/// the serving process's to change.
+#[test]
+fn attached_port_reads_the_link_but_does_not_control_it() {
+    let (port, _srv, name) = served("shr4");
+    let b = Port::open(SharedConfig::new(&name).queue_list(&[0])).unwrap();
+    assert_eq!(b.link().unwrap().ifindex, port.ifindex());
+    assert_eq!(b.mtu().unwrap(), port.mtu().unwrap());
+    for e in [
+        b.set_mtu(1400).unwrap_err(),
+        b.set_promisc(true).unwrap_err(),
+        b.set_mac("02:00:00:00:00:07".parse().unwrap()).unwrap_err(),
+    ] {
+        assert!(matches!(e, Error::NotLinkOwner { .. }), "{e:?}");
+    }
+    let ch = b.link_events().unwrap().into_channel();
+    port.set_mtu(1300).unwrap();
+    let mut seen = Vec::new();
+    while !seen.contains(&rtap::LinkEvent::Mtu(1300)) {
+        match ch.recv_timeout(WAIT) {
+            Some(e) => seen.push(e),
+            None => panic!("no MTU event: {seen:?}"),
+        }
+    }
+    assert_eq!(b.mtu().unwrap(), 1300);
+}
+
+/// Ports in another namespace are served with it: the attached port's link
+/// control and events work there.
+#[test]
+fn served_from_another_namespace() {
+    netns();
+    let ns = NamedNetns::create("shr5");
+    let port = {
+        let mut p = Port::open(
+            TapConfig::new("shr5")
+                .queues(1)
+                .netns(rtap::Netns::Named(ns.name().to_string())),
+        )
+        .unwrap();
+        p.start().unwrap();
+        p
+    };
+    let name = format!("@rtap-test-shr5-{}", std::process::id());
+    let _srv = port.serve(ServeConfig::new(&name)).unwrap();
+    assert!(!if_exists("shr5"), "not in this namespace");
+    let b = Port::open(SharedConfig::new(&name)).unwrap();
+    assert_eq!(b.name(), "shr5");
+    assert!(b.link_up().unwrap());
+}
