@@ -260,3 +260,108 @@ fn served_from_another_namespace() {
     assert_eq!(b.name(), "shr5");
     assert!(b.link_up().unwrap());
 }
+
+/// An AF_PACKET port shared: the attached process gets the queue's rx socket
+/// (its ring, in the port's fanout group) and a tx socket of its own; frames
+/// spread over both processes' queues by flow, none lost; when it lets go, the
+/// serving process reads on from where it stopped, also in the middle of a
+/// burst of frames still in the ring.
+#[test]
+fn packet_port_shared() {
+    for v3 in [false, true] {
+        netns();
+        let tag = if v3 { "shp3" } else { "shp2" };
+        let (p, k) = (format!("{tag}p"), format!("{tag}k"));
+        ip(&["link", "add", &p, "type", "veth", "peer", "name", &k]);
+        ip(&["link", "set", &k, "up"]);
+        let mut cfg = rtap::PacketConfig::new(&p).queues(2);
+        if v3 {
+            cfg = cfg.tpacket(rtap::Tpacket::V3 {
+                block_timeout_ms: 1,
+            });
+        }
+        let mut port = Port::open(cfg).unwrap();
+        port.start().unwrap();
+        wait_oper_up(&k);
+        let name = format!("@rtap-test-{tag}-{}", std::process::id());
+        let srv = port.serve(ServeConfig::new(&name)).unwrap();
+        let mut b = Port::open(SharedConfig::new(&name).queue_list(&[1])).unwrap();
+        b.start().unwrap();
+        let pool = pool();
+        let mut rxqs: Vec<RxQueue> = vec![
+            port.rx_queue(0, &pool).unwrap(),
+            b.rx_queue(0, &pool).unwrap(),
+        ];
+        let inj = PacketSocket::injector(if_index(&k).unwrap());
+        let frames: Vec<Vec<u8>> = (0..512u32)
+            .map(|i| flow_frame(80, (i % 256) as u16, i))
+            .collect();
+        let mut per: Vec<Vec<rtap::Packet>> = vec![Vec::new(), Vec::new()];
+        assert_eq!(
+            inject_and_receive(&inj, &frames, &mut rxqs, &mut per),
+            512,
+            "v3={v3}"
+        );
+        assert!(!per[0].is_empty() && !per[1].is_empty(), "v3={v3}");
+        assert_eq!(
+            port.stats().unwrap().rx_queues[1].packets,
+            per[1].len() as u64
+        );
+        // Tx from the attached process's own tx ring reaches the peer.
+        let peer = PacketSocket::bind(if_index(&k).unwrap());
+        let mut txq = b.tx_queue(0).unwrap();
+        tx_all(
+            &mut txq,
+            vec![pool.alloc_from(&test_frame(100, 9)).unwrap()],
+        );
+        assert!(txq.flush(WAIT));
+        assert_eq!(peer.recv_test_frames(1, WAIT).len(), 1, "v3={v3}");
+        drop(txq);
+        // Frames for queue 1 left in its ring when the attached port goes: the
+        // serving process reads them, in order, none twice.
+        let q1_flows: std::collections::HashSet<u16> = per[1]
+            .iter()
+            .map(|p| flow_of(&p.to_vec()).unwrap().0)
+            .collect();
+        drop(per);
+        let extra: Vec<Vec<u8>> = (0..40u32)
+            .map(|i| {
+                let flow = *q1_flows.iter().nth(i as usize % q1_flows.len()).unwrap();
+                flow_frame(80, flow, 10_000 + i)
+            })
+            .collect();
+        for f in &extra {
+            inj.send(f).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        // The attached process reads a few, then goes.
+        let mut some = Vec::new();
+        let deadline = Instant::now() + WAIT;
+        while some.is_empty() && Instant::now() < deadline {
+            rxqs[1].rx_burst(&mut some, 7).unwrap();
+        }
+        let n_some = some.len();
+        drop(some);
+        drop(rxqs);
+        drop(b);
+        wait_holder(&srv, 1, &QueueHolder::Free);
+        let mut q1 = port.rx_queue(1, &pool).unwrap();
+        let mut rest = Vec::new();
+        let deadline = Instant::now() + WAIT;
+        while n_some + rest.len() < 40 && Instant::now() < deadline {
+            q1.rx_burst(&mut rest, 64).unwrap();
+        }
+        let seqs: Vec<u32> = rest
+            .iter()
+            .map(|p| flow_of(&p.to_vec()).unwrap().1)
+            .collect();
+        assert_eq!(n_some + seqs.len(), 40, "v3={v3}: {n_some} then {seqs:?}");
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "v3={v3}: in order: {seqs:?}"
+        );
+        drop((rest, q1));
+        drop(srv);
+        port.stop().unwrap();
+    }
+}

@@ -79,13 +79,11 @@ pub(crate) struct PacketQueue {
     pub saved: Mutex<Positions>,
 }
 
-/// Ring positions an engine resumes from (see [`PacketQueue::saved`]).
+/// Tx ring positions an engine resumes from (see [`PacketQueue::saved`]; the rx
+/// ring's position lives in the queue's shared counter block, as every process
+/// running the queue reads that ring).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Positions {
-    /// V2 rx: next slot; V3 rx: the block being read or next.
-    pub rx: u32,
-    /// V3 rx: frames left in an open block, and the offset of the next one.
-    pub rx_open: Option<(u32, u32)>,
     /// Tx: oldest slot not yet reaped, the next slot to fill, and the slots
     /// between (all of them when the ring is full: head == tail then too).
     pub tx_head: u32,
@@ -185,6 +183,25 @@ fn sys_err(op: &'static str) -> impl Fn(std::io::Error) -> Error {
     move |e| Error::sys(op, e)
 }
 
+fn ring_err(e: std::io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(libc::ENOMEM) => {
+            Error::sys("PACKET_RX_RING/TX_RING (out of memory: smaller rings?)", e)
+        }
+        _ => Error::sys("PACKET_RX_RING/TX_RING", e),
+    }
+}
+
+fn vanished(iface: &Opened) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| match e.raw_os_error() {
+        Some(libc::ENODEV) => Error::DeviceVanished {
+            name: iface.name.clone(),
+            ifindex: iface.ifindex,
+        },
+        _ => Error::sys("bind(AF_PACKET)", e),
+    }
+}
+
 impl PacketDevice {
     fn vnet_len(&self) -> usize {
         if self.cfg.offload {
@@ -227,6 +244,64 @@ impl PacketDevice {
                 .map_err(sys_err("PACKET_QDISC_BYPASS"))?;
         }
         Ok(())
+    }
+
+    /// A tx socket with its ring mapped, bound to the interface: TPACKET_V2
+    /// whatever the rx ring's version, protocol 0 (it receives nothing), and
+    /// always with the virtio-net header, whose `hdr_len` lets the tx engine
+    /// have small frames copied whole into their skb (see tx.rs) even when
+    /// offloads are off. Each queue has one; a process the port is shared with
+    /// gets one of its own (a fresh ring: the kernel's place in a tx ring
+    /// cannot be read back, so a ring is never handed between processes).
+    fn tx_socket(&self, iface: &Opened) -> Result<(OwnedFd, Arc<Mapping>)> {
+        let t = sys::socket(0).map_err(|e| Error::sys("socket(AF_PACKET)", e))?;
+        self.prepare(t.as_fd(), TPACKET_V2, true)?;
+        sys::set_ring(t.as_fd(), true, &self.ring_req(None)).map_err(ring_err)?;
+        let bytes = self.geom.ring_bytes();
+        let tx_map = Arc::new(Mapping::new(t.as_fd(), bytes).map_err(sys_err("mmap tx ring"))?);
+        sys::set_sndbuf(t.as_fd(), self.sndbuf()).map_err(sys_err("SO_SNDBUF"))?;
+        sys::bind(t.as_fd(), iface.ifindex, 0).map_err(vanished(iface))?;
+        Ok((t, tx_map))
+    }
+
+    /// The device of a port attached to another process's packet port, whose
+    /// rings are laid out as `cfg` says (no interface lookup: the sockets come
+    /// bound).
+    pub(crate) fn attached(cfg: &PacketConfig) -> Result<PacketDevice> {
+        let geom = cfg.geometry()?;
+        let (kick, kick_reason) = choose_kick(cfg);
+        let (offloads, offload_notes) = offloads(cfg.offload);
+        Ok(PacketDevice {
+            cfg: cfg.clone(),
+            geom,
+            kick,
+            kick_reason,
+            fanout_id: Mutex::new(None),
+            offloads,
+            offload_notes,
+        })
+    }
+
+    /// A queue from sockets another process made: its bound rx socket (in the
+    /// port's fanout group, ring set up) and a tx socket made for this process;
+    /// both rings mapped here.
+    pub(crate) fn queue_from_fds(&self, rx: OwnedFd, tx: OwnedFd) -> Result<QueueFd> {
+        let bytes = self.geom.ring_bytes();
+        let rx_map = Arc::new(Mapping::new(rx.as_fd(), bytes).map_err(sys_err("mmap rx ring"))?);
+        let tx_map = Arc::new(Mapping::new(tx.as_fd(), bytes).map_err(sys_err("mmap tx ring"))?);
+        let pq = PacketQueue {
+            rx: Ring::new(rx_map, 0, self.geom),
+            tx: Ring::new(tx_map, 0, self.geom),
+            tx_sock: tx,
+            v3: matches!(self.cfg.tpacket, Tpacket::V3 { .. }),
+            counters: QueueCounters::default(),
+            fanned: AtomicBool::new(true),
+            saved: Mutex::new(Positions::default()),
+        };
+        Ok(QueueFd {
+            fd: rx,
+            extra: Some(Arc::new(pq)),
+        })
     }
 
     /// Socket buffer for a tx ring: every slot in flight, with the kernel's
@@ -282,12 +357,6 @@ impl Device for PacketDevice {
     }
 
     fn open_queue(&self, iface: &Opened, _id: u16) -> Result<QueueFd> {
-        let ring_err = |e: std::io::Error| match e.raw_os_error() {
-            Some(libc::ENOMEM) => {
-                Error::sys("PACKET_RX_RING/TX_RING (out of memory: smaller rings?)", e)
-            }
-            _ => Error::sys("PACKET_RX_RING/TX_RING", e),
-        };
         let bytes = self.geom.ring_bytes();
         // The rx socket: created with protocol 0, so it receives nothing until it
         // is bound to the interface with its ring in place.
@@ -303,24 +372,8 @@ impl Device for PacketDevice {
         let _ = sys::set_packet_int(fd, libc::PACKET_IGNORE_OUTGOING, 1);
         sys::set_ring(fd, false, &self.ring_req(tov)).map_err(ring_err)?;
         let rx_map = Arc::new(Mapping::new(fd, bytes).map_err(sys_err("mmap rx ring"))?);
-        // The tx socket: TPACKET_V2 whatever the rx ring's version, bound with
-        // protocol 0 (it receives nothing), and always with the virtio-net
-        // header, whose `hdr_len` lets the tx engine have small frames copied
-        // whole into their skb (see tx.rs) even when offloads are off.
-        let t = sys::socket(0).map_err(|e| Error::sys("socket(AF_PACKET)", e))?;
-        self.prepare(t.as_fd(), TPACKET_V2, true)?;
-        sys::set_ring(t.as_fd(), true, &self.ring_req(None)).map_err(ring_err)?;
-        let tx_map = Arc::new(Mapping::new(t.as_fd(), bytes).map_err(sys_err("mmap tx ring"))?);
-        sys::set_sndbuf(t.as_fd(), self.sndbuf()).map_err(sys_err("SO_SNDBUF"))?;
-        let vanished = |e: std::io::Error| match e.raw_os_error() {
-            Some(libc::ENODEV) => Error::DeviceVanished {
-                name: iface.name.clone(),
-                ifindex: iface.ifindex,
-            },
-            _ => Error::sys("bind(AF_PACKET)", e),
-        };
-        sys::bind(t.as_fd(), iface.ifindex, 0).map_err(vanished)?;
-        sys::bind(fd, iface.ifindex, libc::ETH_P_ALL as u16).map_err(vanished)?;
+        let (t, tx_map) = self.tx_socket(iface)?;
+        sys::bind(fd, iface.ifindex, libc::ETH_P_ALL as u16).map_err(vanished(iface))?;
         let pq = PacketQueue {
             rx: Ring::new(rx_map, 0, self.geom),
             tx: Ring::new(tx_map, 0, self.geom),
@@ -472,9 +525,14 @@ impl Device for PacketDevice {
     fn rx_engine(&self, ctx: &EngineCtx, pool: &Pool) -> Result<Box<dyn RxEngine>> {
         let pq = queue_state(ctx)?;
         Ok(if pq.v3 {
-            Box::new(PacketRxV3::new(pq, pool, self.vnet_len()))
+            Box::new(PacketRxV3::new(
+                pq,
+                pool,
+                self.vnet_len(),
+                ctx.block.clone(),
+            ))
         } else {
-            Box::new(PacketRx::new(pq, pool, self.vnet_len()))
+            Box::new(PacketRx::new(pq, pool, self.vnet_len(), ctx.block.clone()))
         })
     }
 
@@ -493,6 +551,33 @@ impl Device for PacketDevice {
         // socket has the virtio-net header): the engine does, as of now.
         let max_len = (!self.cfg.offload).then_some(ctx.max_frame);
         Ok(Box::new(PacketTx::new(pq, kicker, max_len)))
+    }
+
+    /// The queue's rx socket (its ring, in the fanout group) and a new tx
+    /// socket for the other process.
+    fn share_fds(&self, iface: &Opened, q: &QueueShared) -> Result<Vec<OwnedFd>> {
+        let rx =
+            q.fd.as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| Error::sys("dup queue fd", e))?;
+        let (tx, _map) = self.tx_socket(iface)?;
+        Ok(vec![rx, tx])
+    }
+
+    fn share_desc(&self) -> Vec<(&'static str, String)> {
+        let (tp, tov) = match self.cfg.tpacket {
+            Tpacket::V2 => (2, 0),
+            Tpacket::V3 { block_timeout_ms } => (3, block_timeout_ms),
+        };
+        vec![
+            ("frame_size", self.geom.frame_size.to_string()),
+            ("frames", self.geom.frame_count.to_string()),
+            ("block_size", self.geom.block_size.to_string()),
+            ("tpacket", tp.to_string()),
+            ("block_timeout", tov.to_string()),
+            ("offload", u8::from(self.cfg.offload).to_string()),
+            ("qdisc_bypass", u8::from(self.cfg.qdisc_bypass).to_string()),
+        ]
     }
 
     fn extra_xstats(&self, q: &QueueShared, out: &mut Vec<XStat>) {

@@ -95,6 +95,17 @@ impl Ring {
         }
     }
 
+    /// When the kernel took the frame in slot `i` (`tp_sec << 32 | tp_nsec`),
+    /// to order slots the user owns.
+    pub fn v2_time(&self, i: u32) -> u64 {
+        // SAFETY: tp_sec and tp_nsec are u32s at bytes 16 and 20 of the header
+        // of a slot the user owns.
+        unsafe {
+            u64::from(self.at(i, 16).cast::<u32>().read()) << 32
+                | u64::from(self.at(i, 20).cast::<u32>().read())
+        }
+    }
+
     /// `sll_pkttype` of slot `i` (`PACKET_OUTGOING`: a frame this host sent).
     pub fn v2_pkttype(&self, i: u32) -> u8 {
         // SAFETY: the sockaddr_ll lies in the slot header area, which the caller owns.
@@ -158,6 +169,14 @@ impl Ring {
     pub fn release_block(&self, b: u32) {
         // SAFETY: as in block_status().
         unsafe { (*self.block(b, 8).cast::<AtomicU32>()).store(0, Ordering::Release) }
+    }
+
+    /// The kernel's sequence number of block `b` (`seq_num`: it counts the
+    /// blocks it hands over), to order blocks the user owns.
+    pub fn block_seq(&self, b: u32) -> u64 {
+        // SAFETY: seq_num is the 8-aligned u64 at byte 24 of the descriptor of
+        // a block the user owns.
+        unsafe { self.block(b, 24).cast::<u64>().read() }
     }
 
     /// (packets in block `b`, offset of its first packet) (the user owns the block).

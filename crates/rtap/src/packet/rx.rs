@@ -11,12 +11,14 @@
 //! input and are skipped (counted).
 
 use std::os::fd::BorrowedFd;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::device::{PacketQueue, QueueCounters as Extra};
 use crate::backend::uring::RingFeatures;
 use crate::pool::{Packet, Pool};
+use crate::queue::counters::Block;
 use crate::queue::engine::RxEngine;
 use crate::stats::QueueCounters;
 use crate::sys::fd as sysfd;
@@ -152,17 +154,54 @@ fn socket_gone(fd: BorrowedFd<'_>) -> bool {
     sys::bound_ifindex(fd).map_or(true, |i| i <= 0)
 }
 
+/// Where a reader of a ring of `n` slots (or blocks) starts: at the oldest one
+/// the kernel has handed over (smallest `key` among those `user` says are the
+/// user's), else at `hint`, where the queue's last reader stopped.
+///
+/// A reader that resumes where the last one stopped is right in the common
+/// case; the scan covers a last reader in another process that died between
+/// handing slots back and saying so (its saved position is behind, in front of
+/// slots the kernel already filled again, and reading there would wait on a
+/// slot the kernel is not going to fill next).
+pub(crate) fn start_at(
+    n: u32,
+    hint: u32,
+    user: impl Fn(u32) -> bool,
+    key: impl Fn(u32) -> u64,
+) -> u32 {
+    let hint = hint % n.max(1);
+    (0..n)
+        .map(|k| (hint + k) % n)
+        .filter(|&i| user(i))
+        .min_by_key(|&i| key(i))
+        .unwrap_or(hint)
+}
+
 /// TPACKET_V2 rx engine: one frame per slot.
 pub(crate) struct PacketRx {
     pq: Arc<PacketQueue>,
     d: Delivery,
     /// Next slot to look at.
     head: u32,
+    /// Where every process running the queue keeps the reader's position.
+    block: Block,
 }
 
 impl PacketRx {
-    pub(crate) fn new(pq: Arc<PacketQueue>, pool: &Pool, vnet_len: usize) -> PacketRx {
-        let head = saved(&pq).rx % pq.rx.geom.frame_count;
+    pub(crate) fn new(
+        pq: Arc<PacketQueue>,
+        pool: &Pool,
+        vnet_len: usize,
+        block: Block,
+    ) -> PacketRx {
+        let ring = &pq.rx;
+        let hint = block.dev[0].load(Relaxed) as u32;
+        let head = start_at(
+            ring.geom.frame_count,
+            hint,
+            |i| ring.status(i) & TP_STATUS_USER != 0,
+            |i| ring.v2_time(i),
+        );
         PacketRx {
             pq,
             d: Delivery {
@@ -170,18 +209,14 @@ impl PacketRx {
                 vnet_len,
             },
             head,
+            block,
         }
     }
 }
 
-/// Where the queue's previous engine stopped (the kernel fills from there on).
-fn saved(pq: &PacketQueue) -> std::sync::MutexGuard<'_, super::device::Positions> {
-    pq.saved.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Drop for PacketRx {
     fn drop(&mut self) {
-        saved(&self.pq).rx = self.head;
+        self.block.dev[0].store(u64::from(self.head), Relaxed);
     }
 }
 
@@ -230,6 +265,11 @@ impl RxEngine for PacketRx {
             ring.set_status(self.head, libc::TP_STATUS_KERNEL);
             self.head = (self.head + 1) % n;
         }
+        if out.len() > start || t.errors + t.nombuf + t.outgoing > 0 {
+            // One store per burst: where the next reader (maybe another
+            // process) goes on.
+            self.block.dev[0].store(u64::from(self.head), Relaxed);
+        }
         publish(&self.pq, ctr, &t);
         Ok(out.len() - start)
     }
@@ -269,6 +309,18 @@ pub(crate) struct PacketRxV3 {
     pq: Arc<PacketQueue>,
     d: Delivery,
     cur: Cursor,
+    /// Where every process running the queue keeps the reader's position:
+    /// `dev[0]` the block, `dev[1]` an open block's frames left and offset.
+    block: Block,
+}
+
+/// An open cursor's `dev[1]` word (0: closed).
+fn open_word(c: &Cursor) -> u64 {
+    if c.open {
+        1 << 63 | u64::from(c.left) << 32 | u64::from(c.off)
+    } else {
+        0
+    }
 }
 
 /// Where a V3 engine is: the block being read, frames left in it, the offset
@@ -291,14 +343,31 @@ impl Cursor {
 }
 
 impl PacketRxV3 {
-    pub(crate) fn new(pq: Arc<PacketQueue>, pool: &Pool, vnet_len: usize) -> PacketRxV3 {
-        let s = *saved(&pq);
-        let (left, off) = s.rx_open.unwrap_or((0, 0));
-        let cur = Cursor {
-            block: s.rx % pq.rx.block_count(),
-            left,
-            off,
-            open: s.rx_open.is_some(),
+    pub(crate) fn new(
+        pq: Arc<PacketQueue>,
+        pool: &Pool,
+        vnet_len: usize,
+        block: Block,
+    ) -> PacketRxV3 {
+        let ring = &pq.rx;
+        let hint = block.dev[0].load(Relaxed) as u32 % ring.block_count();
+        let open = block.dev[1].load(Relaxed);
+        let user = |b| ring.block_status(b) & TP_STATUS_USER != 0;
+        let first = start_at(ring.block_count(), hint, user, |b| ring.block_seq(b));
+        // Resume inside the block the last reader had open, if that is where
+        // reading goes on; else from the start of the oldest block.
+        let cur = if first == hint && open != 0 && user(hint) {
+            Cursor {
+                block: hint,
+                left: (open >> 32) as u32 & 0x7fff_ffff,
+                off: open as u32,
+                open: true,
+            }
+        } else {
+            Cursor {
+                block: first,
+                ..Cursor::default()
+            }
         };
         PacketRxV3 {
             pq,
@@ -307,6 +376,7 @@ impl PacketRxV3 {
                 vnet_len,
             },
             cur,
+            block,
         }
     }
 }
@@ -369,6 +439,10 @@ impl RxEngine for PacketRxV3 {
                 cur.off += h.next;
             }
         }
+        if out.len() > start || t.errors + t.nombuf + t.outgoing > 0 {
+            self.block.dev[0].store(u64::from(cur.block), Relaxed);
+            self.block.dev[1].store(open_word(cur), Relaxed);
+        }
         publish(pq, ctr, &t);
         Ok(out.len() - start)
     }
@@ -405,8 +479,38 @@ impl Drop for PacketRxV3 {
     /// Saves where to resume: the queue's next engine reads on from the frame
     /// after the last one delivered, in the block still held.
     fn drop(&mut self) {
-        let mut s = saved(&self.pq);
-        s.rx = self.cur.block;
-        s.rx_open = self.cur.open.then_some((self.cur.left, self.cur.off));
+        self.block.dev[0].store(u64::from(self.cur.block), Relaxed);
+        self.block.dev[1].store(open_word(&self.cur), Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod start_tests {
+    use super::start_at;
+
+    /// `start_at` over a ring described by (user?, key) per slot.
+    fn start(slots: &[(bool, u64)], hint: u32) -> u32 {
+        start_at(
+            slots.len() as u32,
+            hint,
+            |i| slots[i as usize].0,
+            |i| slots[i as usize].1,
+        )
+    }
+
+    #[test]
+    fn resumes_at_the_oldest_frame_the_kernel_handed_over() {
+        let k = (false, 0);
+        // Consistent: the hint is the oldest user slot.
+        assert_eq!(start(&[k, (true, 5), (true, 6), k], 1), 1);
+        // Empty ring: the hint.
+        assert_eq!(start(&[k, k, k, k], 2), 2);
+        // A reader died after handing back slots 1..3 but before saying so: the
+        // kernel refilled 3 (then 0, wrapping); reading goes on at 3.
+        assert_eq!(start(&[(true, 8), k, k, (true, 7)], 1), 3);
+        // Full ring: the oldest by the kernel's clock, wherever the hint is.
+        assert_eq!(start(&[(true, 3), (true, 4), (true, 1), (true, 2)], 0), 2);
+        // A hint past the ring wraps.
+        assert_eq!(start(&[k, k], 5), 1);
     }
 }

@@ -21,7 +21,7 @@ use crate::backend::BackendKind;
 use crate::error::Result;
 use crate::netlink::LinkInfo;
 use crate::pool::{Pool, PoolConfig};
-use crate::queue::counters::CounterMem;
+use crate::queue::counters::{Block, CounterMem};
 use crate::queue::engine::{RxEngine, TxEngine};
 use crate::queue::{QueueExtra, QueueShared};
 use crate::xstats::XStat;
@@ -51,6 +51,9 @@ pub(crate) struct EngineCtx {
     /// The process's SQPOLL ring for the device's settings, if any
     /// (`IORING_SETUP_ATTACH_WQ`: one kernel SQ thread for every ring).
     pub sq_attach: Option<RawFd>,
+    /// The queue's counter block (shared with processes the port is served
+    /// to), with words the device may keep there.
+    pub block: Block,
 }
 
 /// One kind of kernel interface behind a port. Setup methods run in the port's
@@ -149,6 +152,22 @@ pub(crate) trait Device: Send + Sync {
     /// for a port attached to another process's, which keeps that control.
     fn controls_link(&self) -> bool {
         true
+    }
+
+    /// The fds that give another process queue `q` (sent over a Unix socket):
+    /// by default the queue's own fd. An AF_PACKET queue also hands over a tx
+    /// socket made for that process, with a fresh ring.
+    fn share_fds(&self, _iface: &Opened, q: &QueueShared) -> Result<Vec<OwnedFd>> {
+        use std::os::fd::AsFd;
+        Ok(vec![q.fd.as_fd().try_clone_to_owned().map_err(|e| {
+            crate::error::Error::sys("dup queue fd", e)
+        })?])
+    }
+
+    /// What another process needs to know to run this device's queues, as
+    /// `key=value` words (an AF_PACKET port's ring geometry).
+    fn share_desc(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
     }
 
     /// The network namespace the device found the interface in, when it is not

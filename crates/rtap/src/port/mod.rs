@@ -47,7 +47,7 @@ pub struct Port {
     iface: Opened,
     // Queue fds close before the device lets go of the interface.
     queues: Vec<Arc<QueueShared>>,
-    dev: Box<dyn Device>,
+    dev: Arc<dyn Device>,
     nl: Mutex<Netlink>,
     started: bool,
     /// `start` brought the link up (it was down): `stop` takes it down again.
@@ -426,6 +426,7 @@ impl Port {
             extra: q.extra.clone(),
             max_frame,
             sq_attach: self.sq_anchor.as_ref().map(|a| a.fd()),
+            block: q.c.clone(),
         }
     }
 
@@ -480,6 +481,8 @@ impl Port {
 
 /// What serving a port to other processes needs of it ([`crate::share`]).
 pub(crate) struct ServeParts {
+    pub dev: Arc<dyn Device>,
+    pub iface: Opened,
     pub kind: &'static str,
     pub name: String,
     pub ifindex: u32,
@@ -498,6 +501,8 @@ impl Port {
             .transpose()
             .map_err(|e| Error::sys("dup netns fd", e))?;
         Ok(ServeParts {
+            dev: self.dev.clone(),
+            iface: self.iface.clone(),
             kind: self.dev.kind(),
             name: self.name(),
             ifindex: self.iface.ifindex,

@@ -20,6 +20,9 @@ pub(crate) struct QueueBlock {
     pub tx: QueueCounters,
     pub rx_x: XCounters<RX_N>,
     pub tx_x: XCounters<TX_N>,
+    /// The device's words about the queue that every process running it must
+    /// agree on (an AF_PACKET queue's rx ring position).
+    pub dev: [std::sync::atomic::AtomicU64; 2],
 }
 
 #[repr(C)]
@@ -86,6 +89,7 @@ impl CounterMem {
 }
 
 /// One queue's block, keeping the memory mapped.
+#[derive(Clone)]
 pub(crate) struct Block {
     mem: Arc<CounterMem>,
     index: usize,

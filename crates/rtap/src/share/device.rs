@@ -31,13 +31,18 @@ pub(crate) struct SharedDevice {
     _conn: OwnedFd,
     /// The served queues' numbers, in local order.
     primary: Vec<u16>,
-    fds: Mutex<Vec<Option<OwnedFd>>>,
+    /// Each queue's fds as received (one for a tap queue; rx and tx sockets
+    /// for an AF_PACKET queue), taken when the port opens the queue.
+    fds: Mutex<Vec<Option<Vec<OwnedFd>>>>,
     counters: Arc<CounterMem>,
     netns: Mutex<Option<OwnedFd>>,
     offloads: Offloads,
     backend: BackendKind,
     backend_reason: Option<String>,
     ring: RingConfig,
+    /// For an AF_PACKET port: its device, laid out as the serving port's, whose
+    /// engines run the queues here.
+    packet: Option<crate::packet::device::PacketDevice>,
 }
 
 /// Ethernet header and one VLAN tag on top of the MTU (as for a tap).
@@ -111,6 +116,34 @@ pub fn status(name: &str) -> Result<Vec<QueueHolder>> {
         .collect())
 }
 
+/// The AF_PACKET device the serving port's ring geometry describes (kick by
+/// `sendto`: this process has no SQPOLL setting of its own to share).
+fn packet_device(m: &Msg) -> Result<crate::packet::device::PacketDevice> {
+    use crate::packet::{PacketConfig, Tpacket};
+    let num = |k: &str| -> Result<u32> {
+        m.get(k)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| Error::InvalidConfig {
+                field: "packet",
+                why: format!("the server sent no {k}"),
+            })
+    };
+    let tpacket = match num("tpacket")? {
+        3 => Tpacket::V3 {
+            block_timeout_ms: num("block_timeout")?,
+        },
+        _ => Tpacket::V2,
+    };
+    let cfg = PacketConfig::new("")
+        .frame_size(num("frame_size")?)
+        .frame_count(num("frames")?)
+        .block_size(num("block_size")?)
+        .tpacket(tpacket)
+        .offload(num("offload")? == 1)
+        .qdisc_bypass(num("qdisc_bypass")? == 1);
+    crate::packet::device::PacketDevice::attached(&cfg)
+}
+
 /// Connects and attaches the queues `cfg` asks for.
 pub(crate) fn open(cfg: &SharedConfig) -> Result<(SharedDevice, Opened)> {
     let name = cfg.path.as_str();
@@ -121,8 +154,11 @@ pub(crate) fn open(cfg: &SharedConfig) -> Result<(SharedDevice, Opened)> {
         name: name.into(),
         why: why.into(),
     };
-    if m.get("kind") != Some("tap") {
-        return Err(bad("the served port is not a tap"));
+    let kind = m.get("kind").unwrap_or("");
+    if !matches!(kind, "tap" | "packet") {
+        return Err(bad(
+            "the served port is of a kind this library does not know",
+        ));
     }
     let primary: Vec<u16> = m
         .get("queues")
@@ -132,8 +168,12 @@ pub(crate) fn open(cfg: &SharedConfig) -> Result<(SharedDevice, Opened)> {
         .collect::<std::result::Result<_, _>>()
         .map_err(|_| bad("a malformed queue list"))?;
     let with_ns = m.get("netns") == Some("1");
-    let want = primary.len() + 1 + usize::from(with_ns);
-    if primary.is_empty() || fds.len() != want {
+    let per: usize = m
+        .get("fds_per_queue")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let want = primary.len() * per + 1 + usize::from(with_ns);
+    if primary.is_empty() || per == 0 || fds.len() != want {
         return Err(bad("the reply did not carry the queues' fds"));
     }
     let netns = with_ns.then(|| fds.pop()).flatten();
@@ -149,12 +189,24 @@ pub(crate) fn open(cfg: &SharedConfig) -> Result<(SharedDevice, Opened)> {
         name: m.get("name").unwrap_or("").to_string(),
         ifindex,
     };
-    let (backend, backend_reason) = backend::choose(cfg.backend);
+    let packet = match kind {
+        "packet" => Some(packet_device(&m).map_err(|e| bad(&format!("packet rings: {e}")))?),
+        _ => None,
+    };
+    let (backend, backend_reason) = match &packet {
+        Some(p) => (p.backend(), p.backend_reason().map(str::to_string)),
+        None => backend::choose(cfg.backend),
+    };
+    let mut it = fds.into_iter();
+    let per_queue: Vec<Option<Vec<OwnedFd>>> = (0..primary.len())
+        .map(|_| Some(it.by_ref().take(per).collect()))
+        .collect();
     Ok((
         SharedDevice {
             _conn: conn,
             primary,
-            fds: Mutex::new(fds.into_iter().map(Some).collect()),
+            packet,
+            fds: Mutex::new(per_queue),
             counters: Arc::new(counters),
             netns: Mutex::new(netns),
             offloads: parse_offloads(m.get("offloads").unwrap_or("")),
@@ -192,9 +244,13 @@ impl Device for SharedDevice {
     }
 
     fn sqpoll(&self) -> Option<SqPoll> {
-        self.ring
-            .sqpoll
-            .filter(|_| self.backend == BackendKind::Uring)
+        match &self.packet {
+            Some(p) => p.sqpoll(),
+            None => self
+                .ring
+                .sqpoll
+                .filter(|_| self.backend == BackendKind::Uring),
+        }
     }
 
     fn queue_count(&self) -> Option<u16> {
@@ -220,7 +276,7 @@ impl Device for SharedDevice {
     }
 
     fn open_queue(&self, _iface: &Opened, id: u16) -> Result<QueueFd> {
-        let fd = self
+        let mut fds = self
             .fds
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -230,7 +286,41 @@ impl Device for SharedDevice {
                 queue: id,
                 count: self.primary.len() as u16,
             })?;
-        Ok(QueueFd { fd, extra: None })
+        match &self.packet {
+            Some(p) if fds.len() == 2 => {
+                let tx = fds.pop().expect("two fds");
+                let rx = fds.pop().expect("two fds");
+                p.queue_from_fds(rx, tx)
+            }
+            None if fds.len() == 1 => Ok(QueueFd {
+                fd: fds.pop().expect("one fd"),
+                extra: None,
+            }),
+            _ => Err(Error::InvalidConfig {
+                field: "queues",
+                why: "the server sent a queue's fds in a shape this library does not know".into(),
+            }),
+        }
+    }
+
+    fn tx_engine_name(&self) -> String {
+        match &self.packet {
+            Some(p) => p.tx_engine_name(),
+            None => match self.backend {
+                BackendKind::Uring => "io_uring write/writev per packet".into(),
+                BackendKind::Rw => "write()/writev() per packet".into(),
+            },
+        }
+    }
+
+    fn tx_through_qdisc(&self) -> bool {
+        self.packet.as_ref().is_some_and(|p| p.tx_through_qdisc())
+    }
+
+    fn extra_xstats(&self, q: &QueueShared, out: &mut Vec<crate::xstats::XStat>) {
+        if let Some(p) = &self.packet {
+            p.extra_xstats(q, out);
+        }
     }
 
     /// Nothing: the fd is the serving process's queue too (detaching it would
@@ -240,26 +330,46 @@ impl Device for SharedDevice {
     }
 
     fn max_frame(&self, mtu: u32) -> usize {
-        mtu as usize + L2_OVERHEAD
+        match &self.packet {
+            Some(p) => p.max_frame(mtu),
+            None => mtu as usize + L2_OVERHEAD,
+        }
     }
 
-    fn missed(&self, link: &LinkInfo, _queues: &[Arc<QueueShared>]) -> u64 {
-        link.kernel_tx_dropped
+    fn missed(&self, link: &LinkInfo, queues: &[Arc<QueueShared>]) -> u64 {
+        match &self.packet {
+            Some(p) => p.missed(link, queues),
+            None => link.kernel_tx_dropped,
+        }
     }
 
     fn queue_buffers(&self, pool: &PoolConfig, max_frame: usize) -> usize {
-        backend::fd_queue_buffers(self.backend, &self.ring, VNET_HDR_LEN, pool, max_frame)
+        match &self.packet {
+            Some(p) => p.queue_buffers(pool, max_frame),
+            None => {
+                backend::fd_queue_buffers(self.backend, &self.ring, VNET_HDR_LEN, pool, max_frame)
+            }
+        }
     }
 
     fn rx_engine_name(&self, pool: &PoolConfig, max_frame: usize) -> String {
-        backend::fd_rx_engine_name(self.backend, &self.ring, pool, max_frame)
+        match &self.packet {
+            Some(p) => p.rx_engine_name(pool, max_frame),
+            None => backend::fd_rx_engine_name(self.backend, &self.ring, pool, max_frame),
+        }
     }
 
     fn rx_engine(&self, ctx: &EngineCtx, pool: &Pool) -> Result<Box<dyn RxEngine>> {
-        backend::fd_rx_engine(ctx, self.backend, &self.ring, VNET_HDR_LEN, pool)
+        match &self.packet {
+            Some(p) => p.rx_engine(ctx, pool),
+            None => backend::fd_rx_engine(ctx, self.backend, &self.ring, VNET_HDR_LEN, pool),
+        }
     }
 
     fn tx_engine(&self, ctx: &EngineCtx) -> Result<Box<dyn TxEngine>> {
-        backend::fd_tx_engine(ctx, self.backend, &self.ring, VNET_HDR_LEN)
+        match &self.packet {
+            Some(p) => p.tx_engine(ctx),
+            None => backend::fd_tx_engine(ctx, self.backend, &self.ring, VNET_HDR_LEN),
+        }
     }
 }

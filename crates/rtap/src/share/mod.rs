@@ -32,7 +32,14 @@
 //! # Ok::<(), rtap::Error>(())
 //! ```
 //!
-//! Tap ports only, today.
+//! Tap and AF_PACKET ports. A tap queue is its fd. An AF_PACKET queue is its rx
+//! socket (whose ring the attached process maps: the reader's position lives
+//! in the shared counter block, and a reader that starts scans the ring for
+//! the oldest frame, so a holder killed mid-burst leaves nothing stuck) plus a
+//! tx socket the server makes for that process (the kernel's place in a tx
+//! ring cannot be read back, so tx rings are never handed over). Kernel
+//! statistics that clear on read (`PACKET_STATISTICS`) are read by whichever
+//! process asks: `imissed` is split between them.
 
 mod config;
 pub(crate) mod device;

@@ -112,12 +112,12 @@ impl Port {
     /// Serves this port's queue pairs to other processes on a Unix socket: they
     /// attach with a `shared:path=...` spec ([`SharedConfig`](super::SharedConfig)),
     /// get queue fds and run their own engines on them; this process keeps the
-    /// link, the offloads and the port's lifecycle. Tap ports only.
+    /// link, the offloads and the port's lifecycle. Tap and AF_PACKET ports.
     pub fn serve(&self, cfg: ServeConfig) -> Result<Server> {
-        if self.kind() != "tap" {
+        if !matches!(self.kind(), "tap" | "packet") {
             return Err(Error::Unsupported {
-                feature: "serving an AF_PACKET port to other processes",
-                hint: "only tap ports can be shared today",
+                feature: "serving a port that is itself attached to another process's",
+                hint: "serve the port from the process that opened it",
             });
         }
         let parts = self.serve_parts()?;
@@ -325,10 +325,13 @@ fn publish_holders(parts: &ServeParts, peers: &[Peer], st: &Mutex<State>) {
 }
 
 fn reject(peer: &Peer, st: &Mutex<State>, code: &str, text: String) {
+    // Counted before the reply: whoever sees the reply sees the count.
+    {
+        let mut s = lock(st);
+        s.stats.rejected += 1;
+        s.stats.last_error = Some(format!("process {}: {text}", peer.pid));
+    }
     let _ = unix::send(peer.fd.as_fd(), &Msg::err(code, &text), &[]);
-    let mut s = lock(st);
-    s.stats.rejected += 1;
-    s.stats.last_error = Some(format!("process {}: {text}", peer.pid));
 }
 
 fn handle(parts: &ServeParts, peers: &mut [Peer], i: usize, req: &[u8], st: &Mutex<State>) {
@@ -393,12 +396,40 @@ fn attach(parts: &ServeParts, peers: &mut [Peer], i: usize, m: &Msg, st: &Mutex<
             }
         }
     }
-    let counters = parts.counters.fd();
-    let mut fds: Vec<BorrowedFd<'_>> = list
-        .iter()
-        .map(|&q| parts.queues[q as usize].fd.as_fd())
-        .collect();
-    fds.push(counters);
+    // The fds of each queue, made in the port's namespace (an AF_PACKET port
+    // makes a tx socket for the new holder, bound to the interface).
+    let make = || -> Result<Vec<OwnedFd>> {
+        let mut v = Vec::new();
+        for &q in &list {
+            v.extend(
+                parts
+                    .dev
+                    .share_fds(&parts.iface, &parts.queues[q as usize])?,
+            );
+        }
+        Ok(v)
+    };
+    let owned = match &parts.netns {
+        Some(ns) => match ns.try_clone() {
+            Ok(fd) => crate::port::NsHandle::from_fd(fd).run(make),
+            Err(e) => Err(Error::sys("dup netns fd", e)),
+        },
+        None => make(),
+    };
+    let owned = match owned {
+        Ok(v) => v,
+        Err(e) => {
+            return reject(
+                &peers[i],
+                st,
+                "proto",
+                format!("cannot share the queues: {e}"),
+            )
+        }
+    };
+    let per_queue = owned.len() / list.len().max(1);
+    let mut fds: Vec<BorrowedFd<'_>> = owned.iter().map(|f| f.as_fd()).collect();
+    fds.push(parts.counters.fd());
     if let Some(ns) = &parts.netns {
         fds.push(ns.as_fd());
     }
@@ -410,15 +441,25 @@ fn attach(parts: &ServeParts, peers: &mut [Peer], i: usize, m: &Msg, st: &Mutex<
         .with("ifindex", parts.ifindex)
         .with("queues", qs.join(","))
         .with("offloads", offload_names(parts.offloads))
-        .with("netns", u8::from(parts.netns.is_some()));
-    if let Err(e) = unix::send(peers[i].fd.as_fd(), &reply.encode(), &fds) {
-        tracing::warn!("shared queue reply to process {}: {e}", peers[i].pid);
-        return; // claims drop here: the queues stay free
-    }
-    tracing::info!(pid = peers[i].pid, uid = peers[i].uid, queues = ?list, "shared queues attached");
+        .with("netns", u8::from(parts.netns.is_some()))
+        .with("fds_per_queue", per_queue);
+    let reply = parts
+        .dev
+        .share_desc()
+        .into_iter()
+        .fold(reply, |m, (k, v)| m.with(k, v));
+    // Recorded before the reply: whoever sees the reply sees the holder.
     peers[i].queues = list;
     peers[i].claims = claims;
     lock(st).stats.attached += 1;
+    publish_holders(parts, peers, st);
+    if let Err(e) = unix::send(peers[i].fd.as_fd(), &reply.encode(), &fds) {
+        // The peer is gone or broken: its queues are freed when the
+        // connection's close is seen.
+        tracing::warn!("shared queue reply to process {}: {e}", peers[i].pid);
+        return;
+    }
+    tracing::info!(pid = peers[i].pid, uid = peers[i].uid, queues = ?peers[i].queues, "shared queues attached");
 }
 
 /// The offloads as words (`csum,tso4,...`, or `none`).

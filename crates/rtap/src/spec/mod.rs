@@ -131,19 +131,19 @@ impl PortSpec {
     }
 
     /// Creates or attaches the device (in the calling thread's namespace).
-    pub(crate) fn open_device(&self) -> Result<(Box<dyn Device>, Opened)> {
+    pub(crate) fn open_device(&self) -> Result<(std::sync::Arc<dyn Device>, Opened)> {
         match self {
             PortSpec::Tap(c) => {
                 let (dev, iface) = crate::tap::device::open(c)?;
-                Ok((Box::new(dev), iface))
+                Ok((std::sync::Arc::new(dev), iface))
             }
             PortSpec::Packet(c) => {
                 let (dev, iface) = crate::packet::device::open(c)?;
-                Ok((Box::new(dev), iface))
+                Ok((std::sync::Arc::new(dev), iface))
             }
             PortSpec::Shared(c) => {
                 let (dev, iface) = crate::share::device::open(c)?;
-                Ok((Box::new(dev), iface))
+                Ok((std::sync::Arc::new(dev), iface))
             }
         }
     }
