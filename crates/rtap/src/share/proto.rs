@@ -113,13 +113,14 @@ impl std::fmt::Display for QueueSel {
     }
 }
 
-/// Parses `all` or a list like `0,2` or `0-3` (no duplicates).
+/// Parses `all` or a list like `0,2`, `0+2` (the form a port spec can carry:
+/// its items are separated by commas) or `0-3` (no duplicates).
 pub fn parse_queue_sel(s: &str) -> Result<QueueSel, String> {
     if s == "all" {
         return Ok(QueueSel::All);
     }
     let mut out: Vec<u16> = Vec::new();
-    for part in s.split(',') {
+    for part in s.split([',', '+']) {
         let (a, b) = match part.split_once('-') {
             Some((a, b)) => (a, b),
             None => (part, part),

@@ -7,7 +7,7 @@
 //! | key      | meaning                                                            |
 //! |----------|--------------------------------------------------------------------|
 //! | `path`   | the serving socket: a path, or `@name` (abstract namespace)       |
-//! | `queues` | the served port's queues to attach: `all` (default), `0,2`, `1-3` |
+//! | `queues` | the served port's queues to attach: `all` (default), `2`, `0+2`, `1-3` |
 //!
 //! The link keys (`mtu`, `mac`, `promisc`) and `netns` are refused: the link
 //! and its namespace are the serving process's.
@@ -61,7 +61,7 @@ mod tests {
     #[test]
     fn shared_specs() {
         let PortSpec::Shared(c) =
-            parse_port_spec("shared:path=/run/rtap.sock,queues=1-2,backend=rw").unwrap()
+            parse_port_spec("shared:path=/run/rtap.sock,queues=1+2,backend=rw").unwrap()
         else {
             panic!()
         };
