@@ -35,7 +35,16 @@ pub fn run(
     let mut port = Port::open(cfg).with_context(|| format!("open {spec}"))?;
     port.start().with_context(|| format!("start {spec}"))?;
     let file = std::fs::File::create(path).with_context(|| format!("create {path}"))?;
-    let mut w = PcapWriter::new(BufWriter::new(file)).with_context(|| format!("write {path}"))?;
+    // A TUN's packets start with the IP header: raw-IP pcap (LINKTYPE_RAW).
+    let header = pcap_file::pcap::PcapHeader {
+        datalink: match port.link_layer() {
+            rtap::wire::layout::Link::Ip => pcap_file::DataLink::RAW,
+            _ => pcap_file::DataLink::ETHERNET,
+        },
+        ..Default::default()
+    };
+    let mut w = PcapWriter::with_header(BufWriter::new(file), header)
+        .with_context(|| format!("write {path}"))?;
     // Large buffers when the kernel may hand up 64 KiB frames, as `rtap fwd` does.
     let buf_size = if port.offloads().any_gso() {
         (PoolConfig::default().headroom as usize + rtap::pool::MAX_PACKET_LEN + 64) as u32

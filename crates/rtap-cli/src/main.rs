@@ -25,6 +25,7 @@ Examples:
   rtap demo                                              # namespaces, ping and TCP through rtap
   rtap fwd --port tap:iface=tap0 --port tap:iface=tap1   # forward between two taps until Ctrl-C
   rtap fwd --port packet:iface=eth1 --port tap:iface=tap0 # an existing interface (AF_PACKET) to a tap
+  rtap fwd --port tun:iface=tun0 --port tun:iface=tun1   # IP packets between two TUNs
 
 Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more than warnings.";
 
@@ -32,7 +33,7 @@ Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more than warnings.";
 #[command(
     name = "rtap",
     version,
-    about = "Packet forwarding over Linux TAP interfaces and AF_PACKET rings with io_uring (testpmd-like)",
+    about = "Packet forwarding over Linux TAP and TUN interfaces and AF_PACKET rings with io_uring (testpmd-like)",
     after_help = ROOT_HELP
 )]
 struct Cli {

@@ -45,11 +45,14 @@ pub enum Error {
         name: String,
     },
 
-    /// An interface of that name exists but cannot be used as a multi-queue vnet-header tap.
-    #[error("interface {name:?} exists but is not a multi-queue TAP with vnet headers (it may be a TUN, a single-queue tap, or not a tun/tap at all): pick another name or delete it")]
+    /// An interface of that name exists but cannot be used as a multi-queue
+    /// vnet-header TAP (or TUN).
+    #[error("interface {name:?} exists but is not a multi-queue {want} with vnet headers (it may be of the other kind, single-queue, or not a tun/tap at all): pick another name or delete it")]
     IncompatibleInterface {
         /// The interface name.
         name: String,
+        /// What was wanted: `TAP` or `TUN`.
+        want: &'static str,
     },
 
     /// The kernel's tun driver lacks a feature rtap needs.

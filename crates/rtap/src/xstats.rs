@@ -138,6 +138,23 @@ pub fn size_bucket(len: usize) -> usize {
 
 /// [`CAST_UNICAST`] (0), [`CAST_MULTICAST`] (1) or [`CAST_BROADCAST`] (2), from the
 /// destination MAC. A frame shorter than 6 bytes counts as unicast.
+pub fn cast_class_on(frame: &[u8], link: crate::wire::layout::Link) -> usize {
+    match link {
+        crate::wire::layout::Link::Ethernet => cast_class(frame),
+        // A packet without an Ethernet header: by its IP destination.
+        crate::wire::layout::Link::Ip => match frame.first().map(|b| b >> 4) {
+            Some(4) => match frame.get(16..20) {
+                Some([255, 255, 255, 255]) => CAST_BROADCAST,
+                Some(d) if d[0] & 0xf0 == 0xe0 => CAST_MULTICAST,
+                _ => CAST_UNICAST,
+            },
+            Some(6) if frame.get(24) == Some(&0xff) => CAST_MULTICAST,
+            _ => CAST_UNICAST,
+        },
+    }
+}
+
+/// Cast class of an Ethernet frame by its destination MAC.
 pub fn cast_class(frame: &[u8]) -> usize {
     match frame.get(..6) {
         Some([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]) => CAST_BROADCAST,

@@ -52,6 +52,9 @@ pub enum TcpPath {
     /// A veth pair in each namespace, an AF_PACKET port on one end of each, and
     /// the io-mode forwarder between them.
     Packet { offload: bool, uring: bool },
+    /// A TUN in each namespace (IP packets, addresses on the TUNs) and the
+    /// io-mode forwarder between them: a VPN's data path without the crypto.
+    Tun { backend: BackendKind, offload: bool },
     /// A veth pair: the kernel alone.
     Veth,
 }
@@ -71,8 +74,9 @@ pub struct TcpContender {
 /// interrupts when idle), the `-nooffload` twins (MTU-sized, checksummed frames),
 /// `packet`, `packet-uring` and `packet-nooffload` (AF_PACKET ports on veth
 /// pairs: the default sendto kick with virtio-net headers, the SQPOLL kick,
-/// no headers), and `veth`.
-pub const TCP_CONTENDERS: [TcpContender; 9] = [
+/// no headers), `tun`, `tun-rw` and `tun-nooffload` (a TUN in each namespace:
+/// io_uring and read/write with offloads, io_uring without), and `veth`.
+pub const TCP_CONTENDERS: [TcpContender; 12] = [
     TcpContender {
         name: "uring",
         path: TcpPath::Rtap {
@@ -134,6 +138,30 @@ pub const TCP_CONTENDERS: [TcpContender; 9] = [
         path: TcpPath::Packet {
             offload: false,
             uring: false,
+        },
+        interrupt: false,
+    },
+    TcpContender {
+        name: "tun",
+        path: TcpPath::Tun {
+            backend: BackendKind::Uring,
+            offload: true,
+        },
+        interrupt: false,
+    },
+    TcpContender {
+        name: "tun-rw",
+        path: TcpPath::Tun {
+            backend: BackendKind::Rw,
+            offload: true,
+        },
+        interrupt: false,
+    },
+    TcpContender {
+        name: "tun-nooffload",
+        path: TcpPath::Tun {
+            backend: BackendKind::Uring,
+            offload: false,
         },
         interrupt: false,
     },

@@ -76,7 +76,8 @@ Tests and contenders (all in the same run, interleaved, each in its own namespac
                interrupt (forwarder sleeps on rx interrupts when idle), rw, with
                offloads (64 KiB frames) and without (-nooffload); packet,
                packet-uring (SQPOLL kick) and packet-nooffload (AF_PACKET ports on a
-               veth pair in each namespace);
+               veth pair in each namespace); tun, tun-rw and tun-nooffload (a TUN in
+               each namespace: IP packets, as a VPN forwards them);
                and a veth pair with no userspace at all (the kernel's ceiling).
                Five rounds of 2 s, median.
   sink         one TCP flow over a veth pair, received by rtap's zcrx API (rtap-sink:
@@ -108,7 +109,8 @@ pub struct BenchArgs {
     /// for pkt-tx and pkt-fwd: packet-uring,packet-sendto,rawsock; for pkt-rx:
     /// packet,ring-inplace,rawsock; for tcp:
     /// uring,uring-interrupt,uring-nooffload,rw,rw-nooffload,packet,
-    /// packet-uring,packet-nooffload,veth; for lat: uring,uring-interrupt,rw,veth;
+    /// packet-uring,packet-nooffload,tun,tun-rw,tun-nooffload,veth; for lat:
+    /// uring,uring-interrupt,rw,veth;
     /// for sink: rtap-sink,recv,epoll)
     #[arg(long, value_delimiter = ',')]
     contenders: Option<Vec<String>>,

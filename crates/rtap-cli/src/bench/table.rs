@@ -93,6 +93,19 @@ pub fn render(cells: &[Cell]) -> String {
                         ratio(x, veth),
                     )
                 }
+                TcpPath::Tun { backend, offload } => (
+                    if backend == BackendKind::Rw || !offload {
+                        "-".into()
+                    } else {
+                        ratio(x, get("tcp", "tun-rw"))
+                    },
+                    if offload {
+                        ratio(x, get("tcp", "tun-nooffload"))
+                    } else {
+                        "-".into()
+                    },
+                    ratio(x, veth),
+                ),
                 TcpPath::Packet { offload, .. } => (
                     "-".into(),
                     if offload {
@@ -105,7 +118,7 @@ pub fn render(cells: &[Cell]) -> String {
             };
             let fwd_cpu = match c.path {
                 TcpPath::Veth => "-".to_string(),
-                TcpPath::Rtap { .. } | TcpPath::Packet { .. } => {
+                TcpPath::Rtap { .. } | TcpPath::Packet { .. } | TcpPath::Tun { .. } => {
                     format!("{:.0} %", x.cpu * 100.0)
                 }
             };

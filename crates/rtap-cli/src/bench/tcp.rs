@@ -122,7 +122,12 @@ pub(super) fn over_path<T: Send>(
                 lro: j.fwd.rx_lro_packets(),
             })
         }
-        TcpPath::Rtap { backend, offload } => {
+        TcpPath::Rtap { backend, offload } | TcpPath::Tun { backend, offload } => {
+            let kind = if matches!(c.path, TcpPath::Tun { .. }) {
+                crate::demo::Kind::Tun
+            } else {
+                crate::demo::Kind::Tap
+            };
             let mut spec = format!(
                 "backend={backend},offload={}",
                 if offload { "on" } else { "off" }
@@ -159,7 +164,7 @@ pub(super) fn over_path<T: Send>(
             };
             let j = crate::demo::with_forwarder(
                 TCP_NS_PREFIX,
-                crate::demo::Kind::Tap,
+                kind,
                 &spec,
                 &crate::fwd::FwdOpts {
                     idle,

@@ -186,6 +186,9 @@ pub enum Kind {
     /// A veth pair in the namespace: one end carries the address, an AF_PACKET
     /// port sits on the other.
     Packet,
+    /// A TUN in the namespace, carrying its address: IP packets cross the
+    /// forwarder, as in a VPN.
+    Tun,
 }
 
 /// The spec of a demo port: its name plus the user's extra keys. Packet ports
@@ -198,6 +201,7 @@ fn port_spec(
 ) -> Result<(String, rtap::PortSpec)> {
     let mut spec = match kind {
         Kind::Tap => format!("tap:iface={iface},netns={netns}"),
+        Kind::Tun => format!("tun:iface={iface},netns={netns}"),
         Kind::Packet => format!("packet:iface={iface},netns={netns}"),
     };
     let has = |k: &str| {
@@ -227,7 +231,7 @@ fn open_side(
 ) -> Result<(Port, Side)> {
     let (spec, cfg) = port_spec(kind, iface, ns.name(), port_opts)?;
     let host_if = match kind {
-        Kind::Tap => None,
+        Kind::Tap | Kind::Tun => None,
         Kind::Packet => {
             let peer = iface.replace("rtap", "veth");
             ns.ip(&["link", "add", iface, "type", "veth", "peer", "name", &peer])?;

@@ -348,6 +348,16 @@ pub fn cmd(a: FwdArgs) -> Result<()> {
         p.start().with_context(|| format!("start {spec}"))?;
         ports.push(p);
     }
+    if ports
+        .iter()
+        .any(|p| p.link_layer() == rtap::wire::layout::Link::Ip)
+        && !matches!(a.mode, Mode::Io | Mode::Rxonly)
+    {
+        bail!(
+            "--mode {} works on Ethernet frames; a tun port carries IP packets: use --mode io or rxonly",
+            format!("{:?}", a.mode).to_lowercase()
+        );
+    }
     let mut servers = Vec::new();
     for (path, p) in a.serve.iter().zip(&ports) {
         let mut cfg = rtap::share::ServeConfig::new(path);

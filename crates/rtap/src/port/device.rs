@@ -71,6 +71,11 @@ pub(crate) trait Device: Send + Sync {
     fn offloads(&self) -> Offloads;
     fn offload_notes(&self) -> &[String];
 
+    /// What the device's frames start with: Ethernet (default) or IP (TUN).
+    fn link(&self) -> crate::wire::layout::Link {
+        crate::wire::layout::Link::Ethernet
+    }
+
     /// Whether the data path uses io_uring, and why not if it was asked to.
     fn backend(&self) -> BackendKind;
     fn backend_reason(&self) -> Option<&str>;

@@ -167,7 +167,12 @@ impl Port {
                 },
             )?;
             self.queues.push(Arc::new(QueueShared::new(
-                id, q.fd, release, q.extra, block,
+                id,
+                q.fd,
+                release,
+                q.extra,
+                block,
+                self.dev.link(),
             )));
         }
         self.queues.truncate(n as usize);
@@ -195,9 +200,14 @@ impl Port {
         self.iface.ifindex
     }
 
-    /// The kind of device (`"tap"`, `"packet"`).
+    /// The kind of device (`"tap"`, `"tun"`, `"packet"`, `"shared"`).
     pub fn kind(&self) -> &'static str {
         self.dev.kind()
+    }
+
+    /// What the port's frames start with: Ethernet, or the IP header on a TUN.
+    pub fn link_layer(&self) -> crate::wire::layout::Link {
+        self.dev.link()
     }
 
     /// True if this port created the interface.

@@ -3,20 +3,21 @@
 //! queue publishes once per burst.
 
 use crate::pool::Packet;
+use crate::wire::layout::Link;
 use crate::wire::offload::{self, RxCsum, RxGso};
 use crate::xstats::*;
 
 /// Counts size and cast class of a frame into `local` (indices 0..10).
 #[inline]
-fn classify_common(p: &Packet, local: &mut [u64]) {
+fn classify_common(p: &Packet, local: &mut [u64], link: Link) {
     local[size_bucket(p.len())] += 1;
-    local[SIZE_NAMES.len() + cast_class(p.data())] += 1;
+    local[SIZE_NAMES.len() + cast_class_on(p.data(), link)] += 1;
 }
 
 /// Classifies received packets into the rx counters.
-pub(crate) fn classify_rx(pkts: &[Packet], local: &mut [u64; RX_N]) {
+pub(crate) fn classify_rx(pkts: &[Packet], local: &mut [u64; RX_N], link: Link) {
     for p in pkts {
-        classify_common(p, local);
+        classify_common(p, local, link);
         let h = p.vnet_hdr();
         match offload::rx_csum(h) {
             RxCsum::Good => local[RX_CSUM_GOOD] += 1,
@@ -30,9 +31,9 @@ pub(crate) fn classify_rx(pkts: &[Packet], local: &mut [u64; RX_N]) {
 }
 
 /// Classifies packets about to be sent into the tx counters.
-pub(crate) fn classify_tx(pkts: &[Packet], local: &mut [u64; TX_N]) {
+pub(crate) fn classify_tx(pkts: &[Packet], local: &mut [u64; TX_N], link: Link) {
     for p in pkts {
-        classify_common(p, local);
+        classify_common(p, local, link);
         if p.nb_segs() > 1 {
             local[TX_MULTISEG] += 1;
         }

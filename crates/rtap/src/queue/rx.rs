@@ -89,7 +89,7 @@ impl RxQueue {
             Ok(n) => {
                 self.idle = 0;
                 let mut local = [0u64; RX_N];
-                classify_rx(&out[start..], &mut local);
+                classify_rx(&out[start..], &mut local, q.link);
                 q.c.rx_x.publish(&local);
                 Ok(n)
             }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::counters::Block;
 use crate::error::{Error, Result};
+use crate::wire::layout::Link;
 
 /// One queue pair: its fd (both directions use it) and counters. The port keeps
 /// one per queue; each open queue handle holds another reference.
@@ -16,6 +17,8 @@ pub(crate) struct QueueShared {
     /// Counters (`c.rx`, `c.tx`, `c.rx_x`, `c.tx_x`), in the port's shared
     /// counter memory.
     pub c: Block,
+    /// What the queue's frames start with (Ethernet, or IP on a TUN).
+    pub link: Link,
     rx_taken: AtomicBool,
     tx_taken: AtomicBool,
     /// Runs on the fd just before it is closed (a TAP queue detaches itself, so
@@ -65,11 +68,13 @@ impl QueueShared {
         release: fn(BorrowedFd<'_>),
         extra: Option<QueueExtra>,
         c: Block,
+        link: Link,
     ) -> QueueShared {
         QueueShared {
             id,
             fd,
             c,
+            link,
             rx_taken: AtomicBool::new(false),
             tx_taken: AtomicBool::new(false),
             release,

@@ -70,11 +70,11 @@ impl TxQueue {
         let ctr = &q.c.tx;
         let room = self.engine.room(ctr);
         let mut local = [0u64; TX_N];
-        let refused = prepare_burst(pkts, room, self.csum_offload, &mut local);
+        let refused = prepare_burst(pkts, room, self.csum_offload, &mut local, q.link);
         // Only the packets prepared above may go in this burst: those after them
         // still carry their request, unprocessed (no checksum seed or value).
         let ready = room.min(pkts.len() + refused) - refused;
-        classify_tx(&pkts[..ready], &mut local);
+        classify_tx(&pkts[..ready], &mut local, q.link);
         let r = self.engine.tx_burst(q.fd.as_fd(), pkts, ready, ctr);
         q.c.tx_x.publish(&local);
         if refused > 0 {

@@ -6,6 +6,7 @@
 
 use crate::pool::Packet;
 use crate::wire::checksum;
+use crate::wire::layout::Link;
 use crate::wire::offload::{self, Gso, TxRequest};
 use crate::wire::vnet::VnetHdr;
 use crate::xstats::*;
@@ -13,7 +14,7 @@ use crate::xstats::*;
 /// Turns a packet's transmit request into its virtio-net header (or a software
 /// checksum when `csum_offload` is off). Returns false if the request cannot be
 /// honoured: the caller drops the packet and counts it.
-fn prepare_tx(p: &mut Packet, csum_offload: bool, local: &mut [u64; TX_N]) -> bool {
+fn prepare_tx(p: &mut Packet, csum_offload: bool, local: &mut [u64; TX_N], link: Link) -> bool {
     let req = p.tx_offload();
     if req == TxRequest::default() {
         return true; // the header already in the packet (if any) goes as is
@@ -32,7 +33,7 @@ fn prepare_tx(p: &mut Packet, csum_offload: bool, local: &mut [u64; TX_N]) -> bo
             segs[n] = s;
             n += 1;
         }
-        let Ok((off, sum)) = checksum::sw_l4_checksum(&segs[..n]) else {
+        let Ok((off, sum)) = checksum::sw_l4_checksum_on(&segs[..n], link) else {
             return false;
         };
         let Some(field) = p.data_mut().get_mut(off..off + 2) else {
@@ -44,7 +45,7 @@ fn prepare_tx(p: &mut Packet, csum_offload: bool, local: &mut [u64; TX_N]) -> bo
         local[TX_SW_CSUM] += 1;
         return true;
     }
-    let Ok((h, seed)) = offload::tx_header(p.data(), req) else {
+    let Ok((h, seed)) = offload::tx_header_on(p.data(), req, link) else {
         return false;
     };
     if let Some((off, v)) = seed {
@@ -71,11 +72,12 @@ pub(crate) fn prepare_burst(
     room: usize,
     csum_offload: bool,
     local: &mut [u64; TX_N],
+    link: Link,
 ) -> usize {
     let end = room.min(pkts.len());
     let mut keep = 0;
     for r in 0..end {
-        if prepare_tx(&mut pkts[r], csum_offload, local) {
+        if prepare_tx(&mut pkts[r], csum_offload, local, link) {
             pkts.swap(keep, r);
             keep += 1;
         }

@@ -43,6 +43,8 @@ pub(crate) struct SharedDevice {
     /// For an AF_PACKET port: its device, laid out as the serving port's, whose
     /// engines run the queues here.
     packet: Option<crate::packet::device::PacketDevice>,
+    /// What frames start with (IP on a served TUN).
+    link: crate::wire::layout::Link,
 }
 
 /// Ethernet header and one VLAN tag on top of the MTU (as for a tap).
@@ -155,7 +157,7 @@ pub(crate) fn open(cfg: &SharedConfig) -> Result<(SharedDevice, Opened)> {
         why: why.into(),
     };
     let kind = m.get("kind").unwrap_or("");
-    if !matches!(kind, "tap" | "packet") {
+    if !matches!(kind, "tap" | "tun" | "packet") {
         return Err(bad(
             "the served port is of a kind this library does not know",
         ));
@@ -206,6 +208,11 @@ pub(crate) fn open(cfg: &SharedConfig) -> Result<(SharedDevice, Opened)> {
             _conn: conn,
             primary,
             packet,
+            link: if kind == "tun" {
+                crate::wire::layout::Link::Ip
+            } else {
+                crate::wire::layout::Link::Ethernet
+            },
             fds: Mutex::new(per_queue),
             counters: Arc::new(counters),
             netns: Mutex::new(netns),
@@ -332,8 +339,13 @@ impl Device for SharedDevice {
     fn max_frame(&self, mtu: u32) -> usize {
         match &self.packet {
             Some(p) => p.max_frame(mtu),
+            None if self.link == crate::wire::layout::Link::Ip => mtu as usize,
             None => mtu as usize + L2_OVERHEAD,
         }
+    }
+
+    fn link(&self) -> crate::wire::layout::Link {
+        self.link
     }
 
     fn missed(&self, link: &LinkInfo, queues: &[Arc<QueueShared>]) -> u64 {

@@ -114,7 +114,7 @@ impl Port {
     /// get queue fds and run their own engines on them; this process keeps the
     /// link, the offloads and the port's lifecycle. Tap and AF_PACKET ports.
     pub fn serve(&self, cfg: ServeConfig) -> Result<Server> {
-        if !matches!(self.kind(), "tap" | "packet") {
+        if !matches!(self.kind(), "tap" | "tun" | "packet") {
             return Err(Error::Unsupported {
                 feature: "serving a port that is itself attached to another process's",
                 hint: "serve the port from the process that opened it",

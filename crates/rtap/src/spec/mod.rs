@@ -69,7 +69,7 @@ pub enum PortSpec {
 }
 
 /// The kinds a spec may start with.
-pub const KINDS: &[&str] = &["tap", "packet", "shared"];
+pub const KINDS: &[&str] = &["tap", "tun", "packet", "shared"];
 
 /// Keys every kind takes.
 pub const COMMON_KEYS: &[&str] = &["queues", "burst", "netns", "mtu", "mac", "promisc"];
@@ -81,6 +81,7 @@ impl PortSpec {
     /// The device kind (`"tap"`, `"packet"`).
     pub fn kind(&self) -> &'static str {
         match self {
+            PortSpec::Tap(c) if c.tun => "tun",
             PortSpec::Tap(_) => "tap",
             PortSpec::Packet(_) => "packet",
             PortSpec::Shared(_) => "shared",
@@ -183,6 +184,7 @@ pub fn parse_port_spec(spec: &str) -> Result<PortSpec> {
     let example = "e.g. tap:iface=tap0,queues=2";
     match body.split_once(':') {
         Some(("tap", rest)) => tap::parse(&Parser::new(spec, rest)?).map(PortSpec::Tap),
+        Some(("tun", rest)) => tap::parse_tun(&Parser::new(spec, rest)?).map(PortSpec::Tap),
         Some(("packet", rest)) => packet::parse(&Parser::new(spec, rest)?).map(PortSpec::Packet),
         Some(("shared", rest)) => shared::parse(&Parser::new(spec, rest)?).map(PortSpec::Shared),
         Some((kind, _)) if !kind.contains('=') && !kind.contains(',') => Err(spec_err(

@@ -25,7 +25,19 @@ pub const KEYS: &[&str] = &["iface", "persist", "attach", "offload", "owner", "g
 /// `offload=off` (the library's own default, for code that builds a
 /// [`TapConfig`], is no offload).
 pub(super) fn parse(p: &Parser<'_>) -> Result<TapConfig> {
-    let mut cfg = TapConfig::default().offloads(Offloads::ALL);
+    parse_kind(p, TapConfig::default().offloads(Offloads::ALL))
+}
+
+/// A `tun:` spec body: the same keys as `tap:`; the interface is a TUN (IP
+/// packets), `rtun%d` unless `iface` names it.
+pub(super) fn parse_tun(p: &Parser<'_>) -> Result<TapConfig> {
+    parse_kind(p, TapConfig::tun(DEFAULT_TUN_NAME).offloads(Offloads::ALL))
+}
+
+/// Default name template of a TUN port.
+pub const DEFAULT_TUN_NAME: &str = "rtun%d";
+
+fn parse_kind(p: &Parser<'_>, mut cfg: TapConfig) -> Result<TapConfig> {
     let keys: Vec<&str> = KEYS.iter().chain(FD_ENGINE_KEYS).copied().collect();
     for &(key, value) in p.items(&keys)? {
         match key {

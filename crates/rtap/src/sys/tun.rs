@@ -8,6 +8,10 @@ use crate::error::{Error, Result};
 /// Flags rtap always asks for.
 pub const TAP_FLAGS: libc::c_int =
     libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE | libc::IFF_VNET_HDR;
+/// Flags of a TUN interface as rtap opens it: layer 3 (IP packets, no
+/// Ethernet header), no packet-info prefix, multi-queue, virtio-net headers.
+pub const TUN_FLAGS: libc::c_int =
+    libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE | libc::IFF_VNET_HDR;
 
 /// Opens `/dev/net/tun` (close-on-exec).
 pub fn open_tun(nonblocking: bool) -> Result<OwnedFd> {

@@ -43,6 +43,9 @@ pub struct TapConfig {
     pub ring: RingConfig,
     /// Queues, namespace, link settings: what every port has.
     pub port: PortOptions,
+    /// A TUN interface (`IFF_TUN`: IP packets with no Ethernet header, for VPN
+    /// and overlay data paths) instead of a TAP. Made by [`TapConfig::tun`].
+    pub tun: bool,
 }
 
 impl Default for TapConfig {
@@ -57,6 +60,7 @@ impl Default for TapConfig {
             backend: BackendKind::Uring,
             ring: RingConfig::default(),
             port: PortOptions::default(),
+            tun: false,
         }
     }
 }
@@ -67,6 +71,16 @@ impl TapConfig {
         TapConfig {
             name: name.into(),
             ..TapConfig::default()
+        }
+    }
+
+    /// A TUN interface with the given name or template (`rtun%d` picks a free
+    /// one): IP packets, no Ethernet header; everything else as for a TAP
+    /// (queues, offloads, engines, stats, link control except the MAC).
+    pub fn tun(name: impl Into<String>) -> TapConfig {
+        TapConfig {
+            tun: true,
+            ..TapConfig::new(name)
         }
     }
 

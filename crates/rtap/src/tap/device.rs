@@ -34,6 +34,8 @@ pub(crate) struct TapDevice {
     offloads: Offloads,
     /// Why some requested offloads were dropped.
     offload_notes: Vec<String>,
+    /// A TUN (IP packets) rather than a TAP.
+    tun: bool,
 }
 
 /// Ethernet header and one VLAN tag on top of the MTU.
@@ -41,7 +43,19 @@ const L2_OVERHEAD: usize = 18;
 
 impl Device for TapDevice {
     fn kind(&self) -> &'static str {
-        "tap"
+        if self.tun {
+            "tun"
+        } else {
+            "tap"
+        }
+    }
+
+    fn link(&self) -> crate::wire::layout::Link {
+        if self.tun {
+            crate::wire::layout::Link::Ip
+        } else {
+            crate::wire::layout::Link::Ethernet
+        }
     }
 
     fn created(&self) -> bool {
@@ -80,7 +94,7 @@ impl Device for TapDevice {
 
     fn open_queue(&self, iface: &Opened, _id: u16) -> Result<QueueFd> {
         Ok(QueueFd {
-            fd: open_queue(&iface.name, iface.ifindex)?,
+            fd: open_queue(&iface.name, iface.ifindex, flags(self.tun))?,
             extra: None,
         })
     }
@@ -89,8 +103,14 @@ impl Device for TapDevice {
         detach_queue
     }
 
+    /// A TAP frame: the MTU plus an Ethernet header and a VLAN tag; a TUN
+    /// packet: the MTU.
     fn max_frame(&self, mtu: u32) -> usize {
-        mtu as usize + L2_OVERHEAD
+        if self.tun {
+            mtu as usize
+        } else {
+            mtu as usize + L2_OVERHEAD
+        }
     }
 
     /// Frames the kernel could not hand to a queue are the tap's transmit drops
@@ -117,11 +137,25 @@ fn detach_queue(fd: BorrowedFd<'_>) {
     let _ = tun::set_queue_attached(fd, false);
 }
 
-fn check_features(fd: &OwnedFd) -> Result<()> {
+/// The `TUNSETIFF` flags of a TAP or a TUN.
+fn flags(tun: bool) -> libc::c_int {
+    if tun {
+        tun::TUN_FLAGS
+    } else {
+        tun::TAP_FLAGS
+    }
+}
+
+fn check_features(fd: &OwnedFd, is_tun: bool) -> Result<()> {
     let have =
         tun::features(fd.as_fd()).map_err(|e| Error::sys("TUNGETFEATURES", e))? as libc::c_int;
+    let (mode, mode_name) = if is_tun {
+        (libc::IFF_TUN, "IFF_TUN")
+    } else {
+        (libc::IFF_TAP, "IFF_TAP")
+    };
     for (flag, name) in [
-        (libc::IFF_TAP, "IFF_TAP"),
+        (mode, mode_name),
         (libc::IFF_NO_PI, "IFF_NO_PI"),
         (libc::IFF_MULTI_QUEUE, "IFF_MULTI_QUEUE"),
         (libc::IFF_VNET_HDR, "IFF_VNET_HDR"),
@@ -133,10 +167,11 @@ fn check_features(fd: &OwnedFd) -> Result<()> {
     Ok(())
 }
 
-fn map_setiff(e: std::io::Error, name: &str, existed: bool) -> Error {
+fn map_setiff(e: std::io::Error, name: &str, existed: bool, tun: bool) -> Error {
     match e.raw_os_error() {
         Some(libc::EINVAL) | Some(libc::EBUSY) if existed => Error::IncompatibleInterface {
             name: name.to_string(),
+            want: if tun { "TUN" } else { "TAP" },
         },
         Some(libc::EPERM) | Some(libc::EACCES) => Error::PermissionDenied {
             op: "TUNSETIFF (create or attach tap)",
@@ -157,9 +192,9 @@ pub(crate) fn open(cfg: &TapConfig) -> Result<(TapDevice, Opened)> {
         });
     }
     let keepalive = tun::open_tun(false)?;
-    check_features(&keepalive)?;
-    let actual = tun::set_iff(keepalive.as_fd(), name, tun::TAP_FLAGS)
-        .map_err(|e| map_setiff(e, name, existed))?;
+    check_features(&keepalive, cfg.tun)?;
+    let actual = tun::set_iff(keepalive.as_fd(), name, flags(cfg.tun))
+        .map_err(|e| map_setiff(e, name, existed, cfg.tun))?;
     let fd = keepalive.as_fd();
     tun::set_vnet_hdr_size(fd, VNET_HDR_LEN).map_err(|e| Error::sys("TUNSETVNETHDRSZ", e))?;
     let (offloads, notes) = negotiate(cfg.offloads, |f| tun::set_offload(fd, f))
@@ -191,6 +226,7 @@ pub(crate) fn open(cfg: &TapConfig) -> Result<(TapDevice, Opened)> {
         created: !existed,
         offloads,
         offload_notes: notes,
+        tun: cfg.tun,
     };
     Ok((
         dev,
@@ -209,15 +245,14 @@ pub(crate) fn open(cfg: &TapConfig) -> Result<(TapDevice, Opened)> {
 /// blocking tap fd from its io-wq worker threads, several at once, and a burst
 /// of writes reaches the wire in any order. On an `O_NONBLOCK` fd io_uring
 /// issues them inline, in submission order, as it does on newer kernels.
-fn open_queue(name: &str, ifindex: u32) -> Result<OwnedFd> {
+fn open_queue(name: &str, ifindex: u32, flags: libc::c_int) -> Result<OwnedFd> {
     let fd = tun::open_tun(true)?;
-    let got =
-        tun::set_iff(fd.as_fd(), name, tun::TAP_FLAGS).map_err(|e| match e.raw_os_error() {
-            Some(libc::EPERM) | Some(libc::EACCES) => Error::PermissionDenied {
-                op: "TUNSETIFF (attach queue)",
-            },
-            _ => Error::sys("TUNSETIFF (attach queue)", e),
-        })?;
+    let got = tun::set_iff(fd.as_fd(), name, flags).map_err(|e| match e.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => Error::PermissionDenied {
+            op: "TUNSETIFF (attach queue)",
+        },
+        _ => Error::sys("TUNSETIFF (attach queue)", e),
+    })?;
     // A rename by someone else between calls would make us attach to another device.
     if sysfd::if_nametoindex(&got) != Some(ifindex) {
         return Err(Error::DeviceVanished { name: got, ifindex });

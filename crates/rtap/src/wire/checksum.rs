@@ -4,7 +4,7 @@
 //!
 //! Pure code: no fds, no allocation.
 
-use super::layout::{walk, OffloadError, Walk, IPPROTO_TCP, IPPROTO_UDP, L4};
+use super::layout::{walk_on, Link, OffloadError, Walk, IPPROTO_TCP, IPPROTO_UDP, L4};
 
 /// Offset of the checksum field inside the TCP header.
 pub const TCP_CSUM_OFFSET: usize = 16;
@@ -90,8 +90,13 @@ fn add_piece(acc: &mut u64, data: &[u8], odd: bool) {
 /// UDP length field ≠ IP payload length or unknown final destination →
 /// [`OffloadError::BadIpHeader`].
 pub fn sw_l4_checksum(segs: &[&[u8]]) -> Result<(usize, u16), OffloadError> {
+    sw_l4_checksum_on(segs, Link::Ethernet)
+}
+
+/// [`sw_l4_checksum`] of a frame that starts as `link` says.
+pub fn sw_l4_checksum_on(segs: &[&[u8]], link: Link) -> Result<(usize, u16), OffloadError> {
     let first = segs.first().ok_or(OffloadError::Truncated)?;
-    let w = walk(first)?;
+    let w = walk_on(first, link)?;
     let (proto, csum_offset) = l4_csum_info(&w, None)?;
     let start = w.layout.l4_offset;
     let end = start + w.layout.l4_len;

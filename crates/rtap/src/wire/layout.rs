@@ -37,6 +37,17 @@ pub(super) const IPPROTO_UDP: u8 = 17;
 const TCP_MIN_HLEN: usize = 20;
 const UDP_HLEN: usize = 8;
 
+/// What a frame starts with: an Ethernet header (TAP, AF_PACKET) or the IP
+/// header itself (TUN: IPv4 or IPv6, told apart by the version nibble).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Link {
+    /// Ethernet, with up to two VLAN tags.
+    #[default]
+    Ethernet,
+    /// No link-layer header: the packet starts with IPv4 or IPv6.
+    Ip,
+}
+
 /// L3/L4 layout of a frame, found by walking its headers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
@@ -126,6 +137,21 @@ fn be16(b: &[u8], i: usize) -> u16 {
     u16::from_be_bytes([b[i], b[i + 1]])
 }
 
+pub(super) fn walk_on(frame: &[u8], link: Link) -> Result<Walk, OffloadError> {
+    match link {
+        Link::Ethernet => walk(frame),
+        Link::Ip => {
+            let (ipv6, proto, l4_offset, l4_len, src, dst) = match frame.first().map(|b| b >> 4) {
+                None => return Err(OffloadError::Truncated),
+                Some(4) => walk_ipv4(frame, 0)?,
+                Some(6) => walk_ipv6(frame, 0)?,
+                Some(_) => return Err(OffloadError::NotIp),
+            };
+            walk_l4(frame, 0, ipv6, proto, l4_offset, l4_len, src, dst)
+        }
+    }
+}
+
 pub(super) fn walk(frame: &[u8]) -> Result<Walk, OffloadError> {
     if frame.len() < ETH_HLEN {
         return Err(OffloadError::Truncated);
@@ -147,6 +173,21 @@ pub(super) fn walk(frame: &[u8]) -> Result<Walk, OffloadError> {
         ETHERTYPE_IPV6 => walk_ipv6(frame, l3)?,
         _ => return Err(OffloadError::NotIp),
     };
+    walk_l4(frame, l3, ipv6, proto, l4_offset, l4_len, src, dst)
+}
+
+/// The transport header at `l4_offset`, once the IP header is walked.
+#[allow(clippy::too_many_arguments)]
+fn walk_l4(
+    frame: &[u8],
+    l3: usize,
+    ipv6: bool,
+    proto: u8,
+    l4_offset: usize,
+    l4_len: usize,
+    src: usize,
+    dst: Option<usize>,
+) -> Result<Walk, OffloadError> {
     let (l4, l4_hdr_len, udp_len) = match proto {
         IPPROTO_TCP => {
             if frame.len() < l4_offset + TCP_MIN_HLEN {
@@ -277,6 +318,12 @@ fn walk_ipv6(frame: &[u8], l3: usize) -> Result<IpWalk, OffloadError> {
 /// give [`L4::Other`] with `l4_offset` at that header and `l4_hdr_len == 0`.
 pub fn layout(frame: &[u8]) -> Result<Layout, OffloadError> {
     walk(frame).map(|w| w.layout)
+}
+
+/// [`layout`] of a frame that starts as `link` says (a TUN packet: at the IP
+/// header, `l3_offset` 0).
+pub fn layout_on(frame: &[u8], link: Link) -> Result<Layout, OffloadError> {
+    walk_on(frame, link).map(|w| w.layout)
 }
 
 #[cfg(test)]

@@ -64,7 +64,7 @@
 
 use super::checksum::{fold, l4_csum_info, pseudo_sum};
 pub use super::layout::OffloadError;
-use super::layout::{walk, L4};
+use super::layout::{walk_on, Link, L4};
 use super::vnet::{
     VnetHdr, F_DATA_VALID, F_NEEDS_CSUM, GSO_ECN, GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4,
 };
@@ -129,6 +129,16 @@ pub fn tx_header(
     frame: &[u8],
     req: TxRequest,
 ) -> Result<(VnetHdr, Option<(usize, u16)>), OffloadError> {
+    tx_header_on(frame, req, Link::Ethernet)
+}
+
+/// [`tx_header`] for a frame that starts as `link` says (a TUN packet: at
+/// its IP header).
+pub fn tx_header_on(
+    frame: &[u8],
+    req: TxRequest,
+    link: Link,
+) -> Result<(VnetHdr, Option<(usize, u16)>), OffloadError> {
     let (need, gso_size) = match req.gso {
         Gso::None if !req.l4_csum => return Ok((VnetHdr::default(), None)),
         Gso::None => (None, 0),
@@ -138,7 +148,7 @@ pub fn tx_header(
         Gso::Tcp { mss, .. } => (Some(L4::Tcp), mss),
         Gso::Udp { size } => (Some(L4::Udp), size),
     };
-    let w = walk(frame)?;
+    let w = walk_on(frame, link)?;
     let (proto, csum_offset) = l4_csum_info(&w, need)?;
     let l = &w.layout;
     let gso_type = match req.gso {
@@ -533,6 +543,31 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// A TUN packet (no Ethernet header) gets the header its Ethernet
+        /// framing would get, with every offset less the link-layer header.
+        #[test]
+        fn tun_packets_like_their_ethernet_frames(s in arb_spec(), n in 0usize..3000, salt: u8, tso: bool) {
+            let f = build(s, &payload(n, salt));
+            let l2 = crate::wire::layout::layout(&f).unwrap().l3_offset;
+            let ip = &f[l2..];
+            let req = if tso && s.tcp {
+                TxRequest { l4_csum: true, gso: Gso::Tcp { mss: 1000, ecn: false } }
+            } else {
+                csum_req()
+            };
+            let (h, w) = tx_header(&f, req).unwrap();
+            let (hi, wi) = tx_header_on(ip, req, Link::Ip).unwrap();
+            prop_assert_eq!(hi.csum_start + l2 as u16, h.csum_start);
+            prop_assert_eq!(hi.hdr_len + l2 as u16, h.hdr_len);
+            prop_assert_eq!((hi.gso_type, hi.gso_size, hi.csum_offset, hi.flags), (h.gso_type, h.gso_size, h.csum_offset, h.flags));
+            let (field, seed) = w.unwrap();
+            prop_assert_eq!(wi, Some((field - l2, seed)));
+            let l = crate::wire::layout::layout_on(ip, Link::Ip).unwrap();
+            prop_assert_eq!(l.l3_offset, 0);
+            let (off, sum) = crate::wire::checksum::sw_l4_checksum(&[&f]).unwrap();
+            prop_assert_eq!(crate::wire::checksum::sw_l4_checksum_on(&[ip], Link::Ip).unwrap(), (off - l2, sum));
+        }
 
         #[test]
         fn seed_convention_random(s in arb_spec(), n in 0usize..3000, salt: u8) {

@@ -1,0 +1,221 @@
+//! TUN ports (`TapConfig::tun`, `tun:` specs): IP packets with no Ethernet
+//! header, through the same queues, engines and offloads as a TAP. Real
+//! kernel: the kernel's own UDP and TCP sockets on either side. A namespace
+//! per test; `backend_tests!` runs each on io_uring and read/write.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use rtap::{BackendKind, Gso, Offloads, Pool, PoolConfig, Port, TapConfig, TxRequest};
+
+fn tun_port(name: &str, backend: BackendKind, offloads: Offloads) -> Port {
+    let mut p = Port::open(TapConfig::tun(name).backend(backend).offloads(offloads)).unwrap();
+    assert_eq!(p.kind(), "tun");
+    p.start().unwrap();
+    p
+}
+
+/// An IPv4/UDP packet from 10.88.0.2:5000 to 10.88.0.1:`port`, checksum right
+/// (or zero when `csum` is false).
+fn udp4(port: u16, payload: &[u8], csum: bool) -> Vec<u8> {
+    let b = etherparse::PacketBuilder::ipv4([10, 88, 0, 2], [10, 88, 0, 1], 64).udp(5000, port);
+    let mut out = Vec::new();
+    b.write(&mut out, payload).unwrap();
+    if !csum {
+        out[26] = 0;
+        out[27] = 0;
+    }
+    out
+}
+
+fn rx_one(rxq: &mut rtap::RxQueue, keep: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    let deadline = Instant::now() + WAIT;
+    let mut v = Vec::new();
+    loop {
+        v.clear();
+        rxq.rx_burst(&mut v, 32).unwrap();
+        if let Some(p) = v.iter().map(|p| p.to_vec()).find(|f| keep(f)) {
+            return p;
+        }
+        assert!(Instant::now() < deadline, "nothing matching arrived");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+backend_tests! {
+    udp_both_ways,
+    checksum_request_honoured,
+    tcp_through_a_tun_forwarder_with_offloads,
+}
+
+/// The kernel routes a UDP datagram into the TUN: the application gets the IP
+/// packet itself. The application writes an IP packet: a kernel socket gets
+/// its payload.
+fn udp_both_ways(backend: BackendKind) {
+    netns();
+    let port = tun_port("tn0", backend, Offloads::NONE);
+    ip(&["addr", "add", "10.88.0.1/24", "dev", "tn0"]);
+    let pool = pool();
+    let mut rxq = port.rx_queue(0, &pool).unwrap();
+    let mut txq = port.tx_queue(0).unwrap();
+    let s = UdpSocket::bind("10.88.0.1:0").unwrap();
+    s.send_to(b"to the tun", "10.88.0.2:7000").unwrap();
+    let f = rx_one(&mut rxq, |f| f.len() > 28 && f[9] == 17);
+    assert_eq!(f[0] >> 4, 4, "an IPv4 header first, no Ethernet");
+    assert_eq!(&f[16..20], &[10, 88, 0, 2]);
+    assert_eq!(&f[28..], b"to the tun");
+    let port_no = s.local_addr().unwrap().port();
+    tx_all(
+        &mut txq,
+        vec![pool
+            .alloc_from(&udp4(port_no, b"from the tun", true))
+            .unwrap()],
+    );
+    assert!(txq.flush(WAIT));
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, from) = s.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"from the tun");
+    assert_eq!(from.to_string(), "10.88.0.2:5000");
+    let st = port.stats().unwrap();
+    assert!(st.rx.packets >= 1 && st.tx.packets == 1, "{st:?}");
+    // The MTU is the whole packet on a TUN.
+    assert_eq!(port.max_frame().unwrap(), port.mtu().unwrap() as usize);
+    // A TUN has no MAC.
+    assert!(matches!(port.mac(), Err(rtap::Error::NoMacAddress { .. })));
+}
+
+/// A checksum request on an IP packet: with offloads the kernel gets a
+/// partial checksum and finishes it; without, rtap computes it. Either way the
+/// socket receives the datagram (a wrong checksum would be dropped).
+fn checksum_request_honoured(backend: BackendKind) {
+    for offloads in [Offloads::ALL, Offloads::NONE] {
+        netns();
+        let port = tun_port("tn1", backend, offloads);
+        ip(&["addr", "add", "10.88.0.1/24", "dev", "tn1"]);
+        let pool = pool();
+        let mut txq = port.tx_queue(0).unwrap();
+        let s = UdpSocket::bind("10.88.0.1:0").unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let mut p = pool
+            .alloc_from(&udp4(
+                s.local_addr().unwrap().port(),
+                b"summed by someone",
+                false,
+            ))
+            .unwrap();
+        p.set_tx_offload(TxRequest {
+            l4_csum: true,
+            gso: Gso::None,
+        });
+        tx_all(&mut txq, vec![p]);
+        let mut buf = [0u8; 64];
+        let n = s
+            .recv(&mut buf)
+            .expect("datagram delivered: checksum right");
+        assert_eq!(&buf[..n], b"summed by someone");
+        let x = port.xstats();
+        let get = |n: &str| x.iter().find(|s| s.name == n).unwrap().value;
+        if offloads == Offloads::NONE {
+            assert_eq!(get("tx_q0_sw_csum_packets"), 1);
+        } else {
+            assert_eq!(get("tx_q0_csum_offload_packets"), 1);
+        }
+    }
+}
+
+/// TCP between two namespaces through a TUN in each and a zero-copy forwarder
+/// between them: with offloads, the kernel hands the forwarder 64 KiB TSO
+/// packets (IP, no Ethernet) and the other kernel takes them whole; 64 MiB
+/// arrive intact.
+fn tcp_through_a_tun_forwarder_with_offloads(backend: BackendKind) {
+    netns();
+    let n1 = NamedNetns::create("tun1");
+    let n2 = NamedNetns::create("tun2");
+    let open_in = |ns: &NamedNetns, name: &str| {
+        let mut p = Port::open(
+            TapConfig::tun(name)
+                .backend(backend)
+                .offloads(Offloads::ALL)
+                .netns(rtap::Netns::Named(ns.name().into())),
+        )
+        .unwrap();
+        p.start().unwrap();
+        p
+    };
+    let a = open_in(&n1, "ta");
+    let b = open_in(&n2, "tb");
+    n1.ip(&["addr", "add", "10.89.0.1/32", "dev", "ta"]);
+    n1.ip(&["route", "add", "10.89.0.2/32", "dev", "ta"]);
+    n2.ip(&["addr", "add", "10.89.0.2/32", "dev", "tb"]);
+    n2.ip(&["route", "add", "10.89.0.1/32", "dev", "tb"]);
+    let stop = AtomicBool::new(false);
+    let total = scaled(64 << 20, 4 << 20) as usize;
+    let (got, big) = std::thread::scope(|s| {
+        let fwd = s.spawn(|| {
+            let big = Pool::new(PoolConfig::default().count(512).buf_size(65_536 + 256)).unwrap();
+            let mut rxa = a.rx_queue(0, &big).unwrap();
+            let mut rxb = b.rx_queue(0, &big).unwrap();
+            let mut txa = a.tx_queue(0).unwrap();
+            let mut txb = b.tx_queue(0).unwrap();
+            let (mut va, mut vb) = (Vec::new(), Vec::new());
+            let mut largest = 0;
+            while !stop.load(Ordering::Acquire) {
+                let na = rxa.rx_burst(&mut va, 64).unwrap();
+                largest = va.iter().map(|p| p.len()).max().unwrap_or(0).max(largest);
+                while !va.is_empty() {
+                    txb.tx_burst(&mut va).unwrap();
+                }
+                let nb = rxb.rx_burst(&mut vb, 64).unwrap();
+                while !vb.is_empty() {
+                    txa.tx_burst(&mut vb).unwrap();
+                }
+                if na + nb == 0 {
+                    std::thread::sleep(Duration::from_micros(20));
+                }
+            }
+            largest
+        });
+        let l = n2.run(|| TcpListener::bind("10.89.0.2:7001").unwrap());
+        let send = s.spawn(|| {
+            n1.enter();
+            let mut c = TcpStream::connect("10.89.0.2:7001").unwrap();
+            let chunk: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();
+            let mut left = total;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                c.write_all(&chunk[..n]).unwrap();
+                left -= n;
+            }
+        });
+        let (mut conn, _) = l.accept().unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        let mut ok = true;
+        while got < total {
+            let n = conn.read(&mut buf).unwrap();
+            assert!(n > 0, "stream ended early at {got}");
+            ok &= buf[..n]
+                .iter()
+                .enumerate()
+                .all(|(i, &x)| x == ((got + i) % 65536 % 251) as u8);
+            got += n;
+        }
+        assert!(ok, "payload differs");
+        send.join().unwrap();
+        stop.store(true, Ordering::Release);
+        (got, fwd.join().unwrap())
+    });
+    assert_eq!(got, total);
+    assert!(
+        big > 1500,
+        "TSO packets crossed whole (largest {big} bytes)"
+    );
+}
