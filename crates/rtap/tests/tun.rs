@@ -51,6 +51,7 @@ backend_tests! {
     udp_both_ways,
     checksum_request_honoured,
     tcp_through_a_tun_forwarder_with_offloads,
+    tcp_through_a_split_and_coalesce_forwarder,
 }
 
 /// The kernel routes a UDP datagram into the TUN: the application gets the IP
@@ -218,4 +219,236 @@ fn tcp_through_a_tun_forwarder_with_offloads(backend: BackendKind) {
         big > 1500,
         "TSO packets crossed whole (largest {big} bytes)"
     );
+}
+
+/// A TSO packet written into one TUN and forwarded by the kernel to a TUN
+/// without offloads comes out segmented by the kernel's own GSO: the same bytes
+/// as rtap's split of it (with the TTL / hop limit the forwarding took off).
+#[test]
+fn split_matches_the_kernels_segmentation() {
+    use rtap::wire::vnet::{F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6};
+    for v6 in [false, true] {
+        netns();
+        if v6 {
+            enable_ipv6();
+            sysctl("net/ipv6/conf/all/forwarding", "1");
+        } else {
+            sysctl("net/ipv4/ip_forward", "1");
+        }
+        let a = tun_port("tsa", BackendKind::Uring, Offloads::ALL);
+        let b = tun_port("tsb", BackendKind::Uring, Offloads::NONE);
+        if v6 {
+            ip(&["addr", "add", "fd91::1/64", "dev", "tsa", "nodad"]);
+            ip(&["addr", "add", "fd92::1/64", "dev", "tsb", "nodad"]);
+        } else {
+            ip(&["addr", "add", "10.91.0.1/24", "dev", "tsa"]);
+            ip(&["addr", "add", "10.91.1.1/24", "dev", "tsb"]);
+        }
+        let pool = Pool::new(PoolConfig::default().count(512).buf_size(65_536 + 256)).unwrap();
+        let mut tx = a.tx_queue(0).unwrap();
+        let mut rx = b.rx_queue(0, &pool).unwrap();
+        // The super-packet: 20 000 bytes of TCP payload, segments of 1000.
+        let payload: Vec<u8> = (0..20_000u32).map(|i| (i * 31 + 7) as u8).collect();
+        let builder = if v6 {
+            let mut s = [0u8; 16];
+            s[..2].copy_from_slice(&[0xfd, 0x91]);
+            s[15] = 2;
+            let mut d = [0u8; 16];
+            d[..2].copy_from_slice(&[0xfd, 0x92]);
+            d[15] = 2;
+            etherparse::PacketBuilder::ipv6(s, d, 64)
+        } else {
+            etherparse::PacketBuilder::ipv4([10, 91, 0, 2], [10, 91, 1, 2], 64)
+        };
+        let mut p = Vec::new();
+        builder
+            .tcp(40000, 5001, 123_456, 4000)
+            .ack(77)
+            .psh()
+            .write(&mut p, &payload)
+            .unwrap();
+        let l4 = if v6 { 40 } else { 20 };
+        // As an application asks for TSO: the pseudo-header seed in the
+        // checksum field, the GSO header from rtap's own request code.
+        let (h, seed) = rtap::wire::offload::tx_header_on(
+            &p,
+            TxRequest {
+                l4_csum: true,
+                gso: Gso::Tcp {
+                    mss: 1000,
+                    ecn: false,
+                },
+            },
+            rtap::wire::layout::Link::Ip,
+        )
+        .unwrap();
+        let (at, v) = seed.unwrap();
+        p[at..at + 2].copy_from_slice(&v.to_be_bytes());
+        assert_eq!(
+            (h.gso_type, h.gso_size, h.flags),
+            (if v6 { GSO_TCPV6 } else { GSO_TCPV4 }, 1000, F_NEEDS_CSUM)
+        );
+        let mut pkt = pool.alloc_from(&p).unwrap();
+        pkt.set_vnet_hdr(h);
+        tx_all(&mut tx, vec![pkt]);
+        assert!(tx.flush(WAIT));
+        // What the kernel made of it.
+        let mut got: Vec<Vec<u8>> = Vec::new();
+        let deadline = Instant::now() + WAIT;
+        let mut v = Vec::new();
+        while got.len() < 20 && Instant::now() < deadline {
+            rx.rx_burst(&mut v, 64).unwrap();
+            for p in v.drain(..) {
+                let mut f = p.to_vec();
+                if f.len() <= l4 || f[if v6 { 6 } else { 9 }] != 6 {
+                    continue;
+                }
+                // The kernel may hand a segment up with its checksum partial
+                // (the seed in the field, NEEDS_CSUM in the header): finish it.
+                if p.vnet_hdr().flags & F_NEEDS_CSUM != 0 {
+                    let (at, sum) = rtap::wire::checksum::sw_l4_checksum_on(
+                        &[&f],
+                        rtap::wire::layout::Link::Ip,
+                    )
+                    .unwrap();
+                    f[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+                }
+                got.push(f);
+            }
+        }
+        assert_eq!(got.len(), 20, "v6={v6}: the kernel's segments");
+        // What rtap makes of it, after the hop the kernel took.
+        let mut fwd = p.clone();
+        if v6 {
+            fwd[7] -= 1;
+        } else {
+            fwd[8] -= 1;
+            fwd[10] = 0;
+            fwd[11] = 0;
+            let mut sum: u32 = fwd[..20]
+                .chunks(2)
+                .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+                .sum();
+            while sum >> 16 != 0 {
+                sum = (sum & 0xffff) + (sum >> 16);
+            }
+            fwd[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        }
+        let mut s = rtap::wire::gso::split(&fwd, &h).unwrap();
+        let mut buf = vec![0u8; 2000];
+        for (i, k) in got.iter().enumerate() {
+            let n = s.next_into(&mut buf).unwrap().unwrap();
+            assert_eq!(
+                &buf[..n],
+                &k[..],
+                "v6={v6}: segment {i} differs from the kernel's"
+            );
+        }
+        assert!(s.next_into(&mut buf).is_none());
+    }
+}
+
+/// A VPN's data path without the crypto: TSO packets read from one TUN are split
+/// into MTU-sized IP packets (what a VPN would encrypt and send), merged again
+/// (what it would do with what it received) and written into the other TUN as
+/// GSO packets; 64 MiB of TCP arrive intact, and the merging did happen.
+fn tcp_through_a_split_and_coalesce_forwarder(backend: BackendKind) {
+    use rtap::wire::gro::Coalescer;
+    netns();
+    let n1 = NamedNetns::create("vpn1");
+    let n2 = NamedNetns::create("vpn2");
+    let open_in = |ns: &NamedNetns, name: &str| {
+        let mut p = Port::open(
+            TapConfig::tun(name)
+                .backend(backend)
+                .offloads(Offloads::ALL)
+                .netns(rtap::Netns::Named(ns.name().into())),
+        )
+        .unwrap();
+        p.start().unwrap();
+        p
+    };
+    let a = open_in(&n1, "va");
+    let b = open_in(&n2, "vb");
+    n1.ip(&["addr", "add", "10.92.0.1/32", "dev", "va"]);
+    n1.ip(&["route", "add", "10.92.0.2/32", "dev", "va"]);
+    n2.ip(&["addr", "add", "10.92.0.2/32", "dev", "vb"]);
+    n2.ip(&["route", "add", "10.92.0.1/32", "dev", "vb"]);
+    let stop = AtomicBool::new(false);
+    let total = scaled(64 << 20, 4 << 20) as usize;
+    let (got, merged) = std::thread::scope(|s| {
+        let fwd = s.spawn(|| {
+            let pool = Pool::new(PoolConfig::default().count(1024).buf_size(65_536 + 256)).unwrap();
+            let mut rx = [a.rx_queue(0, &pool).unwrap(), b.rx_queue(0, &pool).unwrap()];
+            let mut tx = [a.tx_queue(0).unwrap(), b.tx_queue(0).unwrap()];
+            let mut gro = [Coalescer::new(8), Coalescer::new(8)];
+            let mut seg = vec![0u8; 2048];
+            let mut merged = 0u64;
+            let (mut input, mut output) = (Vec::new(), Vec::new());
+            while !stop.load(Ordering::Acquire) {
+                let mut idle = true;
+                for from in 0..2 {
+                    let to = 1 - from;
+                    input.clear();
+                    if rx[from].rx_burst(&mut input, 64).unwrap() == 0 {
+                        continue;
+                    }
+                    idle = false;
+                    let mut emit = |bytes: &[u8], h: &rtap::wire::vnet::VnetHdr| {
+                        merged += u64::from(h.gso_type != 0);
+                        let mut p = pool.alloc_from(bytes).unwrap();
+                        p.set_vnet_hdr(*h);
+                        output.push(p);
+                    };
+                    for p in &input {
+                        let data = p.to_vec();
+                        let mut sp = rtap::wire::gso::split(&data, p.vnet_hdr()).unwrap();
+                        while let Some(n) = sp.next_into(&mut seg) {
+                            gro[to].push(&seg[..n.unwrap()], &mut emit);
+                        }
+                    }
+                    gro[to].flush(&mut emit);
+                    while !output.is_empty() {
+                        tx[to].tx_burst(&mut output).unwrap();
+                    }
+                }
+                if idle {
+                    std::thread::sleep(Duration::from_micros(20));
+                }
+            }
+            merged
+        });
+        let l = n2.run(|| TcpListener::bind("10.92.0.2:7002").unwrap());
+        let send = s.spawn(|| {
+            n1.enter();
+            let mut c = TcpStream::connect("10.92.0.2:7002").unwrap();
+            let chunk: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();
+            let mut left = total;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                c.write_all(&chunk[..n]).unwrap();
+                left -= n;
+            }
+        });
+        let (mut conn, _) = l.accept().unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let (mut got, mut ok) = (0usize, true);
+        let mut buf = vec![0u8; 1 << 16];
+        while got < total {
+            let n = conn.read(&mut buf).unwrap();
+            assert!(n > 0, "stream ended early at {got}");
+            ok &= buf[..n]
+                .iter()
+                .enumerate()
+                .all(|(i, &x)| x == ((got + i) % 65536 % 251) as u8);
+            got += n;
+        }
+        assert!(ok, "payload differs");
+        send.join().unwrap();
+        stop.store(true, Ordering::Release);
+        (got, fwd.join().unwrap())
+    });
+    assert_eq!(got, total);
+    assert!(merged > 0, "segments were merged into GSO packets");
 }

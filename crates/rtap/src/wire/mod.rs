@@ -6,8 +6,13 @@
 //! - [`mac`]: Ethernet addresses.
 //! - [`offload`]: virtio-net header fields for transmit requests, receive flags.
 //! - [`vnet`]: the virtio-net header itself, encoded and decoded.
+//! - [`gso`]: userspace segmentation of TSO/USO IP packets (a VPN's send path).
+//! - [`gro`]: userspace coalescing of TCP segments and UDP datagrams into GSO
+//!   packets (a VPN's receive path).
 
 pub mod checksum;
+pub mod gro;
+pub mod gso;
 pub mod layout;
 pub mod mac;
 pub mod offload;
