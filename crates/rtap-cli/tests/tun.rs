@@ -120,3 +120,40 @@ fn info_reports_a_tun_port() {
     assert_eq!(j.at("kind"), &json!("tun"));
     assert_eq!(j.at("mac"), &json!(""));
 }
+
+/// `--mode vpn` (split and merge every packet) carries verified TCP between
+/// TUNs, as the benchmark's `tun-vpn` contender runs it; and it wants TUNs.
+#[test]
+fn vpn_mode_forwards_tcp() {
+    assert_root();
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "--only",
+            "tcp",
+            "--contenders",
+            "tun-vpn",
+            "--quick",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let j = expect_json(&out);
+    assert_eq!(j.at("0.contender"), &json!("tun-vpn"));
+    assert!(j.num("0.gbit_per_s") > 0.0, "{j}");
+    private_netns();
+    let out = Command::new(BIN)
+        .args([
+            "fwd",
+            "--port",
+            "tap:iface=ctv0",
+            "--mode",
+            "vpn",
+            "--duration",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give tun ports"));
+}

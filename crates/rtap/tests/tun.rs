@@ -387,6 +387,7 @@ fn tcp_through_a_split_and_coalesce_forwarder(backend: BackendKind) {
             let (mut input, mut output) = (Vec::new(), Vec::new());
             while !stop.load(Ordering::Acquire) {
                 let mut idle = true;
+                #[allow(clippy::needless_range_loop)] // from and to index three arrays
                 for from in 0..2 {
                     let to = 1 - from;
                     input.clear();

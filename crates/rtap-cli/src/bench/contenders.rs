@@ -54,7 +54,12 @@ pub enum TcpPath {
     Packet { offload: bool, uring: bool },
     /// A TUN in each namespace (IP packets, addresses on the TUNs) and the
     /// io-mode forwarder between them: a VPN's data path without the crypto.
-    Tun { backend: BackendKind, offload: bool },
+    /// With `vpn`: the forwarder splits and merges every packet (`--mode vpn`).
+    Tun {
+        backend: BackendKind,
+        offload: bool,
+        vpn: bool,
+    },
     /// A veth pair: the kernel alone.
     Veth,
 }
@@ -75,8 +80,10 @@ pub struct TcpContender {
 /// `packet`, `packet-uring` and `packet-nooffload` (AF_PACKET ports on veth
 /// pairs: the default sendto kick with virtio-net headers, the SQPOLL kick,
 /// no headers), `tun`, `tun-rw` and `tun-nooffload` (a TUN in each namespace:
-/// io_uring and read/write with offloads, io_uring without), and `veth`.
-pub const TCP_CONTENDERS: [TcpContender; 12] = [
+/// io_uring and read/write with offloads, io_uring without), `tun-vpn` (the
+/// forwarder splits every packet into MTU-sized ones and merges them again: a
+/// VPN without the crypto), and `veth`.
+pub const TCP_CONTENDERS: [TcpContender; 13] = [
     TcpContender {
         name: "uring",
         path: TcpPath::Rtap {
@@ -146,6 +153,7 @@ pub const TCP_CONTENDERS: [TcpContender; 12] = [
         path: TcpPath::Tun {
             backend: BackendKind::Uring,
             offload: true,
+            vpn: false,
         },
         interrupt: false,
     },
@@ -154,6 +162,7 @@ pub const TCP_CONTENDERS: [TcpContender; 12] = [
         path: TcpPath::Tun {
             backend: BackendKind::Rw,
             offload: true,
+            vpn: false,
         },
         interrupt: false,
     },
@@ -162,6 +171,16 @@ pub const TCP_CONTENDERS: [TcpContender; 12] = [
         path: TcpPath::Tun {
             backend: BackendKind::Uring,
             offload: false,
+            vpn: false,
+        },
+        interrupt: false,
+    },
+    TcpContender {
+        name: "tun-vpn",
+        path: TcpPath::Tun {
+            backend: BackendKind::Uring,
+            offload: true,
+            vpn: true,
         },
         interrupt: false,
     },

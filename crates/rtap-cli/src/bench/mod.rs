@@ -77,7 +77,8 @@ Tests and contenders (all in the same run, interleaved, each in its own namespac
                offloads (64 KiB frames) and without (-nooffload); packet,
                packet-uring (SQPOLL kick) and packet-nooffload (AF_PACKET ports on a
                veth pair in each namespace); tun, tun-rw and tun-nooffload (a TUN in
-               each namespace: IP packets, as a VPN forwards them);
+               each namespace: IP packets, as a VPN forwards them), tun-vpn (the
+               forwarder splits and merges every packet, as a VPN must);
                and a veth pair with no userspace at all (the kernel's ceiling).
                Five rounds of 2 s, median.
   sink         one TCP flow over a veth pair, received by rtap's zcrx API (rtap-sink:
@@ -109,7 +110,7 @@ pub struct BenchArgs {
     /// for pkt-tx and pkt-fwd: packet-uring,packet-sendto,rawsock; for pkt-rx:
     /// packet,ring-inplace,rawsock; for tcp:
     /// uring,uring-interrupt,uring-nooffload,rw,rw-nooffload,packet,
-    /// packet-uring,packet-nooffload,tun,tun-rw,tun-nooffload,veth; for lat:
+    /// packet-uring,packet-nooffload,tun,tun-rw,tun-nooffload,tun-vpn,veth; for lat:
     /// uring,uring-interrupt,rw,veth;
     /// for sink: rtap-sink,recv,epoll)
     #[arg(long, value_delimiter = ',')]

@@ -87,9 +87,11 @@ pub fn reference<'a>(cells: &'a [Cell], x: &Cell) -> Option<(&'a Cell, f64)> {
             TcpPath::Packet { uring: true, .. } => find("packet"),
             TcpPath::Packet { offload: true, .. } => find("packet-nooffload"),
             TcpPath::Packet { offload: false, .. } => find("veth"),
+            TcpPath::Tun { vpn: true, .. } => find("tun"),
             TcpPath::Tun {
                 backend: BackendKind::Uring,
                 offload: true,
+                ..
             } => find("tun-rw"),
             TcpPath::Tun { offload: true, .. } => find("tun-nooffload"),
             TcpPath::Tun { offload: false, .. } => find("veth"),

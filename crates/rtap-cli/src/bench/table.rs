@@ -93,13 +93,20 @@ pub fn render(cells: &[Cell]) -> String {
                         ratio(x, veth),
                     )
                 }
-                TcpPath::Tun { backend, offload } => (
-                    if backend == BackendKind::Rw || !offload {
+                TcpPath::Tun {
+                    backend,
+                    offload,
+                    vpn,
+                } => (
+                    if vpn {
+                        // (in the "vs rw" column: against the offload passthrough)
+                        format!("{} tun", ratio(x, get("tcp", "tun")))
+                    } else if backend == BackendKind::Rw || !offload {
                         "-".into()
                     } else {
                         ratio(x, get("tcp", "tun-rw"))
                     },
-                    if offload {
+                    if offload && !vpn {
                         ratio(x, get("tcp", "tun-nooffload"))
                     } else {
                         "-".into()

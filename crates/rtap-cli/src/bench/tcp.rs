@@ -122,7 +122,10 @@ pub(super) fn over_path<T: Send>(
                 lro: j.fwd.rx_lro_packets(),
             })
         }
-        TcpPath::Rtap { backend, offload } | TcpPath::Tun { backend, offload } => {
+        TcpPath::Rtap { backend, offload }
+        | TcpPath::Tun {
+            backend, offload, ..
+        } => {
             let kind = if matches!(c.path, TcpPath::Tun { .. }) {
                 crate::demo::Kind::Tun
             } else {
@@ -168,6 +171,11 @@ pub(super) fn over_path<T: Send>(
                 &spec,
                 &crate::fwd::FwdOpts {
                     idle,
+                    mode: if matches!(c.path, TcpPath::Tun { vpn: true, .. }) {
+                        crate::fwd::FwdMode::Vpn
+                    } else {
+                        crate::fwd::FwdMode::Io
+                    },
                     ..crate::fwd::FwdOpts::default()
                 },
                 check,

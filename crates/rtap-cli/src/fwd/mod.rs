@@ -111,6 +111,9 @@ enum Mode {
     Flowgen,
     /// Answer ARP/neighbour discovery and ICMP/ICMPv6 echo for --ip, so ping works
     Icmpecho,
+    /// TUN ports: split each packet into MTU-sized ones and merge them again
+    /// before sending (a VPN's data path without the crypto)
+    Vpn,
 }
 
 #[derive(Args, Debug)]
@@ -241,6 +244,7 @@ pub fn cmd(a: FwdArgs) -> Result<()> {
         Mode::Io | Mode::Txonly | Mode::Flowgen => FwdMode::Io,
         Mode::Macswap => FwdMode::MacSwap,
         Mode::Rxonly => FwdMode::RxOnly,
+        Mode::Vpn => FwdMode::Vpn,
         Mode::Icmpecho => {
             let ipv4 = a.ips.iter().find_map(|ip| match ip {
                 std::net::IpAddr::V4(v) => Some(*v),
@@ -351,12 +355,19 @@ pub fn cmd(a: FwdArgs) -> Result<()> {
     if ports
         .iter()
         .any(|p| p.link_layer() == rtap::wire::layout::Link::Ip)
-        && !matches!(a.mode, Mode::Io | Mode::Rxonly)
+        && !matches!(a.mode, Mode::Io | Mode::Rxonly | Mode::Vpn)
     {
         bail!(
-            "--mode {} works on Ethernet frames; a tun port carries IP packets: use --mode io or rxonly",
+            "--mode {} works on Ethernet frames; a tun port carries IP packets: use --mode io, vpn or rxonly",
             format!("{:?}", a.mode).to_lowercase()
         );
+    }
+    if a.mode == Mode::Vpn
+        && ports
+            .iter()
+            .any(|p| p.link_layer() != rtap::wire::layout::Link::Ip)
+    {
+        bail!("--mode vpn splits and merges IP packets: give tun ports");
     }
     let mut servers = Vec::new();
     for (path, p) in a.serve.iter().zip(&ports) {

@@ -56,6 +56,11 @@ pub enum FwdMode {
         /// IPv6 address to answer for.
         ipv6: Option<std::net::Ipv6Addr>,
     },
+    /// TUN ports: each received packet split into MTU-sized IP packets (what a
+    /// VPN encrypts and sends), those merged again (what a VPN does with what
+    /// it receives) and sent to the other port as GSO packets: a VPN's data
+    /// path without the crypto.
+    Vpn,
 }
 
 impl FwdMode {
@@ -67,6 +72,7 @@ impl FwdMode {
             FwdMode::MacSwap => "macswap",
             FwdMode::RxOnly => "rxonly",
             FwdMode::IcmpEcho { .. } => "icmpecho",
+            FwdMode::Vpn => "vpn",
         }
     }
 }

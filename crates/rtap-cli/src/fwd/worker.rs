@@ -17,9 +17,81 @@ use super::responder;
 enum Rewrite {
     None,
     Swap,
-    Set { src: [u8; 6], dst: [u8; 6] },
+    Set {
+        src: [u8; 6],
+        dst: [u8; 6],
+    },
     Drop,
     Respond(responder::Identity),
+    /// Split and merge again ([`Vpn`]).
+    Vpn,
+}
+
+/// What `--mode vpn` keeps per direction: a coalescer, a segment buffer and
+/// the packets being built, all allocated once.
+pub(crate) struct Vpn {
+    pool: Pool,
+    gro: rtap::wire::gro::Coalescer,
+    seg: Vec<u8>,
+    out: Vec<Packet>,
+    /// Packets dropped: not splittable (malformed, or chained across buffers),
+    /// or no pool buffer for a merged one.
+    dropped: u64,
+}
+
+impl Vpn {
+    fn new(pool: &Pool, burst: usize) -> Vpn {
+        Vpn {
+            pool: pool.clone(),
+            gro: rtap::wire::gro::Coalescer::new(16),
+            seg: vec![0u8; 65_536],
+            out: Vec::with_capacity(burst * 48),
+            dropped: 0,
+        }
+    }
+
+    /// Replaces `buf`'s packets with their split-and-merged forms.
+    fn apply(&mut self, buf: &mut Vec<Packet>) {
+        let Vpn {
+            pool,
+            gro,
+            seg,
+            out,
+            dropped,
+        } = self;
+        let no_buf = std::cell::Cell::new(0u64);
+        let mut emit = |bytes: &[u8], h: &rtap::wire::vnet::VnetHdr| match pool.alloc_from(bytes) {
+            Ok(mut p) => {
+                p.set_vnet_hdr(*h);
+                out.push(p);
+            }
+            Err(_) => no_buf.set(no_buf.get() + 1),
+        };
+        for p in buf.drain(..) {
+            if p.nb_segs() > 1 {
+                *dropped += 1;
+                continue;
+            }
+            let Ok(mut sp) = rtap::wire::gso::split(p.data(), p.vnet_hdr()) else {
+                *dropped += 1;
+                continue;
+            };
+            while let Some(r) = sp.next_into(seg) {
+                match r {
+                    Ok(n) => {
+                        gro.push(&seg[..n], &mut emit);
+                    }
+                    Err(_) => {
+                        *dropped += 1;
+                        break;
+                    }
+                }
+            }
+        }
+        gro.flush(&mut emit);
+        *dropped += no_buf.get();
+        std::mem::swap(buf, out);
+    }
 }
 
 impl Rewrite {
@@ -38,7 +110,7 @@ impl Rewrite {
                 d[..6].copy_from_slice(&dst);
                 d[6..12].copy_from_slice(&src);
             }
-            Rewrite::None | Rewrite::Drop | Rewrite::Respond(_) => {}
+            Rewrite::None | Rewrite::Drop | Rewrite::Respond(_) | Rewrite::Vpn => {}
         }
     }
 }
@@ -308,6 +380,7 @@ fn worker(
     for (i, p) in ports.iter().enumerate() {
         rw[i] = match opts.mode {
             FwdMode::Io => Rewrite::None,
+            FwdMode::Vpn => Rewrite::Vpn,
             FwdMode::MacSwap => Rewrite::Swap,
             FwdMode::RxOnly => Rewrite::Drop,
             FwdMode::IcmpEcho { ipv4, ipv6 } => Rewrite::Respond(responder::Identity {
@@ -327,6 +400,7 @@ fn worker(
             },
         };
     }
+    let mut vpn = [Vpn::new(&pool, opts.burst), Vpn::new(&pool, opts.burst)];
     let mut irq_fds = interrupt_fds(&mine);
     let mut buf: Vec<Packet> = Vec::with_capacity(opts.burst);
     let mut empty = 0u32;
@@ -335,7 +409,7 @@ fn worker(
         rounds += 1;
         let mut moved = 0;
         for pq in mine.iter_mut() {
-            moved += round(pq, &mut buf, opts, &rw, dropped, &name)?;
+            moved += round(pq, &mut buf, opts, &rw, &mut vpn, dropped, &name)?;
         }
         if moved != 0 {
             empty = 0;
@@ -388,33 +462,36 @@ fn worker(
 
 /// One polling round of one queue pair: an rx burst on each port, handed to the
 /// tx queue the mode sends it to. Returns packets received.
+#[allow(clippy::too_many_arguments)]
 fn round(
     pq: &mut PairQueues,
     buf: &mut Vec<Packet>,
     opts: &FwdOpts,
     rw: &[Rewrite; 2],
+    vpn: &mut [Vpn; 2],
     dropped: &[AtomicU64; 2],
     name: &impl Fn(usize) -> String,
 ) -> Result<usize> {
     let q = pq.q;
     let a = &mut pq.a;
+    let [va, vb] = vpn;
     Ok(match (&mut pq.b, opts.mode) {
         // macswap, rxonly and icmpecho keep each port's packets on that port.
         (Some(b), FwdMode::MacSwap | FwdMode::RxOnly | FwdMode::IcmpEcho { .. }) => {
-            let aa = pass(&mut a.rx, &mut a.tx, buf, opts, rw[0], &dropped[0])
+            let aa = pass(&mut a.rx, &mut a.tx, buf, opts, rw[0], va, &dropped[0])
                 .with_context(|| format!("{} queue {q}", name(0)))?;
-            let bb = pass(&mut b.rx, &mut b.tx, buf, opts, rw[1], &dropped[1])
+            let bb = pass(&mut b.rx, &mut b.tx, buf, opts, rw[1], vb, &dropped[1])
                 .with_context(|| format!("{} queue {q}", name(1)))?;
             aa + bb
         }
         (Some(b), _) => {
-            let ab = pass(&mut a.rx, &mut b.tx, buf, opts, rw[1], &dropped[1])
+            let ab = pass(&mut a.rx, &mut b.tx, buf, opts, rw[1], vb, &dropped[1])
                 .with_context(|| format!("{} -> {} queue {q}", name(0), name(1)))?;
-            let ba = pass(&mut b.rx, &mut a.tx, buf, opts, rw[0], &dropped[0])
+            let ba = pass(&mut b.rx, &mut a.tx, buf, opts, rw[0], va, &dropped[0])
                 .with_context(|| format!("{} -> {} queue {q}", name(1), name(0)))?;
             ab + ba
         }
-        (None, _) => pass(&mut a.rx, &mut a.tx, buf, opts, rw[0], &dropped[0])
+        (None, _) => pass(&mut a.rx, &mut a.tx, buf, opts, rw[0], va, &dropped[0])
             .with_context(|| format!("{} queue {q}", name(0)))?,
     })
 }
@@ -454,6 +531,7 @@ fn pass(
     buf: &mut Vec<Packet>,
     opts: &FwdOpts,
     rewrite: Rewrite,
+    vpn: &mut Vpn,
     dropped: &AtomicU64,
 ) -> rtap::Result<usize> {
     debug_assert!(buf.is_empty());
@@ -467,6 +545,12 @@ fn pass(
             return Ok(n);
         }
         Rewrite::None => {}
+        Rewrite::Vpn => {
+            vpn.apply(buf);
+            if vpn.dropped > 0 {
+                dropped.fetch_add(std::mem::take(&mut vpn.dropped), Ordering::Relaxed);
+            }
+        }
         Rewrite::Respond(id) => {
             // Requests become their replies in place; anything else is not ours.
             buf.retain_mut(|p| {
