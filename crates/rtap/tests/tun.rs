@@ -453,3 +453,58 @@ fn tcp_through_a_split_and_coalesce_forwarder(backend: BackendKind) {
     assert_eq!(got, total);
     assert!(merged > 0, "segments were merged into GSO packets");
 }
+
+/// Ten equal UDP datagrams merged into one USO packet and written into a TUN:
+/// the kernel delivers the ten datagrams to a socket (Linux 6.2+; before, the
+/// TUN has no USO and the port says so).
+#[test]
+fn coalesced_udp_reaches_a_socket_as_datagrams() {
+    netns();
+    let port = tun_port("tnu0", BackendKind::Uring, Offloads::ALL);
+    if !has_uso() {
+        assert!(!port.offloads().uso4, "no USO before Linux 6.2");
+        return;
+    }
+    ip(&["addr", "add", "10.88.0.1/24", "dev", "tnu0"]);
+    let s = UdpSocket::bind("10.88.0.1:0").unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let dport = s.local_addr().unwrap().port();
+    let pool = pool_for_gso();
+    let mut txq = port.tx_queue(0).unwrap();
+    let mut gro = rtap::wire::gro::Coalescer::new(2);
+    let mut out = Vec::new();
+    let mut emit = |b: &[u8], h: &rtap::wire::vnet::VnetHdr| {
+        let mut p = pool.alloc_from(b).unwrap();
+        p.set_vnet_hdr(*h);
+        out.push(p);
+    };
+    for i in 0..10u8 {
+        let mut d = udp4(dport, &[i; 500], true);
+        // Consecutive IPv4 IDs, as a sender's stack gives them.
+        d[4..6].copy_from_slice(&(100 + u16::from(i)).to_be_bytes());
+        d[10] = 0;
+        d[11] = 0;
+        let mut sum: u32 = d[..20]
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+            .sum();
+        while sum >> 16 != 0 {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        d[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        gro.push(&d, &mut emit);
+    }
+    gro.flush(&mut emit);
+    assert_eq!(out.len(), 1, "one USO packet");
+    assert_eq!(out[0].vnet_hdr().gso_type, rtap::wire::vnet::GSO_UDP_L4);
+    tx_all(&mut txq, std::mem::take(&mut out));
+    let mut buf = [0u8; 1024];
+    for i in 0..10u8 {
+        let n = s.recv(&mut buf).expect("a datagram");
+        assert_eq!(&buf[..n], &[i; 500][..], "datagram {i}");
+    }
+}
+
+fn pool_for_gso() -> Pool {
+    Pool::new(PoolConfig::default().count(64).buf_size(65_536 + 256)).unwrap()
+}
