@@ -508,3 +508,46 @@ fn coalesced_udp_reaches_a_socket_as_datagrams() {
 fn pool_for_gso() -> Pool {
     Pool::new(PoolConfig::default().count(64).buf_size(65_536 + 256)).unwrap()
 }
+
+/// A persistent TUN is attached again as a TUN, refused as a TAP (and the
+/// other way round), and its rx interrupts wake a sleeping reader.
+#[test]
+fn persist_attach_and_interrupts() {
+    netns();
+    {
+        let p = Port::open(TapConfig::tun("tnp0").persist(true)).unwrap();
+        assert!(p.created());
+    }
+    assert!(if_exists("tnp0"), "persistent");
+    match Port::open(TapConfig::new("tnp0").attach(true)) {
+        Err(rtap::Error::IncompatibleInterface { want: "TAP", .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    let mut p = Port::open(TapConfig::tun("tnp0").attach(true)).unwrap();
+    assert!(!p.created());
+    p.start().unwrap();
+    ip(&["addr", "add", "10.93.0.1/24", "dev", "tnp0"]);
+    let pool = pool();
+    let mut rxq = p.rx_queue(0, &pool).unwrap();
+    rxq.enable_interrupt().unwrap();
+    let s = UdpSocket::bind("10.93.0.1:0").unwrap();
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            std::thread::sleep(Duration::from_millis(100));
+            s.send_to(b"wake", "10.93.0.2:9").unwrap();
+        });
+        assert!(rxq.wait(WAIT).unwrap(), "woken by the datagram");
+    });
+    let f = rx_one(&mut rxq, |f| f.len() > 28 && f[9] == 17);
+    assert_eq!(&f[28..], b"wake");
+    drop(rxq);
+    p.stop().unwrap();
+    drop(p);
+    ip(&["link", "del", "tnp0"]);
+    let _t = Port::open(TapConfig::new("tnq0").persist(true)).unwrap();
+    match Port::open(TapConfig::tun("tnq0").attach(true)) {
+        Err(rtap::Error::IncompatibleInterface { want: "TUN", .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    ip(&["link", "del", "tnq0"]);
+}
