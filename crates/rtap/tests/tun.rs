@@ -143,6 +143,9 @@ fn tcp_through_a_tun_forwarder_with_offloads(backend: BackendKind) {
             TapConfig::tun(name)
                 .backend(backend)
                 .offloads(Offloads::ALL)
+                // 64 KiB buffers: posted reads (kernels before 6.7) would
+                // otherwise keep 256 of them per queue, the whole pool.
+                .ring(rtap::RingConfig::default().rx_posted(64))
                 .netns(rtap::Netns::Named(ns.name().into())),
         )
         .unwrap();
@@ -362,6 +365,9 @@ fn tcp_through_a_split_and_coalesce_forwarder(backend: BackendKind) {
             TapConfig::tun(name)
                 .backend(backend)
                 .offloads(Offloads::ALL)
+                // 64 KiB buffers: posted reads (kernels before 6.7) would
+                // otherwise keep 256 of them per queue, the whole pool.
+                .ring(rtap::RingConfig::default().rx_posted(64))
                 .netns(rtap::Netns::Named(ns.name().into())),
         )
         .unwrap();
