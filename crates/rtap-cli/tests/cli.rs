@@ -543,7 +543,7 @@ fn info_reports_backend_features_and_offloads() {
         .args([
             "info",
             "--port",
-            "tap:iface=cin,offload=off,backend=sync",
+            "tap:iface=cin,offload=off,backend=rw",
             "--json",
         ])
         .output()
@@ -626,6 +626,7 @@ fn fwd_txonly_sends_exactly_count_valid_frames() {
     assert_eq!(got.len(), 1000, "exactly --count frames");
     for f in &got {
         assert_eq!(f.len(), 128, "--pkt-size");
+        assert_eq!(&f[..6], &[2, 0, 0, 0, 0, 0], "unicast to no one by default");
         check_generated(f);
     }
 }

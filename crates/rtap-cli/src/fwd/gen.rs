@@ -25,7 +25,7 @@ pub struct GenOpts {
     pub burst: usize,
     /// Distinct flows (source addresses and ports); 1 for txonly.
     pub flows: u16,
-    /// Destination MAC (default broadcast).
+    /// Destination MAC (the CLI's default: 02:00:00:00:00:00, unicast, no one's).
     pub dst_mac: [u8; 6],
     /// Stop after this long.
     pub duration: Option<Duration>,

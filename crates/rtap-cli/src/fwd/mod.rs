@@ -45,7 +45,7 @@ Examples:
 
 pub const LONG_HELP: &str = "\
 Port spec:
-  tap:iface=NAME[,queues=N][,persist][,attach][,backend=uring|sync|rw][,ring=SIZE]
+  tap:iface=NAME[,queues=N][,persist][,attach][,backend=uring|rw][,ring=SIZE]
      [,burst=N][,sqpoll=IDLE_MS][,sqpoll_cpu=C]
   The interface is created unless `attach` is given; it is deleted on exit unless
   `persist` is given or it existed before.
@@ -124,7 +124,9 @@ pub struct FwdArgs {
     /// Forwarding mode
     #[arg(long, value_enum, default_value_t = Mode::Io)]
     mode: Mode,
-    /// Destination MAC written by --mode mac (and by txonly/flowgen; default broadcast)
+    /// Destination MAC written by --mode mac (and by txonly/flowgen: default
+    /// 02:00:00:00:00:00, a unicast address no host has, so the receiving
+    /// kernel drops the frames at once; ff:ff:ff:ff:ff:ff for broadcast)
     #[arg(long, value_name = "MAC")]
     peer_mac: Option<String>,
     /// txonly/flowgen: frame size in bytes, Ethernet header included
@@ -419,7 +421,7 @@ pub fn cmd(a: FwdArgs) -> Result<()> {
             rate: a.rate,
             burst: opts.burst,
             flows,
-            dst_mac: peer.unwrap_or([0xff; 6]),
+            dst_mac: peer.unwrap_or([0x02, 0, 0, 0, 0, 0]),
             duration,
         };
         let mut live = stats_period.map(|p| live::Live::new(&ports, p, a.json));

@@ -327,18 +327,16 @@ impl<'a> Parser<'a> {
         let (mut sqpoll_idle, mut sqpoll_cpu) = (None, None);
         for &(key, value) in &self.items {
             match key {
-                "backend" => {
-                    *backend = match self.need(key, value)?.as_str() {
-                        "uring" | "io_uring" => BackendKind::Uring,
-                        "rw" | "sync" => BackendKind::Rw,
-                        other => {
-                            return Err(self.err(
-                                key,
-                                format!("unknown backend {other:?}: use uring, rw or sync"),
-                            ))
-                        }
-                    }
-                }
+                "backend" => *backend = match self.need(key, value)?.as_str() {
+                    "uring" => BackendKind::Uring,
+                    "rw" => BackendKind::Rw,
+                    other => return Err(self.err(
+                        key,
+                        format!(
+                            "unknown backend {other:?}: use uring (io_uring) or rw (read/write)"
+                        ),
+                    )),
+                },
                 "ring" => {
                     let n = self.number(key, value, 1, 32768)? as u32;
                     ring.tx_entries = n;

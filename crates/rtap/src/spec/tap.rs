@@ -111,7 +111,7 @@ mod tests {
     #[test]
     fn everything() {
         let c = tap(
-            "tap:iface=rt%d,queues=4,persist,attach,backend=sync,ring=512,burst=64,sqpoll=10,sqpoll_cpu=1,rx_mode=multishot,mac=02:00:00:00:00:09,mtu=9000,promisc=on,owner=1000,group=100,netns=blue",
+            "tap:iface=rt%d,queues=4,persist,attach,backend=rw,ring=512,burst=64,sqpoll=10,sqpoll_cpu=1,rx_mode=multishot,mac=02:00:00:00:00:09,mtu=9000,promisc=on,owner=1000,group=100,netns=blue",
         );
         assert_eq!(c.name, "rt%d");
         assert_eq!(c.port.queues, 4);
@@ -137,7 +137,8 @@ mod tests {
     fn backends_and_flags() {
         let b = |s: &str| tap(s).backend;
         assert_eq!(b("tap:iface=a,backend=rw"), BackendKind::Rw);
-        assert_eq!(b("tap:iface=a,backend=sync"), BackendKind::Rw);
+        assert_eq!(b("tap:iface=a,backend=rw"), BackendKind::Rw);
+        assert_eq!(bad_key("tap:iface=a,backend=sync"), "backend");
         assert_eq!(b("tap:iface=a,backend=uring"), BackendKind::Uring);
         assert!(!tap("tap:iface=a,persist=0").persist);
         assert!(tap("tap:iface=a,persist=yes").persist);
