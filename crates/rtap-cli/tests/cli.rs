@@ -1167,3 +1167,40 @@ fn bench_stops_cleanly_on_sigint() {
         "left behind: {ns}"
     );
 }
+
+/// A port deleted mid-run stops the forwarder with an error, but the counters
+/// of everything forwarded until then are still printed.
+#[test]
+fn fwd_prints_its_stats_when_a_port_vanishes() {
+    assert_root();
+    private_netns();
+    let mut child = spawn_fwd(&[
+        "--port",
+        "tap:iface=cva",
+        "--port",
+        "tap:iface=cvb",
+        "--duration",
+        "20",
+        "--json",
+    ]);
+    wait_up(&["cva", "cvb"], &mut child);
+    let a = PacketSocket::bind("cva");
+    let b = PacketSocket::bind("cvb");
+    for i in 0..50 {
+        a.send(&frame(0xc1, i));
+    }
+    assert_eq!(b.recv_tagged(0xc1, 50, Duration::from_secs(2)).len(), 50);
+    ip(&["link", "del", "cvb"]);
+    let out = wait_output(child, Duration::from_secs(15));
+    assert!(!out.status.success(), "a vanished port is an error");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("vanished"), "{err}");
+    // Link events come first, a JSON line each; the report is the last line.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let j = parse_json(stdout.trim().lines().last().unwrap());
+    assert!(j.num("ports.0.rx_packets") >= 50.0, "{j}");
+    // Sends whose completion the failed worker did not reap are not counted.
+    let tx = j.num("ports.1.tx_packets");
+    assert!(tx > 0.0 && tx <= 50.0, "{j}");
+    assert!(j.at("error").as_str().unwrap().contains("vanished"), "{j}");
+}

@@ -97,7 +97,9 @@ fn interface_deleted_while_running(backend: BackendKind) {
     drop(rxqs);
     drop(txqs);
     assert_pool_full(&pool);
-    assert!(matches!(port.stats(), Err(Error::DeviceVanished { .. })));
+    // The counters outlive the interface: what was received before is there.
+    let st = port.stats().expect("stats of a vanished port");
+    assert!(st.rx.packets >= 64, "{st:?}");
     assert!(matches!(port.stop(), Err(Error::DeviceVanished { .. })));
     drop(port);
     assert!(t.elapsed() < Duration::from_secs(1), "teardown hung");

@@ -448,7 +448,9 @@ pub fn cmd(a: FwdArgs) -> Result<()> {
     let fwd_done = std::sync::atomic::AtomicBool::new(false);
     let report = std::thread::scope(|s| {
         s.spawn(|| print_link_events(watchers, &fwd_done, a.json));
-        let r = run(&ports, &opts, &signal::STOP);
+        // A port that vanishes mid-run ends it, but the counters so far are
+        // still printed (the error comes after them).
+        let r = worker::run_to_end(&ports, &opts, &signal::STOP);
         fwd_done.store(true, std::sync::atomic::Ordering::Relaxed);
         r
     });
@@ -504,5 +506,8 @@ pub fn cmd(a: FwdArgs) -> Result<()> {
             }
         }
     }
-    Ok(())
+    match report.error {
+        Some(e) => Err(anyhow!("forwarding stopped: {e}")),
+        None => Ok(()),
+    }
 }

@@ -44,8 +44,11 @@ pub struct FwdReport {
     pub queue_pairs: u16,
     /// Per port, in the order given.
     pub ports: Vec<PortReport>,
-    /// Per worker thread.
+    /// Per worker thread (those that ended well).
     pub workers: Vec<WorkerReport>,
+    /// Why the run stopped early, if a worker failed (a port vanished...): the
+    /// counters above are everything forwarded until then.
+    pub error: Option<String>,
 }
 
 /// One worker thread's share of a run.
@@ -170,7 +173,8 @@ impl FwdReport {
                         })
                         .collect(),
                 ),
-"ports": Value::Array(ports)})
+"ports": Value::Array(ports),
+"error": self.error})
     }
 
     /// The per-port counters as a text table.

@@ -158,6 +158,17 @@ pub fn assign_queues(pairs: u16, threads: u16, skip: &[u16]) -> Vec<Vec<u16>> {
 ///
 /// The ports stay started; stopping them is the caller's job.
 pub fn run(ports: &[Port], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdReport> {
+    let r = run_to_end(ports, opts, stop)?;
+    match &r.error {
+        Some(e) => Err(anyhow!("{e}")),
+        None => Ok(r),
+    }
+}
+
+/// [`run`], but a worker's failure (a port that vanished, ...) still gives the
+/// report of everything forwarded until then, with the failure in
+/// [`FwdReport::error`]; only setup failures are errors.
+pub fn run_to_end(ports: &[Port], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdReport> {
     if ports.is_empty() || ports.len() > 2 {
         return Err(anyhow!("fwd needs one or two ports, got {}", ports.len()));
     }
@@ -276,7 +287,16 @@ pub fn run(ports: &[Port], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdRepor
     });
     let elapsed = t0.elapsed();
 
-    let workers = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let mut workers = Vec::new();
+    let mut error = None;
+    for r in results {
+        match r {
+            Ok(w) => workers.push(w),
+            Err(e) => {
+                error.get_or_insert_with(|| format!("{e:#}"));
+            }
+        }
+    }
     let mut reports = Vec::new();
     for (i, p) in ports.iter().enumerate() {
         let st = p.stats().with_context(|| format!("{}: stats", p.name()))?;
@@ -298,6 +318,7 @@ pub fn run(ports: &[Port], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdRepor
         queue_pairs: pairs,
         ports: reports,
         workers,
+        error,
     })
 }
 

@@ -61,6 +61,9 @@ pub struct Port {
     /// Every queue's counters, in memory a process the port is shared with
     /// can map ([`crate::share`]).
     counters: Arc<CounterMem>,
+    /// The device's `imissed` as last read: what `stats` reports once the
+    /// interface is gone.
+    last_missed: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Port {
@@ -120,6 +123,7 @@ impl Port {
             sq_anchor: None,
             base: Mutex::new(Baseline::default()),
             counters,
+            last_missed: std::sync::atomic::AtomicU64::new(0),
         };
         port.sq_anchor = port.dev.sqpoll().and_then(uring::SqAnchor::shared);
         // A device with a fixed set of queues (attached to another process's

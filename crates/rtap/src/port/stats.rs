@@ -38,9 +38,20 @@ impl Port {
         self.base.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Per-queue and port-wide counters since the last reset.
+    /// Per-queue and port-wide counters since the last reset. Once the
+    /// interface is gone (deleted, its namespace destroyed) the queue counters
+    /// are still there, and `imissed` is the last value read from the kernel.
     pub fn stats(&self) -> Result<PortStats> {
-        let missed = self.dev.missed(&self.link()?, &self.queues);
+        use std::sync::atomic::Ordering::Relaxed;
+        let missed = match self.link() {
+            Ok(l) => {
+                let m = self.dev.missed(&l, &self.queues);
+                self.last_missed.store(m, Relaxed);
+                m
+            }
+            Err(crate::Error::DeviceVanished { .. }) => self.last_missed.load(Relaxed),
+            Err(e) => return Err(e),
+        };
         let b = self.base();
         let rx = self
             .queues

@@ -211,6 +211,11 @@ fn spec_err(spec: &str, key: &str, why: String) -> Error {
     }
 }
 
+/// Why a `backend=` value is refused.
+fn bad_backend(v: &str) -> String {
+    format!("unknown backend {v:?}: use uring (io_uring) or rw (read/write)")
+}
+
 /// The `KEY[=VALUE]` items of a spec body, checked for empty and repeated keys,
 /// with value parsers whose errors name the key.
 pub(crate) struct Parser<'a> {
@@ -327,16 +332,14 @@ impl<'a> Parser<'a> {
         let (mut sqpoll_idle, mut sqpoll_cpu) = (None, None);
         for &(key, value) in &self.items {
             match key {
-                "backend" => *backend = match self.need(key, value)?.as_str() {
-                    "uring" => BackendKind::Uring,
-                    "rw" => BackendKind::Rw,
-                    other => return Err(self.err(
-                        key,
-                        format!(
-                            "unknown backend {other:?}: use uring (io_uring) or rw (read/write)"
-                        ),
-                    )),
-                },
+                "backend" => {
+                    let v = self.need(key, value)?;
+                    *backend = match v.as_str() {
+                        "uring" => BackendKind::Uring,
+                        "rw" => BackendKind::Rw,
+                        _ => return Err(self.err(key, bad_backend(&v))),
+                    }
+                }
                 "ring" => {
                     let n = self.number(key, value, 1, 32768)? as u32;
                     ring.tx_entries = n;
