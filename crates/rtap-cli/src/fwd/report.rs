@@ -144,7 +144,7 @@ impl FwdReport {
 "tx_bytes": p.stats.tx.bytes,
 "tx_errors": p.stats.tx.errors,
 "fwd_dropped": p.fwd_dropped,
-"offloads": offload_names(&p.offloads),
+"offloads": p.offloads.to_string(),
 "rx_lro_packets": p.rx_lro_packets})
             })
             .collect();
@@ -229,27 +229,6 @@ impl FwdReport {
             self.worker_cpu_load() * 100.0,
             self.table()
         )
-    }
-}
-
-/// The accepted offloads as a short list (`csum,tso4,tso6,...`), or `none`.
-pub fn offload_names(o: &rtap::Offloads) -> String {
-    let names: Vec<&str> = [
-        (o.csum, "csum"),
-        (o.tso4, "tso4"),
-        (o.tso6, "tso6"),
-        (o.tso_ecn, "tso_ecn"),
-        (o.uso4, "uso4"),
-        (o.uso6, "uso6"),
-    ]
-    .iter()
-    .filter(|(on, _)| *on)
-    .map(|(_, n)| *n)
-    .collect();
-    if names.is_empty() {
-        "none".into()
-    } else {
-        names.join(",")
     }
 }
 

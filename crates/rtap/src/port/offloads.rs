@@ -28,6 +28,32 @@ pub struct Offloads {
 }
 
 impl Offloads {
+    /// Each flag with its short name (`csum`, `tso4`, ...).
+    fn named(&self) -> [(bool, &'static str); 6] {
+        [
+            (self.csum, "csum"),
+            (self.tso4, "tso4"),
+            (self.tso6, "tso6"),
+            (self.tso_ecn, "tso_ecn"),
+            (self.uso4, "uso4"),
+            (self.uso6, "uso6"),
+        ]
+    }
+
+    /// The offloads a list in [`Display`](std::fmt::Display)'s form names
+    /// (unknown words are ignored; `none` or an empty list is none).
+    pub fn from_names(list: &str) -> Offloads {
+        let has = |n: &str| list.split(',').any(|w| w == n);
+        let mut o = Offloads::NONE;
+        o.csum = has("csum");
+        o.tso4 = has("tso4");
+        o.tso6 = has("tso6");
+        o.tso_ecn = has("tso_ecn");
+        o.uso4 = has("uso4");
+        o.uso6 = has("uso6");
+        o
+    }
+
     /// No offload: the kernel hands up plain, checksummed, MTU-sized frames.
     pub const NONE: Offloads = Offloads {
         csum: false,
@@ -81,3 +107,44 @@ flag_setters!(
     /// Sets `uso6`.
     uso6
 );
+
+impl std::fmt::Display for Offloads {
+    /// The flags that are on, comma-separated (`csum,tso4,tso6`), or `none`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut first = true;
+        for (on, name) in self.named() {
+            if on {
+                if !first {
+                    f.write_str(",")?;
+                }
+                f.write_str(name)?;
+                first = false;
+            }
+        }
+        if first {
+            f.write_str("none")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod names_tests {
+    use super::Offloads;
+
+    #[test]
+    fn names_round_trip() {
+        assert_eq!(Offloads::NONE.to_string(), "none");
+        assert_eq!(
+            Offloads::ALL.to_string(),
+            "csum,tso4,tso6,tso_ecn,uso4,uso6"
+        );
+        for o in [
+            Offloads::NONE,
+            Offloads::ALL,
+            Offloads::ALL.uso4(false).uso6(false),
+        ] {
+            assert_eq!(Offloads::from_names(&o.to_string()), o);
+        }
+    }
+}

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 
 use super::config::SharedConfig;
 use super::proto::{Msg, QueueHolder, MAX_MSG, VERSION};
-use super::server::parse_offloads;
 use crate::backend::uring::{RingConfig, SqPoll};
 use crate::backend::{self, BackendKind};
 use crate::error::{Error, Result};
@@ -216,7 +215,7 @@ pub(crate) fn open(cfg: &SharedConfig) -> Result<(SharedDevice, Opened)> {
             fds: Mutex::new(per_queue),
             counters: Arc::new(counters),
             netns: Mutex::new(netns),
-            offloads: parse_offloads(m.get("offloads").unwrap_or("")),
+            offloads: Offloads::from_names(m.get("offloads").unwrap_or("")),
             backend,
             backend_reason,
             ring: cfg.ring,

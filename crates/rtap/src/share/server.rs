@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use super::proto::{parse_queue_sel, Msg, QueueHolder, QueueSel, MAX_MSG, VERSION};
 use crate::error::{Error, Result};
-use crate::port::{Offloads, Port, ServeParts};
+use crate::port::{Port, ServeParts};
 use crate::queue::{Claim, Dir};
 use crate::sys::{fd as sysfd, unix};
 
@@ -440,7 +440,7 @@ fn attach(parts: &ServeParts, peers: &mut [Peer], i: usize, m: &Msg, st: &Mutex<
         .with("name", &parts.name)
         .with("ifindex", parts.ifindex)
         .with("queues", qs.join(","))
-        .with("offloads", offload_names(parts.offloads))
+        .with("offloads", parts.offloads)
         .with("netns", u8::from(parts.netns.is_some()))
         .with("fds_per_queue", per_queue);
     let reply = parts
@@ -460,38 +460,4 @@ fn attach(parts: &ServeParts, peers: &mut [Peer], i: usize, m: &Msg, st: &Mutex<
         return;
     }
     tracing::info!(pid = peers[i].pid, uid = peers[i].uid, queues = ?peers[i].queues, "shared queues attached");
-}
-
-/// The offloads as words (`csum,tso4,...`, or `none`).
-pub(crate) fn offload_names(o: Offloads) -> String {
-    let names: Vec<&str> = [
-        (o.csum, "csum"),
-        (o.tso4, "tso4"),
-        (o.tso6, "tso6"),
-        (o.tso_ecn, "tso_ecn"),
-        (o.uso4, "uso4"),
-        (o.uso6, "uso6"),
-    ]
-    .iter()
-    .filter(|(on, _)| *on)
-    .map(|(_, n)| *n)
-    .collect();
-    if names.is_empty() {
-        "none".into()
-    } else {
-        names.join(",")
-    }
-}
-
-/// The inverse of [`offload_names`].
-pub(crate) fn parse_offloads(s: &str) -> Offloads {
-    let has = |n: &str| s.split(',').any(|w| w == n);
-    let mut o = Offloads::NONE;
-    o.csum = has("csum");
-    o.tso4 = has("tso4");
-    o.tso6 = has("tso6");
-    o.tso_ecn = has("tso_ecn");
-    o.uso4 = has("uso4");
-    o.uso6 = has("uso6");
-    o
 }

@@ -19,6 +19,7 @@
 //! Pure code: the buffers are allocated once, when the [`Coalescer`] is made.
 
 use super::checksum::{fold, sum_words};
+use super::gso::{get16, get32, ipv4_header_checksum, put16};
 use super::layout::{layout_on, Link, L4};
 use super::vnet::{VnetHdr, F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4};
 
@@ -289,9 +290,7 @@ impl Slot {
             put16(b, 4, l4_len as u16);
         } else {
             put16(b, 2, len as u16);
-            put16(b, 10, 0);
-            let c = !fold(sum_words(&b[..20]));
-            put16(b, 10, c);
+            ipv4_header_checksum(b);
         }
         let (csum_at, proto) = if self.tcp {
             (l4 + 16, 6u64)
@@ -318,18 +317,6 @@ impl Slot {
         };
         emit(b, &h);
     }
-}
-
-fn get16(b: &[u8], i: usize) -> u16 {
-    u16::from_be_bytes([b[i], b[i + 1]])
-}
-
-fn get32(b: &[u8], i: usize) -> u32 {
-    u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
-}
-
-fn put16(b: &mut [u8], i: usize, v: u16) {
-    b[i..i + 2].copy_from_slice(&v.to_be_bytes());
 }
 
 #[cfg(test)]

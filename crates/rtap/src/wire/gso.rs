@@ -137,9 +137,7 @@ impl Split<'_> {
             put16(o, 2, len as u16);
             let id = get16(self.pkt, 4).wrapping_add(self.index);
             put16(o, 4, id);
-            put16(o, 10, 0);
-            let ihl = usize::from(o[0] & 0x0f) * 4;
-            put16(o, 10, !fold(sum_words(&o[..ihl])));
+            ipv4_header_checksum(o);
         }
         let csum_at = if self.tcp {
             let seq = get32(self.pkt, l4 + 4).wrapping_add(self.done as u32);
@@ -174,15 +172,23 @@ impl Split<'_> {
     }
 }
 
-fn get16(b: &[u8], i: usize) -> u16 {
+/// Rewrites the IPv4 header checksum of the packet `b` starts with.
+pub(super) fn ipv4_header_checksum(b: &mut [u8]) {
+    let ihl = usize::from(b[0] & 0x0f) * 4;
+    put16(b, 10, 0);
+    let c = !fold(sum_words(&b[..ihl]));
+    put16(b, 10, c);
+}
+
+pub(super) fn get16(b: &[u8], i: usize) -> u16 {
     u16::from_be_bytes([b[i], b[i + 1]])
 }
 
-fn get32(b: &[u8], i: usize) -> u32 {
+pub(super) fn get32(b: &[u8], i: usize) -> u32 {
     u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
 }
 
-fn put16(b: &mut [u8], i: usize, v: u16) {
+pub(super) fn put16(b: &mut [u8], i: usize, v: u16) {
     b[i..i + 2].copy_from_slice(&v.to_be_bytes());
 }
 
@@ -222,9 +228,7 @@ mod tests {
         }
         if !v6 {
             put16(&mut out, 4, 0x1234);
-            put16(&mut out, 10, 0);
-            let c = !fold(sum_words(&out[..20]));
-            put16(&mut out, 10, c);
+            ipv4_header_checksum(&mut out);
         }
         out
     }
