@@ -122,18 +122,51 @@ pub struct Receiver {
     queue: Queue,
     ring: ZcRing,
     engine: Engine,
+    conns: Conns,
+    to_arm: VecDeque<u32>,
+    stats: ReceiverStats,
+}
+
+/// The connections: a slot each (reused, with a generation so a stale id
+/// never names a new connection), the free slots, and the ends not yet reported.
+#[derive(Default)]
+struct Conns {
     slots: Vec<Slot>,
     free: Vec<u32>,
-    to_arm: VecDeque<u32>,
-    closed_now: Vec<(ConnId, Option<std::io::Error>)>,
-    stats: ReceiverStats,
+    closed: Vec<(ConnId, Option<std::io::Error>)>,
+    closed_count: u64,
+}
+
+impl Conns {
+    /// The slot of a live connection id (or user_data).
+    fn live(&self, ud: u64) -> Option<u32> {
+        let idx = (ud & 0xffff_ffff) as u32;
+        let s = self.slots.get(idx as usize)?;
+        (s.sock.is_some() && u64::from(s.gen) == ud >> 32).then_some(idx)
+    }
+
+    /// Closes slot `idx`'s socket, frees the slot and queues its Closed event.
+    fn retire(&mut self, idx: u32, error: Option<std::io::Error>) {
+        let s = &mut self.slots[idx as usize];
+        let id = ConnId(u64::from(s.gen) << 32 | u64::from(idx));
+        s.sock = None;
+        s.armed = false;
+        s.want_arm = false;
+        self.free.push(idx);
+        self.closed_count += 1;
+        self.closed.push((id, error));
+    }
+
+    fn count(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
 }
 
 impl std::fmt::Debug for Receiver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Receiver")
             .field("mode", self.queue.mode())
-            .field("conns", &(self.slots.len() - self.free.len()))
+            .field("conns", &self.conns.count())
             .field("stats", &self.stats)
             .finish()
     }
@@ -203,10 +236,8 @@ impl Receiver {
             queue,
             ring,
             engine,
-            slots: Vec::new(),
-            free: Vec::new(),
+            conns: Conns::default(),
             to_arm: VecDeque::new(),
-            closed_now: Vec::new(),
             stats: ReceiverStats::default(),
         }
     }
@@ -224,6 +255,7 @@ impl Receiver {
     /// Counters.
     pub fn stats(&self) -> ReceiverStats {
         let mut s = self.stats;
+        s.conns_closed = self.conns.closed_count;
         match &self.engine {
             Engine::Zc { home, .. } => {
                 s.buffers_out = home.out.get();
@@ -245,7 +277,7 @@ impl Receiver {
 
     /// Connections added and not yet closed.
     pub fn conns(&self) -> usize {
-        self.slots.len() - self.free.len()
+        self.conns.count()
     }
 
     /// Adds a connected TCP socket (a `std::net::TcpStream`, or any owned fd of
@@ -263,10 +295,10 @@ impl Receiver {
             }
             Err(e) => return Err(Error::sys("getsockopt(SO_PROTOCOL)", e)),
         }
-        let idx = match self.free.pop() {
+        let idx = match self.conns.free.pop() {
             Some(i) => i,
             None => {
-                self.slots.push(Slot {
+                self.conns.slots.push(Slot {
                     sock: None,
                     gen: 0,
                     armed: false,
@@ -274,10 +306,10 @@ impl Receiver {
                     closing: false,
                     starved: false,
                 });
-                (self.slots.len() - 1) as u32
+                (self.conns.slots.len() - 1) as u32
             }
         };
-        let s = &mut self.slots[idx as usize];
+        let s = &mut self.conns.slots[idx as usize];
         s.gen = s.gen.wrapping_add(1);
         s.sock = Some(sock);
         s.armed = false;
@@ -292,10 +324,10 @@ impl Receiver {
     /// Ends a connection: its receive is cancelled and its socket closed; an
     /// [`Event::Closed`] follows from a poll. Unknown or ended ids are ignored.
     pub fn close(&mut self, conn: ConnId) {
-        let Some(idx) = self.live(conn.0) else {
+        let Some(idx) = self.conns.live(conn.0) else {
             return;
         };
-        let s = &mut self.slots[idx as usize];
+        let s = &mut self.conns.slots[idx as usize];
         if s.closing {
             return;
         }
@@ -310,22 +342,8 @@ impl Receiver {
                 let _ = unsafe { self.ring.submission().push(&e) };
             }
         } else {
-            retire(
-                &mut self.slots,
-                &mut self.free,
-                &mut self.stats,
-                &mut self.closed_now,
-                idx,
-                None,
-            );
+            self.conns.retire(idx, None);
         }
-    }
-
-    /// The slot of a live connection id.
-    fn live(&self, ud: u64) -> Option<u32> {
-        let idx = (ud & 0xffff_ffff) as u32;
-        let s = self.slots.get(idx as usize)?;
-        (s.sock.is_some() && u64::from(s.gen) == ud >> 32).then_some(idx)
     }
 
     /// Waits up to `timeout` (`None`: until something happens) for data, then
@@ -335,7 +353,7 @@ impl Receiver {
         let before = events.len();
         self.give_back()?;
         self.arm();
-        for (conn, error) in self.closed_now.drain(..) {
+        for (conn, error) in self.conns.closed.drain(..) {
             events.push(Event::Closed { conn, error });
         }
         let wait = if events.len() > before || !self.ring.completion().is_empty() {
@@ -345,7 +363,7 @@ impl Receiver {
         };
         self.enter(wait)?;
         self.reap(events);
-        for (conn, error) in self.closed_now.drain(..) {
+        for (conn, error) in self.conns.closed.drain(..) {
             events.push(Event::Closed { conn, error });
         }
         Ok(events.len() - before)
@@ -368,7 +386,11 @@ impl Receiver {
         let published = shared.published();
         // Device-less queues take refills only when told; device queues refill
         // from the page pool, but a receive starved of buffers needs them now.
-        let starved = self.slots.iter().any(|s| s.starved && s.sock.is_some());
+        let starved = self
+            .conns
+            .slots
+            .iter()
+            .any(|s| s.starved && s.sock.is_some());
         if (shared.nodev || starved) && published != *flushed_at {
             let mut c = abi::Ctrl {
                 zcrx_id: *id,
@@ -394,7 +416,7 @@ impl Receiver {
             let Some(idx) = self.to_arm.pop_front() else {
                 break;
             };
-            let s = &self.slots[idx as usize];
+            let s = &self.conns.slots[idx as usize];
             let Some(sock) = &s.sock else { continue };
             if !s.want_arm || s.armed {
                 continue;
@@ -421,7 +443,7 @@ impl Receiver {
                 self.to_arm.push_back(idx);
                 break;
             }
-            let s = &mut self.slots[idx as usize];
+            let s = &mut self.conns.slots[idx as usize];
             s.armed = true;
             s.want_arm = false;
             s.starved = false;
@@ -460,13 +482,7 @@ impl Receiver {
             if ud == CANCEL {
                 continue;
             }
-            let Some(idx) = ({
-                let i = (ud & 0xffff_ffff) as u32;
-                self.slots
-                    .get(i as usize)
-                    .filter(|s| s.sock.is_some() && u64::from(s.gen) == ud >> 32)
-                    .map(|_| i)
-            }) else {
+            let Some(idx) = self.conns.live(ud) else {
                 continue;
             };
             let res = c.result();
@@ -495,20 +511,9 @@ impl Receiver {
             if more {
                 continue;
             }
-            let s = &mut self.slots[idx as usize];
+            let s = &mut self.conns.slots[idx as usize];
             s.armed = false;
-            if s.closing {
-                let err = (res < 0 && res != -libc::ECANCELED)
-                    .then(|| std::io::Error::from_raw_os_error(-res));
-                retire(
-                    &mut self.slots,
-                    &mut self.free,
-                    &mut self.stats,
-                    &mut self.closed_now,
-                    idx,
-                    err,
-                );
-            } else if res > 0 || rearmable(-res) {
+            if !s.closing && (res > 0 || rearmable(-res)) {
                 s.want_arm = true;
                 // ENOSPC: the completion queue was full (drained by now).
                 s.starved = matches!(-res, libc::ENOMEM | libc::ENOBUFS);
@@ -522,47 +527,14 @@ impl Receiver {
                 }
                 self.stats.rearms += 1;
                 self.to_arm.push_back(idx);
-            } else if res == 0 {
-                retire(
-                    &mut self.slots,
-                    &mut self.free,
-                    &mut self.stats,
-                    &mut self.closed_now,
-                    idx,
-                    None,
-                );
             } else {
-                let err = Some(std::io::Error::from_raw_os_error(-res));
-                retire(
-                    &mut self.slots,
-                    &mut self.free,
-                    &mut self.stats,
-                    &mut self.closed_now,
-                    idx,
-                    err,
-                );
+                // The end of the stream (0), an error, or the cancel of close().
+                let cancelled = s.closing && res == -libc::ECANCELED;
+                let err = (res < 0 && !cancelled).then(|| std::io::Error::from_raw_os_error(-res));
+                self.conns.retire(idx, err);
             }
         }
     }
-}
-
-/// Closes slot `idx`'s socket, frees the slot and queues its Closed event.
-fn retire(
-    slots: &mut [Slot],
-    free: &mut Vec<u32>,
-    stats: &mut ReceiverStats,
-    closed: &mut Vec<(ConnId, Option<std::io::Error>)>,
-    idx: u32,
-    error: Option<std::io::Error>,
-) {
-    let s = &mut slots[idx as usize];
-    let id = ConnId(u64::from(s.gen) << 32 | u64::from(idx));
-    s.sock = None;
-    s.armed = false;
-    s.want_arm = false;
-    free.push(idx);
-    stats.conns_closed += 1;
-    closed.push((id, error));
 }
 
 impl Drop for Receiver {
