@@ -35,6 +35,9 @@ pub(crate) struct QueueCounters {
     pub freezes: AtomicU64,
     /// Rx frames this host sent out of the interface (`PACKET_OUTGOING`), skipped.
     pub outgoing: AtomicU64,
+    /// Rx frame headers whose offsets or lengths point outside their slot or
+    /// block (a corrupt ring), counted as rx errors; a V3 block ends there.
+    pub corrupt: AtomicU64,
     /// Rx frames whose partial checksum rtap completed in software.
     pub sw_csum: AtomicU64,
     /// Tx ring walks requested (a `send()` or an io_uring send).
@@ -589,6 +592,7 @@ impl Device for PacketDevice {
             ("rx", "ring_drops", &c.ring_drops),
             ("rx", "ring_freezes", &c.freezes),
             ("rx", "outgoing_skipped", &c.outgoing),
+            ("rx", "corrupt_headers", &c.corrupt),
             ("rx", "sw_csum", &c.sw_csum),
             ("tx", "kicks", &c.kicks),
             ("tx", "sq_wakeups", &c.sq_wakeups),

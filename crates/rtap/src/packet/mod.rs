@@ -17,6 +17,7 @@
 
 pub mod config;
 pub(crate) mod device;
+pub(crate) mod frame;
 #[allow(unsafe_code)]
 mod ring;
 mod rx;

@@ -22,23 +22,6 @@ pub(crate) struct Ring {
     pub geom: Geometry,
 }
 
-/// The TPACKET_V2 slot header fields rtap reads (`struct tpacket2_hdr`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct V2Hdr {
-    /// Frame length on the wire.
-    pub len: u32,
-    /// Bytes stored in the slot (less than `len` if the frame was cut).
-    pub snaplen: u32,
-    /// Offset of the frame (its MAC header) from the slot start.
-    pub mac: u16,
-    pub vlan_tci: u16,
-    pub vlan_tpid: u16,
-}
-
-/// Offset of `sockaddr_ll` in a V2 slot, and of its `sll_pkttype` byte.
-const V2_SLL: usize = 32;
-const SLL_PKTTYPE: usize = 10;
-
 impl Ring {
     /// The ring at byte `start` of `map`, laid out as `geom`.
     pub fn new(map: Arc<Mapping>, start: usize, geom: Geometry) -> Ring {
@@ -76,25 +59,6 @@ impl Ring {
         unsafe { (*self.at(i, 0).cast::<AtomicU32>()).store(v, Ordering::Release) }
     }
 
-    /// The V2 header of slot `i` (the user owns the slot).
-    pub fn v2_hdr(&self, i: u32) -> V2Hdr {
-        let rd32 = |off| {
-            // SAFETY: the header lies in the slot, which the caller owns.
-            unsafe { self.at(i, off).cast::<u32>().read() }
-        };
-        let rd16 = |off| {
-            // SAFETY: as above.
-            unsafe { self.at(i, off).cast::<u16>().read() }
-        };
-        V2Hdr {
-            len: rd32(4),
-            snaplen: rd32(8),
-            mac: rd16(12),
-            vlan_tci: rd16(24),
-            vlan_tpid: rd16(26),
-        }
-    }
-
     /// When the kernel took the frame in slot `i` (`tp_sec << 32 | tp_nsec`),
     /// to order slots the user owns.
     pub fn v2_time(&self, i: u32) -> u64 {
@@ -106,10 +70,9 @@ impl Ring {
         }
     }
 
-    /// `sll_pkttype` of slot `i` (`PACKET_OUTGOING`: a frame this host sent).
-    pub fn v2_pkttype(&self, i: u32) -> u8 {
-        // SAFETY: the sockaddr_ll lies in the slot header area, which the caller owns.
-        unsafe { self.at(i, V2_SLL + SLL_PKTTYPE).read() }
+    /// The whole of slot `i`, header first (the user owns the slot).
+    pub fn slot(&self, i: u32) -> &[u8] {
+        self.bytes(i, 0, self.geom.frame_size as usize)
     }
 
     /// `len` bytes of slot `i` from `off` (the user owns the slot, and the
@@ -171,57 +134,12 @@ impl Ring {
         unsafe { (*self.block(b, 8).cast::<AtomicU32>()).store(0, Ordering::Release) }
     }
 
-    /// The kernel's sequence number of block `b` (`seq_num`: it counts the
-    /// blocks it hands over), to order blocks the user owns.
-    pub fn block_seq(&self, b: u32) -> u64 {
-        // SAFETY: seq_num is the 8-aligned u64 at byte 24 of the descriptor of
-        // a block the user owns.
-        unsafe { self.block(b, 24).cast::<u64>().read() }
-    }
-
-    /// (packets in block `b`, offset of its first packet) (the user owns the block).
-    pub fn block_pkts(&self, b: u32) -> (u32, u32) {
-        // SAFETY: num_pkts and offset_to_first_pkt are u32s at bytes 12 and 16 of
-        // the descriptor of a block the user owns.
-        unsafe {
-            (
-                self.block(b, 12).cast::<u32>().read(),
-                self.block(b, 16).cast::<u32>().read(),
-            )
-        }
-    }
-
-    /// The V3 packet header at byte `off` of block `b`: (next offset, snaplen,
-    /// len, status, mac offset, vlan tci, vlan tpid).
-    pub fn v3_pkt(&self, b: u32, off: u32) -> V3Pkt {
-        let p = self.block(b, off as usize);
-        let bs = self.geom.block_size as usize;
-        assert!(off as usize + 48 <= bs, "packet header outside its block");
-        // SAFETY: the 48-byte tpacket3_hdr lies inside a block the user owns (checked
-        // above); fields at their uapi offsets.
-        unsafe {
-            V3Pkt {
-                next: p.cast::<u32>().read(),
-                snaplen: p.add(12).cast::<u32>().read(),
-                len: p.add(16).cast::<u32>().read(),
-                status: p.add(20).cast::<u32>().read(),
-                mac: p.add(24).cast::<u16>().read(),
-                vlan_tci: p.add(32).cast::<u32>().read() as u16,
-                vlan_tpid: p.add(36).cast::<u16>().read(),
-                pkttype: p.add(48 + SLL_PKTTYPE).read(),
-            }
-        }
-    }
-
-    /// `len` bytes of block `b` from `off` (the user owns the block).
-    pub fn block_bytes(&self, b: u32, off: usize, len: usize) -> &[u8] {
-        assert!(
-            off + len <= self.geom.block_size as usize,
-            "read past the block"
-        );
-        // SAFETY: inside a block the user owns (asserted); the kernel does not write
-        // it until the block is released, which needs &self after the slice ends.
-        unsafe { std::slice::from_raw_parts(self.block(b, off), len) }
+    /// The whole of block `b`, descriptor first (the user owns the block).
+    pub fn block_slice(&self, b: u32) -> &[u8] {
+        // SAFETY: block b lies inside the ring; the user owns it, so the kernel
+        // does not write it until it is released, which callers do only after
+        // their last use of the slice.
+        unsafe { std::slice::from_raw_parts(self.block(b, 0), self.geom.block_size as usize) }
     }
 
     /// Blocks in the ring.
@@ -238,18 +156,4 @@ impl Ring {
                 .add(self.start + b as usize * self.geom.block_size as usize + off)
         }
     }
-}
-
-/// A TPACKET_V3 packet header (`struct tpacket3_hdr`), the fields rtap reads.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct V3Pkt {
-    /// Offset of the next packet from this one (0 after the last).
-    pub next: u32,
-    pub snaplen: u32,
-    pub len: u32,
-    pub status: u32,
-    pub mac: u16,
-    pub vlan_tci: u16,
-    pub vlan_tpid: u16,
-    pub pkttype: u8,
 }

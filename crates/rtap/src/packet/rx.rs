@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::device::{PacketQueue, QueueCounters as Extra};
+use super::frame::{self, BlockCursor, Corrupt, FrameRef};
 use crate::backend::uring::RingFeatures;
 use crate::pool::{Packet, Pool};
 use crate::queue::counters::Block;
@@ -37,19 +38,10 @@ struct Tally {
     errors: u64,
     nombuf: u64,
     truncated: u64,
+    /// Headers that point outside their slot or block.
+    corrupt: u64,
     outgoing: u64,
     sw_csum: u64,
-}
-
-/// A received frame as the ring describes it.
-struct Frame<'a> {
-    data: &'a [u8],
-    /// Length on the wire (more than `data.len()` if the slot cut it).
-    wire_len: usize,
-    status: u32,
-    vlan: Option<(u16, u16)>,
-    vnet: Option<&'a [u8]>,
-    pkttype: u8,
 }
 
 /// The pool side shared by both ring versions.
@@ -59,31 +51,44 @@ struct Delivery {
 }
 
 impl Delivery {
-    /// Turns one frame into a packet appended to `out`, or counts why not.
-    fn deliver(&self, f: &Frame<'_>, out: &mut Vec<Packet>, t: &mut Tally) {
+    /// Turns the frame `f` of slot or block `buf` (or the header's corruption)
+    /// into a packet appended to `out`, or counts why not.
+    fn deliver(
+        &self,
+        buf: &[u8],
+        f: Result<FrameRef, Corrupt>,
+        out: &mut Vec<Packet>,
+        t: &mut Tally,
+    ) {
+        let Ok(f) = f else {
+            t.errors += 1;
+            t.corrupt += 1;
+            return;
+        };
+        let data = &buf[f.data.clone()];
         if f.pkttype == PACKET_OUTGOING {
             t.outgoing += 1;
             return;
         }
-        if f.data.len() < f.wire_len {
+        if data.len() < f.wire_len {
             t.errors += 1;
             t.truncated += 1;
             return;
         }
-        if f.data.len() < 14 {
+        if data.len() < 14 {
             t.errors += 1;
             return;
         }
         let mut vnet = f
             .vnet
-            .and_then(|b| VnetHdr::decode(b, self.vnet_len))
+            .and_then(|r| VnetHdr::decode(&buf[r], self.vnet_len))
             .unwrap_or_default();
         let Ok(mut p) = self.pool.alloc() else {
             t.nombuf += 1;
             return;
         };
         let r = match f.vlan {
-            None => p.append(f.data),
+            None => p.append(data),
             Some((tpid, tci)) => {
                 let mut tag = [0u8; 4];
                 tag[..2].copy_from_slice(&tpid.to_be_bytes());
@@ -95,9 +100,9 @@ impl Delivery {
                 if vnet.gso_type != GSO_NONE {
                     vnet.hdr_len += 4;
                 }
-                p.append(&f.data[..12])
+                p.append(&data[..12])
                     .and_then(|()| p.append(&tag))
-                    .and_then(|()| p.append(&f.data[12..]))
+                    .and_then(|()| p.append(&data[12..]))
             }
         };
         if r.is_err() {
@@ -143,6 +148,7 @@ fn publish(pq: &PacketQueue, ctr: &QueueCounters, t: &Tally) {
     ctr.add(t.pkts, t.bytes, t.errors, t.nombuf);
     ctr.add_truncated(t.truncated);
     Extra::add(&pq.counters.outgoing, t.outgoing);
+    Extra::add(&pq.counters.corrupt, t.corrupt);
     Extra::add(&pq.counters.sw_csum, t.sw_csum);
 }
 
@@ -241,27 +247,9 @@ impl RxEngine for PacketRx {
             if st & TP_STATUS_USER == 0 {
                 break;
             }
-            let h = ring.v2_hdr(self.head);
-            let fs = ring.geom.frame_size as usize;
-            let mac = h.mac as usize;
-            let snap = (h.snaplen as usize).min(fs.saturating_sub(mac));
-            let vl = self.d.vnet_len;
-            let frame = Frame {
-                data: ring.bytes(self.head, mac.min(fs), snap),
-                wire_len: h.len as usize,
-                status: st,
-                vlan: (st & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
-                    let tpid = if st & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
-                        h.vlan_tpid
-                    } else {
-                        0x8100
-                    };
-                    (tpid, h.vlan_tci)
-                }),
-                vnet: (vl > 0 && mac >= vl).then(|| ring.bytes(self.head, mac - vl, vl)),
-                pkttype: ring.v2_pkttype(self.head),
-            };
-            self.d.deliver(&frame, out, &mut t);
+            let slot = ring.slot(self.head);
+            let f = frame::v2_frame(slot, st, self.d.vnet_len);
+            self.d.deliver(slot, f, out, &mut t);
             ring.set_status(self.head, libc::TP_STATUS_KERNEL);
             self.head = (self.head + 1) % n;
         }
@@ -317,19 +305,17 @@ pub(crate) struct PacketRxV3 {
 /// An open cursor's `dev[1]` word (0: closed).
 fn open_word(c: &Cursor) -> u64 {
     if c.open {
-        1 << 63 | u64::from(c.left) << 32 | u64::from(c.off)
+        1 << 63 | u64::from(c.pos.left) << 32 | u64::from(c.pos.off)
     } else {
         0
     }
 }
 
-/// Where a V3 engine is: the block being read, frames left in it, the offset
-/// of the next one.
+/// Where a V3 engine is: the block being read, and where in it.
 #[derive(Default)]
 struct Cursor {
     block: u32,
-    left: u32,
-    off: u32,
+    pos: BlockCursor,
     open: bool,
 }
 
@@ -353,14 +339,17 @@ impl PacketRxV3 {
         let hint = block.dev[0].load(Relaxed) as u32 % ring.block_count();
         let open = block.dev[1].load(Relaxed);
         let user = |b| ring.block_status(b) & TP_STATUS_USER != 0;
-        let first = start_at(ring.block_count(), hint, user, |b| ring.block_seq(b));
+        let seq = |b| frame::v3_block_seq(ring.block_slice(b));
+        let first = start_at(ring.block_count(), hint, user, seq);
         // Resume inside the block the last reader had open, if that is where
         // reading goes on; else from the start of the oldest block.
         let cur = if first == hint && open != 0 && user(hint) {
             Cursor {
                 block: hint,
-                left: (open >> 32) as u32 & 0x7fff_ffff,
-                off: open as u32,
+                pos: BlockCursor {
+                    left: (open >> 32) as u32 & 0x7fff_ffff,
+                    off: open as u32,
+                },
                 open: true,
             }
         } else {
@@ -393,8 +382,6 @@ impl RxEngine for PacketRxV3 {
         let ring = &pq.rx;
         let start = out.len();
         let mut t = Tally::default();
-        let bs = ring.geom.block_size as usize;
-        let vl = d.vnet_len;
         // Bounded: every pass delivers or counts a frame, or opens or closes a block.
         for _ in 0..(1 << 16) {
             if out.len() - start >= max {
@@ -404,39 +391,19 @@ impl RxEngine for PacketRxV3 {
                 if ring.block_status(cur.block) & TP_STATUS_USER == 0 {
                     break;
                 }
-                let (n, first) = ring.block_pkts(cur.block);
-                cur.left = n;
-                cur.off = first;
+                cur.pos = BlockCursor::open(ring.block_slice(cur.block));
                 cur.open = true;
             }
-            if cur.left == 0 {
-                cur.close(pq);
-                continue;
+            let blk = ring.block_slice(cur.block);
+            match cur.pos.next(blk, d.vnet_len) {
+                Some(f) => d.deliver(blk, f, out, &mut t),
+                None => {
+                    cur.close(pq);
+                    continue;
+                }
             }
-            let h = ring.v3_pkt(cur.block, cur.off);
-            let mac = cur.off as usize + h.mac as usize;
-            let snap = (h.snaplen as usize).min(bs.saturating_sub(mac));
-            let frame = Frame {
-                data: ring.block_bytes(cur.block, mac.min(bs), snap),
-                wire_len: h.len as usize,
-                status: h.status,
-                vlan: (h.status & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
-                    let tpid = if h.status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
-                        h.vlan_tpid
-                    } else {
-                        0x8100
-                    };
-                    (tpid, h.vlan_tci)
-                }),
-                vnet: (vl > 0 && mac >= vl).then(|| ring.block_bytes(cur.block, mac - vl, vl)),
-                pkttype: h.pkttype,
-            };
-            d.deliver(&frame, out, &mut t);
-            cur.left -= 1;
-            if cur.left == 0 || h.next == 0 {
+            if cur.pos.left == 0 {
                 cur.close(pq);
-            } else {
-                cur.off += h.next;
             }
         }
         if out.len() > start || t.errors + t.nombuf + t.outgoing > 0 {
