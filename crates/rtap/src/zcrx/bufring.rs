@@ -44,6 +44,11 @@ impl BufRing {
         self.ring.as_ptr() as u64
     }
 
+    /// Bytes per buffer.
+    pub(crate) fn buf_size(&self) -> u32 {
+        self.buf_size
+    }
+
     /// Entries.
     pub(crate) fn count(&self) -> u16 {
         self.count

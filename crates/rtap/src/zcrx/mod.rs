@@ -42,6 +42,8 @@
 #[deny(unsafe_code)]
 mod config;
 #[deny(unsafe_code)]
+pub(crate) mod cqe;
+#[deny(unsafe_code)]
 mod device;
 #[deny(unsafe_code)]
 mod probe;

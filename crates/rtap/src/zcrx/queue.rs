@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use io_uring::{cqueue, squeue, IoUring};
 
 use super::config::{QueueConfig, QueueKind};
+use super::cqe::AreaGeom;
 use super::probe::probe;
 use super::receiver::Receiver;
 use super::refill::Refill;
@@ -109,6 +110,15 @@ impl Shared {
     /// Buffers in the area.
     pub(crate) fn buffers(&self) -> usize {
         self.area_len / self.buf_len as usize
+    }
+
+    /// The area's geometry, to check completions against.
+    pub(crate) fn geom(&self) -> AreaGeom {
+        AreaGeom {
+            token: self.token,
+            len: self.area_len as u64,
+            buf_len: self.buf_len,
+        }
     }
 
     /// Address of `len` bytes at area offset `off`, if they lie inside the area.

@@ -18,6 +18,7 @@ use io_uring::{cqueue, opcode, types};
 use super::buf::{RxBuf, ZcHome};
 use super::bufring::BufRing;
 use super::config::QueueConfig;
+use super::cqe;
 use super::queue::{zc_ring, Mode, Queue, Shared, ZcRing};
 use crate::error::{Error, Result};
 use crate::sys::zcrx as abi;
@@ -490,11 +491,14 @@ impl Receiver {
             if res > 0 {
                 let buf = match &self.engine {
                     Engine::Zc { home, .. } => {
-                        let off = c.big_cqe()[0] & !abi::AREA_MASK;
-                        RxBuf::zc(home, off, res as u32)
+                        cqe::zc_piece(c.big_cqe()[0], res, home.shared.geom())
+                            .and_then(|(off, len)| RxBuf::zc(home, off, len))
                     }
-                    Engine::Copy { bufs } => cqueue::buffer_select(c.flags())
-                        .and_then(|bid| RxBuf::copy(bufs, bid, res as u32)),
+                    Engine::Copy { bufs } => {
+                        let bid = cqueue::buffer_select(c.flags());
+                        cqe::copy_piece(bid, res, bufs.count(), bufs.buf_size())
+                            .and_then(|(bid, len)| RxBuf::copy(bufs, bid, len))
+                    }
                 };
                 match buf {
                     Some(buf) => {
