@@ -12,6 +12,10 @@ pub mod async_tokio;
 #[allow(unsafe_code)]
 pub mod backend;
 pub mod error;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+#[allow(missing_docs)]
+pub mod fuzzing;
 pub mod netlink;
 pub mod packet;
 #[allow(unsafe_code)]

@@ -15,7 +15,7 @@ pub(crate) mod engine;
 mod rx;
 mod shared;
 mod tx;
-mod txprep;
+pub(crate) mod txprep;
 
 pub use rx::RxQueue;
 pub(crate) use shared::{Claim, Dir, QueueExtra, QueueShared};

@@ -1,0 +1,88 @@
+//! Entry points for the fuzz targets in `fuzz/` (built only with
+//! `--cfg fuzzing`, which `cargo fuzz` sets): the crate-private readers of
+//! kernel-written memory and the transmit preparation, as the data path calls
+//! them. Not part of the API.
+
+use std::ops::Range;
+
+use crate::packet::frame::{self, BlockCursor};
+use crate::pool::Packet;
+use crate::wire::layout::Link;
+use crate::zcrx::cqe::{self, AreaGeom};
+
+/// A frame a TPACKET header describes, as ranges into its slot or block.
+#[derive(Debug)]
+pub struct Frame {
+    /// The frame's bytes.
+    pub data: Range<usize>,
+    /// The virtio-net header's bytes, if any.
+    pub vnet: Option<Range<usize>>,
+    /// Length on the wire.
+    pub wire_len: usize,
+}
+
+fn conv(f: frame::FrameRef) -> Frame {
+    Frame {
+        data: f.data,
+        vnet: f.vnet,
+        wire_len: f.wire_len,
+    }
+}
+
+/// The V2 rx path's reading of slot `slot` (status word `status`); `None`
+/// where it counts the header corrupt.
+pub fn tpacket_v2(slot: &[u8], status: u32, vnet_len: usize) -> Option<Frame> {
+    frame::v2_frame(slot, status, vnet_len).ok().map(conv)
+}
+
+/// The V3 rx path's reading of block `block`, frame by frame (`None`: a
+/// header counted corrupt, which ends the block), stopping after `max`.
+pub fn tpacket_v3(block: &[u8], vnet_len: usize, max: usize) -> Vec<Option<Frame>> {
+    let mut c = BlockCursor::open(block);
+    std::iter::from_fn(|| c.next(block, vnet_len))
+        .take(max)
+        .map(|r| r.ok().map(conv))
+        .collect()
+}
+
+/// The zcrx receiver's reading of a completion: (area offset, length).
+pub fn zc_piece(
+    word: u64,
+    res: i32,
+    token: u64,
+    area_len: u64,
+    buf_len: u32,
+) -> Option<(u64, u32)> {
+    cqe::zc_piece(
+        word,
+        res,
+        AreaGeom {
+            token,
+            len: area_len,
+            buf_len,
+        },
+    )
+}
+
+/// The copy-mode receiver's reading of a completion: (buffer id, length).
+pub fn copy_piece(bid: Option<u16>, res: i32, count: u16, buf_size: u32) -> Option<(u16, u32)> {
+    cqe::copy_piece(bid, res, count, buf_size)
+}
+
+/// Transmit preparation of a burst, as every tx queue runs it: returns how many
+/// packets were refused (removed from `pkts`, back in their pool) and the
+/// per-queue tx counters it bumped (`TX_*` order, the last the refusals).
+pub fn prepare_burst(
+    pkts: &mut Vec<Packet>,
+    room: usize,
+    csum_offload: bool,
+    ip: bool,
+) -> (usize, Vec<u64>) {
+    let mut local = [0u64; crate::xstats::TX_N];
+    let link = if ip { Link::Ip } else { Link::Ethernet };
+    let n = crate::queue::txprep::prepare_burst(pkts, room, csum_offload, &mut local, link);
+    (n, local.to_vec())
+}
+
+/// Index of the refused-packet counter in [`prepare_burst`]'s counters.
+pub const TX_REJECTED: usize = crate::xstats::TX_REJECTED;
