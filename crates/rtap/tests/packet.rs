@@ -3,65 +3,13 @@
 //! other (`…k`). Every data-path test runs with both tx kicks (`uring`: an
 //! SQPOLL io_uring send; `sendto`).
 
+#[macro_use]
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::*;
 use rtap::{Error, Fanout, FanoutMode, Kick, PacketConfig, Pool, PoolConfig, Port, Tpacket};
-
-/// One `#[test]` per kick for each listed function taking a [`Kick`].
-macro_rules! kick_tests {
-    ($($name:ident),* $(,)?) => {
-        mod uring {
-            $(#[test] fn $name() { super::$name(rtap::Kick::Uring) })*
-        }
-        mod sendto {
-            $(#[test] fn $name() { super::$name(rtap::Kick::Sendto) })*
-        }
-    };
-}
-
-/// A veth pair `{tag}p` (the port's) and `{tag}k` (the test's), `{tag}k` up.
-/// Returns the test end's ifindex. Call after [`netns`].
-fn veth(tag: &str) -> (String, u32) {
-    let (p, k) = (format!("{tag}p"), format!("{tag}k"));
-    ip(&["link", "add", &p, "type", "veth", "peer", "name", &k]);
-    ip(&["link", "set", &k, "up"]);
-    (p, if_index(&k).unwrap())
-}
-
-/// Opens and starts a packet port, asserting the kick asked for is in effect;
-/// returns once the interface's peer (`…k`) is operational.
-fn port(cfg: PacketConfig) -> Port {
-    let kick = cfg.kick;
-    let peer = format!("{}k", cfg.iface.strip_suffix('p').unwrap_or(&cfg.iface));
-    let mut port = Port::open(cfg).expect("open packet port");
-    let want = match kick {
-        Kick::Uring => rtap::BackendKind::Uring,
-        _ => rtap::BackendKind::Rw,
-    };
-    assert_eq!(
-        port.backend(),
-        want,
-        "kick fell back: {:?}",
-        port.backend_reason()
-    );
-    port.start().expect("start");
-    if if_exists(&peer) {
-        wait_oper_up(&peer);
-    }
-    port
-}
-
-/// The port's value of xstat `name`.
-fn xstat(port: &Port, name: &str) -> u64 {
-    port.xstats()
-        .into_iter()
-        .find(|x| x.name == name)
-        .unwrap_or_else(|| panic!("no xstat {name}"))
-        .value
-}
 
 /// Frame sizes covering the small, odd and full-size cases.
 fn sizes(n: u32) -> impl Iterator<Item = (u32, usize)> {
@@ -87,7 +35,7 @@ fn rx_injected_frames_v3(kick: Kick) {
 fn rx_frames(kick: Kick, tp: Tpacket) {
     netns();
     let (p, k) = veth("rx");
-    let port = port(PacketConfig::new(p).kick(kick).tpacket(tp));
+    let port = packet_port(PacketConfig::new(p).kick(kick).tpacket(tp));
     let pool = pool();
     let mut rxq = port.rx_queue(0, &pool).unwrap();
     let inj = PacketSocket::injector(k);
@@ -118,7 +66,7 @@ fn rx_frames(kick: Kick, tp: Tpacket) {
 fn tx_seen_on_peer(kick: Kick) {
     netns();
     let (p, k) = veth("tx");
-    let port = port(PacketConfig::new(p).kick(kick));
+    let port = packet_port(PacketConfig::new(p).kick(kick));
     let pool = pool();
     let mut txq = port.tx_queue(0).unwrap();
     let cap = PacketSocket::bind(k);
@@ -159,7 +107,7 @@ fn vlan_tag_kept(kick: Kick) {
     ] {
         netns();
         let (p, k) = veth(if tp == Tpacket::V2 { "vl2" } else { "vl3" });
-        let port = port(PacketConfig::new(p).kick(kick).tpacket(tp));
+        let port = packet_port(PacketConfig::new(p).kick(kick).tpacket(tp));
         let pool = pool();
         let mut rxq = port.rx_queue(0, &pool).unwrap();
         let inj = PacketSocket::injector(k);
@@ -189,7 +137,7 @@ fn vlan_tag_kept(kick: Kick) {
 fn fanout_spreads_flows(kick: Kick) {
     netns();
     let (p, k) = veth("fo");
-    let port = port(PacketConfig::new(p).kick(kick).queues(4));
+    let port = packet_port(PacketConfig::new(p).kick(kick).queues(4));
     let pool = pool();
     let mut rxqs: Vec<_> = (0..4).map(|q| port.rx_queue(q, &pool).unwrap()).collect();
     let inj = PacketSocket::injector(k);
@@ -218,7 +166,7 @@ fn fanout_modes() {
     for (i, mode) in FanoutMode::ALL.into_iter().enumerate() {
         let (p, k) = veth(&format!("fm{i}"));
         let f = Fanout::new(mode).rollover(mode != FanoutMode::Rollover);
-        let port = port(PacketConfig::new(p).kick(Kick::Sendto).queues(2).fanout(f));
+        let port = packet_port(PacketConfig::new(p).kick(Kick::Sendto).queues(2).fanout(f));
         let pool = pool();
         let mut rxqs: Vec<_> = (0..2).map(|q| port.rx_queue(q, &pool).unwrap()).collect();
         let inj = PacketSocket::injector(k);
@@ -234,8 +182,8 @@ fn fanout_modes() {
 fn fanout_groups_of_two_ports_are_distinct() {
     netns();
     let (p, k) = veth("fu");
-    let a = port(PacketConfig::new(p.as_str()).kick(Kick::Sendto).queues(2));
-    let b = port(PacketConfig::new(p.as_str()).kick(Kick::Sendto).queues(2));
+    let a = packet_port(PacketConfig::new(p.as_str()).kick(Kick::Sendto).queues(2));
+    let b = packet_port(PacketConfig::new(p.as_str()).kick(Kick::Sendto).queues(2));
     let pool = pool();
     let mut ra: Vec<_> = (0..2).map(|q| a.rx_queue(q, &pool).unwrap()).collect();
     let mut rb: Vec<_> = (0..2).map(|q| b.rx_queue(q, &pool).unwrap()).collect();
@@ -254,7 +202,7 @@ fn fanout_groups_of_two_ports_are_distinct() {
 fn tx_full_ring_partial(kick: Kick) {
     netns();
     let (p, k) = veth("tf");
-    let port = port(PacketConfig::new(p.as_str()).kick(kick).frame_count(64));
+    let port = packet_port(PacketConfig::new(p.as_str()).kick(kick).frame_count(64));
     let pool = pool();
     let mut txq = port.tx_queue(0).unwrap();
     let cap = PacketSocket::bind(k);
@@ -298,7 +246,7 @@ fn tx_full_ring_partial(kick: Kick) {
 fn tx_refused_frames_counted(kick: Kick) {
     netns();
     let (p, k) = veth("to");
-    let port = port(
+    let port = packet_port(
         PacketConfig::new(p)
             .kick(kick)
             .frame_size(4096)
@@ -345,7 +293,7 @@ fn tx_refused_frames_counted(kick: Kick) {
 fn imissed_when_not_reading(kick: Kick) {
     netns();
     let (p, k) = veth("im");
-    let port = port(PacketConfig::new(p).kick(kick).frame_count(64));
+    let port = packet_port(PacketConfig::new(p).kick(kick).frame_count(64));
     let pool = pool();
     let mut rxq = port.rx_queue(0, &pool).unwrap();
     let inj = PacketSocket::injector(k);
@@ -367,7 +315,7 @@ fn kick_in_effect(kick: Kick) {
     let (p, k) = veth("ki");
     // An SQPOLL setting no other test uses: a thread of its own, which sleeps
     // when this test is idle (the shared one may be kept busy by other tests).
-    let port = port(
+    let port = packet_port(
         PacketConfig::new(p)
             .kick(kick)
             .sqpoll(rtap::SqPoll::new(21)),
@@ -413,7 +361,7 @@ fn queues_taken_again_resume(kick: Kick) {
     ] {
         netns();
         let (p, k) = veth("ra");
-        let port = port(PacketConfig::new(p).kick(kick).tpacket(tp).frame_count(16));
+        let port = packet_port(PacketConfig::new(p).kick(kick).tpacket(tp).frame_count(16));
         let pool = pool();
         let inj = PacketSocket::injector(k);
         let cap = PacketSocket::bind(k);
@@ -442,7 +390,7 @@ fn queues_taken_again_resume(kick: Kick) {
 fn interface_deleted_mid_traffic(kick: Kick) {
     netns();
     let (p, k) = veth("dl");
-    let port = port(PacketConfig::new(p.as_str()).kick(kick));
+    let port = packet_port(PacketConfig::new(p.as_str()).kick(kick));
     let pool = pool();
     let mut rxq = port.rx_queue(0, &pool).unwrap();
     let mut txq = port.tx_queue(0).unwrap();
@@ -546,7 +494,7 @@ fn stop_leaves_a_link_it_found_up() {
 fn rx_wait_and_interrupt_fd() {
     netns();
     let (p, k) = veth("wt");
-    let port = port(PacketConfig::new(p).kick(Kick::Sendto));
+    let port = packet_port(PacketConfig::new(p).kick(Kick::Sendto));
     let pool = pool();
     let mut rxq = port.rx_queue(0, &pool).unwrap();
     rxq.enable_interrupt().unwrap();
@@ -581,7 +529,7 @@ fn rx_wait_and_interrupt_fd() {
 fn link_control_and_events_on_the_attached_interface() {
     netns();
     let (p, _) = veth("lc");
-    let port = port(PacketConfig::new(p.as_str()).kick(Kick::Sendto));
+    let port = packet_port(PacketConfig::new(p.as_str()).kick(Kick::Sendto));
     let ch = port.link_events().unwrap().into_channel();
     port.set_mtu(1400).unwrap();
     assert_eq!(port.mtu().unwrap(), 1400);
@@ -604,7 +552,7 @@ fn qdisc_bypass_sends_past_the_taps() {
     netns();
     for bypass in [false, true] {
         let (p, k) = veth(if bypass { "qb1" } else { "qb0" });
-        let port = port(
+        let port = packet_port(
             PacketConfig::new(p.as_str())
                 .kick(Kick::Sendto)
                 .qdisc_bypass(bypass),
@@ -638,7 +586,7 @@ fn qdisc_bypass_sends_past_the_taps() {
 fn v3_freezes_counted() {
     netns();
     let (p, k) = veth("fz");
-    let port = port(
+    let port = packet_port(
         PacketConfig::new(p.as_str())
             .kick(Kick::Sendto)
             .tpacket(Tpacket::V3 {

@@ -205,7 +205,10 @@ pub struct PacketConfig {
     /// Checksum and segmentation offloads through a virtio-net header on every
     /// frame (`PACKET_VNET_HDR`): coalesced frames up to 64 KiB on rx with
     /// `rx_csum()`/`rx_gso()`, and the `TxRequest` checksum/TSO/USO requests on tx.
-    /// Default off.
+    /// Default off. Off, a tx queue refuses frames longer than the MTU allows
+    /// (counted `oversized`), the MTU as read when the queue is taken: the
+    /// kernel does not check it on send, so after an MTU change take the tx
+    /// queues again.
     pub offload: bool,
     /// Queues, namespace, link settings: what every port has.
     pub port: PortOptions,

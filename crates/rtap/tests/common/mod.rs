@@ -8,7 +8,8 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use rtap::{
-    BackendKind, Offloads, Packet, Pool, PoolConfig, Port, RxMode, RxQueue, TapConfig, TxQueue,
+    BackendKind, Kick, Offloads, Packet, PacketConfig, Pool, PoolConfig, Port, RxMode, RxQueue,
+    TapConfig, TxQueue,
 };
 
 /// EtherType of the frames tests build (IEEE local experimental 1): the kernel
@@ -689,4 +690,60 @@ pub fn stream_through(
         }
     }
     got
+}
+
+// AF_PACKET ports: a veth pair per test, the port on one end.
+
+/// One `#[test]` per kick for each listed function taking a [`Kick`].
+#[macro_export]
+macro_rules! kick_tests {
+    ($($name:ident),* $(,)?) => {
+        mod uring {
+            $(#[test] fn $name() { super::$name(rtap::Kick::Uring) })*
+        }
+        mod sendto {
+            $(#[test] fn $name() { super::$name(rtap::Kick::Sendto) })*
+        }
+    };
+}
+
+/// A veth pair `{tag}p` (the port's) and `{tag}k` (the test's), `{tag}k` up.
+/// Returns the test end's ifindex. Call after [`netns`].
+pub fn veth(tag: &str) -> (String, u32) {
+    let (p, k) = (format!("{tag}p"), format!("{tag}k"));
+    ip(&["link", "add", &p, "type", "veth", "peer", "name", &k]);
+    ip(&["link", "set", &k, "up"]);
+    (p, if_index(&k).unwrap())
+}
+
+/// Opens and starts a packet port, asserting the kick asked for is in effect;
+/// returns once the interface's peer (`…k`) is operational.
+pub fn packet_port(cfg: PacketConfig) -> Port {
+    let kick = cfg.kick;
+    let peer = format!("{}k", cfg.iface.strip_suffix('p').unwrap_or(&cfg.iface));
+    let mut port = Port::open(cfg).expect("open packet port");
+    let want = match kick {
+        Kick::Uring => rtap::BackendKind::Uring,
+        _ => rtap::BackendKind::Rw,
+    };
+    assert_eq!(
+        port.backend(),
+        want,
+        "kick fell back: {:?}",
+        port.backend_reason()
+    );
+    port.start().expect("start");
+    if if_exists(&peer) {
+        wait_oper_up(&peer);
+    }
+    port
+}
+
+/// The port's value of xstat `name`.
+pub fn xstat(port: &Port, name: &str) -> u64 {
+    port.xstats()
+        .into_iter()
+        .find(|x| x.name == name)
+        .unwrap_or_else(|| panic!("no xstat {name}"))
+        .value
 }
