@@ -111,7 +111,7 @@ pub fn run(
             break;
         }
         if let Some(l) = live.as_deref_mut() {
-            l.tick(&[]);
+            l.tick(&[], None);
         }
         if o.count.is_some_and(|c| queued >= c) && burst.is_empty() {
             break;

@@ -117,8 +117,9 @@ impl<'a> Live<'a> {
     }
 
     /// Prints a line if a period has passed; `fwd_dropped[i]` is the forwarder's
-    /// drop count for port `i` since the run began.
-    pub fn tick(&mut self, fwd_dropped: &[u64]) {
+    /// drop count for port `i` since the run began, `pool` the workers' pool
+    /// buffers (out, in all) where there are pools.
+    pub fn tick(&mut self, fwd_dropped: &[u64], pool: Option<(u64, u64)>) {
         let now = Instant::now();
         if now < self.due() {
             return;
@@ -140,11 +141,11 @@ impl<'a> Live<'a> {
             self.prev[i] = c;
         }
         let out = if self.json {
-            json_line(t, &per_port)
+            json_line(t, &per_port, pool)
         } else {
             let header = self.rows == 0 || (self.tty && self.rows % HEADER_EVERY == 0);
             self.rows += 1;
-            text_rows(t, &per_port, header)
+            text_rows(t, &per_port, header, pool)
         };
         let mut so = std::io::stdout().lock();
         let _ = so.write_all(out.as_bytes());
@@ -154,7 +155,7 @@ impl<'a> Live<'a> {
 
 type PortLine = (usize, String, Rates, Counts);
 
-fn json_line(t: f64, ports: &[PortLine]) -> String {
+fn json_line(t: f64, ports: &[PortLine], pool: Option<(u64, u64)>) -> String {
     let ports: Vec<Value> = ports
         .iter()
         .map(|(i, name, r, c)| {
@@ -176,15 +177,17 @@ fn json_line(t: f64, ports: &[PortLine]) -> String {
         "{}\n",
         json!({"event": "stats",
 "t_s": t,
+"pool_in_use": pool.map(|p| p.0),
+"pool_capacity": pool.map(|p| p.1),
 "ports": Value::Array(ports)})
     )
 }
 
-fn text_rows(t: f64, ports: &[PortLine], header: bool) -> String {
+fn text_rows(t: f64, ports: &[PortLine], header: bool, pool: Option<(u64, u64)>) -> String {
     let mut s = String::new();
     if header {
         s += &format!(
-            "{:>8}  {:<4} {:<15} {:>12} {:>10} {:>12} {:>10} {:>9} {:>8}\n",
+            "{:>8}  {:<4} {:<15} {:>12} {:>10} {:>12} {:>10} {:>9} {:>8} {:>9}\n",
             "time_s",
             "port",
             "name",
@@ -193,12 +196,18 @@ fn text_rows(t: f64, ports: &[PortLine], header: bool) -> String {
             "tx_pps",
             "tx_Mbit/s",
             "drops",
-            "errors"
+            "errors",
+            "pool_used"
         );
     }
-    for (i, name, r, _) in ports {
+    for (k, (i, name, r, _)) in ports.iter().enumerate() {
+        // The pool is the workers', not a port's: on the first row.
+        let used = match pool {
+            Some((u, _)) if k == 0 => u.to_string(),
+            _ => String::new(),
+        };
         s += &format!(
-            "{t:>8.1}  {i:<4} {name:<15} {:>12.0} {:>10.1} {:>12.0} {:>10.1} {:>9} {:>8}\n",
+            "{t:>8.1}  {i:<4} {name:<15} {:>12.0} {:>10.1} {:>12.0} {:>10.1} {:>9} {:>8} {used:>9}\n",
             r.rx_pps, r.rx_mbps, r.tx_pps, r.tx_mbps, r.drops, r.errors
         );
     }
@@ -243,11 +252,13 @@ mod tests {
     fn text_and_json_shapes() {
         let r = rates(&Counts::default(), &Counts::default(), 1.0);
         let rows = vec![(0, "tap0".to_string(), r, Counts::default())];
-        let t = text_rows(1.0, &rows, true);
+        let t = text_rows(1.0, &rows, true, Some((3, 10)));
         assert_eq!(t.lines().count(), 2);
         assert!(t.starts_with("  time_s"));
-        assert_eq!(text_rows(2.0, &rows, false).lines().count(), 1);
-        let j = json_line(1.0, &rows);
+        assert!(t.lines().nth(1).unwrap().ends_with(" 3"), "{t}");
+        assert_eq!(text_rows(2.0, &rows, false, None).lines().count(), 1);
+        let j = json_line(1.0, &rows, Some((3, 10)));
+        assert!(j.contains("\"pool_in_use\":3"), "{j}");
         assert!(j.starts_with("{\"event\":\"stats\""), "{j}");
         assert!(j.ends_with("}\n"));
     }

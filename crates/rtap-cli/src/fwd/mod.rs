@@ -66,7 +66,9 @@ Output (--json): one object
   queue_pairs        queue pairs forwarded
   threads            worker threads (--threads; default one per queue pair)
   workers[]          per worker: worker, queues (the pairs it served), cpu (pinned
-                     CPU read back from its affinity mask, or null), cpu_s, rounds
+                     CPU read back from its affinity mask, or null), cpu_s, rounds,
+                     pool_capacity, pool_available (buffers back in its pool once
+                     its queues closed: all of them unless buffers leaked)
   forwarded_packets  packets sent over all ports
   forwarded_bytes    bytes sent over all ports
   forwarded_pps      forwarded_packets / elapsed_s
@@ -83,9 +85,11 @@ Output (--json): one object
 
 Live statistics (--stats-period SECS): every period, a row per port with rx_pps,
 rx_Mbit/s, tx_pps, tx_Mbit/s, drops (imissed + rx nombuf + fwd_dropped) and errors
-over that period; with --json one line per period instead:
-  {\"event\":\"stats\",\"t_s\":..,\"ports\":[{port, name, rx_pps, rx_mbit_per_s, tx_pps,
-  tx_mbit_per_s, drops, errors, rx_packets, tx_packets, drops_total, errors_total}]}
+over that period, and pool_used (buffers out of the workers' pools: in queues,
+in flight, in bursts); with --json one line per period instead:
+  {\"event\":\"stats\",\"t_s\":..,\"pool_in_use\":..,\"pool_capacity\":..,
+   \"ports\":[{port, name, rx_pps, rx_mbit_per_s, tx_pps, tx_mbit_per_s, drops,
+   errors, rx_packets, tx_packets, drops_total, errors_total}]}
 The final report follows as the last line.
 
 Examples:

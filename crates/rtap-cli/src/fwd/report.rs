@@ -64,6 +64,11 @@ pub struct WorkerReport {
     pub rounds: u64,
     /// Rounds that found nothing to forward.
     pub empty_rounds: u64,
+    /// Buffers in its pool.
+    pub pool_capacity: u32,
+    /// Buffers back in its pool once its queues were closed (all of them,
+    /// unless buffers leaked).
+    pub pool_available: usize,
 }
 
 impl FwdReport {
@@ -80,6 +85,13 @@ impl FwdReport {
     /// Rounds of all workers that found nothing to forward.
     pub fn empty_rounds(&self) -> u64 {
         self.workers.iter().map(|w| w.empty_rounds).sum()
+    }
+
+    /// (buffers back in the pools at stop, buffers in the pools) over all workers.
+    pub fn pools(&self) -> (usize, usize) {
+        self.workers.iter().fold((0, 0), |(a, c), w| {
+            (a + w.pool_available, c + w.pool_capacity as usize)
+        })
     }
 
     /// Packets sent (transmissions completed) over all ports.
@@ -169,7 +181,9 @@ impl FwdReport {
 "queues": Value::Array(w.queues.iter().map(|&q| q.into()).collect()),
 "cpu": w.cpu,
 "cpu_s": w.cpu_time.as_secs_f64(),
-"rounds": w.rounds})
+"rounds": w.rounds,
+"pool_capacity": w.pool_capacity,
+"pool_available": w.pool_available})
                         })
                         .collect(),
                 ),
@@ -209,7 +223,8 @@ impl FwdReport {
     pub fn summary(&self) -> String {
         format!(
             "forwarded {} packets ({} bytes) in {:.2} s over {} queue pair(s) by {} worker(s){}: \
-             {:.3} Mpps, {} dropped, {} coalesced frames received, workers {:.0} % of a core\n{}",
+             {:.3} Mpps, {} dropped, {} coalesced frames received, workers {:.0} % of a core, \
+             {} of {} pool buffers back at stop\n{}",
             self.forwarded_packets(),
             self.forwarded_bytes(),
             self.elapsed.as_secs_f64(),
@@ -227,6 +242,8 @@ impl FwdReport {
             self.dropped_packets(),
             self.rx_lro_packets(),
             self.worker_cpu_load() * 100.0,
+            self.pools().0,
+            self.pools().1,
             self.table()
         )
     }

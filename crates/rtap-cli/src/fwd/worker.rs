@@ -233,6 +233,10 @@ pub fn run_to_end(ports: &[Port], opts: &FwdOpts, stop: &AtomicBool) -> Result<F
     // Packets the workers gave up sending, per destination port (bumped only when
     // a burst is dropped, read by the live statistics).
     let dropped = [AtomicU64::new(0), AtomicU64::new(0)];
+    // Buffers each worker's pool has out (in queues, in flight, in bursts),
+    // stored by the worker once per round, read by the live statistics.
+    let pool_use: Vec<AtomicU64> = groups.iter().map(|_| AtomicU64::new(0)).collect();
+    let pool_total: u64 = groups.iter().map(|g| u64::from(pool_size(g.len()))).sum();
     let mut live = opts
         .stats_period
         .map(|p| super::live::Live::new(ports, p, opts.stats_json));
@@ -242,13 +246,14 @@ pub fn run_to_end(ports: &[Port], opts: &FwdOpts, stop: &AtomicBool) -> Result<F
             .iter()
             .enumerate()
             .map(|(w, queues)| {
-                let (done, failed, dropped) = (&done, &failed, &dropped);
+                let (done, failed, dropped, pool_use) = (&done, &failed, &dropped, &pool_use);
                 let cpu = (!opts.cpus.is_empty()).then(|| opts.cpus[w % opts.cpus.len()]);
                 let pool = pool_size(queues.len());
                 std::thread::Builder::new()
                     .name(format!("rtap-fwd-{w}"))
                     .spawn_scoped(s, move || {
-                        let r = worker(ports, queues, cpu, pool, opts, done, dropped);
+                        let gauge = &pool_use[w];
+                        let r = worker(ports, queues, cpu, pool, opts, done, dropped, gauge);
                         if r.is_err() {
                             failed.store(true, Ordering::SeqCst);
                         }
@@ -271,7 +276,11 @@ pub fn run_to_end(ports: &[Port], opts: &FwdOpts, stop: &AtomicBool) -> Result<F
             }
             std::thread::sleep(wake.saturating_duration_since(Instant::now()));
             if let Some(l) = &mut live {
-                l.tick(&dropped.each_ref().map(|d| d.load(Ordering::Relaxed)));
+                let in_use = pool_use.iter().map(|u| u.load(Ordering::Relaxed)).sum();
+                l.tick(
+                    &dropped.each_ref().map(|d| d.load(Ordering::Relaxed)),
+                    Some((in_use, pool_total)),
+                );
             }
         }
         done.store(true, Ordering::SeqCst);
@@ -344,6 +353,7 @@ fn worker(
     opts: &FwdOpts,
     done: &AtomicBool,
     dropped: &[AtomicU64; 2],
+    pool_use: &AtomicU64,
 ) -> Result<WorkerReport> {
     let cpu_pinned = match cpu {
         Some(c) => {
@@ -432,6 +442,10 @@ fn worker(
         for pq in mine.iter_mut() {
             moved += round(pq, &mut buf, opts, &rw, &mut vpn, dropped, &name)?;
         }
+        pool_use.store(
+            (pool.capacity() as usize - pool.available()) as u64,
+            Ordering::Relaxed,
+        );
         if moved != 0 {
             empty = 0;
             continue;
@@ -471,6 +485,20 @@ fn worker(
         }
     }
     drop(mine);
+    drop(vpn);
+    drop(buf);
+    let pool_available = pool.available();
+    pool_use.store(
+        (pool.capacity() as usize - pool_available) as u64,
+        Ordering::Relaxed,
+    );
+    if pool_available != pool.capacity() as usize {
+        tracing::warn!(
+            capacity = pool.capacity(),
+            available = pool_available,
+            "worker pool not full again after its queues closed"
+        );
+    }
     let cpu = crate::common::cpu::thread_cpu_s() - cpu0;
     Ok(WorkerReport {
         queues: queues.to_vec(),
@@ -478,6 +506,8 @@ fn worker(
         cpu_time: Duration::from_secs_f64(cpu.max(0.0)),
         rounds,
         empty_rounds,
+        pool_capacity: pool.capacity(),
+        pool_available,
     })
 }
 
