@@ -1204,3 +1204,57 @@ fn fwd_prints_its_stats_when_a_port_vanishes() {
     assert!(tx > 0.0 && tx <= 50.0, "{j}");
     assert!(j.at("error").as_str().unwrap().contains("vanished"), "{j}");
 }
+
+/// SIGTERM while frames pour in: the forwarder stops at once, exits 0, prints
+/// its final report, and its counters account for every frame it received
+/// (sent, a tx error, or dropped by the forwarder); every pool buffer is back.
+#[test]
+fn fwd_stops_on_sigterm_during_bursts_with_every_frame_accounted() {
+    assert_root();
+    private_netns();
+    let mut child = spawn_fwd(&[
+        "--port",
+        "tap:iface=cta",
+        "--port",
+        "tap:iface=ctb",
+        "--json",
+    ]);
+    wait_up(&["cta", "ctb"], &mut child);
+    let a = PacketSocket::bind("cta");
+    let b = PacketSocket::bind("ctb");
+    a.send(&frame(0xc2, 0));
+    assert_eq!(b.recv_tagged(0xc2, 1, Duration::from_secs(2)).len(), 1);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let out = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut i = 1;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // The tap's queue may be full: a refused send is the kernel's drop.
+                let _ = a.0.send(&frame(0xc2, i));
+                i += 1;
+            }
+        });
+        std::thread::sleep(Duration::from_millis(700));
+        // SAFETY: kill takes no pointers; the pid is our child's.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let out = wait_output(child, Duration::from_secs(10));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        out
+    });
+    let j = expect_json(&out);
+    assert!(j.at("error").is_null(), "{j}");
+    let rx = j.num("ports.0.rx_packets");
+    assert!(rx > 100.0, "frames were pouring in: {j}");
+    let accounted =
+        j.num("ports.1.tx_packets") + j.num("ports.1.tx_errors") + j.num("ports.1.fwd_dropped");
+    assert_eq!(
+        rx, accounted,
+        "every frame received is sent or counted: {j}"
+    );
+    assert_eq!(
+        j.num("workers.0.pool_available"),
+        j.num("workers.0.pool_capacity"),
+        "every buffer back in the pool: {j}"
+    );
+    assert!(ifindex("cta").is_none() && ifindex("ctb").is_none());
+}

@@ -252,8 +252,11 @@ pub fn run_to_end(ports: &[Port], opts: &FwdOpts, stop: &AtomicBool) -> Result<F
                 std::thread::Builder::new()
                     .name(format!("rtap-fwd-{w}"))
                     .spawn_scoped(s, move || {
-                        let gauge = &pool_use[w];
-                        let r = worker(ports, queues, cpu, pool, opts, done, dropped, gauge);
+                        let out = Outputs {
+                            dropped,
+                            pool_use: &pool_use[w],
+                        };
+                        let r = worker(ports, queues, cpu, pool, opts, done, out);
                         if r.is_err() {
                             failed.store(true, Ordering::SeqCst);
                         }
@@ -344,6 +347,14 @@ struct PairQueues {
     b: Option<Side>,
 }
 
+/// What a worker publishes while it runs, read by the control thread.
+struct Outputs<'a> {
+    /// Packets given up, per destination port.
+    dropped: &'a [AtomicU64; 2],
+    /// Buffers out of this worker's pool, stored once per round.
+    pool_use: &'a AtomicU64,
+}
+
 /// Forwards queue pairs `queues` until `done`, pinned to `cpu` if given.
 fn worker(
     ports: &[Port],
@@ -352,9 +363,9 @@ fn worker(
     pool_size: u32,
     opts: &FwdOpts,
     done: &AtomicBool,
-    dropped: &[AtomicU64; 2],
-    pool_use: &AtomicU64,
+    out: Outputs<'_>,
 ) -> Result<WorkerReport> {
+    let Outputs { dropped, pool_use } = out;
     let cpu_pinned = match cpu {
         Some(c) => {
             crate::common::cpu::pin(c).with_context(|| format!("pin worker to CPU {c}"))?;

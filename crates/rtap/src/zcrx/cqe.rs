@@ -63,10 +63,10 @@ mod tests {
     fn zc_pieces_inside_one_buffer_of_the_area() {
         let tok = AREA.token;
         assert_eq!(zc_piece(tok | 8192, 100, AREA), Some((8192, 100)));
-        assert_eq!(zc_piece(tok | 8192 + 96, 4000, AREA), Some((8288, 4000)));
+        assert_eq!(zc_piece(tok | (8192 + 96), 4000, AREA), Some((8288, 4000)));
         // Across a buffer end, past the area, another area, no bytes.
-        assert_eq!(zc_piece(tok | 8192 + 97, 4000, AREA), None);
-        assert_eq!(zc_piece(tok | (1 << 20) - 10, 20, AREA), None);
+        assert_eq!(zc_piece(tok | (8192 + 97), 4000, AREA), None);
+        assert_eq!(zc_piece(tok | ((1 << 20) - 10), 20, AREA), None);
         assert_eq!(zc_piece(2 << 48 | 8192, 100, AREA), None);
         assert_eq!(zc_piece(8192, 100, AREA), None);
         assert_eq!(zc_piece(tok | 8192, 0, AREA), None);
