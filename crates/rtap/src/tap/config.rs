@@ -1,4 +1,7 @@
-//! Configuration of a TAP port.
+//! Configuration of a TAP (or TUN) port: [`TapConfig`] names or templates the
+//! interface, picks the engine, ring and offloads, and whether to create,
+//! attach to or persist the interface; [`validate_name`] checks a name the way
+//! the kernel would. `TapConfig::tun` gives the TUN (raw IP) mode.
 
 use crate::backend::uring::RingConfig;
 use crate::backend::BackendKind;
