@@ -461,12 +461,7 @@ fn pool_exhausted_v2(kick: Kick) {
 
 fn pool_exhausted_v3(kick: Kick) {
     // Blocks retired by the kernel's timer soon after their frames arrive.
-    pool_exhausted(
-        kick,
-        Tpacket::V3 {
-            block_timeout_ms: 2,
-        },
-    );
+    pool_exhausted(kick, V3_2MS);
 }
 
 mod packet {

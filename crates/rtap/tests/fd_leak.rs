@@ -200,4 +200,52 @@ fn full_lifecycle_closes_every_fd() {
         before,
         "fds leaked by a refused zcrx registration"
     );
+    // Faults: ports whose interface moved to another namespace, or vanished
+    // with the namespace of its veth peer, close every fd when dropped.
+    let before = fd_count();
+    for backend in [BackendKind::Uring, BackendKind::Rw] {
+        moved_then_dropped(backend);
+        assert_eq!(fd_count(), before, "fds leaked by a moved {backend} port");
+    }
+    for kick in [Kick::Uring, Kick::Sendto] {
+        vanished_with_peer_namespace(kick);
+        assert_eq!(fd_count(), before, "fds leaked by a vanished {kick:?} port");
+    }
+}
+
+/// A started tap port with traffic, moved to another namespace, then dropped.
+fn moved_then_dropped(backend: BackendKind) {
+    let port = started("fdmv0", backend, 2);
+    let pool = pool();
+    check_all_queues_receive(&port, &pool, 2);
+    let ns = NamedNetns::create("fdmv");
+    ip(&["link", "set", "fdmv0", "netns", ns.name()]);
+    drop(port);
+    assert_pool_full(&pool);
+    ns.run(|| assert_gone_soon("fdmv0"));
+}
+
+/// A packet port whose veth peer's namespace is deleted: the port's interface
+/// goes too; the queues notice; everything is dropped.
+fn vanished_with_peer_namespace(kick: Kick) {
+    ip(&[
+        "link", "add", "fdvp", "type", "veth", "peer", "name", "fdvk",
+    ]);
+    let ns = NamedNetns::create("fdvp");
+    ip(&["link", "set", "fdvk", "netns", ns.name()]);
+    let mut port = Port::open(PacketConfig::new("fdvp").kick(kick)).unwrap();
+    port.start().unwrap();
+    let pool = pool();
+    let mut rxq = port.rx_queue(0, &pool).unwrap();
+    let txq = port.tx_queue(0).unwrap();
+    drop(ns);
+    assert_gone_soon("fdvp");
+    let deadline = std::time::Instant::now() + WAIT;
+    while rxq.rx_burst(&mut Vec::new(), 8).is_ok() {
+        assert!(std::time::Instant::now() < deadline, "rx never noticed");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    drop((rxq, txq));
+    drop(port);
+    assert_pool_full(&pool);
 }

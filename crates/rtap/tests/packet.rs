@@ -24,12 +24,7 @@ fn rx_injected_frames(kick: Kick) {
 
 /// The same through a TPACKET_V3 ring (blocks retired by the kernel's timer).
 fn rx_injected_frames_v3(kick: Kick) {
-    rx_frames(
-        kick,
-        Tpacket::V3 {
-            block_timeout_ms: 2,
-        },
-    );
+    rx_frames(kick, V3_2MS);
 }
 
 fn rx_frames(kick: Kick, tp: Tpacket) {

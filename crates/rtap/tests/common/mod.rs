@@ -694,6 +694,12 @@ pub fn stream_through(
 
 // AF_PACKET ports: a veth pair per test, the port on one end.
 
+/// TPACKET_V3 with blocks retired by the kernel's timer 2 ms after their first
+/// frame, so tests see frames soon.
+pub const V3_2MS: rtap::Tpacket = rtap::Tpacket::V3 {
+    block_timeout_ms: 2,
+};
+
 /// One `#[test]` per kick for each listed function taking a [`Kick`].
 #[macro_export]
 macro_rules! kick_tests {
