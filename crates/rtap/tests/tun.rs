@@ -130,34 +130,47 @@ fn checksum_request_honoured(backend: BackendKind) {
     }
 }
 
+/// A TUN with offloads in each of two new namespaces (`tags`), named `names`,
+/// started, addressed 10.NET.0.1 and 10.NET.0.2 with a host route to the other.
+fn tun_pair(
+    backend: BackendKind,
+    tags: [&str; 2],
+    names: [&str; 2],
+    net: u8,
+) -> (NamedNetns, NamedNetns, Port, Port) {
+    let ns = tags.map(NamedNetns::create);
+    let ports = [0, 1].map(|i| {
+        let mut p = Port::open(
+            TapConfig::tun(names[i])
+                .backend(backend)
+                .offloads(Offloads::ALL)
+                // 64 KiB buffers: posted reads (kernels before 6.7) would
+                // otherwise keep 256 of them per queue, the whole pool.
+                .ring(rtap::RingConfig::default().rx_posted(64))
+                .netns(rtap::Netns::Named(ns[i].name().into())),
+        )
+        .unwrap();
+        p.start().unwrap();
+        let (me, peer) = (
+            format!("10.{net}.0.{}", i + 1),
+            format!("10.{net}.0.{}", 2 - i),
+        );
+        ns[i].ip(&["addr", "add", &format!("{me}/32"), "dev", names[i]]);
+        ns[i].ip(&["route", "add", &format!("{peer}/32"), "dev", names[i]]);
+        p
+    });
+    let [n1, n2] = ns;
+    let [a, b] = ports;
+    (n1, n2, a, b)
+}
+
 /// TCP between two namespaces through a TUN in each and a zero-copy forwarder
 /// between them: with offloads, the kernel hands the forwarder 64 KiB TSO
 /// packets (IP, no Ethernet) and the other kernel takes them whole; 64 MiB
 /// arrive intact.
 fn tcp_through_a_tun_forwarder_with_offloads(backend: BackendKind) {
     netns();
-    let n1 = NamedNetns::create("tun1");
-    let n2 = NamedNetns::create("tun2");
-    let open_in = |ns: &NamedNetns, name: &str| {
-        let mut p = Port::open(
-            TapConfig::tun(name)
-                .backend(backend)
-                .offloads(Offloads::ALL)
-                // 64 KiB buffers: posted reads (kernels before 6.7) would
-                // otherwise keep 256 of them per queue, the whole pool.
-                .ring(rtap::RingConfig::default().rx_posted(64))
-                .netns(rtap::Netns::Named(ns.name().into())),
-        )
-        .unwrap();
-        p.start().unwrap();
-        p
-    };
-    let a = open_in(&n1, "ta");
-    let b = open_in(&n2, "tb");
-    n1.ip(&["addr", "add", "10.89.0.1/32", "dev", "ta"]);
-    n1.ip(&["route", "add", "10.89.0.2/32", "dev", "ta"]);
-    n2.ip(&["addr", "add", "10.89.0.2/32", "dev", "tb"]);
-    n2.ip(&["route", "add", "10.89.0.1/32", "dev", "tb"]);
+    let (n1, n2, a, b) = tun_pair(backend, ["tun1", "tun2"], ["ta", "tb"], 89);
     let stop = AtomicBool::new(false);
     let total = scaled(64 << 20, 4 << 20) as usize;
     let (got, big) = std::thread::scope(|s| {
@@ -358,28 +371,7 @@ fn split_matches_the_kernels_segmentation() {
 fn tcp_through_a_split_and_coalesce_forwarder(backend: BackendKind) {
     use rtap::wire::gro::Coalescer;
     netns();
-    let n1 = NamedNetns::create("vpn1");
-    let n2 = NamedNetns::create("vpn2");
-    let open_in = |ns: &NamedNetns, name: &str| {
-        let mut p = Port::open(
-            TapConfig::tun(name)
-                .backend(backend)
-                .offloads(Offloads::ALL)
-                // 64 KiB buffers: posted reads (kernels before 6.7) would
-                // otherwise keep 256 of them per queue, the whole pool.
-                .ring(rtap::RingConfig::default().rx_posted(64))
-                .netns(rtap::Netns::Named(ns.name().into())),
-        )
-        .unwrap();
-        p.start().unwrap();
-        p
-    };
-    let a = open_in(&n1, "va");
-    let b = open_in(&n2, "vb");
-    n1.ip(&["addr", "add", "10.92.0.1/32", "dev", "va"]);
-    n1.ip(&["route", "add", "10.92.0.2/32", "dev", "va"]);
-    n2.ip(&["addr", "add", "10.92.0.2/32", "dev", "vb"]);
-    n2.ip(&["route", "add", "10.92.0.1/32", "dev", "vb"]);
+    let (n1, n2, a, b) = tun_pair(backend, ["vpn1", "vpn2"], ["va", "vb"], 92);
     let stop = AtomicBool::new(false);
     let total = scaled(64 << 20, 4 << 20) as usize;
     let (got, merged) = std::thread::scope(|s| {
