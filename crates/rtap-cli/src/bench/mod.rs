@@ -27,6 +27,7 @@
 
 use anyhow::{anyhow, Result};
 pub mod chart;
+mod clock;
 pub mod contenders;
 mod lat;
 pub mod latency;

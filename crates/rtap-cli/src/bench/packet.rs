@@ -33,10 +33,10 @@ use std::time::{Duration, Instant};
 use rawsock::RawSocket;
 use rtap::{Kick, Packet, PacketConfig, Pool, PoolConfig, Port, SqPoll};
 
+use super::clock::{Clock, Run};
 use super::pps::{frame, in_netns, BURST, FRAME_LEN};
 use super::results::{Cell, Unit};
 use super::{chosen, interrupted, median, BenchOpts};
-use crate::common::cpu::{sq_threads_cpu_s, thread_cpu_s};
 
 /// The contenders of `pkt-tx` and `pkt-fwd`.
 pub const PKT_CONTENDERS: [&str; 3] = ["packet-uring", "packet-sendto", "rawsock"];
@@ -49,43 +49,6 @@ pub const PACED_PPS: f64 = 200_000.0;
 
 /// Slot size of the bench's rings: a 64-byte frame and the slot header fit.
 const SLOT: u32 = 256;
-
-/// One run.
-#[derive(Clone, Copy, Debug)]
-struct Run {
-    pps: f64,
-    /// CPU ns per packet of the measuring (application) thread.
-    cpu_ns: f64,
-    /// CPU ns per packet of the process's SQPOLL threads.
-    sq_ns: f64,
-}
-
-/// Wall, thread and SQ-thread CPU time of a region.
-struct Clock {
-    wall: Instant,
-    cpu: f64,
-    sq: f64,
-}
-
-impl Clock {
-    fn start() -> Clock {
-        Clock {
-            wall: Instant::now(),
-            cpu: thread_cpu_s(),
-            sq: sq_threads_cpu_s(),
-        }
-    }
-
-    fn run(&self, packets: u64) -> Run {
-        let el = self.wall.elapsed().as_secs_f64();
-        let n = packets.max(1) as f64;
-        Run {
-            pps: packets as f64 / el,
-            cpu_ns: (thread_cpu_s() - self.cpu) * 1e9 / n,
-            sq_ns: (sq_threads_cpu_s() - self.sq) * 1e9 / n,
-        }
-    }
-}
 
 fn ip(args: &[&str]) -> Result<()> {
     let out = std::process::Command::new("ip")

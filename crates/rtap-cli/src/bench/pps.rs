@@ -8,45 +8,10 @@ use std::time::{Duration, Instant};
 use rawsock::RawSocket;
 use rtap::{Packet, Pool, PoolConfig, Port, RingConfig, RxMode, TapConfig};
 
+use super::clock::{Clock, Run};
 use super::contenders::{Contender, CONTENDERS};
 use super::results::{Cell, Unit};
 use super::{chosen, interrupted, median, BenchOpts};
-use crate::common::cpu::{sq_threads_cpu_s, thread_cpu_s};
-
-/// One run: packets per second of wall time, and thread CPU ns per packet.
-#[derive(Clone, Copy, Debug)]
-struct Run {
-    pps: f64,
-    cpu_ns: f64,
-    /// SQPOLL thread CPU ns per packet (0 without one).
-    sq_ns: f64,
-}
-
-/// Times a region in wall and thread-CPU time.
-struct Clock {
-    wall: Instant,
-    cpu: f64,
-    sq: f64,
-}
-
-impl Clock {
-    fn start() -> Clock {
-        Clock {
-            wall: Instant::now(),
-            cpu: thread_cpu_s(),
-            sq: sq_threads_cpu_s(),
-        }
-    }
-    fn run(&self, packets: u64) -> Run {
-        let el = self.wall.elapsed().as_secs_f64();
-        let cpu = thread_cpu_s() - self.cpu;
-        Run {
-            pps: packets as f64 / el,
-            cpu_ns: cpu * 1e9 / packets.max(1) as f64,
-            sq_ns: (sq_threads_cpu_s() - self.sq) * 1e9 / packets.max(1) as f64,
-        }
-    }
-}
 
 pub(super) const BURST: usize = 32;
 
