@@ -444,6 +444,10 @@ fn worker(
     }
     let mut vpn = [Vpn::new(&pool, opts.burst), Vpn::new(&pool, opts.burst)];
     let mut irq_fds = interrupt_fds(&mine);
+    let publish_pool = || {
+        let out = pool.capacity() as usize - pool.available();
+        pool_use.store(out as u64, Ordering::Relaxed);
+    };
     let mut buf: Vec<Packet> = Vec::with_capacity(opts.burst);
     let mut empty = 0u32;
     let (mut rounds, mut empty_rounds) = (0u64, 0u64);
@@ -453,10 +457,7 @@ fn worker(
         for pq in mine.iter_mut() {
             moved += round(pq, &mut buf, opts, &rw, &mut vpn, dropped, &name)?;
         }
-        pool_use.store(
-            (pool.capacity() as usize - pool.available()) as u64,
-            Ordering::Relaxed,
-        );
+        publish_pool();
         if moved != 0 {
             empty = 0;
             continue;
@@ -482,6 +483,7 @@ fn worker(
                             .with_context(|| name(1).to_string())?;
                     }
                 }
+                publish_pool();
                 sleep_on_rx(&mut irq_fds, &mut mine).context("rx wait")?;
             }
             _ => std::hint::spin_loop(),

@@ -51,16 +51,21 @@ pub(crate) struct FrameRef {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Corrupt;
 
+/// The `N` bytes of `b` at `off`, if they are there.
+fn bytes_at<const N: usize>(b: &[u8], off: usize) -> Option<[u8; N]> {
+    b.get(off..off.checked_add(N)?)?.try_into().ok()
+}
+
 fn u16_at(b: &[u8], off: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(b.get(off..off + 2)?.try_into().ok()?))
+    bytes_at(b, off).map(u16::from_ne_bytes)
 }
 
 fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(off..off + 4)?.try_into().ok()?))
+    bytes_at(b, off).map(u32::from_ne_bytes)
 }
 
 fn u64_at(b: &[u8], off: usize) -> Option<u64> {
-    Some(u64::from_ne_bytes(b.get(off..off + 8)?.try_into().ok()?))
+    bytes_at(b, off).map(u64::from_ne_bytes)
 }
 
 /// The frame of `buf` whose header fields are given, with its MAC header at
@@ -79,8 +84,20 @@ fn frame(
     pkttype: u8,
     vnet_len: usize,
 ) -> Result<FrameRef, Corrupt> {
+    if mac < sll_end {
+        return Err(Corrupt);
+    }
     let end = mac.checked_add(snaplen as usize).ok_or(Corrupt)?;
-    if mac < sll_end || end > buf.len() {
+    // A frame whose headers alone do not fit its slot: the kernel stores none
+    // of it (snaplen 0, mac past the slot). Cut, not corrupt.
+    // (No virtio-net header is written then either.)
+    let nothing = snaplen == 0 && mac >= buf.len();
+    let (mac, end) = if nothing {
+        (buf.len(), buf.len())
+    } else {
+        (mac, end)
+    };
+    if end > buf.len() {
         return Err(Corrupt);
     }
     let vlan = (status & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
@@ -93,7 +110,7 @@ fn frame(
     });
     // The kernel puts the virtio-net header right in front of the frame, after
     // the sockaddr_ll.
-    let vnet = (vnet_len > 0 && mac >= sll_end + vnet_len).then(|| mac - vnet_len..mac);
+    let vnet = (!nothing && vnet_len > 0 && mac >= sll_end + vnet_len).then(|| mac - vnet_len..mac);
     Ok(FrameRef {
         data: mac..end,
         wire_len: len as usize,
@@ -186,15 +203,16 @@ impl BlockCursor {
     /// The frame at `self.off` and its next-offset field.
     fn read(&self, block: &[u8], vnet_len: usize) -> Result<(FrameRef, u32), Corrupt> {
         let at = self.off as usize;
-        let sll_end = at + V3_HDR + SLL_LEN;
+        let sll_end = at.checked_add(V3_HDR + SLL_LEN).ok_or(Corrupt)?;
         if at < V3_BLOCK_DESC || sll_end > block.len() {
             return Err(Corrupt);
         }
         let get = |o| u32_at(block, at + o).ok_or(Corrupt);
         let get16 = |o| u16_at(block, at + o).ok_or(Corrupt);
+        let mac = at.checked_add(get16(24)? as usize).ok_or(Corrupt)?;
         let f = frame(
             block,
-            at + get16(24)? as usize,
+            mac,
             sll_end,
             get(12)?,
             get(16)?,
@@ -257,6 +275,10 @@ mod tests {
         assert_eq!(v2_frame(&v2(u16::MAX, 1, 1), 1, 0), Err(Corrupt));
         assert_eq!(v2_frame(&v2(16, 10, 10), 1, 0), Err(Corrupt));
         assert_eq!(v2_frame(&[0u8; 40], 1, 0), Err(Corrupt));
+        // Headers too long for the slot: the kernel stores nothing (snaplen 0,
+        // mac past the slot); an empty, cut frame, not a corrupt one.
+        let f = v2_frame(&v2(300, 0, 1514), 1, 10).unwrap();
+        assert_eq!((f.data, f.wire_len, f.vnet), (256..256, 1514, None));
         // No room for the virtio-net header after the sockaddr_ll: none.
         assert_eq!(v2_frame(&v2(56, 10, 10), 1, 10).unwrap().vnet, None);
     }

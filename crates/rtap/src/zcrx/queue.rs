@@ -391,8 +391,10 @@ fn register(cfg: &QueueConfig) -> Result<Zc> {
     if let Err(e) = r {
         return Err(explain_register_error(cfg, e));
     }
+    // Kernels that do not write the buffer size back use one page per buffer
+    // (completions then address buffers in pages, which are not 4 KiB everywhere).
     let buf_len = if reg.rx_buf_len == 0 {
-        4096
+        crate::sys::mem::page_size() as u32
     } else {
         reg.rx_buf_len
     };
