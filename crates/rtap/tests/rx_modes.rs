@@ -94,6 +94,34 @@ fn posted_reads_receive_and_recycle() {
     receives_and_recycles(RxMode::Posted);
 }
 
+/// Posted reads on a pool smaller than `rx_posted`: the queue posts half of
+/// the free buffers' worth instead of failing, receives, and gives every
+/// buffer back.
+#[test]
+fn posted_reads_fit_a_small_pool() {
+    netns();
+    let ring = RingConfig::default().rx_mode(RxMode::Posted);
+    assert_eq!(ring.rx_posted, 256);
+    let mut port = Port::open(TapConfig::new("rxsmall0").ring(ring)).unwrap();
+    port.start().unwrap();
+    let pool = Pool::new(PoolConfig::default().count(64)).unwrap();
+    let mut rxq = port.rx_queue(0, &pool).unwrap();
+    assert_eq!(pool.available(), 32, "half the pool posted");
+    let inj = PacketSocket::injector(port.ifindex());
+    // 200 frames in chunks, each chunk's packets dropped before the next.
+    for chunk in 0..10u32 {
+        for i in 0..20 {
+            inj.send(&test_frame(100, chunk * 20 + i)).unwrap();
+        }
+        let got = rx_test_frames(&mut rxq, 20, WAIT);
+        let seqs: Vec<u32> = got.iter().filter_map(|p| test_seq(p.data())).collect();
+        assert_eq!(seqs, (chunk * 20..chunk * 20 + 20).collect::<Vec<_>>());
+    }
+    assert_eq!(port.stats().unwrap().rx.packets, 200);
+    drop(rxq);
+    assert_pool_full(&pool);
+}
+
 #[test]
 fn multishot_receives_and_recycles() {
     receives_and_recycles(RxMode::Multishot);

@@ -60,7 +60,10 @@ impl SqPoll {
 pub struct RingConfig {
     /// Submission queue entries of a tx ring (and in-flight tx packets). Default 1024.
     pub tx_entries: u32,
-    /// Reads kept posted on an rx ring. Default 256.
+    /// Reads kept posted on an rx ring (posted-read mode). Default 256. Where
+    /// the pool's free buffers cannot hold them (or frames take chains of
+    /// buffers), fewer: half the free buffers' worth when the queue opens, at
+    /// least 4.
     pub rx_posted: u32,
     /// SQPOLL thread; default none. All rings of a port share one kernel SQ
     /// thread (`IORING_SETUP_ATTACH_WQ`; [`RingFeatures::sqpoll_shared`] says so).

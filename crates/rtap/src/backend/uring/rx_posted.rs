@@ -90,12 +90,15 @@ impl PostedRx {
         // shows a frame that did not fit (counted as an error, never delivered cut).
         let k = bufs_per_read(pc.buf_size, pc.headroom, vnet_len, max_frame + 1);
         let cap = (pc.buf_size - pc.headroom) as usize + vnet_len + (k - 1) * pc.buf_size as usize;
-        // Long chains (64 KiB frames in small buffers) would pin most of the pool:
-        // then post fewer reads, at most half the free buffers' worth, at least 4.
-        let nslots = if k > 1 {
-            (cfg.rx_posted as usize).min((pool.available() / (2 * k)).max(4))
+        // Posted reads pin their buffers. Long chains (64 KiB frames in small
+        // buffers), or more reads than the pool has buffers, would pin most or
+        // all of it: then post fewer reads, half the free buffers' worth, at
+        // least 4.
+        let want = cfg.rx_posted as usize;
+        let nslots = if k > 1 || want > pool.available() {
+            want.min((pool.available() / (2 * k)).max(4))
         } else {
-            cfg.rx_posted as usize
+            want
         };
         if nslots * k > pool.available() {
             return Err(Error::PoolTooSmall {
