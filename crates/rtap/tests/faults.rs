@@ -26,6 +26,34 @@ fn send(txq: &mut TxQueue, pool: &Pool, n: u32, len: usize, seq0: u32) -> usize 
     n as usize
 }
 
+/// A started one-queue tap port, its rx and tx queues on their own pool, and
+/// packet sockets that inject into and capture from its interface.
+struct Tap {
+    port: Port,
+    pool: Pool,
+    rxq: RxQueue,
+    txq: TxQueue,
+    inj: PacketSocket,
+    cap: PacketSocket,
+}
+
+fn tap(name: &str, backend: BackendKind) -> Tap {
+    let port = started(name, backend, 1);
+    let pool = pool();
+    let rxq = port.rx_queue(0, &pool).unwrap();
+    let txq = port.tx_queue(0).unwrap();
+    let inj = PacketSocket::injector(port.ifindex());
+    let cap = PacketSocket::bind(port.ifindex());
+    Tap {
+        port,
+        pool,
+        rxq,
+        txq,
+        inj,
+        cap,
+    }
+}
+
 /// The tap moved to another namespace while its queues run: the queues keep
 /// working (a tap fd is not bound to a namespace), frames flow both ways in the
 /// new namespace once its link is up there, the counters go on, link control
@@ -33,16 +61,19 @@ fn send(txq: &mut TxQueue, pool: &Pool, n: u32, len: usize, seq0: u32) -> usize 
 /// the port removes the interface from the namespace it ended up in.
 fn moved_to_another_namespace(backend: BackendKind) {
     netns();
-    let port = started("ftmv0", backend, 1);
-    let pool = pool();
-    let mut rxq = port.rx_queue(0, &pool).unwrap();
-    let mut txq = port.tx_queue(0).unwrap();
-    let inj = PacketSocket::injector(port.ifindex());
+    let Tap {
+        port,
+        pool,
+        mut rxq,
+        mut txq,
+        inj,
+        cap,
+    } = tap("ftmv0", backend);
     for i in 0..16 {
         inj.send(&test_frame(100, i)).unwrap();
     }
     assert_eq!(rx_test_frames(&mut rxq, 16, WAIT).len(), 16);
-    drop(inj);
+    drop((inj, cap)); // sockets of the namespace the tap leaves
 
     let other = NamedNetns::create("mv");
     other.run(disable_ipv6); // no frames of the kernel's own in the counts
@@ -116,12 +147,14 @@ fn namespace_deleted_under_the_port(backend: BackendKind) {
 /// error and nothing is lost.
 fn mtu_lowered_below_frames_in_flight(backend: BackendKind) {
     netns();
-    let port = started("ftmtu0", backend, 1);
-    let pool = pool();
-    let mut rxq = port.rx_queue(0, &pool).unwrap();
-    let mut txq = port.tx_queue(0).unwrap();
-    let inj = PacketSocket::injector(port.ifindex());
-    let cap = PacketSocket::bind(port.ifindex());
+    let Tap {
+        port,
+        pool,
+        mut rxq,
+        mut txq,
+        inj,
+        cap,
+    } = tap("ftmtu0", backend);
     for i in 0..16 {
         inj.send(&test_frame(1514, i)).unwrap();
     }
@@ -156,20 +189,21 @@ fn mtu_lowered_below_frames_in_flight(backend: BackendKind) {
 /// hanging, and traffic resumes both ways when the link is back.
 fn link_flapped_mid_traffic(backend: BackendKind) {
     netns();
-    let port = started("ftflap0", backend, 1);
-    let pool = pool();
-    let mut rxq = port.rx_queue(0, &pool).unwrap();
-    let mut txq = port.tx_queue(0).unwrap();
-    let inj = PacketSocket::injector(port.ifindex());
-    let cap = PacketSocket::bind(port.ifindex());
+    let Tap {
+        port,
+        pool,
+        mut rxq,
+        mut txq,
+        inj,
+        cap,
+    } = tap("ftflap0", backend);
     let mut sent = 0u64;
     for round in 0..3u32 {
         send(&mut txq, &pool, 8, 200, round * 100);
         sent += 8;
         assert_eq!(cap.recv_test_frames(8, WAIT).len(), 8, "round {round}");
         ip(&["link", "set", "ftflap0", "down"]);
-        let down = send(&mut txq, &pool, 8, 200, round * 100 + 50) as u64;
-        sent += down;
+        sent += send(&mut txq, &pool, 8, 200, round * 100 + 50) as u64;
         ip(&["link", "set", "ftflap0", "up"]);
         for i in 0..8 {
             inj.send(&test_frame(100, round * 100 + i)).unwrap();

@@ -137,7 +137,6 @@ mod tests {
     fn backends_and_flags() {
         let b = |s: &str| tap(s).backend;
         assert_eq!(b("tap:iface=a,backend=rw"), BackendKind::Rw);
-        assert_eq!(b("tap:iface=a,backend=rw"), BackendKind::Rw);
         assert_eq!(bad_key("tap:iface=a,backend=sync"), "backend");
         assert_eq!(b("tap:iface=a,backend=uring"), BackendKind::Uring);
         assert!(!tap("tap:iface=a,persist=0").persist);
