@@ -221,6 +221,7 @@ impl FwdReport {
 
     /// A human-readable summary: one line, then the table.
     pub fn summary(&self) -> String {
+        let (pool_back, pool_all) = self.pools();
         format!(
             "forwarded {} packets ({} bytes) in {:.2} s over {} queue pair(s) by {} worker(s){}: \
              {:.3} Mpps, {} dropped, {} coalesced frames received, workers {:.0} % of a core, \
@@ -242,8 +243,8 @@ impl FwdReport {
             self.dropped_packets(),
             self.rx_lro_packets(),
             self.worker_cpu_load() * 100.0,
-            self.pools().0,
-            self.pools().1,
+            pool_back,
+            pool_all,
             self.table()
         )
     }
