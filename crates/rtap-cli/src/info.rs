@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 /// Opens the port (without starting it), gathers everything and closes it again.
 pub fn run(spec: &str, json: bool) -> Result<String> {
     let cfg = parse_port_spec(spec)?;
-    if let rtap::PortSpec::Shared(c) = &cfg {
+    if let Some(c) = cfg.as_shared() {
         return shared_status(&c.path, json);
     }
     let port = Port::open(cfg).with_context(|| format!("open {spec}"))?;
@@ -17,22 +17,14 @@ pub fn run(spec: &str, json: bool) -> Result<String> {
     let probe = rtap::probe_uring();
     let off = port.offloads();
     let mac = link.mac.map(|m| m.to_string()).unwrap_or_default();
-    let reason = port.backend_reason().unwrap_or("").to_string();
+    let reason = port.engine_reason().unwrap_or("").to_string();
     let notes = port.offload_notes().join("; ");
     let rx_engine = port.rx_engine_name(&PoolConfig::default())?;
     let tx_engine = port.tx_engine_name();
-    let offloads: Vec<&str> = [
-        (off.csum, "csum"),
-        (off.tso4, "tso4"),
-        (off.tso6, "tso6"),
-        (off.tso_ecn, "tso_ecn"),
-        (off.uso4, "uso4"),
-        (off.uso6, "uso6"),
-    ]
-    .iter()
-    .filter(|(on, _)| *on)
-    .map(|(_, n)| *n)
-    .collect();
+    let offloads: Vec<String> = match off == rtap::Offloads::NONE {
+        true => Vec::new(),
+        false => off.to_string().split(',').map(str::to_string).collect(),
+    };
     if json {
         let uring = json!({"available": probe.available,
 "error": probe.error.clone().unwrap_or_default(),
@@ -43,16 +35,16 @@ pub fn run(spec: &str, json: bool) -> Result<String> {
 "sqpoll": probe.sqpoll,
 "zcrx_recv_zc": probe.recv_zc});
         let (zj, _) = zcrx_report();
-        let j = json!({"kind": port.kind(),
+        let j = json!({"kind": port.kind().to_string(),
 "name": link.name.as_str(),
 "ifindex": link.ifindex,
-"backend": port.backend().to_string(),
-"backend_reason": reason.as_str(),
+"engine": port.engine().to_string(),
+"engine_reason": reason.as_str(),
 "queues": port.queue_count(),
 "mtu": link.mtu,
 "max_mtu": link.max_mtu,
 "mac": mac.as_str(),
-"offloads": Value::Array(offloads.iter().map(|s| Value::from(*s)).collect()),
+"offloads": Value::Array(offloads.iter().map(|s| Value::from(s.as_str())).collect()),
 "offload_notes": notes.as_str(),
 "rx_engine": rx_engine.as_str(),
 "tx_engine": tx_engine.as_str(),
@@ -69,8 +61,8 @@ pub fn run(spec: &str, json: bool) -> Result<String> {
         port.kind()
     );
     s += &format!(
-        "backend   {}{}\n",
-        port.backend(),
+        "engine    {}{}\n",
+        port.engine(),
         if reason.is_empty() {
             String::new()
         } else {
@@ -117,7 +109,7 @@ fn shared_status(path: &str, json: bool) -> Result<String> {
             .collect();
         return Ok(format!(
             "{}\n",
-            json!({"kind": "shared", "socket": path, "queues": q})
+            json!({"kind": rtap::DeviceKind::Shared.to_string(), "socket": path, "queues": q})
         ));
     }
     let mut s = format!(

@@ -220,7 +220,7 @@ fn demo_forwarder_sleeping_on_rx_interrupts_moves_verified_data() {
             3.0,
             "{backend}: a sleeping forwarder wakes"
         );
-        assert_eq!(j.at("fwd.ports.0.backend"), &json!(backend));
+        assert_eq!(j.at("fwd.ports.0.engine"), &json!(backend));
     }
 }
 
@@ -329,7 +329,7 @@ fn fwd_single_port_reflects_and_stops_on_sigint() {
         "{stdout} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // The human-readable table names the port and its backend.
+    // The human-readable table names the port and its engine.
     assert!(stdout.contains("forwarded"), "{stdout}");
     let row = stdout
         .lines()
@@ -511,7 +511,7 @@ fn info_reports_backend_features_and_offloads() {
         .unwrap();
     let j = expect_json(&out);
     assert_eq!(j.at("name"), &json!("cin"));
-    assert_eq!(j.at("backend"), &json!("uring"));
+    assert_eq!(j.at("engine"), &json!("uring"));
     assert_eq!(j.num("queues"), 2.0);
     assert_eq!(j.num("mtu"), 9000.0);
     assert_eq!(j.at("io_uring.available"), &json!(true));
@@ -549,7 +549,7 @@ fn info_reports_backend_features_and_offloads() {
         .output()
         .unwrap();
     let j = expect_json(&out);
-    assert_eq!(j.at("backend"), &json!("rw"));
+    assert_eq!(j.at("engine"), &json!("rw"));
     assert_eq!(j.len("offloads"), 0);
     assert_eq!(j.at("rx_engine"), &json!("read/write"));
 }

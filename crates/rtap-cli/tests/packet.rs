@@ -52,7 +52,11 @@ fn fwd_between_a_tap_and_a_packet_port() {
     let j = expect_json(&out);
     assert_eq!(j.at("ports.0.kind"), &json!("tap"));
     assert_eq!(j.at("ports.1.kind"), &json!("packet"));
-    assert_eq!(j.at("ports.1.backend"), &json!("uring"), "the uring kick");
+    assert_eq!(
+        j.at("ports.1.engine"),
+        &json!("tpacket+uring"),
+        "the uring kick"
+    );
     assert!(j.num("ports.1.tx_packets") >= N as f64);
     assert!(j.num("ports.1.rx_packets") >= N as f64);
     assert_eq!(j.num("ports.1.tx_errors") + j.num("ports.1.rx_errors"), 0.0);
@@ -106,7 +110,11 @@ fn fwd_packet_ports_with_fanout_queues() {
         q0 > 0.0 && q1 > 0.0,
         "fanout spread the frames: {q0} / {q1}"
     );
-    assert_eq!(j.at("ports.0.backend"), &json!("rw"), "the sendto kick");
+    assert_eq!(
+        j.at("ports.0.engine"),
+        &json!("tpacket+sendto"),
+        "the sendto kick"
+    );
 }
 
 /// `rtap capture` from a TPACKET_V3 ring writes every frame, in order.
@@ -182,7 +190,7 @@ fn info_reports_a_packet_port() {
     assert_eq!(j.at("kind"), &json!("packet"));
     assert_eq!(j.at("name"), &json!("cinp"));
     assert_eq!(j.num("queues"), 2.0);
-    assert_eq!(j.at("backend"), &json!("uring"));
+    assert_eq!(j.at("engine"), &json!("tpacket+uring"));
     assert_eq!(j.len("offloads"), 0, "offload is off by default");
     let rx = text(&j, "rx_engine");
     assert!(
@@ -192,7 +200,7 @@ fn info_reports_a_packet_port() {
     let tx = text(&j, "tx_engine");
     assert!(tx.contains("SQPOLL"), "{tx}");
     let j = info("packet:iface=cinp,kick=sendto,offload=on,tpacket=3");
-    assert_eq!(j.at("backend"), &json!("rw"));
+    assert_eq!(j.at("engine"), &json!("tpacket+sendto"));
     assert!(text(&j, "tx_engine").contains("send()"));
     assert!(text(&j, "rx_engine").contains("TPACKET_V3"));
     assert!(j.len("offloads") >= 3, "csum, tso4, tso6 at least");
@@ -224,6 +232,8 @@ fn demo_with_packet_ports_moves_verified_data() {
     assert_eq!(j.num("tcp.bytes_received"), (64u64 << 20) as f64);
     assert_eq!(j.at("tcp.verified"), &json!(true));
     assert_eq!(j.at("fwd.ports.0.kind"), &json!("packet"));
+    // The engine is the AF_PACKET ring and its kick, not a tap backend.
+    assert_eq!(j.at("fwd.ports.0.engine"), &json!("tpacket+sendto"));
     assert!(
         j.num("fwd.rx_lro_packets") > 0.0,
         "coalesced frames crossed"

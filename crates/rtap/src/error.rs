@@ -13,11 +13,15 @@ pub enum Error {
     #[error("/dev/net/tun is missing: load the tun module (`modprobe tun`) or create the node (`mknod /dev/net/tun c 10 200`)")]
     NoTunDevice,
 
-    /// The caller lacks `CAP_NET_ADMIN` (or file permission on `/dev/net/tun`).
-    #[error("{op}: permission denied: run as root or grant CAP_NET_ADMIN (a persistent tap owned by your user can be attached without it)")]
+    /// The caller lacks a capability the operation needs (`CAP_NET_ADMIN` for
+    /// link changes and creating interfaces, `CAP_NET_RAW` for AF_PACKET
+    /// sockets, ...) or file permission (`/dev/net/tun`).
+    #[error("{op}: permission denied: {hint}")]
     PermissionDenied {
         /// The operation that was refused.
         op: &'static str,
+        /// What would allow it, for the device at hand.
+        hint: &'static str,
     },
 
     /// The interface name (or template) does not fit in IFNAMSIZ.
@@ -38,11 +42,13 @@ pub enum Error {
         why: &'static str,
     },
 
-    /// `attach` was asked for an interface that does not exist.
-    #[error("interface {name:?} does not exist (attach requires an existing tap; drop `attach` to create it)")]
+    /// The interface to attach to does not exist.
+    #[error("interface {name:?} does not exist: {hint}")]
     NoSuchInterface {
         /// The interface name.
         name: String,
+        /// What to do, for the device at hand.
+        hint: &'static str,
     },
 
     /// An interface of that name exists but cannot be used as a multi-queue
@@ -174,7 +180,7 @@ pub enum Error {
     #[error("{mac} is not a unicast MAC address: an interface needs one (first octet even, not all zero)")]
     NotUnicastMac {
         /// The address.
-        mac: crate::MacAddr,
+        mac: crate::wire::mac::MacAddr,
     },
 
     /// The interface reports no MAC address (it is not an Ethernet-like device).
@@ -310,11 +316,21 @@ pub enum Error {
     },
 }
 
+/// What lifts a refusal of a link or namespace operation.
+pub(crate) const NEEDS_NET_ADMIN: &str = "run as root or grant CAP_NET_ADMIN";
+
 impl Error {
-    /// Wraps an `io::Error` from the named call, mapping EPERM/EACCES to [`Error::PermissionDenied`].
+    /// Wraps an `io::Error` from the named call, mapping EPERM/EACCES to
+    /// [`Error::PermissionDenied`] (saying `CAP_NET_ADMIN` lifts it: a device
+    /// whose call needs another capability maps the error itself).
     pub(crate) fn sys(op: &'static str, source: io::Error) -> Self {
+        Error::sys_or(op, NEEDS_NET_ADMIN, source)
+    }
+
+    /// As [`Error::sys`], with what lifts a refusal of this call.
+    pub(crate) fn sys_or(op: &'static str, hint: &'static str, source: io::Error) -> Self {
         match source.raw_os_error() {
-            Some(libc::EPERM) | Some(libc::EACCES) => Error::PermissionDenied { op },
+            Some(libc::EPERM) | Some(libc::EACCES) => Error::PermissionDenied { op, hint },
             _ => Error::Sys { op, source },
         }
     }

@@ -5,7 +5,7 @@
 
 use std::ops::Range;
 
-use crate::packet::frame::{self, BlockCursor};
+use crate::afpacket::frame::{self, BlockCursor};
 use crate::pool::Packet;
 use crate::wire::layout::Link;
 use crate::zcrx::cqe::{self, AreaGeom};

@@ -2,28 +2,29 @@
 #![warn(missing_docs)]
 #![deny(missing_debug_implementations)]
 // unsafe lives only in the modules that own kernel interfaces (sys, backend,
-// pool, async_tokio, packet::ring), each block with a SAFETY comment.
+// pool, async_tokio, afpacket::ring, queue::counters, the zcrx modules that own
+// shared memory), each block with a SAFETY comment.
 #![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod afpacket;
 #[cfg(feature = "tokio")]
 #[allow(unsafe_code)]
 pub mod async_tokio;
 #[allow(unsafe_code)]
 pub mod backend;
+pub mod device;
 pub mod error;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 #[allow(missing_docs)]
 pub mod fuzzing;
 pub mod netlink;
-pub mod packet;
 #[allow(unsafe_code)]
 pub mod pool;
 pub mod port;
 pub(crate) mod queue;
 pub mod share;
-pub mod spec;
 pub mod stats;
 #[allow(unsafe_code)]
 pub(crate) mod sys;
@@ -32,17 +33,15 @@ pub mod wire;
 pub mod xstats;
 pub mod zcrx;
 
-pub use backend::uring::{
-    probe as probe_uring, RingConfig, RingFeatures, RxMode, SqPoll, TaskRun, UringProbe,
-};
+pub use afpacket::{Fanout, FanoutMode, PacketConfig, Tpacket};
+pub use backend::uring::{probe as probe_uring, RingConfig, SqPoll, UringProbe};
 pub use backend::BackendKind;
+pub use device::{DeviceInfo, DeviceKind, Netns, Offloads, PortOptions, PortSpec};
 pub use error::{Error, Result};
 pub use netlink::{LinkEvent, LinkEventChannel, LinkInfo, LinkWatcher};
-pub use packet::{Fanout, FanoutMode, Kick, PacketConfig, Tpacket};
 pub use pool::{Packet, Pool, PoolConfig};
-pub use port::{Netns, Offloads, Port, PortOptions};
-pub use queue::{RxQueue, TxQueue};
-pub use spec::{parse_port_spec, PortSpec};
+pub use port::{parse_port_spec, Port};
+pub use queue::{Engine, Kick, RingFeatures, RxMode, RxQueue, TaskRun, TxQueue};
 pub use stats::{PortStats, QueueStats};
 pub use tap::TapConfig;
 pub use wire::mac::MacAddr;

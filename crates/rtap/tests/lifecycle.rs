@@ -182,7 +182,7 @@ fn attach_missing_interface_fails() {
     netns();
     let e = Port::open(TapConfig::new("lcnope0").attach(true)).unwrap_err();
     assert!(
-        matches!(&e, Error::NoSuchInterface { name } if name == "lcnope0"),
+        matches!(&e, Error::NoSuchInterface { name, .. } if name == "lcnope0"),
         "{e:?}"
     );
     assert!(!if_exists("lcnope0"), "attach must never create");

@@ -1312,7 +1312,7 @@ fn gro_end_to_end(backend: BackendKind, v6: bool) {
                 .backend(backend)
                 .ring(ring);
             let mut p = Port::open(cfg).expect("open");
-            assert_eq!(p.backend(), backend);
+            assert_eq!(p.engine(), rtap::Engine::from(backend));
             p.start().unwrap();
             p
         })

@@ -54,8 +54,8 @@ fn falls_back_to_read_write_when_io_uring_is_blocked() {
         "the filter must block io_uring_setup"
     );
     let mut port = Port::open(TapConfig::new("fb%d")).unwrap();
-    assert_eq!(port.backend(), BackendKind::Rw);
-    let why = port.backend_reason().expect("the fallback says why");
+    assert_eq!(port.engine(), Engine::Rw);
+    let why = port.engine_reason().expect("the fallback says why");
     assert!(why.contains("io_uring"), "{why}");
     // And it still moves traffic.
     port.start().unwrap();
@@ -79,8 +79,12 @@ fn packet_kick_falls_back_to_sendto_when_io_uring_is_blocked() {
     ]);
     ip(&["link", "set", "pkfb1", "up"]);
     let mut port = Port::open(PacketConfig::new("pkfb0").kick(Kick::Uring)).unwrap();
-    assert_eq!(port.backend(), BackendKind::Rw, "the sendto kick");
-    let why = port.backend_reason().expect("the fallback says why");
+    assert_eq!(
+        port.engine(),
+        Engine::PacketRing { kick: Kick::Sendto },
+        "the sendto kick"
+    );
+    let why = port.engine_reason().expect("the fallback says why");
     assert!(why.contains("io_uring") && why.contains("sendto"), "{why}");
     port.start().unwrap();
     let pool = Pool::new(PoolConfig::default()).unwrap();
@@ -100,7 +104,7 @@ fn explicit_io_uring_queue_fails_clearly_when_blocked_after_open() {
     netns();
     // Port opened while io_uring works; the ring for a queue is made later.
     let mut port = Port::open(TapConfig::new("fc%d")).unwrap();
-    assert_eq!(port.backend(), BackendKind::Uring);
+    assert_eq!(port.engine(), Engine::Uring);
     port.start().unwrap();
     block_io_uring();
     let pool = Pool::new(PoolConfig::default()).unwrap();

@@ -5,7 +5,9 @@
 
 use std::fmt::Write;
 
-use super::results::{reference, Cell, Unit};
+use anyhow::{Context, Result};
+
+use super::results::{reference, Cell, Machine, Unit};
 
 const WIDTH: u32 = 880;
 const LABEL_W: u32 = 150;
@@ -215,6 +217,25 @@ pub fn svg(cells: &[Cell], subtitle: &str) -> String {
     }
     s.push_str("</svg>\n");
     s
+}
+
+/// Writes `bench.svg` (the chart of `cells`, measured on `m`) into `dir`;
+/// returns its path.
+pub fn write_out(
+    dir: &std::path::Path,
+    cells: &[Cell],
+    m: &Machine,
+    quick: bool,
+) -> Result<std::path::PathBuf> {
+    let sp = dir.join("bench.svg");
+    let subtitle = format!(
+        "{}{}\nratios: against the read/write backend (rw); tcp: rw with the same offloads, rw rows against veth",
+        m.describe(),
+        if quick { ", --quick" } else { "" }
+    );
+    std::fs::write(&sp, svg(cells, &subtitle))
+        .with_context(|| format!("write {}", sp.display()))?;
+    Ok(sp)
 }
 
 #[cfg(test)]

@@ -168,7 +168,8 @@ pub fn cmd(a: BenchArgs) -> Result<()> {
         print!("{}", table::render(&cells));
     }
     if let Some(dir) = &a.out {
-        let (json, svg) = results::write_out(dir, &cells, a.quick)?;
+        let (json, machine) = results::write_out(dir, &cells, a.quick)?;
+        let svg = chart::write_out(dir, &cells, &machine, a.quick)?;
         eprintln!("wrote {} and {}", json.display(), svg.display());
     }
     Ok(())

@@ -114,10 +114,10 @@ fn open_port(name: &str, iface: &str, frames: u32, slot: u32) -> Result<Port> {
         .frame_count(frames)
         .sqpoll(SqPoll::new(200));
     let mut p = Port::open(cfg)?;
-    if kick == Kick::Uring && p.backend() != rtap::BackendKind::Uring {
+    if p.engine() != (rtap::Engine::PacketRing { kick }) {
         return Err(anyhow!(
-            "{name}: the uring kick fell back: {}",
-            p.backend_reason().unwrap_or("")
+            "{name}: the {kick} kick fell back: {}",
+            p.engine_reason().unwrap_or("")
         ));
     }
     p.start()?;

@@ -72,12 +72,12 @@ fn open(c: &Contender, name: &str) -> Result<Port> {
             ));
         }
     }
-    if p.backend() != c.backend {
+    if p.engine() != c.backend.into() {
         return Err(anyhow!(
             "{} asked, {} given: {}",
             c.backend,
-            p.backend(),
-            p.backend_reason().unwrap_or("")
+            p.engine(),
+            p.engine_reason().unwrap_or("")
         ));
     }
     Ok(p)

@@ -210,13 +210,13 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Writes `results.json` (machine, options and every cell with its ratio) and
-/// `bench.svg` (the chart) into `dir`, creating it; returns both paths.
+/// Writes `results.json` (machine, options and every cell with its ratio) into
+/// `dir`, creating it; returns its path and the machine it describes.
 pub fn write_out(
     dir: &std::path::Path,
     cells: &[Cell],
     quick: bool,
-) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+) -> Result<(std::path::PathBuf, Machine)> {
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let m = Machine::probe();
     let results = json!({"tool": "rtap bench",
@@ -231,13 +231,5 @@ pub fn write_out(
     let jp = dir.join("results.json");
     std::fs::write(&jp, format!("{results}\n"))
         .with_context(|| format!("write {}", jp.display()))?;
-    let sp = dir.join("bench.svg");
-    let subtitle = format!(
-        "{}{}\nratios: against the read/write backend (rw); tcp: rw with the same offloads, rw rows against veth",
-        m.describe(),
-        if quick { ", --quick" } else { "" }
-    );
-    std::fs::write(&sp, super::chart::svg(cells, &subtitle))
-        .with_context(|| format!("write {}", sp.display()))?;
-    Ok((jp, sp))
+    Ok((jp, m))
 }

@@ -96,11 +96,11 @@ pub(super) fn over_path<T: Send>(
                 if offload { "on" } else { "off" }
             );
             let check = |p: &Port| {
-                if uring && p.backend() != rtap::BackendKind::Uring {
+                if uring && !p.engine().uses_uring() {
                     return Err(anyhow!(
                         "{}: the uring kick fell back: {}",
                         c.name,
-                        p.backend_reason().unwrap_or("")
+                        p.engine_reason().unwrap_or("")
                     ));
                 }
                 Ok(())
@@ -140,12 +140,12 @@ pub(super) fn over_path<T: Send>(
                 spec.push_str(&opts.port_opts);
             }
             let check = |p: &Port| {
-                if p.backend() != backend {
+                if p.engine() != backend.into() {
                     return Err(anyhow!(
                         "{}: {backend} asked, {} given: {}",
                         c.name,
-                        p.backend(),
-                        p.backend_reason().unwrap_or("")
+                        p.engine(),
+                        p.engine_reason().unwrap_or("")
                     ));
                 }
                 if p.offloads().any_gso() != offload {

@@ -247,8 +247,8 @@ fn open_side(
         }
     };
     let mut port = Port::open(cfg).with_context(|| format!("open {spec}"))?;
-    if let Some(why) = port.backend_reason() {
-        tracing::warn!(port = iface, "backend changed: {why}");
+    if let Some(why) = port.engine_reason() {
+        tracing::warn!(port = iface, "engine changed: {why}");
     }
     let name = host_if.unwrap_or_else(|| port.name());
     let address = format!("{addr}/{PREFIX_LEN}");

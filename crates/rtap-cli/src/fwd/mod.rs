@@ -352,8 +352,8 @@ pub fn cmd(a: FwdArgs) -> Result<()> {
     let mut ports = Vec::new();
     for (spec, cfg) in a.ports.iter().zip(cfgs) {
         let mut p = Port::open(cfg).with_context(|| format!("open {spec}"))?;
-        if let Some(why) = p.backend_reason() {
-            tracing::warn!(port = %spec, "backend changed: {why}");
+        if let Some(why) = p.engine_reason() {
+            tracing::warn!(port = %spec, "engine changed: {why}");
         }
         p.start().with_context(|| format!("start {spec}"))?;
         ports.push(p);

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use rtap::{BackendKind, Port, PortStats};
+use rtap::{DeviceKind, Engine, Port, PortStats};
 
 use super::options::FwdMode;
 use crate::common::table;
@@ -11,14 +11,14 @@ use serde_json::{json, Value};
 /// One port's result.
 #[derive(Clone, Debug)]
 pub struct PortReport {
-    /// Device kind (`tap`, `packet`).
-    pub kind: &'static str,
+    /// Device kind.
+    pub kind: DeviceKind,
     /// Interface name.
     pub name: String,
     /// Interface index (in the namespace the port was opened in).
     pub ifindex: u32,
-    /// Backend in use.
-    pub backend: BackendKind,
+    /// The data path of the port's queues.
+    pub engine: Engine,
     /// Queue pairs.
     pub queues: u16,
     /// Port counters at the end of the run (since the start of the run).
@@ -144,8 +144,8 @@ impl FwdReport {
                 json!({"port": i,
 "name": p.name.as_str(),
 "ifindex": p.ifindex,
-"kind": p.kind,
-"backend": p.backend.to_string(),
+"kind": p.kind.to_string(),
+"engine": p.engine.to_string(),
 "queues": p.queues,
 "rx_packets": p.stats.rx.packets,
 "rx_bytes": p.stats.rx.bytes,
@@ -194,7 +194,7 @@ impl FwdReport {
     /// The per-port counters as a text table.
     pub fn table(&self) -> String {
         let mut rows = vec![[
-            "port", "name", "backend", "rx_pkts", "rx_bytes", "rx_err", "nombuf", "imissed",
+            "port", "name", "engine", "rx_pkts", "rx_bytes", "rx_err", "nombuf", "imissed",
             "tx_pkts", "tx_bytes", "tx_err", "fwd_drop",
         ]
         .map(String::from)
@@ -204,7 +204,7 @@ impl FwdReport {
             rows.push(vec![
                 i.to_string(),
                 p.name.clone(),
-                p.backend.to_string(),
+                p.engine.to_string(),
                 s.rx.packets.to_string(),
                 s.rx.bytes.to_string(),
                 s.rx.errors.to_string(),

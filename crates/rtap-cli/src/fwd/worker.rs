@@ -316,7 +316,7 @@ pub fn run_to_end(ports: &[Port], opts: &FwdOpts, stop: &AtomicBool) -> Result<F
             name: p.name(),
             ifindex: p.ifindex(),
             kind: p.kind(),
-            backend: p.backend(),
+            engine: p.engine(),
             queues: p.queue_count(),
             stats: st.since(&base[i]),
             fwd_dropped: dropped[i].load(Ordering::Relaxed),

@@ -1,14 +1,19 @@
-//! Data-path engines for devices whose queues are fds that frames are read from
-//! and written to (TAP). Each engine implements the queue layer's (crate-private)
-//! rx and tx engine traits; the port picks one per queue from its
-//! [`BackendKind`] and io_uring options ([`RingConfig`]).
+//! Data-path engines any device can reuse. Each implements the queue layer's
+//! (crate-private) rx and tx engine traits.
 //!
+//! For devices whose queues are fds that frames are read from and written to
+//! (TAP, TUN), picked per queue from the device's [`BackendKind`] and io_uring
+//! options ([`RingConfig`]) by [`fd_rx_engine`] / [`fd_tx_engine`]:
 //! - [`uring`]: io_uring, one ring per rx queue and one per tx queue: posted reads
 //!   or multishot read on rx, write/writev per packet on tx.
 //! - `rw`: plain `read()`/`write()` syscalls, one per packet (the way DPDK's
 //!   net_tap works); the benchmark baseline and the fallback when io_uring is
 //!   unavailable.
+//!
+//! For devices whose tx frames wait in a ring shared with the kernel: `kick`,
+//! the tx kick by `send()` or from the process's SQPOLL thread.
 
+pub(crate) mod kick;
 pub(crate) mod rw;
 pub mod uring;
 
@@ -16,11 +21,13 @@ use std::io;
 
 use crate::error::Result;
 use crate::pool::{Pool, PoolConfig};
-use crate::port::device::EngineCtx;
-use crate::queue::engine::{RxEngine, TxEngine};
+use crate::queue::engine::{EngineCtx, RxEngine, TxEngine};
+use crate::queue::Engine;
 use uring::{RingConfig, RingFeatures, RxMode};
 
-/// Which data-path implementation a port uses.
+/// Which engine a device whose queues are fds (TAP, TUN, a served one) asks
+/// for: the `backend=` spec key. What it got is the port's
+/// [`engine`](crate::Port::engine).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum BackendKind {
     /// io_uring (default; falls back to `Rw` with a warning when unavailable).
@@ -36,6 +43,15 @@ impl std::fmt::Display for BackendKind {
             BackendKind::Uring => "uring",
             BackendKind::Rw => "rw",
         })
+    }
+}
+
+impl From<BackendKind> for Engine {
+    fn from(b: BackendKind) -> Engine {
+        match b {
+            BackendKind::Uring => Engine::Uring,
+            BackendKind::Rw => Engine::Rw,
+        }
     }
 }
 
@@ -61,9 +77,19 @@ pub(crate) fn fd_rx_engine(
     vnet_len: usize,
     pool: &Pool,
 ) -> Result<Box<dyn RxEngine>> {
-    if backend == BackendKind::Rw {
-        return Ok(Box::new(rw::RwRx::new(pool, vnet_len, ctx.max_frame)?));
+    match backend {
+        BackendKind::Rw => Ok(Box::new(rw::RwRx::new(pool, vnet_len, ctx.max_frame)?)),
+        BackendKind::Uring => uring_rx_engine(ctx, ring, vnet_len, pool),
     }
+}
+
+/// An io_uring rx engine in the mode `ring.rx_mode` resolves to.
+fn uring_rx_engine(
+    ctx: &EngineCtx,
+    ring: &RingConfig,
+    vnet_len: usize,
+    pool: &Pool,
+) -> Result<Box<dyn RxEngine>> {
     let pc = pool.config();
     let fits_one_buffer = (pc.buf_size - pc.headroom) as usize > ctx.max_frame;
     let (mode, why) = ring.rx_mode.resolve(fits_one_buffer)?;
@@ -137,8 +163,9 @@ pub(crate) fn fd_rx_engine_name(
     pool: &PoolConfig,
     max_frame: usize,
 ) -> String {
-    if backend == BackendKind::Rw {
-        return "read/write".into();
+    match backend {
+        BackendKind::Rw => return "read/write".into(),
+        BackendKind::Uring => {}
     }
     let fits = ((pool.buf_size - pool.headroom) as usize) > max_frame;
     let mode = ring.rx_mode;
@@ -149,10 +176,28 @@ pub(crate) fn fd_rx_engine_name(
     }
 }
 
+/// The tx engine an fd device's queue gets, in words.
+pub(crate) fn fd_tx_engine_name(backend: BackendKind) -> String {
+    match backend {
+        BackendKind::Uring => "io_uring write/writev per packet".into(),
+        BackendKind::Rw => "write()/writev() per packet".into(),
+    }
+}
+
+/// The SQPOLL thread an fd device's rings attach to: the ring options' own,
+/// with io_uring only.
+pub(crate) fn fd_sqpoll(backend: BackendKind, ring: &RingConfig) -> Option<uring::SqPoll> {
+    match backend {
+        BackendKind::Uring => ring.sqpoll,
+        BackendKind::Rw => None,
+    }
+}
+
 /// Picks the backend, falling back to read/write when io_uring cannot be used.
 pub(crate) fn choose(want: BackendKind) -> (BackendKind, Option<String>) {
-    if want == BackendKind::Rw {
-        return (BackendKind::Rw, None);
+    match want {
+        BackendKind::Rw => return (BackendKind::Rw, None),
+        BackendKind::Uring => {}
     }
     if let Ok(v) = std::env::var("RTAP_FORCE_BACKEND") {
         if v == "rw" {

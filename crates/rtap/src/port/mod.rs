@@ -1,34 +1,32 @@
 //! The port layer: a [`Port`] is one kernel interface driven as a poll-mode
 //! port, whatever kind of device it is. Lifecycle, queue handles, link control
-//! and events over netlink, namespaces, stats and xstats, and the SQPOLL anchor
-//! live here; what differs between devices sits behind a crate-private device
-//! trait (`port/device.rs`; ARCHITECTURE.md says what a new device supplies).
+//! and events over netlink, namespaces, stats and xstats, sharing and the
+//! SQPOLL anchor live here; what differs between devices sits behind the device
+//! seam ([`crate::device`]), and the devices are named once, in the registry
+//! (`port/registry.rs`; ARCHITECTURE.md says what a new device supplies).
 
-pub(crate) mod device;
 mod link;
-mod netns;
-mod offloads;
-mod options;
+mod registry;
+mod serve;
 mod stats;
 
 use std::sync::{Arc, Mutex};
 
-pub use netns::Netns;
-pub(crate) use netns::{in_ns, NsHandle};
-pub use offloads::Offloads;
-pub(crate) use options::port_option_setters;
-pub use options::{validate_queues, PortOptions, MAX_QUEUES};
-// ServeParts is defined below, in this module.
+pub use crate::device::{
+    validate_queues, DeviceInfo, DeviceKind, Netns, Offloads, PortOptions, PortSpec, MAX_QUEUES,
+};
+pub use registry::parse_port_spec;
 
-use self::device::{Device, EngineCtx, Opened};
 use self::stats::Baseline;
-use crate::backend::{uring, BackendKind};
+use crate::backend::uring;
+use crate::device::netns::{in_ns, NsHandle};
+use crate::device::{Attached, Device, Opened, OpenedDevice};
 use crate::error::{Error, Result};
 use crate::netlink::{LinkInfo, Netlink};
 use crate::pool::{Pool, PoolConfig, MAX_PACKET_LEN};
 use crate::queue::counters::{Block, CounterMem};
-use crate::queue::{Dir, QueueShared, RxQueue, TxQueue};
-use crate::spec::PortSpec;
+use crate::queue::engine::EngineCtx;
+use crate::queue::{Dir, Engine, QueueShared, RxQueue, TxQueue};
 
 /// One kernel interface driven as a poll-mode port.
 ///
@@ -61,6 +59,9 @@ pub struct Port {
     /// Every queue's counters, in memory a process the port is shared with
     /// can map ([`crate::share`]).
     counters: Arc<CounterMem>,
+    /// For a port attached to another process's: the counter block of each
+    /// queue (the served port's queue numbers). `None`: block `i` is queue `i`.
+    blocks: Option<Vec<u16>>,
     /// The device's `imissed` as last read: what `stats` reports once the
     /// interface is gone.
     last_missed: std::sync::atomic::AtomicU64,
@@ -69,11 +70,11 @@ pub struct Port {
 impl std::fmt::Debug for Port {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Port")
-            .field("kind", &self.dev.kind())
+            .field("kind", &self.info().kind)
             .field("name", &self.iface.name)
             .field("ifindex", &self.iface.ifindex)
             .field("queues", &self.queues.len())
-            .field("backend", &self.dev.backend())
+            .field("engine", &self.info().engine)
             .field("started", &self.started)
             .finish()
     }
@@ -89,28 +90,43 @@ impl Port {
         spec.validate()?;
         let opts = spec.options().clone();
         let ns = opts.netns.as_ref().map(NsHandle::open).transpose()?;
-        let (dev, iface, nl) = in_ns(ns.as_ref(), || {
-            let (dev, iface) = spec.open_device()?;
+        let (opened, nl) = in_ns(ns.as_ref(), || {
+            let opened = spec.open_device(&registry::REGISTRY)?;
             let nl = Netlink::open().map_err(|e| Error::sys("netlink socket", e))?;
-            Ok((dev, iface, nl))
+            Ok((opened, nl))
         })?;
-        // A device that found the interface in another namespace itself: link
-        // control and events go there.
-        let (ns, nl) = match dev.netns() {
-            Some(fd) => {
-                let h = NsHandle::from_fd(fd);
-                let nl = h.run(|| Netlink::open().map_err(|e| Error::sys("netlink socket", e)))?;
-                (Some(h), nl)
+        let OpenedDevice {
+            dev,
+            iface,
+            attached,
+        } = opened;
+        let (ns, nl, counters, blocks) = match attached {
+            // Attached to another process's port: its counters, its queues, and
+            // link control and events in its namespace.
+            Some(Attached {
+                counters,
+                blocks,
+                netns,
+            }) => {
+                let (ns, nl) = match netns {
+                    Some(fd) => {
+                        let h = NsHandle::from_fd(fd);
+                        let nl =
+                            h.run(|| Netlink::open().map_err(|e| Error::sys("netlink socket", e)))?;
+                        (Some(h), nl)
+                    }
+                    None => (ns, nl),
+                };
+                (ns, nl, counters, Some(blocks))
             }
-            None => (ns, nl),
+            None => {
+                let c = CounterMem::new(MAX_QUEUES as usize)
+                    .map_err(|e| Error::sys("memfd for queue counters", e))?;
+                (ns, nl, Arc::new(c), None)
+            }
         };
-        let counters = match dev.counter_mem() {
-            Some(m) => m,
-            None => Arc::new(
-                CounterMem::new(MAX_QUEUES as usize)
-                    .map_err(|e| Error::sys("memfd for queue counters", e))?,
-            ),
-        };
+        let n = blocks.as_ref().map_or(opts.queues, |b| b.len() as u16);
+        let sq_anchor = dev.info().sqpoll.and_then(uring::SqAnchor::shared);
         let mut port = Port {
             spec,
             iface,
@@ -120,21 +136,13 @@ impl Port {
             started: false,
             raised: false,
             ns,
-            sq_anchor: None,
+            sq_anchor,
             base: Mutex::new(Baseline::default()),
             counters,
+            blocks,
             last_missed: std::sync::atomic::AtomicU64::new(0),
         };
-        port.sq_anchor = port.dev.sqpoll().and_then(uring::SqAnchor::shared);
-        // A device with a fixed set of queues (attached to another process's
-        // port) says how many.
-        let n = match port.dev.queue_count() {
-            Some(n) => {
-                port.spec.options_mut().queues = n;
-                n
-            }
-            None => opts.queues,
-        };
+        port.spec.options_mut().queues = n;
         port.open_queues(n)?;
         if let Some(mtu) = opts.mtu {
             port.set_mtu(mtu)?;
@@ -145,8 +153,8 @@ impl Port {
         if let Some(on) = opts.promisc {
             port.set_promisc(on)?;
         }
-        tracing::debug!(kind = port.dev.kind(), name = %port.iface.name, ifindex = port.iface.ifindex,
-            queues = opts.queues, backend = %port.dev.backend(), "port open");
+        tracing::debug!(kind = %port.info().kind, name = %port.iface.name, ifindex = port.iface.ifindex,
+            queues = n, engine = %port.info().engine, "port open");
         Ok(port)
     }
 
@@ -161,22 +169,23 @@ impl Port {
                 .map(|id| dev.open_queue(iface, id as u16))
                 .collect::<Result<Vec<_>>>()
         })?;
-        let release = self.dev.release_queue();
         for q in fds {
             let id = self.queues.len() as u16;
-            let block = Block::new(&self.counters, self.dev.counter_block(id)).ok_or(
-                Error::NoSuchQueue {
-                    queue: id,
-                    count: self.counters.blocks() as u16,
-                },
-            )?;
+            let at = match &self.blocks {
+                Some(b) => b.get(id as usize).map_or(usize::MAX, |&q| q as usize),
+                None => id as usize,
+            };
+            let block = Block::new(&self.counters, at).ok_or(Error::NoSuchQueue {
+                queue: id,
+                count: self.counters.blocks() as u16,
+            })?;
             self.queues.push(Arc::new(QueueShared::new(
                 id,
                 q.fd,
-                release,
+                q.release,
                 q.extra,
                 block,
-                self.dev.link(),
+                self.info().link,
             )));
         }
         self.queues.truncate(n as usize);
@@ -204,39 +213,45 @@ impl Port {
         self.iface.ifindex
     }
 
-    /// The kind of device (`"tap"`, `"tun"`, `"packet"`, `"shared"`).
-    pub fn kind(&self) -> &'static str {
-        self.dev.kind()
+    /// What the device is: kind, link type, offloads, engine, ... (fixed at open).
+    pub fn info(&self) -> &DeviceInfo {
+        self.dev.info()
+    }
+
+    /// The kind of device.
+    pub fn kind(&self) -> DeviceKind {
+        self.info().kind
     }
 
     /// What the port's frames start with: Ethernet, or the IP header on a TUN.
     pub fn link_layer(&self) -> crate::wire::layout::Link {
-        self.dev.link()
+        self.info().link
     }
 
     /// True if this port created the interface.
     pub fn created(&self) -> bool {
-        self.dev.created()
+        self.info().created
     }
 
     /// Offloads the kernel accepted (a subset of what was asked for).
     pub fn offloads(&self) -> Offloads {
-        self.dev.offloads()
+        self.info().offloads
     }
 
     /// Why requested offloads were dropped, if any were.
     pub fn offload_notes(&self) -> &[String] {
-        self.dev.offload_notes()
+        &self.info().offload_notes
     }
 
-    /// The backend in use: whether the data path runs on io_uring.
-    pub fn backend(&self) -> BackendKind {
-        self.dev.backend()
+    /// The data path of the port's queues: io_uring, read/write, an AF_PACKET
+    /// ring and its kick.
+    pub fn engine(&self) -> Engine {
+        self.info().engine
     }
 
-    /// Why the backend differs from the one asked for, if it does.
-    pub fn backend_reason(&self) -> Option<&str> {
-        self.dev.backend_reason()
+    /// Why the engine differs from the one asked for, if it does.
+    pub fn engine_reason(&self) -> Option<&str> {
+        self.info().engine_reason.as_deref()
     }
 
     /// The configuration the port was opened with.
@@ -270,7 +285,10 @@ impl Port {
                 name: self.iface.name.clone(),
                 ifindex: self.iface.ifindex,
             },
-            Some(libc::EPERM) | Some(libc::EACCES) => Error::PermissionDenied { op },
+            Some(libc::EPERM) | Some(libc::EACCES) => Error::PermissionDenied {
+                op,
+                hint: crate::error::NEEDS_NET_ADMIN,
+            },
             _ => Error::Netlink {
                 op,
                 ifindex: self.iface.ifindex,
@@ -299,7 +317,7 @@ impl Port {
     /// Refuses link changes on a port that does not control its link (one
     /// attached to another process's).
     fn control(&self, op: &'static str) -> Result<()> {
-        if self.dev.controls_link() {
+        if self.info().controls_link {
             Ok(())
         } else {
             Err(Error::NotLinkOwner { op })
@@ -311,11 +329,11 @@ impl Port {
     /// A link someone else already brought up is left as it is, so an
     /// unprivileged owner of a persistent tap (see [`TapConfig::owner`](crate::TapConfig::owner)) can start.
     pub fn start(&mut self) -> Result<()> {
-        if self.dev.controls_link() && self.link()?.flags & libc::IFF_UP as u32 == 0 {
+        if self.info().controls_link && self.link()?.flags & libc::IFF_UP as u32 == 0 {
             self.set_up(true)?;
             self.raised = true;
         }
-        if self.dev.tx_through_qdisc() {
+        if self.info().tx_through_qdisc {
             self.wait_operational();
         }
         let (dev, queues) = (&*self.dev, &self.queues);
@@ -352,7 +370,7 @@ impl Port {
     /// The port decides the link's state: it created the interface, or brought
     /// it up itself.
     fn owns_link_state(&self) -> bool {
-        self.dev.controls_link() && (self.dev.created() || self.raised)
+        self.info().controls_link && (self.info().created || self.raised)
     }
 
     /// Queue handles still alive.
@@ -379,7 +397,7 @@ impl Port {
         match self.set_up(false) {
             // An unprivileged owner may not change the link state: the queues are
             // released all the same, which is what stop guarantees.
-            Err(Error::PermissionDenied { op }) => {
+            Err(Error::PermissionDenied { op, .. }) => {
                 tracing::warn!("stop: {op} not permitted; link left up");
                 Ok(())
             }
@@ -390,7 +408,7 @@ impl Port {
     /// Changes the number of queue pairs (port stopped, no queue handles alive).
     pub fn set_queue_count(&mut self, n: u16) -> Result<()> {
         validate_queues(n)?;
-        if self.dev.queue_count().is_some() {
+        if self.blocks.is_some() {
             return Err(Error::Unsupported {
                 feature: "set_queue_count on a port attached to another process's",
                 hint: "attach again with the queues wanted",
@@ -420,17 +438,17 @@ impl Port {
 
     /// The largest frame an rx queue must hold: the configured `max_frame` if
     /// set, else 64 KiB with TSO/USO offloads (the kernel hands up coalesced
-    /// frames), else what the device's MTU allows (for a tap, the MTU plus an
+    /// frames), else what the MTU allows (on Ethernet, the MTU plus an
     /// Ethernet header and a VLAN tag).
     pub fn max_frame(&self) -> Result<usize> {
         let opts = self.spec.options();
         if opts.max_frame != 0 {
             return Ok(opts.max_frame);
         }
-        if self.dev.offloads().any_gso() {
+        if self.info().offloads.any_gso() {
             return Ok(MAX_PACKET_LEN);
         }
-        Ok(self.dev.max_frame(self.link()?.mtu))
+        Ok(self.info().link.frame_len(self.link()?.mtu))
     }
 
     fn engine_ctx(&self, q: &QueueShared, max_frame: usize) -> EngineCtx {
@@ -460,7 +478,7 @@ impl Port {
     /// The tx engine of this port's queues, in words: `io_uring writes`,
     /// `write()`, an AF_PACKET ring and its kick, ...
     pub fn tx_engine_name(&self) -> String {
-        self.dev.tx_engine_name()
+        self.info().tx_engine.clone()
     }
 
     /// Opens rx queue `id`, lending buffers from `pool` to the kernel. The queue
@@ -486,45 +504,10 @@ impl Port {
         Ok(TxQueue::new(
             claim,
             engine,
-            self.dev.offloads().csum,
+            self.info().offloads.csum,
             &self.iface.name,
             self.iface.ifindex,
         ))
-    }
-}
-
-/// What serving a port to other processes needs of it ([`crate::share`]).
-pub(crate) struct ServeParts {
-    pub dev: Arc<dyn Device>,
-    pub iface: Opened,
-    pub kind: &'static str,
-    pub name: String,
-    pub ifindex: u32,
-    pub offloads: Offloads,
-    pub queues: Vec<Arc<QueueShared>>,
-    pub counters: Arc<CounterMem>,
-    pub netns: Option<std::os::fd::OwnedFd>,
-}
-
-impl Port {
-    pub(crate) fn serve_parts(&self) -> Result<ServeParts> {
-        let netns = self
-            .ns
-            .as_ref()
-            .map(|h| h.fd().try_clone_to_owned())
-            .transpose()
-            .map_err(|e| Error::sys("dup netns fd", e))?;
-        Ok(ServeParts {
-            dev: self.dev.clone(),
-            iface: self.iface.clone(),
-            kind: self.dev.kind(),
-            name: self.name(),
-            ifindex: self.iface.ifindex,
-            offloads: self.dev.offloads(),
-            queues: self.queues.clone(),
-            counters: self.counters.clone(),
-            netns,
-        })
     }
 }
 

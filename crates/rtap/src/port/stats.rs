@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use super::Port;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::queue::QueueShared;
 use crate::stats::{PortStats, QueueStats};
 use crate::xstats::{self, XStat, RX_N, TX_N};
@@ -49,7 +49,7 @@ impl Port {
                 self.last_missed.store(m, Relaxed);
                 m
             }
-            Err(crate::Error::DeviceVanished { .. }) => self.last_missed.load(Relaxed),
+            Err(Error::DeviceVanished { .. }) => self.last_missed.load(Relaxed),
             Err(e) => return Err(e),
         };
         let b = self.base();

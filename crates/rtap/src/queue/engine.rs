@@ -14,15 +14,35 @@
 //! - Counters are added to the queue's [`QueueCounters`] once per burst; every
 //!   frame dropped is counted (errors, nombuf, truncated).
 //! - `Err(errno)` from a burst means the device is gone (see
-//!   [`is_vanished`](crate::backend::is_vanished)); other failures are counted.
+//!   `backend::is_vanished`); other failures are counted.
 
 use std::io;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::time::Duration;
 
-use crate::backend::uring::RingFeatures;
+use super::counters::Block;
+use super::features::RingFeatures;
+use super::shared::QueueExtra;
 use crate::pool::Packet;
 use crate::stats::QueueCounters;
+
+/// What an engine needs to know about the queue it serves (the device that
+/// makes the engine knows its own configuration).
+pub(crate) struct EngineCtx {
+    /// The queue's fd.
+    pub fd: RawFd,
+    /// The device's state of the queue (an AF_PACKET queue's rings), if it
+    /// keeps any.
+    pub extra: Option<QueueExtra>,
+    /// Largest frame the port takes (the MTU's frame, or `max_frame` if set).
+    pub max_frame: usize,
+    /// The process's SQPOLL ring for the device's settings, if any
+    /// (`IORING_SETUP_ATTACH_WQ`: one kernel SQ thread for every ring).
+    pub sq_attach: Option<RawFd>,
+    /// The queue's counter block (shared with processes the port is served
+    /// to), with words the device may keep there.
+    pub block: Block,
+}
 
 /// Receive engine of one queue.
 pub(crate) trait RxEngine {

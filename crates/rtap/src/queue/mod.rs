@@ -12,11 +12,13 @@ mod classify;
 #[allow(unsafe_code)] // shared counter memory
 pub(crate) mod counters;
 pub(crate) mod engine;
+pub mod features;
 mod rx;
 mod shared;
 mod tx;
 pub(crate) mod txprep;
 
+pub use features::{Engine, Kick, RingFeatures, RxMode, TaskRun};
 pub use rx::RxQueue;
 pub(crate) use shared::{Claim, Dir, QueueExtra, QueueShared};
 pub use tx::TxQueue;

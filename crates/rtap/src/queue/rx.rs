@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use super::classify::classify_rx;
 use super::engine::RxEngine;
+use super::features::RingFeatures;
 use super::shared::Claim;
-use crate::backend::uring::RingFeatures;
 use crate::error::{Error, Result};
 use crate::pool::Packet;
 use crate::stats::QueueStats;

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use super::classify::classify_tx;
 use super::engine::TxEngine;
+use super::features::RingFeatures;
 use super::rx::vanished;
 use super::shared::Claim;
 use super::txprep::prepare_burst;
-use crate::backend::uring::RingFeatures;
 use crate::error::{Error, Result};
 use crate::pool::Packet;
 use crate::stats::QueueStats;

@@ -3,8 +3,9 @@
 use super::proto::QueueSel;
 use crate::backend::uring::RingConfig;
 use crate::backend::BackendKind;
+use crate::device::options::port_option_setters;
+use crate::device::PortOptions;
 use crate::error::{Error, Result};
-use crate::port::{port_option_setters, PortOptions};
 
 /// A port whose queues another process serves ([`Port::serve`](crate::Port::serve)):
 /// the socket, which queues, and this process's own engine settings. The queue

@@ -21,30 +21,30 @@
 //!
 //! ```no_run
 //! use rtap::share::{ServeConfig, SharedConfig};
-//! use rtap::{Port, TapConfig};
-//! // Process A:
-//! let mut port = Port::open(TapConfig::new("tap0").queues(4))?;
+//! use rtap::Port;
+//! // Process A, with a port of any kind that can be served (a spec from its
+//! // command line, say):
+//! # let spec = "";
+//! let mut port = Port::open(rtap::parse_port_spec(spec)?)?;
 //! port.start()?;
-//! let server = port.serve(ServeConfig::new("/run/rtap-tap0.sock"))?;
+//! let server = port.serve(ServeConfig::new("/run/rtap-port0.sock"))?;
 //! // Process B:
-//! let mut b = Port::open(SharedConfig::new("/run/rtap-tap0.sock").queue_list(&[2, 3]))?;
+//! let mut b = Port::open(SharedConfig::new("/run/rtap-port0.sock").queue_list(&[2, 3]))?;
 //! b.start()?; // does not touch the link
 //! # Ok::<(), rtap::Error>(())
 //! ```
 //!
-//! Tap and AF_PACKET ports. A tap queue is its fd. An AF_PACKET queue is its rx
-//! socket (whose ring the attached process maps: the reader's position lives
-//! in the shared counter block, and a reader that starts scans the ring for
-//! the oldest frame, so a holder killed mid-burst leaves nothing stuck) plus a
-//! tx socket the server makes for that process (the kernel's place in a tx
-//! ring cannot be read back, so tx rings are never handed over). Kernel
-//! statistics that clear on read (`PACKET_STATISTICS`) are read by whichever
-//! process asks: `imissed` is split between them.
+//! Which devices can be served, and what travels for each queue, is the
+//! device's to say (each device module documents its own): this module carries
+//! the fds and the device's description over the socket, and the attaching
+//! process rebuilds the device from them. A port that is itself attached to
+//! another process's cannot be served again.
 
 mod config;
-pub(crate) mod device;
+mod device;
 mod proto;
-mod server;
+pub(crate) mod server;
+pub mod spec;
 
 pub use config::SharedConfig;
 pub use device::status;

@@ -4,8 +4,9 @@
 //!
 //! ```text
 //! client: attach queues=0,2            (or queues=all)
-//! server: ok kind=tap name=tap0 ifindex=7 queues=0,2 offloads=csum,tso4 netns=0
-//!         + fds: one per queue, in order; the counter memory; the netns if netns=1
+//! server: ok kind=KIND name=NAME ifindex=7 queues=0,2 offloads=csum,tso4 netns=0
+//!         fds_per_queue=N [the device's own words]
+//!         + fds: N per queue, in order; the counter memory; the netns if netns=1
 //! server: err busy queue 2 is held by process 4242 (uid 1000)
 //! client: status
 //! server: status queues=4 q0=serving q1=free q2=pid:4242,uid:1000 q3=free
@@ -198,7 +199,7 @@ mod tests {
 
     #[test]
     fn messages_round_trip() {
-        let m = Msg::new("ok").with("kind", "tap").with("queues", "0,2");
+        let m = Msg::new("ok").with("kind", "k").with("queues", "0,2");
         assert_eq!(Msg::decode(&m.encode()), Some(m));
         let e = Msg::decode(&Msg::err("busy", "queue 2 is held by process 7")).unwrap();
         assert_eq!(e.get("code"), Some("busy"));

@@ -12,10 +12,26 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
 use super::proto::{parse_queue_sel, Msg, QueueHolder, QueueSel, MAX_MSG, VERSION};
+use crate::device::netns::NsHandle;
+use crate::device::{Device, DeviceKind, Offloads, Opened};
 use crate::error::{Error, Result};
-use crate::port::{Port, ServeParts};
-use crate::queue::{Claim, Dir};
+use crate::queue::counters::CounterMem;
+use crate::queue::{Claim, Dir, QueueShared};
 use crate::sys::{fd as sysfd, unix};
+
+/// What serving a port needs of it: the device (which lends its queues), the
+/// interface, what the reply tells about the port, the queues and their counter
+/// memory, and the namespace the interface lives in if not the server's.
+pub(crate) struct ServeParts {
+    pub dev: Arc<dyn Device>,
+    pub iface: Opened,
+    pub kind: DeviceKind,
+    pub name: String,
+    pub offloads: Offloads,
+    pub queues: Vec<Arc<QueueShared>>,
+    pub counters: Arc<CounterMem>,
+    pub netns: Option<OwnedFd>,
+}
 
 /// Who may attach, and where the socket is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,7 +104,7 @@ pub struct ServerStats {
 }
 
 /// Serves a port's queues to other processes until dropped. Made by
-/// [`Port::serve`]. Drop it before the port.
+/// [`Port::serve`](crate::Port::serve). Drop it before the port.
 pub struct Server {
     name: String,
     state: Arc<Mutex<State>>,
@@ -108,39 +124,34 @@ struct State {
     holders: Vec<QueueHolder>,
 }
 
-impl Port {
-    /// Serves this port's queue pairs to other processes on a Unix socket: they
-    /// attach with a `shared:path=...` spec ([`SharedConfig`](super::SharedConfig)),
-    /// get queue fds and run their own engines on them; this process keeps the
-    /// link, the offloads and the port's lifecycle. Tap and AF_PACKET ports.
-    pub fn serve(&self, cfg: ServeConfig) -> Result<Server> {
-        if !matches!(self.kind(), "tap" | "tun" | "packet") {
-            return Err(Error::Unsupported {
-                feature: "serving a port that is itself attached to another process's",
-                hint: "serve the port from the process that opened it",
-            });
-        }
-        let parts = self.serve_parts()?;
-        let listener = bind(&cfg)?;
-        let stop = sysfd::eventfd().map_err(|e| Error::sys("eventfd", e))?;
-        let stop_r = stop.try_clone().map_err(|e| Error::sys("dup eventfd", e))?;
-        let state = Arc::new(Mutex::new(State {
-            stats: ServerStats::default(),
-            holders: vec![QueueHolder::Free; parts.queues.len()],
-        }));
-        let st = state.clone();
-        let name = cfg.name.clone();
-        let thread = std::thread::Builder::new()
-            .name("rtap-serve".into())
-            .spawn(move || run(cfg, parts, listener, stop_r, st))
-            .map_err(|e| Error::sys("spawn the server thread", e))?;
-        Ok(Server {
-            name,
-            state,
-            stop,
-            thread: Some(thread),
-        })
+/// Starts the server thread on `cfg`'s socket (made by
+/// [`Port::serve`](crate::Port::serve)).
+pub(crate) fn spawn(cfg: ServeConfig, parts: ServeParts) -> Result<Server> {
+    if parts.dev.lend().is_none() {
+        return Err(Error::Unsupported {
+            feature: "serving a port whose device cannot lend its queues",
+            hint: "serve the port from the process that opened it",
+        });
     }
+    let listener = bind(&cfg)?;
+    let stop = sysfd::eventfd().map_err(|e| Error::sys("eventfd", e))?;
+    let stop_r = stop.try_clone().map_err(|e| Error::sys("dup eventfd", e))?;
+    let state = Arc::new(Mutex::new(State {
+        stats: ServerStats::default(),
+        holders: vec![QueueHolder::Free; parts.queues.len()],
+    }));
+    let st = state.clone();
+    let name = cfg.name.clone();
+    let thread = std::thread::Builder::new()
+        .name("rtap-serve".into())
+        .spawn(move || run(cfg, parts, listener, stop_r, st))
+        .map_err(|e| Error::sys("spawn the server thread", e))?;
+    Ok(Server {
+        name,
+        state,
+        stop,
+        thread: Some(thread),
+    })
 }
 
 impl Server {
@@ -357,74 +368,22 @@ fn handle(parts: &ServeParts, peers: &mut [Peer], i: usize, req: &[u8], st: &Mut
 
 fn attach(parts: &ServeParts, peers: &mut [Peer], i: usize, m: &Msg, st: &Mutex<State>) {
     if !peers[i].queues.is_empty() {
-        return reject(
-            &peers[i],
-            st,
-            "proto",
-            "this connection already holds queues".into(),
-        );
+        let why = "this connection already holds queues".to_string();
+        return reject(&peers[i], st, "proto", why);
     }
-    let n = parts.queues.len() as u16;
-    let sel = match m.get("queues").map(parse_queue_sel) {
-        None => QueueSel::All,
-        Some(Ok(s)) => s,
-        Some(Err(why)) => return reject(&peers[i], st, "proto", format!("queues: {why}")),
+    let list = match selected(parts, m) {
+        Ok(l) => l,
+        Err((code, why)) => return reject(&peers[i], st, code, why),
     };
-    let list: Vec<u16> = match sel {
-        QueueSel::All => (0..n).collect(),
-        QueueSel::List(l) => l,
+    let claims = match claim(parts, peers, &list) {
+        Ok(c) => c,
+        Err(why) => return reject(&peers[i], st, "busy", why),
     };
-    if let Some(&q) = list.iter().find(|&&q| q >= n) {
-        return reject(
-            &peers[i],
-            st,
-            "nosuch",
-            format!("queue {q} does not exist: the port has {n} queue(s)"),
-        );
-    }
-    let mut claims = Vec::new();
-    for &q in &list {
-        let qs = &parts.queues[q as usize];
-        match (qs.claim(Dir::Rx), qs.claim(Dir::Tx)) {
-            (Ok(a), Ok(b)) => claims.extend([a, b]),
-            _ => {
-                let holder = match peers.iter().find(|p| p.queues.contains(&q)) {
-                    Some(p) => format!("held by process {} (uid {})", p.pid, p.uid),
-                    None => "in use by the serving process".into(),
-                };
-                return reject(&peers[i], st, "busy", format!("queue {q} is {holder}"));
-            }
-        }
-    }
-    // The fds of each queue, made in the port's namespace (an AF_PACKET port
-    // makes a tx socket for the new holder, bound to the interface).
-    let make = || -> Result<Vec<OwnedFd>> {
-        let mut v = Vec::new();
-        for &q in &list {
-            v.extend(
-                parts
-                    .dev
-                    .share_fds(&parts.iface, &parts.queues[q as usize])?,
-            );
-        }
-        Ok(v)
-    };
-    let owned = match &parts.netns {
-        Some(ns) => match ns.try_clone() {
-            Ok(fd) => crate::port::NsHandle::from_fd(fd).run(make),
-            Err(e) => Err(Error::sys("dup netns fd", e)),
-        },
-        None => make(),
-    };
-    let owned = match owned {
+    let owned = match lend(parts, &list) {
         Ok(v) => v,
         Err(e) => {
-            return reject(
-                &peers[i],
-                st,
-                "proto",
-                format!("cannot share the queues: {e}"),
-            )
+            let why = format!("cannot share the queues: {e}");
+            return reject(&peers[i], st, "proto", why);
         }
     };
     let per_queue = owned.len() / list.len().max(1);
@@ -433,21 +392,7 @@ fn attach(parts: &ServeParts, peers: &mut [Peer], i: usize, m: &Msg, st: &Mutex<
     if let Some(ns) = &parts.netns {
         fds.push(ns.as_fd());
     }
-    let qs: Vec<String> = list.iter().map(|q| q.to_string()).collect();
-    let reply = Msg::new("ok")
-        .with("v", VERSION)
-        .with("kind", parts.kind)
-        .with("name", &parts.name)
-        .with("ifindex", parts.ifindex)
-        .with("queues", qs.join(","))
-        .with("offloads", parts.offloads)
-        .with("netns", u8::from(parts.netns.is_some()))
-        .with("fds_per_queue", per_queue);
-    let reply = parts
-        .dev
-        .share_desc()
-        .into_iter()
-        .fold(reply, |m, (k, v)| m.with(k, v));
+    let reply = granted(parts, &list, per_queue);
     // Recorded before the reply: whoever sees the reply sees the holder.
     peers[i].queues = list;
     peers[i].claims = claims;
@@ -460,4 +405,87 @@ fn attach(parts: &ServeParts, peers: &mut [Peer], i: usize, m: &Msg, st: &Mutex<
         return;
     }
     tracing::info!(pid = peers[i].pid, uid = peers[i].uid, queues = ?peers[i].queues, "shared queues attached");
+}
+
+/// The queues an attach asks for (`all` when it names none), each checked to
+/// exist; else the error code and why.
+fn selected(parts: &ServeParts, m: &Msg) -> std::result::Result<Vec<u16>, (&'static str, String)> {
+    let n = parts.queues.len() as u16;
+    let list: Vec<u16> = match m.get("queues").map(parse_queue_sel) {
+        None | Some(Ok(QueueSel::All)) => (0..n).collect(),
+        Some(Ok(QueueSel::List(l))) => l,
+        Some(Err(why)) => return Err(("proto", format!("queues: {why}"))),
+    };
+    match list.iter().find(|&&q| q >= n) {
+        Some(q) => Err((
+            "nosuch",
+            format!("queue {q} does not exist: the port has {n} queue(s)"),
+        )),
+        None => Ok(list),
+    }
+}
+
+/// Claims both directions of every queue in `list`, or none (the claims taken
+/// so far drop) and says who holds the first one taken.
+fn claim(
+    parts: &ServeParts,
+    peers: &[Peer],
+    list: &[u16],
+) -> std::result::Result<Vec<Claim>, String> {
+    let mut claims = Vec::new();
+    for &q in list {
+        let qs = &parts.queues[q as usize];
+        match (qs.claim(Dir::Rx), qs.claim(Dir::Tx)) {
+            (Ok(a), Ok(b)) => claims.extend([a, b]),
+            _ => {
+                let holder = match peers.iter().find(|p| p.queues.contains(&q)) {
+                    Some(p) => format!("held by process {} (uid {})", p.pid, p.uid),
+                    None => "in use by the serving process".into(),
+                };
+                return Err(format!("queue {q} is {holder}"));
+            }
+        }
+    }
+    Ok(claims)
+}
+
+/// The fds of each queue in `list`, as the device lends them, made in the
+/// port's namespace (a device may make sockets for the new holder there).
+fn lend(parts: &ServeParts, list: &[u16]) -> Result<Vec<OwnedFd>> {
+    let Some(lender) = parts.dev.lend() else {
+        return Err(Error::Unsupported {
+            feature: "lending this port's queues",
+            hint: "serve the port from the process that opened it",
+        });
+    };
+    let make = || -> Result<Vec<OwnedFd>> {
+        let mut v = Vec::new();
+        for &q in list {
+            v.extend(lender.lend_queue(&parts.iface, &parts.queues[q as usize])?);
+        }
+        Ok(v)
+    };
+    match &parts.netns {
+        Some(ns) => {
+            let fd = ns.try_clone().map_err(|e| Error::sys("dup netns fd", e))?;
+            NsHandle::from_fd(fd).run(make)
+        }
+        None => make(),
+    }
+}
+
+/// The reply granting `list`: what every port tells, then the device's own words.
+fn granted(parts: &ServeParts, list: &[u16], per_queue: usize) -> Msg {
+    let qs: Vec<String> = list.iter().map(|q| q.to_string()).collect();
+    let reply = Msg::new("ok")
+        .with("v", VERSION)
+        .with("kind", parts.kind)
+        .with("name", &parts.name)
+        .with("ifindex", parts.iface.ifindex)
+        .with("queues", qs.join(","))
+        .with("offloads", parts.offloads)
+        .with("netns", u8::from(parts.netns.is_some()))
+        .with("fds_per_queue", per_queue);
+    let words = parts.dev.lend().map(|l| l.describe()).unwrap_or_default();
+    words.into_iter().fold(reply, |m, (k, v)| m.with(k, v))
 }

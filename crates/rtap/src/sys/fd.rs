@@ -152,3 +152,16 @@ pub fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
 }
+
+/// `send(fd, NULL, 0, MSG_DONTWAIT)`: the tx kick of a socket whose frames wait
+/// in a ring shared with the kernel (an AF_PACKET tx ring: every frame marked
+/// `TP_STATUS_SEND_REQUEST` at its head goes). Returns the bytes sent.
+pub fn send_kick(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    // SAFETY: a zero-length send with a null buffer: the kernel reads no user
+    // memory (the ring walk reads the shared mapping).
+    let n = unsafe { libc::send(fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}

@@ -189,18 +189,6 @@ pub fn take_error(fd: BorrowedFd<'_>) -> Option<i32> {
         .filter(|&e| e != 0)
 }
 
-/// `send(fd, NULL, 0, MSG_DONTWAIT)`: makes the kernel send every frame in
-/// `TP_STATUS_SEND_REQUEST` at the tx ring's head. Returns the frame bytes sent.
-pub fn kick(fd: BorrowedFd<'_>) -> io::Result<usize> {
-    // SAFETY: a zero-length send with a null buffer: the kernel reads no user memory
-    // (the tx ring walk reads the shared mapping).
-    let n = unsafe { libc::send(fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n as usize)
-}
-
 /// The socket's rings mapped into this process, rx ring first (`MAP_SHARED`,
 /// `MAP_LOCKED` where the limit allows). Unmapped on drop.
 #[derive(Debug)]

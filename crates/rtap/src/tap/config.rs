@@ -1,12 +1,13 @@
 //! Configuration of a TAP (or TUN) port: [`TapConfig`] names or templates the
 //! interface, picks the engine, ring and offloads, and whether to create,
-//! attach to or persist the interface; [`validate_name`] checks a name the way
-//! the kernel would. `TapConfig::tun` gives the TUN (raw IP) mode.
+//! attach to or persist the interface. `TapConfig::tun` gives the TUN (raw IP)
+//! mode.
 
 use crate::backend::uring::RingConfig;
 use crate::backend::BackendKind;
-use crate::error::{Error, Result};
-use crate::port::{port_option_setters, Offloads, PortOptions};
+use crate::device::options::port_option_setters;
+use crate::device::{validate_name, Offloads, PortOptions};
+use crate::error::Result;
 
 /// Default interface name template: the kernel picks the first free `rtapN`.
 pub const DEFAULT_NAME: &str = "rtap%d";
@@ -148,56 +149,5 @@ impl TapConfig {
         validate_name(&self.name)?;
         self.ring.validate()?;
         self.port.validate()
-    }
-}
-
-/// Checks an interface name or template the way the kernel will.
-pub fn validate_name(name: &str) -> Result<()> {
-    let bad = |why| {
-        Err(Error::InvalidName {
-            name: name.to_string(),
-            why,
-        })
-    };
-    if name.is_empty() {
-        return bad("empty");
-    }
-    if name.len() > libc::IFNAMSIZ - 1 {
-        return Err(Error::NameTooLong {
-            name: name.to_string(),
-        });
-    }
-    if name == "." || name == ".." {
-        return bad("`.` and `..` are reserved");
-    }
-    if name
-        .chars()
-        .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
-    {
-        return bad("must not contain '/', ':' or whitespace");
-    }
-    let pct = name.matches('%').count();
-    if pct > 1 || (pct == 1 && !name.contains("%d")) {
-        return bad("a template may hold one `%d` and no other `%`");
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names() {
-        assert!(validate_name("rtap%d").is_ok());
-        assert!(validate_name("tap0").is_ok());
-        assert!(matches!(
-            validate_name("a-very-long-name0"),
-            Err(Error::NameTooLong { .. })
-        ));
-        assert!(validate_name("a b").is_err());
-        assert!(validate_name("x%s").is_err());
-        assert!(validate_name("x%d%d").is_err());
-        assert!(validate_name("").is_err());
     }
 }

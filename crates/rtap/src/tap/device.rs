@@ -8,80 +8,77 @@ use std::sync::Arc;
 
 use super::config::TapConfig;
 use super::offloads::negotiate;
-use crate::backend::uring::{RingConfig, SqPoll};
+use crate::backend::uring::RingConfig;
 use crate::backend::{self, BackendKind};
+use crate::device::{
+    Device, DeviceConfig, DeviceInfo, DeviceKind, Lend, Offloads, Opened, OpenedDevice,
+    PortOptions, PortSpec, QueueFd, Registry,
+};
 use crate::error::{Error, Result};
 use crate::netlink::LinkInfo;
 use crate::pool::{Pool, PoolConfig};
-use crate::port::device::{Device, EngineCtx, Opened, QueueFd};
-use crate::port::Offloads;
-use crate::queue::engine::{RxEngine, TxEngine};
+use crate::queue::engine::{EngineCtx, RxEngine, TxEngine};
 use crate::queue::QueueShared;
 use crate::sys::{fd as sysfd, tun};
+use crate::wire::layout::Link;
 use crate::wire::vnet::VNET_HDR_LEN;
 
-/// An open TAP interface.
+/// What lifts a refusal to create or attach a tap.
+pub(super) const TAP_PERMISSION: &str = "run as root or grant CAP_NET_ADMIN (a persistent tap owned by your user can be attached without it)";
+
+/// An open TAP (or TUN) interface.
 pub(crate) struct TapDevice {
-    /// The backend in use and why it is not the one asked for, if it is not.
-    backend: BackendKind,
-    backend_reason: Option<String>,
-    ring: RingConfig,
-    /// Keeps the interface alive while queues come and go; detached, so it carries no traffic.
-    _keepalive: OwnedFd,
-    /// True if this port created the interface (false: attached to an existing one).
-    created: bool,
-    /// Offloads the kernel accepted.
-    offloads: Offloads,
-    /// Why some requested offloads were dropped.
-    offload_notes: Vec<String>,
-    /// A TUN (IP packets) rather than a TAP.
-    tun: bool,
+    /// The backend in use (the one asked for, or read/write when io_uring is
+    /// unusable: the info says why).
+    pub(super) backend: BackendKind,
+    pub(super) ring: RingConfig,
+    /// Keeps the interface alive while queues come and go; detached, so it
+    /// carries no traffic. `None` in a process the port is served to.
+    pub(super) _keepalive: Option<OwnedFd>,
+    pub(super) info: DeviceInfo,
 }
 
-/// Ethernet header and one VLAN tag on top of the MTU.
-const L2_OVERHEAD: usize = 18;
+impl TapDevice {
+    /// The device of a TAP (or TUN) port: its facts, engines chosen.
+    pub(super) fn new(
+        tun: bool,
+        created: bool,
+        offloads: Offloads,
+        offload_notes: Vec<String>,
+        want: BackendKind,
+        ring: RingConfig,
+        keepalive: Option<OwnedFd>,
+    ) -> TapDevice {
+        let (backend, reason) = backend::choose(want);
+        let info = DeviceInfo {
+            kind: if tun {
+                DeviceKind::Tun
+            } else {
+                DeviceKind::Tap
+            },
+            link: if tun { Link::Ip } else { Link::Ethernet },
+            created,
+            controls_link: true,
+            offloads,
+            offload_notes,
+            engine: backend.into(),
+            engine_reason: reason,
+            tx_engine: backend::fd_tx_engine_name(backend),
+            tx_through_qdisc: false,
+            sqpoll: backend::fd_sqpoll(backend, &ring),
+        };
+        TapDevice {
+            backend,
+            ring,
+            _keepalive: keepalive,
+            info,
+        }
+    }
+}
 
 impl Device for TapDevice {
-    fn kind(&self) -> &'static str {
-        if self.tun {
-            "tun"
-        } else {
-            "tap"
-        }
-    }
-
-    fn link(&self) -> crate::wire::layout::Link {
-        if self.tun {
-            crate::wire::layout::Link::Ip
-        } else {
-            crate::wire::layout::Link::Ethernet
-        }
-    }
-
-    fn created(&self) -> bool {
-        self.created
-    }
-
-    fn offloads(&self) -> Offloads {
-        self.offloads
-    }
-
-    fn offload_notes(&self) -> &[String] {
-        &self.offload_notes
-    }
-
-    fn backend(&self) -> BackendKind {
-        self.backend
-    }
-
-    fn backend_reason(&self) -> Option<&str> {
-        self.backend_reason.as_deref()
-    }
-
-    fn sqpoll(&self) -> Option<SqPoll> {
-        self.ring
-            .sqpoll
-            .filter(|_| self.backend == BackendKind::Uring)
+    fn info(&self) -> &DeviceInfo {
+        &self.info
     }
 
     fn queue_buffers(&self, pool: &PoolConfig, max_frame: usize) -> usize {
@@ -93,24 +90,12 @@ impl Device for TapDevice {
     }
 
     fn open_queue(&self, iface: &Opened, _id: u16) -> Result<QueueFd> {
+        let tun = self.info.kind == DeviceKind::Tun;
         Ok(QueueFd {
-            fd: open_queue(&iface.name, iface.ifindex, flags(self.tun))?,
+            fd: open_queue(&iface.name, iface.ifindex, flags(tun))?,
             extra: None,
+            release: detach_queue,
         })
-    }
-
-    fn release_queue(&self) -> fn(BorrowedFd<'_>) {
-        detach_queue
-    }
-
-    /// A TAP frame: the MTU plus an Ethernet header and a VLAN tag; a TUN
-    /// packet: the MTU.
-    fn max_frame(&self, mtu: u32) -> usize {
-        if self.tun {
-            mtu as usize
-        } else {
-            mtu as usize + L2_OVERHEAD
-        }
     }
 
     /// Frames the kernel could not hand to a queue are the tap's transmit drops
@@ -126,6 +111,10 @@ impl Device for TapDevice {
     fn tx_engine(&self, ctx: &EngineCtx) -> Result<Box<dyn TxEngine>> {
         backend::fd_tx_engine(ctx, self.backend, &self.ring, VNET_HDR_LEN)
     }
+
+    fn lend(&self) -> Option<&dyn Lend> {
+        Some(self)
+    }
 }
 
 /// Detaches a queue before its fd is closed. Closing alone detaches it only once
@@ -138,7 +127,7 @@ fn detach_queue(fd: BorrowedFd<'_>) {
 }
 
 /// The `TUNSETIFF` flags of a TAP or a TUN.
-fn flags(tun: bool) -> libc::c_int {
+pub(super) fn flags(tun: bool) -> libc::c_int {
     if tun {
         tun::TUN_FLAGS
     } else {
@@ -175,6 +164,7 @@ fn map_setiff(e: std::io::Error, name: &str, existed: bool, tun: bool) -> Error 
         },
         Some(libc::EPERM) | Some(libc::EACCES) => Error::PermissionDenied {
             op: "TUNSETIFF (create or attach tap)",
+            hint: TAP_PERMISSION,
         },
         _ => Error::sys("TUNSETIFF", e),
     }
@@ -182,13 +172,14 @@ fn map_setiff(e: std::io::Error, name: &str, existed: bool, tun: bool) -> Error 
 
 /// Creates the interface (or attaches to it) as `cfg` says and sets it up for
 /// vnet headers. Runs in the port's namespace.
-pub(crate) fn open(cfg: &TapConfig) -> Result<(TapDevice, Opened)> {
+pub(crate) fn open(cfg: &TapConfig) -> Result<OpenedDevice> {
     let name = cfg.name.as_str();
     let attach = cfg.attach;
     let existed = !name.contains('%') && sysfd::if_nametoindex(name).is_some();
     if attach && !existed {
         return Err(Error::NoSuchInterface {
             name: name.to_string(),
+            hint: "attach requires an existing tap; drop `attach` to create it",
         });
     }
     let keepalive = tun::open_tun(false)?;
@@ -217,24 +208,23 @@ pub(crate) fn open(cfg: &TapConfig) -> Result<(TapDevice, Opened)> {
     })?;
     tun::set_queue_attached(fd, false)
         .map_err(|e| Error::sys("TUNSETQUEUE detach keep-alive", e))?;
-    let (backend, backend_reason) = backend::choose(cfg.backend);
-    let dev = TapDevice {
-        backend,
-        backend_reason,
-        ring: cfg.ring,
-        _keepalive: keepalive,
-        created: !existed,
+    let dev = TapDevice::new(
+        cfg.tun,
+        !existed,
         offloads,
-        offload_notes: notes,
-        tun: cfg.tun,
-    };
-    Ok((
-        dev,
-        Opened {
+        notes,
+        cfg.backend,
+        cfg.ring,
+        Some(keepalive),
+    );
+    Ok(OpenedDevice {
+        dev: Arc::new(dev),
+        iface: Opened {
             name: actual,
             ifindex,
         },
-    ))
+        attached: None,
+    })
 }
 
 /// Opens one more queue fd on the interface called `name`.
@@ -250,6 +240,7 @@ fn open_queue(name: &str, ifindex: u32, flags: libc::c_int) -> Result<OwnedFd> {
     let got = tun::set_iff(fd.as_fd(), name, flags).map_err(|e| match e.raw_os_error() {
         Some(libc::EPERM) | Some(libc::EACCES) => Error::PermissionDenied {
             op: "TUNSETIFF (attach queue)",
+            hint: TAP_PERMISSION,
         },
         _ => Error::sys("TUNSETIFF (attach queue)", e),
     })?;
@@ -258,4 +249,43 @@ fn open_queue(name: &str, ifindex: u32, flags: libc::c_int) -> Result<OwnedFd> {
         return Err(Error::DeviceVanished { name: got, ifindex });
     }
     Ok(fd)
+}
+
+impl DeviceConfig for TapConfig {
+    fn kind(&self) -> DeviceKind {
+        if self.tun {
+            DeviceKind::Tun
+        } else {
+            DeviceKind::Tap
+        }
+    }
+
+    fn options(&self) -> &PortOptions {
+        &self.port
+    }
+
+    fn options_mut(&mut self) -> &mut PortOptions {
+        &mut self.port
+    }
+
+    fn validate(&self) -> Result<()> {
+        TapConfig::validate(self)
+    }
+
+    fn open(&self, _reg: &Registry) -> Result<OpenedDevice> {
+        open(self)
+    }
+}
+
+impl From<TapConfig> for PortSpec {
+    fn from(c: TapConfig) -> PortSpec {
+        PortSpec::new(c)
+    }
+}
+
+impl PortSpec {
+    /// The TAP (or TUN) configuration, if this is a TAP or TUN port.
+    pub fn as_tap(&self) -> Option<&TapConfig> {
+        self.config()
+    }
 }

@@ -1,13 +1,19 @@
 //! The TAP device: a kernel TAP interface (`IFF_TAP | IFF_NO_PI |
-//! IFF_MULTI_QUEUE | IFF_VNET_HDR`) behind a [`Port`](crate::Port).
+//! IFF_MULTI_QUEUE | IFF_VNET_HDR`) behind a [`Port`](crate::Port), and the TUN
+//! (`IFF_TUN`, IP packets: [`TapConfig::tun`]) on the same code.
 //!
-//! - `config.rs`: [`TapConfig`], name validation (pure).
+//! - `config.rs`: [`TapConfig`] (pure), and how the port layer opens it.
+//! - `spec.rs`: the `tap:` and `tun:` spec keys ([`spec`]).
 //! - `device.rs`: create or attach, keep-alive fd, queue fds, owner/group; the
-//!   port layer's device trait implemented for TAP.
+//!   device seam's trait implemented for TAP; the engines are the fd engines.
 //! - `offloads.rs`: `TUNSETOFFLOAD` negotiation (USO and ECN dropped if refused).
+//! - `share.rs`: what another process gets when the port is served (the queue fd).
 
 pub mod config;
-pub(crate) mod device;
+mod device;
 mod offloads;
+mod share;
+pub mod spec;
 
-pub use config::{validate_name, TapConfig, DEFAULT_NAME};
+pub use crate::device::validate_name;
+pub use config::{TapConfig, DEFAULT_NAME};

@@ -1,7 +1,7 @@
 //! `TUNSETOFFLOAD`: the [`Offloads`] of a tap as `TUN_F_*` flags, and their
 //! negotiation with the kernel (what it refuses is dropped, with a note).
 
-use crate::port::Offloads;
+use crate::device::Offloads;
 
 /// The `TUN_F_*` mask of `o`. Segmentation flags need `csum`; without it they are dropped.
 pub(crate) fn tun_flags(o: &Offloads) -> libc::c_uint {

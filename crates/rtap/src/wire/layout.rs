@@ -48,6 +48,17 @@ pub enum Link {
     Ip,
 }
 
+impl Link {
+    /// The largest frame on a link of this MTU: the MTU plus an Ethernet
+    /// header and one VLAN tag (18 bytes) on Ethernet, the MTU itself on IP.
+    pub fn frame_len(self, mtu: u32) -> usize {
+        match self {
+            Link::Ethernet => mtu as usize + ETH_HLEN + 4,
+            Link::Ip => mtu as usize,
+        }
+    }
+}
+
 /// L3/L4 layout of a frame, found by walking its headers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {

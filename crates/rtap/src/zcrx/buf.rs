@@ -13,7 +13,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::bufring::BufRing;
-use super::queue::Shared;
+use super::shared::Shared;
 use crate::sys::zcrx::Rqe;
 
 /// One received piece of a TCP stream, in order within its connection.

@@ -36,7 +36,8 @@
 //! dropped; a buffer can be kept past the poll that produced it, past the end of
 //! its connection and past its receiver, without leaking or dangling.
 // unsafe is allowed where the module owns a kernel interface: shared memory
-// (buf, bufring, refill) and ring registrations and SQEs (queue, receiver).
+// (buf, bufring, refill, shared) and ring registrations and SQEs (register,
+// receiver).
 #![allow(unsafe_code)]
 
 #[deny(unsafe_code)]
@@ -53,6 +54,8 @@ mod bufring;
 mod queue;
 mod receiver;
 mod refill;
+mod register;
+mod shared;
 
 pub use buf::RxBuf;
 pub use config::{QueueConfig, QueueKind};

@@ -19,7 +19,9 @@ use super::buf::{RxBuf, ZcHome};
 use super::bufring::BufRing;
 use super::config::QueueConfig;
 use super::cqe;
-use super::queue::{zc_ring, Mode, Queue, Shared, ZcRing};
+use super::queue::{Mode, Queue};
+use super::register::{import, zc_ring, ZcRing};
+use super::shared::Shared;
 use crate::error::{Error, Result};
 use crate::sys::zcrx as abi;
 
@@ -115,6 +117,29 @@ enum Engine {
     Copy {
         bufs: Rc<BufRing>,
     },
+}
+
+// The constructor lives with the receiver it makes: the queue knows no receivers.
+impl Queue {
+    /// A receiver for this queue, driven by the calling thread.
+    pub fn receiver(&self) -> Result<Receiver> {
+        let Some(zc) = self.zc() else {
+            return Receiver::copy(self.clone(), self.config());
+        };
+        if zc.opener == std::thread::current().id() {
+            let taken = zc.anchor.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some((ring, id)) = taken {
+                return Receiver::zc(self.clone(), zc.shared.clone(), ring, id);
+            }
+        }
+        let Some(export) = &zc.export else {
+            return Err(Error::ZcrxUnavailable {
+                why: "this kernel cannot share an interface queue between rings (ZCRX_CTRL_EXPORT needs Linux >= 6.19): make a single receiver, on the thread that opened the queue".into(),
+            });
+        };
+        let (ring, id) = import(export)?;
+        Receiver::zc(self.clone(), zc.shared.clone(), ring, id)
+    }
 }
 
 /// Receives TCP streams through one interface queue (or its copy fallback).

@@ -8,7 +8,7 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use rtap::{
-    BackendKind, Kick, Offloads, Packet, PacketConfig, Pool, PoolConfig, Port, RxMode, RxQueue,
+    BackendKind, Offloads, Packet, PacketConfig, Pool, PoolConfig, Port, RxMode, RxQueue,
     TapConfig, TxQueue,
 };
 
@@ -361,13 +361,13 @@ pub fn open(mut cfg: TapConfig) -> Port {
     if let Some(mode) = RX_MODE.with(|m| m.get()) {
         cfg.ring.rx_mode = mode;
     }
-    let want = cfg.backend;
+    let want = rtap::Engine::from(cfg.backend);
     let port = Port::open(cfg).expect("open tap port");
     assert_eq!(
-        port.backend(),
+        port.engine(),
         want,
         "backend fell back: {:?}",
-        port.backend_reason()
+        port.engine_reason()
     );
     port
 }
@@ -728,15 +728,11 @@ pub fn packet_port(cfg: PacketConfig) -> Port {
     let kick = cfg.kick;
     let peer = format!("{}k", cfg.iface.strip_suffix('p').unwrap_or(&cfg.iface));
     let mut port = Port::open(cfg).expect("open packet port");
-    let want = match kick {
-        Kick::Uring => rtap::BackendKind::Uring,
-        _ => rtap::BackendKind::Rw,
-    };
     assert_eq!(
-        port.backend(),
-        want,
+        port.engine(),
+        rtap::Engine::PacketRing { kick },
         "kick fell back: {:?}",
-        port.backend_reason()
+        port.engine_reason()
     );
     port.start().expect("start");
     if if_exists(&peer) {

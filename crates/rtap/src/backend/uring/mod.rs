@@ -16,20 +16,9 @@ use std::os::fd::{AsRawFd, RawFd};
 use io_uring::{opcode, types, IoUring};
 
 use crate::error::{Error, Result};
-
-/// How io_uring runs deferred completion work.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum TaskRun {
-    /// Kernel default: completion work interrupts the task (an IPI) when it arrives.
-    Default,
-    /// `IORING_SETUP_COOP_TASKRUN` + `TASKRUN_FLAG`: no interrupts, work runs when the
-    /// queue next enters the kernel, which it does only when the kernel flags pending work.
-    #[default]
-    Coop,
-    /// `IORING_SETUP_DEFER_TASKRUN` (needs `SINGLE_ISSUER`): work runs only in
-    /// `io_uring_enter` on the queue's own thread.
-    Defer,
-}
+// The ring vocabulary queues report lives in the queue layer; re-exported here
+// where the ring options that produce it are.
+pub use crate::queue::features::{RingFeatures, RxMode, TaskRun};
 
 /// An SQPOLL kernel thread for a ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,32 +68,7 @@ pub struct RingConfig {
     pub rx_mode: RxMode,
 }
 
-/// Rx strategy of the io_uring backend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum RxMode {
-    /// `Multishot` when a whole frame fits one pool buffer, else `Posted` (the default).
-    #[default]
-    Auto,
-    /// One `read`/`readv` per buffer (chain) kept posted; supports chained frames.
-    /// The reads are hard-linked so the kernel issues them in order, one poll at
-    /// a time (independent reads on one fd would race and reorder frames).
-    Posted,
-    /// One `READ_MULTISHOT` over a provided buffer ring: one poll on the fd, one
-    /// request for every frame; frames must fit one buffer.
-    Multishot,
-}
-
-impl std::fmt::Display for RxMode {
-    /// The name port specs use (`rx_mode=auto|posted|multishot`).
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            RxMode::Auto => "auto",
-            RxMode::Posted => "posted",
-            RxMode::Multishot => "multishot",
-        })
-    }
-}
-
+// `RxMode` is the queue layer's; what it resolves to is this engine's knowledge.
 impl RxMode {
     /// The engine this mode gives on the running kernel: [`RxMode::Multishot`] or
     /// [`RxMode::Posted`], with the reason when the kernel forced posted reads on
@@ -199,28 +163,6 @@ impl RingConfig {
         }
         Ok(())
     }
-}
-
-/// What a ring ended up with after fallbacks.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RingFeatures {
-    /// SQPOLL active.
-    pub sqpoll: bool,
-    /// SINGLE_ISSUER active.
-    pub single_issuer: bool,
-    /// Task-run mode in effect.
-    pub taskrun: TaskRun,
-    /// The tap fd is a registered file.
-    pub fixed_file: bool,
-    /// SQPOLL through the port's shared SQ thread (`IORING_SETUP_ATTACH_WQ`): one
-    /// kernel thread polls every ring of the port instead of one thread per ring.
-    pub sqpoll_shared: bool,
-    /// The rx engine of an rx queue's ring ([`RxMode::Posted`] or
-    /// [`RxMode::Multishot`], never `Auto`); `None` for a tx ring.
-    pub rx_mode: Option<RxMode>,
-    /// Each fallback taken, with its reason.
-    pub fallbacks: Vec<String>,
 }
 
 /// The file a ring's SQEs target.

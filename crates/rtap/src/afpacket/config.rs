@@ -2,8 +2,10 @@
 //! TPACKET version, fanout of several queues, and how tx frames are kicked.
 
 use crate::backend::uring::SqPoll;
+use crate::device::options::port_option_setters;
+use crate::device::PortOptions;
 use crate::error::{Error, Result};
-use crate::port::{port_option_setters, PortOptions};
+use crate::queue::Kick;
 
 /// Bytes of a TPACKET_V3 slot header plus its `sockaddr_ll` (`TPACKET3_HDRLEN`;
 /// V2's is 52).
@@ -141,27 +143,6 @@ pub enum Tpacket {
         /// Block retire timeout in ms.
         block_timeout_ms: u32,
     },
-}
-
-/// How the kernel is told to send the frames written into the tx ring.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Kick {
-    /// An `IORING_OP_SEND` of length 0 on an io_uring whose SQPOLL kernel
-    /// thread issues it: no syscall on the application's thread while the SQ
-    /// thread is awake, and the kernel's transmit work (the ring walk, the
-    /// driver, a veth peer's receive) runs on the SQ thread. Pays where that
-    /// thread has a core of its own: the application spends a quarter of the
-    /// CPU per packet of [`Kick::Sendto`], but the SQ thread spins a whole core
-    /// while there is traffic (BENCHMARKS.md). Falls back to [`Kick::Sendto`]
-    /// when io_uring or SQPOLL is refused, and says why.
-    Uring,
-    /// One `send(fd, NULL, 0, MSG_DONTWAIT)` per burst (DPDK net_af_packet's
-    /// way): the transmit work runs on the application's thread, no extra
-    /// thread (the default: it never takes a core the application did not
-    /// ask for; on 2 CPUs it moves TCP 1.6x faster than the uring kick).
-    #[default]
-    Sendto,
 }
 
 /// How to open an AF_PACKET port on an existing interface.
@@ -423,7 +404,7 @@ impl PacketConfig {
             });
         }
         if !self.iface.is_empty() {
-            crate::tap::validate_name(&self.iface)?;
+            crate::device::validate_name(&self.iface)?;
             if self.iface.contains('%') {
                 return Err(Error::InvalidConfig {
                     field: "iface",

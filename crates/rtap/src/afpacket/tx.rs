@@ -12,127 +12,26 @@
 //! writes the SQ tail, and makes a syscall only to wake the thread after it went
 //! to sleep).
 //!
-//! [`Kick::Sendto`]: super::Kick::Sendto
-//! [`Kick::Uring`]: super::Kick::Uring
+//! [`Kick::Sendto`]: crate::Kick::Sendto
+//! [`Kick::Uring`]: crate::Kick::Uring
 
 use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::config::TX_DATA_OFF;
-use super::device::{PacketQueue, QueueCounters as Extra};
-use crate::backend::uring::kick::{Kicked, SendKick};
-use crate::backend::uring::{RingConfig, RingFeatures};
-use crate::error::Result;
+use super::queue::{PacketQueue, QueueCounters as Extra};
+use crate::backend::kick::Kicker;
 use crate::pool::Packet;
 use crate::queue::engine::TxEngine;
+use crate::queue::RingFeatures;
 use crate::stats::QueueCounters;
-use crate::sys::packet as sys;
 use crate::wire::vnet::{GSO_NONE, VNET_HDR_LEN};
 
 const SEND_REQUEST: u32 = libc::TP_STATUS_SEND_REQUEST;
 /// Status bits of a slot the kernel has not finished with (timestamp bits aside).
 const BUSY: u32 = libc::TP_STATUS_SEND_REQUEST | libc::TP_STATUS_SENDING;
 const WRONG_FORMAT: u32 = libc::TP_STATUS_WRONG_FORMAT;
-
-/// An errno that says the socket lost its interface (deleted or moved away).
-fn unbound(errno: i32) -> bool {
-    matches!(errno, libc::ENXIO | libc::ENODEV)
-}
-
-/// How a tx engine makes the kernel walk its ring.
-pub(crate) enum Kicker {
-    /// `send()` from the application thread.
-    Sendto,
-    /// An io_uring send of length 0 that the SQPOLL thread issues.
-    Uring(Box<SendKick>),
-}
-
-impl Kicker {
-    pub(crate) fn sendto() -> Kicker {
-        Kicker::Sendto
-    }
-
-    /// A kick ring on socket `fd`, attached to the SQ thread of `attach`.
-    pub(crate) fn uring(fd: RawFd, cfg: &RingConfig, attach: Option<RawFd>) -> Result<Kicker> {
-        Ok(Kicker::Uring(Box::new(SendKick::new(fd, cfg, attach)?)))
-    }
-
-    /// Asks the kernel to send every `SEND_REQUEST` slot at the ring's head.
-    /// `Err(errno)` if the socket lost its interface.
-    fn kick(&mut self, fd: BorrowedFd<'_>, c: &Extra) -> std::result::Result<(), i32> {
-        match self {
-            Kicker::Sendto => {
-                Extra::add(&c.kicks, 1);
-                let mut r = sys::kick(fd);
-                if r.as_ref()
-                    .is_err_and(|e| e.raw_os_error() == Some(libc::ENETDOWN))
-                {
-                    // A link that went down and up again leaves that error pending on
-                    // the socket; the send that reports it sent nothing. Once more.
-                    r = sys::kick(fd);
-                }
-                match r {
-                    Ok(_) => Ok(()),
-                    Err(e) => count_error(e.raw_os_error().unwrap_or(libc::EIO), c),
-                }
-            }
-            Kicker::Uring(u) => {
-                match u.kick() {
-                    Kicked::Full => {}
-                    Kicked::Queued => Extra::add(&c.kicks, 1),
-                    Kicked::Woke => {
-                        Extra::add(&c.kicks, 1);
-                        Extra::add(&c.sq_wakeups, 1);
-                    }
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// Reaps finished kicks and counts their failures. `Err(errno)` if one says
-    /// the socket lost its interface.
-    fn reap(&mut self, c: &Extra) -> std::result::Result<(), i32> {
-        let Kicker::Uring(u) = self else {
-            return Ok(());
-        };
-        let mut r = Ok(());
-        u.reap(|res| {
-            if res < 0 {
-                r = r.and(count_error(-res, c));
-            }
-        });
-        r
-    }
-
-    /// A kick is on its way: the kernel will walk the ring without another.
-    fn pending(&self) -> bool {
-        matches!(self, Kicker::Uring(u) if u.outstanding() > 0)
-    }
-
-    fn features(&self) -> Option<&RingFeatures> {
-        match self {
-            Kicker::Sendto => None,
-            Kicker::Uring(u) => Some(&u.features),
-        }
-    }
-}
-
-/// Counts a failed kick: `EAGAIN` (send buffer full: the frames stay queued and
-/// the next kick retries them) apart from the rest. The loss of the interface is
-/// returned.
-fn count_error(errno: i32, c: &Extra) -> std::result::Result<(), i32> {
-    if errno == libc::EAGAIN {
-        Extra::add(&c.kick_eagain, 1);
-        return Ok(());
-    }
-    Extra::add(&c.kick_errors, 1);
-    if unbound(errno) {
-        return Err(errno);
-    }
-    Ok(())
-}
 
 /// Tx engine of one packet-port queue.
 pub(crate) struct PacketTx {
@@ -203,7 +102,7 @@ impl PacketTx {
             self.pending -= 1;
         }
         ctr.add(pkts, bytes, errors, 0);
-        if let Err(e) = self.kicker.reap(&self.pq.counters) {
+        if let Err(e) = self.kicker.reap(&self.pq.counters.kick) {
             self.vanished = Some(e);
         }
     }
@@ -248,7 +147,7 @@ impl PacketTx {
     }
 
     fn kick(&mut self, fd: BorrowedFd<'_>) {
-        if let Err(e) = self.kicker.kick(fd, &self.pq.counters) {
+        if let Err(e) = self.kicker.kick(fd, &self.pq.counters.kick) {
             self.vanished = Some(e);
         }
     }

@@ -3,143 +3,73 @@
 //! multi-queue port in one fanout group, statistics from `PACKET_STATISTICS`.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
-use super::config::{Geometry, Kick, PacketConfig, Tpacket};
+use super::config::{Geometry, PacketConfig, Tpacket};
+use super::queue::{PacketQueue, Positions, QueueCounters};
 use super::ring::Ring;
 use super::rx::{PacketRx, PacketRxV3};
-use super::tx::{Kicker, PacketTx};
-use crate::backend::uring::{self, RingConfig, SqPoll};
-use crate::backend::BackendKind;
+use super::tx::PacketTx;
+use crate::backend::kick::{self, Kicker};
+use crate::device::{
+    keep_fd, Device, DeviceConfig, DeviceInfo, DeviceKind, Lend, Offloads, Opened, OpenedDevice,
+    PortOptions, PortSpec, QueueFd, Registry,
+};
 use crate::error::{Error, Result};
 use crate::netlink::LinkInfo;
 use crate::pool::{Pool, PoolConfig};
-use crate::port::device::{Device, EngineCtx, Opened, QueueFd};
-use crate::port::Offloads;
-use crate::queue::engine::{RxEngine, TxEngine};
-use crate::queue::QueueShared;
+use crate::queue::engine::{EngineCtx, RxEngine, TxEngine};
+use crate::queue::{Engine, Kick, QueueShared};
 use crate::sys::fd as sysfd;
 use crate::sys::packet::{self as sys, Mapping, RingReq};
+use crate::wire::layout::Link;
 use crate::wire::vnet::VNET_HDR_LEN;
 use crate::xstats::XStat;
 
-/// Counters a queue's engines and the device keep besides the common ones.
-/// Each has one writer (the engine, or the control thread reading the kernel's
-/// statistics, whose reads clear them and are added here).
-#[derive(Debug, Default)]
-pub(crate) struct QueueCounters {
-    /// Frames the kernel dropped because the rx ring was full (`tp_drops`).
-    pub ring_drops: AtomicU64,
-    /// TPACKET_V3: times the rx ring froze on a block the user still held.
-    pub freezes: AtomicU64,
-    /// Rx frames this host sent out of the interface (`PACKET_OUTGOING`), skipped.
-    pub outgoing: AtomicU64,
-    /// Rx frame headers whose offsets or lengths point outside their slot or
-    /// block (a corrupt ring), counted as rx errors; a V3 block ends there.
-    pub corrupt: AtomicU64,
-    /// Rx frames whose partial checksum rtap completed in software.
-    pub sw_csum: AtomicU64,
-    /// Tx ring walks requested (a `send()` or an io_uring send).
-    pub kicks: AtomicU64,
-    /// io_uring kicks that had to wake the sleeping SQ thread (a syscall).
-    pub sq_wakeups: AtomicU64,
-    /// Kicks the kernel answered with `EAGAIN` (socket send buffer full).
-    pub kick_eagain: AtomicU64,
-    /// Kicks that failed otherwise (`ENOBUFS`: the device dropped a frame,
-    /// which the kernel re-arms; `ENETDOWN`; ...).
-    pub kick_errors: AtomicU64,
-    /// Bursts that found the tx ring full.
-    pub ring_full: AtomicU64,
-    /// Tx frames the kernel refused (`TP_STATUS_WRONG_FORMAT`), counted as tx errors.
-    pub wrong_format: AtomicU64,
-    /// Tx frames larger than a slot, refused before the ring (counted as tx errors).
-    pub oversized: AtomicU64,
-}
+/// What lifts a refusal to open a packet socket.
+const PACKET_PERMISSION: &str =
+    "an AF_PACKET socket needs CAP_NET_RAW: run as root or grant it (setcap cap_net_raw+ep)";
 
-impl QueueCounters {
-    /// Adds `n` to a counter this thread alone writes.
-    pub fn add(c: &AtomicU64, n: u64) {
-        if n != 0 {
-            c.store(c.load(Relaxed) + n, Relaxed);
-        }
-    }
-}
-
-/// One queue of a packet port: its sockets' rings and counters.
-pub(crate) struct PacketQueue {
-    pub rx: Ring,
-    pub tx: Ring,
-    /// The socket whose tx ring this queue sends from (the queue's fd is the
-    /// rx socket): TPACKET_V2, protocol 0, virtio-net header always on.
-    pub tx_sock: OwnedFd,
-    pub v3: bool,
-    pub counters: QueueCounters,
-    /// Joined the port's fanout group.
-    fanned: AtomicBool,
-    /// Where the last engines stopped: the kernel walks each ring from where it
-    /// left off, so a queue taken again resumes there.
-    pub saved: Mutex<Positions>,
-}
-
-/// Tx ring positions an engine resumes from (see [`PacketQueue::saved`]; the rx
-/// ring's position lives in the queue's shared counter block, as every process
-/// running the queue reads that ring).
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Positions {
-    /// Tx: oldest slot not yet reaped, the next slot to fill, and the slots
-    /// between (all of them when the ring is full: head == tail then too).
-    pub tx_head: u32,
-    pub tx_tail: u32,
-    pub tx_pending: u32,
-}
+/// What to do about an interface that is not there.
+const NO_IFACE: &str = "an AF_PACKET port attaches to an interface that exists: check the name with `ip link` (and netns= if it lives in another namespace)";
 
 /// An open AF_PACKET port's device.
 pub(crate) struct PacketDevice {
-    cfg: PacketConfig,
-    geom: Geometry,
-    /// The kick in effect (uring falls back to sendto, with the reason).
+    pub(super) cfg: PacketConfig,
+    pub(super) geom: Geometry,
+    /// The kick in effect (uring falls back to sendto, with the reason in the info).
     kick: Kick,
-    kick_reason: Option<String>,
     /// The fanout group's id once the kernel picked it.
     fanout_id: Mutex<Option<u16>>,
-    /// The offloads the virtio-net header carries on this kernel, and why any
-    /// are missing.
-    offloads: Offloads,
-    offload_notes: Vec<String>,
+    info: DeviceInfo,
 }
 
 /// Resolves the interface (in the calling thread's namespace) and checks the
 /// kick, as `cfg` says. Runs in the port's namespace.
-pub(crate) fn open(cfg: &PacketConfig) -> Result<(PacketDevice, Opened)> {
-    let geom = cfg.geometry()?;
+pub(crate) fn open(cfg: &PacketConfig) -> Result<OpenedDevice> {
     let (name, ifindex) = if cfg.iface.is_empty() {
         let idx = cfg.ifindex.unwrap_or(0);
         let name = crate::netlink::Netlink::open()
             .and_then(|nl| nl.get_link(idx))
             .map_err(|_| Error::NoSuchInterface {
                 name: format!("ifindex {idx}"),
+                hint: NO_IFACE,
             })?
             .name;
         (name, idx)
     } else {
         let idx = sysfd::if_nametoindex(&cfg.iface).ok_or_else(|| Error::NoSuchInterface {
             name: cfg.iface.clone(),
+            hint: NO_IFACE,
         })?;
         (cfg.iface.clone(), idx)
     };
-    let (kick, kick_reason) = choose_kick(cfg);
-    let (offloads, offload_notes) = offloads(cfg.offload);
-    let dev = PacketDevice {
-        cfg: cfg.clone(),
-        geom,
-        kick,
-        kick_reason,
-        fanout_id: Mutex::new(None),
-        offloads,
-        offload_notes,
-    };
-    Ok((dev, Opened { name, ifindex }))
+    Ok(OpenedDevice {
+        dev: Arc::new(PacketDevice::new(cfg)?),
+        iface: Opened { name, ifindex },
+        attached: None,
+    })
 }
 
 /// What `PACKET_VNET_HDR` carries: partial checksums and TCP segmentation
@@ -155,26 +85,6 @@ fn offloads(on: bool) -> (Offloads, Vec<String>) {
             vec!["USO needs Linux >= 6.2 (virtio-net UDP_L4 in AF_PACKET): dropped".into()],
         ),
         _ => (Offloads::ALL, Vec::new()),
-    }
-}
-
-/// The uring kick needs io_uring and an SQPOLL thread; without either, sendto.
-fn choose_kick(cfg: &PacketConfig) -> (Kick, Option<String>) {
-    if cfg.kick == Kick::Sendto {
-        return (Kick::Sendto, None);
-    }
-    if let Err(why) = uring::check_available() {
-        let why = format!("io_uring unavailable ({why}): kick=sendto");
-        tracing::warn!("packet port: {why}");
-        return (Kick::Sendto, Some(why));
-    }
-    match uring::SqAnchor::shared(cfg.sqpoll) {
-        Some(_) => (Kick::Uring, None),
-        None => {
-            let why = "SQPOLL refused (an unprivileged user before Linux 5.11, or a seccomp/LSM policy): kick=sendto".to_string();
-            tracing::warn!("packet port: {why}");
-            (Kick::Sendto, Some(why))
-        }
     }
 }
 
@@ -206,6 +116,35 @@ fn vanished(iface: &Opened) -> impl Fn(std::io::Error) -> Error + '_ {
 }
 
 impl PacketDevice {
+    /// The device of a port on rings laid out as `cfg` says, its kick chosen
+    /// (no interface lookup: `open` does that, and a process the port is
+    /// served to gets its sockets bound).
+    pub(super) fn new(cfg: &PacketConfig) -> Result<PacketDevice> {
+        let geom = cfg.geometry()?;
+        let (kick, engine_reason) = kick::choose(cfg.kick, cfg.sqpoll);
+        let (offloads, offload_notes) = offloads(cfg.offload);
+        let info = DeviceInfo {
+            kind: DeviceKind::Packet,
+            link: Link::Ethernet,
+            created: false,
+            controls_link: true,
+            offloads,
+            offload_notes,
+            engine: Engine::PacketRing { kick },
+            engine_reason,
+            tx_engine: tx_engine_name(cfg, &geom, kick),
+            tx_through_qdisc: !cfg.qdisc_bypass,
+            sqpoll: (kick == Kick::Uring).then_some(cfg.sqpoll),
+        };
+        Ok(PacketDevice {
+            cfg: cfg.clone(),
+            geom,
+            kick,
+            fanout_id: Mutex::new(None),
+            info,
+        })
+    }
+
     fn vnet_len(&self) -> usize {
         if self.cfg.offload {
             VNET_HDR_LEN
@@ -256,8 +195,8 @@ impl PacketDevice {
     /// offloads are off. Each queue has one; a process the port is shared with
     /// gets one of its own (a fresh ring: the kernel's place in a tx ring
     /// cannot be read back, so a ring is never handed between processes).
-    fn tx_socket(&self, iface: &Opened) -> Result<(OwnedFd, Arc<Mapping>)> {
-        let t = sys::socket(0).map_err(|e| Error::sys("socket(AF_PACKET)", e))?;
+    pub(super) fn tx_socket(&self, iface: &Opened) -> Result<(OwnedFd, Arc<Mapping>)> {
+        let t = socket()?;
         self.prepare(t.as_fd(), TPACKET_V2, true)?;
         sys::set_ring(t.as_fd(), true, &self.ring_req(None)).map_err(ring_err)?;
         let bytes = self.geom.ring_bytes();
@@ -267,53 +206,13 @@ impl PacketDevice {
         Ok((t, tx_map))
     }
 
-    /// The device of a port attached to another process's packet port, whose
-    /// rings are laid out as `cfg` says (no interface lookup: the sockets come
-    /// bound).
-    pub(crate) fn attached(cfg: &PacketConfig) -> Result<PacketDevice> {
-        let geom = cfg.geometry()?;
-        let (kick, kick_reason) = choose_kick(cfg);
-        let (offloads, offload_notes) = offloads(cfg.offload);
-        Ok(PacketDevice {
-            cfg: cfg.clone(),
-            geom,
-            kick,
-            kick_reason,
-            fanout_id: Mutex::new(None),
-            offloads,
-            offload_notes,
-        })
-    }
-
-    /// A queue from sockets another process made: its bound rx socket (in the
-    /// port's fanout group, ring set up) and a tx socket made for this process;
-    /// both rings mapped here.
-    pub(crate) fn queue_from_fds(&self, rx: OwnedFd, tx: OwnedFd) -> Result<QueueFd> {
-        let bytes = self.geom.ring_bytes();
-        let rx_map = Arc::new(Mapping::new(rx.as_fd(), bytes).map_err(sys_err("mmap rx ring"))?);
-        let tx_map = Arc::new(Mapping::new(tx.as_fd(), bytes).map_err(sys_err("mmap tx ring"))?);
-        let pq = PacketQueue {
-            rx: Ring::new(rx_map, 0, self.geom),
-            tx: Ring::new(tx_map, 0, self.geom),
-            tx_sock: tx,
-            v3: matches!(self.cfg.tpacket, Tpacket::V3 { .. }),
-            counters: QueueCounters::default(),
-            fanned: AtomicBool::new(true),
-            saved: Mutex::new(Positions::default()),
-        };
-        Ok(QueueFd {
-            fd: rx,
-            extra: Some(Arc::new(pq)),
-        })
-    }
-
     /// Socket buffer for a tx ring: every slot in flight, with the kernel's
     /// per-skb overhead.
     fn sndbuf(&self) -> usize {
         self.geom.frame_count as usize * (self.geom.frame_size as usize + 1024)
     }
 
-    fn counters<'a>(&self, q: &'a QueueShared) -> Option<&'a PacketQueue> {
+    pub(super) fn counters<'a>(&self, q: &'a QueueShared) -> Option<&'a PacketQueue> {
         q.extra.as_ref()?.downcast_ref::<PacketQueue>()
     }
 
@@ -328,42 +227,15 @@ impl PacketDevice {
 }
 
 impl Device for PacketDevice {
-    fn kind(&self) -> &'static str {
-        "packet"
-    }
-
-    fn created(&self) -> bool {
-        false
-    }
-
-    fn offloads(&self) -> Offloads {
-        self.offloads
-    }
-
-    fn offload_notes(&self) -> &[String] {
-        &self.offload_notes
-    }
-
-    fn backend(&self) -> BackendKind {
-        match self.kick {
-            Kick::Uring => BackendKind::Uring,
-            Kick::Sendto => BackendKind::Rw,
-        }
-    }
-
-    fn backend_reason(&self) -> Option<&str> {
-        self.kick_reason.as_deref()
-    }
-
-    fn sqpoll(&self) -> Option<SqPoll> {
-        (self.kick == Kick::Uring).then_some(self.cfg.sqpoll)
+    fn info(&self) -> &DeviceInfo {
+        &self.info
     }
 
     fn open_queue(&self, iface: &Opened, _id: u16) -> Result<QueueFd> {
         let bytes = self.geom.ring_bytes();
         // The rx socket: created with protocol 0, so it receives nothing until it
         // is bound to the interface with its ring in place.
-        let sock = sys::socket(0).map_err(|e| Error::sys("socket(AF_PACKET)", e))?;
+        let sock = socket()?;
         let fd = sock.as_fd();
         let (version, tov) = match self.cfg.tpacket {
             Tpacket::V3 { block_timeout_ms } => (TPACKET_V3, Some(block_timeout_ms)),
@@ -389,11 +261,8 @@ impl Device for PacketDevice {
         Ok(QueueFd {
             fd: sock,
             extra: Some(Arc::new(pq)),
+            release: keep_fd,
         })
-    }
-
-    fn release_queue(&self) -> fn(BorrowedFd<'_>) {
-        |_| {}
     }
 
     /// Joins every queue's socket into one fanout group (more than one queue):
@@ -455,39 +324,6 @@ impl Device for PacketDevice {
         Ok(())
     }
 
-    fn tx_through_qdisc(&self) -> bool {
-        !self.cfg.qdisc_bypass
-    }
-
-    fn tx_engine_name(&self) -> String {
-        let kick = match self.kick {
-            Kick::Uring => {
-                let sp = self.cfg.sqpoll;
-                format!(
-                    "kick: io_uring send from the process's SQPOLL thread (idle {} ms{}, {} SQ entries)",
-                    sp.idle_ms,
-                    sp.cpu.map(|c| format!(", CPU {c}")).unwrap_or_default(),
-                    self.cfg.sq_size
-                )
-            }
-            Kick::Sendto => "kick: send() per burst".into(),
-        };
-        format!(
-            "TPACKET_V2 ring ({} slots of {} bytes{}), {kick}",
-            self.geom.frame_count,
-            self.geom.frame_size,
-            if self.cfg.qdisc_bypass {
-                ", qdisc bypassed"
-            } else {
-                ""
-            }
-        )
-    }
-
-    fn max_frame(&self, mtu: u32) -> usize {
-        mtu as usize + 18
-    }
-
     fn missed(&self, _link: &LinkInfo, queues: &[Arc<QueueShared>]) -> u64 {
         queues
             .iter()
@@ -541,46 +377,17 @@ impl Device for PacketDevice {
 
     fn tx_engine(&self, ctx: &EngineCtx) -> Result<Box<dyn TxEngine>> {
         let pq = queue_state(ctx)?;
-        let kicker = match self.kick {
-            Kick::Sendto => Kicker::sendto(),
-            Kick::Uring => {
-                let ring = RingConfig::default()
-                    .tx_entries(self.cfg.sq_size)
-                    .sqpoll(Some(self.cfg.sqpoll));
-                Kicker::uring(pq.tx_sock.as_raw_fd(), &ring, ctx.sq_attach)?
-            }
-        };
+        let kicker = Kicker::new(
+            self.kick,
+            pq.tx_sock.as_raw_fd(),
+            self.cfg.sq_size,
+            self.cfg.sqpoll,
+            ctx.sq_attach,
+        )?;
         // Without offloads the kernel checks no frame against the MTU (the tx
         // socket has the virtio-net header): the engine does, as of now.
         let max_len = (!self.cfg.offload).then_some(ctx.max_frame);
         Ok(Box::new(PacketTx::new(pq, kicker, max_len)))
-    }
-
-    /// The queue's rx socket (its ring, in the fanout group) and a new tx
-    /// socket for the other process.
-    fn share_fds(&self, iface: &Opened, q: &QueueShared) -> Result<Vec<OwnedFd>> {
-        let rx =
-            q.fd.as_fd()
-                .try_clone_to_owned()
-                .map_err(|e| Error::sys("dup queue fd", e))?;
-        let (tx, _map) = self.tx_socket(iface)?;
-        Ok(vec![rx, tx])
-    }
-
-    fn share_desc(&self) -> Vec<(&'static str, String)> {
-        let (tp, tov) = match self.cfg.tpacket {
-            Tpacket::V2 => (2, 0),
-            Tpacket::V3 { block_timeout_ms } => (3, block_timeout_ms),
-        };
-        vec![
-            ("frame_size", self.geom.frame_size.to_string()),
-            ("frames", self.geom.frame_count.to_string()),
-            ("block_size", self.geom.block_size.to_string()),
-            ("tpacket", tp.to_string()),
-            ("block_timeout", tov.to_string()),
-            ("offload", u8::from(self.cfg.offload).to_string()),
-            ("qdisc_bypass", u8::from(self.cfg.qdisc_bypass).to_string()),
-        ]
     }
 
     fn extra_xstats(&self, q: &QueueShared, out: &mut Vec<XStat>) {
@@ -594,10 +401,10 @@ impl Device for PacketDevice {
             ("rx", "outgoing_skipped", &c.outgoing),
             ("rx", "corrupt_headers", &c.corrupt),
             ("rx", "sw_csum", &c.sw_csum),
-            ("tx", "kicks", &c.kicks),
-            ("tx", "sq_wakeups", &c.sq_wakeups),
-            ("tx", "kick_eagain", &c.kick_eagain),
-            ("tx", "kick_errors", &c.kick_errors),
+            ("tx", "kicks", &c.kick.kicks),
+            ("tx", "sq_wakeups", &c.kick.sq_wakeups),
+            ("tx", "kick_eagain", &c.kick.kick_eagain),
+            ("tx", "kick_errors", &c.kick.kick_errors),
             ("tx", "ring_full", &c.ring_full),
             ("tx", "wrong_format", &c.wrong_format),
             ("tx", "oversized", &c.oversized),
@@ -608,6 +415,41 @@ impl Device for PacketDevice {
             });
         }
     }
+
+    fn lend(&self) -> Option<&dyn Lend> {
+        Some(self)
+    }
+}
+
+/// The tx engine in words.
+fn tx_engine_name(cfg: &PacketConfig, geom: &Geometry, kick: Kick) -> String {
+    let kick = match kick {
+        Kick::Uring => {
+            let sp = cfg.sqpoll;
+            format!(
+                "kick: io_uring send from the process's SQPOLL thread (idle {} ms{}, {} SQ entries)",
+                sp.idle_ms,
+                sp.cpu.map(|c| format!(", CPU {c}")).unwrap_or_default(),
+                cfg.sq_size
+            )
+        }
+        Kick::Sendto => "kick: send() per burst".into(),
+    };
+    format!(
+        "TPACKET_V2 ring ({} slots of {} bytes{}), {kick}",
+        geom.frame_count,
+        geom.frame_size,
+        if cfg.qdisc_bypass {
+            ", qdisc bypassed"
+        } else {
+            ""
+        }
+    )
+}
+
+/// A packet socket that receives nothing until bound with a protocol.
+fn socket() -> Result<OwnedFd> {
+    sys::socket(0).map_err(|e| Error::sys_or("socket(AF_PACKET)", PACKET_PERMISSION, e))
 }
 
 fn queue_state(ctx: &EngineCtx) -> Result<Arc<PacketQueue>> {
@@ -618,4 +460,39 @@ fn queue_state(ctx: &EngineCtx) -> Result<Arc<PacketQueue>> {
             feature: "packet queue",
             hint: "the queue was not opened by a packet port",
         })
+}
+
+impl DeviceConfig for PacketConfig {
+    fn kind(&self) -> DeviceKind {
+        DeviceKind::Packet
+    }
+
+    fn options(&self) -> &PortOptions {
+        &self.port
+    }
+
+    fn options_mut(&mut self) -> &mut PortOptions {
+        &mut self.port
+    }
+
+    fn validate(&self) -> Result<()> {
+        PacketConfig::validate(self)
+    }
+
+    fn open(&self, _reg: &Registry) -> Result<OpenedDevice> {
+        open(self)
+    }
+}
+
+impl From<PacketConfig> for PortSpec {
+    fn from(c: PacketConfig) -> PortSpec {
+        PortSpec::new(c)
+    }
+}
+
+impl PortSpec {
+    /// The AF_PACKET configuration, if this is a packet port.
+    pub fn as_packet(&self) -> Option<&PacketConfig> {
+        self.config()
+    }
 }

@@ -1,75 +1,16 @@
-//! Port specs: a one-line description of a port, for command lines, parsed into
-//! a [`PortSpec`]. A spec is `KIND:KEY=VALUE,...`; each kind has its own keys
-//! plus the keys every port has:
-//!
-//! ```text
-//! [,queues=N][,burst=N][,netns=NAME][,mtu=N][,mac=XX:XX:XX:XX:XX:XX][,promisc=on|off]
-//! ```
-//!
-//! | key          | meaning                                                             |
-//! |--------------|---------------------------------------------------------------------|
-//! | `queues`     | queue pairs, 1..=128 (default 1)                                    |
-//! | `burst`      | suggested burst size for applications, 1..=65535                    |
-//! | `netns`      | the interface lives in this named network namespace (`/run/netns`)  |
-//! | `mtu`, `mac`, `promisc` | link settings applied at open                            |
-//!
-//! Devices whose queues are fds read and written by the fd engines (`tap:`)
-//! also take the engine keys:
-//!
-//! ```text
-//! [,backend=uring|rw|sync][,ring=SIZE][,sqpoll=IDLE_MS][,sqpoll_cpu=C]
-//! [,rx_mode=auto|posted|multishot]
-//! ```
-//!
-//! | key          | meaning                                                             |
-//! |--------------|---------------------------------------------------------------------|
-//! | `backend`    | `uring` (default), or `rw` / `sync` for read/write syscalls          |
-//! | `ring`       | io_uring sizes: tx ring entries and posted rx reads, 1..=32768     |
-//! | `sqpoll`     | run an SQPOLL kernel thread that idles after this many ms          |
-//! | `sqpoll_cpu` | pin the SQPOLL thread to this CPU (needs `sqpoll`)                  |
-//! | `rx_mode`    | io_uring rx engine: `auto` (default), `posted` or `multishot`       |
-//!
-//! Kinds: `tap:` ([`tap`] lists its keys) and `packet:` ([`packet`]). Each key may appear once. Errors are
-//! [`Error::Spec`] naming the key at fault.
-//!
-//! ```
-//! let spec = rtap::parse_port_spec("tap:iface=tap0,queues=2,backend=rw").unwrap();
-//! let tap = spec.as_tap().unwrap();
-//! assert_eq!(tap.name, "tap0");
-//! assert_eq!(spec.options().queues, 2);
-//! assert_eq!(tap.backend, rtap::BackendKind::Rw);
-//! ```
+//! The port-spec parser core: the `KEY[=VALUE]` items of a spec's body, the
+//! value parsers (their errors name the key), and the keys every port takes
+//! ([`COMMON_KEYS`]) or every fd-engine device takes ([`FD_ENGINE_KEYS`]). A
+//! device's own keys are its spec module's; the prefix is the port layer's
+//! registry's. The syntax is documented on
+//! [`parse_port_spec`](crate::parse_port_spec).
 
-pub mod packet;
-pub mod shared;
-pub mod tap;
-
-use std::str::FromStr;
-
+use super::netns::Netns;
+use super::options::{PortOptions, MAX_QUEUES};
 use crate::backend::uring::{RingConfig, RxMode, SqPoll};
 use crate::backend::BackendKind;
 use crate::error::{Error, Result};
-use crate::packet::PacketConfig;
-use crate::port::device::{Device, Opened};
-use crate::port::{Netns, PortOptions, MAX_QUEUES};
-use crate::share::SharedConfig;
-use crate::tap::TapConfig;
 use crate::wire::mac::MacAddr;
-
-/// A port of some kind of device, as a spec string describes it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PortSpec {
-    /// A TAP interface.
-    Tap(TapConfig),
-    /// An existing interface through AF_PACKET sockets.
-    Packet(PacketConfig),
-    /// Queues of a port another process serves.
-    Shared(SharedConfig),
-}
-
-/// The kinds a spec may start with.
-pub const KINDS: &[&str] = &["tap", "tun", "packet", "shared"];
 
 /// Keys every kind takes.
 pub const COMMON_KEYS: &[&str] = &["queues", "burst", "netns", "mtu", "mac", "promisc"];
@@ -77,133 +18,7 @@ pub const COMMON_KEYS: &[&str] = &["queues", "burst", "netns", "mtu", "mac", "pr
 /// Keys of the kinds driven by the fd engines (read/write or io_uring on a queue fd).
 pub const FD_ENGINE_KEYS: &[&str] = &["backend", "ring", "sqpoll", "sqpoll_cpu", "rx_mode"];
 
-impl PortSpec {
-    /// The device kind (`"tap"`, `"packet"`).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            PortSpec::Tap(c) if c.tun => "tun",
-            PortSpec::Tap(_) => "tap",
-            PortSpec::Packet(_) => "packet",
-            PortSpec::Shared(_) => "shared",
-        }
-    }
-
-    /// The settings every port has.
-    pub fn options(&self) -> &PortOptions {
-        match self {
-            PortSpec::Tap(c) => &c.port,
-            PortSpec::Packet(c) => &c.port,
-            PortSpec::Shared(c) => &c.port,
-        }
-    }
-
-    /// The settings every port has, to change.
-    pub fn options_mut(&mut self) -> &mut PortOptions {
-        match self {
-            PortSpec::Tap(c) => &mut c.port,
-            PortSpec::Packet(c) => &mut c.port,
-            PortSpec::Shared(c) => &mut c.port,
-        }
-    }
-
-    /// The TAP configuration, if this is a TAP port.
-    pub fn as_tap(&self) -> Option<&TapConfig> {
-        match self {
-            PortSpec::Tap(c) => Some(c),
-            _ => None,
-        }
-    }
-
-    /// The AF_PACKET configuration, if this is a packet port.
-    pub fn as_packet(&self) -> Option<&PacketConfig> {
-        match self {
-            PortSpec::Packet(c) => Some(c),
-            _ => None,
-        }
-    }
-
-    /// Checks everything that can be checked without the kernel.
-    pub fn validate(&self) -> Result<()> {
-        match self {
-            PortSpec::Tap(c) => c.validate(),
-            PortSpec::Packet(c) => c.validate(),
-            PortSpec::Shared(c) => c.validate(),
-        }
-    }
-
-    /// Creates or attaches the device (in the calling thread's namespace).
-    pub(crate) fn open_device(&self) -> Result<(std::sync::Arc<dyn Device>, Opened)> {
-        match self {
-            PortSpec::Tap(c) => {
-                let (dev, iface) = crate::tap::device::open(c)?;
-                Ok((std::sync::Arc::new(dev), iface))
-            }
-            PortSpec::Packet(c) => {
-                let (dev, iface) = crate::packet::device::open(c)?;
-                Ok((std::sync::Arc::new(dev), iface))
-            }
-            PortSpec::Shared(c) => {
-                let (dev, iface) = crate::share::device::open(c)?;
-                Ok((std::sync::Arc::new(dev), iface))
-            }
-        }
-    }
-}
-
-impl From<TapConfig> for PortSpec {
-    fn from(c: TapConfig) -> PortSpec {
-        PortSpec::Tap(c)
-    }
-}
-
-impl From<SharedConfig> for PortSpec {
-    fn from(c: SharedConfig) -> PortSpec {
-        PortSpec::Shared(c)
-    }
-}
-
-impl From<PacketConfig> for PortSpec {
-    fn from(c: PacketConfig) -> PortSpec {
-        PortSpec::Packet(c)
-    }
-}
-
-impl FromStr for PortSpec {
-    type Err = Error;
-
-    /// Same as [`parse_port_spec`].
-    fn from_str(s: &str) -> Result<PortSpec> {
-        parse_port_spec(s)
-    }
-}
-
-/// Parses a port spec string (see the [module docs](self)). Keys not given keep
-/// their defaults.
-pub fn parse_port_spec(spec: &str) -> Result<PortSpec> {
-    let body = spec.trim();
-    let example = "e.g. tap:iface=tap0,queues=2";
-    match body.split_once(':') {
-        Some(("tap", rest)) => tap::parse(&Parser::new(spec, rest)?).map(PortSpec::Tap),
-        Some(("tun", rest)) => tap::parse_tun(&Parser::new(spec, rest)?).map(PortSpec::Tap),
-        Some(("packet", rest)) => packet::parse(&Parser::new(spec, rest)?).map(PortSpec::Packet),
-        Some(("shared", rest)) => shared::parse(&Parser::new(spec, rest)?).map(PortSpec::Shared),
-        Some((kind, _)) if !kind.contains('=') && !kind.contains(',') => Err(spec_err(
-            spec,
-            "kind",
-            format!(
-                "unknown port kind `{kind}`: the kinds are {} ({example})",
-                KINDS.join(", ")
-            ),
-        )),
-        _ => Err(spec_err(
-            spec,
-            "kind",
-            format!("a port spec starts with its kind and a colon ({example})"),
-        )),
-    }
-}
-
-fn spec_err(spec: &str, key: &str, why: String) -> Error {
+pub(crate) fn spec_err(spec: &str, key: &str, why: String) -> Error {
     Error::Spec {
         spec: spec.to_string(),
         key: key.to_string(),
@@ -223,8 +38,11 @@ pub(crate) struct Parser<'a> {
     items: Vec<(&'a str, Option<&'a str>)>,
 }
 
+/// One `KEY[=VALUE]` item.
+pub(crate) type Item<'a> = (&'a str, Option<&'a str>);
+
 impl<'a> Parser<'a> {
-    fn new(spec: &'a str, body: &'a str) -> Result<Parser<'a>> {
+    pub(crate) fn new(spec: &'a str, body: &'a str) -> Result<Parser<'a>> {
         let mut items: Vec<(&str, Option<&str>)> = Vec::new();
         if !body.trim().is_empty() {
             for item in body.split(',') {
@@ -261,6 +79,15 @@ impl<'a> Parser<'a> {
             }
         }
         Ok(&self.items)
+    }
+
+    /// A parser over some of this spec's items (a device that reads a few keys
+    /// its own way hands the rest on).
+    pub(crate) fn with_items(&self, items: Vec<Item<'a>>) -> Parser<'a> {
+        Parser {
+            spec: self.spec,
+            items,
+        }
     }
 
     pub(crate) fn err(&self, key: &str, why: String) -> Error {

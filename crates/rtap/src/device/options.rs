@@ -58,7 +58,7 @@ macro_rules! port_option_setters {
         }
 
         /// Sets the network namespace the interface lives in.
-        pub fn netns(mut self, ns: $crate::Netns) -> Self {
+        pub fn netns(mut self, ns: $crate::device::Netns) -> Self {
             self$(.$f)?.netns = Some(ns);
             self
         }
@@ -70,7 +70,7 @@ macro_rules! port_option_setters {
         }
 
         /// Sets the MAC address to apply at open.
-        pub fn mac(mut self, mac: $crate::MacAddr) -> Self {
+        pub fn mac(mut self, mac: $crate::wire::mac::MacAddr) -> Self {
             self$(.$f)?.mac = Some(mac);
             self
         }

@@ -12,15 +12,24 @@
 //! The link keys (`mtu`, `mac`, `promisc`) and `netns` are refused: the link
 //! and its namespace are the serving process's.
 
-use super::{Parser, FD_ENGINE_KEYS};
+use super::proto::parse_queue_sel;
+use super::SharedConfig;
+use crate::device::keys::{Parser, FD_ENGINE_KEYS};
+use crate::device::{DeviceKind, DeviceType, PortSpec};
 use crate::error::Result;
-use crate::share::{parse_queue_sel, SharedConfig};
 
 /// The keys of a `shared:` spec besides the common and fd-engine ones.
 pub const KEYS: &[&str] = &["path"];
 
+/// The registry's entry: a port of another process's cannot be served again.
+pub(crate) const SHARED: DeviceType = DeviceType {
+    kind: DeviceKind::Shared,
+    parse: |p| parse(p).map(PortSpec::new),
+    rebuild: None,
+};
+
 /// A `shared:` spec body.
-pub(super) fn parse(p: &Parser<'_>) -> Result<SharedConfig> {
+fn parse(p: &Parser<'_>) -> Result<SharedConfig> {
     let mut cfg = SharedConfig::new("");
     let keys: Vec<&str> = KEYS.iter().chain(FD_ENGINE_KEYS).copied().collect();
     let mut rest = Vec::new();
@@ -43,10 +52,7 @@ pub(super) fn parse(p: &Parser<'_>) -> Result<SharedConfig> {
     if cfg.path.is_empty() {
         return Err(p.err("path", "required: the socket the port is served on".into()));
     }
-    let q = Parser {
-        spec: p.spec,
-        items: rest,
-    };
+    let q = p.with_items(rest);
     q.common(&mut cfg.port)?;
     q.fd_engine(&mut cfg.backend, &mut cfg.ring)?;
     cfg.validate().map_err(|e| p.err("", e.to_string()))?;
@@ -55,22 +61,24 @@ pub(super) fn parse(p: &Parser<'_>) -> Result<SharedConfig> {
 
 #[cfg(test)]
 mod tests {
-    use crate::share::QueueSel;
-    use crate::spec::{parse_port_spec, PortSpec};
+    use crate::parse_port_spec;
+    use crate::share::{QueueSel, SharedConfig};
+
+    fn shared(spec: &str) -> SharedConfig {
+        parse_port_spec(spec)
+            .unwrap()
+            .as_shared()
+            .expect("a shared spec")
+            .clone()
+    }
 
     #[test]
     fn shared_specs() {
-        let PortSpec::Shared(c) =
-            parse_port_spec("shared:path=/run/rtap.sock,queues=1+2,backend=rw").unwrap()
-        else {
-            panic!()
-        };
+        let c = shared("shared:path=/run/rtap.sock,queues=1+2,backend=rw");
         assert_eq!(c.path, "/run/rtap.sock");
         assert_eq!(c.queues, QueueSel::List(vec![1, 2]));
         assert_eq!(c.backend, crate::BackendKind::Rw);
-        let PortSpec::Shared(c) = parse_port_spec("shared:path=@rtap").unwrap() else {
-            panic!()
-        };
+        let c = shared("shared:path=@rtap");
         assert_eq!(c.queues, QueueSel::All);
         for (spec, key) in [
             ("shared:queues=1", "path"),

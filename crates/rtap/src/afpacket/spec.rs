@@ -5,7 +5,7 @@
 //!       [,frame_size=N][,frames=N][,block_size=N][,tpacket=2|3][,block_timeout=MS]
 //!       [,qdisc_bypass=on|off][,kick=sendto|uring][,sq_size=N][,sqpoll_idle=MS]
 //!       [,sqpoll_cpu=C][,offload=on|off]
-//!    plus the keys every port takes (see the parent module)
+//!    plus the keys every port takes (see [`parse_port_spec`](crate::parse_port_spec))
 //! ```
 //!
 //! | key            | meaning                                                              |
@@ -25,10 +25,12 @@
 //! | `sqpoll_cpu`   | pin the SQ thread to this CPU                                        |
 //! | `offload`      | virtio-net headers: checksum/TSO/USO on tx, GRO frames on rx (default off) |
 
-use super::Parser;
-use crate::error::Result;
-use crate::packet::{FanoutMode, Kick, PacketConfig, Tpacket};
-use crate::tap::validate_name;
+use super::config::{FanoutMode, PacketConfig, Tpacket};
+use super::share::rebuild;
+use crate::device::keys::Parser;
+use crate::device::{validate_name, DeviceKind, DeviceType, PortSpec};
+use crate::error::{Error, Result};
+use crate::queue::Kick;
 
 /// The keys of a `packet:` spec besides the common ones.
 pub const KEYS: &[&str] = &[
@@ -50,8 +52,15 @@ pub const KEYS: &[&str] = &[
     "offload",
 ];
 
+/// The registry's entry for `packet:`.
+pub(crate) const PACKET: DeviceType = DeviceType {
+    kind: DeviceKind::Packet,
+    parse: |p| parse(p).map(PortSpec::new),
+    rebuild: Some(rebuild),
+};
+
 /// A `packet:` spec body.
-pub(super) fn parse(p: &Parser<'_>) -> Result<PacketConfig> {
+fn parse(p: &Parser<'_>) -> Result<PacketConfig> {
     let mut cfg = PacketConfig::default();
     let mut v3 = false;
     let mut timeout = None;
@@ -134,7 +143,7 @@ pub(super) fn parse(p: &Parser<'_>) -> Result<PacketConfig> {
     // Geometry and the rest, with the rule that broke named under its key.
     cfg.validate().map_err(|e| {
         let key = match &e {
-            crate::Error::InvalidConfig { field, .. } => match *field {
+            Error::InvalidConfig { field, .. } => match *field {
                 "frame_count" => "frames",
                 f => f,
             },
@@ -147,15 +156,16 @@ pub(super) fn parse(p: &Parser<'_>) -> Result<PacketConfig> {
 
 #[cfg(test)]
 mod tests {
+    use crate::afpacket::{FanoutMode, PacketConfig, Tpacket};
+    use crate::device::DeviceKind;
     use crate::error::Error;
-    use crate::packet::{FanoutMode, Kick, PacketConfig, Tpacket};
-    use crate::spec::{parse_port_spec, PortSpec};
+    use crate::parse_port_spec;
+    use crate::queue::Kick;
 
     fn packet(spec: &str) -> PacketConfig {
-        match parse_port_spec(spec).unwrap() {
-            PortSpec::Packet(c) => c,
-            other => panic!("not a packet spec: {other:?}"),
-        }
+        let s = parse_port_spec(spec).unwrap();
+        assert_eq!(s.kind(), DeviceKind::Packet, "{spec}");
+        s.as_packet().expect("a packet spec").clone()
     }
 
     fn bad_key(spec: &str) -> String {
@@ -177,7 +187,7 @@ mod tests {
         assert_eq!(c.port.queues, 1);
         assert_eq!(
             parse_port_spec("packet:iface=veth0").unwrap().kind(),
-            "packet"
+            DeviceKind::Packet
         );
     }
 

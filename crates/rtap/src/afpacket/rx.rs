@@ -15,12 +15,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::device::{PacketQueue, QueueCounters as Extra};
 use super::frame::{self, BlockCursor, Corrupt, FrameRef};
-use crate::backend::uring::RingFeatures;
+use super::queue::{PacketQueue, QueueCounters as Extra};
 use crate::pool::{Packet, Pool};
 use crate::queue::counters::Block;
 use crate::queue::engine::RxEngine;
+use crate::queue::RingFeatures;
 use crate::stats::QueueCounters;
 use crate::sys::fd as sysfd;
 use crate::sys::packet as sys;

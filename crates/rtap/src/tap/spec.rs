@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! tap:iface=NAME[,persist][,attach][,offload=on|off][,owner=UID][,group=GID]
-//!    plus the keys every port takes and the fd-engine keys (see the parent module)
+//!    plus the keys every port takes and the fd-engine keys (see
+//!    [`parse_port_spec`](crate::parse_port_spec))
 //! ```
 //!
 //! | key       | meaning                                                                |
@@ -13,24 +14,39 @@
 //! | `offload` | ask the kernel for every offload (`on`, the default in specs) or none  |
 //! | `owner`, `group` | who may attach later without CAP_NET_ADMIN                      |
 
-use super::{Parser, FD_ENGINE_KEYS};
+use super::config::TapConfig;
+use super::share::{rebuild_tap, rebuild_tun};
+use crate::device::keys::{Parser, FD_ENGINE_KEYS};
+use crate::device::{validate_name, DeviceKind, DeviceType, Offloads, PortSpec};
 use crate::error::Result;
-use crate::port::Offloads;
-use crate::tap::{validate_name, TapConfig};
 
 /// The keys of a `tap:` spec besides the common and fd-engine ones.
 pub const KEYS: &[&str] = &["iface", "persist", "attach", "offload", "owner", "group"];
 
+/// The registry's entry for `tap:`.
+pub(crate) const TAP: DeviceType = DeviceType {
+    kind: DeviceKind::Tap,
+    parse: |p| parse(p).map(PortSpec::new),
+    rebuild: Some(rebuild_tap),
+};
+
+/// The registry's entry for `tun:`.
+pub(crate) const TUN: DeviceType = DeviceType {
+    kind: DeviceKind::Tun,
+    parse: |p| parse_tun(p).map(PortSpec::new),
+    rebuild: Some(rebuild_tun),
+};
+
 /// A `tap:` spec body. Ports from specs ask for every offload unless
 /// `offload=off` (the library's own default, for code that builds a
 /// [`TapConfig`], is no offload).
-pub(super) fn parse(p: &Parser<'_>) -> Result<TapConfig> {
+fn parse(p: &Parser<'_>) -> Result<TapConfig> {
     parse_kind(p, TapConfig::default().offloads(Offloads::ALL))
 }
 
 /// A `tun:` spec body: the same keys as `tap:`; the interface is a TUN (IP
 /// packets), `rtun%d` unless `iface` names it.
-pub(super) fn parse_tun(p: &Parser<'_>) -> Result<TapConfig> {
+fn parse_tun(p: &Parser<'_>) -> Result<TapConfig> {
     parse_kind(p, TapConfig::tun(DEFAULT_TUN_NAME).offloads(Offloads::ALL))
 }
 
@@ -72,16 +88,15 @@ fn parse_kind(p: &Parser<'_>, mut cfg: TapConfig) -> Result<TapConfig> {
 mod tests {
     use crate::backend::uring::{RxMode, SqPoll};
     use crate::backend::BackendKind;
+    use crate::device::{DeviceKind, Offloads, PortSpec};
     use crate::error::Error;
-    use crate::port::Offloads;
-    use crate::spec::{parse_port_spec, PortSpec};
+    use crate::parse_port_spec;
     use crate::tap::TapConfig;
 
     fn tap(spec: &str) -> TapConfig {
-        match parse_port_spec(spec).unwrap() {
-            PortSpec::Tap(c) => c,
-            other => panic!("not a tap spec: {other:?}"),
-        }
+        let s = parse_port_spec(spec).unwrap();
+        assert_eq!(s.kind(), DeviceKind::Tap, "{spec}");
+        s.as_tap().expect("a tap spec").clone()
     }
 
     fn bad_key(spec: &str) -> String {
@@ -100,7 +115,7 @@ mod tests {
         let c = parse_port_spec("tap:iface=tap0").unwrap();
         assert_eq!(
             c,
-            PortSpec::Tap(TapConfig::new("tap0").offloads(Offloads::ALL))
+            PortSpec::from(TapConfig::new("tap0").offloads(Offloads::ALL))
         );
         // No keys at all: every default, the name template included.
         assert_eq!(tap("tap:"), TapConfig::default().offloads(Offloads::ALL));

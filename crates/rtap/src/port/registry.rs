@@ -1,0 +1,118 @@
+//! The device registry: every kind of device a port spec can name, one line
+//! each. The only place in the library that names the devices; adding one
+//! adds its line here (and its [`DeviceKind`] variant).
+
+use super::PortSpec;
+use crate::device::keys::{spec_err, Parser};
+use crate::device::{DeviceKind, DeviceType, Registry};
+use crate::error::{Error, Result};
+
+/// Every device, by its spec prefix.
+const DEVICES: &[DeviceType] = &[
+    crate::tap::spec::TAP,
+    crate::tap::spec::TUN,
+    crate::afpacket::spec::PACKET,
+    crate::share::spec::SHARED,
+];
+
+/// The registry as the device seam sees it.
+pub(super) const REGISTRY: Registry = Registry(DEVICES);
+
+/// Parses a port spec string: `KIND:KEY=VALUE,...`. Keys not given keep their
+/// defaults; each key may appear once; errors are [`Error::Spec`] naming the
+/// key at fault.
+///
+/// The kinds ([`DeviceKind`]) and their keys: `tap:` and `tun:`
+/// ([`tap::spec`](crate::tap::spec)), `packet:` ([`afpacket::spec`](crate::afpacket::spec)),
+/// `shared:` ([`share::spec`](crate::share::spec)). Every kind takes the
+/// keys every port has:
+///
+/// ```text
+/// [,queues=N][,burst=N][,netns=NAME][,mtu=N][,mac=XX:XX:XX:XX:XX:XX][,promisc=on|off]
+/// ```
+///
+/// | key          | meaning                                                             |
+/// |--------------|---------------------------------------------------------------------|
+/// | `queues`     | queue pairs, 1..=128 (default 1)                                    |
+/// | `burst`      | suggested burst size for applications, 1..=65535                    |
+/// | `netns`      | the interface lives in this named network namespace (`/run/netns`)  |
+/// | `mtu`, `mac`, `promisc` | link settings applied at open                            |
+///
+/// Devices whose queues are fds read and written by the fd engines (`tap:`,
+/// `tun:`, `shared:`) also take the engine keys:
+///
+/// ```text
+/// [,backend=uring|rw][,ring=SIZE][,sqpoll=IDLE_MS][,sqpoll_cpu=C][,rx_mode=auto|posted|multishot]
+/// ```
+///
+/// | key          | meaning                                                             |
+/// |--------------|---------------------------------------------------------------------|
+/// | `backend`    | `uring` (default) or `rw` (read/write syscalls)                     |
+/// | `ring`       | io_uring sizes: tx ring entries and posted rx reads, 1..=32768     |
+/// | `sqpoll`     | run an SQPOLL kernel thread that idles after this many ms          |
+/// | `sqpoll_cpu` | pin the SQPOLL thread to this CPU (needs `sqpoll`)                  |
+/// | `rx_mode`    | io_uring rx engine: `auto` (default), `posted` or `multishot`       |
+///
+/// ```
+/// let spec = rtap::parse_port_spec("packet:iface=veth0,queues=2").unwrap();
+/// assert_eq!(spec.kind(), rtap::DeviceKind::Packet);
+/// assert_eq!(spec.as_packet().unwrap().iface, "veth0");
+/// assert!(rtap::parse_port_spec("pcap:iface=x").is_err());
+/// ```
+pub fn parse_port_spec(spec: &str) -> Result<PortSpec> {
+    let body = spec.trim();
+    let example = "e.g. tap:iface=tap0,queues=2";
+    let Some((prefix, rest)) = body.split_once(':') else {
+        return Err(no_kind(spec, example));
+    };
+    if let Some(d) = DEVICES.iter().find(|d| d.kind.name() == prefix) {
+        return (d.parse)(&Parser::new(spec, rest)?);
+    }
+    if prefix.contains('=') || prefix.contains(',') {
+        return Err(no_kind(spec, example));
+    }
+    let why = match prefix.parse::<DeviceKind>() {
+        // A kind this build has no device for.
+        Ok(k) => format!("port kind `{k}` is not available in this build"),
+        Err(e) => format!("{e} ({example})"),
+    };
+    Err(spec_err(spec, "kind", why))
+}
+
+fn no_kind(spec: &str, example: &str) -> Error {
+    spec_err(
+        spec,
+        "kind",
+        format!("a port spec starts with its kind and a colon ({example})"),
+    )
+}
+
+impl std::str::FromStr for PortSpec {
+    type Err = Error;
+
+    /// Same as [`parse_port_spec`].
+    fn from_str(s: &str) -> Result<PortSpec> {
+        parse_port_spec(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DEVICES;
+    use crate::device::DeviceKind;
+
+    #[test]
+    fn every_kind_has_one_entry() {
+        for k in DeviceKind::ALL {
+            assert_eq!(DEVICES.iter().filter(|d| d.kind == k).count(), 1, "{k}");
+        }
+    }
+
+    #[test]
+    fn unknown_kinds_name_the_kinds() {
+        let e = super::parse_port_spec("pcap:iface=x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tap, tun, packet, shared"), "{e}");
+    }
+}

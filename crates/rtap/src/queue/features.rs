@@ -1,0 +1,145 @@
+//! What a queue's engine is and what it runs with: the vocabulary the queue
+//! layer reports whatever the engine ([`Engine`], and for engines on an
+//! io_uring, [`RingFeatures`]). Engines fill it in; the queue handles and the
+//! port hand it to the application. Pure data: no fds, no kernel calls.
+
+/// The data path of a port's queues: which engine moves the frames.
+///
+/// Printed as the CLI and the JSON reports show it: `uring`, `rw`,
+/// `tpacket+sendto`, `tpacket+uring`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Engine {
+    /// io_uring reads and writes on the queue fd (TAP, TUN): one ring per rx
+    /// queue and one per tx queue.
+    Uring,
+    /// `read()`/`write()` system calls on the queue fd, one per frame: DPDK
+    /// net_tap's way, the baseline, and the fallback where io_uring is refused.
+    Rw,
+    /// AF_PACKET: TPACKET rings mapped from the kernel, frames copied between
+    /// the rings and pool buffers; the kernel walks the tx ring on a kick.
+    PacketRing {
+        /// How the tx ring is kicked.
+        kick: Kick,
+    },
+}
+
+impl Engine {
+    /// True if the engine submits its I/O through io_uring (the tx kick
+    /// included).
+    pub fn uses_uring(self) -> bool {
+        match self {
+            Engine::Uring => true,
+            Engine::Rw => false,
+            Engine::PacketRing { kick } => kick == Kick::Uring,
+        }
+    }
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Engine::Uring => "uring",
+            Engine::Rw => "rw",
+            Engine::PacketRing { kick: Kick::Sendto } => "tpacket+sendto",
+            Engine::PacketRing { kick: Kick::Uring } => "tpacket+uring",
+        })
+    }
+}
+
+/// How an engine whose tx frames wait in a ring shared with the kernel tells
+/// the kernel to send them (AF_PACKET's tx ring).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Kick {
+    /// An `IORING_OP_SEND` of length 0 on an io_uring whose SQPOLL kernel
+    /// thread issues it: no syscall on the application's thread while the SQ
+    /// thread is awake, and the kernel's transmit work (the ring walk, the
+    /// driver, a veth peer's receive) runs on the SQ thread. Pays where that
+    /// thread has a core of its own: the application spends a quarter of the
+    /// CPU per packet of [`Kick::Sendto`], but the SQ thread spins a whole core
+    /// while there is traffic (BENCHMARKS.md). Falls back to [`Kick::Sendto`]
+    /// when io_uring or SQPOLL is refused, and says why.
+    Uring,
+    /// One `send(fd, NULL, 0, MSG_DONTWAIT)` per burst (DPDK net_af_packet's
+    /// way): the transmit work runs on the application's thread, no extra
+    /// thread (the default: it never takes a core the application did not
+    /// ask for; on 2 CPUs it moves TCP 1.6x faster than the uring kick).
+    #[default]
+    Sendto,
+}
+
+impl std::fmt::Display for Kick {
+    /// The name port specs use (`kick=sendto|uring`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kick::Uring => "uring",
+            Kick::Sendto => "sendto",
+        })
+    }
+}
+
+/// How io_uring runs deferred completion work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TaskRun {
+    /// Kernel default: completion work interrupts the task (an IPI) when it arrives.
+    Default,
+    /// `IORING_SETUP_COOP_TASKRUN` + `TASKRUN_FLAG`: no interrupts, work runs when the
+    /// queue next enters the kernel, which it does only when the kernel flags pending work.
+    #[default]
+    Coop,
+    /// `IORING_SETUP_DEFER_TASKRUN` (needs `SINGLE_ISSUER`): work runs only in
+    /// `io_uring_enter` on the queue's own thread.
+    Defer,
+}
+
+/// Rx strategy of the io_uring engine (spec key `rx_mode`); what
+/// `RxMode::resolve` makes of it on the running kernel is in
+/// [`RingFeatures::rx_mode`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RxMode {
+    /// `Multishot` when a whole frame fits one pool buffer, else `Posted` (the default).
+    #[default]
+    Auto,
+    /// One `read`/`readv` per buffer (chain) kept posted; supports chained frames.
+    /// The reads are hard-linked so the kernel issues them in order, one poll at
+    /// a time (independent reads on one fd would race and reorder frames).
+    Posted,
+    /// One `READ_MULTISHOT` over a provided buffer ring: one poll on the fd, one
+    /// request for every frame; frames must fit one buffer.
+    Multishot,
+}
+
+impl std::fmt::Display for RxMode {
+    /// The name port specs use (`rx_mode=auto|posted|multishot`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RxMode::Auto => "auto",
+            RxMode::Posted => "posted",
+            RxMode::Multishot => "multishot",
+        })
+    }
+}
+
+/// What an io_uring engine's ring ended up with after fallbacks
+/// ([`RxQueue::ring_features`](crate::RxQueue::ring_features)).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RingFeatures {
+    /// SQPOLL active.
+    pub sqpoll: bool,
+    /// SINGLE_ISSUER active.
+    pub single_issuer: bool,
+    /// Task-run mode in effect.
+    pub taskrun: TaskRun,
+    /// The tap fd is a registered file.
+    pub fixed_file: bool,
+    /// SQPOLL through the port's shared SQ thread (`IORING_SETUP_ATTACH_WQ`): one
+    /// kernel thread polls every ring of the port instead of one thread per ring.
+    pub sqpoll_shared: bool,
+    /// The rx engine of an rx queue's ring ([`RxMode::Posted`] or
+    /// [`RxMode::Multishot`], never `Auto`); `None` for a tx ring.
+    pub rx_mode: Option<RxMode>,
+    /// Each fallback taken, with its reason.
+    pub fallbacks: Vec<String>,
+}

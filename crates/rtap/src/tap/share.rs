@@ -1,0 +1,59 @@
+//! Serving a TAP or TUN port to other processes: a queue is its fd (a dup),
+//! and the attaching process runs its own engines on it, with its own engine
+//! settings; the offloads are the serving port's (the server tells them).
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+
+use super::device::TapDevice;
+use crate::device::lend::{take_fds, Description, LocalEngine};
+use crate::device::{keep_fd, Device, Lend, Offloads, Opened, QueueFd};
+use crate::error::{Error, Result};
+use crate::queue::QueueShared;
+
+impl Lend for TapDevice {
+    /// Nothing beyond the kind and the offloads every port sends.
+    fn describe(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+
+    /// The queue's fd.
+    fn lend_queue(&self, _iface: &Opened, q: &QueueShared) -> Result<Vec<OwnedFd>> {
+        let fd = q.fd.as_fd().try_clone_to_owned();
+        Ok(vec![fd.map_err(|e| Error::sys("dup queue fd", e))?])
+    }
+
+    /// The fd is the serving process's queue too: closing it here must not
+    /// detach that queue, so it is released as is.
+    fn adopt_queue(&self, fds: Vec<OwnedFd>) -> Result<QueueFd> {
+        let [fd] = take_fds::<1>(fds)?;
+        Ok(QueueFd {
+            fd,
+            extra: None,
+            release: keep_fd,
+        })
+    }
+}
+
+/// A served TAP port's device in the attaching process.
+pub(super) fn rebuild_tap(d: &Description, local: &LocalEngine) -> Result<Arc<dyn Device>> {
+    rebuild(false, d, local)
+}
+
+/// A served TUN port's device in the attaching process.
+pub(super) fn rebuild_tun(d: &Description, local: &LocalEngine) -> Result<Arc<dyn Device>> {
+    rebuild(true, d, local)
+}
+
+fn rebuild(tun: bool, d: &Description, local: &LocalEngine) -> Result<Arc<dyn Device>> {
+    let offloads = Offloads::from_names(d.get("offloads").unwrap_or(""));
+    Ok(Arc::new(TapDevice::new(
+        tun,
+        false,
+        offloads,
+        Vec::new(),
+        local.backend,
+        local.ring,
+        None,
+    )))
+}
