@@ -165,6 +165,23 @@ fn capture_from_a_tpacket_v3_ring() {
     assert_eq!(ours, sent);
 }
 
+/// A packet port on an interface that is not there: the error gives the
+/// packet port's advice (no tap to create), in one line.
+#[test]
+fn fwd_on_a_missing_interface_says_what_a_packet_port_needs() {
+    assert_root();
+    private_netns();
+    let out = Command::new(BIN)
+        .args(["fwd", "--port", "packet:iface=doesnotexist0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("\"doesnotexist0\" does not exist"), "{err}");
+    assert!(err.contains("ip link"), "{err}");
+    assert!(!err.contains("tap"), "{err}");
+}
+
 fn info(spec: &str) -> Value {
     let out = Command::new(BIN)
         .args(["info", "--port", spec, "--json"])

@@ -443,6 +443,9 @@ fn open_by_index_and_errors() {
     drop(port);
     let e = err(Port::open(PacketConfig::new("nosuch0")));
     assert!(matches!(e, Error::NoSuchInterface { .. }), "{e:?}");
+    // The advice is the packet port's (an interface that exists), not a tap's.
+    let text = e.to_string();
+    assert!(text.contains("ip link") && !text.contains("tap"), "{text}");
     let e = err(Port::open(PacketConfig::new(p.as_str()).frame_size(1000)));
     assert!(
         matches!(

@@ -121,8 +121,16 @@ fn explicit_io_uring_queue_fails_clearly_when_blocked_after_open() {
     );
 }
 
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_NET_RAW: u32 = 13;
+
 /// Drops CAP_NET_ADMIN from the calling thread's effective and permitted sets.
 fn drop_net_admin() {
+    drop_cap(CAP_NET_ADMIN)
+}
+
+/// Drops capability `cap` from the calling thread's effective and permitted sets.
+fn drop_cap(cap: u32) {
     #[repr(C)]
     struct Hdr {
         version: u32,
@@ -136,7 +144,6 @@ fn drop_net_admin() {
         inheritable: u32,
     }
     const V3: u32 = 0x2008_0522;
-    const CAP_NET_ADMIN: u32 = 12;
     let mut hdr = Hdr {
         version: V3,
         pid: 0,
@@ -149,8 +156,8 @@ fn drop_net_admin() {
             libc::syscall(libc::SYS_capget, &mut hdr as *mut Hdr, data.as_mut_ptr()),
             0
         );
-        data[0].effective &= !(1 << CAP_NET_ADMIN);
-        data[0].permitted &= !(1 << CAP_NET_ADMIN);
+        data[0].effective &= !(1 << cap);
+        data[0].permitted &= !(1 << cap);
         let r = libc::syscall(libc::SYS_capset, &mut hdr as *mut Hdr, data.as_ptr());
         assert_eq!(r, 0, "capset: {}", std::io::Error::last_os_error());
     }
@@ -163,4 +170,24 @@ fn missing_cap_net_admin_is_a_typed_actionable_error() {
     let err = Port::open(TapConfig::new("nc%d")).expect_err("creating a tap needs CAP_NET_ADMIN");
     assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
     assert!(err.to_string().contains("CAP_NET_ADMIN"), "{err}");
+}
+
+/// An AF_PACKET port without CAP_NET_RAW is told about that capability, not
+/// about taps (there is no tap).
+#[test]
+fn missing_cap_net_raw_names_the_packet_socket_capability() {
+    netns();
+    ip(&[
+        "link", "add", "pkcap0", "type", "veth", "peer", "name", "pkcap1",
+    ]);
+    drop_cap(CAP_NET_RAW);
+    let err =
+        Port::open(PacketConfig::new("pkcap0")).expect_err("a packet socket needs CAP_NET_RAW");
+    assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("CAP_NET_RAW") && text.contains("AF_PACKET"),
+        "{text}"
+    );
+    assert!(!text.contains("tap"), "{text}");
 }
