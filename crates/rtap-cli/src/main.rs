@@ -6,6 +6,10 @@
 //! and [`traffic`] (TCP bulk transfer, ping). Dependencies point one way: bench
 //! uses demo and fwd, demo uses fwd; fwd uses none of them.
 
+// unsafe lives in one module (sys), each block with a SAFETY comment.
+#![deny(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod bench;
 mod capture;
 mod common;
@@ -14,6 +18,8 @@ mod fwd;
 mod info;
 mod send;
 mod sink;
+#[allow(unsafe_code)]
+mod sys;
 mod traffic;
 
 use std::process::ExitCode;

@@ -2,7 +2,6 @@
 //! queue, each in a private network namespace on its own thread.
 
 use anyhow::{anyhow, Context, Result};
-use std::io;
 use std::time::{Duration, Instant};
 
 use rawsock::RawSocket;
@@ -31,12 +30,8 @@ pub(super) fn frame(seq: u32) -> [u8; FRAME_LEN] {
 pub(super) fn in_netns<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
     std::thread::scope(|s| {
         s.spawn(|| {
-            // SAFETY: unshare takes no pointers; it moves only this thread.
-            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-                return Err(anyhow!(
-                    "unshare(CLONE_NEWNET): {} (run as root)",
-                    io::Error::last_os_error()
-                ));
+            if let Err(e) = crate::sys::unshare_net() {
+                return Err(anyhow!("unshare(CLONE_NEWNET): {e} (run as root)"));
             }
             // No IPv6 in the bench namespace: the kernel then sends no MLD/RS frames
             // of its own through the taps. /proc/sys/net follows the thread's namespace.

@@ -10,7 +10,7 @@
 
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -184,36 +184,16 @@ fn recv_loop(mut c: TcpStream) -> Got {
 
 fn epoll_loop(mut c: TcpStream) -> Got {
     c.set_nonblocking(true)?;
-    // SAFETY: epoll_create1 takes no pointers; the result is checked.
-    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-    if ep < 0 {
-        return Err(std::io::Error::last_os_error().into());
-    }
-    // SAFETY: ep is a fresh epoll fd we own.
-    let ep = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(ep) };
-    let mut ev = libc::epoll_event {
-        events: libc::EPOLLIN as u32,
-        u64: 0,
-    };
-    // SAFETY: ev is a live epoll_event; both fds are open.
-    if unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, c.as_raw_fd(), &mut ev) } < 0 {
-        return Err(std::io::Error::last_os_error().into());
-    }
+    let ep = crate::sys::Epoll::new()?;
+    ep.add_readable(c.as_fd())?;
     let mut buf = vec![0u8; 64 << 10];
     let (mut n, mut t0, mut c0, mut sink) = (0u64, None, 0.0, 0u8);
-    let mut out = [libc::epoll_event { events: 0, u64: 0 }; 4];
     'outer: loop {
-        // SAFETY: out is a live array of 4 events.
-        let r = unsafe { libc::epoll_wait(ep.as_raw_fd(), out.as_mut_ptr(), 4, 5000) };
-        if r < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e.into());
-        }
-        if r == 0 {
-            bail!("no data for 5 s");
+        match ep.wait(5000) {
+            Ok(0) => bail!("no data for 5 s"),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
         }
         loop {
             match c.read(&mut buf) {

@@ -1,7 +1,6 @@
 //! CPU lists (`0,2-3`) and pinning the calling thread to one CPU.
 
 use anyhow::{anyhow, Context, Result};
-use std::io;
 
 /// Parses a CPU list as `taskset -c` and the kernel's cpuset files write it:
 /// comma-separated numbers and inclusive ranges (`0,2-3,8`). Order is kept
@@ -40,37 +39,7 @@ pub fn parse_list(s: &str) -> Result<Vec<usize>> {
     Ok(out)
 }
 
-/// The CPUs the calling thread may run on, in increasing order.
-pub fn allowed() -> io::Result<Vec<usize>> {
-    // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: set is a live cpu_set_t of the size passed; pid 0 is this thread.
-    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok((0..libc::CPU_SETSIZE as usize)
-        // SAFETY: c < CPU_SETSIZE, inside the set.
-        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
-        .collect())
-}
-
-/// Restricts the calling thread to `cpu`.
-pub fn pin(cpu: usize) -> io::Result<()> {
-    if cpu >= libc::CPU_SETSIZE as usize {
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
-    }
-    // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: cpu < CPU_SETSIZE (checked above), inside the set.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: set is a live cpu_set_t of the size passed; pid 0 is this thread.
-    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
+pub use crate::sys::{affinity as allowed, pin, process_cpu_s, thread_cpu_s};
 
 /// Checks that every CPU of `list` is one this process may use.
 pub fn check_usable(list: &[usize]) -> Result<()> {
@@ -107,17 +76,6 @@ pub fn fmt_list(cpus: &[usize]) -> String {
 
 // ---------------------------------------------------------------- CPU time
 
-/// CPU time (user + system) the calling thread has used, in seconds.
-pub fn thread_cpu_s() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a live timespec for the kernel to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
-}
-
 /// Busy and total CPU time of the machine so far (`/proc/stat`, clock ticks).
 pub fn host_ticks() -> (u64, u64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
@@ -134,25 +92,9 @@ pub fn host_ticks() -> (u64, u64) {
     (total - idle, total)
 }
 
-/// CPU time (user + system) of this whole process so far, in seconds.
-pub fn process_cpu_s() -> f64 {
-    // SAFETY: rusage is plain data for the kernel to fill.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: ru is a live rusage.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
 /// Clock ticks per second of `/proc/stat`.
 pub fn clk_tck() -> f64 {
-    // SAFETY: sysconf takes no pointers.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as f64
-    } else {
-        100.0
-    }
+    crate::sys::clk_tck().unwrap_or(100.0)
 }
 
 /// Busy cores of the machine between two [`host_ticks`] samples (1.0 = one

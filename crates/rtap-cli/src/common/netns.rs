@@ -2,8 +2,7 @@
 //! current thread only.
 
 use anyhow::{anyhow, Context, Result};
-use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::process::Command;
 
 /// Where `ip netns` keeps its namespace handles.
@@ -90,12 +89,7 @@ pub fn enter_named(name: &str) -> Result<()> {
     let path = format!("{NETNS_DIR}/{name}");
     let f = std::fs::File::open(&path).with_context(|| format!("open {path}"))?;
     let fd = OwnedFd::from(f);
-    // SAFETY: fd is a live namespace file descriptor; setns only reads it.
-    let r = unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
-    if r != 0 {
-        return Err(anyhow!("setns into {name}: {}", io::Error::last_os_error()));
-    }
-    Ok(())
+    crate::sys::setns_net(fd.as_fd()).map_err(|e| anyhow!("setns into {name}: {e}"))
 }
 
 /// Deletes namespaces named `PREFIX-...-PID` whose process no longer exists (left

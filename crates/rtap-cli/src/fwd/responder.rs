@@ -5,6 +5,8 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use rtap::wire::checksum::{self, internet_checksum};
+
 /// The addresses the port answers for.
 #[derive(Clone, Copy, Debug)]
 pub struct Identity {
@@ -22,24 +24,6 @@ pub enum Answer {
     Echo6,
     /// Not for us, or not a request we answer: drop it.
     Ignore,
-}
-
-fn csum_add(mut sum: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u16::from_be_bytes([c[0], c[1]]) as u32;
-    }
-    if let [b] = chunks.remainder() {
-        sum += (*b as u32) << 8;
-    }
-    sum
-}
-
-fn csum_fold(mut sum: u32) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// Rewrites `f` into the reply to it, if it is a request for `me`.
@@ -110,21 +94,20 @@ fn icmp4(f: &mut [u8], me: &Identity) -> Answer {
     h[16..20].copy_from_slice(&src);
     h[8] = 64; // TTL
     h[10..12].fill(0);
-    let c = csum_fold(csum_add(0, &h[..ihl]));
+    let c = internet_checksum(&h[..ihl]);
     h[10..12].copy_from_slice(&c.to_be_bytes());
     let icmp = &mut h[ihl..];
     icmp[0] = 0; // echo reply
     icmp[2..4].fill(0);
-    let c = csum_fold(csum_add(0, icmp));
+    let c = internet_checksum(icmp);
     icmp[2..4].copy_from_slice(&c.to_be_bytes());
     Answer::Echo4
 }
 
 fn icmp6_csum(h: &[u8], icmp: &[u8]) -> u16 {
-    let mut sum = csum_add(0, &h[8..40]); // source and destination addresses
-    sum += icmp.len() as u32;
-    sum += 58;
-    csum_fold(csum_add(sum, icmp))
+    // The pseudo-header: source and destination addresses, length, next header.
+    let pseudo = checksum::sum(&h[8..40]) + icmp.len() as u64 + 58;
+    checksum::finish(pseudo + checksum::sum(icmp))
 }
 
 fn icmp6(f: &mut [u8], me: &Identity) -> Answer {

@@ -465,10 +465,7 @@ fn worker(
         empty = empty.saturating_add(1);
         empty_rounds += 1;
         match opts.idle {
-            Idle::Yield { after } if empty > after => {
-                // SAFETY: sched_yield takes no arguments.
-                unsafe { libc::sched_yield() };
-            }
+            Idle::Yield { after } if empty > after => std::thread::yield_now(),
             Idle::Sleep { after, nap } if empty > after => std::thread::sleep(nap),
             Idle::Interrupt { after } if empty > after => {
                 // Completions of sends in flight go back to the pool first, so that

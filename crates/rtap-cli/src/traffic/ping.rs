@@ -3,10 +3,12 @@
 use anyhow::{Context, Result};
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::sys;
+use rtap::wire::checksum::internet_checksum;
 use serde_json::{json, Value};
 
 /// ICMP payload bytes after the 8-byte header (what `ping` sends by default).
@@ -54,29 +56,13 @@ impl PingReport {
     }
 }
 
-/// Internet checksum (RFC 1071) of `data`.
-fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u16::from_be_bytes([c[0], c[1]]) as u32;
-    }
-    if let [last] = chunks.remainder() {
-        sum += (*last as u32) << 8;
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// An ICMP echo request.
 fn echo_request(id: u16, seq: u16) -> Vec<u8> {
     let mut m = vec![8u8, 0, 0, 0];
     m.extend_from_slice(&id.to_be_bytes());
     m.extend_from_slice(&seq.to_be_bytes());
     m.extend((0..PAYLOAD).map(|i| i as u8));
-    let c = checksum(&m);
+    let c = internet_checksum(&m);
     m[2..4].copy_from_slice(&c.to_be_bytes());
     m
 }
@@ -96,45 +82,7 @@ fn is_reply(pkt: &[u8], from: Ipv4Addr, id: u16, seq: u16) -> bool {
         && icmp[1] == 0
         && u16::from_be_bytes([icmp[4], icmp[5]]) == id
         && u16::from_be_bytes([icmp[6], icmp[7]]) == seq
-        && checksum(icmp) == 0
-}
-
-fn raw_icmp_socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain socket call; the result is checked.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_INET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::IPPROTO_ICMP,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is fresh and owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn send_to(fd: &OwnedFd, msg: &[u8], dst: Ipv4Addr) -> io::Result<()> {
-    // SAFETY: sockaddr_in is plain data; all-zero is valid.
-    let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-    sa.sin_family = libc::AF_INET as libc::sa_family_t;
-    sa.sin_addr.s_addr = u32::from_ne_bytes(dst.octets());
-    // SAFETY: msg and sa are live for the call and sized as passed.
-    let n = unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            msg.as_ptr().cast(),
-            msg.len(),
-            0,
-            &sa as *const libc::sockaddr_in as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+        && internet_checksum(icmp) == 0
 }
 
 /// Waits up to `timeout` for a datagram; None on timeout.
@@ -142,24 +90,7 @@ fn recv_timeout(fd: &OwnedFd, buf: &mut [u8], timeout: Duration) -> io::Result<O
     if !rawsock::wait_readable(fd.as_fd(), timeout.max(Duration::from_millis(1)))? {
         return Ok(None);
     }
-    // SAFETY: buf is live and writable for its length.
-    let n = unsafe {
-        libc::recv(
-            fd.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            libc::MSG_DONTWAIT,
-        )
-    };
-    if n < 0 {
-        let e = io::Error::last_os_error();
-        return if e.kind() == io::ErrorKind::WouldBlock {
-            Ok(None)
-        } else {
-            Err(e)
-        };
-    }
-    Ok(Some(n as usize))
+    sys::recv_nowait(fd.as_fd(), buf)
 }
 
 /// Sends one echo request and waits up to `timeout` for its reply; returns the
@@ -173,7 +104,8 @@ fn echo(
     buf: &mut [u8],
 ) -> Result<Option<Duration>> {
     let t0 = Instant::now();
-    send_to(fd, &echo_request(id, seq), dst).with_context(|| format!("ping: send to {dst}"))?;
+    sys::send_to(fd.as_fd(), &echo_request(id, seq), dst)
+        .with_context(|| format!("ping: send to {dst}"))?;
     let deadline = t0 + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -197,7 +129,7 @@ pub fn run(
     timeout: Duration,
     stop: &AtomicBool,
 ) -> Result<PingReport> {
-    let fd = raw_icmp_socket().context("raw ICMP socket")?;
+    let fd = sys::raw_icmp_socket().context("raw ICMP socket")?;
     let id = (std::process::id() as u16) ^ 0x5254;
     let mut rep = PingReport::default();
     let mut buf = vec![0u8; 2048];
@@ -238,7 +170,7 @@ mod tests {
         let req = echo_request(0x1234, 7);
         assert_eq!(req.len(), 8 + PAYLOAD);
         assert_eq!(
-            checksum(&req),
+            internet_checksum(&req),
             0,
             "a message with its checksum sums to zero"
         );
@@ -246,7 +178,7 @@ mod tests {
         let mut icmp = req.clone();
         icmp[0] = 0;
         icmp[2..4].copy_from_slice(&[0, 0]);
-        let c = checksum(&icmp);
+        let c = internet_checksum(&icmp);
         icmp[2..4].copy_from_slice(&c.to_be_bytes());
         let mut ip = vec![
             0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0, 10, 77, 0, 2, 10, 77, 0, 1,
