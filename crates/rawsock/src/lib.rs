@@ -6,7 +6,8 @@
 //! Also [`InPlaceRing`]: a bare TPACKET_V2 rx ring read in place, the floor
 //! rtap's copying AF_PACKET rx path is measured against.
 //!
-//! Not part of the rtap library: a workspace helper (`publish = false`).
+//! Not part of the rtap library: published apart so that the `rtap` tool (its
+//! benchmark contenders) and rtap's tests can share it.
 
 mod ring;
 pub use ring::InPlaceRing;
