@@ -3,6 +3,8 @@
 //! and polling loops over rx queues.
 #![allow(dead_code)]
 
+pub mod offload;
+
 use std::io;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
