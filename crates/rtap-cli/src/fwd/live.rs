@@ -143,7 +143,7 @@ impl<'a> Live<'a> {
         let out = if self.json {
             json_line(t, &per_port, pool)
         } else {
-            let header = self.rows == 0 || (self.tty && self.rows % HEADER_EVERY == 0);
+            let header = self.rows == 0 || (self.tty && self.rows.is_multiple_of(HEADER_EVERY));
             self.rows += 1;
             text_rows(t, &per_port, header, pool)
         };
