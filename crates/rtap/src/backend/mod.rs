@@ -3,7 +3,7 @@
 //!
 //! For devices whose queues are fds that frames are read from and written to
 //! (TAP, TUN), picked per queue from the device's [`BackendKind`] and io_uring
-//! options ([`RingConfig`]) by [`fd_rx_engine`] / [`fd_tx_engine`]:
+//! options ([`RingConfig`]) by `fd_rx_engine` / `fd_tx_engine`:
 //! - [`uring`]: io_uring, one ring per rx queue and one per tx queue: posted reads
 //!   or multishot read on rx, write/writev per packet on tx.
 //! - `rw`: plain `read()`/`write()` syscalls, one per packet (the way DPDK's

@@ -8,12 +8,12 @@
 //! - a configuration type embedding [`PortOptions`], made a [`PortSpec`] by
 //!   implementing `config::DeviceConfig` (its `open` creates or attaches the
 //!   interface in the port's namespace and returns the device);
-//! - its spec keys, parsed with the [`keys`] helpers, and one [`DeviceType`]
+//! - its spec keys, parsed with the `keys` helpers, and one `DeviceType`
 //!   entry in the port layer's registry;
-//! - a type implementing [`Device`]: the facts fixed at open ([`DeviceInfo`]),
+//! - a type implementing `Device`: the facts fixed at open ([`DeviceInfo`]),
 //!   how queues are opened, where missed frames are counted, and the data-path
 //!   engines of its queues;
-//! - optionally, sharing ([`Lend`]): what another process receives to run the
+//! - optionally, sharing (`Lend`): what another process receives to run the
 //!   device's queues, and how it rebuilds the device there.
 //!
 //! ARCHITECTURE.md has the checklist. Nothing in here names a device: the seam
