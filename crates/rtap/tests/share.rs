@@ -367,3 +367,103 @@ fn packet_port_shared() {
         port.stop().unwrap();
     }
 }
+
+/// A listening `SOCK_SEQPACKET` socket at abstract name `name` (the test plays
+/// a hostile server).
+fn seqpacket_listener(name: &str) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket call; the result is checked and owned below.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0);
+    // SAFETY: fd is fresh and owned by nobody else.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_un is plain data; all-zero is valid.
+    let mut a: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    a.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = name.strip_prefix('@').unwrap().as_bytes();
+    for (d, s) in a.sun_path[1..].iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    let len = std::mem::size_of::<libc::sa_family_t>() + 1 + bytes.len();
+    use std::os::fd::AsRawFd;
+    // SAFETY: a is a live sockaddr_un of at least `len` bytes.
+    let r = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            &a as *const libc::sockaddr_un as *const libc::sockaddr,
+            len as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "bind {name}");
+    // SAFETY: fd is a bound socket.
+    assert_eq!(unsafe { libc::listen(fd.as_raw_fd(), 8) }, 0);
+    fd
+}
+
+/// Serves `replies`, one connection each: reads the request, sends the reply
+/// (no fds), closes.
+fn hostile_server(
+    listener: std::os::fd::OwnedFd,
+    replies: Vec<String>,
+) -> std::thread::JoinHandle<()> {
+    use std::os::fd::AsRawFd;
+    std::thread::spawn(move || {
+        for reply in replies {
+            // SAFETY: listener is a listening socket; no address is wanted.
+            let c = unsafe {
+                libc::accept(
+                    listener.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                )
+            };
+            assert!(c >= 0);
+            let mut buf = [0u8; 4096];
+            // SAFETY: buf is live and writable; c is an open socket.
+            unsafe { libc::recv(c, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            // SAFETY: reply is live for the call; c is an open socket.
+            unsafe { libc::send(c, reply.as_ptr().cast(), reply.len(), 0) };
+            // SAFETY: c is ours and closed once.
+            unsafe { libc::close(c) };
+        }
+    })
+}
+
+/// A server that lies (absurd queue and fd counts, unknown kinds, no fds,
+/// garbage) gets a typed refusal, never a panic or a hang.
+#[test]
+fn hostile_server_replies_are_refused() {
+    netns();
+    let name = format!("@rtap-test-hostile-{}", std::process::id());
+    let attach_replies = [
+        "ok v=1 kind=tap name=x ifindex=1 queues=0 offloads=none netns=0 fds_per_queue=18446744073709551615",
+        "ok v=1 kind=tap name=x ifindex=1 queues=0,1 offloads=none netns=0 fds_per_queue=9223372036854775807",
+        "ok v=1 kind=pcap name=x ifindex=1 queues=0 offloads=none netns=0 fds_per_queue=1",
+        "ok v=1 kind=shared name=x ifindex=1 queues=0 offloads=none netns=0 fds_per_queue=1",
+        "ok v=1 kind=tap name=x ifindex=1 queues=0 offloads=none netns=1 fds_per_queue=1",
+        "ok v=1 kind=packet name=x ifindex=1 queues=0 offloads=none netns=0 fds_per_queue=2 frame_size=4294967280",
+        "ok v=1 kind=tap name=x ifindex=1 queues=x offloads=none",
+        "ok v=2 kind=tap",
+        "\u{ff}garbage",
+    ];
+    let status_replies = [
+        "status v=1 queues=18446744073709551615",
+        "status v=1 queues=100000",
+    ];
+    let mut all: Vec<String> = attach_replies.iter().map(|s| s.to_string()).collect();
+    all.extend(status_replies.iter().map(|s| s.to_string()));
+    let server = hostile_server(seqpacket_listener(&name), all);
+    for r in attach_replies {
+        match Port::open(SharedConfig::new(&name)) {
+            Err(Error::ShareRefused { .. }) | Err(Error::InvalidConfig { .. }) => {}
+            other => panic!("{r}: {other:?}"),
+        }
+    }
+    for r in status_replies {
+        match rtap::share::status(&name) {
+            Err(Error::ShareRefused { .. }) => {}
+            other => panic!("{r}: {other:?}"),
+        }
+    }
+    server.join().unwrap();
+}

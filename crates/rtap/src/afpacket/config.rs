@@ -347,7 +347,8 @@ impl PacketConfig {
         };
         let page = crate::sys::mem::page_size() as u32;
         let block_size = match self.block_size {
-            0 => frame_size.div_ceil(page) * page,
+            // A slot rounded up to a page (a size past 4 GiB is refused below).
+            0 => frame_size.div_ceil(page).saturating_mul(page),
             n => n,
         };
         // Room for the slot header, the virtio-net header and a minimal frame.

@@ -134,7 +134,10 @@ impl PacketDevice {
             engine_reason,
             tx_engine: tx_engine_name(cfg, &geom, kick),
             tx_through_qdisc: !cfg.qdisc_bypass,
-            sqpoll: (kick == Kick::Uring).then_some(cfg.sqpoll),
+            sqpoll: match kick {
+                Kick::Uring => Some(cfg.sqpoll),
+                Kick::Sendto => None,
+            },
         };
         Ok(PacketDevice {
             cfg: cfg.clone(),

@@ -2,11 +2,11 @@
 //! a bridge, a physical NIC, a tap someone else made), through packet sockets
 //! with mmap'ed TPACKET rings.
 //!
-//! - `config.rs`: [`PacketConfig`], ring geometry and its rules (pure), and how
-//!   the port layer opens it.
+//! - `config.rs`: [`PacketConfig`], ring geometry and its rules (pure).
 //! - `spec.rs`: the `packet:` spec keys ([`spec`]).
-//! - `device.rs`: sockets, rings and fanout per queue; the device seam's trait
-//!   implemented for AF_PACKET; `PACKET_STATISTICS`.
+//! - `device.rs`: sockets, rings and fanout per queue; the device seam's traits
+//!   implemented for AF_PACKET (how the port layer opens a `PacketConfig`, and
+//!   the device); `PACKET_STATISTICS`.
 //! - `queue.rs`: one queue's state (rings, counters, tx position) that its
 //!   engines and the device share.
 //! - `ring.rs`: slots and blocks of a ring in the shared mapping, and the

@@ -4,8 +4,10 @@
 //! for the oldest frame, so a holder killed mid-burst leaves nothing stuck) plus
 //! a tx socket the server makes for that process (the kernel's place in a tx
 //! ring cannot be read back, so tx rings are never handed over). The ring
-//! geometry travels as words; the attaching side kicks by `sendto` (it has no
-//! SQPOLL setting of its own to share). Kernel statistics that clear on read
+//! geometry travels as words; the attaching side runs the ring engines with
+//! the `sendto` kick (the `shared:` spec's engine keys, `backend`, `ring`,
+//! `sqpoll`, `rx_mode`, are for served TAP and TUN ports, and are ignored
+//! here, with a warning). Kernel statistics that clear on read
 //! (`PACKET_STATISTICS`) are read by whichever process asks: `imissed` is split
 //! between them.
 
@@ -81,7 +83,10 @@ impl Lend for PacketDevice {
 
 /// A served AF_PACKET port's device in the attaching process, laid out as the
 /// server's words say (kick by `sendto`).
-pub(super) fn rebuild(d: &Description, _local: &LocalEngine) -> Result<Arc<dyn Device>> {
+pub(super) fn rebuild(d: &Description, local: &LocalEngine) -> Result<Arc<dyn Device>> {
+    if local.ring.sqpoll.is_some() {
+        tracing::warn!("a served AF_PACKET port runs the sendto kick here: sqpoll ignored");
+    }
     let tpacket = match d.num::<u32>("tpacket")? {
         3 => Tpacket::V3 {
             block_timeout_ms: d.num("block_timeout")?,

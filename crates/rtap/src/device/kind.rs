@@ -64,6 +64,26 @@ impl std::str::FromStr for DeviceKind {
 mod tests {
     use super::DeviceKind;
 
+    /// `ALL` lists every kind: a kind added to the enum and not to `ALL`
+    /// fails to compile here first (the match is exhaustive), then this test.
+    #[test]
+    fn all_is_complete() {
+        for k in DeviceKind::ALL {
+            match k {
+                DeviceKind::Tap | DeviceKind::Tun | DeviceKind::Packet | DeviceKind::Shared => {}
+            }
+        }
+        let listed = |k: DeviceKind| DeviceKind::ALL.contains(&k);
+        assert!([
+            DeviceKind::Tap,
+            DeviceKind::Tun,
+            DeviceKind::Packet,
+            DeviceKind::Shared
+        ]
+        .into_iter()
+        .all(listed));
+    }
+
     #[test]
     fn names_round_trip() {
         for k in DeviceKind::ALL {

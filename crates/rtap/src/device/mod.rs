@@ -16,9 +16,9 @@
 //! - optionally, sharing (`Lend`): what another process receives to run the
 //!   device's queues, and how it rebuilds the device there.
 //!
-//! ARCHITECTURE.md has the checklist. Nothing in here names a device: the seam
-//! sits below the devices, and the port layer (which names them once, in its
-//! registry) above.
+//! ARCHITECTURE.md has the checklist. Nothing in here imports a device: the
+//! seam sits below the devices, and the port layer (which dispatches on them
+//! once, in its registry) above.
 
 pub(crate) mod config;
 pub(crate) mod keys;

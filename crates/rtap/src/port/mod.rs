@@ -5,6 +5,7 @@
 //! seam ([`crate::device`]), and the devices are named once, in the registry
 //! (`port/registry.rs`; ARCHITECTURE.md says what a new device supplies).
 
+mod baseline;
 mod link;
 mod registry;
 mod serve;
@@ -17,7 +18,7 @@ pub use crate::device::{
 };
 pub use registry::parse_port_spec;
 
-use self::stats::Baseline;
+use self::baseline::Baseline;
 use crate::backend::uring;
 use crate::device::netns::{in_ns, NsHandle};
 use crate::device::{Attached, Device, Opened, OpenedDevice};

@@ -1,10 +1,10 @@
 //! The device registry: every kind of device a port spec can name, one line
-//! each. The only place in the library that names the devices; adding one
-//! adds its line here (and its [`DeviceKind`] variant).
+//! each. The only place in the library that dispatches on the devices (the
+//! crate root declares their modules); adding one adds its line here (and its
+//! [`DeviceKind`] variant).
 
-use super::PortSpec;
 use crate::device::keys::{spec_err, Parser};
-use crate::device::{DeviceKind, DeviceType, Registry};
+use crate::device::{DeviceKind, DeviceType, PortSpec, Registry};
 use crate::error::{Error, Result};
 
 /// Every device, by its spec prefix.

@@ -4,34 +4,12 @@
 
 use std::sync::atomic::Ordering;
 
+use super::baseline::Baseline;
 use super::Port;
 use crate::error::{Error, Result};
 use crate::queue::QueueShared;
-use crate::stats::{PortStats, QueueStats};
-use crate::xstats::{self, XStat, RX_N, TX_N};
-
-/// Counter values at the last reset.
-#[derive(Default)]
-pub(super) struct Baseline {
-    rx: Vec<QueueStats>,
-    tx: Vec<QueueStats>,
-    imissed: u64,
-    /// Per queue: rx xstats values (with alloc failures and truncated appended).
-    rx_x: Vec<Vec<u64>>,
-    tx_x: Vec<Vec<u64>>,
-    /// The device's own xstats, by name.
-    extra: std::collections::HashMap<String, u64>,
-}
-
-impl Baseline {
-    /// Makes room for `n` queues (new ones start from zero).
-    pub(super) fn resize(&mut self, n: usize) {
-        self.rx.resize(n, QueueStats::default());
-        self.tx.resize(n, QueueStats::default());
-        self.rx_x.resize(n, vec![0; RX_N + 2]);
-        self.tx_x.resize(n, vec![0; TX_N]);
-    }
-}
+use crate::stats::PortStats;
+use crate::xstats::{self, XStat};
 
 impl Port {
     fn base(&self) -> std::sync::MutexGuard<'_, Baseline> {

@@ -31,7 +31,10 @@ impl Engine {
         match self {
             Engine::Uring => true,
             Engine::Rw => false,
-            Engine::PacketRing { kick } => kick == Kick::Uring,
+            Engine::PacketRing { kick } => match kick {
+                Kick::Uring => true,
+                Kick::Sendto => false,
+            },
         }
     }
 }

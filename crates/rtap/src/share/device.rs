@@ -16,7 +16,7 @@ use super::proto::{Msg, QueueHolder, MAX_MSG, VERSION};
 use crate::device::lend::{Description, LocalEngine};
 use crate::device::{
     Attached, Device, DeviceConfig, DeviceInfo, DeviceKind, Lend, Offloads, Opened, OpenedDevice,
-    PortOptions, PortSpec, QueueFd, Registry,
+    PortOptions, PortSpec, QueueFd, Registry, MAX_QUEUES,
 };
 use crate::error::{Error, Result};
 use crate::netlink::LinkInfo;
@@ -99,6 +99,12 @@ pub fn status(name: &str) -> Result<Vec<QueueHolder>> {
     let conn = connect(name)?;
     let (m, _) = ask(conn.as_fd(), name, &Msg::new("status"))?;
     let n: usize = m.get("queues").and_then(|v| v.parse().ok()).unwrap_or(0);
+    if n > MAX_QUEUES as usize {
+        return Err(Error::ShareRefused {
+            name: name.into(),
+            why: format!("the server claims {n} queues (a port has at most {MAX_QUEUES})"),
+        });
+    }
     Ok((0..n)
         .map(|q| {
             m.get(&format!("q{q}"))
@@ -143,7 +149,7 @@ pub(crate) fn open(cfg: &SharedConfig, reg: &Registry) -> Result<OpenedDevice> {
     let want = primary
         .len()
         .checked_mul(per)
-        .map(|n| n + 1 + usize::from(with_ns));
+        .and_then(|n| n.checked_add(1 + usize::from(with_ns)));
     if primary.is_empty() || per == 0 || want != Some(fds.len()) {
         return Err(bad("the reply did not carry the queues' fds"));
     }

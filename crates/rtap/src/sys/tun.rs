@@ -25,6 +25,11 @@ pub fn open_tun(nonblocking: bool) -> Result<OwnedFd> {
         let e = io::Error::last_os_error();
         return Err(match e.raw_os_error() {
             Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ENXIO) => Error::NoTunDevice,
+            // The file's mode, which no capability lifts.
+            Some(libc::EACCES) => Error::PermissionDenied {
+                op: "open /dev/net/tun",
+                hint: "the device file's permissions refuse this user: make it readable and writable for them (it is 0666 on most systems)",
+            },
             _ => Error::sys("open /dev/net/tun", e),
         });
     }

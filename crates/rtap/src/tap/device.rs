@@ -30,12 +30,14 @@ pub(super) const TAP_PERMISSION: &str = "run as root or grant CAP_NET_ADMIN (a p
 pub(crate) struct TapDevice {
     /// The backend in use (the one asked for, or read/write when io_uring is
     /// unusable: the info says why).
-    pub(super) backend: BackendKind,
-    pub(super) ring: RingConfig,
+    backend: BackendKind,
+    ring: RingConfig,
+    /// The `TUNSETIFF` flags of a TAP or a TUN queue.
+    iff: libc::c_int,
     /// Keeps the interface alive while queues come and go; detached, so it
     /// carries no traffic. `None` in a process the port is served to.
-    pub(super) _keepalive: Option<OwnedFd>,
-    pub(super) info: DeviceInfo,
+    _keepalive: Option<OwnedFd>,
+    info: DeviceInfo,
 }
 
 impl TapDevice {
@@ -70,6 +72,7 @@ impl TapDevice {
         TapDevice {
             backend,
             ring,
+            iff: flags(tun),
             _keepalive: keepalive,
             info,
         }
@@ -90,9 +93,8 @@ impl Device for TapDevice {
     }
 
     fn open_queue(&self, iface: &Opened, _id: u16) -> Result<QueueFd> {
-        let tun = self.info.kind == DeviceKind::Tun;
         Ok(QueueFd {
-            fd: open_queue(&iface.name, iface.ifindex, flags(tun))?,
+            fd: open_queue(&iface.name, iface.ifindex, self.iff)?,
             extra: None,
             release: detach_queue,
         })
@@ -127,7 +129,7 @@ fn detach_queue(fd: BorrowedFd<'_>) {
 }
 
 /// The `TUNSETIFF` flags of a TAP or a TUN.
-pub(super) fn flags(tun: bool) -> libc::c_int {
+fn flags(tun: bool) -> libc::c_int {
     if tun {
         tun::TUN_FLAGS
     } else {

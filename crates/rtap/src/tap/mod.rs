@@ -2,10 +2,11 @@
 //! IFF_MULTI_QUEUE | IFF_VNET_HDR`) behind a [`Port`](crate::Port), and the TUN
 //! (`IFF_TUN`, IP packets: [`TapConfig::tun`]) on the same code.
 //!
-//! - `config.rs`: [`TapConfig`] (pure), and how the port layer opens it.
+//! - `config.rs`: [`TapConfig`] (pure).
 //! - `spec.rs`: the `tap:` and `tun:` spec keys ([`spec`]).
 //! - `device.rs`: create or attach, keep-alive fd, queue fds, owner/group; the
-//!   device seam's trait implemented for TAP; the engines are the fd engines.
+//!   device seam's traits implemented for TAP (how the port layer opens a
+//!   `TapConfig`, and the device); the engines are the fd engines.
 //! - `offloads.rs`: `TUNSETOFFLOAD` negotiation (USO and ECN dropped if refused).
 //! - `share.rs`: what another process gets when the port is served (the queue fd).
 
