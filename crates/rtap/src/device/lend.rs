@@ -68,7 +68,7 @@ impl Description {
         self.get(key)
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| Error::InvalidConfig {
-                field: "shared",
+                field: "served port",
                 why: format!("the server sent no valid {key}"),
             })
     }
