@@ -2,8 +2,8 @@
 #![warn(missing_docs)]
 #![deny(missing_debug_implementations)]
 // unsafe lives only in the modules that own kernel interfaces (sys, backend,
-// pool, async_tokio, afpacket::ring, queue::counters, the zcrx modules that own
-// shared memory), each block with a SAFETY comment.
+// pool, async_tokio, afpacket::ring, xdp::ring, queue::counters, the zcrx
+// modules that own shared memory), each block with a SAFETY comment.
 #![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -30,6 +30,7 @@ pub mod stats;
 pub(crate) mod sys;
 pub mod tap;
 pub mod wire;
+pub mod xdp;
 pub mod xstats;
 pub mod zcrx;
 
@@ -46,6 +47,7 @@ pub use stats::{PortStats, QueueStats};
 pub use tap::TapConfig;
 pub use wire::mac::MacAddr;
 pub use wire::offload::{Gso, RxCsum, RxGso, TxRequest};
+pub use xdp::XdpConfig;
 pub use xstats::XStat;
 
 // What the threading model promises, held by the compiler: a port is shared

@@ -419,8 +419,8 @@ impl Device for PacketDevice {
         }
     }
 
-    fn lend(&self) -> Option<&dyn Lend> {
-        Some(self)
+    fn lend(&self) -> std::result::Result<&dyn Lend, &'static str> {
+        Ok(self)
     }
 }
 

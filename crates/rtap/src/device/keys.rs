@@ -90,6 +90,11 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// True if the spec gives `key`.
+    pub(crate) fn has(&self, key: &str) -> bool {
+        self.items.iter().any(|(k, _)| *k == key)
+    }
+
     pub(crate) fn err(&self, key: &str, why: String) -> Error {
         spec_err(self.spec, key, why)
     }

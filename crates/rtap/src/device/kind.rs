@@ -14,15 +14,18 @@ pub enum DeviceKind {
     Packet,
     /// Queues of a port another process serves (`shared:`).
     Shared,
+    /// An existing interface through AF_XDP sockets (`xdp:`).
+    Xdp,
 }
 
 impl DeviceKind {
     /// Every kind.
-    pub const ALL: [DeviceKind; 4] = [
+    pub const ALL: [DeviceKind; 5] = [
         DeviceKind::Tap,
         DeviceKind::Tun,
         DeviceKind::Packet,
         DeviceKind::Shared,
+        DeviceKind::Xdp,
     ];
 
     /// The kind's name: the prefix of its port specs.
@@ -32,6 +35,7 @@ impl DeviceKind {
             DeviceKind::Tun => "tun",
             DeviceKind::Packet => "packet",
             DeviceKind::Shared => "shared",
+            DeviceKind::Xdp => "xdp",
         }
     }
 }
@@ -70,7 +74,11 @@ mod tests {
     fn all_is_complete() {
         for k in DeviceKind::ALL {
             match k {
-                DeviceKind::Tap | DeviceKind::Tun | DeviceKind::Packet | DeviceKind::Shared => {}
+                DeviceKind::Tap
+                | DeviceKind::Tun
+                | DeviceKind::Packet
+                | DeviceKind::Shared
+                | DeviceKind::Xdp => {}
             }
         }
         let listed = |k: DeviceKind| DeviceKind::ALL.contains(&k);
@@ -91,6 +99,6 @@ mod tests {
             assert_eq!(k.to_string(), k.name());
         }
         let e = "pcap".parse::<DeviceKind>().unwrap_err();
-        assert!(e.contains("tap, tun, packet, shared"), "{e}");
+        assert!(e.contains("tap, tun, packet, shared, xdp"), "{e}");
     }
 }

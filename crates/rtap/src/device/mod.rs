@@ -161,9 +161,9 @@ pub(crate) trait Device: Send + Sync {
     /// The tx engine for one queue.
     fn tx_engine(&self, ctx: &EngineCtx) -> Result<Box<dyn TxEngine>>;
 
-    /// How another process gets this device's queues; `None`: it cannot be
-    /// served (a port that is itself attached to another process's).
-    fn lend(&self) -> Option<&dyn Lend> {
-        None
+    /// How another process gets this device's queues, or why this port
+    /// cannot be served (what to do instead).
+    fn lend(&self) -> std::result::Result<&dyn Lend, &'static str> {
+        Err("this kind of port cannot be served to other processes")
     }
 }

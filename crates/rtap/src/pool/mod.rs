@@ -175,6 +175,17 @@ impl PoolInner {
     pub(crate) fn cfg(&self) -> &PoolConfig {
         &self.cfg
     }
+
+    /// The pool's memory, as a device registers it with the kernel (an AF_XDP
+    /// UMEM): base address, length, and the stride between buffers. Buffer `i`
+    /// starts at `base + i * stride`.
+    pub(crate) fn memory(&self) -> (*mut u8, usize, usize) {
+        (
+            self.region.as_ptr(),
+            self.stride * self.cfg.count as usize,
+            self.stride,
+        )
+    }
 }
 
 /// A preallocated set of packet buffers. Cheap to clone (a reference count).

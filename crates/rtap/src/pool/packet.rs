@@ -359,6 +359,24 @@ impl Packet {
         Ok(())
     }
 
+    /// Hands a one-buffer packet of `pool` over as its buffer: `(index, offset
+    /// of the frame in it, length)`; the buffer is then the caller's to give
+    /// back (`PoolInner::put`), not the packet's. A packet of another pool, or
+    /// of several buffers, comes back as it was.
+    pub(crate) fn into_buffer(
+        mut self,
+        pool: &Rc<PoolInner>,
+    ) -> std::result::Result<(u32, u32, u32), Packet> {
+        if self.nsegs != 1 || !Rc::ptr_eq(&self.pool, pool) {
+            return Err(self);
+        }
+        let head = self.head;
+        let s = self.pool.seg(head);
+        // The buffer changes hands: the packet's drop gives nothing back.
+        self.head = NO_SEG;
+        Ok((head, s.off, s.len))
+    }
+
     /// Calls `f(ptr, len)` for each segment: the raw view the tx path hands the kernel.
     #[inline]
     pub(crate) fn for_each_raw(&self, mut f: impl FnMut(*mut u8, usize)) {

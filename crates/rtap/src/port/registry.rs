@@ -13,6 +13,7 @@ const DEVICES: &[DeviceType] = &[
     crate::tap::spec::TUN,
     crate::afpacket::spec::PACKET,
     crate::share::spec::SHARED,
+    crate::xdp::spec::XDP,
 ];
 
 /// The registry as the device seam sees it.
@@ -24,7 +25,8 @@ pub(super) const REGISTRY: Registry = Registry(DEVICES);
 ///
 /// The kinds ([`DeviceKind`]) and their keys: `tap:` and `tun:`
 /// ([`tap::spec`](crate::tap::spec)), `packet:` ([`afpacket::spec`](crate::afpacket::spec)),
-/// `shared:` ([`share::spec`](crate::share::spec)). Every kind takes the
+/// `shared:` ([`share::spec`](crate::share::spec)), `xdp:`
+/// ([`xdp::spec`](crate::xdp::spec)). Every kind takes the
 /// keys every port has:
 ///
 /// ```text
@@ -113,6 +115,6 @@ mod tests {
         let e = super::parse_port_spec("pcap:iface=x")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("tap, tun, packet, shared"), "{e}");
+        assert!(e.contains("tap, tun, packet, shared, xdp"), "{e}");
     }
 }

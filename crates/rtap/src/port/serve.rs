@@ -11,13 +11,13 @@ impl Port {
     /// attach with a `shared:path=...` spec ([`SharedConfig`](crate::share::SharedConfig)),
     /// get queue fds and run their own engines on them; this process keeps the
     /// link, the offloads and the port's lifecycle. Every device that can lend
-    /// its queues can be served; a port that is itself attached to another
-    /// process's cannot.
+    /// its queues can be served; the others (a port that is itself attached to
+    /// another process's, an xdp port) are refused with the reason.
     pub fn serve(&self, cfg: ServeConfig) -> Result<Server> {
-        if self.dev.lend().is_none() {
+        if let Err(hint) = self.dev.lend() {
             return Err(Error::Unsupported {
-                feature: "serving a port that is itself attached to another process's",
-                hint: "serve the port from the process that opened it",
+                feature: "serving this port to other processes",
+                hint,
             });
         }
         let netns = self

@@ -73,6 +73,12 @@ pub(crate) trait RxEngine {
     /// Sleeps until packets may be ready or `timeout` passes; true if they may be.
     fn wait(&mut self, fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool>;
 
+    /// The fd that becomes readable when packets arrive, if it is the engine's
+    /// own rather than the queue's (an XDP socket, made when the engine binds).
+    fn ready_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+
     /// True once the queue's interface is gone (deleted, or its namespace
     /// destroyed). By default: the queue fd reports an error condition, which a
     /// tap fd does only then.

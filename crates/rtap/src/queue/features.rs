@@ -6,7 +6,7 @@
 /// The data path of a port's queues: which engine moves the frames.
 ///
 /// Printed as the CLI and the JSON reports show it: `uring`, `rw`,
-/// `tpacket+sendto`, `tpacket+uring`.
+/// `tpacket+sendto`, `tpacket+uring`, `xsk+sendto`, `xsk+uring`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Engine {
@@ -22,6 +22,13 @@ pub enum Engine {
         /// How the tx ring is kicked.
         kick: Kick,
     },
+    /// AF_XDP: an XDP socket's rings over a UMEM that is the rx pool's memory
+    /// (received frames are pool packets without a copy; packets of that pool
+    /// go to tx without one); the kernel sends on a kick.
+    Xsk {
+        /// How the tx ring is kicked.
+        kick: Kick,
+    },
 }
 
 impl Engine {
@@ -31,7 +38,7 @@ impl Engine {
         match self {
             Engine::Uring => true,
             Engine::Rw => false,
-            Engine::PacketRing { kick } => match kick {
+            Engine::PacketRing { kick } | Engine::Xsk { kick } => match kick {
                 Kick::Uring => true,
                 Kick::Sendto => false,
             },
@@ -46,6 +53,8 @@ impl std::fmt::Display for Engine {
             Engine::Rw => "rw",
             Engine::PacketRing { kick: Kick::Sendto } => "tpacket+sendto",
             Engine::PacketRing { kick: Kick::Uring } => "tpacket+uring",
+            Engine::Xsk { kick: Kick::Sendto } => "xsk+sendto",
+            Engine::Xsk { kick: Kick::Uring } => "xsk+uring",
         })
     }
 }

@@ -145,7 +145,8 @@ impl RxQueue {
     /// only for the eventfd; [`wait`](Self::wait) clears it.
     pub fn interrupt_fd(&self) -> Option<BorrowedFd<'_>> {
         if !self.engine.signals_eventfd() {
-            return Some(self.claim.q.fd.as_fd());
+            let own = self.engine.ready_fd();
+            return Some(own.unwrap_or_else(|| self.claim.q.fd.as_fd()));
         }
         self.irq.as_ref().map(|fd| fd.as_fd())
     }

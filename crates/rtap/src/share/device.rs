@@ -172,8 +172,10 @@ pub(crate) fn open(cfg: &SharedConfig, reg: &Registry) -> Result<OpenedDevice> {
     };
     let inner = rebuild(&Description::new(m.kv.clone()), &local)
         .map_err(|e| bad(&format!("the served {kind} port's device: {e}")))?;
-    if inner.lend().is_none() {
-        return Err(bad(&format!("a served {kind} port cannot be attached to")));
+    if let Err(why) = inner.lend() {
+        return Err(bad(&format!(
+            "a served {kind} port cannot be attached to: {why}"
+        )));
     }
     let info = DeviceInfo {
         kind: DeviceKind::Shared,
@@ -206,9 +208,9 @@ pub(crate) fn open(cfg: &SharedConfig, reg: &Registry) -> Result<OpenedDevice> {
 
 impl SharedDevice {
     fn lender(&self) -> Result<&dyn Lend> {
-        self.inner.lend().ok_or(Error::Unsupported {
+        self.inner.lend().map_err(|hint| Error::Unsupported {
             feature: "attaching to this kind of port",
-            hint: "the served device cannot lend its queues",
+            hint,
         })
     }
 }
@@ -216,6 +218,10 @@ impl SharedDevice {
 impl Device for SharedDevice {
     fn info(&self) -> &DeviceInfo {
         &self.info
+    }
+
+    fn lend(&self) -> std::result::Result<&dyn Lend, &'static str> {
+        Err("serve the port from the process that opened it (this one is attached to another process's)")
     }
 
     /// The fds received for queue `id`, adopted by the served kind's device.

@@ -127,10 +127,10 @@ struct State {
 /// Starts the server thread on `cfg`'s socket (made by
 /// [`Port::serve`](crate::Port::serve)).
 pub(crate) fn spawn(cfg: ServeConfig, parts: ServeParts) -> Result<Server> {
-    if parts.dev.lend().is_none() {
+    if let Err(hint) = parts.dev.lend() {
         return Err(Error::Unsupported {
-            feature: "serving a port whose device cannot lend its queues",
-            hint: "serve the port from the process that opened it",
+            feature: "serving this port to other processes",
+            hint,
         });
     }
     let listener = bind(&cfg)?;
@@ -452,12 +452,10 @@ fn claim(
 /// The fds of each queue in `list`, as the device lends them, made in the
 /// port's namespace (a device may make sockets for the new holder there).
 fn lend(parts: &ServeParts, list: &[u16]) -> Result<Vec<OwnedFd>> {
-    let Some(lender) = parts.dev.lend() else {
-        return Err(Error::Unsupported {
-            feature: "lending this port's queues",
-            hint: "serve the port from the process that opened it",
-        });
-    };
+    let lender = parts.dev.lend().map_err(|hint| Error::Unsupported {
+        feature: "lending this port's queues",
+        hint,
+    })?;
     let make = || -> Result<Vec<OwnedFd>> {
         let mut v = Vec::new();
         for &q in list {

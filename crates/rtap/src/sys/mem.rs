@@ -71,3 +71,77 @@ pub fn page_size() -> usize {
         4096
     }
 }
+
+/// A socket's kernel-shared memory (an AF_PACKET socket's rings, an AF_XDP
+/// ring) mapped `MAP_SHARED` into this process, `MAP_LOCKED` where the limit
+/// allows. Unmapped on drop.
+#[derive(Debug)]
+pub struct SocketMap {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+impl SocketMap {
+    /// Maps `len` bytes of the socket's memory from offset 0.
+    pub fn new(fd: std::os::fd::BorrowedFd<'_>, len: usize) -> io::Result<SocketMap> {
+        SocketMap::at(fd, len, 0)
+    }
+
+    /// Maps `len` bytes of the socket's memory at byte offset `offset` (which
+    /// selects the ring, for an AF_XDP socket).
+    pub fn at(fd: std::os::fd::BorrowedFd<'_>, len: usize, offset: i64) -> io::Result<SocketMap> {
+        use std::os::fd::AsRawFd;
+        let map = |flags| {
+            // SAFETY: a fresh shared mapping of the socket's memory, no address
+            // hint, so it aliases no Rust object; the result is checked.
+            unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    flags,
+                    fd.as_raw_fd(),
+                    offset as libc::off_t,
+                )
+            }
+        };
+        // Locked pages cannot fault on the data path; without the privilege
+        // (RLIMIT_MEMLOCK) an ordinary shared mapping works the same.
+        let mut p = map(libc::MAP_SHARED | libc::MAP_LOCKED | libc::MAP_POPULATE);
+        if p == libc::MAP_FAILED {
+            p = map(libc::MAP_SHARED | libc::MAP_POPULATE);
+        }
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let base =
+            NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(SocketMap { base, len })
+    }
+
+    /// Base address of the mapping.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.base.as_ptr()
+    }
+
+    /// Bytes mapped.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Drop for SocketMap {
+    fn drop(&mut self) {
+        // SAFETY: base/len are what mmap returned; the owner drops the mapping
+        // only after its last access.
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+// SAFETY: the mapping is plain shared memory; access to it follows the ring
+// protocol of its owner.
+unsafe impl Send for SocketMap {}
+// SAFETY: as above: &SocketMap only exposes the base address and the length.
+unsafe impl Sync for SocketMap {}

@@ -1,10 +1,12 @@
 //! Thin, unsafe-owning wrappers over the kernel interfaces rtap uses outside io_uring:
-//! tun ioctls, packet sockets and their rings, anonymous memory mappings and
-//! plain file-descriptor I/O.
+//! tun ioctls, packet sockets and their rings, XDP sockets and the few `bpf(2)`
+//! commands an XDP port needs, anonymous and socket memory mappings and plain
+//! file-descriptor I/O.
 //!
 //! Everything here takes and returns safe types; each `unsafe` block states the
 //! invariant it relies on.
 
+pub mod bpf;
 pub mod ethtool;
 pub mod fd;
 pub mod mem;
@@ -12,6 +14,7 @@ pub mod packet;
 pub mod shm;
 pub mod tun;
 pub mod unix;
+pub mod xdp;
 pub mod zcrx;
 
 /// The running kernel's (major, minor) version, from `uname`; `None` if it

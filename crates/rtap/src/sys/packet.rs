@@ -4,7 +4,6 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::ptr::NonNull;
 
 /// A `SOCK_RAW` packet socket for `proto` (host order; 0 receives nothing),
 /// non-blocking and close-on-exec, not bound yet.
@@ -189,68 +188,5 @@ pub fn take_error(fd: BorrowedFd<'_>) -> Option<i32> {
         .filter(|&e| e != 0)
 }
 
-/// The socket's rings mapped into this process, rx ring first (`MAP_SHARED`,
-/// `MAP_LOCKED` where the limit allows). Unmapped on drop.
-#[derive(Debug)]
-pub struct Mapping {
-    base: NonNull<u8>,
-    len: usize,
-}
-
-impl Mapping {
-    /// Maps `len` bytes of the socket's rings.
-    pub fn new(fd: BorrowedFd<'_>, len: usize) -> io::Result<Mapping> {
-        let map = |flags| {
-            // SAFETY: a fresh shared mapping of the socket's rings, no address hint,
-            // so it aliases no Rust object; the result is checked for MAP_FAILED.
-            unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    flags,
-                    fd.as_raw_fd(),
-                    0,
-                )
-            }
-        };
-        // Locked pages cannot fault on the data path; without the privilege
-        // (RLIMIT_MEMLOCK) an ordinary shared mapping works the same.
-        let mut p = map(libc::MAP_SHARED | libc::MAP_LOCKED | libc::MAP_POPULATE);
-        if p == libc::MAP_FAILED {
-            p = map(libc::MAP_SHARED | libc::MAP_POPULATE);
-        }
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let base =
-            NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(Mapping { base, len })
-    }
-
-    /// Base address of the mapping.
-    pub fn as_ptr(&self) -> *mut u8 {
-        self.base.as_ptr()
-    }
-
-    /// Bytes mapped.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: base/len are what mmap returned; the ring owner drops the mapping
-        // only after its last access.
-        unsafe {
-            libc::munmap(self.base.as_ptr().cast(), self.len);
-        }
-    }
-}
-
-// SAFETY: the mapping is plain shared memory; access to its slots follows the
-// ring's status protocol, which is the owner's job.
-unsafe impl Send for Mapping {}
-// SAFETY: as above: &Mapping only exposes the base address and the length.
-unsafe impl Sync for Mapping {}
+/// A packet socket's rings mapped into this process, rx ring first.
+pub use super::mem::SocketMap as Mapping;

@@ -114,8 +114,8 @@ impl Device for TapDevice {
         backend::fd_tx_engine(ctx, self.backend, &self.ring, VNET_HDR_LEN)
     }
 
-    fn lend(&self) -> Option<&dyn Lend> {
-        Some(self)
+    fn lend(&self) -> std::result::Result<&dyn Lend, &'static str> {
+        Ok(self)
     }
 }
 

@@ -1,0 +1,436 @@
+//! Device setup of an AF_XDP port: the interface and its queues, the XDP
+//! program that steers frames to the sockets (rtap's own through a BPF link,
+//! a user's pinned XSKMAP, or none), the kick; the device seam's traits for
+//! AF_XDP. The sockets themselves are bound by the queues' engines (`queue.rs`,
+//! `xsk.rs`): their UMEM is the pool the rx queue is opened with.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use super::config::{Attach, Prog, XdpConfig, XdpMode};
+use super::prog::redirect_to_xsk;
+use super::queue::XdpQueue;
+use super::rx::XskRx;
+use super::tx::XskTx;
+use super::xsk::BindReq;
+use crate::backend::kick::{self, Kicker};
+use crate::device::{
+    keep_fd, Device, DeviceConfig, DeviceInfo, DeviceKind, Lend, Offloads, Opened, OpenedDevice,
+    PortOptions, PortSpec, QueueFd, Registry,
+};
+use crate::error::{Error, Result};
+use crate::netlink::LinkInfo;
+use crate::pool::{Pool, PoolConfig};
+use crate::queue::engine::{EngineCtx, RxEngine, TxEngine};
+use crate::queue::{Engine, Kick, QueueShared};
+use crate::sys::{bpf, fd as sysfd, xdp as sys};
+use crate::wire::layout::Link;
+use crate::xstats::XStat;
+
+/// What lifts a refusal to open an XDP socket.
+pub(crate) const XSK_PERMISSION: &str =
+    "an XDP socket needs CAP_NET_RAW: run as root or grant it (setcap cap_net_raw+ep)";
+
+/// What lifts a refusal to load or attach an XDP program, or to use a map.
+pub(crate) const BPF_PERMISSION: &str = "loading and attaching an XDP program needs CAP_BPF and CAP_NET_ADMIN (or CAP_SYS_ADMIN): run as root, or use prog=none for a port that only sends";
+
+/// What to do about an interface that is not there.
+const NO_IFACE: &str = "an xdp port attaches to an interface that exists: check the name with `ip link` (and netns= if it lives in another namespace)";
+
+/// Why an xdp port cannot be served.
+const NOT_SERVED: &str = "an xdp port's UMEM is the memory of a pool of the process that opened it: its queues cannot be lent; serve a tap or packet port, or open the xdp port in the process that uses it";
+
+/// An open AF_XDP port's device.
+pub(crate) struct XdpDevice {
+    cfg: XdpConfig,
+    kick: Kick,
+    info: DeviceInfo,
+    /// The XSKMAP the sockets go into.
+    map: Option<Arc<OwnedFd>>,
+    /// rtap's program and the link that keeps it attached (closing the link
+    /// detaches it).
+    _link: Option<OwnedFd>,
+    _prog: Option<OwnedFd>,
+}
+
+/// Resolves the interface, attaches the program, decides the kick. Runs in the
+/// port's namespace.
+pub(crate) fn open(cfg: &XdpConfig) -> Result<OpenedDevice> {
+    let ifindex = sysfd::if_nametoindex(&cfg.iface).ok_or_else(|| Error::NoSuchInterface {
+        name: cfg.iface.clone(),
+        hint: NO_IFACE,
+    })?;
+    let link = crate::netlink::Netlink::open()
+        .and_then(|nl| nl.get_link(ifindex))
+        .map_err(|e| Error::sys("read the interface", e))?;
+    let last = cfg.first_queue + u32::from(cfg.port.queues);
+    if link.rx_queues > 0 && last > link.rx_queues {
+        return Err(Error::InvalidConfig {
+            field: "queue",
+            why: format!(
+                "{} has {} rx queue(s) (0..={}): queues {}..{} do not exist",
+                cfg.iface,
+                link.rx_queues,
+                link.rx_queues - 1,
+                cfg.first_queue,
+                last
+            ),
+        });
+    }
+    let entries = link.rx_queues.max(last).max(1);
+    let mut notes =
+        vec!["AF_XDP carries no offloads: checksums are computed in software".to_string()];
+    let (map, prog, bpf_link) = match &cfg.prog {
+        Prog::None => (None, None, None),
+        Prog::Map(path) => (Some(pinned_map(path)?), None, None),
+        Prog::Builtin => {
+            let (map, prog, link, how) = attach_builtin(cfg, ifindex, entries)?;
+            notes.push(how);
+            (Some(map), Some(prog), Some(link))
+        }
+    };
+    let (kick, kick_reason) = kick::choose(cfg.kick, cfg.sqpoll);
+    let info = DeviceInfo {
+        kind: DeviceKind::Xdp,
+        link: Link::Ethernet,
+        created: false,
+        controls_link: true,
+        offloads: Offloads::NONE,
+        offload_notes: notes,
+        engine: Engine::Xsk { kick },
+        engine_reason: kick_reason,
+        tx_engine: tx_engine_name(cfg, kick),
+        tx_through_qdisc: false,
+        sqpoll: match kick {
+            Kick::Uring => Some(cfg.sqpoll),
+            Kick::Sendto => None,
+        },
+    };
+    let dev = XdpDevice {
+        cfg: cfg.clone(),
+        kick,
+        info,
+        map: map.map(Arc::new),
+        _link: bpf_link,
+        _prog: prog,
+    };
+    Ok(OpenedDevice {
+        dev: Arc::new(dev),
+        iface: Opened {
+            name: link.name,
+            ifindex,
+        },
+        attached: None,
+    })
+}
+
+/// The XSKMAP pinned at `path`, checked to be one.
+fn pinned_map(path: &str) -> Result<OwnedFd> {
+    let fd = bpf::obj_get(path).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOENT) => Error::InvalidConfig {
+            field: "prog",
+            why: format!("map:{path}: nothing is pinned there (is bpffs mounted at /sys/fs/bpf?)"),
+        },
+        _ => Error::sys_or("open the pinned XSKMAP", BPF_PERMISSION, e),
+    })?;
+    let info = bpf::map_info(fd.as_fd()).map_err(|e| Error::sys("BPF_OBJ_GET_INFO_BY_FD", e))?;
+    if info.map_type != bpf::MAP_TYPE_XSKMAP {
+        return Err(Error::InvalidConfig {
+            field: "prog",
+            why: format!(
+                "map:{path} is a map of type {}, not an XSKMAP (17)",
+                info.map_type
+            ),
+        });
+    }
+    Ok(fd)
+}
+
+/// Loads rtap's program over a new XSKMAP and attaches it through a BPF link:
+/// native where the driver has it (auto), with the mode and why in words.
+fn attach_builtin(
+    cfg: &XdpConfig,
+    ifindex: u32,
+    entries: u32,
+) -> Result<(OwnedFd, OwnedFd, OwnedFd, String)> {
+    let perm = |op| move |e| Error::sys_or(op, BPF_PERMISSION, e);
+    let map = bpf::xskmap_create("rtap_xsks", entries).map_err(perm("create an XSKMAP"))?;
+    let insns = redirect_to_xsk(std::os::fd::AsRawFd::as_raw_fd(&map));
+    let prog = bpf::prog_load_xdp("rtap_xsk", &insns, cfg.multibuf).map_err(|(e, log)| {
+        if !log.is_empty() {
+            tracing::debug!("the verifier on rtap's XDP program: {log}");
+        }
+        match e.raw_os_error() {
+            Some(libc::EPERM) | Some(libc::EACCES) => perm("load the XDP program")(e),
+            _ => Error::Unsupported {
+                feature: "rtap's XDP program on this kernel",
+                hint: "the kernel refused it (RUST_LOG=debug shows the verifier's log); use prog=map:PATH with a program of your own",
+            },
+        }
+    })?;
+    let try_mode = |flags| bpf::link_create_xdp(prog.as_fd(), ifindex, flags);
+    let busy = |e: std::io::Error| {
+        match e.raw_os_error() {
+        Some(libc::EBUSY) | Some(libc::EEXIST) => Error::InvalidConfig {
+            field: "prog",
+            why: format!(
+                "{} already has an XDP program: give its XSKMAP with prog=map:PATH, or detach it (ip link set dev {} xdp off)",
+                cfg.iface, cfg.iface
+            ),
+        },
+        _ => perm("attach the XDP program (BPF_LINK_CREATE)")(e),
+    }
+    };
+    let (link, how) = match cfg.attach {
+        Attach::Native => (
+            try_mode(bpf::XDP_FLAGS_DRV_MODE).map_err(busy)?,
+            "native".to_string(),
+        ),
+        Attach::Generic => (
+            try_mode(bpf::XDP_FLAGS_SKB_MODE).map_err(busy)?,
+            "generic".to_string(),
+        ),
+        Attach::Auto => match try_mode(bpf::XDP_FLAGS_DRV_MODE) {
+            Ok(l) => (l, "native".to_string()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EOPNOTSUPP) | Some(libc::EINVAL)
+                ) =>
+            {
+                let l = try_mode(bpf::XDP_FLAGS_SKB_MODE).map_err(busy)?;
+                (l, format!("generic (the driver refused native XDP: {e})"))
+            }
+            Err(e) => return Err(busy(e)),
+        },
+    };
+    Ok((
+        map,
+        prog,
+        link,
+        format!("XDP program: rtap's, attached in {how} mode"),
+    ))
+}
+
+fn tx_engine_name(cfg: &XdpConfig, kick: Kick) -> String {
+    let kick = match kick {
+        Kick::Uring => format!(
+            "kick: io_uring send from the process's SQPOLL thread (idle {} ms{})",
+            cfg.sqpoll.idle_ms,
+            cfg.sqpoll
+                .cpu
+                .map(|c| format!(", CPU {c}"))
+                .unwrap_or_default()
+        ),
+        Kick::Sendto => "kick: send() per burst".into(),
+    };
+    format!(
+        "AF_XDP tx ring ({} entries), UMEM buffers sent as they are, {kick}{}",
+        cfg.ring,
+        if cfg.need_wakeup { ", need_wakeup" } else { "" }
+    )
+}
+
+impl XdpDevice {
+    fn queue(ctx: &EngineCtx) -> Result<Arc<XdpQueue>> {
+        ctx.extra
+            .clone()
+            .and_then(|e| e.downcast::<XdpQueue>().ok())
+            .ok_or(Error::Unsupported {
+                feature: "xdp queue",
+                hint: "the queue was not opened by an xdp port",
+            })
+    }
+
+    fn bind_req(&self, q: &XdpQueue) -> BindReq {
+        let mode = match self.cfg.mode {
+            XdpMode::Auto => 0,
+            XdpMode::Copy => sys::XDP_COPY,
+            XdpMode::ZeroCopy => sys::XDP_ZEROCOPY,
+        };
+        let wakeup = if self.cfg.need_wakeup {
+            sys::XDP_USE_NEED_WAKEUP
+        } else {
+            0
+        };
+        BindReq {
+            ifindex: q.ifindex,
+            queue: q.iface_queue,
+            ring: self.cfg.ring,
+            flags: mode | wakeup,
+            frame: self.cfg.frame,
+        }
+    }
+}
+
+impl Device for XdpDevice {
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    /// The queue's state; its socket is made and bound by its first engine.
+    /// The queue fd is a placeholder (an eventfd): readiness is the socket's.
+    fn open_queue(&self, iface: &Opened, id: u16) -> Result<QueueFd> {
+        let q = XdpQueue::new(
+            iface.ifindex,
+            self.cfg.first_queue + u32::from(id),
+            self.map.clone(),
+        );
+        Ok(QueueFd {
+            fd: sysfd::eventfd().map_err(|e| Error::sys("eventfd", e))?,
+            extra: Some(Arc::new(q)),
+            release: keep_fd,
+        })
+    }
+
+    /// Frames the kernel dropped: no fill buffer, or the rx ring full.
+    fn missed(&self, _link: &LinkInfo, queues: &[Arc<QueueShared>]) -> u64 {
+        queues
+            .iter()
+            .filter_map(|q| q.extra.clone()?.downcast::<XdpQueue>().ok())
+            .map(|x| {
+                let s = x.statistics();
+                s.rx_dropped + s.rx_ring_full
+            })
+            .sum()
+    }
+
+    fn extra_xstats(&self, q: &QueueShared, out: &mut Vec<XStat>) {
+        let Some(x) = q.extra.clone().and_then(|e| e.downcast::<XdpQueue>().ok()) else {
+            return;
+        };
+        let s = x.statistics();
+        let c = &x.counters;
+        let id = q.id;
+        for (dir, name, v) in [
+            ("rx", "xdp_rx_dropped", s.rx_dropped),
+            ("rx", "xdp_rx_ring_full", s.rx_ring_full),
+            ("rx", "xdp_fill_ring_empty", s.rx_fill_ring_empty_descs),
+            ("rx", "xdp_rx_invalid_descs", s.rx_invalid_descs),
+            ("rx", "bad_descs", c.bad_descs.load(Relaxed)),
+            ("rx", "fill_wakeups", c.rx_wakeups.load(Relaxed)),
+            ("rx", "zerocopy", c.zerocopy.load(Relaxed)),
+            ("tx", "xdp_tx_invalid_descs", s.tx_invalid_descs),
+            ("tx", "xdp_tx_ring_empty", s.tx_ring_empty_descs),
+            ("tx", "kicks", c.kick.kicks.load(Relaxed)),
+            ("tx", "sq_wakeups", c.kick.sq_wakeups.load(Relaxed)),
+            ("tx", "kick_eagain", c.kick.kick_eagain.load(Relaxed)),
+            ("tx", "kick_errors", c.kick.kick_errors.load(Relaxed)),
+            ("tx", "copied", c.tx_copied.load(Relaxed)),
+            ("tx", "nombuf", c.tx_nombuf.load(Relaxed)),
+            ("tx", "oversized", c.oversized.load(Relaxed)),
+        ] {
+            out.push(XStat {
+                name: format!("{dir}_q{id}_{name}"),
+                value: v,
+            });
+        }
+    }
+
+    /// The fill ring and the tx ring full.
+    fn queue_buffers(&self, _pool: &PoolConfig, _max_frame: usize) -> usize {
+        2 * self.cfg.ring as usize
+    }
+
+    fn rx_engine_name(&self, pool: &PoolConfig, _max_frame: usize) -> String {
+        let chunk = pool.buf_size.div_ceil(64) * 64;
+        let frame = chunk.saturating_sub(sys::XDP_PACKET_HEADROOM);
+        format!(
+            "AF_XDP rx ring ({} entries) over a UMEM of this pool ({} chunks of {chunk} bytes{}, frames up to {frame}), {}",
+            self.cfg.ring,
+            pool.count,
+            if self.cfg.frame.is_some() { ", aligned" } else { ", unaligned" },
+            match self.cfg.mode {
+                XdpMode::Auto => "zero-copy where the driver has it",
+                XdpMode::Copy => "copy mode",
+                XdpMode::ZeroCopy => "zero-copy",
+            }
+        )
+    }
+
+    fn rx_engine(&self, ctx: &EngineCtx, pool: &Pool) -> Result<Box<dyn RxEngine>> {
+        if matches!(self.cfg.prog, Prog::None) {
+            return Err(Error::Unsupported {
+                feature: "receiving on an xdp port with prog=none",
+                hint: "frames reach an XDP socket only through an XDP program: use prog=builtin or prog=map:PATH",
+            });
+        }
+        let q = Self::queue(ctx)?;
+        let xsk = q.bind(Some(pool), self.bind_req(&q))?;
+        let sock = xsk.borrow().socket().ok_or(Error::DeviceVanished {
+            name: self.cfg.iface.clone(),
+            ifindex: q.ifindex,
+        })?;
+        let limit = self.cfg.ring as usize;
+        Ok(Box::new(XskRx::new(
+            sock,
+            xsk,
+            q,
+            limit,
+            self.cfg.need_wakeup,
+        )))
+    }
+
+    fn tx_engine(&self, ctx: &EngineCtx) -> Result<Box<dyn TxEngine>> {
+        let q = Self::queue(ctx)?;
+        let xsk = q.bind(None, self.bind_req(&q))?;
+        let sock = xsk.borrow().socket().ok_or(Error::DeviceVanished {
+            name: self.cfg.iface.clone(),
+            ifindex: q.ifindex,
+        })?;
+        let kicker = Kicker::new(
+            self.kick,
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            self.cfg.sq_size,
+            self.cfg.sqpoll,
+            ctx.sq_attach,
+        )?;
+        Ok(Box::new(XskTx::new(
+            sock,
+            xsk,
+            q,
+            kicker,
+            self.cfg.need_wakeup,
+        )))
+    }
+
+    fn lend(&self) -> std::result::Result<&dyn Lend, &'static str> {
+        Err(NOT_SERVED)
+    }
+}
+
+impl DeviceConfig for XdpConfig {
+    fn kind(&self) -> DeviceKind {
+        DeviceKind::Xdp
+    }
+
+    fn options(&self) -> &PortOptions {
+        &self.port
+    }
+
+    fn options_mut(&mut self) -> &mut PortOptions {
+        &mut self.port
+    }
+
+    fn validate(&self) -> Result<()> {
+        XdpConfig::validate(self)
+    }
+
+    fn open(&self, _reg: &Registry) -> Result<OpenedDevice> {
+        open(self)
+    }
+}
+
+impl From<XdpConfig> for PortSpec {
+    fn from(c: XdpConfig) -> PortSpec {
+        PortSpec::new(c)
+    }
+}
+
+impl PortSpec {
+    /// The AF_XDP configuration, if this is an xdp port.
+    pub fn as_xdp(&self) -> Option<&XdpConfig> {
+        self.config()
+    }
+}

@@ -1,0 +1,234 @@
+//! The tx path of an xdp queue: a packet of the UMEM's pool goes to the tx
+//! ring as a descriptor of its buffer (no copy); a packet of another pool, or
+//! of several buffers, is copied into one UMEM buffer first (counted). One kick
+//! per burst makes the kernel send (in copy mode the sending happens inside
+//! that syscall, at most 32 frames a call: what is left is kicked again on the
+//! next burst). A completion gives its buffer back to the pool; sent frames
+//! are counted then.
+
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::counters::add;
+use super::queue::XdpQueue;
+use super::xsk::Xsk;
+use crate::backend::kick::Kicker;
+use crate::pool::Packet;
+use crate::queue::engine::TxEngine;
+use crate::queue::RingFeatures;
+use crate::stats::QueueCounters;
+use crate::sys::xdp::Desc;
+
+/// Tx engine of one xdp queue.
+pub(crate) struct XskTx {
+    /// The socket (dropped before the binding: see `Xsk::socket`).
+    sock: Arc<OwnedFd>,
+    xsk: Rc<RefCell<Xsk>>,
+    q: Arc<XdpQueue>,
+    kicker: Kicker,
+    need_wakeup: bool,
+    /// The interface is gone (a kick said so).
+    vanished: Option<i32>,
+}
+
+impl XskTx {
+    pub(crate) fn new(
+        sock: Arc<OwnedFd>,
+        xsk: Rc<RefCell<Xsk>>,
+        q: Arc<XdpQueue>,
+        kicker: Kicker,
+        need_wakeup: bool,
+    ) -> XskTx {
+        XskTx {
+            sock,
+            xsk,
+            q,
+            kicker,
+            need_wakeup,
+            vanished: None,
+        }
+    }
+
+    /// Takes back every completed buffer (counting the frames sent) and
+    /// reaps finished kicks.
+    fn reap(&mut self, ctr: &QueueCounters) {
+        let (mut pkts, mut bytes, mut bad) = (0u64, 0u64, 0u64);
+        {
+            let mut guard = self.xsk.borrow_mut();
+            let x = &mut *guard;
+            let n = x.comp.ready(u32::MAX);
+            for i in 0..n {
+                let addr = x.comp.read(i);
+                match x.geom.completion(&mut x.tx_lent, addr) {
+                    Ok(b) => {
+                        bytes += u64::from(x.pool.inner.seg(b).len);
+                        pkts += 1;
+                        x.pool.inner.put(b);
+                    }
+                    Err(_) => bad += 1,
+                }
+            }
+            x.comp.release(n);
+            bad += std::mem::take(&mut x.comp.corrupt) + std::mem::take(&mut x.tx.corrupt);
+        }
+        if pkts > 0 {
+            ctr.add(pkts, bytes, 0, 0);
+        }
+        if bad > 0 {
+            add(&self.q.counters.bad_descs, bad);
+        }
+        if let Err(e) = self.kicker.reap(&self.q.counters.kick) {
+            self.vanished = Some(e);
+        }
+    }
+
+    /// Frames in the tx ring the kernel has not taken yet.
+    fn queued(&self) -> u32 {
+        let mut x = self.xsk.borrow_mut();
+        let size = x.tx.size();
+        size - x.tx.free(size)
+    }
+
+    fn kick(&mut self) {
+        if let Err(e) = self.kicker.kick(self.sock.as_fd(), &self.q.counters.kick) {
+            self.vanished = Some(e);
+        }
+    }
+
+    /// The buffer a packet goes out of: its own if it is one buffer of the
+    /// UMEM's pool, else a UMEM buffer it is copied into. `None`: dropped
+    /// (counted).
+    fn buffer_of(&self, x: &mut Xsk, p: Packet) -> Option<(u32, u32, u32)> {
+        let c = &self.q.counters;
+        let p = match p.into_buffer(&x.pool.inner) {
+            Ok(b) => return Some(b),
+            Err(p) => p,
+        };
+        let Ok(mut copy) = x.pool.alloc() else {
+            add(&c.tx_nombuf, 1);
+            return None;
+        };
+        for s in p.segments() {
+            if copy.append(s).is_err() {
+                add(&c.oversized, 1);
+                return None;
+            }
+        }
+        add(&c.tx_copied, 1);
+        match copy.into_buffer(&x.pool.inner) {
+            Ok(b) => Some(b),
+            // Longer than one buffer holds.
+            Err(_) => {
+                add(&c.oversized, 1);
+                None
+            }
+        }
+    }
+}
+
+impl TxEngine for XskTx {
+    fn room(&mut self, ctr: &QueueCounters) -> usize {
+        self.reap(ctr);
+        let mut x = self.xsk.borrow_mut();
+        let size = x.tx.size();
+        x.tx.free(size) as usize
+    }
+
+    fn tx_burst(
+        &mut self,
+        _fd: BorrowedFd<'_>,
+        pkts: &mut Vec<Packet>,
+        max: usize,
+        ctr: &QueueCounters,
+    ) -> std::result::Result<usize, i32> {
+        self.reap(ctr);
+        if let Some(e) = self.vanished {
+            return Err(e);
+        }
+        let xsk = Rc::clone(&self.xsk);
+        let mut guard = xsk.borrow_mut();
+        let x = &mut *guard;
+        let size = x.tx.size();
+        let take = pkts.len().min(max).min(x.tx.free(size) as usize);
+        let (mut filled, mut dropped) = (0u32, 0u64);
+        for p in pkts.drain(..take) {
+            if p.len() < 14 {
+                dropped += 1;
+                continue;
+            }
+            let Some((buf, off, len)) = self.buffer_of(x, p) else {
+                dropped += 1;
+                continue;
+            };
+            if !x.tx_lent.lend(buf) {
+                // A buffer both lent and handed in: never happens; keep it out.
+                add(&self.q.counters.bad_descs, 1);
+                dropped += 1;
+                continue;
+            }
+            let addr = x.geom.addr(buf, off);
+            x.tx.write(
+                filled,
+                Desc {
+                    addr,
+                    len,
+                    options: 0,
+                },
+            );
+            filled += 1;
+        }
+        if filled > 0 {
+            x.tx.submit(filled);
+        }
+        if dropped > 0 {
+            ctr.add(0, 0, dropped, 0);
+        }
+        let wake = !self.need_wakeup || x.tx.needs_wakeup();
+        let queued = size - x.tx.free(size);
+        drop(guard);
+        if queued > 0 && wake && !self.kicker.pending() {
+            self.kick();
+        }
+        match self.vanished {
+            Some(e) if filled == 0 => Err(e),
+            _ => Ok(take),
+        }
+    }
+
+    fn flush(&mut self, ctr: &QueueCounters, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.reap(ctr);
+            if self.xsk.borrow().tx_lent.count() == 0 {
+                return true;
+            }
+            if self.vanished.is_some() || Instant::now() > deadline {
+                return false;
+            }
+            if self.queued() > 0 && !self.kicker.pending() {
+                self.kick();
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.xsk.borrow().tx_lent.count()
+    }
+
+    fn ring_features(&self) -> Option<&RingFeatures> {
+        self.kicker.features()
+    }
+
+    fn signals_eventfd(&self) -> bool {
+        false
+    }
+
+    fn set_eventfd(&mut self, _fd: Option<RawFd>) -> io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,344 @@
+//! One bound XDP socket: its UMEM (a pool's memory), its four rings, and which
+//! pool buffers it has lent to the kernel. A queue's rx and tx engines share
+//! it (they run on one thread: the pool is that thread's).
+//!
+//! Lifecycle: made by the first engine of a queue; the socket is closed when
+//! the last engine lets go, and only then do the buffers the kernel still held
+//! (in the fill ring, on their way out) go back to the pool: the kernel never
+//! writes into a buffer the application owns again.
+//!
+//! Sharing a UMEM: a pool registered on one socket is registered once; every
+//! other socket binding with that pool (another queue, another port of the
+//! same thread: a forwarder) binds with `XDP_SHARED_UMEM` to the first and has
+//! fill and completion rings of its own, so a frame received on one port is
+//! sent on the other by descriptor, without a copy in user space.
+
+use std::cell::RefCell;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::counters::XdpCounters;
+use super::desc::{Geom, Lent};
+use super::ring::Ring;
+use crate::error::{Error, Result};
+use crate::pool::{Pool, PoolInner};
+use crate::sys::xdp::{self as sys, Desc};
+
+/// How a socket binds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BindReq {
+    pub ifindex: u32,
+    pub queue: u32,
+    pub ring: u32,
+    /// `XDP_COPY` / `XDP_ZEROCOPY` / neither (auto), `XDP_USE_NEED_WAKEUP`.
+    pub flags: u16,
+    /// Chunk size if aligned chunks were asked for.
+    pub frame: Option<u32>,
+}
+
+/// A bound socket.
+pub(crate) struct Xsk {
+    /// Shared (weakly) with the queue's state for its statistics (the device
+    /// reads them from any thread); `None` only while dropping.
+    sock: Option<Arc<OwnedFd>>,
+    pub pool: Pool,
+    pub geom: Geom,
+    pub fill: Ring<u64>,
+    pub comp: Ring<u64>,
+    pub rx: Ring<Desc>,
+    pub tx: Ring<Desc>,
+    /// Buffers in the fill ring or being filled by the kernel.
+    pub fill_lent: Lent,
+    /// Buffers on their way out (tx descriptors not completed).
+    pub tx_lent: Lent,
+    /// Bound in zero-copy mode.
+    pub zerocopy: bool,
+    /// Why not zero-copy, when zero-copy was possible to ask for.
+    pub copy_reason: Option<String>,
+    /// The queue's counters (the socket's statistics go there as it closes).
+    pub counters: Arc<XdpCounters>,
+}
+
+thread_local! {
+    /// The pools registered as a UMEM on this thread, with each bound socket
+    /// using it (a new socket binds sharing any one of them; the kernel keeps
+    /// the UMEM for as long as one is bound).
+    static UMEMS: RefCell<Vec<(Weak<PoolInner>, std::sync::Weak<OwnedFd>)>> =
+        const { RefCell::new(Vec::new()) };
+}
+
+/// A live socket bound with `pool` as its UMEM, if any.
+fn umem_owner(pool: &Pool) -> Option<Arc<OwnedFd>> {
+    UMEMS.with(|u| {
+        let mut u = u.borrow_mut();
+        u.retain(|(p, fd)| p.strong_count() > 0 && fd.strong_count() > 0);
+        u.iter()
+            .find(|(p, _)| p.upgrade().is_some_and(|p| Rc::ptr_eq(&p, &pool.inner)))
+            .and_then(|(_, fd)| fd.upgrade())
+    })
+}
+
+fn remember_umem(pool: &Pool, fd: &Arc<OwnedFd>) {
+    UMEMS.with(|u| {
+        u.borrow_mut()
+            .push((Rc::downgrade(&pool.inner), Arc::downgrade(fd)))
+    });
+}
+
+/// The UMEM's geometry for `pool`, or why the pool cannot be one.
+pub(crate) fn geometry(pool: &Pool, frame: Option<u32>) -> Result<Geom> {
+    let (_, _, stride) = pool.inner.memory();
+    let page = crate::sys::mem::page_size();
+    let bad = |why: String| Err(Error::InvalidConfig { field: "pool", why });
+    if !(2048..=page).contains(&stride) {
+        return bad(format!(
+            "an xdp port's UMEM chunks are 2048 bytes up to a page ({page}); this pool's buffers are {stride} apart: give PoolConfig::buf_size 2048..={page}"
+        ));
+    }
+    if let Some(f) = frame {
+        if stride != f as usize {
+            return bad(format!(
+                "frame={f} needs the pool's buffers {f} bytes apart (PoolConfig::buf_size({f})); they are {stride}"
+            ));
+        }
+    }
+    Ok(Geom {
+        stride: stride as u32,
+        count: pool.capacity(),
+        unaligned: frame.is_none(),
+    })
+}
+
+fn sys_err(op: &'static str) -> impl Fn(std::io::Error) -> Error {
+    move |e| Error::sys_or(op, super::device::XSK_PERMISSION, e)
+}
+
+impl Xsk {
+    /// A socket on `req`'s interface queue with `pool` as its UMEM (shared
+    /// with the socket that registered it, if one did on this thread).
+    pub(crate) fn bind(pool: &Pool, req: BindReq, counters: Arc<XdpCounters>) -> Result<Xsk> {
+        let geom = geometry(pool, req.frame)?;
+        let fd = sys::socket().map_err(sys_err("socket(AF_XDP)"))?;
+        let owner = umem_owner(pool);
+        if owner.is_none() {
+            let (base, len, stride) = pool.inner.memory();
+            let reg = sys::UmemReg {
+                addr: base as u64,
+                len: len as u64,
+                chunk_size: stride as u32,
+                headroom: 0,
+                flags: if geom.unaligned {
+                    sys::XDP_UMEM_UNALIGNED_CHUNK_FLAG
+                } else {
+                    0
+                },
+                tx_metadata_len: 0,
+            };
+            sys::umem_reg(fd.as_fd(), &reg).map_err(|e| match e.raw_os_error() {
+                Some(libc::ENOBUFS) => Error::InvalidConfig {
+                    field: "pool",
+                    why: format!("registering {len} bytes of pool as a UMEM needs that much locked memory: raise RLIMIT_MEMLOCK (ulimit -l) or grant CAP_IPC_LOCK"),
+                },
+                _ => sys_err("XDP_UMEM_REG")(e),
+            })?;
+        }
+        let n = req.ring;
+        for opt in [
+            sys::XDP_UMEM_FILL_RING,
+            sys::XDP_UMEM_COMPLETION_RING,
+            sys::XDP_RX_RING,
+            sys::XDP_TX_RING,
+        ] {
+            sys::set_ring_size(fd.as_fd(), opt, n).map_err(sys_err("XDP ring size"))?;
+        }
+        let off = sys::mmap_offsets(fd.as_fd()).map_err(sys_err("XDP_MMAP_OFFSETS"))?;
+        let map_err = sys_err("mmap an XDP ring");
+        let fill =
+            Ring::map(fd.as_fd(), sys::XDP_UMEM_PGOFF_FILL_RING, &off.fr, n).map_err(&map_err)?;
+        let comp = Ring::map(fd.as_fd(), sys::XDP_UMEM_PGOFF_COMPLETION_RING, &off.cr, n)
+            .map_err(&map_err)?;
+        let rx = Ring::map(fd.as_fd(), sys::XDP_PGOFF_RX_RING, &off.rx, n).map_err(&map_err)?;
+        let tx = Ring::map(fd.as_fd(), sys::XDP_PGOFF_TX_RING, &off.tx, n).map_err(&map_err)?;
+        let (zerocopy, copy_reason) = bind_retrying(&fd, req, owner.as_deref())?;
+        let fd = Arc::new(fd);
+        remember_umem(pool, &fd);
+        Ok(Xsk {
+            sock: Some(fd),
+            pool: pool.clone(),
+            geom,
+            fill,
+            comp,
+            rx,
+            tx,
+            fill_lent: Lent::new(geom.count),
+            tx_lent: Lent::new(geom.count),
+            zerocopy,
+            copy_reason,
+            counters,
+        })
+    }
+
+    /// The socket.
+    pub(crate) fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.sock.as_deref().map(|f| f.as_fd())
+    }
+
+    /// The socket, for an engine to hold (declared before its binding, so it
+    /// lets go first: the close waits for no one).
+    pub(crate) fn socket(&self) -> Option<Arc<OwnedFd>> {
+        self.sock.clone()
+    }
+
+    /// The socket, for statistics read from elsewhere (weakly held there).
+    pub(crate) fn shared_fd(&self) -> std::sync::Weak<OwnedFd> {
+        self.sock.as_ref().map(Arc::downgrade).unwrap_or_default()
+    }
+
+    /// Lends free pool buffers to the fill ring, up to the ring's room and at
+    /// most `limit` lent in all; returns how many went.
+    pub(crate) fn refill(&mut self, limit: usize) -> u32 {
+        let want = limit.saturating_sub(self.fill_lent.count()) as u32;
+        if want == 0 {
+            return 0;
+        }
+        let room = self.fill.free(want).min(want);
+        let mut n = 0;
+        while n < room {
+            let Some(buf) = self.pool.inner.take() else {
+                break;
+            };
+            if !self.fill_lent.lend(buf) {
+                // Cannot happen: a free buffer is never lent. Keep it out.
+                super::counters::add(&self.counters.bad_descs, 1);
+                continue;
+            }
+            self.fill.write(n, self.geom.addr(buf, 0));
+            n += 1;
+        }
+        if n > 0 {
+            self.fill.submit(n);
+        }
+        n
+    }
+}
+
+/// Binds, trying zero-copy first where the mode allows, and again for a moment
+/// while the queue is still held by a socket just closed (`EBUSY` right after
+/// a close is the kernel's deferred teardown). Returns whether zero-copy is in
+/// effect and, if it was tried and refused, why.
+fn bind_retrying(
+    fd: &OwnedFd,
+    req: BindReq,
+    owner: Option<&OwnedFd>,
+) -> Result<(bool, Option<String>)> {
+    let shared = owner.map(|o| o.as_fd());
+    let modes = sys::XDP_COPY | sys::XDP_ZEROCOPY;
+    let wakeup = req.flags & sys::XDP_USE_NEED_WAKEUP;
+    // A socket sharing a UMEM takes the first socket's mode: no mode flags.
+    let attempts: Vec<u16> = if shared.is_some() {
+        vec![sys::XDP_SHARED_UMEM]
+    } else if req.flags & modes == 0 {
+        vec![sys::XDP_ZEROCOPY | wakeup, sys::XDP_COPY | wakeup]
+    } else {
+        vec![req.flags]
+    };
+    let mut copy_reason = None;
+    for (i, &flags) in attempts.iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let r = loop {
+            match sys::bind(fd.as_fd(), req.ifindex, req.queue, flags, shared) {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                r => break r,
+            }
+        };
+        match r {
+            Ok(()) => {
+                let zc = sys::options(fd.as_fd())
+                    .map(|o| o & sys::XDP_OPTIONS_ZEROCOPY != 0)
+                    .unwrap_or(false);
+                return Ok((zc, copy_reason));
+            }
+            // Zero-copy refused in auto mode: copy, and say why.
+            Err(e) if i + 1 < attempts.len() => {
+                let why = match e.raw_os_error() {
+                    Some(libc::EOPNOTSUPP) => "the driver has no AF_XDP zero-copy".to_string(),
+                    _ => format!("zero-copy bind refused ({e})"),
+                };
+                copy_reason = Some(format!("{why}: copy mode"));
+            }
+            Err(e) => return Err(bind_error(e, req)),
+        }
+    }
+    Err(Error::sys(
+        "bind(AF_XDP)",
+        std::io::Error::from_raw_os_error(libc::EINVAL),
+    ))
+}
+
+fn bind_error(e: std::io::Error, req: BindReq) -> Error {
+    match e.raw_os_error() {
+        Some(libc::EBUSY) => Error::InvalidConfig {
+            field: "queue",
+            why: format!(
+                "interface queue {} is already bound by another XDP socket (another process or port): pick another queue=",
+                req.queue
+            ),
+        },
+        Some(libc::EINVAL) => Error::InvalidConfig {
+            field: "queue",
+            why: format!(
+                "the interface has no queue {} (or refuses this socket's rings): check `ethtool -l`",
+                req.queue
+            ),
+        },
+        Some(libc::EOPNOTSUPP) => Error::Unsupported {
+            feature: "AF_XDP zero-copy on this driver",
+            hint: "use mode=copy or mode=auto",
+        },
+        Some(libc::ENETDOWN) => Error::InvalidConfig {
+            field: "iface",
+            why: "the interface is down: start the port first".into(),
+        },
+        _ => sys_err("bind(AF_XDP)")(e),
+    }
+}
+
+impl Drop for Xsk {
+    /// Closes the socket first (the kernel stops using the UMEM's buffers),
+    /// then gives every buffer it still held back to the pool. A statistics
+    /// read on another thread holds the socket for an instant; the close waits
+    /// for it (a second at most, then the buffers are leaked, never reused
+    /// while the kernel might write them).
+    fn drop(&mut self) {
+        let mut sock = self.sock.take();
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while let Some(s) = sock {
+            match Arc::try_unwrap(s) {
+                Ok(fd) => {
+                    self.counters.fold_closed(&fd);
+                    drop(fd);
+                    break;
+                }
+                Err(s) if Instant::now() < deadline => {
+                    sock = Some(s);
+                    std::thread::yield_now();
+                }
+                Err(s) => {
+                    tracing::warn!(
+                        fd = s.as_raw_fd(),
+                        "xdp socket still held at close: its {} buffers are leaked",
+                        self.fill_lent.count() + self.tx_lent.count()
+                    );
+                    return;
+                }
+            }
+        }
+        let pool = &self.pool.inner;
+        self.fill_lent.drain(|b| pool.put(b));
+        self.tx_lent.drain(|b| pool.put(b));
+    }
+}

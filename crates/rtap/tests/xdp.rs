@@ -1,0 +1,242 @@
+//! AF_XDP ports against the real kernel: a veth pair in the test's own
+//! namespace, the port on one end (`…p`), frames injected and captured on the
+//! other (`…k`) with a plain AF_PACKET socket. veth has native XDP and no
+//! zero-copy, so these run the copy mode (zero-copy is refused with the
+//! reason in `auto`). Data-path tests run with both tx kicks.
+
+#[macro_use]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use rtap::xdp::{Prog, XdpConfig, XdpMode};
+use rtap::{Engine, Error, Kick, Pool, PoolConfig, Port};
+
+/// Frame sizes covering the small, odd and full-size cases.
+fn sizes(n: u32) -> impl Iterator<Item = (u32, usize)> {
+    (0..n).map(|i| (i, [60, 61, 64, 128, 333, 1000, 1514][i as usize % 7]))
+}
+
+/// A pool whose buffers can be UMEM chunks.
+fn umem_pool() -> Pool {
+    Pool::new(PoolConfig::default().count(4096)).unwrap()
+}
+
+/// An xdp port on a veth `{tag}p` (its peer `{tag}k` up), started; asserts
+/// the engine asked for is the one in effect.
+fn xdp_port(cfg: XdpConfig) -> Port {
+    let kick = cfg.kick;
+    let peer = format!("{}k", cfg.iface.strip_suffix('p').unwrap_or(&cfg.iface));
+    let mut port = Port::open(cfg).expect("open xdp port");
+    assert_eq!(
+        port.engine(),
+        Engine::Xsk { kick },
+        "kick fell back: {:?}",
+        port.engine_reason()
+    );
+    port.start().expect("start");
+    wait_oper_up(&peer);
+    port
+}
+
+/// Frames injected on the peer arrive in order, byte for byte, as packets of
+/// the rx queue's pool; counters and the pool agree.
+fn rx_injected_frames(kick: Kick) {
+    netns();
+    let (p, k) = veth("xr");
+    let port = xdp_port(XdpConfig::new(p).kick(kick));
+    let pool = umem_pool();
+    let mut rxq = port.rx_queue(0, &pool).unwrap();
+    assert_eq!(
+        rxq.posted(),
+        rtap::xdp::DEFAULT_RING as usize,
+        "the fill ring is full"
+    );
+    let inj = PacketSocket::injector(k);
+    let n = scaled(700, 70) as u32;
+    let mut got = Vec::new();
+    for chunk in sizes(n).collect::<Vec<_>>().chunks(50) {
+        for &(i, len) in chunk {
+            inj.send(&test_frame(len, i)).unwrap();
+        }
+        got.extend(rx_test_frames(&mut rxq, chunk.len(), WAIT));
+    }
+    assert_eq!(got.len(), n as usize, "frames lost: {:?}", port.stats());
+    let mut bytes = 0;
+    for (p, (i, len)) in got.iter().zip(sizes(n)) {
+        assert_eq!(p.to_vec(), test_frame(len, i), "frame {i}");
+        bytes += len as u64;
+    }
+    let st = port.stats().unwrap();
+    assert_eq!((st.rx.packets, st.rx.bytes), (n as u64, bytes));
+    assert_eq!((st.rx.errors, st.imissed), (0, 0));
+    assert_eq!(port.xstat("rx_q0_bad_descs"), Some(0));
+    drop(got);
+    drop(rxq);
+    assert_pool_full(&pool);
+}
+
+/// Frames sent by the port arrive on the peer in order, byte for byte; the
+/// port counts them once the kernel completes them.
+fn tx_frames_reach_the_peer(kick: Kick) {
+    netns();
+    let (p, k) = veth("xt");
+    let port = xdp_port(XdpConfig::new(p).kick(kick));
+    let pool = umem_pool();
+    // rx first: its pool is the UMEM, so the tx packets below go uncopied.
+    let rxq = port.rx_queue(0, &pool).unwrap();
+    let mut txq = port.tx_queue(0).unwrap();
+    let cap = PacketSocket::bind(k);
+    let n = scaled(700, 70) as u32;
+    let mut bytes = 0;
+    for chunk in sizes(n).collect::<Vec<_>>().chunks(64) {
+        let pkts: Vec<_> = chunk
+            .iter()
+            .map(|&(i, len)| {
+                bytes += len as u64;
+                pool.alloc_from(&test_frame(len, i)).unwrap()
+            })
+            .collect();
+        let want: Vec<_> = chunk.iter().map(|&(i, len)| test_frame(len, i)).collect();
+        tx_all(&mut txq, pkts);
+        assert!(txq.flush(WAIT), "sends complete");
+        assert_eq!(cap.recv_test_frames(chunk.len(), WAIT), want);
+    }
+    let st = port.stats().unwrap();
+    assert_eq!(
+        (st.tx.packets, st.tx.bytes, st.tx.errors),
+        (n as u64, bytes, 0)
+    );
+    assert_eq!(
+        port.xstat("tx_q0_copied"),
+        Some(0),
+        "UMEM packets go as they are"
+    );
+    assert!(port.xstat("tx_q0_kicks").unwrap() > 0);
+    drop((txq, rxq));
+    assert_pool_full(&pool);
+}
+
+/// Packets of another pool are copied into the UMEM (counted) and arrive
+/// intact; a tx queue opened alone binds with a pool of its own.
+fn tx_from_another_pool_and_tx_only(kick: Kick) {
+    netns();
+    let (p, k) = veth("xc");
+    let port = xdp_port(XdpConfig::new(p).kick(kick).prog(Prog::None));
+    let other = Pool::new(PoolConfig::default().count(256).buf_size(600)).unwrap();
+    let mut txq = port.tx_queue(0).unwrap();
+    let cap = PacketSocket::bind(k);
+    let frames: Vec<Vec<u8>> = (0..20).map(|i| test_frame(1000, i)).collect();
+    // 1000 bytes in 600-byte buffers: chained, copied into one UMEM chunk.
+    let pkts = frames
+        .iter()
+        .map(|f| other.alloc_from(f).unwrap())
+        .collect();
+    tx_all(&mut txq, pkts);
+    assert!(txq.flush(WAIT));
+    assert_eq!(cap.recv_test_frames(frames.len(), WAIT), frames);
+    assert_eq!(port.xstat("tx_q0_copied"), Some(frames.len() as u64));
+    drop(txq);
+    assert_pool_full(&other);
+    // prog=none: nothing can be received.
+    let err = port
+        .rx_queue(0, &umem_pool())
+        .expect_err("no program, no rx");
+    assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+}
+
+kick_tests!(
+    rx_injected_frames,
+    tx_frames_reach_the_peer,
+    tx_from_another_pool_and_tx_only,
+);
+
+/// veth has no AF_XDP zero-copy: auto binds in copy mode (and says why),
+/// zerocopy is refused with the reason.
+#[test]
+fn zero_copy_refused_on_veth() {
+    netns();
+    let (p, _) = veth("xz");
+    let port = xdp_port(XdpConfig::new(p.as_str()));
+    let pool = umem_pool();
+    let rxq = port.rx_queue(0, &pool).unwrap();
+    assert_eq!(port.xstat("rx_q0_zerocopy"), Some(0));
+    drop(rxq);
+    drop(port);
+    let port = xdp_port(XdpConfig::new(p.as_str()).mode(XdpMode::ZeroCopy));
+    let err = port.rx_queue(0, &pool).expect_err("veth has no zero-copy");
+    assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+    assert_pool_full(&pool);
+}
+
+/// A queue another socket holds is refused, saying so; the port's own queue
+/// comes back for the next engine once the first is gone.
+#[test]
+fn queue_busy_and_rebind() {
+    netns();
+    let (p, _) = veth("xb");
+    let a = xdp_port(XdpConfig::new(p.as_str()));
+    let pool = umem_pool();
+    let rxq = a.rx_queue(0, &pool).unwrap();
+    // Another port on the same interface queue, with its own program: refused
+    // at open (one program per interface).
+    let err = Port::open(XdpConfig::new(p.as_str())).expect_err("a second program");
+    assert!(
+        err.to_string().contains("already has an XDP program"),
+        "{err}"
+    );
+    // A tx-only port (no program) binding the same queue: busy.
+    let b = Port::open(XdpConfig::new(p.as_str()).prog(Prog::None)).unwrap();
+    let mut b = b;
+    b.start().unwrap();
+    let err = b.tx_queue(0).expect_err("the queue is taken");
+    assert!(err.to_string().contains("already bound"), "{err}");
+    drop(rxq);
+    assert_pool_full(&pool);
+    // Bound again right after the close (the kernel's teardown is deferred).
+    let t0 = Instant::now();
+    let rxq = a.rx_queue(0, &pool).unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(3));
+    drop(rxq);
+    assert_pool_full(&pool);
+}
+
+/// Pools whose buffers cannot be chunks are refused with what to change.
+#[test]
+fn pool_shape_checked() {
+    netns();
+    let (p, _) = veth("xs");
+    let port = xdp_port(XdpConfig::new(p.as_str()));
+    let small = Pool::new(PoolConfig::default().buf_size(1024)).unwrap();
+    let err = port.rx_queue(0, &small).expect_err("1 KiB chunks");
+    assert!(err.to_string().contains("buf_size"), "{err}");
+    drop(port);
+    let port = xdp_port(XdpConfig::new(p.as_str()).frame(Some(2048)));
+    let err = port
+        .rx_queue(0, &umem_pool())
+        .expect_err("2176-byte stride, frame=2048");
+    assert!(err.to_string().contains("frame=2048"), "{err}");
+    let aligned = Pool::new(PoolConfig::default().buf_size(2048)).unwrap();
+    let rxq = port.rx_queue(0, &aligned).unwrap();
+    drop(rxq);
+    assert_pool_full(&aligned);
+}
+
+/// A missing interface or queue says what an xdp port needs.
+#[test]
+fn open_errors() {
+    netns();
+    let e = Port::open(XdpConfig::new("nosuch0")).unwrap_err();
+    assert!(matches!(e, Error::NoSuchInterface { .. }), "{e:?}");
+    assert!(!e.to_string().contains("tap"), "{e}");
+    let (p, _) = veth("xe");
+    let e = Port::open(XdpConfig::new(p.as_str()).first_queue(3)).unwrap_err();
+    assert!(e.to_string().contains("rx queue"), "{e}");
+    // Sharing an xdp port is refused with the reason.
+    let port = xdp_port(XdpConfig::new(p.as_str()));
+    let e = port
+        .serve(rtap::share::ServeConfig::new("@rtap-test-xdp-serve"))
+        .unwrap_err();
+    assert!(e.to_string().contains("UMEM"), "{e}");
+}
