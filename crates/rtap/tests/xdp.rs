@@ -240,3 +240,110 @@ fn open_errors() {
         .unwrap_err();
     assert!(e.to_string().contains("UMEM"), "{e}");
 }
+
+/// Two xdp ports of one thread sharing one pool share one UMEM: a frame
+/// received on one is sent on the other as the same buffer (no copy in user
+/// space: `tx_q0_copied` stays 0), both ways, intact.
+#[test]
+fn forwarding_between_two_ports_moves_descriptors() {
+    netns();
+    let (ap, ak) = veth("xfa");
+    let (bp, bk) = veth("xfb");
+    let a = xdp_port(XdpConfig::new(ap));
+    let b = xdp_port(XdpConfig::new(bp));
+    let pool = umem_pool();
+    let (mut arx, mut atx) = (a.rx_queue(0, &pool).unwrap(), a.tx_queue(0).unwrap());
+    let (mut brx, mut btx) = (b.rx_queue(0, &pool).unwrap(), b.tx_queue(0).unwrap());
+    let (ainj, binj) = (PacketSocket::injector(ak), PacketSocket::injector(bk));
+    let (acap, bcap) = (PacketSocket::bind(ak), PacketSocket::bind(bk));
+    let n = scaled(500, 50) as u32;
+    for (inj, rx, tx, cap) in [
+        (&ainj, &mut arx, &mut btx, &bcap),
+        (&binj, &mut brx, &mut atx, &acap),
+    ] {
+        let want: Vec<Vec<u8>> = sizes(n).map(|(i, len)| test_frame(len, i)).collect();
+        for chunk in want.chunks(50) {
+            for f in chunk {
+                inj.send(f).unwrap();
+            }
+            let got = rx_test_frames(rx, chunk.len(), WAIT);
+            assert_eq!(got.len(), chunk.len());
+            tx_all(tx, got);
+            assert!(tx.flush(WAIT));
+            assert_eq!(cap.recv_test_frames(chunk.len(), WAIT), chunk.to_vec());
+        }
+    }
+    for p in [&a, &b] {
+        assert_eq!(p.xstat("tx_q0_copied"), Some(0), "descriptors, not bytes");
+        let st = p.stats().unwrap();
+        assert_eq!((st.rx.packets, st.tx.packets), (n as u64, n as u64));
+    }
+    drop((arx, atx, brx, btx));
+    assert_pool_full(&pool);
+}
+
+/// Without need_wakeup every tx burst kicks; with it (copy mode keeps the tx
+/// flag set) as well: both send everything.
+#[test]
+fn need_wakeup_off_and_on() {
+    netns();
+    for (tag, wake) in [("xw0", false), ("xw1", true)] {
+        let (p, k) = veth(tag);
+        let port = xdp_port(XdpConfig::new(p).need_wakeup(wake));
+        let pool = umem_pool();
+        let rxq = port.rx_queue(0, &pool).unwrap();
+        let mut txq = port.tx_queue(0).unwrap();
+        let cap = PacketSocket::bind(k);
+        let frames: Vec<Vec<u8>> = (0..100).map(|i| test_frame(200, i)).collect();
+        tx_all(
+            &mut txq,
+            frames.iter().map(|f| pool.alloc_from(f).unwrap()).collect(),
+        );
+        assert!(txq.flush(WAIT));
+        assert_eq!(cap.recv_test_frames(frames.len(), WAIT), frames, "{tag}");
+        drop((txq, rxq));
+        assert_pool_full(&pool);
+    }
+}
+
+/// The interface deleted under a running port: rx and tx report it, and the
+/// pool is full once the queues are dropped.
+#[test]
+fn interface_deleted_mid_traffic() {
+    netns();
+    let (p, k) = veth("xgone");
+    let port = xdp_port(XdpConfig::new(p.as_str()));
+    let pool = umem_pool();
+    let mut rxq = port.rx_queue(0, &pool).unwrap();
+    let mut txq = port.tx_queue(0).unwrap();
+    let inj = PacketSocket::injector(k);
+    inj.send(&test_frame(100, 1)).unwrap();
+    assert_eq!(rx_test_frames(&mut rxq, 1, WAIT).len(), 1);
+    ip(&["link", "del", &p]);
+    let deadline = Instant::now() + WAIT;
+    let mut burst = Vec::new();
+    loop {
+        match rxq.rx_burst(&mut burst, 32) {
+            Err(Error::DeviceVanished { .. }) => break,
+            r => {
+                burst.clear();
+                assert!(
+                    Instant::now() < deadline,
+                    "rx never saw the deletion: {r:?}"
+                );
+            }
+        }
+    }
+    let mut pkts = vec![pool.alloc_from(&test_frame(100, 2)).unwrap()];
+    let deadline = Instant::now() + WAIT;
+    while !matches!(txq.tx_burst(&mut pkts), Err(Error::DeviceVanished { .. })) {
+        assert!(Instant::now() < deadline, "tx never saw the deletion");
+        if pkts.is_empty() {
+            pkts.push(pool.alloc_from(&test_frame(100, 3)).unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(pkts);
+    drop((rxq, txq));
+    assert_pool_full(&pool);
+}

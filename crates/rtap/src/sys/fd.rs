@@ -165,3 +165,20 @@ pub fn send_kick(fd: BorrowedFd<'_>) -> io::Result<usize> {
     }
     Ok(n as usize)
 }
+
+/// Takes the socket's pending error (`SO_ERROR`, which clears it), if any.
+pub fn take_error(fd: BorrowedFd<'_>) -> Option<i32> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: v is a live c_int of `len` bytes for the kernel to write.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (r == 0 && v != 0).then_some(v)
+}

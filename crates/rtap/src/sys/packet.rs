@@ -180,13 +180,7 @@ pub fn bound_ifindex(fd: BorrowedFd<'_>) -> io::Result<i32> {
     Ok(sll.sll_ifindex)
 }
 
-/// Reads and clears the socket's pending error (`SO_ERROR`): a packet socket
-/// reports its interface going down this way, once.
-pub fn take_error(fd: BorrowedFd<'_>) -> Option<i32> {
-    get::<libc::c_int>(fd, libc::SOL_SOCKET, libc::SO_ERROR)
-        .ok()
-        .filter(|&e| e != 0)
-}
+pub use super::fd::take_error;
 
 /// A packet socket's rings mapped into this process, rx ring first.
 pub use super::mem::SocketMap as Mapping;

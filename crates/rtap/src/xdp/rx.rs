@@ -29,6 +29,8 @@ pub(crate) struct XskRx {
     /// Most buffers lent to the fill ring at once.
     limit: usize,
     need_wakeup: bool,
+    /// The socket said its interface is gone.
+    vanished: bool,
 }
 
 impl XskRx {
@@ -45,6 +47,7 @@ impl XskRx {
             q,
             limit,
             need_wakeup,
+            vanished: false,
         };
         rx.refill();
         rx
@@ -128,9 +131,16 @@ impl RxEngine for XskRx {
         Some(self.sock.as_fd())
     }
 
-    /// The socket reports an error once its interface is gone (the kernel
-    /// unbinds it then).
+    /// The kernel unbinds the socket when its interface goes and leaves
+    /// `ENETDOWN` pending on it (which `poll` does not report for an XDP
+    /// socket): taken once, remembered.
     fn gone(&mut self, _fd: BorrowedFd<'_>) -> bool {
-        sysfd::poll_error(self.sock.as_fd())
+        if !self.vanished {
+            self.vanished = matches!(
+                sysfd::take_error(self.sock.as_fd()),
+                Some(libc::ENETDOWN) | Some(libc::ENODEV) | Some(libc::ENXIO)
+            );
+        }
+        self.vanished
     }
 }
