@@ -86,3 +86,67 @@ pub fn prepare_burst(
 
 /// Index of the refused-packet counter in [`prepare_burst`]'s counters.
 pub const TX_REJECTED: usize = crate::xstats::TX_REJECTED;
+
+/// An XDP socket's rx and completion descriptors, as the xdp rx and tx paths
+/// check them, against a UMEM of `stride`-byte chunks (`count` of them) with
+/// `lent` buffers lent: `Some((buffer, offset, len))` for an accepted rx
+/// frame, or the completion's buffer; each accepted buffer is taken back.
+#[derive(Debug)]
+pub struct XskLent {
+    geom: crate::xdp::desc::Geom,
+    lent: crate::xdp::desc::Lent,
+}
+
+impl XskLent {
+    /// A UMEM and the buffers lent from it.
+    pub fn new(stride: u32, count: u32, unaligned: bool, lend: &[u32]) -> XskLent {
+        let mut lent = crate::xdp::desc::Lent::new(count);
+        for &b in lend {
+            lent.lend(b);
+        }
+        XskLent {
+            geom: crate::xdp::desc::Geom {
+                stride,
+                count,
+                unaligned,
+            },
+            lent,
+        }
+    }
+
+    /// An rx descriptor.
+    pub fn rx(&mut self, addr: u64, len: u32, options: u32) -> Option<(u32, u32, u32)> {
+        let f = self.geom.rx(&mut self.lent, addr, len, options).ok()?;
+        Some((f.buf, f.off, f.len))
+    }
+
+    /// A completion address.
+    pub fn completion(&mut self, addr: u64) -> Option<u32> {
+        self.geom.completion(&mut self.lent, addr).ok()
+    }
+
+    /// Buffers still lent.
+    pub fn lent(&self) -> usize {
+        self.lent.count()
+    }
+}
+
+/// Whether a ring laid out as the kernel says (offsets of its producer,
+/// consumer, flags and entries) fits a mapping of `len` bytes.
+pub fn xsk_ring_layout(
+    producer: u64,
+    consumer: u64,
+    flags: u64,
+    desc: u64,
+    size: u32,
+    entry: usize,
+    len: usize,
+) -> bool {
+    let off = crate::sys::xdp::RingOffset {
+        producer,
+        consumer,
+        desc,
+        flags,
+    };
+    crate::xdp::ring::layout_ok(&off, size, entry, len)
+}

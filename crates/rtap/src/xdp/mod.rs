@@ -26,7 +26,7 @@ mod device;
 mod prog;
 mod queue;
 #[allow(unsafe_code)]
-mod ring;
+pub(crate) mod ring;
 mod rx;
 pub mod spec;
 mod tx;
