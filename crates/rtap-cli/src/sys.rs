@@ -1,6 +1,6 @@
 //! The tool's only unsafe code: the few libc calls std has no wrapper for
 //! (signal handlers, CPU affinity and CPU time, entering a network namespace, a
-//! raw ICMP socket, epoll), each behind a safe function. Everything else in the tool
+//! raw ICMP socket, epoll, an interface's tx checksum offload), each behind a safe function. Everything else in the tool
 //! is safe code over these and the rtap library.
 
 use std::io;
@@ -168,4 +168,36 @@ impl Epoll {
         check(r)?;
         Ok(r as usize)
     }
+}
+
+/// Turns an interface's tx checksum offload on or off (`SIOCETHTOOL`,
+/// `ETHTOOL_STXCSUM`), in the calling thread's namespace.
+pub fn set_tx_checksum(iface: &str, on: bool) -> io::Result<()> {
+    const ETHTOOL_STXCSUM: u32 = 0x17;
+    #[repr(C)]
+    struct EthtoolValue {
+        cmd: u32,
+        data: u32,
+    }
+    let mut v = EthtoolValue {
+        cmd: ETHTOOL_STXCSUM,
+        data: u32::from(on),
+    };
+    // SAFETY: ifreq is plain data; all-zero is valid.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    if iface.len() >= ifr.ifr_name.len() {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    for (d, s) in ifr.ifr_name.iter_mut().zip(iface.bytes()) {
+        *d = s as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_data = (&mut v as *mut EthtoolValue).cast();
+    // SAFETY: plain socket call; the result is checked and owned below.
+    let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    check(s)?;
+    // SAFETY: s is fresh and owned by nobody else.
+    let s = unsafe { OwnedFd::from_raw_fd(s) };
+    // SAFETY: ifr names the interface and points at v, both live across the
+    // call; the kernel reads v (a set command).
+    check(unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCETHTOOL, &mut ifr) })
 }

@@ -189,6 +189,9 @@ pub enum Kind {
     /// A TUN in the namespace, carrying its address: IP packets cross the
     /// forwarder, as in a VPN.
     Tun,
+    /// A veth pair in the namespace: one end carries the address, an AF_XDP
+    /// port sits on the other (MTU-sized frames: XDP has no TSO or GRO).
+    Xdp,
 }
 
 /// The spec of a demo port: its name plus the user's extra keys. Packet ports
@@ -203,6 +206,7 @@ fn port_spec(
         Kind::Tap => format!("tap:iface={iface},netns={netns}"),
         Kind::Tun => format!("tun:iface={iface},netns={netns}"),
         Kind::Packet => format!("packet:iface={iface},netns={netns}"),
+        Kind::Xdp => format!("xdp:iface={iface},netns={netns}"),
     };
     let has = |k: &str| {
         port_opts
@@ -232,7 +236,7 @@ fn open_side(
     let (spec, cfg) = port_spec(kind, iface, ns.name(), port_opts)?;
     let host_if = match kind {
         Kind::Tap | Kind::Tun => None,
-        Kind::Packet => {
+        Kind::Packet | Kind::Xdp => {
             let peer = iface.replace("rtap", "veth");
             ns.ip(&["link", "add", iface, "type", "veth", "peer", "name", &peer])?;
             let offload = cfg.as_packet().is_some_and(|c| c.offload);
@@ -241,6 +245,13 @@ fn open_side(
                 // 64 KiB TSO frames (a slot holds one MTU-sized frame): make the
                 // stack send MTU-sized segments on this link.
                 ns.ip(&["link", "set", "dev", &peer, "gso_max_size", "1500"])?;
+            }
+            if kind == Kind::Xdp {
+                // XDP sees the stack's frames before their checksum is
+                // finished, with no flag saying so: the stack must finish it.
+                let p = peer.clone();
+                ns.run_in(move || crate::sys::set_tx_checksum(&p, false))?
+                    .with_context(|| format!("turn {peer}'s tx checksum offload off"))?;
             }
             ns.ip(&["link", "set", "dev", &peer, "up"])?;
             Some(peer)

@@ -124,9 +124,13 @@ fn big_frames(ports: &[Port]) -> bool {
     ports.iter().any(|p| p.offloads().any_gso())
 }
 
-/// Buffer size for the forwarding pool.
+/// Buffer size for the forwarding pool: one buffer per 64 KiB coalesced frame
+/// where a port hands those up, unless a port takes the pool's memory as its
+/// own and limits its buffers (an xdp port's UMEM): then the default, and the
+/// coalesced frames come as chains.
 fn buf_size(ports: &[Port]) -> u32 {
-    if big_frames(ports) {
+    let limited = ports.iter().any(|p| p.info().max_buffer.is_some());
+    if big_frames(ports) && !limited {
         // Headroom + 64 KiB frame + one spare byte, rounded up.
         (PoolConfig::default().headroom as usize + rtap::pool::MAX_PACKET_LEN + 64) as u32
     } else {

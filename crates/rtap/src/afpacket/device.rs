@@ -138,6 +138,7 @@ impl PacketDevice {
                 Kick::Uring => Some(cfg.sqpoll),
                 Kick::Sendto => None,
             },
+            max_buffer: None,
         };
         Ok(PacketDevice {
             cfg: cfg.clone(),

@@ -82,6 +82,10 @@ pub struct DeviceInfo {
     /// The SQPOLL thread the device's rings attach to, if any: the port holds
     /// the process's shared anchor for it and hands its fd to the engines.
     pub sqpoll: Option<SqPoll>,
+    /// The largest pool buffer stride the device's queues take, if they take
+    /// the pool's memory as their own (an xdp port's UMEM chunks: a page);
+    /// `None`: any pool.
+    pub max_buffer: Option<usize>,
 }
 
 /// The interface a device opened: its name (resolved from a template) and index.

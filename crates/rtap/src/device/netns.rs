@@ -83,6 +83,39 @@ impl NsHandle {
         NsHandle(fd)
     }
 
+    /// The calling thread's own namespace.
+    pub(crate) fn current() -> Result<NsHandle> {
+        std::fs::File::open("/proc/thread-self/ns/net")
+            .map(|f| NsHandle(OwnedFd::from(f)))
+            .map_err(|e| Error::sys("open /proc/thread-self/ns/net", e))
+    }
+
+    /// True if the calling thread is in this namespace.
+    pub(crate) fn is_current(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let id = |m: std::fs::Metadata| (m.dev(), m.ino());
+        let here = std::fs::metadata("/proc/thread-self/ns/net").map(id);
+        let this = self
+            .0
+            .try_clone()
+            .and_then(|fd| std::fs::File::from(fd).metadata())
+            .map(id);
+        matches!((here, this), (Ok(a), Ok(b)) if a == b)
+    }
+
+    /// Runs `f` in this namespace: right here if the calling thread is in it,
+    /// else on a helper thread that enters it.
+    pub(crate) fn run_here_or_in<T: Send>(
+        &self,
+        f: impl FnOnce() -> Result<T> + Send,
+    ) -> Result<T> {
+        if self.is_current() {
+            f()
+        } else {
+            self.run(f)
+        }
+    }
+
     /// The namespace fd (to hand to another process).
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()

@@ -68,6 +68,7 @@ impl TapDevice {
             tx_engine: backend::fd_tx_engine_name(backend),
             tx_through_qdisc: false,
             sqpoll: backend::fd_sqpoll(backend, &ring),
+            max_buffer: None,
         };
         TapDevice {
             backend,

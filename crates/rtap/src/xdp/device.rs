@@ -15,6 +15,7 @@ use super::rx::XskRx;
 use super::tx::XskTx;
 use super::xsk::BindReq;
 use crate::backend::kick::{self, Kicker};
+use crate::device::netns::NsHandle;
 use crate::device::{
     keep_fd, Device, DeviceConfig, DeviceInfo, DeviceKind, Lend, Offloads, Opened, OpenedDevice,
     PortOptions, PortSpec, QueueFd, Registry,
@@ -52,6 +53,9 @@ pub(crate) struct XdpDevice {
     /// detaches it).
     _link: Option<OwnedFd>,
     _prog: Option<OwnedFd>,
+    /// The network namespace the interface lives in: an XDP socket finds its
+    /// interface's index in the namespace it was made in.
+    ns: Arc<NsHandle>,
 }
 
 /// Resolves the interface, attaches the program, decides the kick. Runs in the
@@ -106,6 +110,7 @@ pub(crate) fn open(cfg: &XdpConfig) -> Result<OpenedDevice> {
             Kick::Uring => Some(cfg.sqpoll),
             Kick::Sendto => None,
         },
+        max_buffer: Some(crate::sys::mem::page_size()),
     };
     let dev = XdpDevice {
         cfg: cfg.clone(),
@@ -114,6 +119,8 @@ pub(crate) fn open(cfg: &XdpConfig) -> Result<OpenedDevice> {
         map: map.map(Arc::new),
         _link: bpf_link,
         _prog: prog,
+        // open() runs in the port's namespace.
+        ns: Arc::new(NsHandle::current()?),
     };
     Ok(OpenedDevice {
         dev: Arc::new(dev),
@@ -255,6 +262,7 @@ impl XdpDevice {
             0
         };
         BindReq {
+            ns: self.ns.clone(),
             ifindex: q.ifindex,
             queue: q.iface_queue,
             ring: self.cfg.ring,

@@ -22,13 +22,16 @@ use std::time::{Duration, Instant};
 use super::counters::XdpCounters;
 use super::desc::{Geom, Lent};
 use super::ring::Ring;
+use crate::device::netns::NsHandle;
 use crate::error::{Error, Result};
 use crate::pool::{Pool, PoolInner};
 use crate::sys::xdp::{self as sys, Desc};
 
 /// How a socket binds.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct BindReq {
+    /// The namespace the socket is made in (where `ifindex` is the interface).
+    pub ns: Arc<NsHandle>,
     pub ifindex: u32,
     pub queue: u32,
     pub ring: u32,
@@ -120,7 +123,9 @@ impl Xsk {
     /// with the socket that registered it, if one did on this thread).
     pub(crate) fn bind(pool: &Pool, req: BindReq, counters: Arc<XdpCounters>) -> Result<Xsk> {
         let geom = geometry(pool, req.frame)?;
-        let fd = sys::socket().map_err(sys_err("socket(AF_XDP)"))?;
+        let fd = req
+            .ns
+            .run_here_or_in(|| sys::socket().map_err(sys_err("socket(AF_XDP)")))?;
         let owner = umem_owner(pool);
         if owner.is_none() {
             let (base, len, stride) = pool.inner.memory();
@@ -161,7 +166,7 @@ impl Xsk {
             .map_err(&map_err)?;
         let rx = Ring::map(fd.as_fd(), sys::XDP_PGOFF_RX_RING, &off.rx, n).map_err(&map_err)?;
         let tx = Ring::map(fd.as_fd(), sys::XDP_PGOFF_TX_RING, &off.tx, n).map_err(&map_err)?;
-        let (zerocopy, copy_reason) = bind_retrying(&fd, req, owner.as_deref())?;
+        let (zerocopy, copy_reason) = bind_retrying(&fd, &req, owner.as_deref())?;
         let fd = Arc::new(fd);
         remember_umem(pool, &fd);
         Ok(Xsk {
@@ -230,7 +235,7 @@ impl Xsk {
 /// effect and, if it was tried and refused, why.
 fn bind_retrying(
     fd: &OwnedFd,
-    req: BindReq,
+    req: &BindReq,
     owner: Option<&OwnedFd>,
 ) -> Result<(bool, Option<String>)> {
     let shared = owner.map(|o| o.as_fd());
@@ -279,7 +284,7 @@ fn bind_retrying(
     ))
 }
 
-fn bind_error(e: std::io::Error, req: BindReq) -> Error {
+fn bind_error(e: std::io::Error, req: &BindReq) -> Error {
     match e.raw_os_error() {
         Some(libc::EBUSY) => Error::InvalidConfig {
             field: "queue",
