@@ -17,7 +17,7 @@ const TITLE_H: u32 = 26;
 const PANEL_GAP: u32 = 14;
 
 /// Panel order and titles.
-const PANELS: [(&str, &str); 11] = [
+const PANELS: [(&str, &str); 14] = [
     ("tx", "tx 64-byte frames, Mpps (higher is better)"),
     ("rx", "rx drain 64-byte frames, Mpps (higher is better)"),
     ("fwd", "io forward 64-byte frames, Mpps (higher is better)"),
@@ -42,6 +42,18 @@ const PANELS: [(&str, &str); 11] = [
         "AF_PACKET io forward 64-byte frames, veth to veth, Mpps (higher is better)",
     ),
     (
+        "xdp-tx",
+        "AF_XDP tx 64-byte frames over a veth, Mpps (higher is better)",
+    ),
+    (
+        "xdp-rx",
+        "AF_XDP rx drain 64-byte frames, Mpps (higher is better)",
+    ),
+    (
+        "xdp-fwd",
+        "AF_XDP io forward 64-byte frames, veth to veth, Mpps (higher is better)",
+    ),
+    (
         "tcp",
         "TCP through a forwarder (tap or AF_PACKET ports), Gbit/s (higher is better)",
     ),
@@ -59,6 +71,8 @@ const PANELS: [(&str, &str); 11] = [
 fn colour(contender: &str) -> (&'static str, &'static str) {
     if contender.starts_with("uring") {
         ("#2b6cb0", "#90cdf4")
+    } else if contender.starts_with("xdp") {
+        ("#c05621", "#fbd38d")
     } else if contender.starts_with("packet") || contender == "ring-inplace" {
         ("#6b46c1", "#d6bcfa")
     } else if contender.starts_with("rw") || contender == "rawsock" {

@@ -21,7 +21,7 @@
 //! runs in a private network namespace on its own thread.
 
 //!
-//! Files: `contenders.rs` (who runs), `pps.rs`, `tcp.rs`, `lat.rs` with
+//! Files: `contenders.rs` (who runs), `pps.rs`, `packet.rs`, `xdp.rs`, `tcp.rs`, `lat.rs` with
 //! `latency.rs` (the tests), `results.rs` (cells, JSON, --out), `table.rs`,
 //! `chart.rs` (bench.svg).
 
@@ -37,6 +37,7 @@ pub mod results;
 mod sink;
 mod table;
 mod tcp;
+mod xdp;
 
 use std::time::{Duration, Instant};
 
@@ -72,6 +73,13 @@ Tests and contenders (all in the same run, interleaved, each in its own namespac
                floor), rawsock; pkt-rx-1500 the same with 1500-byte frames (what
                grows with the size is the copy). pkt-rx and pkt-fwd fill the rx ring, then time
                the drain. CPU: the application thread's and the SQ thread's ns/pkt.
+  xdp-tx, xdp-rx, xdp-fwd
+               64-byte frames through AF_XDP over veth pairs (copy mode), beside the
+               AF_PACKET port and a plain socket: xdp-sendto, xdp-uring (the tx kick
+               from the SQPOLL thread), packet-sendto, rawsock; xdp-rx: xdp, packet,
+               rawsock. rx and fwd fill the rx ring first (16384 frames), then time the
+               drain; the forwarder's two ports share one UMEM (one pool). Ratios
+               against packet-sendto (packet for rx).
   tcp          a content-verified TCP bulk transfer from namespace A to B through a
                tap in each and the io-mode forwarder between them: uring, uring-
                interrupt (forwarder sleeps on rx interrupts when idle), rw, with
@@ -91,7 +99,8 @@ Tests and contenders (all in the same run, interleaved, each in its own namespac
                path: p50/p99/p99.9/max round trip from an HDR histogram over 3 x 10000
                exchanges (2000 with --quick): uring, uring-interrupt, rw, veth.
 
-Ratios are against the read/write backend; pkt-*: against rawsock, and (per
+Ratios are against the read/write backend; xdp-*: against the AF_PACKET port;
+pkt-*: against rawsock, and (per
 application core) packet-uring against packet-sendto; tcp: against rw with the
 same offloads, offloads vs none, and vs veth. fwd cpu is the forwarder thread's CPU time per second,
 host cpu the whole machine's (100 % = one core).
@@ -105,11 +114,12 @@ pub struct BenchArgs {
     #[arg(long)]
     quick: bool,
     /// Run one test only
-    #[arg(long, value_parser = ["tx", "rx", "fwd", "pkt-tx", "pkt-txp", "pkt-rx", "pkt-rx-1500", "pkt-fwd", "tcp", "lat", "sink"])]
+    #[arg(long, value_parser = ["tx", "rx", "fwd", "pkt-tx", "pkt-txp", "pkt-rx", "pkt-rx-1500", "pkt-fwd", "xdp-tx", "xdp-rx", "xdp-fwd", "tcp", "lat", "sink"])]
     only: Option<String>,
     /// Only these contenders (comma-separated: uring,uring-posted,uring-sqpoll,rw;
     /// for pkt-tx and pkt-fwd: packet-uring,packet-sendto,rawsock; for pkt-rx:
-    /// packet,ring-inplace,rawsock; for tcp:
+    /// packet,ring-inplace,rawsock; for xdp-tx and xdp-fwd:
+    /// xdp-sendto,xdp-uring,packet-sendto,rawsock; for xdp-rx: xdp,packet,rawsock; for tcp:
     /// uring,uring-interrupt,uring-nooffload,rw,rw-nooffload,packet,
     /// packet-uring,packet-nooffload,tun,tun-rw,tun-nooffload,tun-vpn,veth; for lat:
     /// uring,uring-interrupt,rw,veth;
@@ -146,6 +156,9 @@ pub fn cmd(a: BenchArgs) -> Result<()> {
         "pkt-rx" => "pkt-rx",
         "pkt-rx-1500" => "pkt-rx-1500",
         "pkt-fwd" => "pkt-fwd",
+        "xdp-tx" => "xdp-tx",
+        "xdp-rx" => "xdp-rx",
+        "xdp-fwd" => "xdp-fwd",
         "tcp" => "tcp",
         "lat" => "lat",
         "sink" => "sink",
@@ -210,6 +223,11 @@ pub fn run(opts: BenchOpts, mut progress: impl FnMut(&str)) -> Result<Vec<Cell>>
     for test in ["pkt-tx", "pkt-txp", "pkt-rx", "pkt-rx-1500", "pkt-fwd"] {
         if opts.only.is_none_or(|o| o == test) {
             cells.extend(packet::run(test, &opts, &mut progress)?);
+        }
+    }
+    for test in ["xdp-tx", "xdp-rx", "xdp-fwd"] {
+        if opts.only.is_none_or(|o| o == test) {
+            cells.extend(xdp::run(test, &opts, &mut progress)?);
         }
     }
     if opts.only.is_none_or(|o| o == "tcp") {

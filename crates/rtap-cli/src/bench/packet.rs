@@ -66,7 +66,7 @@ fn ip(args: &[&str]) -> Result<()> {
 
 /// A veth pair `{tag}p` (the contender's end) / `{tag}k` (up); the ifindex of
 /// each end.
-fn veth(tag: &str) -> Result<(u32, u32)> {
+pub(super) fn veth(tag: &str) -> Result<(u32, u32)> {
     let (p, k) = (format!("{tag}p"), format!("{tag}k"));
     ip(&["link", "add", &p, "type", "veth", "peer", "name", &k])?;
     ip(&["link", "set", &k, "up"])?;
@@ -76,7 +76,7 @@ fn veth(tag: &str) -> Result<(u32, u32)> {
 
 /// Brings `ifindex`'s end up (for the raw socket, which has no port to do it)
 /// and waits until both ends are operational: a veth sends nothing before.
-fn up_and_running(names: &[String], bring_up: bool) -> Result<()> {
+pub(super) fn up_and_running(names: &[String], bring_up: bool) -> Result<()> {
     for n in names {
         if bring_up {
             ip(&["link", "set", n, "up"])?;
@@ -140,7 +140,7 @@ fn pace(start: Instant, k: u64, pps: f64) {
     }
 }
 
-fn bench_tx(name: &str, secs: f64, paced: Option<f64>) -> Result<Run> {
+pub(super) fn bench_tx(name: &str, secs: f64, paced: Option<f64>) -> Result<Run> {
     in_netns(|| {
         let (pi, _) = veth("bpt")?;
         let f = frame(0);
@@ -192,9 +192,16 @@ fn bench_tx(name: &str, secs: f64, paced: Option<f64>) -> Result<Run> {
     })
 }
 
+/// Gives the kernel a moment to finish receiving what was injected.
+fn settled(settle: bool) {
+    if settle {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The application's part of rx: it reads every byte of the frame (a fold
 /// over its words, as a checksum would), then checks it is one of ours.
-fn is_ours(f: &[u8], len: usize) -> bool {
+pub(super) fn is_ours(f: &[u8], len: usize) -> bool {
     let mut x = 0u64;
     for w in f.chunks(8) {
         let mut b = [0u8; 8];
@@ -221,7 +228,14 @@ fn slot_for(len: usize) -> u32 {
     }
 }
 
-fn bench_rx(name: &str, n: u32, len: usize) -> Result<Run> {
+pub(super) fn bench_rx(name: &str, n: u32, len: usize) -> Result<Run> {
+    bench_rx_settled(name, n, len, false)
+}
+
+/// `bench_rx`; with `settle`, the clock starts only once the kernel has had a
+/// moment to finish putting the injected frames where the contender reads
+/// them (veth's NAPI runs after the sends return), so only the drain is timed.
+pub(super) fn bench_rx_settled(name: &str, n: u32, len: usize, settle: bool) -> Result<Run> {
     in_netns(|| {
         let (ai, ak) = veth("bpr")?;
         let inj = RawSocket::injector(ak)
@@ -243,6 +257,7 @@ fn bench_rx(name: &str, n: u32, len: usize) -> Result<Run> {
                     rawsock::InPlaceRing::bind(ai, slot as usize, slots_for(n, slot) as usize)?;
                 up_and_running(&["bprp".into(), "bprk".into()], true)?;
                 fill()?;
+                settled(settle);
                 clock = Clock::start();
                 while got < n && Instant::now() < deadline {
                     ring.drain(BURST, |f| got += is_ours(f, len) as u32);
@@ -253,6 +268,7 @@ fn bench_rx(name: &str, n: u32, len: usize) -> Result<Run> {
                 s.set_rcvbuf(n as usize * (2 * len + 1024))?;
                 up_and_running(&["bprp".into(), "bprk".into()], true)?;
                 fill()?;
+                settled(settle);
                 let mut buf = [0u8; 2048];
                 clock = Clock::start();
                 while got < n && Instant::now() < deadline {
@@ -266,6 +282,7 @@ fn bench_rx(name: &str, n: u32, len: usize) -> Result<Run> {
                 up_and_running(&["bprk".into()], false)?;
                 let pool = Pool::new(PoolConfig::default().count(8192))?;
                 fill()?;
+                settled(settle);
                 let mut rxq = port.rx_queue(0, &pool)?;
                 let mut v = Vec::with_capacity(BURST);
                 clock = Clock::start();
@@ -284,7 +301,7 @@ fn bench_rx(name: &str, n: u32, len: usize) -> Result<Run> {
     })
 }
 
-fn bench_fwd(name: &str, n: u32) -> Result<Run> {
+pub(super) fn bench_fwd(name: &str, n: u32) -> Result<Run> {
     in_netns(|| {
         let (ai, ak) = veth("bpa")?;
         let (bi, _) = veth("bpb")?;

@@ -62,7 +62,8 @@ pub struct Cell {
 
 /// The contender a cell is compared with in the chart and `results.json`, and
 /// the ratio: packet rates and latency against the read/write backend (`rw`),
-/// AF_PACKET packet rates (`pkt-*`) against a plain socket (`rawsock`);
+/// AF_PACKET packet rates (`pkt-*`) against a plain socket (`rawsock`), AF_XDP
+/// rates (`xdp-*`) against the AF_PACKET port;
 /// tcp against `rw` with the same offloads, and the `rw` rows against `veth`.
 /// Latency ratios are contender / reference of the median (below 1 = faster).
 pub fn reference<'a>(cells: &'a [Cell], x: &Cell) -> Option<(&'a Cell, f64)> {
@@ -72,6 +73,12 @@ pub fn reference<'a>(cells: &'a [Cell], x: &Cell) -> Option<(&'a Cell, f64)> {
             .find(|y| y.test == x.test && y.contender == c && y.rate > 0.0)
     };
     let other = match x.unit {
+        // AF_XDP tests: against the AF_PACKET port.
+        Unit::Pps if x.test == "xdp-rx" && x.contender != "packet" => find("packet"),
+        Unit::Pps if x.test.starts_with("xdp-") && x.contender != "packet-sendto" => {
+            find("packet-sendto")
+        }
+        Unit::Pps if x.test.starts_with("xdp-") => None,
         // AF_PACKET tests: against a plain socket, one syscall per frame.
         Unit::Pps if x.test.starts_with("pkt-") && x.contender != "rawsock" => find("rawsock"),
         Unit::Pps if x.test.starts_with("pkt-") => None,

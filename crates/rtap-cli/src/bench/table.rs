@@ -5,6 +5,7 @@ use rtap::BackendKind;
 use super::contenders::{TcpPath, CONTENDERS, LAT_CONTENDERS, TCP_CONTENDERS};
 use super::packet::{PKT_CONTENDERS, PKT_RX_CONTENDERS};
 use super::results::{Cell, Unit};
+use super::xdp::{XDP_CONTENDERS, XDP_RX_CONTENDERS};
 
 /// The comparison table. Packet-rate tests: Mpps (wall) and thread CPU ns per
 /// packet, with ratios to the read/write backend (pps ratio; CPU ratio = rw ns /
@@ -17,7 +18,7 @@ pub fn render(cells: &[Cell]) -> String {
     let mut s = String::new();
     if cells
         .iter()
-        .any(|c| c.unit == Unit::Pps && !c.test.starts_with("pkt-"))
+        .any(|c| c.unit == Unit::Pps && !c.test.starts_with("pkt-") && !c.test.starts_with("xdp-"))
     {
         s += &format!(
             "{:<8} {:<14} {:>10} {:>10} {:>12} {:>12}\n",
@@ -47,6 +48,7 @@ pub fn render(cells: &[Cell]) -> String {
         }
     }
     s += &packet_rows(cells);
+    s += &xdp_rows(cells);
     if cells.iter().any(|c| c.unit == Unit::Gbps) {
         if !s.is_empty() {
             s.push('\n');
@@ -273,6 +275,63 @@ fn packet_rows(cells: &[Cell]) -> String {
                 per_core(x),
                 vs_raw,
                 vs_sendto
+            );
+        }
+    }
+    s
+}
+
+/// The AF_XDP packet-rate rows: as the AF_PACKET ones, with the ratio against
+/// rtap's AF_PACKET port (`packet-sendto`, `packet` for rx): rate, and rate
+/// per application core.
+fn xdp_rows(cells: &[Cell]) -> String {
+    let get = |t: &str, c: &str| cells.iter().find(|x| x.test == t && x.contender == c);
+    let mut s = String::new();
+    if !cells.iter().any(|c| c.test.starts_with("xdp-")) {
+        return s;
+    }
+    s += &format!(
+        "\n{:<8} {:<14} {:>8} {:>9} {:>8} {:>13} {:>10} {:>14}\n",
+        "test",
+        "contender",
+        "Mpps",
+        "app ns",
+        "SQ ns",
+        "Mpps/app core",
+        "vs packet",
+        "core vs packet"
+    );
+    for (t, label) in [
+        ("xdp-tx", "xtx 64B"),
+        ("xdp-rx", "xrx 64B"),
+        ("xdp-fwd", "xfwd 64B"),
+    ] {
+        let (names, reference): (&[&str], &str) = if t == "xdp-rx" {
+            (&XDP_RX_CONTENDERS, "packet")
+        } else {
+            (&XDP_CONTENDERS, "packet-sendto")
+        };
+        let base = get(t, reference);
+        for &name in names {
+            let Some(x) = get(t, name) else { continue };
+            let per_core = |c: &Cell| if c.cpu > 0.0 { 1e3 / c.cpu } else { 0.0 };
+            let (vs, core) = match base {
+                Some(b) if name != reference && b.rate > 0.0 && b.cpu > 0.0 => (
+                    format!("{:.2}x", x.rate / b.rate),
+                    format!("{:.2}x", per_core(x) / per_core(b)),
+                ),
+                _ => ("-".into(), "-".into()),
+            };
+            s += &format!(
+                "{:<8} {:<14} {:>8.2} {:>9.0} {:>8.0} {:>13.2} {:>10} {:>14}\n",
+                label,
+                name,
+                x.rate / 1e6,
+                x.cpu,
+                x.sq_cpu,
+                per_core(x),
+                vs,
+                core
             );
         }
     }
