@@ -3,9 +3,10 @@
 # (dpkg -x: nothing is installed) into $RTAP_VM_CACHE/<kernel release>/, then
 # prints the path of its vmlinuz.
 #
-# VERSION is X.Y: 6.1 comes from the host's own suites (Debian 12), 7.2 from sid,
-# 7.3 from experimental; any X.Y one of those carries works. sid and experimental
-# are read through apt lists kept in the cache: the host's apt state is untouched.
+# VERSION is X.Y: 6.1 comes from the host's own suites (Debian 12), 6.12 from
+# trixie (Debian 13), 7.2 from sid, 7.3 from experimental; any X.Y one of those
+# carries works. trixie, sid and experimental are read through apt lists kept in
+# the cache: the host's apt state is untouched.
 # Recent Debian kernels are split into linux-image (a meta package), -binary,
 # -modules and -base packages; all are extracted, then depmod runs once.
 #
@@ -44,11 +45,12 @@ if [ -z "$PKG" ]; then
   [ -n "$M" ] || { log "no Debian mirror in the apt sources: set DEBIAN_MIRROR"; exit 2; }
   LISTS="$CACHE/apt"
   mkdir -p "$LISTS/lists/partial" "$LISTS/cache/archives/partial"
-  printf 'deb %s sid main\ndeb %s experimental main\n' "$M" "$M" >"$LISTS/sources.list"
+  printf 'deb %s trixie main\ndeb %s sid main\ndeb %s experimental main\n' "$M" "$M" "$M" >"$LISTS/sources.list"
   OPTS=(-o Dir::Etc::sourcelist="$LISTS/sources.list" -o Dir::Etc::sourceparts=/dev/null
         -o Dir::State::Lists="$LISTS/lists" -o Dir::Cache="$LISTS/cache" -o APT::Sandbox::User=root)
-  if [ -z "$(find "$LISTS/lists" -name '*_sid_*Packages*' -mmin -1440 2>/dev/null)" ]; then
-    log "apt-get update (sid + experimental lists, kept in $LISTS)"
+  if [ -z "$(find "$LISTS/lists" -name '*_sid_*Packages*' -mmin -1440 2>/dev/null)" ] ||
+     [ -z "$(find "$LISTS/lists" -name '*_trixie_*Packages*' 2>/dev/null)" ]; then
+    log "apt-get update (trixie + sid + experimental lists, kept in $LISTS)"
     apt-get -qq "${OPTS[@]}" update >&2
   fi
   PKG=$(newest "${OPTS[@]}")
