@@ -156,8 +156,10 @@ fn drop_cap(cap: u32) {
             libc::syscall(libc::SYS_capget, &mut hdr as *mut Hdr, data.as_mut_ptr()),
             0
         );
-        data[0].effective &= !(1 << cap);
-        data[0].permitted &= !(1 << cap);
+        // Capabilities 32 and up live in the second word.
+        let (word, bit) = ((cap / 32) as usize, cap % 32);
+        data[word].effective &= !(1 << bit);
+        data[word].permitted &= !(1 << bit);
         let r = libc::syscall(libc::SYS_capset, &mut hdr as *mut Hdr, data.as_ptr());
         assert_eq!(r, 0, "capset: {}", std::io::Error::last_os_error());
     }
@@ -190,4 +192,54 @@ fn missing_cap_net_raw_names_the_packet_socket_capability() {
         "{text}"
     );
     assert!(!text.contains("tap"), "{text}");
+}
+
+/// An xdp port without CAP_NET_RAW is told its sockets need it; without
+/// CAP_BPF and CAP_SYS_ADMIN, that loading the program needs them (and that
+/// prog=none needs neither).
+#[test]
+fn xdp_port_capabilities_are_named() {
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_BPF: u32 = 39;
+    netns();
+    ip(&[
+        "link", "add", "xcap0", "type", "veth", "peer", "name", "xcap1",
+    ]);
+    ip(&["link", "set", "xcap1", "up"]);
+    // In a thread of its own: capabilities dropped there stay dropped there.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            drop_cap(CAP_NET_RAW);
+            let mut port = Port::open(rtap::XdpConfig::new("xcap0")).unwrap();
+            port.start().unwrap();
+            let pool = Pool::new(PoolConfig::default()).unwrap();
+            let err = port
+                .rx_queue(0, &pool)
+                .expect_err("an XDP socket needs CAP_NET_RAW");
+            assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
+            assert!(err.to_string().contains("CAP_NET_RAW"), "{err}");
+            assert_eq!(pool.available(), pool.capacity() as usize);
+        })
+        .join()
+        .unwrap();
+        s.spawn(|| {
+            drop_cap(CAP_BPF);
+            drop_cap(CAP_SYS_ADMIN);
+            let err = Port::open(rtap::XdpConfig::new("xcap0")).expect_err("loading needs CAP_BPF");
+            assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
+            let text = err.to_string();
+            assert!(
+                text.contains("CAP_BPF") && text.contains("prog=none"),
+                "{text}"
+            );
+            // With no program to load, the sockets need only CAP_NET_RAW.
+            let mut port =
+                Port::open(rtap::XdpConfig::new("xcap0").prog(rtap::xdp::Prog::None)).unwrap();
+            port.start().unwrap();
+            port.tx_queue(0)
+                .expect("prog=none opens sockets without CAP_BPF");
+        })
+        .join()
+        .unwrap();
+    });
 }
