@@ -146,7 +146,46 @@ fn tx_from_another_pool_and_tx_only(kick: Kick) {
     assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
 }
 
+/// Frames a burst leaves queued go out with no further call: in copy mode a
+/// kick sends at most the socket's budget (32 before Linux 6.17, the whole tx
+/// ring after, which the port asks for), so a burst larger than that needs
+/// more than one kick, issued at once.
+fn accepted_frames_go_without_another_call(kick: Kick) {
+    netns();
+    let (p, k) = veth("xg");
+    let port = xdp_port(XdpConfig::new(p).kick(kick));
+    let pool = umem_pool();
+    let _rxq = port.rx_queue(0, &pool).unwrap();
+    let mut txq = port.tx_queue(0).unwrap();
+    let cap = PacketSocket::bind(k);
+    let budget = if kernel_at_least(6, 17) {
+        u64::from(rtap::xdp::DEFAULT_RING)
+    } else {
+        32
+    };
+    assert_eq!(port.xstat("tx_q0_kick_budget"), Some(budget));
+    let mut want = Vec::new();
+    for round in 0..4u32 {
+        let mut burst: Vec<_> = (0..200u32)
+            .map(|i| {
+                let f = test_frame(60 + (i as usize % 64), round * 200 + i);
+                want.push(f.clone());
+                pool.alloc_from(&f).unwrap()
+            })
+            .collect();
+        // One call per burst, then nothing: no flush, no further tx_burst.
+        let took = txq.tx_burst(&mut burst).unwrap();
+        assert_eq!(took, 200, "the tx ring has room for the burst");
+    }
+    let got = cap.recv_test_frames(want.len(), WAIT);
+    assert_eq!(got.len(), want.len(), "frames left in the tx ring");
+    assert!(got == want, "frames reordered or damaged");
+    assert!(txq.flush(WAIT));
+    assert_eq!(port.stats().unwrap().tx.packets, want.len() as u64);
+}
+
 kick_tests!(
+    accepted_frames_go_without_another_call,
     rx_injected_frames,
     tx_frames_reach_the_peer,
     tx_from_another_pool_and_tx_only,
@@ -346,4 +385,190 @@ fn interface_deleted_mid_traffic() {
     drop(pkts);
     drop((rxq, txq));
     assert_pool_full(&pool);
+}
+
+/// Rx interrupts: with nothing received, `wait` sleeps until the timeout;
+/// a frame from the peer wakes it, and the interrupt fd (the socket) is
+/// readable then.
+#[test]
+fn rx_interrupts_wake_on_a_frame() {
+    netns();
+    let (p, k) = veth("xi");
+    let port = xdp_port(XdpConfig::new(p));
+    let pool = umem_pool();
+    let mut rxq = port.rx_queue(0, &pool).unwrap();
+    rxq.enable_interrupt().unwrap();
+    assert!(rxq.interrupt_fd().is_some());
+    let t0 = Instant::now();
+    assert!(
+        !rxq.wait(Duration::from_millis(200)).unwrap(),
+        "nothing came"
+    );
+    assert!(t0.elapsed() >= Duration::from_millis(150), "it slept");
+    let inj = PacketSocket::injector(k);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(100));
+            inj.send(&test_frame(100, 7)).unwrap();
+        });
+        assert!(rxq.wait(WAIT).unwrap(), "the frame woke the wait");
+    });
+    let got = rx_test_frames(&mut rxq, 1, WAIT);
+    assert_eq!(got[0].to_vec(), test_frame(100, 7));
+    drop(got);
+    drop(rxq);
+    assert_pool_full(&pool);
+}
+
+/// A user's own XDP program and XSKMAP, made with raw `bpf(2)` calls here (the
+/// test's independent oracle, not rtap's code): the map pinned in a bpffs
+/// mounted for the test.
+mod user {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    fn bpf(cmd: i64, a: &mut [u8; 128]) -> i64 {
+        // SAFETY: a is a live 128-byte attribute block; every pointer put in it
+        // by the callers outlives the call.
+        unsafe { libc::syscall(libc::SYS_bpf, cmd, a.as_mut_ptr(), 128usize) }
+    }
+
+    fn put(a: &mut [u8; 128], off: usize, v: &[u8]) {
+        a[off..off + v.len()].copy_from_slice(v);
+    }
+
+    fn fd(r: i64, what: &str) -> OwnedFd {
+        assert!(r >= 0, "{what}: {}", std::io::Error::last_os_error());
+        // SAFETY: the kernel just returned this fd; nothing else owns it.
+        unsafe { OwnedFd::from_raw_fd(r as i32) }
+    }
+
+    /// A map of `kind` (17: XSKMAP, 2: ARRAY) with 4-byte keys and values.
+    pub fn map(kind: u32, entries: u32) -> OwnedFd {
+        let mut a = [0u8; 128];
+        put(&mut a, 0, &kind.to_ne_bytes());
+        put(&mut a, 4, &4u32.to_ne_bytes());
+        put(&mut a, 8, &4u32.to_ne_bytes());
+        put(&mut a, 12, &entries.to_ne_bytes());
+        fd(bpf(0, &mut a), "BPF_MAP_CREATE")
+    }
+
+    pub fn pin(obj: &OwnedFd, path: &str) {
+        let c = std::ffi::CString::new(path).unwrap();
+        let mut a = [0u8; 128];
+        put(&mut a, 0, &(c.as_ptr() as u64).to_ne_bytes());
+        put(&mut a, 8, &(obj.as_raw_fd() as u32).to_ne_bytes());
+        assert_eq!(
+            bpf(6, &mut a),
+            0,
+            "BPF_OBJ_PIN: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// The usual AF_XDP program: redirect to the map by rx queue, else pass.
+    pub fn program(map: &OwnedFd) -> OwnedFd {
+        let i = |code: u8, regs: u8, off: i16, imm: i32| {
+            let mut b = [0u8; 8];
+            b[0] = code;
+            b[1] = regs;
+            b[2..4].copy_from_slice(&off.to_le_bytes());
+            b[4..8].copy_from_slice(&imm.to_le_bytes());
+            u64::from_le_bytes(b)
+        };
+        let insns = [
+            i(0x61, 0x12, 16, 0),
+            i(0x18, 0x11, 0, map.as_raw_fd()),
+            0,
+            i(0xb7, 0x03, 0, 2),
+            i(0x85, 0, 0, 51),
+            i(0x95, 0, 0, 0),
+        ];
+        let lic = b"GPL\0";
+        let mut a = [0u8; 128];
+        put(&mut a, 0, &6u32.to_ne_bytes());
+        put(&mut a, 4, &(insns.len() as u32).to_ne_bytes());
+        put(&mut a, 8, &(insns.as_ptr() as u64).to_ne_bytes());
+        put(&mut a, 16, &(lic.as_ptr() as u64).to_ne_bytes());
+        put(&mut a, 68, &37u32.to_ne_bytes());
+        fd(bpf(5, &mut a), "BPF_PROG_LOAD")
+    }
+
+    /// Attached natively through a BPF link (detached when dropped).
+    pub fn attach(prog: &OwnedFd, ifindex: u32) -> OwnedFd {
+        let mut a = [0u8; 128];
+        put(&mut a, 0, &(prog.as_raw_fd() as u32).to_ne_bytes());
+        put(&mut a, 4, &ifindex.to_ne_bytes());
+        put(&mut a, 8, &37u32.to_ne_bytes());
+        put(&mut a, 12, &4u32.to_ne_bytes());
+        fd(bpf(28, &mut a), "BPF_LINK_CREATE")
+    }
+
+    /// A bpffs mounted at a fresh directory; unmounted when dropped.
+    pub struct Bpffs(pub String);
+
+    impl Bpffs {
+        pub fn mount() -> Bpffs {
+            let dir = format!(
+                "/tmp/rtap-test-bpffs-{}-{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            )
+            .replace(['(', ')'], "");
+            std::fs::create_dir_all(&dir).unwrap();
+            let ok = std::process::Command::new("mount")
+                .args(["-t", "bpf", "bpf", &dir])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "mount bpffs at {dir}");
+            Bpffs(dir)
+        }
+    }
+
+    impl Drop for Bpffs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+}
+
+/// `prog=map:PATH`: rtap puts its socket into the pinned XSKMAP of a program
+/// the user runs, and receives through it; rtap's own program is refused
+/// while the user's is attached; a pinned map of another type is refused;
+/// once the user detaches the program nothing arrives, and the pool is full
+/// when the queue goes.
+#[test]
+fn users_pinned_xskmap_and_detached_program() {
+    netns();
+    let (p, k) = veth("xu");
+    let fs = user::Bpffs::mount();
+    let map = user::map(17, 4);
+    let path = format!("{}/xsks", fs.0);
+    user::pin(&map, &path);
+    let prog = user::program(&map);
+    let link = user::attach(&prog, if_index(&p).unwrap());
+    let err = Port::open(XdpConfig::new(p.as_str())).expect_err("the interface has a program");
+    assert!(err.to_string().contains("prog=map:PATH"), "{err}");
+    let array = user::map(2, 4);
+    let apath = format!("{}/array", fs.0);
+    user::pin(&array, &apath);
+    let err =
+        Port::open(XdpConfig::new(p.as_str()).prog(Prog::Map(apath))).expect_err("not an XSKMAP");
+    assert!(err.to_string().contains("not an XSKMAP"), "{err}");
+    let port = xdp_port(XdpConfig::new(p.as_str()).prog(Prog::Map(path)));
+    let pool = umem_pool();
+    let mut rxq = port.rx_queue(0, &pool).unwrap();
+    let inj = PacketSocket::injector(k);
+    for i in 0..10 {
+        inj.send(&test_frame(300, i)).unwrap();
+    }
+    assert_eq!(rx_test_frames(&mut rxq, 10, WAIT).len(), 10);
+    // The user detaches their program: frames go to the stack now.
+    drop(link);
+    inj.send(&test_frame(300, 99)).unwrap();
+    assert!(rx_test_frames(&mut rxq, 1, Duration::from_millis(300)).is_empty());
+    drop(rxq);
+    assert_pool_full(&pool);
+    drop((prog, map, array));
 }

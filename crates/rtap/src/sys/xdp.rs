@@ -25,6 +25,13 @@ pub const XDP_UMEM_FILL_RING: libc::c_int = 5;
 pub const XDP_UMEM_COMPLETION_RING: libc::c_int = 6;
 pub const XDP_STATISTICS: libc::c_int = 7;
 pub const XDP_OPTIONS: libc::c_int = 8;
+/// Linux 6.17: how many tx descriptors one copy-mode send may move (32 by
+/// default, at most the tx ring's size).
+pub const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
+/// The copy-mode send budget of a kernel without `XDP_MAX_TX_SKB_BUDGET`
+/// (`TX_BATCH_SIZE`): a send moves at most this many frames, then answers
+/// `EAGAIN` if more wait.
+pub const TX_BATCH_SIZE: u32 = 32;
 
 /// Bind flags (`sxdp_flags`).
 pub const XDP_SHARED_UMEM: u16 = 1 << 0;
@@ -217,6 +224,13 @@ pub fn bind(
 /// have read as zero.
 pub fn statistics(fd: BorrowedFd<'_>) -> io::Result<Statistics> {
     get::<Statistics>(fd, XDP_STATISTICS).map(|(s, _)| s)
+}
+
+/// Lets one copy-mode send move up to `descs` tx descriptors
+/// (`XDP_MAX_TX_SKB_BUDGET`, after the tx ring exists): `ENOPROTOOPT` before
+/// Linux 6.17, `EACCES` outside 32..=tx ring size.
+pub fn set_tx_budget(fd: BorrowedFd<'_>, descs: u32) -> io::Result<()> {
+    set(fd, XDP_MAX_TX_SKB_BUDGET, &descs)
 }
 
 /// The socket's option flags (`XDP_OPTIONS`: zero-copy or not).

@@ -27,6 +27,9 @@ pub(crate) struct XdpCounters {
     pub tx_nombuf: AtomicU64,
     /// Bound in zero-copy mode (0 or 1) the last time it bound.
     pub zerocopy: AtomicU64,
+    /// Frames one tx kick sends at most, as of the last bind (32 before Linux
+    /// 6.17, the tx ring's size after; unlimited in zero-copy mode).
+    pub tx_budget: AtomicU64,
     /// `XDP_STATISTICS` of sockets already closed.
     closed: [AtomicU64; 6],
 }

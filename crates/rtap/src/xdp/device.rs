@@ -154,6 +154,21 @@ fn pinned_map(path: &str) -> Result<OwnedFd> {
     Ok(fd)
 }
 
+/// The error of BPF operation `op`: no `bpf()` at all is "unsupported", a
+/// refusal names the capabilities.
+fn bpf_error(op: &'static str) -> impl Fn(std::io::Error) -> Error {
+    move |e| match e.raw_os_error() {
+        Some(libc::ENOSYS) => Error::Unsupported {
+            feature: "BPF (the bpf() system call)",
+            hint: concat!(
+                "this kernel has no BPF syscall or it is disabled: ",
+                "use prog=none (tx only) or a packet: port"
+            ),
+        },
+        _ => Error::sys_or(op, BPF_PERMISSION, e),
+    }
+}
+
 /// Loads rtap's program over a new XSKMAP and attaches it through a BPF link:
 /// native where the driver has it (auto), with the mode and why in words.
 fn attach_builtin(
@@ -161,15 +176,14 @@ fn attach_builtin(
     ifindex: u32,
     entries: u32,
 ) -> Result<(OwnedFd, OwnedFd, OwnedFd, String)> {
-    let perm = |op| move |e| Error::sys_or(op, BPF_PERMISSION, e);
-    let map = bpf::xskmap_create("rtap_xsks", entries).map_err(perm("create an XSKMAP"))?;
+    let map = bpf::xskmap_create("rtap_xsks", entries).map_err(bpf_error("create an XSKMAP"))?;
     let insns = redirect_to_xsk(std::os::fd::AsRawFd::as_raw_fd(&map));
     let prog = bpf::prog_load_xdp("rtap_xsk", &insns, cfg.multibuf).map_err(|(e, log)| {
         if !log.is_empty() {
             tracing::debug!("the verifier on rtap's XDP program: {log}");
         }
         match e.raw_os_error() {
-            Some(libc::EPERM) | Some(libc::EACCES) => perm("load the XDP program")(e),
+            Some(libc::EPERM) | Some(libc::EACCES) => bpf_error("load the XDP program")(e),
             _ => Error::Unsupported {
                 feature: "rtap's XDP program on this kernel",
                 hint: "the kernel refused it (RUST_LOG=debug shows the verifier's log); use prog=map:PATH with a program of your own",
@@ -186,7 +200,7 @@ fn attach_builtin(
                 cfg.iface, cfg.iface
             ),
         },
-        _ => perm("attach the XDP program (BPF_LINK_CREATE)")(e),
+        _ => bpf_error("attach the XDP program (BPF_LINK_CREATE)")(e),
     }
     };
     let (link, how) = match cfg.attach {
@@ -321,6 +335,7 @@ impl Device for XdpDevice {
             ("rx", "zerocopy", c.zerocopy.load(Relaxed)),
             ("tx", "xdp_tx_invalid_descs", s.tx_invalid_descs),
             ("tx", "xdp_tx_ring_empty", s.tx_ring_empty_descs),
+            ("tx", "kick_budget", c.tx_budget.load(Relaxed)),
             ("tx", "kicks", c.kick.kicks.load(Relaxed)),
             ("tx", "sq_wakeups", c.kick.sq_wakeups.load(Relaxed)),
             ("tx", "kick_eagain", c.kick.kick_eagain.load(Relaxed)),

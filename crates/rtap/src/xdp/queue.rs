@@ -123,6 +123,9 @@ impl XdpQueue {
             )?;
         }
         self.counters.zerocopy.store(u64::from(x.zerocopy), Relaxed);
+        self.counters
+            .tx_budget
+            .store(u64::from(x.tx_budget), Relaxed);
         {
             let mut slot = self.slot();
             slot.thread = Some(std::thread::current().id());

@@ -1,10 +1,14 @@
 //! The tx path of an xdp queue: a packet of the UMEM's pool goes to the tx
 //! ring as a descriptor of its buffer (no copy); a packet of another pool, or
 //! of several buffers, is copied into one UMEM buffer first (counted). One kick
-//! per burst makes the kernel send (in copy mode the sending happens inside
-//! that syscall, at most 32 frames a call: what is left is kicked again on the
-//! next burst). A completion gives its buffer back to the pool; sent frames
-//! are counted then.
+//! per burst makes the kernel send. In copy mode the sending happens inside
+//! that syscall, at most the socket's budget a call (32 frames before Linux
+//! 6.17, which lets a socket raise it to its tx ring's size, as done here), so
+//! a burst that leaves more than that queued kicks once per budget's worth:
+//! frames accepted are on their way even if the caller sends nothing more.
+//! Frames the kernel could not take (`EAGAIN`: completion ring full, device
+//! busy) are kicked again by the next `tx_burst`, `room` or `flush`. A
+//! completion gives its buffer back to the pool; sent frames are counted then.
 
 use std::cell::RefCell;
 use std::io;
@@ -31,6 +35,8 @@ pub(crate) struct XskTx {
     q: Arc<XdpQueue>,
     kicker: Kicker,
     need_wakeup: bool,
+    /// Frames one kick sends at most (`Xsk::tx_budget`).
+    budget: u32,
     /// The interface is gone (a kick said so).
     vanished: Option<i32>,
 }
@@ -43,12 +49,14 @@ impl XskTx {
         kicker: Kicker,
         need_wakeup: bool,
     ) -> XskTx {
+        let budget = xsk.borrow().tx_budget.max(1);
         XskTx {
             sock,
             xsk,
             q,
             kicker,
             need_wakeup,
+            budget,
             vanished: None,
         }
     }
@@ -96,6 +104,36 @@ impl XskTx {
     fn kick(&mut self) {
         if let Err(e) = self.kicker.kick(self.sock.as_fd(), &self.q.counters.kick) {
             self.vanished = Some(e);
+        }
+    }
+
+    /// Kicks enough to send every queued frame: one kick per budget's worth.
+    /// A `send()` kick sends before it returns, so another follows only while
+    /// the last one made progress; uring kicks are queued all at once (the SQ
+    /// thread issues them in order; when the SQ is full, kicks not started yet
+    /// are there to do the work).
+    fn push(&mut self) {
+        let mut queued = self.queued();
+        if queued == 0 {
+            return;
+        }
+        let needed = queued.div_ceil(self.budget);
+        match self.kicker {
+            Kicker::Sendto => {
+                for _ in 0..needed {
+                    self.kick();
+                    let now = self.queued();
+                    if now == 0 || now >= queued || self.vanished.is_some() {
+                        break;
+                    }
+                    queued = now;
+                }
+            }
+            Kicker::Uring(_) => {
+                for _ in 0..needed {
+                    self.kick();
+                }
+            }
         }
     }
 
@@ -188,10 +226,12 @@ impl TxEngine for XskTx {
             ctr.add(0, 0, dropped, 0);
         }
         let wake = !self.need_wakeup || x.tx.needs_wakeup();
-        let queued = size - x.tx.free(size);
         drop(guard);
-        if queued > 0 && wake && !self.kicker.pending() {
-            self.kick();
+        // New frames always get their kick (one pending may have walked the ring
+        // before they were there); frames left from earlier get one unless a kick
+        // is on its way.
+        if wake && (filled > 0 || !self.kicker.pending()) {
+            self.push();
         }
         match self.vanished {
             Some(e) if filled == 0 => Err(e),
@@ -209,8 +249,8 @@ impl TxEngine for XskTx {
             if self.vanished.is_some() || Instant::now() > deadline {
                 return false;
             }
-            if self.queued() > 0 && !self.kicker.pending() {
-                self.kick();
+            if !self.kicker.pending() {
+                self.push();
             }
             std::thread::sleep(Duration::from_micros(200));
         }

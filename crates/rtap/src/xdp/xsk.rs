@@ -60,6 +60,8 @@ pub(crate) struct Xsk {
     pub zerocopy: bool,
     /// Why not zero-copy, when zero-copy was possible to ask for.
     pub copy_reason: Option<String>,
+    /// Frames one tx kick sends at most (see [`tx_budget`]).
+    pub tx_budget: u32,
     /// The queue's counters (the socket's statistics go there as it closes).
     pub counters: Arc<XdpCounters>,
 }
@@ -123,9 +125,18 @@ impl Xsk {
     /// with the socket that registered it, if one did on this thread).
     pub(crate) fn bind(pool: &Pool, req: BindReq, counters: Arc<XdpCounters>) -> Result<Xsk> {
         let geom = geometry(pool, req.frame)?;
-        let fd = req
-            .ns
-            .run_here_or_in(|| sys::socket().map_err(sys_err("socket(AF_XDP)")))?;
+        let fd = req.ns.run_here_or_in(|| {
+            sys::socket().map_err(|e| match e.raw_os_error() {
+                Some(libc::EAFNOSUPPORT) => Error::Unsupported {
+                    feature: "AF_XDP sockets",
+                    hint: concat!(
+                        "this kernel was built without them (CONFIG_XDP_SOCKETS): ",
+                        "use a packet: port"
+                    ),
+                },
+                _ => sys_err("socket(AF_XDP)")(e),
+            })
+        })?;
         let owner = umem_owner(pool);
         if owner.is_none() {
             let (base, len, stride) = pool.inner.memory();
@@ -167,6 +178,7 @@ impl Xsk {
         let rx = Ring::map(fd.as_fd(), sys::XDP_PGOFF_RX_RING, &off.rx, n).map_err(&map_err)?;
         let tx = Ring::map(fd.as_fd(), sys::XDP_PGOFF_TX_RING, &off.tx, n).map_err(&map_err)?;
         let (zerocopy, copy_reason) = bind_retrying(&fd, &req, owner.as_deref())?;
+        let tx_budget = tx_budget(fd.as_fd(), zerocopy, n);
         let fd = Arc::new(fd);
         remember_umem(pool, &fd);
         Ok(Xsk {
@@ -181,6 +193,7 @@ impl Xsk {
             tx_lent: Lent::new(geom.count),
             zerocopy,
             copy_reason,
+            tx_budget,
             counters,
         })
     }
@@ -345,5 +358,25 @@ impl Drop for Xsk {
         let pool = &self.pool.inner;
         self.fill_lent.drain(|b| pool.put(b));
         self.tx_lent.drain(|b| pool.put(b));
+    }
+}
+
+/// How many frames one tx kick sends: in copy mode the send itself moves them,
+/// 32 at most unless the kernel (6.17+) lets this socket move a whole ring's
+/// worth per call, which is asked for; in zero-copy mode the kick only wakes
+/// the driver, which sends everything queued.
+fn tx_budget(fd: std::os::fd::BorrowedFd<'_>, zerocopy: bool, ring: u32) -> u32 {
+    if zerocopy {
+        return u32::MAX;
+    }
+    match sys::set_tx_budget(fd, ring) {
+        Ok(()) => ring,
+        Err(e) => {
+            tracing::debug!(
+                "XDP_MAX_TX_SKB_BUDGET {ring}: {e} (a kick sends {} frames)",
+                sys::TX_BATCH_SIZE
+            );
+            sys::TX_BATCH_SIZE
+        }
     }
 }
