@@ -1199,9 +1199,11 @@ fn fwd_prints_its_stats_when_a_port_vanishes() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let j = parse_json(stdout.trim().lines().last().unwrap());
     assert!(j.num("ports.0.rx_packets") >= 50.0, "{j}");
-    // Sends whose completion the failed worker did not reap are not counted.
+    // Sends whose completion the failed worker did not reap are not counted;
+    // nothing is sent that was not received (the kernel's own frames, such as
+    // router solicitations, are forwarded too).
     let tx = j.num("ports.1.tx_packets");
-    assert!(tx > 0.0 && tx <= 50.0, "{j}");
+    assert!(tx > 0.0 && tx <= j.num("ports.0.rx_packets"), "{j}");
     assert!(j.at("error").as_str().unwrap().contains("vanished"), "{j}");
 }
 

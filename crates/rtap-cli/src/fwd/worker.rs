@@ -468,22 +468,20 @@ fn worker(
         }
         empty = empty.saturating_add(1);
         empty_rounds += 1;
+        if empty == 1 {
+            // Nothing came in: the tx queues get one call anyway, so frames a kick
+            // could not send yet (a busy device, a full completion ring) are kicked
+            // again and completions return to the pool before the worker idles.
+            tx_service(&mut mine, &mut buf, &name)?;
+            publish_pool();
+        }
         match opts.idle {
             Idle::Yield { after } if empty > after => std::thread::yield_now(),
             Idle::Sleep { after, nap } if empty > after => std::thread::sleep(nap),
             Idle::Interrupt { after } if empty > after => {
                 // Completions of sends in flight go back to the pool first, so that
                 // receives do not starve while this thread sleeps.
-                buf.clear();
-                for pq in mine.iter_mut() {
-                    pq.a.tx
-                        .tx_burst(&mut buf)
-                        .with_context(|| name(0).to_string())?;
-                    if let Some(b) = &mut pq.b {
-                        b.tx.tx_burst(&mut buf)
-                            .with_context(|| name(1).to_string())?;
-                    }
-                }
+                tx_service(&mut mine, &mut buf, &name)?;
                 publish_pool();
                 sleep_on_rx(&mut irq_fds, &mut mine).context("rx wait")?;
             }
@@ -523,6 +521,23 @@ fn worker(
         pool_capacity: pool.capacity(),
         pool_available,
     })
+}
+
+/// An empty tx burst on every tx queue: reaps completions (their buffers go
+/// back to the pool) and kicks frames still waiting in a ring.
+fn tx_service(
+    mine: &mut [PairQueues],
+    buf: &mut Vec<Packet>,
+    name: &impl Fn(usize) -> String,
+) -> Result<()> {
+    buf.clear();
+    for pq in mine.iter_mut() {
+        pq.a.tx.tx_burst(buf).with_context(|| name(0))?;
+        if let Some(b) = &mut pq.b {
+            b.tx.tx_burst(buf).with_context(|| name(1))?;
+        }
+    }
+    Ok(())
 }
 
 /// One polling round of one queue pair: an rx burst on each port, handed to the
