@@ -60,6 +60,10 @@ pub enum TcpPath {
         offload: bool,
         vpn: bool,
     },
+    /// A veth pair in each namespace, an AF_XDP port on one end of each (the
+    /// other end's tx checksum offload off), and the io-mode forwarder between
+    /// them: MTU-sized frames, moved by descriptor (one UMEM).
+    Xdp { uring: bool },
     /// A veth pair: the kernel alone.
     Veth,
 }
@@ -82,8 +86,9 @@ pub struct TcpContender {
 /// no headers), `tun`, `tun-rw` and `tun-nooffload` (a TUN in each namespace:
 /// io_uring and read/write with offloads, io_uring without), `tun-vpn` (the
 /// forwarder splits every packet into MTU-sized ones and merges them again: a
-/// VPN without the crypto), and `veth`.
-pub const TCP_CONTENDERS: [TcpContender; 13] = [
+/// VPN without the crypto), `xdp` and `xdp-uring` (AF_XDP ports on veth pairs,
+/// the two kicks: MTU-sized frames, as `packet-nooffload`), and `veth`.
+pub const TCP_CONTENDERS: [TcpContender; 15] = [
     TcpContender {
         name: "uring",
         path: TcpPath::Rtap {
@@ -182,6 +187,16 @@ pub const TCP_CONTENDERS: [TcpContender; 13] = [
             offload: true,
             vpn: true,
         },
+        interrupt: false,
+    },
+    TcpContender {
+        name: "xdp",
+        path: TcpPath::Xdp { uring: false },
+        interrupt: false,
+    },
+    TcpContender {
+        name: "xdp-uring",
+        path: TcpPath::Xdp { uring: true },
         interrupt: false,
     },
     TcpContender {

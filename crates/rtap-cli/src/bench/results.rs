@@ -94,6 +94,8 @@ pub fn reference<'a>(cells: &'a [Cell], x: &Cell) -> Option<(&'a Cell, f64)> {
             TcpPath::Packet { uring: true, .. } => find("packet"),
             TcpPath::Packet { offload: true, .. } => find("packet-nooffload"),
             TcpPath::Packet { offload: false, .. } => find("veth"),
+            // AF_XDP: against the AF_PACKET port with MTU-sized frames too.
+            TcpPath::Xdp { .. } => find("packet-nooffload"),
             TcpPath::Tun { vpn: true, .. } => find("tun"),
             TcpPath::Tun {
                 backend: BackendKind::Uring,

@@ -124,10 +124,20 @@ pub fn render(cells: &[Cell]) -> String {
                     },
                     ratio(x, veth),
                 ),
+                // (in the "vs no-off" column: against the AF_PACKET port
+                // without offloads, the same MTU-sized frames)
+                TcpPath::Xdp { .. } => (
+                    "-".into(),
+                    format!("{} pkt", ratio(x, get("tcp", "packet-nooffload"))),
+                    ratio(x, veth),
+                ),
             };
             let fwd_cpu = match c.path {
                 TcpPath::Veth => "-".to_string(),
-                TcpPath::Rtap { .. } | TcpPath::Packet { .. } | TcpPath::Tun { .. } => {
+                TcpPath::Rtap { .. }
+                | TcpPath::Packet { .. }
+                | TcpPath::Tun { .. }
+                | TcpPath::Xdp { .. } => {
                     format!("{:.0} %", x.cpu * 100.0)
                 }
             };

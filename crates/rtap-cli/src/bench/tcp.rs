@@ -89,12 +89,23 @@ pub(super) fn over_path<T: Send>(
                 lro: 0,
             })
         }
-        TcpPath::Packet { offload, uring } => {
-            let spec = format!(
-                "kick={},offload={}",
-                if uring { "uring" } else { "sendto" },
-                if offload { "on" } else { "off" }
-            );
+        TcpPath::Packet { .. } | TcpPath::Xdp { .. } => {
+            let (kind, spec, uring) = match c.path {
+                TcpPath::Packet { offload, uring } => (
+                    crate::demo::Kind::Packet,
+                    format!(
+                        "kick={},offload={}",
+                        if uring { "uring" } else { "sendto" },
+                        if offload { "on" } else { "off" }
+                    ),
+                    uring,
+                ),
+                _ => {
+                    let uring = matches!(c.path, TcpPath::Xdp { uring: true });
+                    let kick = if uring { "uring" } else { "sendto" };
+                    (crate::demo::Kind::Xdp, format!("kick={kick}"), uring)
+                }
+            };
             let check = |p: &Port| {
                 if uring && !p.engine().uses_uring() {
                     return Err(anyhow!(
@@ -107,7 +118,7 @@ pub(super) fn over_path<T: Send>(
             };
             let j = crate::demo::with_forwarder(
                 TCP_NS_PREFIX,
-                crate::demo::Kind::Packet,
+                kind,
                 &spec,
                 &crate::fwd::FwdOpts {
                     idle: opts.idle,
