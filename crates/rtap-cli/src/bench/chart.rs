@@ -17,7 +17,7 @@ const TITLE_H: u32 = 26;
 const PANEL_GAP: u32 = 14;
 
 /// Panel order and titles.
-const PANELS: [(&str, &str); 14] = [
+const PANELS: [(&str, &str); 15] = [
     ("tx", "tx 64-byte frames, Mpps (higher is better)"),
     ("rx", "rx drain 64-byte frames, Mpps (higher is better)"),
     ("fwd", "io forward 64-byte frames, Mpps (higher is better)"),
@@ -44,6 +44,10 @@ const PANELS: [(&str, &str); 14] = [
     (
         "xdp-tx",
         "AF_XDP tx 64-byte frames over a veth, Mpps (higher is better)",
+    ),
+    (
+        "xdp-txp",
+        "AF_XDP tx paced at 200 kpps, Mpps (the table has the CPU per packet)",
     ),
     (
         "xdp-rx",

@@ -73,13 +73,14 @@ Tests and contenders (all in the same run, interleaved, each in its own namespac
                floor), rawsock; pkt-rx-1500 the same with 1500-byte frames (what
                grows with the size is the copy). pkt-rx and pkt-fwd fill the rx ring, then time
                the drain. CPU: the application thread's and the SQ thread's ns/pkt.
-  xdp-tx, xdp-rx, xdp-fwd
+  xdp-tx, xdp-txp, xdp-rx, xdp-fwd
                64-byte frames through AF_XDP over veth pairs (copy mode), beside the
                AF_PACKET port and a plain socket: xdp-sendto, xdp-uring (the tx kick
                from the SQPOLL thread), packet-sendto, rawsock; xdp-rx: xdp, packet,
-               rawsock. rx and fwd fill the rx ring first (16384 frames), then time the
-               drain; the forwarder's two ports share one UMEM (one pool). Ratios
-               against packet-sendto (packet for rx).
+               rawsock. xdp-txp: tx paced at 200 kpps (the kicks' CPU per packet where
+               neither saturates). rx and fwd fill the rx ring first (16384 frames),
+               then time the drain; the forwarder's two ports share one UMEM (one
+               pool). Ratios against packet-sendto (packet for rx).
   tcp          a content-verified TCP bulk transfer from namespace A to B through a
                tap in each and the io-mode forwarder between them: uring, uring-
                interrupt (forwarder sleeps on rx interrupts when idle), rw, with
@@ -116,11 +117,11 @@ pub struct BenchArgs {
     #[arg(long)]
     quick: bool,
     /// Run one test only
-    #[arg(long, value_parser = ["tx", "rx", "fwd", "pkt-tx", "pkt-txp", "pkt-rx", "pkt-rx-1500", "pkt-fwd", "xdp-tx", "xdp-rx", "xdp-fwd", "tcp", "lat", "sink"])]
+    #[arg(long, value_parser = ["tx", "rx", "fwd", "pkt-tx", "pkt-txp", "pkt-rx", "pkt-rx-1500", "pkt-fwd", "xdp-tx", "xdp-txp", "xdp-rx", "xdp-fwd", "tcp", "lat", "sink"])]
     only: Option<String>,
     /// Only these contenders (comma-separated: uring,uring-posted,uring-sqpoll,rw;
     /// for pkt-tx and pkt-fwd: packet-uring,packet-sendto,rawsock; for pkt-rx:
-    /// packet,ring-inplace,rawsock; for xdp-tx and xdp-fwd:
+    /// packet,ring-inplace,rawsock; for xdp-tx, xdp-txp and xdp-fwd:
     /// xdp-sendto,xdp-uring,packet-sendto,rawsock; for xdp-rx: xdp,packet,rawsock; for tcp:
     /// uring,uring-interrupt,uring-nooffload,rw,rw-nooffload,packet,
     /// packet-uring,packet-nooffload,tun,tun-rw,tun-nooffload,tun-vpn,xdp,xdp-uring,veth; for lat:
@@ -159,6 +160,7 @@ pub fn cmd(a: BenchArgs) -> Result<()> {
         "pkt-rx-1500" => "pkt-rx-1500",
         "pkt-fwd" => "pkt-fwd",
         "xdp-tx" => "xdp-tx",
+        "xdp-txp" => "xdp-txp",
         "xdp-rx" => "xdp-rx",
         "xdp-fwd" => "xdp-fwd",
         "tcp" => "tcp",
@@ -227,7 +229,7 @@ pub fn run(opts: BenchOpts, mut progress: impl FnMut(&str)) -> Result<Vec<Cell>>
             cells.extend(packet::run(test, &opts, &mut progress)?);
         }
     }
-    for test in ["xdp-tx", "xdp-rx", "xdp-fwd"] {
+    for test in ["xdp-tx", "xdp-txp", "xdp-rx", "xdp-fwd"] {
         if opts.only.is_none_or(|o| o == test) {
             cells.extend(xdp::run(test, &opts, &mut progress)?);
         }

@@ -132,7 +132,7 @@ fn slots_for(n: u32, slot: u32) -> u32 {
 }
 
 /// Sleeps until burst `k` of a paced run is due.
-fn pace(start: Instant, k: u64, pps: f64) {
+pub(super) fn pace(start: Instant, k: u64, pps: f64) {
     let due = start + Duration::from_secs_f64(k as f64 * BURST as f64 / pps);
     let now = Instant::now();
     if due > now {

@@ -313,6 +313,7 @@ fn xdp_rows(cells: &[Cell]) -> String {
     );
     for (t, label) in [
         ("xdp-tx", "xtx 64B"),
+        ("xdp-txp", "xtxp 64B"),
         ("xdp-rx", "xrx 64B"),
         ("xdp-fwd", "xfwd 64B"),
     ] {

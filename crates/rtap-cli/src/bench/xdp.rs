@@ -4,6 +4,9 @@
 //!
 //! - **xdp-tx**: the port sends bursts of 32 frames for a fixed time, its
 //!   packets from the pool that is its UMEM (sent as they are).
+//! - **xdp-txp**: the same paced at [`pkt::PACED_PPS`], well below what any
+//!   contender reaches: the application's CPU per packet is then its own work
+//!   (the two kicks compared where neither saturates).
 //! - **xdp-rx**: the rx ring is first filled from the veth peer (frames the
 //!   program redirects to the socket: the ring and the fill ring hold them
 //!   all), then timed until drained; the application reads every byte.
@@ -77,9 +80,9 @@ fn settled(rxq: &mut rtap::RxQueue) -> Result<()> {
     Ok(())
 }
 
-fn bench_tx(name: &str, secs: f64) -> Result<Run> {
+fn bench_tx(name: &str, secs: f64, paced: Option<f64>) -> Result<Run> {
     if !name.starts_with("xdp") {
-        return pkt::bench_tx(name, secs, None);
+        return pkt::bench_tx(name, secs, paced);
     }
     in_netns(|| {
         veth("bxt")?;
@@ -94,7 +97,12 @@ fn bench_tx(name: &str, secs: f64) -> Result<Run> {
         let base = txq.stats().packets;
         let clock = Clock::start();
         let deadline = clock.wall + Duration::from_secs_f64(secs);
+        let mut k = 0;
         while Instant::now() < deadline {
+            if let Some(pps) = paced {
+                pkt::pace(clock.wall, k, pps);
+                k += 1;
+            }
             while v.len() < BURST {
                 match pool.alloc_from(&f) {
                     Ok(p) => v.push(p),
@@ -210,7 +218,8 @@ pub(super) fn run(
         for (i, c) in who.iter().enumerate() {
             interrupted()?;
             let r = match test {
-                "xdp-tx" => bench_tx(c, secs)?,
+                "xdp-tx" => bench_tx(c, secs, None)?,
+                "xdp-txp" => bench_tx(c, secs.max(1.0), Some(pkt::PACED_PPS))?,
                 "xdp-rx" => bench_rx(c, N)?,
                 _ => bench_fwd(c, N)?,
             };
