@@ -77,6 +77,48 @@ fn rx_injected_frames(kick: Kick) {
     assert_pool_full(&pool);
 }
 
+/// With several queues each socket gets its interface queue's frames: the
+/// peer's flows spread over veth's two queues (the kernel's flow hash picks
+/// the queue), every queue receives some, no flow is split, nothing is lost,
+/// and each queue's counters are its own. Both queues' sockets share the one
+/// pool's UMEM.
+#[test]
+fn rx_per_queue_with_two_queues() {
+    netns();
+    let q2 = ["numtxqueues", "2", "numrxqueues", "2"];
+    let mut args = vec!["link", "add", "xmqp"];
+    args.extend(q2);
+    args.extend(["type", "veth", "peer", "name", "xmqk"]);
+    args.extend(q2);
+    ip(&args);
+    ip(&["link", "set", "xmqk", "up"]);
+    let port = xdp_port(XdpConfig::new("xmqp").queues(2));
+    let pool = umem_pool();
+    let mut rxqs: Vec<_> = (0..2).map(|q| port.rx_queue(q, &pool).unwrap()).collect();
+    let inj = PacketSocket::injector(if_index("xmqk").unwrap());
+    let frames: Vec<Vec<u8>> = (0..512u32)
+        .map(|i| flow_frame(80, (i % 128) as u16, i))
+        .collect();
+    let mut per: Vec<Vec<_>> = vec![Vec::new(), Vec::new()];
+    let got = inject_and_receive(&inj, &frames, &mut rxqs, &mut per);
+    assert_eq!(got, frames.len(), "{:?}", port.stats());
+    let mut flow_queue = std::collections::HashMap::new();
+    let st = port.stats().unwrap();
+    for (q, pkts) in per.iter().enumerate() {
+        assert!(!pkts.is_empty(), "queue {q} received nothing");
+        for p in pkts {
+            let (flow, _) = flow_of(&p.to_vec()).unwrap();
+            assert_eq!(*flow_queue.entry(flow).or_insert(q), q, "flow {flow} split");
+        }
+        assert_eq!(st.rx_queues[q].packets, pkts.len() as u64);
+    }
+    assert_eq!(port.xstat("rx_q0_bad_descs"), Some(0));
+    assert_eq!(port.xstat("rx_q1_bad_descs"), Some(0));
+    drop(per);
+    drop(rxqs);
+    assert_pool_full(&pool);
+}
+
 /// Frames sent by the port arrive on the peer in order, byte for byte; the
 /// port counts them once the kernel completes them.
 fn tx_frames_reach_the_peer(kick: Kick) {
