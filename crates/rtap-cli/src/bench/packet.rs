@@ -249,7 +249,9 @@ pub(super) fn bench_rx_settled(name: &str, n: u32, len: usize, settle: bool) -> 
         };
         let slot = slot_for(len);
         let mut got = 0u32;
-        let clock;
+        // Each arm reads the clock as its drain ends: its ring or port is torn
+        // down (tens of milliseconds for a large ring) after that, untimed.
+        let run;
         let deadline = Instant::now() + Duration::from_secs(30);
         match name {
             "ring-inplace" => {
@@ -258,10 +260,11 @@ pub(super) fn bench_rx_settled(name: &str, n: u32, len: usize, settle: bool) -> 
                 up_and_running(&["bprp".into(), "bprk".into()], true)?;
                 fill()?;
                 settled(settle);
-                clock = Clock::start();
+                let clock = Clock::start();
                 while got < n && Instant::now() < deadline {
                     ring.drain(BURST, |f| got += is_ours(f, len) as u32);
                 }
+                run = clock.run(n as u64);
             }
             "rawsock" => {
                 let s = RawSocket::bind(ai).context("AF_PACKET socket")?;
@@ -270,12 +273,13 @@ pub(super) fn bench_rx_settled(name: &str, n: u32, len: usize, settle: bool) -> 
                 fill()?;
                 settled(settle);
                 let mut buf = [0u8; 2048];
-                clock = Clock::start();
+                let clock = Clock::start();
                 while got < n && Instant::now() < deadline {
                     if let Some(r) = s.try_recv(&mut buf)? {
                         got += is_ours(&buf[..r.len], len) as u32;
                     }
                 }
+                run = clock.run(n as u64);
             }
             _ => {
                 let port = open_port("packet-sendto", "bprp", slots_for(n, slot), slot)?;
@@ -285,15 +289,15 @@ pub(super) fn bench_rx_settled(name: &str, n: u32, len: usize, settle: bool) -> 
                 settled(settle);
                 let mut rxq = port.rx_queue(0, &pool)?;
                 let mut v = Vec::with_capacity(BURST);
-                clock = Clock::start();
+                let clock = Clock::start();
                 while got < n && Instant::now() < deadline {
                     rxq.rx_burst(&mut v, BURST)?;
                     got += v.iter().filter(|p| is_ours(p.data(), len)).count() as u32;
                     v.clear();
                 }
+                run = clock.run(n as u64);
             }
         }
-        let run = clock.run(n as u64);
         if got < n {
             return Err(anyhow!("{name} drained only {got} of {n} frames"));
         }
