@@ -251,9 +251,8 @@ pub(super) fn bench_rx_settled(name: &str, n: u32, len: usize, settle: bool) -> 
         let mut got = 0u32;
         // Each arm reads the clock as its drain ends: its ring or port is torn
         // down (tens of milliseconds for a large ring) after that, untimed.
-        let run;
         let deadline = Instant::now() + Duration::from_secs(30);
-        match name {
+        let run = match name {
             "ring-inplace" => {
                 let mut ring =
                     rawsock::InPlaceRing::bind(ai, slot as usize, slots_for(n, slot) as usize)?;
@@ -264,7 +263,7 @@ pub(super) fn bench_rx_settled(name: &str, n: u32, len: usize, settle: bool) -> 
                 while got < n && Instant::now() < deadline {
                     ring.drain(BURST, |f| got += is_ours(f, len) as u32);
                 }
-                run = clock.run(n as u64);
+                clock.run(n as u64)
             }
             "rawsock" => {
                 let s = RawSocket::bind(ai).context("AF_PACKET socket")?;
@@ -279,7 +278,7 @@ pub(super) fn bench_rx_settled(name: &str, n: u32, len: usize, settle: bool) -> 
                         got += is_ours(&buf[..r.len], len) as u32;
                     }
                 }
-                run = clock.run(n as u64);
+                clock.run(n as u64)
             }
             _ => {
                 let port = open_port("packet-sendto", "bprp", slots_for(n, slot), slot)?;
@@ -295,9 +294,9 @@ pub(super) fn bench_rx_settled(name: &str, n: u32, len: usize, settle: bool) -> 
                     got += v.iter().filter(|p| is_ours(p.data(), len)).count() as u32;
                     v.clear();
                 }
-                run = clock.run(n as u64);
+                clock.run(n as u64)
             }
-        }
+        };
         if got < n {
             return Err(anyhow!("{name} drained only {got} of {n} frames"));
         }
