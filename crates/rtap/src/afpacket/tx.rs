@@ -147,6 +147,7 @@ impl PacketTx {
     }
 
     fn kick(&mut self, fd: BorrowedFd<'_>) {
+        // A packet socket's send walks the whole ring: no second kick for EAGAIN.
         if let Err(e) = self.kicker.kick(fd, &self.pq.counters.kick) {
             self.vanished = Some(e);
         }

@@ -99,12 +99,15 @@ impl Kicker {
     }
 
     /// Asks the kernel to send the frames waiting at the ring's head.
-    /// `Err(errno)` if the socket lost its interface.
+    /// `Ok(true)` if a `send()` kick was answered `EAGAIN` (frames may still
+    /// wait: an XDP socket in copy mode sends a budget's worth a call); a uring
+    /// kick's answer comes later, through [`reap`](Self::reap). `Err(errno)` if
+    /// the socket lost its interface.
     pub(crate) fn kick(
         &mut self,
         fd: BorrowedFd<'_>,
         c: &KickCounters,
-    ) -> std::result::Result<(), i32> {
+    ) -> std::result::Result<bool, i32> {
         match self {
             Kicker::Sendto => {
                 add(&c.kicks, 1);
@@ -117,8 +120,11 @@ impl Kicker {
                     r = sysfd::send_kick(fd);
                 }
                 match r {
-                    Ok(_) => Ok(()),
-                    Err(e) => count_error(e.raw_os_error().unwrap_or(libc::EIO), c),
+                    Ok(_) => Ok(false),
+                    Err(e) => {
+                        let errno = e.raw_os_error().unwrap_or(libc::EIO);
+                        count_error(errno, c).map(|()| errno == libc::EAGAIN)
+                    }
                 }
             }
             Kicker::Uring(u) => {
@@ -130,7 +136,7 @@ impl Kicker {
                         add(&c.sq_wakeups, 1);
                     }
                 }
-                Ok(())
+                Ok(false)
             }
         }
     }

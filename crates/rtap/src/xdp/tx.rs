@@ -101,19 +101,27 @@ impl XskTx {
         size - x.tx.free(size)
     }
 
-    fn kick(&mut self) {
-        if let Err(e) = self.kicker.kick(self.sock.as_fd(), &self.q.counters.kick) {
-            self.vanished = Some(e);
+    /// One kick; true if the kernel said frames may still wait (`EAGAIN` to
+    /// a `send()`).
+    fn kick(&mut self) -> bool {
+        match self.kicker.kick(self.sock.as_fd(), &self.q.counters.kick) {
+            Ok(more) => more,
+            Err(e) => {
+                self.vanished = Some(e);
+                false
+            }
         }
     }
 
     /// Kicks enough to send every queued frame: one kick per budget's worth.
     /// A `send()` kick sends before it returns, so another follows only while
-    /// the last one made progress; uring kicks are queued all at once (the SQ
-    /// thread issues them in order; when the SQ is full, kicks not started yet
-    /// are there to do the work).
+    /// the kernel answers `EAGAIN` (more waiting, or no room just now: then at
+    /// most a budget's worth of kicks is spent). The ring's consumer index is
+    /// no guide: 6.1 and 6.12 publish what a call consumed only at the next
+    /// call. uring kicks are queued all at once (the SQ thread issues
+    /// them in order; when the SQ is full, kicks not started yet will do).
     fn push(&mut self) {
-        let mut queued = self.queued();
+        let queued = self.queued();
         if queued == 0 {
             return;
         }
@@ -121,12 +129,9 @@ impl XskTx {
         match self.kicker {
             Kicker::Sendto => {
                 for _ in 0..needed {
-                    self.kick();
-                    let now = self.queued();
-                    if now == 0 || now >= queued || self.vanished.is_some() {
+                    if !self.kick() || self.vanished.is_some() {
                         break;
                     }
-                    queued = now;
                 }
             }
             Kicker::Uring(_) => {
