@@ -190,7 +190,23 @@ fn attach_builtin(
             },
         }
     })?;
-    let try_mode = |flags| bpf::link_create_xdp(prog.as_fd(), ifindex, flags);
+    // A program whose link was closed a moment ago (a port just dropped) can
+    // still be attached: Linux 6.1 was seen to answer EBUSY right after. So
+    // a busy interface is asked again for a moment before it is refused.
+    let try_mode = |flags| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        loop {
+            match bpf::link_create_xdp(prog.as_fd(), ifindex, flags) {
+                Err(e)
+                    if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::EEXIST))
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => break r,
+            }
+        }
+    };
     let busy = |e: std::io::Error| {
         match e.raw_os_error() {
         Some(libc::EBUSY) | Some(libc::EEXIST) => Error::InvalidConfig {
