@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use super::config::{Attach, Prog, XdpConfig, XdpMode};
+use super::errors::{bpf_error, BPF_PERMISSION};
 use super::prog::redirect_to_xsk;
 use super::queue::XdpQueue;
 use super::rx::XskRx;
@@ -28,13 +29,6 @@ use crate::queue::{Engine, Kick, QueueShared};
 use crate::sys::{bpf, fd as sysfd, xdp as sys};
 use crate::wire::layout::Link;
 use crate::xstats::XStat;
-
-/// What lifts a refusal to open an XDP socket.
-pub(crate) const XSK_PERMISSION: &str =
-    "an XDP socket needs CAP_NET_RAW: run as root or grant it (setcap cap_net_raw+ep)";
-
-/// What lifts a refusal to load or attach an XDP program, or to use a map.
-pub(crate) const BPF_PERMISSION: &str = "loading and attaching an XDP program needs CAP_BPF and CAP_NET_ADMIN (or CAP_SYS_ADMIN): run as root, or use prog=none for a port that only sends";
 
 /// What to do about an interface that is not there.
 const NO_IFACE: &str = "an xdp port attaches to an interface that exists: check the name with `ip link` (and netns= if it lives in another namespace)";
@@ -152,21 +146,6 @@ fn pinned_map(path: &str) -> Result<OwnedFd> {
         });
     }
     Ok(fd)
-}
-
-/// The error of BPF operation `op`: no `bpf()` at all is "unsupported", a
-/// refusal names the capabilities.
-fn bpf_error(op: &'static str) -> impl Fn(std::io::Error) -> Error {
-    move |e| match e.raw_os_error() {
-        Some(libc::ENOSYS) => Error::Unsupported {
-            feature: "BPF (the bpf() system call)",
-            hint: concat!(
-                "this kernel has no BPF syscall or it is disabled: ",
-                "use prog=none (tx only) or a packet: port"
-            ),
-        },
-        _ => Error::sys_or(op, BPF_PERMISSION, e),
-    }
 }
 
 /// Loads rtap's program over a new XSKMAP and attaches it through a BPF link:

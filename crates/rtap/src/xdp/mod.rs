@@ -23,6 +23,7 @@ pub mod config;
 mod counters;
 pub(crate) mod desc;
 mod device;
+mod errors;
 mod prog;
 mod queue;
 #[allow(unsafe_code)]

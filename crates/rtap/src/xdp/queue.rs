@@ -116,7 +116,7 @@ impl XdpQueue {
                 |e| {
                     Error::sys_or(
                         "put the socket into the XSKMAP",
-                        super::device::BPF_PERMISSION,
+                        super::errors::BPF_PERMISSION,
                         e,
                     )
                 },

@@ -117,7 +117,7 @@ pub(crate) fn geometry(pool: &Pool, frame: Option<u32>) -> Result<Geom> {
 }
 
 fn sys_err(op: &'static str) -> impl Fn(std::io::Error) -> Error {
-    move |e| Error::sys_or(op, super::device::XSK_PERMISSION, e)
+    move |e| Error::sys_or(op, super::errors::XSK_PERMISSION, e)
 }
 
 impl Xsk {
