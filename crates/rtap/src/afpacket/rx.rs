@@ -20,7 +20,6 @@ use super::queue::{PacketQueue, QueueCounters as Extra};
 use crate::pool::{Packet, Pool};
 use crate::queue::counters::Block;
 use crate::queue::engine::RxEngine;
-use crate::queue::RingFeatures;
 use crate::stats::QueueCounters;
 use crate::sys::fd as sysfd;
 use crate::sys::packet as sys;
@@ -266,19 +265,6 @@ impl RxEngine for PacketRx {
         0
     }
 
-    fn ring_features(&self) -> Option<&RingFeatures> {
-        None
-    }
-
-    /// The socket's readiness: POLLIN when a slot is the user's.
-    fn signals_eventfd(&self) -> bool {
-        false
-    }
-
-    fn set_eventfd(&mut self, _fd: Option<std::os::fd::RawFd>) -> std::io::Result<()> {
-        Ok(())
-    }
-
     fn wait(&mut self, fd: BorrowedFd<'_>, timeout: Duration) -> std::io::Result<bool> {
         if self.pq.rx.status(self.head) & TP_STATUS_USER != 0 {
             return Ok(true);
@@ -416,18 +402,6 @@ impl RxEngine for PacketRxV3 {
 
     fn held(&self) -> usize {
         0
-    }
-
-    fn ring_features(&self) -> Option<&RingFeatures> {
-        None
-    }
-
-    fn signals_eventfd(&self) -> bool {
-        false
-    }
-
-    fn set_eventfd(&mut self, _fd: Option<std::os::fd::RawFd>) -> std::io::Result<()> {
-        Ok(())
     }
 
     fn wait(&mut self, fd: BorrowedFd<'_>, timeout: Duration) -> std::io::Result<bool> {

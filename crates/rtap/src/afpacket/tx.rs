@@ -15,7 +15,7 @@
 //! [`Kick::Sendto`]: crate::Kick::Sendto
 //! [`Kick::Uring`]: crate::Kick::Uring
 
-use std::os::fd::{AsFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -268,14 +268,6 @@ impl TxEngine for PacketTx {
 
     fn ring_features(&self) -> Option<&RingFeatures> {
         self.kicker.features()
-    }
-
-    fn signals_eventfd(&self) -> bool {
-        false
-    }
-
-    fn set_eventfd(&mut self, _fd: Option<RawFd>) -> std::io::Result<()> {
-        Ok(())
     }
 }
 

@@ -59,16 +59,23 @@ pub(crate) trait RxEngine {
     /// Pool buffers the engine holds for the kernel to fill.
     fn held(&self) -> usize;
 
-    /// The io_uring options in effect, for io_uring engines.
-    fn ring_features(&self) -> Option<&RingFeatures>;
+    /// The io_uring options in effect, for io_uring engines (by default none).
+    fn ring_features(&self) -> Option<&RingFeatures> {
+        None
+    }
 
     /// True if the engine signals completions on an eventfd (registered with
-    /// [`set_eventfd`](Self::set_eventfd)); false if readiness is the queue fd's own.
-    fn signals_eventfd(&self) -> bool;
+    /// [`set_eventfd`](Self::set_eventfd)); false (the default) if readiness is
+    /// the queue fd's own, or the engine's [`ready_fd`](Self::ready_fd).
+    fn signals_eventfd(&self) -> bool {
+        false
+    }
 
     /// Registers (or, with `None`, unregisters) the eventfd signalled when
     /// completions arrive. Only called when [`signals_eventfd`](Self::signals_eventfd).
-    fn set_eventfd(&mut self, fd: Option<RawFd>) -> io::Result<()>;
+    fn set_eventfd(&mut self, _fd: Option<RawFd>) -> io::Result<()> {
+        Ok(())
+    }
 
     /// Sleeps until packets may be ready or `timeout` passes; true if they may be.
     fn wait(&mut self, fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool>;
@@ -108,13 +115,20 @@ pub(crate) trait TxEngine {
     /// Packets taken but not completed yet.
     fn in_flight(&self) -> usize;
 
-    /// The io_uring options in effect, for io_uring engines.
-    fn ring_features(&self) -> Option<&RingFeatures>;
+    /// The io_uring options in effect, for io_uring engines (by default none).
+    fn ring_features(&self) -> Option<&RingFeatures> {
+        None
+    }
 
     /// True if sends complete asynchronously and the engine can signal their
-    /// completions on an eventfd.
-    fn signals_eventfd(&self) -> bool;
+    /// completions on an eventfd (by default not).
+    fn signals_eventfd(&self) -> bool {
+        false
+    }
 
-    /// Registers (or, with `None`, unregisters) the completion eventfd.
-    fn set_eventfd(&mut self, fd: Option<RawFd>) -> io::Result<()>;
+    /// Registers (or, with `None`, unregisters) the completion eventfd. Only
+    /// called when [`signals_eventfd`](Self::signals_eventfd).
+    fn set_eventfd(&mut self, _fd: Option<RawFd>) -> io::Result<()> {
+        Ok(())
+    }
 }

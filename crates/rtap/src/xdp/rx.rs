@@ -5,7 +5,7 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +15,6 @@ use super::queue::XdpQueue;
 use super::xsk::Xsk;
 use crate::pool::Packet;
 use crate::queue::engine::RxEngine;
-use crate::queue::RingFeatures;
 use crate::stats::QueueCounters;
 use crate::sys::{fd as sysfd, xdp as sys};
 use crate::wire::vnet::VnetHdr;
@@ -108,18 +107,6 @@ impl RxEngine for XskRx {
 
     fn held(&self) -> usize {
         self.xsk.borrow().fill_lent.count()
-    }
-
-    fn ring_features(&self) -> Option<&RingFeatures> {
-        None
-    }
-
-    fn signals_eventfd(&self) -> bool {
-        false
-    }
-
-    fn set_eventfd(&mut self, _fd: Option<RawFd>) -> io::Result<()> {
-        Ok(())
     }
 
     fn wait(&mut self, _fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {

@@ -11,8 +11,7 @@
 //! completion gives its buffer back to the pool; sent frames are counted then.
 
 use std::cell::RefCell;
-use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -267,13 +266,5 @@ impl TxEngine for XskTx {
 
     fn ring_features(&self) -> Option<&RingFeatures> {
         self.kicker.features()
-    }
-
-    fn signals_eventfd(&self) -> bool {
-        false
-    }
-
-    fn set_eventfd(&mut self, _fd: Option<RawFd>) -> io::Result<()> {
-        Ok(())
     }
 }

@@ -3,12 +3,11 @@
 //! baseline rtap's benchmarks compare against, and the fallback when io_uring is
 //! unavailable. Same buffers, same packets, same counters as the io_uring backend.
 
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
 use crate::backend::uring::rx_posted::bufs_per_read;
 use crate::backend::uring::tx::MAX_TX_SEGS;
-use crate::backend::uring::RingFeatures;
 use crate::backend::{errno_of, is_vanished};
 use crate::error::Result;
 use crate::pool::{Packet, Pool};
@@ -147,19 +146,6 @@ impl RxEngine for RwRx {
         0
     }
 
-    fn ring_features(&self) -> Option<&RingFeatures> {
-        None
-    }
-
-    /// Readiness is the queue fd's own.
-    fn signals_eventfd(&self) -> bool {
-        false
-    }
-
-    fn set_eventfd(&mut self, _fd: Option<RawFd>) -> std::io::Result<()> {
-        Ok(())
-    }
-
     fn wait(&mut self, fd: BorrowedFd<'_>, timeout: Duration) -> std::io::Result<bool> {
         fd::poll_in(fd, timeout)
     }
@@ -284,17 +270,5 @@ impl TxEngine for RwTx {
 
     fn in_flight(&self) -> usize {
         0
-    }
-
-    fn ring_features(&self) -> Option<&RingFeatures> {
-        None
-    }
-
-    fn signals_eventfd(&self) -> bool {
-        false
-    }
-
-    fn set_eventfd(&mut self, _fd: Option<RawFd>) -> std::io::Result<()> {
-        Ok(())
     }
 }
