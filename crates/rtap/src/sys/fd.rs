@@ -117,8 +117,8 @@ pub fn setns_net(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
-/// The protocol of socket `fd` (`SO_PROTOCOL`: `IPPROTO_TCP`, ...).
-pub fn socket_protocol(fd: BorrowedFd<'_>) -> io::Result<i32> {
+/// An `int` socket option of level `SOL_SOCKET`.
+fn sol_socket_int(fd: BorrowedFd<'_>, opt: libc::c_int) -> io::Result<i32> {
     let mut v: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: v and len are live, correctly sized out-parameters for an int option.
@@ -126,7 +126,7 @@ pub fn socket_protocol(fd: BorrowedFd<'_>) -> io::Result<i32> {
         libc::getsockopt(
             fd.as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_PROTOCOL,
+            opt,
             (&mut v as *mut libc::c_int).cast(),
             &mut len,
         )
@@ -135,6 +135,11 @@ pub fn socket_protocol(fd: BorrowedFd<'_>) -> io::Result<i32> {
         return Err(io::Error::last_os_error());
     }
     Ok(v)
+}
+
+/// The protocol of socket `fd` (`SO_PROTOCOL`: `IPPROTO_TCP`, ...).
+pub fn socket_protocol(fd: BorrowedFd<'_>) -> io::Result<i32> {
+    sol_socket_int(fd, libc::SO_PROTOCOL)
 }
 
 /// `poll(2)` on several fds; returns how many have events (0 on timeout).
@@ -168,17 +173,5 @@ pub fn send_kick(fd: BorrowedFd<'_>) -> io::Result<usize> {
 
 /// Takes the socket's pending error (`SO_ERROR`, which clears it), if any.
 pub fn take_error(fd: BorrowedFd<'_>) -> Option<i32> {
-    let mut v: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: v is a live c_int of `len` bytes for the kernel to write.
-    let r = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            (&mut v as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    (r == 0 && v != 0).then_some(v)
+    sol_socket_int(fd, libc::SO_ERROR).ok().filter(|&v| v != 0)
 }
