@@ -379,7 +379,6 @@ pub(super) fn run(
     opts: &BenchOpts,
     progress: &mut impl FnMut(&str),
 ) -> Result<Vec<Cell>> {
-    let reps = if opts.quick { 1 } else { 5 };
     let n = if opts.quick { 50_000 } else { 200_000 };
     let secs = if opts.quick { 0.5 } else { 1.0 };
     let all = if test.starts_with("pkt-rx") {
@@ -387,18 +386,34 @@ pub(super) fn run(
     } else {
         PKT_CONTENDERS
     };
-    let who: Vec<&'static str> = all.into_iter().filter(|c| chosen(opts, c)).collect();
+    ring_cells(test, &all, opts, progress, |c| match test {
+        "pkt-tx" => bench_tx(c, secs, None),
+        "pkt-txp" => bench_tx(c, secs.max(1.0), Some(PACED_PPS)),
+        "pkt-rx" => bench_rx(c, n, FRAME_LEN),
+        "pkt-rx-1500" => bench_rx(c, n / 4, 1500),
+        _ => bench_fwd(c, n),
+    })
+}
+
+/// The packet-rate cells of a ring test (AF_PACKET or AF_XDP): `one` runs for
+/// each chosen contender of `all`, five times (once with `--quick`), the
+/// contenders interleaved; a progress line per run with the application's and
+/// the SQ thread's CPU per packet; one cell per contender, the median of its
+/// runs.
+pub(super) fn ring_cells(
+    test: &'static str,
+    all: &[&'static str],
+    opts: &BenchOpts,
+    progress: &mut impl FnMut(&str),
+    mut one: impl FnMut(&str) -> Result<Run>,
+) -> Result<Vec<Cell>> {
+    let reps = if opts.quick { 1 } else { 5 };
+    let who: Vec<&'static str> = all.iter().copied().filter(|c| chosen(opts, c)).collect();
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); who.len()];
     for rep in 0..reps {
         for (i, c) in who.iter().enumerate() {
             interrupted()?;
-            let r = match test {
-                "pkt-tx" => bench_tx(c, secs, None)?,
-                "pkt-txp" => bench_tx(c, secs.max(1.0), Some(PACED_PPS))?,
-                "pkt-rx" => bench_rx(c, n, FRAME_LEN)?,
-                "pkt-rx-1500" => bench_rx(c, n / 4, 1500)?,
-                _ => bench_fwd(c, n)?,
-            };
+            let r = one(c)?;
             progress(&format!(
                 "{test:>7} {c:<14} run {}/{reps}: {:>6.2} Mpps, app {:>5.0} ns/pkt, SQ thread {:>5.0} ns/pkt",
                 rep + 1,

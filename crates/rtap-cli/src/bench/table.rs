@@ -227,6 +227,40 @@ fn sink_rows(cells: &[Cell]) -> String {
     s
 }
 
+/// Packets per second per application core, in millions (1 s / app ns).
+fn per_core(c: &Cell) -> f64 {
+    if c.cpu > 0.0 {
+        1e3 / c.cpu
+    } else {
+        0.0
+    }
+}
+
+/// The head of a ring test's table (AF_PACKET, AF_XDP), its two ratio columns
+/// named.
+fn ring_header(vs: &str, core_vs: &str) -> String {
+    format!(
+        "\n{:<8} {:<14} {:>8} {:>9} {:>8} {:>13} {:>10} {:>14}\n",
+        "test", "contender", "Mpps", "app ns", "SQ ns", "Mpps/app core", vs, core_vs
+    )
+}
+
+/// One row of a ring test's table: rate, the two threads' CPU per packet, the
+/// rate per application core, and the two ratios.
+fn ring_row(label: &str, name: &str, x: &Cell, vs: &str, core_vs: &str) -> String {
+    format!(
+        "{:<8} {:<14} {:>8.2} {:>9.0} {:>8.0} {:>13.2} {:>10} {:>14}\n",
+        label,
+        name,
+        x.rate / 1e6,
+        x.cpu,
+        x.sq_cpu,
+        per_core(x),
+        vs,
+        core_vs
+    )
+}
+
 /// The AF_PACKET packet-rate rows: Mpps, CPU ns per packet of the application
 /// thread and of the SQ thread, packets per second per application core (1 s /
 /// app ns), and ratios: pps against `rawsock`, per-core rate against
@@ -237,17 +271,7 @@ fn packet_rows(cells: &[Cell]) -> String {
     if !cells.iter().any(|c| c.test.starts_with("pkt-")) {
         return s;
     }
-    s += &format!(
-        "\n{:<8} {:<14} {:>8} {:>9} {:>8} {:>13} {:>10} {:>14}\n",
-        "test",
-        "contender",
-        "Mpps",
-        "app ns",
-        "SQ ns",
-        "Mpps/app core",
-        "vs rawsock",
-        "core vs sendto"
-    );
+    s += &ring_header("vs rawsock", "core vs sendto");
     for (t, label) in [
         ("pkt-tx", "ptx 64B"),
         ("pkt-txp", "ptxp 64B"),
@@ -264,7 +288,6 @@ fn packet_rows(cells: &[Cell]) -> String {
         };
         for name in names {
             let Some(x) = get(t, name) else { continue };
-            let per_core = |c: &Cell| if c.cpu > 0.0 { 1e3 / c.cpu } else { 0.0 };
             let vs_raw = match raw {
                 Some(r) if name != "rawsock" && r.rate > 0.0 => format!("{:.2}x", x.rate / r.rate),
                 _ => "-".into(),
@@ -275,17 +298,7 @@ fn packet_rows(cells: &[Cell]) -> String {
                 }
                 _ => "-".into(),
             };
-            s += &format!(
-                "{:<8} {:<14} {:>8.2} {:>9.0} {:>8.0} {:>13.2} {:>10} {:>14}\n",
-                label,
-                name,
-                x.rate / 1e6,
-                x.cpu,
-                x.sq_cpu,
-                per_core(x),
-                vs_raw,
-                vs_sendto
-            );
+            s += &ring_row(label, name, x, &vs_raw, &vs_sendto);
         }
     }
     s
@@ -300,17 +313,7 @@ fn xdp_rows(cells: &[Cell]) -> String {
     if !cells.iter().any(|c| c.test.starts_with("xdp-")) {
         return s;
     }
-    s += &format!(
-        "\n{:<8} {:<14} {:>8} {:>9} {:>8} {:>13} {:>10} {:>14}\n",
-        "test",
-        "contender",
-        "Mpps",
-        "app ns",
-        "SQ ns",
-        "Mpps/app core",
-        "vs packet",
-        "core vs packet"
-    );
+    s += &ring_header("vs packet", "core vs packet");
     for (t, label) in [
         ("xdp-tx", "xtx 64B"),
         ("xdp-txp", "xtxp 64B"),
@@ -325,7 +328,6 @@ fn xdp_rows(cells: &[Cell]) -> String {
         let base = get(t, reference);
         for &name in names {
             let Some(x) = get(t, name) else { continue };
-            let per_core = |c: &Cell| if c.cpu > 0.0 { 1e3 / c.cpu } else { 0.0 };
             let (vs, core) = match base {
                 Some(b) if name != reference && b.rate > 0.0 && b.cpu > 0.0 => (
                     format!("{:.2}x", x.rate / b.rate),
@@ -333,17 +335,7 @@ fn xdp_rows(cells: &[Cell]) -> String {
                 ),
                 _ => ("-".into(), "-".into()),
             };
-            s += &format!(
-                "{:<8} {:<14} {:>8.2} {:>9.0} {:>8.0} {:>13.2} {:>10} {:>14}\n",
-                label,
-                name,
-                x.rate / 1e6,
-                x.cpu,
-                x.sq_cpu,
-                per_core(x),
-                vs,
-                core
-            );
+            s += &ring_row(label, name, x, &vs, &core);
         }
     }
     s

@@ -31,8 +31,8 @@ use rtap::{Engine, Kick, Packet, Pool, PoolConfig, Port, SqPoll};
 use super::clock::{Clock, Run};
 use super::packet::{self as pkt, is_ours, up_and_running, veth};
 use super::pps::{frame, in_netns, BURST, FRAME_LEN};
-use super::results::{Cell, Unit};
-use super::{chosen, interrupted, median, BenchOpts};
+use super::results::Cell;
+use super::BenchOpts;
 
 /// The contenders of `xdp-tx` and `xdp-fwd`.
 pub const XDP_CONTENDERS: [&str; 4] = ["xdp-sendto", "xdp-uring", "packet-sendto", "rawsock"];
@@ -198,53 +198,24 @@ fn bench_fwd(name: &str, n: u32) -> Result<Run> {
     })
 }
 
-/// Runs `xdp-tx`, `xdp-rx` or `xdp-fwd` for every chosen contender,
-/// repetitions interleaved; one cell per contender, the median of its runs.
+/// Runs `xdp-tx`, `xdp-txp`, `xdp-rx` or `xdp-fwd` for every chosen
+/// contender, repetitions interleaved; one cell per contender, the median of
+/// its runs.
 pub(super) fn run(
     test: &'static str,
     opts: &BenchOpts,
     progress: &mut impl FnMut(&str),
 ) -> Result<Vec<Cell>> {
-    let reps = if opts.quick { 1 } else { 5 };
     let secs = if opts.quick { 0.5 } else { 1.0 };
     let all: &[&'static str] = if test == "xdp-rx" {
         &XDP_RX_CONTENDERS
     } else {
         &XDP_CONTENDERS
     };
-    let who: Vec<&'static str> = all.iter().copied().filter(|c| chosen(opts, c)).collect();
-    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); who.len()];
-    for rep in 0..reps {
-        for (i, c) in who.iter().enumerate() {
-            interrupted()?;
-            let r = match test {
-                "xdp-tx" => bench_tx(c, secs, None)?,
-                "xdp-txp" => bench_tx(c, secs.max(1.0), Some(pkt::PACED_PPS))?,
-                "xdp-rx" => bench_rx(c, N)?,
-                _ => bench_fwd(c, N)?,
-            };
-            progress(&format!(
-                "{test:>7} {c:<14} run {}/{reps}: {:>6.2} Mpps, app {:>5.0} ns/pkt, SQ thread {:>5.0} ns/pkt",
-                rep + 1,
-                r.pps / 1e6,
-                r.cpu_ns,
-                r.sq_ns
-            ));
-            runs[i].push(r);
-        }
-    }
-    Ok(who
-        .iter()
-        .zip(&runs)
-        .map(|(c, r)| Cell {
-            test,
-            contender: c,
-            unit: Unit::Pps,
-            rate: median(r.iter().map(|x| x.pps).collect()),
-            cpu: median(r.iter().map(|x| x.cpu_ns).collect()),
-            sq_cpu: median(r.iter().map(|x| x.sq_ns).collect()),
-            host_cpu: 0.0,
-            lat: None,
-        })
-        .collect())
+    pkt::ring_cells(test, all, opts, progress, |c| match test {
+        "xdp-tx" => bench_tx(c, secs, None),
+        "xdp-txp" => bench_tx(c, secs.max(1.0), Some(pkt::PACED_PPS)),
+        "xdp-rx" => bench_rx(c, N),
+        _ => bench_fwd(c, N),
+    })
 }
