@@ -403,12 +403,7 @@ fn fwd_macswap_returns_frames_with_macs_swapped() {
     }
     let back = s.recv_tagged(0xd1, 40, Duration::from_secs(2));
     assert_eq!(back.len(), 40, "every frame comes back");
-    for (i, f) in back.iter().enumerate() {
-        let sent = frame(0xd1, i as u32);
-        assert_eq!(&f[..6], &sent[6..12], "destination is the old source");
-        assert_eq!(&f[6..12], &sent[..6], "source is the old destination");
-        assert_eq!(&f[12..], &sent[12..], "the rest is untouched");
-    }
+    assert_macs_swapped(&back, 0xd1);
     let j = expect_json(&wait_output(child, Duration::from_secs(15)));
     assert_eq!(j.at("mode"), &json!("macswap"));
 }
@@ -696,17 +691,7 @@ fn capture_writes_a_pcap_that_reads_back() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let file = std::fs::File::open(&path).unwrap();
-    let mut r = pcap_file::pcap::PcapReader::new(file).expect("a pcap file");
-    assert_eq!(r.header().datalink, pcap_file::DataLink::ETHERNET);
-    let mut ours = Vec::new();
-    while let Some(p) = r.next_packet() {
-        let p = p.expect("a readable record");
-        assert_eq!(p.orig_len as usize, p.data.len());
-        if p.data.len() > 14 && p.data[12..14] == ETHERTYPE.to_be_bytes() && p.data[14] == 0xe1 {
-            ours.push(p.data.to_vec());
-        }
-    }
+    let ours = tagged_frames_in_pcap(&path, 0xe1);
     let _ = std::fs::remove_file(&path);
     assert_eq!(ours, sent, "every injected frame, in order, byte for byte");
     assert!(String::from_utf8_lossy(&out.stdout).contains("captured"));

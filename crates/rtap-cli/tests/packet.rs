@@ -152,15 +152,7 @@ fn capture_from_a_tpacket_v3_ring() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let file = std::fs::File::open(&path).unwrap();
-    let mut r = pcap_file::pcap::PcapReader::new(file).expect("a pcap file");
-    let mut ours = Vec::new();
-    while let Some(p) = r.next_packet() {
-        let p = p.expect("a readable record");
-        if p.data.len() > 14 && p.data[12..14] == ETHERTYPE.to_be_bytes() && p.data[14] == 0xe2 {
-            ours.push(p.data.to_vec());
-        }
-    }
+    let ours = tagged_frames_in_pcap(&path, 0xe2);
     let _ = std::fs::remove_file(&path);
     assert_eq!(ours, sent);
 }

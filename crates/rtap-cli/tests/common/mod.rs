@@ -238,3 +238,31 @@ pub fn udp_frame(flow: u16, seq: u32) -> Vec<u8> {
 pub fn is_udp_7777(f: &[u8]) -> bool {
     f.len() >= 42 && f[12..14] == [0x08, 0x00] && f[23] == 17 && f[36..38] == 7777u16.to_be_bytes()
 }
+
+/// Asserts that `back` are the frames `frame(tag, 0..)` with their source and
+/// destination addresses swapped and the rest untouched.
+pub fn assert_macs_swapped(back: &[Vec<u8>], tag: u8) {
+    for (i, f) in back.iter().enumerate() {
+        let sent = frame(tag, i as u32);
+        assert_eq!(&f[..6], &sent[6..12], "destination is the old source");
+        assert_eq!(&f[6..12], &sent[..6], "source is the old destination");
+        assert_eq!(&f[12..], &sent[12..], "the rest is untouched");
+    }
+}
+
+/// The frames of pcap file `path` that carry test tag `tag`, in file order;
+/// asserts the file is an Ethernet capture of whole frames.
+pub fn tagged_frames_in_pcap(path: &std::path::Path, tag: u8) -> Vec<Vec<u8>> {
+    let file = std::fs::File::open(path).unwrap();
+    let mut r = pcap_file::pcap::PcapReader::new(file).expect("a pcap file");
+    assert_eq!(r.header().datalink, pcap_file::DataLink::ETHERNET);
+    let mut ours = Vec::new();
+    while let Some(p) = r.next_packet() {
+        let p = p.expect("a readable record");
+        assert_eq!(p.orig_len as usize, p.data.len());
+        if p.data.len() > 14 && p.data[12..14] == ETHERTYPE.to_be_bytes() && p.data[14] == tag {
+            ours.push(p.data.to_vec());
+        }
+    }
+    ours
+}
