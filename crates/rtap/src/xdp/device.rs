@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use super::config::{Attach, Prog, XdpConfig, XdpMode};
-use super::errors::{bpf_error, BPF_PERMISSION};
+use super::errors::{bpf_error, retry_busy, BPF_PERMISSION};
 use super::prog::redirect_to_xsk;
 use super::queue::XdpQueue;
 use super::rx::XskRx;
@@ -173,30 +173,22 @@ fn attach_builtin(
     // still be attached: Linux 6.1 was seen to answer EBUSY right after. So
     // a busy interface is asked again for a moment before it is refused.
     let try_mode = |flags| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
-        loop {
-            match bpf::link_create_xdp(prog.as_fd(), ifindex, flags) {
-                Err(e)
-                    if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::EEXIST))
-                        && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                r => break r,
-            }
-        }
+        retry_busy(
+            std::time::Duration::from_millis(500),
+            &[libc::EBUSY, libc::EEXIST],
+            || bpf::link_create_xdp(prog.as_fd(), ifindex, flags),
+        )
     };
-    let busy = |e: std::io::Error| {
-        match e.raw_os_error() {
+    let busy = |e: std::io::Error| match e.raw_os_error() {
         Some(libc::EBUSY) | Some(libc::EEXIST) => Error::InvalidConfig {
             field: "prog",
             why: format!(
-                "{} already has an XDP program: give its XSKMAP with prog=map:PATH, or detach it (ip link set dev {} xdp off)",
-                cfg.iface, cfg.iface
+                "{0} already has an XDP program: give its XSKMAP with prog=map:PATH, \
+                 or detach it (ip link set dev {0} xdp off)",
+                cfg.iface
             ),
         },
         _ => bpf_error("attach the XDP program (BPF_LINK_CREATE)")(e),
-    }
     };
     let (link, how) = match cfg.attach {
         Attach::Native => (

@@ -1,5 +1,6 @@
 //! The errors of an xdp port's kernel calls: what lifts a refusal (the
-//! capabilities each call needs), and a `bpf()` the kernel does not have.
+//! capabilities each call needs), a `bpf()` the kernel does not have, and a
+//! refusal that passes (the teardown of a socket or link just closed).
 
 use crate::error::Error;
 
@@ -22,5 +23,28 @@ pub(crate) fn bpf_error(op: &'static str) -> impl Fn(std::io::Error) -> Error {
             ),
         },
         _ => Error::sys_or(op, BPF_PERMISSION, e),
+    }
+}
+
+/// Calls `f` until it is not refused with one of `busy` (a queue or an
+/// interface still held by a socket or a program link closed a moment ago:
+/// the kernel tears them down after the close returns), for at most
+/// `within`; the last answer is returned.
+pub(crate) fn retry_busy<T>(
+    within: std::time::Duration,
+    busy: &[i32],
+    mut f: impl FnMut() -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match f() {
+            Err(e)
+                if e.raw_os_error().is_some_and(|n| busy.contains(&n))
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => return r,
+        }
     }
 }

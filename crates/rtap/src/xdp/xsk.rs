@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use super::counters::XdpCounters;
 use super::desc::{Geom, Lent};
+use super::errors::retry_busy;
 use super::ring::Ring;
 use crate::device::netns::NsHandle;
 use crate::error::{Error, Result};
@@ -264,15 +265,9 @@ fn bind_retrying(
     };
     let mut copy_reason = None;
     for (i, &flags) in attempts.iter().enumerate() {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let r = loop {
-            match sys::bind(fd.as_fd(), req.ifindex, req.queue, flags, shared) {
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                r => break r,
-            }
-        };
+        let r = retry_busy(Duration::from_secs(2), &[libc::EBUSY], || {
+            sys::bind(fd.as_fd(), req.ifindex, req.queue, flags, shared)
+        });
         match r {
             Ok(()) => {
                 let zc = sys::options(fd.as_fd())
