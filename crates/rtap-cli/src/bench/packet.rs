@@ -31,7 +31,7 @@ use anyhow::{anyhow, Context, Result};
 use std::time::{Duration, Instant};
 
 use rawsock::RawSocket;
-use rtap::{Kick, Packet, PacketConfig, Pool, PoolConfig, Port, SqPoll};
+use rtap::{Kick, Packet, PacketConfig, Pool, PoolConfig, Port, SqPoll, TxQueue};
 
 use super::clock::{Clock, Run};
 use super::pps::{frame, in_netns, BURST, FRAME_LEN};
@@ -169,27 +169,40 @@ pub(super) fn bench_tx(name: &str, secs: f64, paced: Option<f64>) -> Result<Run>
         up_and_running(&["bptk".into()], false)?;
         let pool = Pool::new(PoolConfig::default().count(8192))?;
         let mut txq = port.tx_queue(0)?;
-        let mut v: Vec<Packet> = Vec::with_capacity(BURST);
-        let base = txq.stats().packets;
-        let clock = Clock::start();
-        let deadline = deadline_of(&clock);
-        let mut k = 0;
-        while Instant::now() < deadline {
-            if let Some(pps) = paced {
-                pace(clock.wall, k, pps);
-                k += 1;
-            }
-            while v.len() < BURST {
-                match pool.alloc_from(&f) {
-                    Ok(p) => v.push(p),
-                    Err(_) => break,
-                }
-            }
-            txq.tx_burst(&mut v)?;
-        }
-        txq.flush(Duration::from_secs(1));
-        Ok(clock.run(txq.stats().packets - base))
+        timed_tx(&mut txq, &pool, &f, secs, paced)
     })
+}
+
+/// Sends bursts of `f` from `pool` on `txq` for `secs` seconds (paced at `paced`
+/// frames per second, else as fast as the queue takes them), then waits for the
+/// last completions; the run counts completed sends.
+pub(super) fn timed_tx(
+    txq: &mut TxQueue,
+    pool: &Pool,
+    f: &[u8],
+    secs: f64,
+    paced: Option<f64>,
+) -> Result<Run> {
+    let mut v: Vec<Packet> = Vec::with_capacity(BURST);
+    let base = txq.stats().packets;
+    let clock = Clock::start();
+    let deadline = clock.wall + Duration::from_secs_f64(secs);
+    let mut k = 0;
+    while Instant::now() < deadline {
+        if let Some(pps) = paced {
+            pace(clock.wall, k, pps);
+            k += 1;
+        }
+        while v.len() < BURST {
+            match pool.alloc_from(f) {
+                Ok(p) => v.push(p),
+                Err(_) => break,
+            }
+        }
+        txq.tx_burst(&mut v)?;
+    }
+    txq.flush(Duration::from_secs(1));
+    Ok(clock.run(txq.stats().packets - base))
 }
 
 /// Gives the kernel a moment to finish receiving what was injected.

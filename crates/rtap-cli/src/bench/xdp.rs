@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use rawsock::RawSocket;
 use rtap::xdp::XdpConfig;
-use rtap::{Engine, Kick, Packet, Pool, PoolConfig, Port, SqPoll};
+use rtap::{Engine, Kick, Pool, PoolConfig, Port, SqPoll};
 
 use super::clock::{Clock, Run};
 use super::packet::{self as pkt, is_ours, up_and_running, veth};
@@ -93,26 +93,7 @@ fn bench_tx(name: &str, secs: f64, paced: Option<f64>) -> Result<Run> {
         // The rx queue makes the pool the UMEM: the tx packets go as they are.
         let _rxq = port.rx_queue(0, &pool)?;
         let mut txq = port.tx_queue(0)?;
-        let mut v: Vec<Packet> = Vec::with_capacity(BURST);
-        let base = txq.stats().packets;
-        let clock = Clock::start();
-        let deadline = clock.wall + Duration::from_secs_f64(secs);
-        let mut k = 0;
-        while Instant::now() < deadline {
-            if let Some(pps) = paced {
-                pkt::pace(clock.wall, k, pps);
-                k += 1;
-            }
-            while v.len() < BURST {
-                match pool.alloc_from(&f) {
-                    Ok(p) => v.push(p),
-                    Err(_) => break,
-                }
-            }
-            txq.tx_burst(&mut v)?;
-        }
-        txq.flush(Duration::from_secs(1));
-        Ok(clock.run(txq.stats().packets - base))
+        pkt::timed_tx(&mut txq, &pool, &f, secs, paced)
     })
 }
 
