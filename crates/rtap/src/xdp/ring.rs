@@ -38,9 +38,12 @@ pub(crate) fn layout_ok(off: &RingOffset, size: u32, entry: usize, len: usize) -
             .is_some_and(|end| end <= len as u64)
 }
 
-/// Bytes to map for a ring of `size` entries of `entry` bytes.
+/// Bytes to map for a ring of `size` entries of `entry` bytes (saturating:
+/// an offset past any mapping then fails `layout_ok` instead of overflowing).
 pub(crate) fn map_len(off: &RingOffset, size: u32, entry: usize) -> usize {
-    off.desc as usize + size as usize * entry
+    usize::try_from(off.desc)
+        .unwrap_or(usize::MAX)
+        .saturating_add((size as usize).saturating_mul(entry))
 }
 
 /// One ring in its mapping, with entries of type `T` (`u64` addresses for the
@@ -232,6 +235,10 @@ mod tests {
             "entries misaligned"
         );
         assert!(!layout_ok(&off(0, u64::MAX - 1, 196, 320), 64, 16, 4096));
+        // An entries offset near the top: the length saturates, the layout fails.
+        let top = off(0, 128, 196, u64::MAX - 15);
+        assert_eq!(map_len(&top, 64, 16), usize::MAX);
+        assert!(!layout_ok(&top, 64, 16, map_len(&top, 64, 16)));
         assert!(!layout_ok(
             &off(0, 128, 196, u64::MAX - 15),
             64,
