@@ -143,6 +143,9 @@ fn rings_and_ports_with_the_same_settings_share_one_sq_thread() {
         1,
         "tap and packet ports, one SQ thread"
     );
+    // A veth drops what is sent before both ends are operational.
+    wait_oper_up("sqpa");
+    wait_oper_up("sqpb");
     let mut sent = 0;
     for (i, (iface, txq)) in packet_tx.iter_mut().enumerate() {
         if *iface == "sqpa" {
