@@ -103,6 +103,12 @@ struct Slot {
     closing: bool,
     /// Last end was for lack of buffers: wait for one to come back.
     starved: bool,
+    /// Buffers returned (`Shared::published`) when this receive was armed. A
+    /// starved receive is armed again once more came back *since it was armed*:
+    /// taking the count when the end is reaped would miss buffers returned
+    /// between the kernel's end and the reap, and wait for ever once nobody
+    /// returns any more (two receivers sharing one area, the other one done).
+    armed_at: u64,
 }
 
 enum Engine {
@@ -111,8 +117,6 @@ enum Engine {
         id: u32,
         /// `Shared::published` when this receiver last flushed.
         flushed_at: u64,
-        /// Buffers returned when a receive last starved.
-        starved_at: u64,
     },
     Copy {
         bufs: Rc<BufRing>,
@@ -208,7 +212,6 @@ impl Receiver {
                 home: Rc::new(ZcHome::new(shared)),
                 id,
                 flushed_at: published,
-                starved_at: 0,
             },
         ))
     }
@@ -331,6 +334,7 @@ impl Receiver {
                     want_arm: false,
                     closing: false,
                     starved: false,
+                    armed_at: 0,
                 });
                 (self.conns.slots.len() - 1) as u32
             }
@@ -449,7 +453,7 @@ impl Receiver {
             }
             // A receive that ended for lack of buffers waits until some come back.
             let starved = match &self.engine {
-                Engine::Zc { starved_at, .. } => s.starved && returned == *starved_at,
+                Engine::Zc { .. } => s.starved && returned == s.armed_at,
                 Engine::Copy { .. } => returned == 0,
             };
             if starved {
@@ -473,6 +477,7 @@ impl Receiver {
             s.armed = true;
             s.want_arm = false;
             s.starved = false;
+            s.armed_at = returned;
         }
     }
 
@@ -546,14 +551,6 @@ impl Receiver {
                 s.want_arm = true;
                 // ENOSPC: the completion queue was full (drained by now).
                 s.starved = matches!(-res, libc::ENOMEM | libc::ENOBUFS);
-                if s.starved {
-                    if let Engine::Zc {
-                        home, starved_at, ..
-                    } = &mut self.engine
-                    {
-                        *starved_at = home.shared.published();
-                    }
-                }
                 self.stats.rearms += 1;
                 self.to_arm.push_back(idx);
             } else {
