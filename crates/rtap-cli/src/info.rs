@@ -109,7 +109,7 @@ fn shared_status(path: &str, json: bool) -> Result<String> {
             .collect();
         return Ok(format!(
             "{}\n",
-            json!({"kind": rtap::DeviceKind::Shared.to_string(), "socket": path, "queues": q})
+            json!({"kind": rtap::DeviceKind::SHARED.to_string(), "socket": path, "queues": q})
         ));
     }
     let mut s = format!(

@@ -54,7 +54,7 @@ fn falls_back_to_read_write_when_io_uring_is_blocked() {
         "the filter must block io_uring_setup"
     );
     let mut port = Port::open(TapConfig::new("fb%d")).unwrap();
-    assert_eq!(port.engine(), Engine::Rw);
+    assert_eq!(port.engine(), Engine::RW);
     let why = port.engine_reason().expect("the fallback says why");
     assert!(why.contains("io_uring"), "{why}");
     // And it still moves traffic.
@@ -81,7 +81,7 @@ fn packet_kick_falls_back_to_sendto_when_io_uring_is_blocked() {
     let mut port = Port::open(PacketConfig::new("pkfb0").kick(Kick::Uring)).unwrap();
     assert_eq!(
         port.engine(),
-        Engine::PacketRing { kick: Kick::Sendto },
+        Engine::tpacket(Kick::Sendto),
         "the sendto kick"
     );
     let why = port.engine_reason().expect("the fallback says why");
@@ -104,7 +104,7 @@ fn explicit_io_uring_queue_fails_clearly_when_blocked_after_open() {
     netns();
     // Port opened while io_uring works; the ring for a queue is made later.
     let mut port = Port::open(TapConfig::new("fc%d")).unwrap();
-    assert_eq!(port.engine(), Engine::Uring);
+    assert_eq!(port.engine(), Engine::URING);
     port.start().unwrap();
     block_io_uring();
     let pool = Pool::new(PoolConfig::default()).unwrap();

@@ -41,7 +41,7 @@ fn wait_holder(srv: &rtap::share::Server, q: usize, want: &QueueHolder) {
 fn attached_queue_receives_and_counts_into_the_serving_port() {
     let (port, srv, name) = served("shr0");
     let mut b = Port::open(SharedConfig::new(&name).queue_list(&[1])).unwrap();
-    assert_eq!(b.kind(), rtap::DeviceKind::Shared);
+    assert_eq!(b.kind(), rtap::DeviceKind::SHARED);
     assert_eq!(b.queue_count(), 1);
     assert_eq!(b.ifindex(), port.ifindex());
     assert_eq!(b.offloads(), port.offloads());
@@ -202,7 +202,7 @@ fn socket_file_mode_0600() {
     // A second server on the same path is refused; a stale file is replaced.
     assert!(port.serve(ServeConfig::new(p)).is_err());
     let b = Port::open(SharedConfig::new(p).backend(rtap::BackendKind::Rw)).unwrap();
-    assert_eq!(b.engine(), rtap::Engine::Rw);
+    assert_eq!(b.engine(), rtap::Engine::RW);
     drop(b);
     drop(srv);
     assert!(!path.exists(), "socket file removed");

@@ -15,7 +15,7 @@ use rtap::{BackendKind, Gso, Offloads, Pool, PoolConfig, Port, TapConfig, TxRequ
 
 fn tun_port(name: &str, backend: BackendKind, offloads: Offloads) -> Port {
     let mut p = Port::open(TapConfig::tun(name).backend(backend).offloads(offloads)).unwrap();
-    assert_eq!(p.kind(), rtap::DeviceKind::Tun);
+    assert_eq!(p.kind(), rtap::DeviceKind::TUN);
     p.start().unwrap();
     p
 }

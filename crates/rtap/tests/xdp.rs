@@ -31,7 +31,7 @@ fn xdp_port(cfg: XdpConfig) -> Port {
     let mut port = Port::open(cfg).expect("open xdp port");
     assert_eq!(
         port.engine(),
-        Engine::Xsk { kick },
+        Engine::xsk(kick),
         "kick fell back: {:?}",
         port.engine_reason()
     );

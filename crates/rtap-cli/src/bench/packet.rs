@@ -114,7 +114,7 @@ fn open_port(name: &str, iface: &str, frames: u32, slot: u32) -> Result<Port> {
         .frame_count(frames)
         .sqpoll(SqPoll::new(200));
     let mut p = Port::open(cfg)?;
-    if p.engine() != (rtap::Engine::PacketRing { kick }) {
+    if p.engine() != rtap::Engine::tpacket(kick) {
         return Err(anyhow!(
             "{name}: the {kick} kick fell back: {}",
             p.engine_reason().unwrap_or("")

@@ -55,7 +55,7 @@ fn open_port(name: &str, iface: &str, ring: u32) -> Result<Port> {
         .ring(ring)
         .sqpoll(SqPoll::new(200));
     let mut p = Port::open(cfg)?;
-    if p.engine() != (Engine::Xsk { kick }) {
+    if p.engine() != Engine::xsk(kick) {
         return Err(anyhow!(
             "{name}: the {kick} kick fell back: {}",
             p.engine_reason().unwrap_or("")

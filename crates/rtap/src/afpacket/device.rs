@@ -115,6 +115,15 @@ fn vanished(iface: &Opened) -> impl Fn(std::io::Error) -> Error + '_ {
     }
 }
 
+impl Engine {
+    /// AF_PACKET: TPACKET rings mapped from the kernel, frames copied between
+    /// the rings and pool buffers; the kernel walks the tx ring on a `kick`
+    /// (`tpacket+sendto`, `tpacket+uring`).
+    pub const fn tpacket(kick: Kick) -> Engine {
+        Engine::kicked("tpacket", kick)
+    }
+}
+
 impl PacketDevice {
     /// The device of a port on rings laid out as `cfg` says, its kick chosen
     /// (no interface lookup: `open` does that, and a process the port is
@@ -124,13 +133,13 @@ impl PacketDevice {
         let (kick, engine_reason) = kick::choose(cfg.kick, cfg.sqpoll);
         let (offloads, offload_notes) = offloads(cfg.offload);
         let info = DeviceInfo {
-            kind: DeviceKind::Packet,
+            kind: DeviceKind::PACKET,
             link: Link::Ethernet,
             created: false,
             controls_link: true,
             offloads,
             offload_notes,
-            engine: Engine::PacketRing { kick },
+            engine: Engine::tpacket(kick),
             engine_reason,
             tx_engine: tx_engine_name(cfg, &geom, kick),
             tx_through_qdisc: !cfg.qdisc_bypass,
@@ -468,7 +477,7 @@ fn queue_state(ctx: &EngineCtx) -> Result<Arc<PacketQueue>> {
 
 impl DeviceConfig for PacketConfig {
     fn kind(&self) -> DeviceKind {
-        DeviceKind::Packet
+        DeviceKind::PACKET
     }
 
     fn options(&self) -> &PortOptions {

@@ -52,9 +52,14 @@ pub const KEYS: &[&str] = &[
     "offload",
 ];
 
+impl DeviceKind {
+    /// An existing interface through AF_PACKET sockets (`packet:`).
+    pub const PACKET: DeviceKind = DeviceKind::new("packet");
+}
+
 /// The registry's entry for `packet:`.
 pub(crate) const PACKET: DeviceType = DeviceType {
-    kind: DeviceKind::Packet,
+    kind: DeviceKind::PACKET,
     parse: |p| parse(p).map(PortSpec::new),
     rebuild: Some(rebuild),
 };
@@ -164,7 +169,7 @@ mod tests {
 
     fn packet(spec: &str) -> PacketConfig {
         let s = parse_port_spec(spec).unwrap();
-        assert_eq!(s.kind(), DeviceKind::Packet, "{spec}");
+        assert_eq!(s.kind(), DeviceKind::PACKET, "{spec}");
         s.as_packet().expect("a packet spec").clone()
     }
 
@@ -187,7 +192,7 @@ mod tests {
         assert_eq!(c.port.queues, 1);
         assert_eq!(
             parse_port_spec("packet:iface=veth0").unwrap().kind(),
-            DeviceKind::Packet
+            DeviceKind::PACKET
         );
     }
 

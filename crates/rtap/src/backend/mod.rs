@@ -46,11 +46,20 @@ impl std::fmt::Display for BackendKind {
     }
 }
 
+impl Engine {
+    /// io_uring reads and writes on the queue fd (TAP, TUN): one ring per rx
+    /// queue and one per tx queue.
+    pub const URING: Engine = Engine::direct("uring", true);
+    /// `read()`/`write()` system calls on the queue fd, one per frame: DPDK
+    /// net_tap's way, the baseline, and the fallback where io_uring is refused.
+    pub const RW: Engine = Engine::direct("rw", false);
+}
+
 impl From<BackendKind> for Engine {
     fn from(b: BackendKind) -> Engine {
         match b {
-            BackendKind::Uring => Engine::Uring,
-            BackendKind::Rw => Engine::Rw,
+            BackendKind::Uring => Engine::URING,
+            BackendKind::Rw => Engine::RW,
         }
     }
 }

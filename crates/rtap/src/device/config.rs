@@ -79,7 +79,7 @@ impl<T: DeviceConfig> AnyConfig for T {
 ///
 /// ```
 /// let spec = rtap::parse_port_spec("tap:iface=tap0,queues=2,backend=rw").unwrap();
-/// assert_eq!(spec.kind(), rtap::DeviceKind::Tap);
+/// assert_eq!(spec.kind(), rtap::DeviceKind::TAP);
 /// assert_eq!(spec.options().queues, 2);
 /// let tap = spec.as_tap().unwrap();
 /// assert_eq!(tap.name, "tap0");
@@ -162,9 +162,9 @@ pub(crate) struct DeviceType {
 pub(crate) struct Registry(pub &'static [DeviceType]);
 
 impl Registry {
-    /// The entry of `kind`, if the registry lists it.
-    pub(crate) fn find(&self, kind: DeviceKind) -> Option<&'static DeviceType> {
-        self.0.iter().find(|d| d.kind == kind)
+    /// The entry whose kind is named `name`, if the registry lists it.
+    pub(crate) fn find_name(&self, name: &str) -> Option<&'static DeviceType> {
+        self.0.iter().find(|d| d.kind.name() == name)
     }
 }
 

@@ -1,104 +1,45 @@
-//! [`DeviceKind`]: the kinds of device a port can be. The only place their
-//! names are spelled: a port spec's prefix, the sharing protocol's `kind=` and
-//! the CLI's reports all print and parse them here.
+//! [`DeviceKind`]: which kind of device a port is. The set is open: each
+//! device declares its kind in its own folder, beside its spec parser
+//! (`impl DeviceKind { pub const TAP: .. }` in `tap/spec.rs`), and the port
+//! layer's registry is what lists them (parsing a name, [`DeviceKind::all`]).
+//! A kind is compared and printed, never matched on: the registry is the one
+//! place that finds a device by its kind.
 
-/// The kind of device behind a port.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum DeviceKind {
-    /// A TAP interface (Ethernet frames), created or attached (`tap:`).
-    Tap,
-    /// A TUN interface (IP packets) (`tun:`).
-    Tun,
-    /// An existing interface through AF_PACKET sockets (`packet:`).
-    Packet,
-    /// Queues of a port another process serves (`shared:`).
-    Shared,
-    /// An existing interface through AF_XDP sockets (`xdp:`).
-    Xdp,
-}
+/// The kind of device behind a port: `DeviceKind::TAP`, `DeviceKind::TUN`,
+/// `DeviceKind::PACKET`, `DeviceKind::SHARED`, `DeviceKind::XDP` (each
+/// declared by its device). Its name is the prefix of the device's port specs
+/// (`tap:`), the sharing protocol's `kind=` and what reports print.
+///
+/// ```
+/// use rtap::DeviceKind;
+/// assert_eq!(DeviceKind::TAP.name(), "tap");
+/// assert_eq!("xdp".parse::<DeviceKind>(), Ok(DeviceKind::XDP));
+/// assert!(DeviceKind::all().any(|k| k == DeviceKind::PACKET));
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DeviceKind(&'static str);
 
 impl DeviceKind {
-    /// Every kind.
-    pub const ALL: [DeviceKind; 5] = [
-        DeviceKind::Tap,
-        DeviceKind::Tun,
-        DeviceKind::Packet,
-        DeviceKind::Shared,
-        DeviceKind::Xdp,
-    ];
+    /// A kind by its name, for the device that declares it (the name must be
+    /// unique: the registry's test checks).
+    pub(crate) const fn new(name: &'static str) -> DeviceKind {
+        DeviceKind(name)
+    }
 
     /// The kind's name: the prefix of its port specs.
     pub const fn name(self) -> &'static str {
-        match self {
-            DeviceKind::Tap => "tap",
-            DeviceKind::Tun => "tun",
-            DeviceKind::Packet => "packet",
-            DeviceKind::Shared => "shared",
-            DeviceKind::Xdp => "xdp",
-        }
+        self.0
     }
 }
 
 impl std::fmt::Display for DeviceKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
+        f.write_str(self.0)
     }
 }
 
-impl std::str::FromStr for DeviceKind {
-    type Err = String;
-
-    /// A kind by its name; the error lists the names.
-    fn from_str(s: &str) -> Result<DeviceKind, String> {
-        DeviceKind::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = DeviceKind::ALL.iter().map(|k| k.name()).collect();
-                format!(
-                    "unknown port kind `{s}`: the kinds are {}",
-                    names.join(", ")
-                )
-            })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::DeviceKind;
-
-    /// `ALL` lists every kind: a kind added to the enum and not to `ALL`
-    /// fails to compile here first (the match is exhaustive), then this test.
-    #[test]
-    fn all_is_complete() {
-        for k in DeviceKind::ALL {
-            match k {
-                DeviceKind::Tap
-                | DeviceKind::Tun
-                | DeviceKind::Packet
-                | DeviceKind::Shared
-                | DeviceKind::Xdp => {}
-            }
-        }
-        let listed = |k: DeviceKind| DeviceKind::ALL.contains(&k);
-        assert!([
-            DeviceKind::Tap,
-            DeviceKind::Tun,
-            DeviceKind::Packet,
-            DeviceKind::Shared
-        ]
-        .into_iter()
-        .all(listed));
-    }
-
-    #[test]
-    fn names_round_trip() {
-        for k in DeviceKind::ALL {
-            assert_eq!(k.name().parse::<DeviceKind>(), Ok(k));
-            assert_eq!(k.to_string(), k.name());
-        }
-        let e = "pcap".parse::<DeviceKind>().unwrap_err();
-        assert!(e.contains("tap, tun, packet, shared, xdp"), "{e}");
+impl std::fmt::Debug for DeviceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DeviceKind({})", self.0)
     }
 }

@@ -1,7 +1,8 @@
 //! The device registry: every kind of device a port spec can name, one line
 //! each. The only place in the library that dispatches on the devices (the
-//! crate root declares their modules); adding one adds its line here (and its
-//! [`DeviceKind`] variant).
+//! crate root declares their modules); adding one adds its line here. Each
+//! device declares its [`DeviceKind`] in its own folder; the registry is what
+//! lists the kinds and finds one by name.
 
 use crate::device::keys::{spec_err, Parser};
 use crate::device::{DeviceKind, DeviceType, PortSpec, Registry};
@@ -57,7 +58,7 @@ pub(super) const REGISTRY: Registry = Registry(DEVICES);
 ///
 /// ```
 /// let spec = rtap::parse_port_spec("packet:iface=veth0,queues=2").unwrap();
-/// assert_eq!(spec.kind(), rtap::DeviceKind::Packet);
+/// assert_eq!(spec.kind(), rtap::DeviceKind::PACKET);
 /// assert_eq!(spec.as_packet().unwrap().iface, "veth0");
 /// assert!(rtap::parse_port_spec("pcap:iface=x").is_err());
 /// ```
@@ -67,18 +68,42 @@ pub fn parse_port_spec(spec: &str) -> Result<PortSpec> {
     let Some((prefix, rest)) = body.split_once(':') else {
         return Err(no_kind(spec, example));
     };
-    if let Some(d) = DEVICES.iter().find(|d| d.kind.name() == prefix) {
+    if let Some(d) = REGISTRY.find_name(prefix) {
         return (d.parse)(&Parser::new(spec, rest)?);
     }
     if prefix.contains('=') || prefix.contains(',') {
         return Err(no_kind(spec, example));
     }
-    let why = match prefix.parse::<DeviceKind>() {
-        // A kind this build has no device for.
-        Ok(k) => format!("port kind `{k}` is not available in this build"),
-        Err(e) => format!("{e} ({example})"),
-    };
+    let why = format!("{} ({example})", unknown_kind(prefix));
     Err(spec_err(spec, "kind", why))
+}
+
+/// The refusal of a kind name no device declares: it lists the names.
+fn unknown_kind(name: &str) -> String {
+    let names: Vec<&str> = DeviceKind::all().map(DeviceKind::name).collect();
+    format!(
+        "unknown port kind `{name}`: the kinds are {}",
+        names.join(", ")
+    )
+}
+
+impl DeviceKind {
+    /// Every kind of device this build has, in the registry's order.
+    pub fn all() -> impl Iterator<Item = DeviceKind> {
+        DEVICES.iter().map(|d| d.kind)
+    }
+}
+
+impl std::str::FromStr for DeviceKind {
+    type Err = String;
+
+    /// A kind by its name; the error lists the names.
+    fn from_str(s: &str) -> std::result::Result<DeviceKind, String> {
+        REGISTRY
+            .find_name(s)
+            .map(|d| d.kind)
+            .ok_or_else(|| unknown_kind(s))
+    }
 }
 
 fn no_kind(spec: &str, example: &str) -> Error {
@@ -103,11 +128,25 @@ mod tests {
     use super::DEVICES;
     use crate::device::DeviceKind;
 
+    /// Kinds are declared by their devices: two declaring one name would make
+    /// specs ambiguous.
     #[test]
-    fn every_kind_has_one_entry() {
-        for k in DeviceKind::ALL {
-            assert_eq!(DEVICES.iter().filter(|d| d.kind == k).count(), 1, "{k}");
+    fn kind_names_are_unique() {
+        for k in DeviceKind::all() {
+            let same = DEVICES.iter().filter(|d| d.kind.name() == k.name());
+            assert_eq!(same.count(), 1, "{k}");
         }
+        assert_eq!(DeviceKind::all().count(), DEVICES.len());
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for k in DeviceKind::all() {
+            assert_eq!(k.name().parse::<DeviceKind>(), Ok(k));
+            assert_eq!(k.to_string(), k.name());
+        }
+        let e = "pcap".parse::<DeviceKind>().unwrap_err();
+        assert!(e.contains("tap, tun, packet, shared, xdp"), "{e}");
     }
 
     #[test]

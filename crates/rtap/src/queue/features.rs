@@ -5,57 +5,74 @@
 
 /// The data path of a port's queues: which engine moves the frames.
 ///
+/// The set is open: an engine is declared where it is built (`Engine::URING`
+/// and `Engine::RW` by the fd engines in `backend/`, `Engine::tpacket(kick)`
+/// by the AF_PACKET device, `Engine::xsk(kick)` by the AF_XDP device). An
+/// engine says what it is: its name, whether it runs on io_uring, and for an
+/// engine whose tx ring is shared with the kernel, how that ring is kicked.
+///
 /// Printed as the CLI and the JSON reports show it: `uring`, `rw`,
 /// `tpacket+sendto`, `tpacket+uring`, `xsk+sendto`, `xsk+uring`.
+///
+/// ```
+/// use rtap::{Engine, Kick};
+/// assert_eq!(Engine::xsk(Kick::Uring).to_string(), "xsk+uring");
+/// assert!(Engine::xsk(Kick::Uring).uses_uring());
+/// assert!(!Engine::tpacket(Kick::Sendto).uses_uring());
+/// assert_eq!(Engine::RW.kick(), None);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Engine {
-    /// io_uring reads and writes on the queue fd (TAP, TUN): one ring per rx
-    /// queue and one per tx queue.
-    Uring,
-    /// `read()`/`write()` system calls on the queue fd, one per frame: DPDK
-    /// net_tap's way, the baseline, and the fallback where io_uring is refused.
-    Rw,
-    /// AF_PACKET: TPACKET rings mapped from the kernel, frames copied between
-    /// the rings and pool buffers; the kernel walks the tx ring on a kick.
-    PacketRing {
-        /// How the tx ring is kicked.
-        kick: Kick,
-    },
-    /// AF_XDP: an XDP socket's rings over a UMEM that is the rx pool's memory
-    /// (received frames are pool packets without a copy; packets of that pool
-    /// go to tx without one); the kernel sends on a kick.
-    Xsk {
-        /// How the tx ring is kicked.
-        kick: Kick,
-    },
+pub struct Engine {
+    name: &'static str,
+    uring: bool,
+    kick: Option<Kick>,
 }
 
 impl Engine {
+    /// An engine that moves frames with its own system calls or io_uring
+    /// requests (`uring`: it submits through io_uring).
+    pub(crate) const fn direct(name: &'static str, uring: bool) -> Engine {
+        Engine {
+            name,
+            uring,
+            kick: None,
+        }
+    }
+
+    /// An engine whose frames wait in rings shared with the kernel, the tx
+    /// ring kicked by `kick`.
+    pub(crate) const fn kicked(name: &'static str, kick: Kick) -> Engine {
+        Engine {
+            name,
+            uring: false,
+            kick: Some(kick),
+        }
+    }
+
+    /// The engine's name without its kick: `uring`, `rw`, `tpacket`, `xsk`.
+    pub fn name(self) -> &'static str {
+        self.name
+    }
+
+    /// How the tx ring is kicked, for an engine whose tx ring is shared with
+    /// the kernel.
+    pub fn kick(self) -> Option<Kick> {
+        self.kick
+    }
+
     /// True if the engine submits its I/O through io_uring (the tx kick
     /// included).
     pub fn uses_uring(self) -> bool {
-        match self {
-            Engine::Uring => true,
-            Engine::Rw => false,
-            Engine::PacketRing { kick } | Engine::Xsk { kick } => match kick {
-                Kick::Uring => true,
-                Kick::Sendto => false,
-            },
-        }
+        self.uring || self.kick == Some(Kick::Uring)
     }
 }
 
 impl std::fmt::Display for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Engine::Uring => "uring",
-            Engine::Rw => "rw",
-            Engine::PacketRing { kick: Kick::Sendto } => "tpacket+sendto",
-            Engine::PacketRing { kick: Kick::Uring } => "tpacket+uring",
-            Engine::Xsk { kick: Kick::Sendto } => "xsk+sendto",
-            Engine::Xsk { kick: Kick::Uring } => "xsk+uring",
-        })
+        match self.kick {
+            Some(kick) => write!(f, "{}+{kick}", self.name),
+            None => f.write_str(self.name),
+        }
     }
 }
 

@@ -125,14 +125,11 @@ pub(crate) fn open(cfg: &SharedConfig, reg: &Registry) -> Result<OpenedDevice> {
         name: name.into(),
         why: why.into(),
     };
-    let kind: DeviceKind = m
-        .get("kind")
-        .unwrap_or("")
-        .parse()
-        .map_err(|e: String| bad(&format!("the served port: {e}")))?;
+    let kind = m.get("kind").unwrap_or("");
     let rebuild = reg
-        .find(kind)
-        .and_then(|d| d.rebuild)
+        .find_name(kind)
+        .ok_or_else(|| bad(&format!("the served port is of an unknown kind `{kind}`")))?
+        .rebuild
         .ok_or_else(|| bad(&format!("a served {kind} port cannot be attached to")))?;
     let primary: Vec<u16> = m
         .get("queues")
@@ -178,7 +175,7 @@ pub(crate) fn open(cfg: &SharedConfig, reg: &Registry) -> Result<OpenedDevice> {
         )));
     }
     let info = DeviceInfo {
-        kind: DeviceKind::Shared,
+        kind: DeviceKind::SHARED,
         created: false,
         controls_link: false,
         offloads: Offloads::from_names(m.get("offloads").unwrap_or("")),
@@ -264,7 +261,7 @@ impl Device for SharedDevice {
 
 impl DeviceConfig for SharedConfig {
     fn kind(&self) -> DeviceKind {
-        DeviceKind::Shared
+        DeviceKind::SHARED
     }
 
     fn options(&self) -> &PortOptions {

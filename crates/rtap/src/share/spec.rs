@@ -21,9 +21,14 @@ use crate::error::Result;
 /// The keys of a `shared:` spec besides the common and fd-engine ones.
 pub const KEYS: &[&str] = &["path"];
 
+impl DeviceKind {
+    /// Queues of a port another process serves (`shared:`).
+    pub const SHARED: DeviceKind = DeviceKind::new("shared");
+}
+
 /// The registry's entry: a port of another process's cannot be served again.
 pub(crate) const SHARED: DeviceType = DeviceType {
-    kind: DeviceKind::Shared,
+    kind: DeviceKind::SHARED,
     parse: |p| parse(p).map(PortSpec::new),
     rebuild: None,
 };

@@ -54,9 +54,9 @@ impl TapDevice {
         let (backend, reason) = backend::choose(want);
         let info = DeviceInfo {
             kind: if tun {
-                DeviceKind::Tun
+                DeviceKind::TUN
             } else {
-                DeviceKind::Tap
+                DeviceKind::TAP
             },
             link: if tun { Link::Ip } else { Link::Ethernet },
             created,
@@ -257,9 +257,9 @@ fn open_queue(name: &str, ifindex: u32, flags: libc::c_int) -> Result<OwnedFd> {
 impl DeviceConfig for TapConfig {
     fn kind(&self) -> DeviceKind {
         if self.tun {
-            DeviceKind::Tun
+            DeviceKind::TUN
         } else {
-            DeviceKind::Tap
+            DeviceKind::TAP
         }
     }
 

@@ -23,16 +23,23 @@ use crate::error::Result;
 /// The keys of a `tap:` spec besides the common and fd-engine ones.
 pub const KEYS: &[&str] = &["iface", "persist", "attach", "offload", "owner", "group"];
 
+impl DeviceKind {
+    /// A TAP interface (Ethernet frames), created or attached (`tap:`).
+    pub const TAP: DeviceKind = DeviceKind::new("tap");
+    /// A TUN interface (IP packets) (`tun:`).
+    pub const TUN: DeviceKind = DeviceKind::new("tun");
+}
+
 /// The registry's entry for `tap:`.
 pub(crate) const TAP: DeviceType = DeviceType {
-    kind: DeviceKind::Tap,
+    kind: DeviceKind::TAP,
     parse: |p| parse(p).map(PortSpec::new),
     rebuild: Some(rebuild_tap),
 };
 
 /// The registry's entry for `tun:`.
 pub(crate) const TUN: DeviceType = DeviceType {
-    kind: DeviceKind::Tun,
+    kind: DeviceKind::TUN,
     parse: |p| parse_tun(p).map(PortSpec::new),
     rebuild: Some(rebuild_tun),
 };
@@ -95,7 +102,7 @@ mod tests {
 
     fn tap(spec: &str) -> TapConfig {
         let s = parse_port_spec(spec).unwrap();
-        assert_eq!(s.kind(), DeviceKind::Tap, "{spec}");
+        assert_eq!(s.kind(), DeviceKind::TAP, "{spec}");
         s.as_tap().expect("a tap spec").clone()
     }
 

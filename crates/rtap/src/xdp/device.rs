@@ -90,13 +90,13 @@ pub(crate) fn open(cfg: &XdpConfig) -> Result<OpenedDevice> {
     };
     let (kick, kick_reason) = kick::choose(cfg.kick, cfg.sqpoll);
     let info = DeviceInfo {
-        kind: DeviceKind::Xdp,
+        kind: DeviceKind::XDP,
         link: Link::Ethernet,
         created: false,
         controls_link: true,
         offloads: Offloads::NONE,
         offload_notes: notes,
-        engine: Engine::Xsk { kick },
+        engine: Engine::xsk(kick),
         engine_reason: kick_reason,
         tx_engine: tx_engine_name(cfg, kick),
         tx_through_qdisc: false,
@@ -238,6 +238,16 @@ fn tx_engine_name(cfg: &XdpConfig, kick: Kick) -> String {
         cfg.ring,
         if cfg.need_wakeup { ", need_wakeup" } else { "" }
     )
+}
+
+impl Engine {
+    /// AF_XDP: an XDP socket's rings over a UMEM that is the rx pool's memory
+    /// (received frames are pool packets without a copy; packets of that pool
+    /// go to tx without one); the kernel sends on a `kick` (`xsk+sendto`,
+    /// `xsk+uring`).
+    pub const fn xsk(kick: Kick) -> Engine {
+        Engine::kicked("xsk", kick)
+    }
 }
 
 impl XdpDevice {
@@ -412,7 +422,7 @@ impl Device for XdpDevice {
 
 impl DeviceConfig for XdpConfig {
     fn kind(&self) -> DeviceKind {
-        DeviceKind::Xdp
+        DeviceKind::XDP
     }
 
     fn options(&self) -> &PortOptions {

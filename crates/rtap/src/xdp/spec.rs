@@ -46,10 +46,15 @@ pub const KEYS: &[&str] = &[
     "multibuf",
 ];
 
+impl DeviceKind {
+    /// An existing interface through AF_XDP sockets (`xdp:`).
+    pub const XDP: DeviceKind = DeviceKind::new("xdp");
+}
+
 /// The registry's entry for `xdp:`: an xdp port cannot be served (its UMEM is
 /// a pool of the process that opened it).
 pub(crate) const XDP: DeviceType = DeviceType {
-    kind: DeviceKind::Xdp,
+    kind: DeviceKind::XDP,
     parse: |p| parse(p).map(PortSpec::new),
     rebuild: None,
 };
@@ -146,7 +151,7 @@ mod tests {
 
     fn xdp(spec: &str) -> XdpConfig {
         let s = parse_port_spec(spec).unwrap();
-        assert_eq!(s.kind(), DeviceKind::Xdp, "{spec}");
+        assert_eq!(s.kind(), DeviceKind::XDP, "{spec}");
         s.as_xdp().expect("an xdp spec").clone()
     }
 

@@ -732,7 +732,7 @@ pub fn packet_port(cfg: PacketConfig) -> Port {
     let mut port = Port::open(cfg).expect("open packet port");
     assert_eq!(
         port.engine(),
-        rtap::Engine::PacketRing { kick },
+        rtap::Engine::tpacket(kick),
         "kick fell back: {:?}",
         port.engine_reason()
     );
