@@ -80,7 +80,8 @@ pub fn prepare_burst(
 ) -> (usize, Vec<u64>) {
     let mut local = [0u64; crate::xstats::TX_N];
     let link = if ip { Link::Ip } else { Link::Ethernet };
-    let n = crate::queue::txprep::prepare_burst(pkts, room, csum_offload, &mut local, link);
+    let caps = crate::queue::TxOffload::vnet(csum_offload);
+    let n = crate::queue::txprep::prepare_burst(pkts, room, caps, &mut local, link);
     (n, local.to_vec())
 }
 

@@ -614,3 +614,94 @@ fn users_pinned_xskmap_and_detached_program() {
     assert_pool_full(&pool);
     drop((prog, map, array));
 }
+
+/// Checksums asked for on an xdp port come out right. Where the kernel has XDP
+/// tx metadata (Linux 6.11+) rtap only seeds the field and the kernel finishes
+/// it (the port's veth has tx checksumming off, so the kernel does it in
+/// software on the way out: a wrong seed or ignored metadata would show);
+/// before, rtap finishes it. Either way the counters say which. A frame whose
+/// headroom is too small for the metadata is copied; segmentation is refused,
+/// counted.
+#[test]
+fn tx_checksums_by_the_kernel_where_it_has_tx_metadata() {
+    use common::offload::*;
+    use rtap::{Gso, TxRequest};
+    netns();
+    let (p, k) = veth("xs");
+    let st = std::process::Command::new("ethtool")
+        .args(["-K", &p, "tx", "off"])
+        .status()
+        .expect("run ethtool (Debian package ethtool)");
+    assert!(st.success(), "ethtool -K {p} tx off");
+    let port = xdp_port(XdpConfig::new(&p));
+    assert!(port.info().tx_offload.csum && !port.info().tx_offload.gso);
+    let pool = umem_pool();
+    let _rxq = port.rx_queue(0, &pool).unwrap();
+    let mut txq = port.tx_queue(0).unwrap();
+    let meta = kernel_at_least(6, 11);
+    assert_eq!(port.xstat("tx_q0_metadata"), Some(u64::from(meta)));
+    let cap = PacketSocket::bind(k);
+    let mut want = Vec::new();
+    let mut pkts = Vec::new();
+    for (i, &(v6, tcp)) in COMBOS.iter().enumerate() {
+        let data = payload(101 + 200 * i, i as u8);
+        let f = l4_frame([0xff; 6], v6, tcp, &data);
+        want.push((v6, tcp, rd16(&f, csum_field(v6, tcp)), data));
+        let g = garbled(&f, v6, tcp);
+        let p = if i == 3 {
+            // The frame starts 8 bytes into the buffer: too little headroom for
+            // the metadata.
+            let mut p = pool.alloc().unwrap();
+            let n = p.headroom() - 8;
+            p.prepend(n).unwrap().copy_from_slice(&g[..n]);
+            p.append(&g[n..]).unwrap();
+            assert_eq!((p.headroom(), p.to_vec()), (8, g.clone()));
+            p
+        } else {
+            pool.alloc_from(&g).unwrap()
+        };
+        pkts.push(with_csum(p));
+    }
+    // And a segmentation request, which AF_XDP cannot hand on.
+    let mut big = pool
+        .alloc_from(&l4_frame([0xff; 6], false, true, &payload(1000, 9)))
+        .unwrap();
+    big.set_tx_offload(TxRequest {
+        l4_csum: true,
+        gso: Gso::Tcp {
+            mss: 500,
+            ecn: false,
+        },
+    });
+    pkts.push(big);
+    tx_all(&mut txq, pkts);
+    assert!(txq.flush(WAIT));
+    let got = cap.recv_where(4, WAIT, |f| f.len() > 14 && f[6..12] == HOST_MAC);
+    assert_eq!(got.len(), 4, "frames missing: {:?}", port.stats());
+    for f in &got {
+        let v = parse(f).unwrap();
+        let (_, _, good, data) = want.iter().find(|w| (w.0, w.1) == (v.v6, v.tcp)).unwrap();
+        assert_eq!(
+            (v.field, v.computed),
+            (*good, *good),
+            "v6={} tcp={}: (checksum received, recomputed) vs the right one",
+            v.v6,
+            v.tcp
+        );
+        assert_eq!(&v.data, data);
+    }
+    let (kernel, sw) = if meta { (4, 0) } else { (0, 4) };
+    assert_eq!(port.xstat("tx_q0_csum_kernel"), Some(kernel));
+    assert_eq!(port.xstat("tx_q0_csum_sw"), Some(sw));
+    assert_eq!(
+        port.xstat("tx_q0_offload_rejected"),
+        Some(1),
+        "the TSO frame"
+    );
+    // The frame with too little headroom was copied where metadata needs room.
+    assert_eq!(port.xstat("tx_q0_copied"), Some(u64::from(meta)));
+    let s = port.stats().unwrap();
+    assert_eq!((s.tx.packets, s.tx.errors), (4, 1));
+    drop((txq, _rxq));
+    assert_pool_full(&pool);
+}

@@ -14,7 +14,7 @@ use super::tx::PacketTx;
 use crate::backend::kick::{self, Kicker};
 use crate::device::{
     keep_fd, Device, DeviceConfig, DeviceInfo, DeviceKind, Lend, Offloads, Opened, OpenedDevice,
-    PortOptions, PortSpec, QueueFd, Registry,
+    PortOptions, PortSpec, QueueFd, Registry, TxOffload,
 };
 use crate::error::{Error, Result};
 use crate::netlink::LinkInfo;
@@ -139,6 +139,7 @@ impl PacketDevice {
             controls_link: true,
             offloads,
             offload_notes,
+            tx_offload: TxOffload::vnet(offloads.csum),
             engine: Engine::tpacket(kick),
             engine_reason,
             tx_engine: tx_engine_name(cfg, &geom, kick),

@@ -29,6 +29,7 @@ pub(crate) mod netns;
 mod offloads;
 pub(crate) mod options;
 
+pub use crate::queue::TxOffload;
 pub use config::PortSpec;
 pub(crate) use config::{DeviceConfig, DeviceType, Registry};
 pub use kind::DeviceKind;
@@ -69,6 +70,8 @@ pub struct DeviceInfo {
     pub offloads: Offloads,
     /// Why offloads asked for were dropped, if any were.
     pub offload_notes: Vec<String>,
+    /// What the tx path does with checksum and segmentation requests.
+    pub tx_offload: TxOffload,
     /// The data path of the port's queues.
     pub engine: Engine,
     /// Why the engine is not the one asked for, if it is not (io_uring

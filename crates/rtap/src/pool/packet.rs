@@ -359,6 +359,12 @@ impl Packet {
         Ok(())
     }
 
+    /// True if the packet is one buffer of `pool` (what
+    /// [`into_buffer`](Self::into_buffer) takes).
+    pub(crate) fn is_buffer_of(&self, pool: &Rc<PoolInner>) -> bool {
+        self.nsegs == 1 && Rc::ptr_eq(&self.pool, pool)
+    }
+
     /// Hands a one-buffer packet of `pool` over as its buffer: `(index, offset
     /// of the frame in it, length)`; the buffer is then the caller's to give
     /// back (`PoolInner::put`), not the packet's. A packet of another pool, or
@@ -367,7 +373,7 @@ impl Packet {
         mut self,
         pool: &Rc<PoolInner>,
     ) -> std::result::Result<(u32, u32, u32), Packet> {
-        if self.nsegs != 1 || !Rc::ptr_eq(&self.pool, pool) {
+        if !self.is_buffer_of(pool) {
             return Err(self);
         }
         let head = self.head;

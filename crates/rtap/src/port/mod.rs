@@ -505,7 +505,7 @@ impl Port {
         Ok(TxQueue::new(
             claim,
             engine,
-            self.info().offloads.csum,
+            self.info().tx_offload,
             &self.iface.name,
             self.iface.ifindex,
         ))

@@ -108,6 +108,35 @@ impl std::fmt::Display for Kick {
     }
 }
 
+/// What a port's tx path does with a packet's transmit request
+/// ([`Packet::set_tx_offload`](crate::Packet::set_tx_offload)), fixed at open
+/// ([`DeviceInfo::tx_offload`](crate::DeviceInfo::tx_offload)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct TxOffload {
+    /// Checksum requests go to the device as partial checksums (the
+    /// pseudo-header sum in the field, where to finish it beside the frame),
+    /// finished by the kernel or the device's engine; false: rtap finishes them
+    /// in software before the engine sees the packet.
+    pub csum: bool,
+    /// Segmentation requests (TSO, USO) go to the kernel; false: they are
+    /// refused, counted (`tx_offload_rejected`).
+    pub gso: bool,
+}
+
+impl TxOffload {
+    /// Everything in software: checksums finished by rtap, no segmentation.
+    pub const NONE: TxOffload = TxOffload {
+        csum: false,
+        gso: false,
+    };
+    /// What a device with a virtio-net header takes: both, when its checksum
+    /// offload (`csum`) is on, else neither.
+    pub const fn vnet(csum: bool) -> TxOffload {
+        TxOffload { csum, gso: csum }
+    }
+}
+
 /// How io_uring runs deferred completion work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum TaskRun {

@@ -18,7 +18,7 @@ mod shared;
 mod tx;
 pub(crate) mod txprep;
 
-pub use features::{Engine, Kick, RingFeatures, RxMode, TaskRun};
+pub use features::{Engine, Kick, RingFeatures, RxMode, TaskRun, TxOffload};
 pub use rx::RxQueue;
 pub(crate) use shared::{Claim, Dir, QueueExtra, QueueShared};
 pub use tx::TxQueue;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::classify::classify_tx;
 use super::engine::TxEngine;
 use super::features::RingFeatures;
+use super::features::TxOffload;
 use super::rx::vanished;
 use super::shared::Claim;
 use super::txprep::prepare_burst;
@@ -21,8 +22,8 @@ pub struct TxQueue {
     // home) before the port sees the queue released.
     engine: Box<dyn TxEngine>,
     claim: Claim,
-    /// The port's checksum offload is on (else requested checksums are computed here).
-    csum_offload: bool,
+    /// What the port's tx path takes (else requests are finished here or refused).
+    tx_offload: TxOffload,
     name: String,
     ifindex: u32,
     /// Completion eventfd while tx interrupts are enabled (io_uring).
@@ -36,7 +37,7 @@ impl std::fmt::Debug for TxQueue {
             .field("interface", &self.name)
             .field("ring_features", &self.engine.ring_features())
             .field("in_flight", &self.engine.in_flight())
-            .field("csum_offload", &self.csum_offload)
+            .field("tx_offload", &self.tx_offload)
             .finish()
     }
 }
@@ -45,14 +46,14 @@ impl TxQueue {
     pub(crate) fn new(
         claim: Claim,
         engine: Box<dyn TxEngine>,
-        csum_offload: bool,
+        tx_offload: TxOffload,
         name: &str,
         ifindex: u32,
     ) -> Self {
         TxQueue {
             engine,
             claim,
-            csum_offload,
+            tx_offload,
             name: name.to_string(),
             ifindex,
             irq: None,
@@ -70,7 +71,7 @@ impl TxQueue {
         let ctr = &q.c.tx;
         let room = self.engine.room(ctr);
         let mut local = [0u64; TX_N];
-        let refused = prepare_burst(pkts, room, self.csum_offload, &mut local, q.link);
+        let refused = prepare_burst(pkts, room, self.tx_offload, &mut local, q.link);
         // Only the packets prepared above may go in this burst: those after them
         // still carry their request, unprocessed (no checksum seed or value).
         let ready = room.min(pkts.len() + refused) - refused;

@@ -4,6 +4,7 @@
 //! cannot be honoured drops the packet here, counted, so no engine ever sees an
 //! unprepared packet.
 
+use super::features::TxOffload;
 use crate::pool::Packet;
 use crate::wire::checksum;
 use crate::wire::layout::Link;
@@ -12,14 +13,18 @@ use crate::wire::vnet::VnetHdr;
 use crate::xstats::*;
 
 /// Turns a packet's transmit request into its virtio-net header (or a software
-/// checksum when `csum_offload` is off). Returns false if the request cannot be
-/// honoured: the caller drops the packet and counts it.
-fn prepare_tx(p: &mut Packet, csum_offload: bool, local: &mut [u64; TX_N], link: Link) -> bool {
+/// checksum when the port's tx path takes no partial checksums). Returns false
+/// if the request cannot be honoured: the caller drops the packet and counts it.
+fn prepare_tx(p: &mut Packet, caps: TxOffload, local: &mut [u64; TX_N], link: Link) -> bool {
     let req = p.tx_offload();
     if req == TxRequest::default() {
         return true; // the header already in the packet (if any) goes as is
     }
-    if !csum_offload {
+    if req.gso != Gso::None && !caps.gso {
+        // No software segmentation: a port that cannot hand it on refuses it.
+        return false;
+    }
+    if !caps.csum {
         if req.gso != Gso::None {
             // No software segmentation: a port with offloads off cannot honour it.
             return false;
@@ -70,14 +75,14 @@ fn prepare_tx(p: &mut Packet, csum_offload: bool, local: &mut [u64; TX_N], link:
 pub(crate) fn prepare_burst(
     pkts: &mut Vec<Packet>,
     room: usize,
-    csum_offload: bool,
+    caps: TxOffload,
     local: &mut [u64; TX_N],
     link: Link,
 ) -> usize {
     let end = room.min(pkts.len());
     let mut keep = 0;
     for r in 0..end {
-        if prepare_tx(&mut pkts[r], csum_offload, local, link) {
+        if prepare_tx(&mut pkts[r], caps, local, link) {
             pkts.swap(keep, r);
             keep += 1;
         }

@@ -16,7 +16,7 @@ use super::proto::{Msg, QueueHolder, MAX_MSG, VERSION};
 use crate::device::lend::{Description, LocalEngine};
 use crate::device::{
     Attached, Device, DeviceConfig, DeviceInfo, DeviceKind, Lend, Offloads, Opened, OpenedDevice,
-    PortOptions, PortSpec, QueueFd, Registry, MAX_QUEUES,
+    PortOptions, PortSpec, QueueFd, Registry, TxOffload, MAX_QUEUES,
 };
 use crate::error::{Error, Result};
 use crate::netlink::LinkInfo;
@@ -174,12 +174,15 @@ pub(crate) fn open(cfg: &SharedConfig, reg: &Registry) -> Result<OpenedDevice> {
             "a served {kind} port cannot be attached to: {why}"
         )));
     }
+    let offloads = Offloads::from_names(m.get("offloads").unwrap_or(""));
     let info = DeviceInfo {
         kind: DeviceKind::SHARED,
         created: false,
         controls_link: false,
-        offloads: Offloads::from_names(m.get("offloads").unwrap_or("")),
+        offloads,
         offload_notes: Vec::new(),
+        // The served port's queues take what its virtio-net header does.
+        tx_offload: TxOffload::vnet(offloads.csum),
         ..inner.info().clone()
     };
     let mut it = fds.into_iter();

@@ -41,6 +41,18 @@ pub const XDP_USE_NEED_WAKEUP: u16 = 1 << 3;
 
 /// UMEM registration flags.
 pub const XDP_UMEM_UNALIGNED_CHUNK_FLAG: u32 = 1 << 0;
+/// The kernel honours `tx_metadata_len` only with this flag (Linux 6.11, and
+/// 6.10.3); a kernel without it refuses the flag (`EINVAL`). Kernels before
+/// 6.8 ignore `tx_metadata_len` (it was padding), so the flag is the probe.
+pub const XDP_UMEM_TX_METADATA_LEN: u32 = 1 << 2;
+
+/// Descriptor option: a [`TxMetadata`] sits right before the frame (tx, first
+/// fragment only). Before Linux 6.8 the kernel takes the descriptor as invalid.
+pub const XDP_TX_METADATA: u32 = 1 << 1;
+/// [`TxMetadata::flags`]: the kernel finishes the checksum from `csum_start`
+/// (a partial checksum, the pseudo-header sum in the field), as a device with
+/// checksum offload would, or in software when the device has none.
+pub const XDP_TXMD_FLAGS_CHECKSUM: u64 = 1 << 1;
 
 /// A ring's `flags` word: the kernel wants a syscall to make progress.
 pub const XDP_RING_NEED_WAKEUP: u32 = 1 << 0;
@@ -116,6 +128,33 @@ pub struct Desc {
     pub options: u32,
 }
 
+/// `struct xsk_tx_metadata` (24 bytes since Linux 6.15's launch time, 16
+/// before; the UMEM reserves 24 in front of every tx frame, a multiple of 8
+/// as the kernel requires).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TxMetadata {
+    pub flags: u64,
+    /// Where the checksummed area starts, from the frame's first byte.
+    pub csum_start: u16,
+    /// Where the checksum goes, from `csum_start`.
+    pub csum_offset: u16,
+    pub _pad: u32,
+    pub launch_time: u64,
+}
+
+impl TxMetadata {
+    /// Its bytes as the kernel reads them (native endian).
+    pub fn to_bytes(self) -> [u8; 24] {
+        let mut b = [0u8; 24];
+        b[..8].copy_from_slice(&self.flags.to_ne_bytes());
+        b[8..10].copy_from_slice(&self.csum_start.to_ne_bytes());
+        b[10..12].copy_from_slice(&self.csum_offset.to_ne_bytes());
+        b[16..].copy_from_slice(&self.launch_time.to_ne_bytes());
+        b
+    }
+}
+
 /// `struct xdp_statistics`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -135,6 +174,7 @@ const _: () = assert!(std::mem::size_of::<MmapOffsets>() == 128);
 const _: () = assert!(std::mem::size_of::<SockaddrXdp>() == 16);
 const _: () = assert!(std::mem::size_of::<Desc>() == 16);
 const _: () = assert!(std::mem::size_of::<Statistics>() == 48);
+const _: () = assert!(std::mem::size_of::<TxMetadata>() == 24);
 
 fn check(r: libc::c_int) -> io::Result<()> {
     if r < 0 {

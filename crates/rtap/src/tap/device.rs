@@ -12,7 +12,7 @@ use crate::backend::uring::RingConfig;
 use crate::backend::{self, BackendKind};
 use crate::device::{
     Device, DeviceConfig, DeviceInfo, DeviceKind, Lend, Offloads, Opened, OpenedDevice,
-    PortOptions, PortSpec, QueueFd, Registry,
+    PortOptions, PortSpec, QueueFd, Registry, TxOffload,
 };
 use crate::error::{Error, Result};
 use crate::netlink::LinkInfo;
@@ -63,6 +63,7 @@ impl TapDevice {
             controls_link: true,
             offloads,
             offload_notes,
+            tx_offload: TxOffload::vnet(offloads.csum),
             engine: backend.into(),
             engine_reason: reason,
             tx_engine: backend::fd_tx_engine_name(backend),

@@ -25,6 +25,16 @@ pub(crate) struct XdpCounters {
     pub tx_copied: AtomicU64,
     /// Tx packets dropped for lack of a UMEM buffer to copy them into.
     pub tx_nombuf: AtomicU64,
+    /// Tx checksums the kernel finished, asked for through tx metadata.
+    pub csum_kernel: AtomicU64,
+    /// Tx checksums rtap finished (no tx metadata on this kernel or pool, or
+    /// zero-copy mode, where the driver may not honour it).
+    pub csum_sw: AtomicU64,
+    /// Tx packets dropped because their checksum or segmentation request did
+    /// not fit the frame or the port.
+    pub csum_refused: AtomicU64,
+    /// The UMEM reserves tx metadata room (0 or 1), as of the last bind.
+    pub tx_meta: AtomicU64,
     /// Bound in zero-copy mode (0 or 1) the last time it bound.
     pub zerocopy: AtomicU64,
     /// Frames one tx kick sends at most, as of the last bind (32 before Linux

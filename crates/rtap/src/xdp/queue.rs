@@ -123,6 +123,7 @@ impl XdpQueue {
             )?;
         }
         self.counters.zerocopy.store(u64::from(x.zerocopy), Relaxed);
+        self.counters.tx_meta.store(u64::from(x.tx_meta), Relaxed);
         self.counters
             .tx_budget
             .store(u64::from(x.tx_budget), Relaxed);

@@ -9,6 +9,14 @@
 //! Frames the kernel could not take (`EAGAIN`: completion ring full, device
 //! busy) are kicked again by the next `tx_burst`, `room` or `flush`. A
 //! completion gives its buffer back to the pool; sent frames are counted then.
+//!
+//! Checksums asked for (a partial checksum the queue layer prepared) go to the
+//! kernel as tx metadata in the 24 bytes before the frame, where the UMEM was
+//! registered with that room (copy mode: the kernel makes the frame
+//! `CHECKSUM_PARTIAL`, finished by the device or in software); otherwise rtap
+//! finishes them here. Every frame then needs those 24 bytes of headroom in its
+//! chunk (the kernel refuses the descriptor otherwise), so one with less is
+//! copied.
 
 use std::cell::RefCell;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -19,12 +27,16 @@ use std::time::{Duration, Instant};
 use super::counters::add;
 use super::queue::XdpQueue;
 use super::xsk::Xsk;
+use super::xsk::TX_META_LEN;
 use crate::backend::kick::Kicker;
 use crate::pool::Packet;
 use crate::queue::engine::TxEngine;
 use crate::queue::RingFeatures;
 use crate::stats::QueueCounters;
-use crate::sys::xdp::Desc;
+use crate::sys::xdp::{self as sys, Desc};
+use crate::wire::checksum;
+use crate::wire::layout::Link;
+use crate::wire::vnet::{F_NEEDS_CSUM, GSO_NONE};
 
 /// Tx engine of one xdp queue.
 pub(crate) struct XskTx {
@@ -141,15 +153,15 @@ impl XskTx {
         }
     }
 
-    /// The buffer a packet goes out of: its own if it is one buffer of the
-    /// UMEM's pool, else a UMEM buffer it is copied into. `None`: dropped
-    /// (counted).
-    fn buffer_of(&self, x: &mut Xsk, p: Packet) -> Option<(u32, u32, u32)> {
+    /// The packet as one buffer of the UMEM's pool: itself if it is one (with
+    /// the headroom tx metadata needs, when the UMEM has it), else a copy
+    /// (counted). `None`: dropped (counted).
+    fn umem_packet(&self, x: &mut Xsk, p: Packet) -> Option<Packet> {
         let c = &self.q.counters;
-        let p = match p.into_buffer(&x.pool.inner) {
-            Ok(b) => return Some(b),
-            Err(p) => p,
-        };
+        let room = if x.tx_meta { TX_META_LEN as usize } else { 0 };
+        if p.is_buffer_of(&x.pool.inner) && p.headroom() >= room {
+            return Some(p);
+        }
         let Ok(mut copy) = x.pool.alloc() else {
             add(&c.tx_nombuf, 1);
             return None;
@@ -160,15 +172,54 @@ impl XskTx {
                 return None;
             }
         }
-        add(&c.tx_copied, 1);
-        match copy.into_buffer(&x.pool.inner) {
-            Ok(b) => Some(b),
+        if !copy.is_buffer_of(&x.pool.inner) {
             // Longer than one buffer holds.
-            Err(_) => {
-                add(&c.oversized, 1);
-                None
-            }
+            add(&c.oversized, 1);
+            return None;
         }
+        copy.set_vnet_hdr(*p.vnet_hdr());
+        add(&c.tx_copied, 1);
+        Some(copy)
+    }
+
+    /// Finishes the checksum the packet's virtio-net header asks for: by the
+    /// kernel, through tx metadata written in front of the frame (returns the
+    /// descriptor options that say so), or here in software. `None`: a request
+    /// that does not fit the frame (dropped, counted).
+    fn finish_csum(&self, x: &Xsk, p: &mut Packet) -> Option<u32> {
+        let h = *p.vnet_hdr();
+        if h.flags & F_NEEDS_CSUM == 0 {
+            return Some(0);
+        }
+        let c = &self.q.counters;
+        let (start, off) = (usize::from(h.csum_start), usize::from(h.csum_offset));
+        // The kernel refuses (and stalls the ring on) a field past the end.
+        if start + off + 2 > p.len() {
+            add(&c.csum_refused, 1);
+            return None;
+        }
+        if x.tx_meta && !x.zerocopy {
+            let meta = sys::TxMetadata {
+                flags: sys::XDP_TXMD_FLAGS_CHECKSUM,
+                csum_start: h.csum_start,
+                csum_offset: h.csum_offset,
+                ..Default::default()
+            };
+            // In the headroom umem_packet left for it, right before the frame:
+            // written through the packet, which then gives those bytes back.
+            let n = TX_META_LEN as usize;
+            p.prepend(n).ok()?.copy_from_slice(&meta.to_bytes());
+            p.trim_front(n).ok()?;
+            add(&c.csum_kernel, 1);
+            return Some(sys::XDP_TX_METADATA);
+        }
+        let Ok((field, sum)) = checksum::sw_l4_checksum_on(&[p.data()], Link::Ethernet) else {
+            add(&c.csum_refused, 1);
+            return None;
+        };
+        p.data_mut()[field..field + 2].copy_from_slice(&sum.to_be_bytes());
+        add(&c.csum_sw, 1);
+        Some(0)
     }
 }
 
@@ -202,7 +253,21 @@ impl TxEngine for XskTx {
                 dropped += 1;
                 continue;
             }
-            let Some((buf, off, len)) = self.buffer_of(x, p) else {
+            if p.vnet_hdr().gso_type != GSO_NONE {
+                // The port refuses segmentation before this (tx_offload.gso).
+                add(&self.q.counters.csum_refused, 1);
+                dropped += 1;
+                continue;
+            }
+            let Some(mut p) = self.umem_packet(x, p) else {
+                dropped += 1;
+                continue;
+            };
+            let Some(options) = self.finish_csum(x, &mut p) else {
+                dropped += 1;
+                continue;
+            };
+            let Ok((buf, off, len)) = p.into_buffer(&x.pool.inner) else {
                 dropped += 1;
                 continue;
             };
@@ -213,14 +278,7 @@ impl TxEngine for XskTx {
                 continue;
             }
             let addr = x.geom.addr(buf, off);
-            x.tx.write(
-                filled,
-                Desc {
-                    addr,
-                    len,
-                    options: 0,
-                },
-            );
+            x.tx.write(filled, Desc { addr, len, options });
             filled += 1;
         }
         if filled > 0 {

@@ -14,7 +14,7 @@
 //! sent on the other by descriptor, without a copy in user space.
 
 use std::cell::RefCell;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,6 +63,10 @@ pub(crate) struct Xsk {
     pub copy_reason: Option<String>,
     /// Frames one tx kick sends at most (see [`tx_budget`]).
     pub tx_budget: u32,
+    /// The UMEM reserves [`TX_META_LEN`] bytes in front of every tx frame for
+    /// a [`sys::TxMetadata`]: the kernel finishes checksums asked for there.
+    /// Every tx frame then needs that much headroom in its chunk.
+    pub tx_meta: bool,
     /// The queue's counters (the socket's statistics go there as it closes).
     pub counters: Arc<XdpCounters>,
 }
@@ -71,26 +75,85 @@ thread_local! {
     /// The pools registered as a UMEM on this thread, with each bound socket
     /// using it (a new socket binds sharing any one of them; the kernel keeps
     /// the UMEM for as long as one is bound).
-    static UMEMS: RefCell<Vec<(Weak<PoolInner>, std::sync::Weak<OwnedFd>)>> =
-        const { RefCell::new(Vec::new()) };
+    static UMEMS: RefCell<Vec<Umem>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A live socket bound with `pool` as its UMEM, if any.
-fn umem_owner(pool: &Pool) -> Option<Arc<OwnedFd>> {
+/// A pool registered as a UMEM, and a socket bound with it.
+struct Umem {
+    pool: Weak<PoolInner>,
+    fd: std::sync::Weak<OwnedFd>,
+    /// Registered with tx metadata room ([`Xsk::tx_meta`]).
+    tx_meta: bool,
+}
+
+/// Bytes reserved in front of each tx frame for a [`sys::TxMetadata`].
+pub(crate) const TX_META_LEN: u32 = std::mem::size_of::<sys::TxMetadata>() as u32;
+
+/// A live socket bound with `pool` as its UMEM, if any, and whether the UMEM
+/// has tx metadata room.
+fn umem_owner(pool: &Pool) -> Option<(Arc<OwnedFd>, bool)> {
     UMEMS.with(|u| {
         let mut u = u.borrow_mut();
-        u.retain(|(p, fd)| p.strong_count() > 0 && fd.strong_count() > 0);
+        u.retain(|m| m.pool.strong_count() > 0 && m.fd.strong_count() > 0);
         u.iter()
-            .find(|(p, _)| p.upgrade().is_some_and(|p| Rc::ptr_eq(&p, &pool.inner)))
-            .and_then(|(_, fd)| fd.upgrade())
+            .find(|m| {
+                m.pool
+                    .upgrade()
+                    .is_some_and(|p| Rc::ptr_eq(&p, &pool.inner))
+            })
+            .and_then(|m| Some((m.fd.upgrade()?, m.tx_meta)))
     })
 }
 
-fn remember_umem(pool: &Pool, fd: &Arc<OwnedFd>) {
+fn remember_umem(pool: &Pool, fd: &Arc<OwnedFd>, tx_meta: bool) {
     UMEMS.with(|u| {
-        u.borrow_mut()
-            .push((Rc::downgrade(&pool.inner), Arc::downgrade(fd)))
+        u.borrow_mut().push(Umem {
+            pool: Rc::downgrade(&pool.inner),
+            fd: Arc::downgrade(fd),
+            tx_meta,
+        })
     });
+}
+
+/// Registers `pool` as the UMEM of socket `fd`, with room for tx metadata
+/// where the kernel has it and the pool's headroom holds it; returns whether
+/// it has that room.
+fn register(fd: BorrowedFd<'_>, pool: &Pool, unaligned: bool) -> Result<bool> {
+    let (base, len, stride) = pool.inner.memory();
+    let reg = sys::UmemReg {
+        addr: base as u64,
+        len: len as u64,
+        chunk_size: stride as u32,
+        headroom: 0,
+        flags: if unaligned {
+            sys::XDP_UMEM_UNALIGNED_CHUNK_FLAG
+        } else {
+            0
+        },
+        tx_metadata_len: 0,
+    };
+    let refused = |e: std::io::Error| {
+        match e.raw_os_error() {
+        Some(libc::ENOBUFS) => Error::InvalidConfig {
+            field: "pool",
+            why: format!("registering {len} bytes of pool as a UMEM needs that much locked memory: raise RLIMIT_MEMLOCK (ulimit -l) or grant CAP_IPC_LOCK"),
+        },
+        _ => sys_err("XDP_UMEM_REG")(e),
+    }
+    };
+    if pool.config().headroom >= TX_META_LEN {
+        let mut with_meta = reg;
+        with_meta.flags |= sys::XDP_UMEM_TX_METADATA_LEN;
+        with_meta.tx_metadata_len = TX_META_LEN;
+        match sys::umem_reg(fd, &with_meta) {
+            Ok(()) => return Ok(true),
+            // A kernel without tx metadata: register without it.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            Err(e) => return Err(refused(e)),
+        }
+    }
+    sys::umem_reg(fd, &reg).map_err(refused)?;
+    Ok(false)
 }
 
 /// The UMEM's geometry for `pool`, or why the pool cannot be one.
@@ -139,28 +202,11 @@ impl Xsk {
             })
         })?;
         let owner = umem_owner(pool);
-        if owner.is_none() {
-            let (base, len, stride) = pool.inner.memory();
-            let reg = sys::UmemReg {
-                addr: base as u64,
-                len: len as u64,
-                chunk_size: stride as u32,
-                headroom: 0,
-                flags: if geom.unaligned {
-                    sys::XDP_UMEM_UNALIGNED_CHUNK_FLAG
-                } else {
-                    0
-                },
-                tx_metadata_len: 0,
-            };
-            sys::umem_reg(fd.as_fd(), &reg).map_err(|e| match e.raw_os_error() {
-                Some(libc::ENOBUFS) => Error::InvalidConfig {
-                    field: "pool",
-                    why: format!("registering {len} bytes of pool as a UMEM needs that much locked memory: raise RLIMIT_MEMLOCK (ulimit -l) or grant CAP_IPC_LOCK"),
-                },
-                _ => sys_err("XDP_UMEM_REG")(e),
-            })?;
-        }
+        let tx_meta = match &owner {
+            Some((_, tx_meta)) => *tx_meta,
+            None => register(fd.as_fd(), pool, geom.unaligned)?,
+        };
+        let owner = owner.map(|(fd, _)| fd);
         let n = req.ring;
         for opt in [
             sys::XDP_UMEM_FILL_RING,
@@ -181,7 +227,7 @@ impl Xsk {
         let (zerocopy, copy_reason) = bind_retrying(&fd, &req, owner.as_deref())?;
         let tx_budget = tx_budget(fd.as_fd(), zerocopy, n);
         let fd = Arc::new(fd);
-        remember_umem(pool, &fd);
+        remember_umem(pool, &fd, tx_meta);
         Ok(Xsk {
             sock: Some(fd),
             pool: pool.clone(),
@@ -195,6 +241,7 @@ impl Xsk {
             zerocopy,
             copy_reason,
             tx_budget,
+            tx_meta,
             counters,
         })
     }

@@ -500,6 +500,19 @@ impl PacketSocket {
             .expect("AF_PACKET recv")
     }
 
+    /// Receives incoming frames `keep` accepts until `count` arrived or
+    /// `timeout` passed.
+    pub fn recv_where(
+        &self,
+        count: usize,
+        timeout: Duration,
+        keep: impl Fn(&[u8]) -> bool,
+    ) -> Vec<Vec<u8>> {
+        self.0
+            .recv_matching(timeout, count, keep)
+            .expect("AF_PACKET recv")
+    }
+
     /// Receives incoming test frames until `count` arrived or `timeout` passed.
     pub fn recv_test_frames(&self, count: usize, timeout: Duration) -> Vec<Vec<u8>> {
         self.recv_ours(count, timeout)
