@@ -115,10 +115,28 @@ impl XskLent {
         }
     }
 
-    /// An rx descriptor.
-    pub fn rx(&mut self, addr: u64, len: u32, options: u32) -> Option<(u32, u32, u32)> {
-        let f = self.geom.rx(&mut self.lent, addr, len, options).ok()?;
+    /// An rx descriptor (`sg`: of a multi-buffer socket, where
+    /// `XDP_PKT_CONTD` is a piece with more to come).
+    pub fn rx(&mut self, addr: u64, len: u32, options: u32, sg: bool) -> Option<(u32, u32, u32)> {
+        let f = self.geom.rx(&mut self.lent, addr, len, options, sg).ok()?;
         Some((f.buf, f.off, f.len))
+    }
+
+    /// Rx descriptors of a multi-buffer socket gathered into frames, as the
+    /// rx path does: the frames made (their pieces' buffers), and the buffers
+    /// of dropped frames given back. Every buffer taken from the lent set
+    /// ends up in exactly one of them or in the pending frame (`pending`).
+    pub fn gather(&mut self, descs: &[(u64, u32, u32)]) -> (Vec<Vec<u32>>, Vec<u32>, usize) {
+        use crate::xdp::desc::{Gather, Step};
+        let mut g = Gather::new();
+        let (mut frames, mut back) = (Vec::new(), Vec::new());
+        for &d in descs {
+            if g.push(&self.geom, &mut self.lent, d, true, |b| back.push(b)) == Step::Frame {
+                frames.push(g.frame().iter().map(|f| f.buf).collect());
+                g.clear();
+            }
+        }
+        (frames, back, g.pending())
     }
 
     /// A completion address.

@@ -52,6 +52,31 @@ impl Packet {
         }
     }
 
+    /// Builds a received packet over pieces `(buffer, offset, length)` in
+    /// order, each in a buffer of `pool` the caller owns (a multi-buffer
+    /// frame). `parts` is not empty.
+    pub(crate) fn from_pieces(pool: &Rc<PoolInner>, parts: &[(u32, u32, u32)]) -> Packet {
+        let mut len = 0u32;
+        for (i, &(b, off, l)) in parts.iter().enumerate() {
+            pool.set_seg(
+                b,
+                Seg {
+                    off,
+                    len: l,
+                    next: parts.get(i + 1).map_or(NO_SEG, |p| p.0),
+                },
+            );
+            len += l;
+        }
+        Packet::from_parts(
+            pool.clone(),
+            parts[0].0,
+            parts[parts.len() - 1].0,
+            len,
+            parts.len() as u16,
+        )
+    }
+
     /// Builds a received packet over `bufs` (filled in order, the first from
     /// `first_off`, the others from offset 0), `len` bytes long. Buffers the frame
     /// did not reach go back to the pool.
@@ -359,28 +384,42 @@ impl Packet {
         Ok(())
     }
 
-    /// True if the packet is one buffer of `pool` (what
-    /// [`into_buffer`](Self::into_buffer) takes).
+    /// True if the packet's buffers are of `pool` (one or a chain).
+    pub(crate) fn is_chain_of(&self, pool: &Rc<PoolInner>) -> bool {
+        Rc::ptr_eq(&self.pool, pool)
+    }
+
+    /// True if the packet is one buffer of `pool`.
     pub(crate) fn is_buffer_of(&self, pool: &Rc<PoolInner>) -> bool {
         self.nsegs == 1 && Rc::ptr_eq(&self.pool, pool)
     }
 
-    /// Hands a one-buffer packet of `pool` over as its buffer: `(index, offset
-    /// of the frame in it, length)`; the buffer is then the caller's to give
-    /// back (`PoolInner::put`), not the packet's. A packet of another pool, or
-    /// of several buffers, comes back as it was.
-    pub(crate) fn into_buffer(
+    /// Hands a packet of `pool` over as its buffers, `(index, offset, length)`
+    /// in order, written to `out`; returns how many. Each buffer is then the
+    /// caller's to give back. A packet of another pool, of more segments than
+    /// `out` holds, or with an empty segment, comes back as it was.
+    pub(crate) fn into_pieces(
         mut self,
         pool: &Rc<PoolInner>,
-    ) -> std::result::Result<(u32, u32, u32), Packet> {
-        if !self.is_buffer_of(pool) {
+        out: &mut [(u32, u32, u32)],
+    ) -> std::result::Result<usize, Packet> {
+        if !Rc::ptr_eq(&self.pool, pool) || usize::from(self.nsegs) > out.len() {
             return Err(self);
         }
-        let head = self.head;
-        let s = self.pool.seg(head);
-        // The buffer changes hands: the packet's drop gives nothing back.
+        let mut idx = self.head;
+        let mut n = 0;
+        while idx != NO_SEG {
+            let s = self.pool.seg(idx);
+            if s.len == 0 || n == out.len() {
+                return Err(self);
+            }
+            out[n] = (idx, s.off, s.len);
+            n += 1;
+            idx = s.next;
+        }
+        // The buffers change hands: the packet's drop gives nothing back.
         self.head = NO_SEG;
-        Ok((head, s.off, s.len))
+        Ok(n)
     }
 
     /// Calls `f(ptr, len)` for each segment: the raw view the tx path hands the kernel.

@@ -38,6 +38,9 @@ pub const XDP_SHARED_UMEM: u16 = 1 << 0;
 pub const XDP_COPY: u16 = 1 << 1;
 pub const XDP_ZEROCOPY: u16 = 1 << 2;
 pub const XDP_USE_NEED_WAKEUP: u16 = 1 << 3;
+/// Multi-buffer frames: a frame may span several chunks, each descriptor but
+/// the last with [`XDP_PKT_CONTD`] (Linux 6.6; refused, `EINVAL`, before).
+pub const XDP_USE_SG: u16 = 1 << 4;
 
 /// UMEM registration flags.
 pub const XDP_UMEM_UNALIGNED_CHUNK_FLAG: u32 = 1 << 0;

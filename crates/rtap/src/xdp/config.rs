@@ -215,12 +215,6 @@ impl XdpConfig {
                 field: "queue",
                 why: format!("{} is out of range", self.first_queue),
             })?;
-        if self.multibuf {
-            return Err(Error::Unsupported {
-                feature: "multi-buffer xdp frames (multibuf=on)",
-                hint: "not built yet: frames must fit one UMEM chunk (the MTU's frame fits a 2048-byte chunk up to MTU 1774)",
-            });
-        }
         if let Prog::Map(p) = &self.prog {
             if !p.starts_with('/') {
                 return bad(

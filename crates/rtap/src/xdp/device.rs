@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use super::config::{Attach, Prog, XdpConfig, XdpMode};
+use super::desc::MAX_FRAGS;
 use super::errors::{bpf_error, retry_busy, BPF_PERMISSION};
 use super::prog::redirect_to_xsk;
 use super::queue::XdpQueue;
@@ -285,7 +286,13 @@ impl XdpDevice {
             ifindex: q.ifindex,
             queue: q.iface_queue,
             ring: self.cfg.ring,
-            flags: mode | wakeup,
+            flags: mode
+                | wakeup
+                | if self.cfg.multibuf {
+                    sys::XDP_USE_SG
+                } else {
+                    0
+                },
             frame: self.cfg.frame,
         }
     }
@@ -368,8 +375,13 @@ impl Device for XdpDevice {
     fn rx_engine_name(&self, pool: &PoolConfig, _max_frame: usize) -> String {
         let chunk = pool.buf_size.div_ceil(64) * 64;
         let frame = chunk.saturating_sub(sys::XDP_PACKET_HEADROOM);
+        let frames = if self.cfg.multibuf {
+            format!("frames over up to {MAX_FRAGS} chunks")
+        } else {
+            format!("frames up to {frame}")
+        };
         format!(
-            "AF_XDP rx ring ({} entries) over a UMEM of this pool ({} chunks of {chunk} bytes{}, frames up to {frame}), {}",
+            "AF_XDP rx ring ({} entries) over a UMEM of this pool ({} chunks of {chunk} bytes{}, {frames}), {}",
             self.cfg.ring,
             pool.count,
             if self.cfg.frame.is_some() { ", aligned" } else { ", unaligned" },

@@ -1,7 +1,10 @@
 //! The rx path of an xdp queue: frames the kernel put in lent pool buffers
 //! become packets as they are (no copy: the UMEM is the pool); each
 //! descriptor is checked first (`desc.rs`), and the fill ring is topped up
-//! with fresh buffers every burst.
+//! with fresh buffers every burst. On a multi-buffer socket a frame's pieces
+//! (consecutive descriptors, all but the last with `XDP_PKT_CONTD`) become
+//! one chained packet; a frame whose end is not in the ring yet stays there
+//! until the next burst.
 
 use std::cell::RefCell;
 use std::io;
@@ -11,13 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::counters::add;
+use super::desc::{Gather, Step, MAX_FRAGS};
 use super::queue::XdpQueue;
 use super::xsk::Xsk;
 use crate::pool::Packet;
 use crate::queue::engine::RxEngine;
 use crate::stats::QueueCounters;
 use crate::sys::{fd as sysfd, xdp as sys};
-use crate::wire::vnet::VnetHdr;
 
 /// Rx engine of one xdp queue.
 pub(crate) struct XskRx {
@@ -30,6 +33,8 @@ pub(crate) struct XskRx {
     need_wakeup: bool,
     /// The socket said its interface is gone.
     vanished: bool,
+    /// Descriptors being gathered into frames.
+    gather: Gather,
 }
 
 impl XskRx {
@@ -47,6 +52,7 @@ impl XskRx {
             limit,
             need_wakeup,
             vanished: false,
+            gather: Gather::new(),
         };
         rx.refill();
         rx
@@ -75,26 +81,53 @@ impl RxEngine for XskRx {
         {
             let mut guard = self.xsk.borrow_mut();
             let x = &mut *guard;
-            let n = x.rx.ready(max.min(u32::MAX as usize) as u32);
-            for i in 0..n {
+            let g = &mut self.gather;
+            let avail = x.rx.ready(u32::MAX);
+            // Descriptors used up: up to the end of the last frame taken or
+            // dropped (an incomplete frame's are read again next time).
+            let mut done = 0;
+            let mut parts = [(0u32, 0u32, 0u32); MAX_FRAGS];
+            for i in 0..avail {
+                if g.pending() == 0 && pkts as usize >= max {
+                    break;
+                }
                 let d = x.rx.read(i);
-                match x.geom.rx(&mut x.fill_lent, d.addr, d.len, d.options) {
-                    Ok(f) => {
-                        let p = Packet::from_filled(
-                            &x.pool.inner,
-                            &[f.buf],
-                            f.off,
-                            f.len as usize,
-                            VnetHdr::default(),
-                        );
-                        bytes += u64::from(f.len);
+                let pool = &x.pool.inner;
+                let step = g.push(
+                    &x.geom,
+                    &mut x.fill_lent,
+                    (d.addr, d.len, d.options),
+                    x.sg,
+                    |b| pool.put(b),
+                );
+                match step {
+                    Step::Pending => continue,
+                    Step::Frame => {
+                        let f = g.frame();
+                        for (p, f) in parts.iter_mut().zip(f) {
+                            *p = (f.buf, f.off, f.len);
+                        }
+                        let p = Packet::from_pieces(pool, &parts[..f.len()]);
+                        g.clear();
+                        bytes += p.len() as u64;
                         pkts += 1;
                         out.push(p);
                     }
-                    Err(_) => bad += 1,
+                    Step::Dropped => bad += 1,
+                }
+                done = i + 1;
+            }
+            if g.pending() > 0 {
+                if done == 0 && avail >= x.rx.size() {
+                    // One frame fills the ring and has no end: drop it.
+                    let pool = &x.pool.inner;
+                    bad += g.abandon(|b| pool.put(b)) as u64;
+                    done = avail;
+                } else {
+                    g.unwind(&mut x.fill_lent);
                 }
             }
-            x.rx.release(n);
+            x.rx.release(done);
             bad += std::mem::take(&mut x.rx.corrupt);
         }
         self.refill();

@@ -133,7 +133,6 @@ fn parse(p: &Parser<'_>) -> Result<XdpConfig> {
     cfg.validate().map_err(|e| {
         let key = match &e {
             Error::InvalidConfig { field, .. } => *field,
-            Error::Unsupported { .. } if cfg.multibuf => "multibuf",
             _ => "",
         };
         p.err(key, e.to_string())
@@ -204,8 +203,8 @@ mod tests {
         assert_eq!(bad_key("xdp:iface=a,xdp_mode=hw"), "xdp_mode");
         assert_eq!(bad_key("xdp:iface=a,need_wakeup=maybe"), "need_wakeup");
         assert_eq!(bad_key("xdp:iface=a%d"), "iface");
-        // Not built yet: refused with the reason.
-        assert_eq!(bad_key("xdp:iface=a,multibuf=on"), "multibuf");
+        assert_eq!(bad_key("xdp:iface=a,multibuf=maybe"), "multibuf");
+        assert!(crate::parse_port_spec("xdp:iface=a,multibuf=on").is_ok());
         assert_eq!(bad_key("xdp:iface=a,backend=rw"), "backend");
     }
 }

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::counters::add;
+use super::desc::MAX_FRAGS;
 use super::queue::XdpQueue;
 use super::xsk::Xsk;
 use super::xsk::TX_META_LEN;
@@ -85,7 +86,8 @@ impl XskTx {
                 match x.geom.completion(&mut x.tx_lent, addr) {
                     Ok(b) => {
                         bytes += u64::from(x.pool.inner.seg(b).len);
-                        pkts += 1;
+                        // A frame is sent when its last buffer completes.
+                        pkts += u64::from(x.tx_last.take(b));
                         x.pool.inner.put(b);
                     }
                     Err(_) => bad += 1,
@@ -153,13 +155,14 @@ impl XskTx {
         }
     }
 
-    /// The packet as one buffer of the UMEM's pool: itself if it is one (with
-    /// the headroom tx metadata needs, when the UMEM has it), else a copy
+    /// The packet as buffers of the UMEM's pool: itself if it is (one buffer,
+    /// with the headroom tx metadata needs when the UMEM has it; on a
+    /// multi-buffer socket up to [`MAX_FRAGS`] non-empty ones), else a copy
     /// (counted). `None`: dropped (counted).
     fn umem_packet(&self, x: &mut Xsk, p: Packet) -> Option<Packet> {
         let c = &self.q.counters;
         let room = if x.tx_meta { TX_META_LEN as usize } else { 0 };
-        if p.is_buffer_of(&x.pool.inner) && p.headroom() >= room {
+        if fits(x, &p) && p.headroom() >= room {
             return Some(p);
         }
         let Ok(mut copy) = x.pool.alloc() else {
@@ -172,8 +175,8 @@ impl XskTx {
                 return None;
             }
         }
-        if !copy.is_buffer_of(&x.pool.inner) {
-            // Longer than one buffer holds.
+        if !fits(x, &copy) {
+            // Longer than one buffer holds (or, multi-buffer, 18 of them).
             add(&c.oversized, 1);
             return None;
         }
@@ -213,11 +216,21 @@ impl XskTx {
             add(&c.csum_kernel, 1);
             return Some(sys::XDP_TX_METADATA);
         }
-        let Ok((field, sum)) = checksum::sw_l4_checksum_on(&[p.data()], Link::Ethernet) else {
+        let mut segs: [&[u8]; MAX_FRAGS] = [&[]; MAX_FRAGS];
+        for (s, d) in segs.iter_mut().zip(p.segments()) {
+            *s = d;
+        }
+        let n = p.nb_segs().min(MAX_FRAGS);
+        let field = match checksum::sw_l4_checksum_on(&segs[..n], Link::Ethernet) {
+            // The field is in the first buffer (the headers are).
+            Ok((f, sum)) => p.data_mut().get_mut(f..f + 2).map(|b| (b, sum)),
+            Err(_) => None,
+        };
+        let Some((field, sum)) = field else {
             add(&c.csum_refused, 1);
             return None;
         };
-        p.data_mut()[field..field + 2].copy_from_slice(&sum.to_be_bytes());
+        field.copy_from_slice(&sum.to_be_bytes());
         add(&c.csum_sw, 1);
         Some(0)
     }
@@ -246,8 +259,20 @@ impl TxEngine for XskTx {
         let mut guard = xsk.borrow_mut();
         let x = &mut *guard;
         let size = x.tx.size();
-        let take = pkts.len().min(max).min(x.tx.free(size) as usize);
+        let free = x.tx.free(size) as usize;
+        // As many packets as surely fit: a multi-buffer frame takes a
+        // descriptor per buffer (a copy at most one more than it has bytes
+        // for whole buffers).
+        let (mut take, mut need) = (0, 0);
+        while take < pkts.len().min(max) {
+            need += descs_needed(x, &pkts[take]);
+            if need > free {
+                break;
+            }
+            take += 1;
+        }
         let (mut filled, mut dropped) = (0u32, 0u64);
+        let mut parts = [(0u32, 0u32, 0u32); MAX_FRAGS];
         for p in pkts.drain(..take) {
             if p.len() < 14 {
                 dropped += 1;
@@ -267,19 +292,33 @@ impl TxEngine for XskTx {
                 dropped += 1;
                 continue;
             };
-            let Ok((buf, off, len)) = p.into_buffer(&x.pool.inner) else {
+            let Ok(n) = p.into_pieces(&x.pool.inner, &mut parts) else {
                 dropped += 1;
                 continue;
             };
-            if !x.tx_lent.lend(buf) {
-                // A buffer both lent and handed in: never happens; keep it out.
-                add(&self.q.counters.bad_descs, 1);
-                dropped += 1;
-                continue;
+            for (i, &(buf, off, len)) in parts[..n].iter().enumerate() {
+                if !x.tx_lent.lend(buf) {
+                    // A buffer both lent and handed in: never happens; keep it out.
+                    add(&self.q.counters.bad_descs, 1);
+                    continue;
+                }
+                let last = i + 1 == n;
+                if last {
+                    x.tx_last.lend(buf);
+                }
+                let more = if last { 0 } else { sys::XDP_PKT_CONTD };
+                let opts = if i == 0 { options } else { 0 } | more;
+                let addr = x.geom.addr(buf, off);
+                x.tx.write(
+                    filled,
+                    Desc {
+                        addr,
+                        len,
+                        options: opts,
+                    },
+                );
+                filled += 1;
             }
-            let addr = x.geom.addr(buf, off);
-            x.tx.write(filled, Desc { addr, len, options });
-            filled += 1;
         }
         if filled > 0 {
             x.tx.submit(filled);
@@ -325,4 +364,26 @@ impl TxEngine for XskTx {
     fn ring_features(&self) -> Option<&RingFeatures> {
         self.kicker.features()
     }
+}
+
+/// True if `p` can go as it is: one buffer of the UMEM's pool or, on a
+/// multi-buffer socket, up to [`MAX_FRAGS`] of them.
+fn fits(x: &Xsk, p: &Packet) -> bool {
+    if x.sg {
+        p.is_chain_of(&x.pool.inner) && p.nb_segs() <= MAX_FRAGS
+    } else {
+        p.is_buffer_of(&x.pool.inner)
+    }
+}
+
+/// Tx descriptors `p` takes at most (a copy into UMEM buffers included).
+fn descs_needed(x: &Xsk, p: &Packet) -> usize {
+    if !x.sg {
+        return 1;
+    }
+    if fits(x, p) {
+        return p.nb_segs();
+    }
+    let buf = x.pool.config().buf_size.max(1) as usize;
+    p.len().div_ceil(buf) + 1
 }

@@ -36,7 +36,8 @@ pub(crate) struct BindReq {
     pub ifindex: u32,
     pub queue: u32,
     pub ring: u32,
-    /// `XDP_COPY` / `XDP_ZEROCOPY` / neither (auto), `XDP_USE_NEED_WAKEUP`.
+    /// `XDP_COPY` / `XDP_ZEROCOPY` / neither (auto), `XDP_USE_NEED_WAKEUP`,
+    /// `XDP_USE_SG`.
     pub flags: u16,
     /// Chunk size if aligned chunks were asked for.
     pub frame: Option<u32>,
@@ -67,6 +68,11 @@ pub(crate) struct Xsk {
     /// a [`sys::TxMetadata`]: the kernel finishes checksums asked for there.
     /// Every tx frame then needs that much headroom in its chunk.
     pub tx_meta: bool,
+    /// Bound for multi-buffer frames (`XDP_USE_SG`).
+    pub sg: bool,
+    /// Buffers in flight that carry the last piece of a tx frame: their
+    /// completion completes the frame (counted once).
+    pub tx_last: Lent,
     /// The queue's counters (the socket's statistics go there as it closes).
     pub counters: Arc<XdpCounters>,
 }
@@ -84,14 +90,16 @@ struct Umem {
     fd: std::sync::Weak<OwnedFd>,
     /// Registered with tx metadata room ([`Xsk::tx_meta`]).
     tx_meta: bool,
+    /// Its first socket bound with `XDP_USE_SG`: every socket sharing it is.
+    sg: bool,
 }
 
 /// Bytes reserved in front of each tx frame for a [`sys::TxMetadata`].
 pub(crate) const TX_META_LEN: u32 = std::mem::size_of::<sys::TxMetadata>() as u32;
 
-/// A live socket bound with `pool` as its UMEM, if any, and whether the UMEM
-/// has tx metadata room.
-fn umem_owner(pool: &Pool) -> Option<(Arc<OwnedFd>, bool)> {
+/// A live socket bound with `pool` as its UMEM, if any, whether the UMEM has
+/// tx metadata room, and whether it is multi-buffer.
+fn umem_owner(pool: &Pool) -> Option<(Arc<OwnedFd>, bool, bool)> {
     UMEMS.with(|u| {
         let mut u = u.borrow_mut();
         u.retain(|m| m.pool.strong_count() > 0 && m.fd.strong_count() > 0);
@@ -101,16 +109,17 @@ fn umem_owner(pool: &Pool) -> Option<(Arc<OwnedFd>, bool)> {
                     .upgrade()
                     .is_some_and(|p| Rc::ptr_eq(&p, &pool.inner))
             })
-            .and_then(|m| Some((m.fd.upgrade()?, m.tx_meta)))
+            .and_then(|m| Some((m.fd.upgrade()?, m.tx_meta, m.sg)))
     })
 }
 
-fn remember_umem(pool: &Pool, fd: &Arc<OwnedFd>, tx_meta: bool) {
+fn remember_umem(pool: &Pool, fd: &Arc<OwnedFd>, tx_meta: bool, sg: bool) {
     UMEMS.with(|u| {
         u.borrow_mut().push(Umem {
             pool: Rc::downgrade(&pool.inner),
             fd: Arc::downgrade(fd),
             tx_meta,
+            sg,
         })
     });
 }
@@ -118,7 +127,7 @@ fn remember_umem(pool: &Pool, fd: &Arc<OwnedFd>, tx_meta: bool) {
 /// Registers `pool` as the UMEM of socket `fd`, with room for tx metadata
 /// where the kernel has it and the pool's headroom holds it; returns whether
 /// it has that room.
-fn register(fd: BorrowedFd<'_>, pool: &Pool, unaligned: bool) -> Result<bool> {
+fn register(fd: BorrowedFd<'_>, pool: &Pool, unaligned: bool, meta: bool) -> Result<bool> {
     let (base, len, stride) = pool.inner.memory();
     let reg = sys::UmemReg {
         addr: base as u64,
@@ -141,7 +150,7 @@ fn register(fd: BorrowedFd<'_>, pool: &Pool, unaligned: bool) -> Result<bool> {
         _ => sys_err("XDP_UMEM_REG")(e),
     }
     };
-    if pool.config().headroom >= TX_META_LEN {
+    if meta && pool.config().headroom >= TX_META_LEN {
         let mut with_meta = reg;
         with_meta.flags |= sys::XDP_UMEM_TX_METADATA_LEN;
         with_meta.tx_metadata_len = TX_META_LEN;
@@ -202,11 +211,26 @@ impl Xsk {
             })
         })?;
         let owner = umem_owner(pool);
-        let tx_meta = match &owner {
-            Some((_, tx_meta)) => *tx_meta,
-            None => register(fd.as_fd(), pool, geom.unaligned)?,
+        let want_sg = req.flags & sys::XDP_USE_SG != 0;
+        let (tx_meta, sg) = match &owner {
+            Some((_, tx_meta, sg)) if *sg != want_sg => {
+                return Err(Error::InvalidConfig {
+                    field: "multibuf",
+                    why: format!(
+                        "this pool is already the UMEM of sockets bound with multibuf={}: ports sharing one pool take the same multibuf setting",
+                        if *sg { "on" } else { "off" }
+                    ),
+                })
+            }
+            Some((_, tx_meta, sg)) => (*tx_meta, *sg),
+            // A multi-buffer frame's later chunks start at their first byte,
+            // with no room for metadata before them: none then.
+            None => (
+                register(fd.as_fd(), pool, geom.unaligned, !want_sg)?,
+                want_sg,
+            ),
         };
-        let owner = owner.map(|(fd, _)| fd);
+        let owner = owner.map(|(fd, _, _)| fd);
         let n = req.ring;
         for opt in [
             sys::XDP_UMEM_FILL_RING,
@@ -227,7 +251,7 @@ impl Xsk {
         let (zerocopy, copy_reason) = bind_retrying(&fd, &req, owner.as_deref())?;
         let tx_budget = tx_budget(fd.as_fd(), zerocopy, n);
         let fd = Arc::new(fd);
-        remember_umem(pool, &fd, tx_meta);
+        remember_umem(pool, &fd, tx_meta, sg);
         Ok(Xsk {
             sock: Some(fd),
             pool: pool.clone(),
@@ -242,6 +266,8 @@ impl Xsk {
             copy_reason,
             tx_budget,
             tx_meta,
+            sg,
+            tx_last: Lent::new(geom.count),
             counters,
         })
     }
@@ -301,12 +327,13 @@ fn bind_retrying(
 ) -> Result<(bool, Option<String>)> {
     let shared = owner.map(|o| o.as_fd());
     let modes = sys::XDP_COPY | sys::XDP_ZEROCOPY;
-    let wakeup = req.flags & sys::XDP_USE_NEED_WAKEUP;
-    // A socket sharing a UMEM takes the first socket's mode: no mode flags.
+    let extra = req.flags & (sys::XDP_USE_NEED_WAKEUP | sys::XDP_USE_SG);
+    // A socket sharing a UMEM takes the first socket's mode, wakeup and
+    // multi-buffer settings: no other flags.
     let attempts: Vec<u16> = if shared.is_some() {
         vec![sys::XDP_SHARED_UMEM]
     } else if req.flags & modes == 0 {
-        vec![sys::XDP_ZEROCOPY | wakeup, sys::XDP_COPY | wakeup]
+        vec![sys::XDP_ZEROCOPY | extra, sys::XDP_COPY | extra]
     } else {
         vec![req.flags]
     };
@@ -347,6 +374,10 @@ fn bind_error(e: std::io::Error, req: &BindReq) -> Error {
                 "interface queue {} is already bound by another XDP socket (another process or port): pick another queue=",
                 req.queue
             ),
+        },
+        Some(libc::EINVAL) if req.flags & sys::XDP_USE_SG != 0 => Error::Unsupported {
+            feature: "multi-buffer AF_XDP frames (multibuf=on, XDP_USE_SG)",
+            hint: "the kernel refused the bind: multi-buffer sockets need Linux 6.6 (and a queue that exists); use multibuf=off and an MTU whose frame fits a chunk",
         },
         Some(libc::EINVAL) => Error::InvalidConfig {
             field: "queue",
