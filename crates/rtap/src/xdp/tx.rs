@@ -357,8 +357,9 @@ impl TxEngine for XskTx {
         }
     }
 
+    /// Frames, not buffers: each frame in flight has one last buffer.
     fn in_flight(&self) -> usize {
-        self.xsk.borrow().tx_lent.count()
+        self.xsk.borrow().tx_last.count()
     }
 
     fn ring_features(&self) -> Option<&RingFeatures> {
