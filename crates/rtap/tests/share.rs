@@ -467,3 +467,111 @@ fn hostile_server_replies_are_refused() {
     }
     server.join().unwrap();
 }
+
+/// A peer speaking the protocol by hand: connects to `name`, sends `req`, and
+/// returns the connection, the reply's text and the fds it carried.
+fn raw_request(name: &str, req: &str) -> (std::os::fd::OwnedFd, String, Vec<std::os::fd::OwnedFd>) {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: plain socket call; the result is checked and owned below.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0);
+    // SAFETY: fd is fresh and owned by nobody else.
+    let conn = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_un is plain data; all-zero is valid.
+    let mut a: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    a.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = name.strip_prefix('@').unwrap().as_bytes();
+    for (d, s) in a.sun_path[1..].iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    let len = std::mem::size_of::<libc::sa_family_t>() + 1 + bytes.len();
+    // SAFETY: a is a live sockaddr_un of at least `len` bytes.
+    let r = unsafe {
+        libc::connect(
+            conn.as_raw_fd(),
+            &a as *const libc::sockaddr_un as *const libc::sockaddr,
+            len as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "connect {name}");
+    // SAFETY: req is live for the call.
+    let n = unsafe { libc::send(conn.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
+    assert_eq!(n, req.len() as isize);
+    let mut buf = [0u8; 4096];
+    let mut cbuf = [0u64; 64]; // room for 100+ fds, 8-aligned
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is plain data; all-zero is valid.
+    let mut mh: libc::msghdr = unsafe { std::mem::zeroed() };
+    mh.msg_iov = &mut iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = cbuf.as_mut_ptr().cast();
+    mh.msg_controllen = std::mem::size_of_val(&cbuf);
+    // SAFETY: mh points at live buffers for the call.
+    let n = unsafe { libc::recvmsg(conn.as_raw_fd(), &mut mh, libc::MSG_CMSG_CLOEXEC) };
+    assert!(n > 0, "no reply");
+    let text = String::from_utf8_lossy(&buf[..n as usize]).into_owned();
+    let mut fds = Vec::new();
+    // SAFETY: walking the control messages the kernel wrote into cbuf, within
+    // msg_controllen; SCM_RIGHTS payloads are arrays of fds now ours.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&mh);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(c).cast::<libc::c_int>();
+                let k = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / 4;
+                for i in 0..k {
+                    fds.push(std::os::fd::OwnedFd::from_raw_fd(
+                        data.add(i).read_unaligned(),
+                    ));
+                }
+            }
+            c = libc::CMSG_NXTHDR(&mh, c);
+        }
+    }
+    (conn, text, fds)
+}
+
+/// A peer that may attach cannot resize the memory it is lent (its size is
+/// sealed: `ftruncate` fails), so the serving port, which counts into the same
+/// memory, never faults on it; the server and the port keep working.
+#[test]
+fn lent_memory_cannot_be_resized() {
+    use std::os::fd::AsRawFd;
+    let (port, srv, name) = served("shr7");
+    let (conn, reply, fds) = raw_request(&name, "attach queues=1");
+    assert!(reply.starts_with("ok "), "{reply}");
+    let mut memfds = 0;
+    for fd in &fds {
+        // SAFETY: stat is plain data for the kernel to fill; fd is open.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) }, 0);
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            continue;
+        }
+        memfds += 1;
+        for len in [0, st.st_size / 2, st.st_size * 4] {
+            // SAFETY: ftruncate takes no pointers.
+            let r = unsafe { libc::ftruncate(fd.as_raw_fd(), len) };
+            let e = std::io::Error::last_os_error().raw_os_error();
+            assert_eq!((r, e), (-1, Some(libc::EPERM)), "ftruncate to {len}");
+        }
+    }
+    assert!(memfds > 0, "the reply lends memory: {reply}");
+    // The serving port counts on: frames on its queues, stats read.
+    let pool = pool();
+    let mut rxq = port.rx_queue(0, &pool).unwrap();
+    let inj = PacketSocket::injector(port.ifindex());
+    let frames: Vec<Vec<u8>> = (0..64u32).map(|i| flow_frame(80, i as u16, i)).collect();
+    let mut per = vec![Vec::new()];
+    let got = inject_and_receive(&inj, &frames, std::slice::from_mut(&mut rxq), &mut per);
+    assert!(got > 0);
+    assert!(port.stats().unwrap().rx.packets >= got as u64);
+    drop((conn, fds));
+    wait_holder(&srv, 1, &QueueHolder::Free);
+    // And a well-behaved peer attaches after it.
+    let b = Port::open(SharedConfig::new(&name).queue_list(&[1])).unwrap();
+    assert_eq!(b.queue_count(), 1);
+}

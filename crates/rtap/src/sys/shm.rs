@@ -1,9 +1,17 @@
 //! Memory shared between processes: a `memfd` mapped `MAP_SHARED`, whose fd can
 //! be handed to another process (over a Unix socket) and mapped there too.
+//!
+//! The size is sealed (`F_SEAL_SHRINK`, `F_SEAL_GROW`, then `F_SEAL_SEAL`) before
+//! the fd leaves its maker: a process given the fd cannot `ftruncate` it, which
+//! would make every access of the maker's mapping past the new end a `SIGBUS`.
+//! Whoever maps an fd it was given checks those seals first.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
+
+/// The seals that fix a memfd's size.
+const SIZE_SEALS: libc::c_int = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW;
 
 /// A shared mapping of a memfd; unmapped on drop (the fd closes with it).
 #[derive(Debug)]
@@ -26,7 +34,9 @@ impl SharedMap {
         let len = len.max(1).div_ceil(page) * page;
         let cname = std::ffi::CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
         // SAFETY: cname is NUL-terminated and outlives the call; the result is checked.
-        let fd = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) };
+        let fd = unsafe {
+            libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
+        };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -34,6 +44,17 @@ impl SharedMap {
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         // SAFETY: ftruncate takes no pointers.
         if unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fcntl with an int argument takes no pointers.
+        if unsafe {
+            libc::fcntl(
+                fd.as_raw_fd(),
+                libc::F_ADD_SEALS,
+                SIZE_SEALS | libc::F_SEAL_SEAL,
+            )
+        } < 0
+        {
             return Err(io::Error::last_os_error());
         }
         SharedMap::map(fd, len)
@@ -51,6 +72,14 @@ impl SharedMap {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "not a shared memory file",
+            ));
+        }
+        // SAFETY: fcntl(F_GET_SEALS) takes no pointers.
+        let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
+        if seals < 0 || seals & SIZE_SEALS != SIZE_SEALS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a memfd whose size is not sealed: whoever holds it could shrink it under the mapping",
             ));
         }
         SharedMap::map(fd, st.st_size as usize)
@@ -100,5 +129,30 @@ impl Drop for SharedMap {
         unsafe {
             libc::munmap(self.base.as_ptr().cast(), self.len);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn made_sealed_and_unsealed_ones_refused() {
+        let m = SharedMap::create("rtap-test", 100).unwrap();
+        let fd = m.fd().try_clone_to_owned().unwrap();
+        // SAFETY: ftruncate takes no pointers.
+        assert_eq!(unsafe { libc::ftruncate(fd.as_raw_fd(), 0) }, -1);
+        let again = SharedMap::open(fd).unwrap();
+        assert_eq!(again.len(), m.len());
+        // A memfd whose size nobody sealed is not mapped.
+        // SAFETY: a literal NUL-terminated name; the result is checked.
+        let raw = unsafe { libc::memfd_create(c"rtap-unsealed".as_ptr(), libc::MFD_CLOEXEC) };
+        assert!(raw >= 0);
+        // SAFETY: raw is a fresh fd of ours.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: ftruncate takes no pointers.
+        assert_eq!(unsafe { libc::ftruncate(fd.as_raw_fd(), 4096) }, 0);
+        let e = SharedMap::open(fd).unwrap_err();
+        assert!(e.to_string().contains("not sealed"), "{e}");
     }
 }
