@@ -23,18 +23,21 @@ impl QueueCounters {
     #[inline]
     pub(crate) fn add(&self, packets: u64, bytes: u64, errors: u64, nombuf: u64) {
         // Single writer: load+store is enough and avoids locked read-modify-writes.
+        // Wrapping: the block may be shared memory another process wrote anything
+        // into (its own queue's figures go wrong, nothing panics).
         if packets != 0 {
             self.packets
-                .store(self.packets.load(Relaxed) + packets, Relaxed);
-            self.bytes.store(self.bytes.load(Relaxed) + bytes, Relaxed);
+                .store(self.packets.load(Relaxed).wrapping_add(packets), Relaxed);
+            self.bytes
+                .store(self.bytes.load(Relaxed).wrapping_add(bytes), Relaxed);
         }
         if errors != 0 {
             self.errors
-                .store(self.errors.load(Relaxed) + errors, Relaxed);
+                .store(self.errors.load(Relaxed).wrapping_add(errors), Relaxed);
         }
         if nombuf != 0 {
             self.nombuf
-                .store(self.nombuf.load(Relaxed) + nombuf, Relaxed);
+                .store(self.nombuf.load(Relaxed).wrapping_add(nombuf), Relaxed);
         }
     }
 
@@ -43,7 +46,7 @@ impl QueueCounters {
     pub(crate) fn add_truncated(&self, n: u64) {
         if n != 0 {
             self.truncated
-                .store(self.truncated.load(Relaxed) + n, Relaxed);
+                .store(self.truncated.load(Relaxed).wrapping_add(n), Relaxed);
         }
     }
 
@@ -81,11 +84,13 @@ impl QueueStats {
         }
     }
 
+    /// Saturating: a queue's figures may come from memory a peer process
+    /// wrote anything into.
     fn add(&mut self, o: &QueueStats) {
-        self.packets += o.packets;
-        self.bytes += o.bytes;
-        self.errors += o.errors;
-        self.nombuf += o.nombuf;
+        self.packets = self.packets.saturating_add(o.packets);
+        self.bytes = self.bytes.saturating_add(o.bytes);
+        self.errors = self.errors.saturating_add(o.errors);
+        self.nombuf = self.nombuf.saturating_add(o.nombuf);
     }
 }
 

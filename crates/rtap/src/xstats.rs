@@ -75,7 +75,7 @@ impl<const N: usize> XCounters<N> {
     pub(crate) fn publish(&self, local: &[u64]) {
         for (c, &d) in self.v.iter().zip(local) {
             if d != 0 {
-                c.store(c.load(Relaxed) + d, Relaxed);
+                c.store(c.load(Relaxed).wrapping_add(d), Relaxed);
             }
         }
     }

@@ -436,19 +436,19 @@ fn hostile_server_replies_are_refused() {
     netns();
     let name = format!("@rtap-test-hostile-{}", std::process::id());
     let attach_replies = [
-        "ok v=1 kind=tap name=x ifindex=1 queues=0 offloads=none netns=0 fds_per_queue=18446744073709551615",
-        "ok v=1 kind=tap name=x ifindex=1 queues=0,1 offloads=none netns=0 fds_per_queue=9223372036854775807",
-        "ok v=1 kind=pcap name=x ifindex=1 queues=0 offloads=none netns=0 fds_per_queue=1",
-        "ok v=1 kind=shared name=x ifindex=1 queues=0 offloads=none netns=0 fds_per_queue=1",
-        "ok v=1 kind=tap name=x ifindex=1 queues=0 offloads=none netns=1 fds_per_queue=1",
-        "ok v=1 kind=packet name=x ifindex=1 queues=0 offloads=none netns=0 fds_per_queue=2 frame_size=4294967280",
-        "ok v=1 kind=tap name=x ifindex=1 queues=x offloads=none",
-        "ok v=2 kind=tap",
+        "ok v=2 kind=tap name=x ifindex=1 queues=0 offloads=none netns=0 fds_per_queue=18446744073709551615",
+        "ok v=2 kind=tap name=x ifindex=1 queues=0,1 offloads=none netns=0 fds_per_queue=9223372036854775807",
+        "ok v=2 kind=pcap name=x ifindex=1 queues=0 offloads=none netns=0 fds_per_queue=1",
+        "ok v=2 kind=shared name=x ifindex=1 queues=0 offloads=none netns=0 fds_per_queue=1",
+        "ok v=2 kind=tap name=x ifindex=1 queues=0 offloads=none netns=1 fds_per_queue=1",
+        "ok v=2 kind=packet name=x ifindex=1 queues=0 offloads=none netns=0 fds_per_queue=2 frame_size=4294967280",
+        "ok v=2 kind=tap name=x ifindex=1 queues=x offloads=none",
+        "ok v=1 kind=tap",
         "\u{ff}garbage",
     ];
     let status_replies = [
-        "status v=1 queues=18446744073709551615",
-        "status v=1 queues=100000",
+        "status v=2 queues=18446744073709551615",
+        "status v=2 queues=100000",
     ];
     let mut all: Vec<String> = attach_replies.iter().map(|s| s.to_string()).collect();
     all.extend(status_replies.iter().map(|s| s.to_string()));
@@ -534,33 +534,52 @@ fn raw_request(name: &str, req: &str) -> (std::os::fd::OwnedFd, String, Vec<std:
     (conn, text, fds)
 }
 
-/// A peer that may attach cannot resize the memory it is lent (its size is
-/// sealed: `ftruncate` fails), so the serving port, which counts into the same
-/// memory, never faults on it; the server and the port keep working.
+/// A peer that may attach is lent the counter memory of its own queue and no
+/// other (one memfd per queue). It cannot resize it (the size is sealed:
+/// `ftruncate` fails), so the serving port, which counts into the same memory,
+/// never faults on it; garbage it writes there changes only that queue's
+/// figures: the serving port's other queue counts exactly, nothing panics,
+/// and a well-behaved peer attaches after it.
 #[test]
-fn lent_memory_cannot_be_resized() {
+fn lent_memory_is_the_peers_own_and_cannot_be_resized() {
     use std::os::fd::AsRawFd;
     let (port, srv, name) = served("shr7");
     let (conn, reply, fds) = raw_request(&name, "attach queues=1");
     assert!(reply.starts_with("ok "), "{reply}");
-    let mut memfds = 0;
+    let mut memfds = Vec::new();
     for fd in &fds {
         // SAFETY: stat is plain data for the kernel to fill; fd is open.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         assert_eq!(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) }, 0);
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            continue;
-        }
-        memfds += 1;
-        for len in [0, st.st_size / 2, st.st_size * 4] {
-            // SAFETY: ftruncate takes no pointers.
-            let r = unsafe { libc::ftruncate(fd.as_raw_fd(), len) };
-            let e = std::io::Error::last_os_error().raw_os_error();
-            assert_eq!((r, e), (-1, Some(libc::EPERM)), "ftruncate to {len}");
+        if st.st_mode & libc::S_IFMT == libc::S_IFREG {
+            memfds.push((fd, st.st_size));
         }
     }
-    assert!(memfds > 0, "the reply lends memory: {reply}");
-    // The serving port counts on: frames on its queues, stats read.
+    assert_eq!(memfds.len(), 1, "one queue, one block of memory: {reply}");
+    let (fd, size) = memfds[0];
+    for len in [0, size / 2, size * 4] {
+        // SAFETY: ftruncate takes no pointers.
+        let r = unsafe { libc::ftruncate(fd.as_raw_fd(), len) };
+        let e = std::io::Error::last_os_error().raw_os_error();
+        assert_eq!((r, e), (-1, Some(libc::EPERM)), "ftruncate to {len}");
+    }
+    // Garbage over the whole block (header included).
+    // SAFETY: a fresh shared mapping of the memfd's whole size, checked, written
+    // as bytes only, unmapped below.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            size as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED);
+        std::ptr::write_bytes(p.cast::<u8>(), 0xff, size as usize);
+        libc::munmap(p, size as usize);
+    }
+    // The serving port counts on: frames on its queue 0, stats read.
     let pool = pool();
     let mut rxq = port.rx_queue(0, &pool).unwrap();
     let inj = PacketSocket::injector(port.ifindex());
@@ -568,10 +587,20 @@ fn lent_memory_cannot_be_resized() {
     let mut per = vec![Vec::new()];
     let got = inject_and_receive(&inj, &frames, std::slice::from_mut(&mut rxq), &mut per);
     assert!(got > 0);
-    assert!(port.stats().unwrap().rx.packets >= got as u64);
+    let st = port.stats().unwrap();
+    assert_eq!(st.rx_queues[0].packets, got as u64, "queue 0 is exact");
+    assert_eq!(
+        st.rx_queues[1].packets,
+        u64::MAX,
+        "queue 1 shows the garbage"
+    );
+    assert_eq!(st.rx.packets, u64::MAX, "the sum saturates");
+    let _ = port.xstats();
     drop((conn, fds));
     wait_holder(&srv, 1, &QueueHolder::Free);
-    // And a well-behaved peer attaches after it.
+    // The server runs queue 1 again (counting onto the garbage wraps, no
+    // panic), and a well-behaved peer attaches after it.
+    drop(port.rx_queue(1, &pool).unwrap());
     let b = Port::open(SharedConfig::new(&name).queue_list(&[1])).unwrap();
     assert_eq!(b.queue_count(), 1);
 }

@@ -107,12 +107,10 @@ pub(crate) struct OpenedDevice {
 }
 
 /// What a port attached to another process's brings: that process's counter
-/// memory, which of its blocks each local queue counts into (the served
-/// port's queue numbers, in local order: the queue count), and the namespace
-/// the interface lives in when that is not the opener's.
+/// block of each queue it lent (in local order: the queue count), and the
+/// namespace the interface lives in when that is not the opener's.
 pub(crate) struct Attached {
-    pub counters: Arc<CounterMem>,
-    pub blocks: Vec<u16>,
+    pub counters: Vec<Arc<CounterMem>>,
     pub netns: Option<OwnedFd>,
 }
 

@@ -57,12 +57,13 @@ pub struct Port {
     /// the same SQPOLL settings) shares.
     sq_anchor: Option<Arc<uring::SqAnchor>>,
     base: Mutex<Baseline>,
-    /// Every queue's counters, in memory a process the port is shared with
-    /// can map ([`crate::share`]).
-    counters: Arc<CounterMem>,
-    /// For a port attached to another process's: the counter block of each
-    /// queue (the served port's queue numbers). `None`: block `i` is queue `i`.
-    blocks: Option<Vec<u16>>,
+    /// Each queue's counters (by queue id), in memory of its own that a process
+    /// the queue is lent to can map ([`crate::share`]). Kept when the queue
+    /// count shrinks, so a queue opened again counts on.
+    counters: Vec<Arc<CounterMem>>,
+    /// Attached to another process's port: `counters` are that port's blocks
+    /// of the queues it lent, and there are no others.
+    attached: bool,
     /// The device's `imissed` as last read: what `stats` reports once the
     /// interface is gone.
     last_missed: std::sync::atomic::AtomicU64,
@@ -101,14 +102,10 @@ impl Port {
             iface,
             attached,
         } = opened;
-        let (ns, nl, counters, blocks) = match attached {
+        let (ns, nl, counters, attached) = match attached {
             // Attached to another process's port: its counters, its queues, and
             // link control and events in its namespace.
-            Some(Attached {
-                counters,
-                blocks,
-                netns,
-            }) => {
+            Some(Attached { counters, netns }) => {
                 let (ns, nl) = match netns {
                     Some(fd) => {
                         let h = NsHandle::from_fd(fd);
@@ -118,15 +115,15 @@ impl Port {
                     }
                     None => (ns, nl),
                 };
-                (ns, nl, counters, Some(blocks))
+                (ns, nl, counters, true)
             }
-            None => {
-                let c = CounterMem::new(MAX_QUEUES as usize)
-                    .map_err(|e| Error::sys("memfd for queue counters", e))?;
-                (ns, nl, Arc::new(c), None)
-            }
+            None => (ns, nl, Vec::new(), false),
         };
-        let n = blocks.as_ref().map_or(opts.queues, |b| b.len() as u16);
+        let n = if attached {
+            counters.len() as u16
+        } else {
+            opts.queues
+        };
         let sq_anchor = dev.info().sqpoll.and_then(uring::SqAnchor::shared);
         let mut port = Port {
             spec,
@@ -140,7 +137,7 @@ impl Port {
             sq_anchor,
             base: Mutex::new(Baseline::default()),
             counters,
-            blocks,
+            attached,
             last_missed: std::sync::atomic::AtomicU64::new(0),
         };
         port.spec.options_mut().queues = n;
@@ -172,14 +169,22 @@ impl Port {
         })?;
         for q in fds {
             let id = self.queues.len() as u16;
-            let at = match &self.blocks {
-                Some(b) => b.get(id as usize).map_or(usize::MAX, |&q| q as usize),
-                None => id as usize,
+            let mem = match self.counters.get(id as usize) {
+                Some(m) => m.clone(),
+                None if !self.attached => {
+                    let m =
+                        CounterMem::new().map_err(|e| Error::sys("memfd for queue counters", e))?;
+                    self.counters.push(Arc::new(m));
+                    self.counters[id as usize].clone()
+                }
+                None => {
+                    return Err(Error::NoSuchQueue {
+                        queue: id,
+                        count: self.counters.len() as u16,
+                    })
+                }
             };
-            let block = Block::new(&self.counters, at).ok_or(Error::NoSuchQueue {
-                queue: id,
-                count: self.counters.blocks() as u16,
-            })?;
+            let block = Block::new(&mem);
             self.queues.push(Arc::new(QueueShared::new(
                 id,
                 q.fd,
@@ -409,7 +414,7 @@ impl Port {
     /// Changes the number of queue pairs (port stopped, no queue handles alive).
     pub fn set_queue_count(&mut self, n: u16) -> Result<()> {
         validate_queues(n)?;
-        if self.blocks.is_some() {
+        if self.attached {
             return Err(Error::Unsupported {
                 feature: "set_queue_count on a port attached to another process's",
                 hint: "attach again with the queues wanted",

@@ -35,7 +35,6 @@ impl Port {
                 name: self.name(),
                 offloads: self.offloads(),
                 queues: self.queues.clone(),
-                counters: self.counters.clone(),
                 netns,
             },
         )

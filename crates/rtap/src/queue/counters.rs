@@ -1,12 +1,17 @@
-//! Where a port's queue counters live: one block per queue in a memfd mapped
-//! `MAP_SHARED`, so that a process the port is shared with
+//! Where a port's queue counters live: each queue's block in a memfd of its
+//! own mapped `MAP_SHARED`, so that a process the port is shared with
 //! ([`crate::share`]) counts into the same memory and the serving port's
-//! stats include the queues other processes run.
+//! stats include the queues other processes run. A process is lent only the
+//! memory of the queues it holds: it cannot write another queue's counters or
+//! positions, and the memfds' sizes are sealed (`sys::shm`).
 //!
 //! A block holds only atomics with a single writer (whoever holds the queue);
-//! all-zero is a valid value. A header names the layout so a mapping made by
-//! another build is refused rather than misread.
+//! all-zero is a valid value, and so is any other: a block a peer filled with
+//! garbage makes that queue's figures wrong, nothing else (the counters wrap,
+//! the sums saturate). A header names the layout so a mapping made by another
+//! build is refused rather than misread.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::stats::QueueCounters;
@@ -32,76 +37,81 @@ struct Header {
     blocks: u32,
 }
 
-const MAGIC: u64 = 0x7274_6170_6374_7231; // "rtapctr1"
-/// Bytes before the first block (a cache line).
+const _: () = assert!(size_of::<Header>() == 16);
+
+const MAGIC: u64 = 0x7274_6170_6374_7232; // "rtapctr2": one block per memfd
+/// Bytes before the block (a cache line).
 const HEADER: usize = 64;
 
-/// The counter blocks of a port.
+/// The counter block of one queue, in its own memfd.
 #[derive(Debug)]
 pub(crate) struct CounterMem {
     map: SharedMap,
-    blocks: usize,
 }
 
 impl CounterMem {
-    /// Blocks for `blocks` queues, zeroed.
-    pub(crate) fn new(blocks: usize) -> std::io::Result<CounterMem> {
-        let map = SharedMap::create("rtap-counters", HEADER + blocks * size_of::<QueueBlock>())?;
-        // SAFETY: the mapping is at least HEADER bytes, page-aligned, and nothing
-        // else refers to it yet.
-        unsafe {
-            map.as_ptr().cast::<Header>().write(Header {
-                magic: MAGIC,
-                block_size: size_of::<QueueBlock>() as u32,
-                blocks: blocks as u32,
-            })
-        };
-        Ok(CounterMem { map, blocks })
+    /// A zeroed block.
+    pub(crate) fn new() -> std::io::Result<CounterMem> {
+        let map = SharedMap::create("rtap-counters", HEADER + size_of::<QueueBlock>())?;
+        let m = CounterMem { map };
+        m.stamp();
+        Ok(m)
     }
 
-    /// Maps blocks another process made; `None` if the layout is not this build's.
+    /// Writes the header, before the block is lent: a peer that held it before
+    /// may have written anything there.
+    pub(crate) fn stamp(&self) {
+        // `Header` as two words: the magic, then block_size and blocks side
+        // by side as they lie in memory.
+        let mut sizes = [0u8; 8];
+        sizes[..4].copy_from_slice(&(size_of::<QueueBlock>() as u32).to_ne_bytes());
+        sizes[4..].copy_from_slice(&1u32.to_ne_bytes());
+        let words = [MAGIC, u64::from_ne_bytes(sizes)];
+        // SAFETY: the mapping holds at least HEADER bytes, page-aligned; the
+        // header is written as two 8-byte atomics (another process may map
+        // the memory), which any bytes are valid for.
+        let h = unsafe { &*self.map.as_ptr().cast::<[AtomicU64; 2]>() };
+        for (a, w) in h.iter().zip(words) {
+            a.store(w, Ordering::Relaxed);
+        }
+    }
+
+    /// Maps a block another process made; `None` if the layout is not this
+    /// build's (or the memfd's size is not sealed).
     pub(crate) fn open(fd: std::os::fd::OwnedFd) -> Option<CounterMem> {
         let map = SharedMap::open(fd).ok()?;
-        if map.len() < HEADER {
+        if map.len() < HEADER + size_of::<QueueBlock>() {
             return None;
         }
-        // SAFETY: the mapping holds at least a header, page-aligned.
-        let h = unsafe { map.as_ptr().cast::<Header>().read() };
-        let blocks = h.blocks as usize;
-        if h.magic != MAGIC
-            || h.block_size as usize != size_of::<QueueBlock>()
-            || HEADER + blocks * size_of::<QueueBlock>() > map.len()
-        {
+        // SAFETY: the mapping holds at least a header, page-aligned; read as
+        // plain integers (any bytes are valid).
+        let h = unsafe { map.as_ptr().cast::<Header>().read_volatile() };
+        if h.magic != MAGIC || h.block_size as usize != size_of::<QueueBlock>() || h.blocks != 1 {
             return None;
         }
-        Some(CounterMem { map, blocks })
+        Some(CounterMem { map })
     }
 
-    /// The memfd, to share.
+    /// The memfd, to lend with the queue.
     pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.map.fd()
     }
-
-    /// Queue blocks.
-    pub(crate) fn blocks(&self) -> usize {
-        self.blocks
-    }
 }
 
-/// One queue's block, keeping the memory mapped.
+/// One queue's block, keeping its memory mapped.
 #[derive(Clone)]
 pub(crate) struct Block {
     mem: Arc<CounterMem>,
-    index: usize,
 }
 
 impl Block {
-    /// Block `index` of `mem`; `None` past the end.
-    pub(crate) fn new(mem: &Arc<CounterMem>, index: usize) -> Option<Block> {
-        (index < mem.blocks).then(|| Block {
-            mem: mem.clone(),
-            index,
-        })
+    pub(crate) fn new(mem: &Arc<CounterMem>) -> Block {
+        Block { mem: mem.clone() }
+    }
+
+    /// The memory the block lives in (lent with its queue).
+    pub(crate) fn mem(&self) -> &CounterMem {
+        &self.mem
     }
 }
 
@@ -109,17 +119,9 @@ impl std::ops::Deref for Block {
     type Target = QueueBlock;
 
     fn deref(&self) -> &QueueBlock {
-        // SAFETY: index < blocks, checked at construction, so the block lies in
-        // the mapping, which `mem` keeps alive; blocks are 8-aligned (the header
-        // is 64 bytes, the block a multiple of 8) and all-zero or atomics written
-        // by their single writer, valid for any bytes.
-        unsafe {
-            &*self
-                .mem
-                .map
-                .as_ptr()
-                .add(HEADER + self.index * size_of::<QueueBlock>())
-                .cast::<QueueBlock>()
-        }
+        // SAFETY: the mapping holds HEADER + one block (checked at open, made so
+        // at create), and `mem` keeps it alive; the block is 8-aligned (the
+        // header is 64 bytes) and holds only atomics, valid for any bytes.
+        unsafe { &*self.mem.map.as_ptr().add(HEADER).cast::<QueueBlock>() }
     }
 }

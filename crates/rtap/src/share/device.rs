@@ -143,18 +143,21 @@ pub(crate) fn open(cfg: &SharedConfig, reg: &Registry) -> Result<OpenedDevice> {
         .get("fds_per_queue")
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
-    let want = primary
-        .len()
-        .checked_mul(per)
-        .and_then(|n| n.checked_add(1 + usize::from(with_ns)));
+    // Each queue's fds, then each queue's counter block, then the namespace.
+    let want = per
+        .checked_add(1)
+        .and_then(|k| primary.len().checked_mul(k))
+        .and_then(|n| n.checked_add(usize::from(with_ns)));
     if primary.is_empty() || per == 0 || want != Some(fds.len()) {
         return Err(bad("the reply did not carry the queues' fds"));
     }
     let netns = with_ns.then(|| fds.pop()).flatten();
-    let counters = fds
-        .pop()
-        .and_then(CounterMem::open)
-        .ok_or_else(|| bad("the counter memory is not this build's layout"))?;
+    let blocks = fds.split_off(primary.len() * per);
+    let counters = blocks
+        .into_iter()
+        .map(|fd| CounterMem::open(fd).map(Arc::new))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| bad("a queue's counter memory is not this build's layout, or not sealed"))?;
     let ifindex = m
         .get("ifindex")
         .and_then(|v| v.parse().ok())
@@ -198,11 +201,7 @@ pub(crate) fn open(cfg: &SharedConfig, reg: &Registry) -> Result<OpenedDevice> {
     Ok(OpenedDevice {
         dev: Arc::new(dev),
         iface,
-        attached: Some(Attached {
-            counters: Arc::new(counters),
-            blocks: primary,
-            netns,
-        }),
+        attached: Some(Attached { counters, netns }),
     })
 }
 

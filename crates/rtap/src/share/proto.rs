@@ -6,7 +6,8 @@
 //! client: attach queues=0,2            (or queues=all)
 //! server: ok kind=KIND name=NAME ifindex=7 queues=0,2 offloads=csum,tso4 netns=0
 //!         fds_per_queue=N [the device's own words]
-//!         + fds: N per queue, in order; the counter memory; the netns if netns=1
+//!         + fds: N per queue, in order; each queue's counter memory (a sealed
+//!           memfd), in order; the netns if netns=1
 //! server: err busy queue 2 is held by process 4242 (uid 1000)
 //! client: status
 //! server: status queues=4 q0=serving q1=free q2=pid:4242,uid:1000 q3=free
@@ -16,7 +17,7 @@
 //! (credentials), `proto` (a malformed or repeated request).
 
 /// Protocol version carried in every reply (`v=`); a client refuses others.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 
 /// Largest message.
 pub(crate) const MAX_MSG: usize = 4096;

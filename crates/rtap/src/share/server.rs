@@ -15,7 +15,6 @@ use super::proto::{parse_queue_sel, Msg, QueueHolder, QueueSel, MAX_MSG, VERSION
 use crate::device::netns::NsHandle;
 use crate::device::{Device, DeviceKind, Offloads, Opened};
 use crate::error::{Error, Result};
-use crate::queue::counters::CounterMem;
 use crate::queue::{Claim, Dir, QueueShared};
 use crate::sys::{fd as sysfd, unix};
 
@@ -29,7 +28,6 @@ pub(crate) struct ServeParts {
     pub name: String,
     pub offloads: Offloads,
     pub queues: Vec<Arc<QueueShared>>,
-    pub counters: Arc<CounterMem>,
     pub netns: Option<OwnedFd>,
 }
 
@@ -388,7 +386,13 @@ fn attach(parts: &ServeParts, peers: &mut [Peer], i: usize, m: &Msg, st: &Mutex<
     };
     let per_queue = owned.len() / list.len().max(1);
     let mut fds: Vec<BorrowedFd<'_>> = owned.iter().map(|f| f.as_fd()).collect();
-    fds.push(parts.counters.fd());
+    // Each lent queue's counter block, and no other queue's (its header
+    // written again: an earlier holder may have scribbled on it).
+    for &q in &list {
+        let mem = parts.queues[q as usize].c.mem();
+        mem.stamp();
+        fds.push(mem.fd());
+    }
     if let Some(ns) = &parts.netns {
         fds.push(ns.as_fd());
     }
