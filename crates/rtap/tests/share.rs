@@ -604,3 +604,191 @@ fn lent_memory_is_the_peers_own_and_cannot_be_resized() {
     let b = Port::open(SharedConfig::new(&name).queue_list(&[1])).unwrap();
     assert_eq!(b.queue_count(), 1);
 }
+
+/// A connection to `name`, raw (blocking).
+fn raw_connect(name: &str) -> std::os::fd::OwnedFd {
+    let (conn, _, _) = raw_request(name, "status");
+    conn
+}
+
+/// Receives one message on `fd` within `t`: its text, or `None` on a close.
+fn raw_recv(fd: &std::os::fd::OwnedFd, t: Duration) -> Option<String> {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: p is one live pollfd.
+    let r = unsafe { libc::poll(&mut p, 1, t.as_millis() as i32) };
+    assert_eq!(r, 1, "nothing within {t:?}");
+    let mut buf = [0u8; 4096];
+    // SAFETY: buf is live and writable.
+    let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    (n > 0).then(|| String::from_utf8_lossy(&buf[..n as usize]).into_owned())
+}
+
+/// The server is still well: a well-behaved peer attaches, and status answers.
+fn still_serving(name: &str, queue: u16) {
+    let b = Port::open(SharedConfig::new(name).queue_list(&[queue]))
+        .expect("attach after the hostile peer");
+    assert_eq!(b.queue_count(), 1);
+    assert_eq!(rtap::share::status(name).unwrap().len(), 2);
+}
+
+/// A peer that sends requests and never reads the replies fills its socket;
+/// the server, which never waits on a peer, closes it (counted) instead of
+/// blocking, serves others meanwhile, and stops at once when dropped.
+#[test]
+fn peer_that_never_reads_is_closed_not_waited_on() {
+    use std::os::fd::AsRawFd;
+    let (port, srv, name) = served("shr8");
+    let conn = raw_connect(&name);
+    let req = b"status";
+    let mut sent = 0;
+    loop {
+        // SAFETY: req is live; MSG_NOSIGNAL: a closed connection is EPIPE.
+        let n = unsafe {
+            libc::send(
+                conn.as_raw_fd(),
+                req.as_ptr().cast(),
+                req.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            break;
+        }
+        sent += 1;
+        assert!(sent < 1_000_000, "the server never closed the connection");
+    }
+    assert!(srv.stats().dropped >= 1, "{:?}", srv.stats());
+    still_serving(&name, 1);
+    drop(conn);
+    drop(srv);
+    drop(port);
+}
+
+/// Connections beyond `max_peers` are answered `busy` and closed; those that
+/// ask nothing within `request_timeout` are closed; the server keeps serving.
+#[test]
+fn idle_connections_are_capped_and_time_out() {
+    netns();
+    let port = started("shr9", rtap::BackendKind::Uring, 2);
+    let name = format!("@rtap-test-shr9-{}", std::process::id());
+    let cfg = rtap::share::ServeConfig::new(&name)
+        .max_peers(8)
+        .request_timeout(Duration::from_millis(300));
+    let srv = port.serve(cfg).unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        idle.push(rtap_sys_connect(&name));
+    }
+    // The 12 over the cap have their answer waiting.
+    let mut busy = 0;
+    for c in &idle[8..] {
+        let m = raw_recv(c, WAIT).expect("an answer before the close");
+        assert!(
+            m.contains("busy") && m.contains("too many connections"),
+            "{m}"
+        );
+        busy += 1;
+    }
+    assert_eq!(busy, 12);
+    // The first 8 are closed once they have been silent too long.
+    for c in &idle[..8] {
+        assert_eq!(raw_recv(c, WAIT), None, "closed for silence");
+    }
+    let st = srv.stats();
+    assert_eq!(st.dropped, 20, "{st:?}");
+    still_serving(&name, 0);
+}
+
+/// A plain connection, nothing sent.
+fn rtap_sys_connect(name: &str) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: plain socket call; the result is checked and owned below.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0);
+    // SAFETY: fd is fresh and owned by nobody else.
+    let conn = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_un is plain data; all-zero is valid.
+    let mut a: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    a.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = name.strip_prefix('@').unwrap().as_bytes();
+    for (d, s) in a.sun_path[1..].iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    let len = std::mem::size_of::<libc::sa_family_t>() + 1 + bytes.len();
+    // SAFETY: a is a live sockaddr_un of at least `len` bytes.
+    let r = unsafe {
+        libc::connect(
+            conn.as_raw_fd(),
+            &a as *const libc::sockaddr_un as *const libc::sockaddr,
+            len as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "connect {name}");
+    conn
+}
+
+/// Malformed, oversized and repeated requests are answered with an error
+/// (counted), never a crash or a hang; the server keeps serving.
+#[test]
+fn malformed_huge_and_repeated_requests_answered() {
+    let (_port, srv, name) = served("sha1");
+    for req in [
+        "\u{ff}\u{0}garbage".to_string(),
+        "attach queues=1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1".to_string(),
+        format!("attach queues={}", "9".repeat(5000)),
+        "attach queues=-1".to_string(),
+        "launch missiles".to_string(),
+        "x".repeat(100_000),
+    ] {
+        let (_c, reply, fds) = raw_request(&name, &req);
+        assert!(reply.starts_with("err "), "{req:.40}: {reply}");
+        assert!(fds.is_empty());
+    }
+    // Attach twice on one connection: the second is refused, the first holds.
+    let (c, reply, fds) = raw_request(&name, "attach queues=1");
+    assert!(reply.starts_with("ok "), "{reply}");
+    use std::os::fd::AsRawFd;
+    // SAFETY: the request is live; c is open.
+    unsafe { libc::send(c.as_raw_fd(), b"attach queues=0".as_ptr().cast(), 15, 0) };
+    let again = raw_recv(&c, WAIT).unwrap();
+    assert!(again.contains("already holds queues"), "{again}");
+    assert!(srv.stats().rejected >= 6, "{:?}", srv.stats());
+    drop((c, fds));
+    wait_holder(&srv, 1, &QueueHolder::Free);
+    still_serving(&name, 1);
+}
+
+/// All 128 queues of a tap in one attach: their fds travel in several
+/// messages (one holds at most 64).
+#[test]
+fn attach_all_128_queues() {
+    netns();
+    let port = started("sha2", rtap::BackendKind::Rw, 128);
+    let name = format!("@rtap-test-sha2-{}", std::process::id());
+    let srv = port.serve(rtap::share::ServeConfig::new(&name)).unwrap();
+    let b = Port::open(SharedConfig::new(&name)).expect("attach 128 queues");
+    assert_eq!(b.queue_count(), 128);
+    assert!(srv
+        .holders()
+        .iter()
+        .all(|h| matches!(h, QueueHolder::Process { .. })));
+    drop(b);
+    drop(srv);
+}
+
+/// The client checks who serves the socket: a server running as a user it
+/// does not expect is refused, saying so.
+#[test]
+fn server_of_an_unexpected_user_refused() {
+    let (_port, _srv, name) = served("sha3");
+    let e = Port::open(SharedConfig::new(&name).server_uids(&[4242])).unwrap_err();
+    assert!(
+        matches!(&e, Error::ShareRefused { why, .. } if why.contains("uid 0") && why.contains("4242")),
+        "{e}"
+    );
+}

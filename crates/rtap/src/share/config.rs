@@ -25,6 +25,20 @@ pub struct SharedConfig {
     /// Burst size and max frame (queues, namespace and link settings are not
     /// this side's to choose).
     pub port: PortOptions,
+    /// Users the serving process may run as (`SO_PEERCRED` of the socket's
+    /// other end): anyone can take an abstract name, or a path in a directory
+    /// they write to. Default: this process's effective uid and root.
+    pub server_uids: Vec<u32>,
+}
+
+/// This process's effective uid and root.
+pub(crate) fn default_server_uids() -> Vec<u32> {
+    let me = crate::sys::fd::euid();
+    if me == 0 {
+        vec![0]
+    } else {
+        vec![me, 0]
+    }
 }
 
 impl SharedConfig {
@@ -36,7 +50,14 @@ impl SharedConfig {
             backend: BackendKind::Uring,
             ring: RingConfig::default(),
             port: PortOptions::default(),
+            server_uids: default_server_uids(),
         }
+    }
+
+    /// Sets the users the serving process may run as.
+    pub fn server_uids(mut self, uids: &[u32]) -> Self {
+        self.server_uids = uids.to_vec();
+        self
     }
 
     /// Attaches these queues (the serving port's numbers).

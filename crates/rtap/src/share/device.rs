@@ -40,11 +40,32 @@ pub(crate) struct SharedDevice {
     fds: Mutex<Vec<Option<Vec<OwnedFd>>>>,
 }
 
-fn connect(name: &str) -> Result<OwnedFd> {
-    unix::connect(name).map_err(|e| Error::ShareUnavailable {
+/// How long a reply may take.
+const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Most fds a reply may announce: every queue's fds (a few each) and counter
+/// block, and a namespace.
+const MAX_REPLY_FDS: usize = 8 * MAX_QUEUES as usize + 1;
+
+/// Connects to `name`, checking who serves it: the other end must run as one
+/// of `uids`.
+fn connect(name: &str, uids: &[u32]) -> Result<OwnedFd> {
+    let unavailable = |e: std::io::Error| Error::ShareUnavailable {
         name: name.into(),
         why: e.to_string(),
-    })
+    };
+    let conn = unix::connect(name).map_err(unavailable)?;
+    unix::set_recv_timeout(conn.as_fd(), REPLY_TIMEOUT).map_err(unavailable)?;
+    let (pid, uid, _) = unix::peer_cred(conn.as_fd()).map_err(unavailable)?;
+    if !uids.contains(&uid) {
+        return Err(Error::ShareRefused {
+            name: name.into(),
+            why: format!(
+                "the socket is served by process {pid} running as uid {uid}, not by an expected user (uids {uids:?}): another user may have taken the name; SharedConfig::server_uids names whom to trust"
+            ),
+        });
+    }
+    Ok(conn)
 }
 
 /// One request, one reply (with its fds).
@@ -53,9 +74,21 @@ fn ask(conn: BorrowedFd<'_>, name: &str, req: &Msg) -> Result<(Msg, Vec<OwnedFd>
         name: name.into(),
         why: e.to_string(),
     };
-    unix::send(conn, &req.encode(), &[]).map_err(io)?;
+    // A server that refuses at once may have closed already: its answer is
+    // still there to read.
+    let sent = unix::send(conn, &req.encode(), &[]);
     let mut buf = vec![0u8; MAX_MSG];
-    let (n, fds) = unix::recv(conn, &mut buf).map_err(io)?;
+    let timed_out = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::WouldBlock => Error::ShareUnavailable {
+            name: name.into(),
+            why: format!("the server did not answer within {REPLY_TIMEOUT:?}"),
+        },
+        _ => io(e),
+    };
+    let (n, mut fds) = match unix::recv(conn, &mut buf) {
+        Ok(r) => r,
+        Err(e) => return Err(sent.err().map_or_else(|| timed_out(e), io)),
+    };
     if n == 0 {
         return Err(Error::ShareRefused {
             name: name.into(),
@@ -91,12 +124,30 @@ fn ask(conn: BorrowedFd<'_>, name: &str, req: &Msg) -> Result<(Msg, Vec<OwnedFd>
             m.get("v")
         )));
     }
+    // More fds than one message holds follow in `fds` messages.
+    if let Some(total) = m.get("fds") {
+        let total: usize = total
+            .parse()
+            .ok()
+            .filter(|&t| t <= MAX_REPLY_FDS && t >= fds.len())
+            .ok_or_else(|| refused(format!("a reply announcing {total} fds")))?;
+        while fds.len() < total {
+            let (n, more) = unix::recv(conn, &mut buf).map_err(timed_out)?;
+            if n == 0 || Msg::decode(&buf[..n]).is_none_or(|c| c.verb != "fds") || more.is_empty() {
+                return Err(refused("the fds of the reply did not follow".into()));
+            }
+            fds.extend(more);
+            if fds.len() > total {
+                return Err(refused("more fds than the reply announced".into()));
+            }
+        }
+    }
     Ok((m, fds))
 }
 
 /// Who holds each queue of the port served at `name`, without attaching.
 pub fn status(name: &str) -> Result<Vec<QueueHolder>> {
-    let conn = connect(name)?;
+    let conn = connect(name, &super::config::default_server_uids())?;
     let (m, _) = ask(conn.as_fd(), name, &Msg::new("status"))?;
     let n: usize = m.get("queues").and_then(|v| v.parse().ok()).unwrap_or(0);
     if n > MAX_QUEUES as usize {
@@ -118,7 +169,7 @@ pub fn status(name: &str) -> Result<Vec<QueueHolder>> {
 /// kind of device.
 pub(crate) fn open(cfg: &SharedConfig, reg: &Registry) -> Result<OpenedDevice> {
     let name = cfg.path.as_str();
-    let conn = connect(name)?;
+    let conn = connect(name, &cfg.server_uids)?;
     let req = Msg::new("attach").with("queues", &cfg.queues);
     let (m, mut fds) = ask(conn.as_fd(), name, &req)?;
     let bad = |why: &str| Error::ShareRefused {

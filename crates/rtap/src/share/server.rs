@@ -16,6 +16,7 @@ use crate::device::netns::NsHandle;
 use crate::device::{Device, DeviceKind, Offloads, Opened};
 use crate::error::{Error, Result};
 use crate::queue::{Claim, Dir, QueueShared};
+use crate::sys::unix::MAX_FDS;
 use crate::sys::{fd as sysfd, unix};
 
 /// What serving a port needs of it: the device (which lends its queues), the
@@ -44,6 +45,12 @@ pub struct ServeConfig {
     pub gids: Vec<u32>,
     /// Mode of the socket file. Default 0600 (only the owner can connect).
     pub mode: u32,
+    /// Most connections at once; one more is answered `busy` and closed.
+    /// Default 64.
+    pub max_peers: usize,
+    /// How long a connection may stay without asking anything before it is
+    /// closed (a peer holding queues may stay for ever). Default 5 s.
+    pub request_timeout: std::time::Duration,
 }
 
 impl ServeConfig {
@@ -59,7 +66,21 @@ impl ServeConfig {
             uids,
             gids: Vec::new(),
             mode: 0o600,
+            max_peers: 64,
+            request_timeout: std::time::Duration::from_secs(5),
         }
+    }
+
+    /// Sets the most connections at once.
+    pub fn max_peers(mut self, n: usize) -> Self {
+        self.max_peers = n;
+        self
+    }
+
+    /// Sets how long a connection may wait before asking.
+    pub fn request_timeout(mut self, t: std::time::Duration) -> Self {
+        self.request_timeout = t;
+        self
     }
 
     /// Sets the allowed users.
@@ -97,6 +118,9 @@ pub struct ServerStats {
     pub refused: u64,
     /// Requests answered with an error (taken or missing queues, malformed).
     pub rejected: u64,
+    /// Connections closed by the server: over `max_peers`, silent past
+    /// `request_timeout`, or not reading their replies (a full socket).
+    pub dropped: u64,
     /// The last refusal or rejection, in words.
     pub last_error: Option<String>,
 }
@@ -216,10 +240,18 @@ struct Peer {
     /// The queues it holds and their claims (both directions).
     queues: Vec<u16>,
     claims: Vec<Claim>,
-    /// Refused for its credentials: its first request gets this reason, then
-    /// the connection closes (answering before it asked would race its send).
-    refused: Option<String>,
+    /// When it connected, and whether it has asked anything since.
+    since: std::time::Instant,
+    asked: bool,
+    /// Turned away (credentials, too many connections): it has its answer and
+    /// is closed at its first message or after [`GRACE`]. Closing it before it
+    /// sent its request could lose the answer (the kernel resets a connection
+    /// closed with unread data).
+    turned_away: bool,
 }
+
+/// How long a connection that was turned away is kept to read its answer.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn run(
     cfg: ServeConfig,
@@ -242,17 +274,20 @@ fn run(
             })
             .collect();
         // Wake up now and then to refresh who holds what (the serving
-        // process's own handles come and go without telling the server).
-        if sysfd::poll_many(&mut pfds, 500).is_err() {
+        // process's own handles come and go without telling the server), and
+        // in time for the first peer's request deadline.
+        let now = std::time::Instant::now();
+        let next_deadline = peers
+            .iter()
+            .filter_map(|p| deadline(&cfg, p))
+            .map(|d| d.saturating_duration_since(now))
+            .min()
+            .map_or(500, |d| d.as_millis().min(500) as i32 + 1);
+        if sysfd::poll_many(&mut pfds, next_deadline).is_err() {
             continue;
         }
         if pfds[0].revents != 0 {
             return;
-        }
-        if pfds[1].revents & libc::POLLIN != 0 {
-            if let Ok(fd) = unix::accept(listener.as_fd()) {
-                accept(&cfg, fd, &mut peers, &st);
-            }
         }
         // Peers, newest first so removal keeps the indices of those not yet seen.
         for i in (0..pfds.len() - 2).rev() {
@@ -260,23 +295,52 @@ fn run(
                 continue;
             }
             // An error reads as a close.
-            let (n, fds) = unix::recv(peers[i].fd.as_fd(), &mut buf).unwrap_or_default();
+            let (n, fds) = match unix::recv(peers[i].fd.as_fd(), &mut buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(_) => (0, Vec::new()),
+            };
             drop(fds); // clients send none; any that came are closed
-            if n == 0 {
-                let p = peers.swap_remove(i);
-                if !p.queues.is_empty() {
-                    tracing::info!(pid = p.pid, queues = ?p.queues, "shared queues released");
-                    lock(&st).stats.released += 1;
-                }
+            if n == 0 || peers[i].turned_away {
+                release(peers.swap_remove(i), &st);
                 continue;
             }
-            if let Some(why) = &peers[i].refused {
-                let _ = unix::send(peers[i].fd.as_fd(), &Msg::err("refused", why), &[]);
-                peers.swap_remove(i);
-                continue;
+            peers[i].asked = true;
+            if !handle(&parts, &mut peers, i, &buf[..n], &st) {
+                // It does not read its replies: closed, its queues freed.
+                drop_peer(peers.swap_remove(i), &st, "it does not read its replies");
             }
-            handle(&parts, &mut peers, i, &buf[..n], &st);
         }
+        // Silent too long: closed.
+        let now = std::time::Instant::now();
+        for i in (0..peers.len()).rev() {
+            if deadline(&cfg, &peers[i]).is_some_and(|d| now >= d) {
+                let p = peers.swap_remove(i);
+                if p.turned_away {
+                    continue;
+                }
+                let why = format!("asked nothing within {:?}", cfg.request_timeout);
+                drop_peer(p, &st, &why);
+            }
+        }
+        if pfds[1].revents & libc::POLLIN != 0 {
+            // Every pending connection (the listener is non-blocking).
+            while let Ok(fd) = unix::accept(listener.as_fd()) {
+                accept(&cfg, fd, &mut peers, &st);
+            }
+        }
+    }
+}
+
+/// When a peer is closed if it stays silent: a peer that asked something (and
+/// may hold queues) stays.
+fn deadline(cfg: &ServeConfig, p: &Peer) -> Option<std::time::Instant> {
+    if p.turned_away {
+        Some(p.since + GRACE)
+    } else if !p.asked {
+        Some(p.since + cfg.request_timeout)
+    } else {
+        None
     }
 }
 
@@ -284,28 +348,81 @@ fn lock(st: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     st.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A peer's connection closed: its queues come back.
+fn release(p: Peer, st: &Mutex<State>) {
+    if !p.queues.is_empty() {
+        tracing::info!(pid = p.pid, queues = ?p.queues, "shared queues released");
+        lock(st).stats.released += 1;
+    }
+}
+
+/// Closes a peer's connection on the server's initiative, counted.
+fn drop_peer(p: Peer, st: &Mutex<State>, why: &str) {
+    tracing::warn!(
+        pid = p.pid,
+        uid = p.uid,
+        "shared port: closed a connection: {why}"
+    );
+    {
+        let mut s = lock(st);
+        s.stats.dropped += 1;
+        s.stats.last_error = Some(format!("process {}: {why}", p.pid));
+    }
+    release(p, st);
+}
+
+/// Sends one message without waiting: false if the peer's socket is full
+/// (it does not read) or broken.
+fn send(fd: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> bool {
+    unix::send(fd, data, fds).is_ok()
+}
+
 fn accept(cfg: &ServeConfig, fd: OwnedFd, peers: &mut Vec<Peer>, st: &Mutex<State>) {
     let Ok((pid, uid, gid)) = unix::peer_cred(fd.as_fd()) else {
         return;
     };
-    let refused = (!cfg.allows(uid, gid)).then(|| {
+    let turned_away = if !cfg.allows(uid, gid) {
         let why = format!(
             "process {pid} (uid {uid}, gid {gid}) is not allowed to attach (allowed uids {:?}, gids {:?})",
             cfg.uids, cfg.gids
         );
-        tracing::warn!("{}: refused {why}", cfg.name);
-        let mut s = lock(st);
-        s.stats.refused += 1;
-        s.stats.last_error = Some(why.clone());
-        why
-    });
+        Some(("refused", why))
+    } else if peers.iter().filter(|p| !p.turned_away).count() >= cfg.max_peers {
+        let why = format!(
+            "too many connections ({}): process {pid} turned away; close idle ones or raise ServeConfig::max_peers",
+            cfg.max_peers
+        );
+        Some(("busy", why))
+    } else {
+        None
+    };
+    if let Some((code, why)) = &turned_away {
+        tracing::warn!("{}: {why}", cfg.name);
+        {
+            let mut s = lock(st);
+            if *code == "refused" {
+                s.stats.refused += 1;
+            } else {
+                s.stats.dropped += 1;
+            }
+            s.stats.last_error = Some(why.clone());
+        }
+        // Answered at once; kept a moment to read it (see `Peer::turned_away`),
+        // unless the connections turned away are as many again as allowed.
+        send(fd.as_fd(), &Msg::err(code, why), &[]);
+        if peers.iter().filter(|p| p.turned_away).count() >= cfg.max_peers {
+            return;
+        }
+    }
     peers.push(Peer {
         fd,
         pid,
         uid,
         queues: Vec::new(),
         claims: Vec::new(),
-        refused,
+        since: std::time::Instant::now(),
+        asked: false,
+        turned_away: turned_away.is_some(),
     });
 }
 
@@ -333,17 +450,20 @@ fn publish_holders(parts: &ServeParts, peers: &[Peer], st: &Mutex<State>) {
     lock(st).holders = h;
 }
 
-fn reject(peer: &Peer, st: &Mutex<State>, code: &str, text: String) {
+/// Answers with an error; false if the peer's socket took nothing.
+fn reject(peer: &Peer, st: &Mutex<State>, code: &str, text: String) -> bool {
     // Counted before the reply: whoever sees the reply sees the count.
     {
         let mut s = lock(st);
         s.stats.rejected += 1;
         s.stats.last_error = Some(format!("process {}: {text}", peer.pid));
     }
-    let _ = unix::send(peer.fd.as_fd(), &Msg::err(code, &text), &[]);
+    send(peer.fd.as_fd(), &Msg::err(code, &text), &[])
 }
 
-fn handle(parts: &ServeParts, peers: &mut [Peer], i: usize, req: &[u8], st: &Mutex<State>) {
+/// Answers one request; false if the peer must be closed (its socket is full:
+/// it does not read what it asked for).
+fn handle(parts: &ServeParts, peers: &mut [Peer], i: usize, req: &[u8], st: &Mutex<State>) -> bool {
     let Some(m) = Msg::decode(req) else {
         return reject(&peers[i], st, "proto", "malformed request".into());
     };
@@ -357,14 +477,14 @@ fn handle(parts: &ServeParts, peers: &mut [Peer], i: usize, req: &[u8], st: &Mut
             for (q, h) in holders(parts, peers).iter().enumerate() {
                 r = r.with(&format!("q{q}"), h);
             }
-            let _ = unix::send(peers[i].fd.as_fd(), &r.encode(), &[]);
+            send(peers[i].fd.as_fd(), &r.encode(), &[])
         }
         "attach" => attach(parts, peers, i, &m, st),
         other => reject(&peers[i], st, "proto", format!("unknown request {other:?}")),
     }
 }
 
-fn attach(parts: &ServeParts, peers: &mut [Peer], i: usize, m: &Msg, st: &Mutex<State>) {
+fn attach(parts: &ServeParts, peers: &mut [Peer], i: usize, m: &Msg, st: &Mutex<State>) -> bool {
     if !peers[i].queues.is_empty() {
         let why = "this connection already holds queues".to_string();
         return reject(&peers[i], st, "proto", why);
@@ -396,19 +516,27 @@ fn attach(parts: &ServeParts, peers: &mut [Peer], i: usize, m: &Msg, st: &Mutex<
     if let Some(ns) = &parts.netns {
         fds.push(ns.as_fd());
     }
-    let reply = granted(parts, &list, per_queue);
+    let reply = granted(parts, &list, per_queue).with("fds", fds.len());
     // Recorded before the reply: whoever sees the reply sees the holder.
     peers[i].queues = list;
     peers[i].claims = claims;
     lock(st).stats.attached += 1;
     publish_holders(parts, peers, st);
-    if let Err(e) = unix::send(peers[i].fd.as_fd(), &reply.encode(), &fds) {
-        // The peer is gone or broken: its queues are freed when the
-        // connection's close is seen.
-        tracing::warn!("shared queue reply to process {}: {e}", peers[i].pid);
-        return;
+    // The reply carries the first MAX_FDS fds, `fds` messages the rest. A
+    // transfer that fails closes the peer, which frees its queues.
+    let mut chunks = fds.chunks(MAX_FDS);
+    let first = chunks.next().unwrap_or(&[]);
+    if !send(peers[i].fd.as_fd(), &reply.encode(), first) {
+        return false;
+    }
+    let more = Msg::new("fds").encode();
+    for c in chunks {
+        if !send(peers[i].fd.as_fd(), &more, c) {
+            return false;
+        }
     }
     tracing::info!(pid = peers[i].pid, uid = peers[i].uid, queues = ?peers[i].queues, "shared queues attached");
+    true
 }
 
 /// The queues an attach asks for (`all` when it names none), each checked to

@@ -42,9 +42,15 @@ fn addr(name: &str) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
     Ok((a, len as libc::socklen_t))
 }
 
-fn socket() -> io::Result<OwnedFd> {
+fn socket(flags: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: socket takes no pointers; the result is checked.
-    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC | flags,
+            0,
+        )
+    };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -54,10 +60,11 @@ fn socket() -> io::Result<OwnedFd> {
 
 /// A listening socket at `name`. A path gets mode `mode` from the start (the
 /// socket inode's mode is set before bind creates the file, so there is no
-/// moment in which it is more open).
+/// moment in which it is more open). Non-blocking: `accept` answers
+/// `WouldBlock` when no connection waits.
 pub fn listen(name: &str, mode: libc::mode_t) -> io::Result<OwnedFd> {
     let (a, len) = addr(name)?;
-    let fd = socket()?;
+    let fd = socket(libc::SOCK_NONBLOCK)?;
     if !name.starts_with('@') {
         // SAFETY: fchmod takes no pointers; fd is open.
         if unsafe { libc::fchmod(fd.as_raw_fd(), mode) } < 0 {
@@ -70,16 +77,16 @@ pub fn listen(name: &str, mode: libc::mode_t) -> io::Result<OwnedFd> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: listen takes no pointers.
-    if unsafe { libc::listen(fd.as_raw_fd(), 16) } < 0 {
+    if unsafe { libc::listen(fd.as_raw_fd(), 128) } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(fd)
 }
 
-/// A connection to the socket at `name`.
+/// A connection to the socket at `name` (blocking).
 pub fn connect(name: &str) -> io::Result<OwnedFd> {
     let (a, len) = addr(name)?;
-    let fd = socket()?;
+    let fd = socket(0)?;
     // SAFETY: a is a valid sockaddr_un of length len.
     let r = unsafe { libc::connect(fd.as_raw_fd(), (&a as *const libc::sockaddr_un).cast(), len) };
     if r < 0 {
@@ -88,7 +95,8 @@ pub fn connect(name: &str) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Accepts a pending connection, if any (the listener is polled first).
+/// Accepts a pending connection, if any; the connection is non-blocking (a
+/// server never waits on a peer).
 pub fn accept(l: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     // SAFETY: null address pointers are allowed; the result is checked.
     let fd = unsafe {
@@ -96,7 +104,7 @@ pub fn accept(l: BorrowedFd<'_>) -> io::Result<OwnedFd> {
             l.as_raw_fd(),
             std::ptr::null_mut(),
             std::ptr::null_mut(),
-            libc::SOCK_CLOEXEC,
+            libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
         )
     };
     if fd < 0 {
@@ -217,6 +225,29 @@ pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedF
         ));
     }
     Ok((n as usize, fds))
+}
+
+/// Gives up a blocking receive on `fd` after `t` (`SO_RCVTIMEO`): it then
+/// fails with `WouldBlock`.
+pub fn set_recv_timeout(fd: BorrowedFd<'_>, t: std::time::Duration) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: t.as_secs() as libc::time_t,
+        tv_usec: t.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: tv is a live timeval of the size given.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Unlinks a socket path (not an abstract name); errors are ignored.
