@@ -792,3 +792,41 @@ fn server_of_an_unexpected_user_refused() {
         "{e}"
     );
 }
+
+/// A peer that dies at any step of an attach (right after connecting, after
+/// sending its request, after the reply and before looking at its fds, after
+/// taking them) gives back whatever it was granted; the server serves on.
+#[test]
+fn peer_killed_at_every_step_of_an_attach() {
+    use std::os::fd::AsRawFd;
+    let (_port, srv, name) = served("sha4");
+    // Connects and dies.
+    drop(rtap_sys_connect(&name));
+    // Asks and dies before the reply.
+    let c = rtap_sys_connect(&name);
+    // SAFETY: the request is live; c is open.
+    unsafe { libc::send(c.as_raw_fd(), b"attach queues=1".as_ptr().cast(), 15, 0) };
+    drop(c);
+    let deadline = Instant::now() + WAIT;
+    while srv.stats().attached == 0 {
+        assert!(Instant::now() < deadline, "the request was not handled");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    wait_holder(&srv, 1, &QueueHolder::Free);
+    // Takes the reply with its fds and dies.
+    let (c, reply, fds) = raw_request(&name, "attach queues=1");
+    assert!(reply.starts_with("ok "), "{reply}");
+    drop(c);
+    wait_holder(&srv, 1, &QueueHolder::Free);
+    drop(fds);
+    // Attaches whole and is dropped.
+    let b = Port::open(SharedConfig::new(&name).queue_list(&[1])).unwrap();
+    drop(b);
+    wait_holder(&srv, 1, &QueueHolder::Free);
+    still_serving(&name, 1);
+    let st = srv.stats();
+    assert!(
+        st.released >= 3 && st.dropped == 0 && st.rejected == 0,
+        "{st:?}"
+    );
+}

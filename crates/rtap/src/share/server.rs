@@ -306,9 +306,11 @@ fn run(
                 continue;
             }
             peers[i].asked = true;
-            if !handle(&parts, &mut peers, i, &buf[..n], &st) {
-                // It does not read its replies: closed, its queues freed.
-                drop_peer(peers.swap_remove(i), &st, "it does not read its replies");
+            match handle(&parts, &mut peers, i, &buf[..n], &st) {
+                Sent::Ok => {}
+                // Closed, its queues freed.
+                Sent::Full => drop_peer(peers.swap_remove(i), &st, "it does not read its replies"),
+                Sent::Gone => release(peers.swap_remove(i), &st),
             }
         }
         // Silent too long: closed.
@@ -371,10 +373,23 @@ fn drop_peer(p: Peer, st: &Mutex<State>, why: &str) {
     release(p, st);
 }
 
-/// Sends one message without waiting: false if the peer's socket is full
-/// (it does not read) or broken.
-fn send(fd: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> bool {
-    unix::send(fd, data, fds).is_ok()
+/// What a send to a peer did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sent {
+    Ok,
+    /// Its socket is full: it does not read its replies.
+    Full,
+    /// The connection is gone (the peer closed or died).
+    Gone,
+}
+
+/// Sends one message without waiting.
+fn send(fd: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> Sent {
+    match unix::send(fd, data, fds) {
+        Ok(()) => Sent::Ok,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Sent::Full,
+        Err(_) => Sent::Gone,
+    }
 }
 
 fn accept(cfg: &ServeConfig, fd: OwnedFd, peers: &mut Vec<Peer>, st: &Mutex<State>) {
@@ -450,8 +465,8 @@ fn publish_holders(parts: &ServeParts, peers: &[Peer], st: &Mutex<State>) {
     lock(st).holders = h;
 }
 
-/// Answers with an error; false if the peer's socket took nothing.
-fn reject(peer: &Peer, st: &Mutex<State>, code: &str, text: String) -> bool {
+/// Answers with an error.
+fn reject(peer: &Peer, st: &Mutex<State>, code: &str, text: String) -> Sent {
     // Counted before the reply: whoever sees the reply sees the count.
     {
         let mut s = lock(st);
@@ -461,9 +476,8 @@ fn reject(peer: &Peer, st: &Mutex<State>, code: &str, text: String) -> bool {
     send(peer.fd.as_fd(), &Msg::err(code, &text), &[])
 }
 
-/// Answers one request; false if the peer must be closed (its socket is full:
-/// it does not read what it asked for).
-fn handle(parts: &ServeParts, peers: &mut [Peer], i: usize, req: &[u8], st: &Mutex<State>) -> bool {
+/// Answers one request; anything but `Sent::Ok` closes the peer.
+fn handle(parts: &ServeParts, peers: &mut [Peer], i: usize, req: &[u8], st: &Mutex<State>) -> Sent {
     let Some(m) = Msg::decode(req) else {
         return reject(&peers[i], st, "proto", "malformed request".into());
     };
@@ -484,7 +498,7 @@ fn handle(parts: &ServeParts, peers: &mut [Peer], i: usize, req: &[u8], st: &Mut
     }
 }
 
-fn attach(parts: &ServeParts, peers: &mut [Peer], i: usize, m: &Msg, st: &Mutex<State>) -> bool {
+fn attach(parts: &ServeParts, peers: &mut [Peer], i: usize, m: &Msg, st: &Mutex<State>) -> Sent {
     if !peers[i].queues.is_empty() {
         let why = "this connection already holds queues".to_string();
         return reject(&peers[i], st, "proto", why);
@@ -526,17 +540,18 @@ fn attach(parts: &ServeParts, peers: &mut [Peer], i: usize, m: &Msg, st: &Mutex<
     // transfer that fails closes the peer, which frees its queues.
     let mut chunks = fds.chunks(MAX_FDS);
     let first = chunks.next().unwrap_or(&[]);
-    if !send(peers[i].fd.as_fd(), &reply.encode(), first) {
-        return false;
-    }
     let more = Msg::new("fds").encode();
+    let mut r = send(peers[i].fd.as_fd(), &reply.encode(), first);
     for c in chunks {
-        if !send(peers[i].fd.as_fd(), &more, c) {
-            return false;
+        if r != Sent::Ok {
+            return r;
         }
+        r = send(peers[i].fd.as_fd(), &more, c);
     }
-    tracing::info!(pid = peers[i].pid, uid = peers[i].uid, queues = ?peers[i].queues, "shared queues attached");
-    true
+    if r == Sent::Ok {
+        tracing::info!(pid = peers[i].pid, uid = peers[i].uid, queues = ?peers[i].queues, "shared queues attached");
+    }
+    r
 }
 
 /// The queues an attach asks for (`all` when it names none), each checked to
