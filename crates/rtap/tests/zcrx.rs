@@ -535,3 +535,91 @@ fn close_cancels_the_receive() {
     }
     assert_eq!(rx.conns(), 0);
 }
+
+/// A receiver waiting without a timeout (`poll(None)`) whose receive ran out
+/// of buffers wakes when another thread sharing the area gives buffers back:
+/// thread A holds every buffer of a 16-buffer area, thread B's stream then
+/// starves, A drops its buffers, and B's stream completes. (Where the queue
+/// copies, each receiver has buffers of its own and B never starves.)
+#[test]
+fn starved_receiver_without_timeout_wakes_on_returns_from_another_thread() {
+    netns();
+    ip(&["link", "set", "lo", "up"]);
+    let cfg = QueueConfig::nodev()
+        .area_size(64 << 10)
+        .copy_bufs(8)
+        .copy_buf_size(4096);
+    let q = open_nodev_or_copy(cfg);
+    if has_nodev() && !has_import() {
+        return;
+    }
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let addr = l.local_addr().unwrap();
+    let (sa, sb) = (Stream::new(21), Stream::new(22));
+    let total = scaled(4 << 20, 1 << 20);
+    std::thread::scope(|s| {
+        s.spawn(|| sa.send(TcpStream::connect(addr).unwrap(), 256 << 10));
+        let ca = accept_one(&l);
+        let mut ra = q.receiver().unwrap();
+        let conn_a = ra.add(ca).unwrap();
+        // A takes and holds buffers until the kernel has no more to give
+        // (its receive ended for lack of them) or its stream is all in.
+        let mut held = Vec::new();
+        let mut events = Vec::new();
+        let deadline = Instant::now() + WAIT;
+        let mut got = 0u64;
+        while ra.stats().rearms == 0 && got < 256 << 10 {
+            assert!(Instant::now() < deadline, "{:?}", ra.stats());
+            ra.poll(&mut events, Some(Duration::from_millis(10)))
+                .unwrap();
+            for ev in events.drain(..) {
+                if let Event::Data { conn, buf } = ev {
+                    assert_eq!(conn, conn_a);
+                    got += buf.len() as u64;
+                    held.push(buf);
+                }
+            }
+        }
+        let (tx, rx_done) = std::sync::mpsc::channel();
+        let qb = q.clone();
+        let sb = &sb;
+        let l = &l;
+        s.spawn(move || sb.send(TcpStream::connect(addr).unwrap(), total));
+        s.spawn(move || {
+            let mut rb = qb.receiver().unwrap();
+            let cb = rb.add(accept_one(l)).unwrap();
+            let mut events = Vec::new();
+            let mut got = 0u64;
+            let mut closed = false;
+            while !closed {
+                rb.poll(&mut events, None).unwrap();
+                for ev in events.drain(..) {
+                    match ev {
+                        Event::Data { conn, buf } => {
+                            assert_eq!(conn, cb);
+                            let w = sb.window(got, buf.len());
+                            assert_eq!(&buf[..w.len()], w);
+                            got += buf.len() as u64;
+                        }
+                        Event::Closed { error, .. } => {
+                            assert!(error.is_none(), "{error:?}");
+                            closed = true;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            tx.send(got).unwrap();
+        });
+        // B runs into the empty area; then A gives everything back.
+        std::thread::sleep(Duration::from_millis(200));
+        drop(held);
+        ra.poll(&mut events, Some(Duration::ZERO)).unwrap();
+        drop(events);
+        let got_b = rx_done
+            .recv_timeout(Duration::from_secs(120))
+            .expect("B never woke after A gave its buffers back");
+        assert_eq!(got_b, total);
+        drop(ra);
+    });
+}

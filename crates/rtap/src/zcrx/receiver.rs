@@ -87,6 +87,8 @@ pub struct ReceiverStats {
 }
 
 const CANCEL: u64 = u64::MAX;
+/// How often a receiver whose receives wait for buffers looks for returns.
+const STARVED_LOOK: Duration = Duration::from_millis(2);
 /// Termination codes after which the receive is simply armed again.
 fn rearmable(errno: i32) -> bool {
     matches!(
@@ -388,6 +390,11 @@ impl Receiver {
         }
         let wait = if events.len() > before || !self.ring.completion().is_empty() {
             Some(Duration::ZERO)
+        } else if !self.to_arm.is_empty() {
+            // A receive waits for buffers to come back, which another thread
+            // sharing the area may do without telling this ring: look again
+            // soon rather than sleep for ever.
+            Some(timeout.map_or(STARVED_LOOK, |t| t.min(STARVED_LOOK)))
         } else {
             timeout
         };
@@ -568,6 +575,37 @@ impl Drop for Receiver {
         if let Engine::Zc { home, .. } = &self.engine {
             // Buffers still held go straight to the refill ring when dropped.
             home.polled.set(false);
+        }
+        // Receives still armed are cancelled, and every completion not reaped
+        // yet gives its buffer back (the area is shared: another receiver may
+        // need them); a kernel that does not answer within a moment is left.
+        let armed: Vec<u64> = self
+            .conns
+            .slots
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, s)| s.armed)
+            .map(|(i, s)| {
+                s.closing = true;
+                u64::from(s.gen) << 32 | i as u64
+            })
+            .collect();
+        for ud in armed {
+            let e = opcode::AsyncCancel::new(ud).build().user_data(CANCEL);
+            // SAFETY: a cancel SQE carries no pointers.
+            let _ = unsafe { self.ring.submission().push(&e) };
+        }
+        let deadline = std::time::Instant::now() + Duration::from_millis(200);
+        let mut events = Vec::new();
+        loop {
+            self.reap(&mut events);
+            events.clear();
+            if !self.conns.slots.iter().any(|s| s.armed) || std::time::Instant::now() > deadline {
+                break;
+            }
+            let _ = self.enter(Some(Duration::from_millis(10)));
+        }
+        if let Engine::Zc { home, .. } = &self.engine {
             home.flush();
         }
     }
