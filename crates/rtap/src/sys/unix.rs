@@ -172,12 +172,17 @@ pub fn send(fd: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Resu
             }
         }
     }
-    // SAFETY: msg points at live iov and control buffers for the call.
-    let r = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
+    loop {
+        // SAFETY: msg points at live iov and control buffers for the call.
+        let r = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        if r >= 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
-    Ok(())
 }
 
 /// Receives one message into `buf`; returns its length (0: the peer closed) and
@@ -194,12 +199,20 @@ pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedF
     msg.msg_iovlen = 1;
     msg.msg_control = cbuf.0.as_mut_ptr().cast();
     msg.msg_controllen = cbuf.0.len();
-    // SAFETY: msg points at live iov and control buffers for the call;
-    // MSG_CMSG_CLOEXEC makes every received fd close-on-exec.
-    let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // A receive with a timeout (`SO_RCVTIMEO`) is not restarted after a
+    // signal: it is, here.
+    let n = loop {
+        // SAFETY: msg points at live iov and control buffers for the call;
+        // MSG_CMSG_CLOEXEC makes every received fd close-on-exec.
+        let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n >= 0 {
+            break n;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    };
     let mut fds = Vec::new();
     // SAFETY: the kernel filled msg_control up to msg_controllen; the CMSG_*
     // walk stays inside it, and every fd in an SCM_RIGHTS message is a new
