@@ -830,3 +830,117 @@ fn peer_killed_at_every_step_of_an_attach() {
         "{st:?}"
     );
 }
+
+/// Serves `replies` with fds, one connection each: reads the request, sends
+/// the reply and its fds, keeps the connection until the test ends.
+fn relaying_server(
+    listener: std::os::fd::OwnedFd,
+    replies: Vec<(String, Vec<std::os::fd::OwnedFd>)>,
+) -> std::thread::JoinHandle<Vec<std::os::fd::OwnedFd>> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    std::thread::spawn(move || {
+        let mut conns = Vec::new();
+        for (reply, fds) in replies {
+            // SAFETY: listener is a listening socket; no address is wanted.
+            let c = unsafe {
+                libc::accept(
+                    listener.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                )
+            };
+            assert!(c >= 0);
+            // SAFETY: c is a fresh fd of ours.
+            let c = unsafe { std::os::fd::OwnedFd::from_raw_fd(c) };
+            let mut buf = [0u8; 4096];
+            // SAFETY: buf is live and writable; c is an open socket.
+            unsafe { libc::recv(c.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let raw: Vec<libc::c_int> = fds.iter().map(|f| f.as_raw_fd()).collect();
+            let mut cbuf = [0u64; 64];
+            let mut iov = libc::iovec {
+                iov_base: reply.as_ptr() as *mut libc::c_void,
+                iov_len: reply.len(),
+            };
+            // SAFETY: msghdr is plain data; all-zero is valid.
+            let mut mh: libc::msghdr = unsafe { std::mem::zeroed() };
+            mh.msg_iov = &mut iov;
+            mh.msg_iovlen = 1;
+            // SAFETY: the control buffer has room for these fds (at most a few);
+            // the cmsg walk stays inside it.
+            unsafe {
+                let bytes = (raw.len() * 4) as u32;
+                mh.msg_control = cbuf.as_mut_ptr().cast();
+                mh.msg_controllen = libc::CMSG_SPACE(bytes) as usize;
+                let h = libc::CMSG_FIRSTHDR(&mh);
+                (*h).cmsg_level = libc::SOL_SOCKET;
+                (*h).cmsg_type = libc::SCM_RIGHTS;
+                (*h).cmsg_len = libc::CMSG_LEN(bytes) as usize;
+                let p = libc::CMSG_DATA(h).cast::<libc::c_int>();
+                for (i, f) in raw.iter().enumerate() {
+                    p.add(i).write_unaligned(*f);
+                }
+                assert!(libc::sendmsg(c.as_raw_fd(), &mh, 0) > 0);
+            }
+            conns.push(c);
+        }
+        conns
+    })
+}
+
+/// A server that sends fds other than those its reply names (a pipe where a
+/// tap queue goes, another interface's queue, a pipe where the namespace
+/// goes) is refused when the queue or the port opens, saying what the fd is
+/// not; nothing is adopted.
+#[test]
+fn fds_that_are_not_what_the_reply_says_refused() {
+    use std::os::fd::{AsFd, FromRawFd};
+    let (_port, _srv, name) = served("sha5");
+    let other = started("sha6", rtap::BackendKind::Uring, 1);
+    let (_c, reply, mut fds) = raw_request(&name, "attach queues=1");
+    assert!(
+        reply.starts_with("ok ") && reply.contains("netns=0"),
+        "{reply}"
+    );
+    assert_eq!(fds.len(), 2, "a tap queue and its counters: {reply}");
+    let counters = fds.pop().unwrap();
+    let pipe = || {
+        let mut p = [0; 2];
+        // SAFETY: p has room for the two fds.
+        assert_eq!(unsafe { libc::pipe(p.as_mut_ptr()) }, 0);
+        // SAFETY: fresh fds of ours; the write end is closed at once.
+        unsafe {
+            libc::close(p[1]);
+            std::os::fd::OwnedFd::from_raw_fd(p[0])
+        }
+    };
+    let dup = |f: &std::os::fd::OwnedFd| f.as_fd().try_clone_to_owned().unwrap();
+    let other_name = format!("@rtap-test-sha6-{}", std::process::id());
+    let other_srv = other
+        .serve(rtap::share::ServeConfig::new(&other_name))
+        .unwrap();
+    let (_c2, r2, mut f2) = raw_request(&other_name, "attach queues=0");
+    assert!(r2.starts_with("ok "), "{r2}");
+    let other_q = f2.swap_remove(0);
+    let with_ns = reply
+        .replace("netns=0", "netns=1")
+        .replace("fds=2", "fds=3");
+    let hostile = format!("@rtap-test-sha5h-{}", std::process::id());
+    let server = relaying_server(
+        seqpacket_listener(&hostile),
+        vec![
+            (reply.clone(), vec![pipe(), dup(&counters)]),
+            (reply.clone(), vec![other_q, dup(&counters)]),
+            (with_ns, vec![dup(&fds[0]), dup(&counters), pipe()]),
+        ],
+    );
+    for want in [
+        "not a TAP queue",
+        "it is a queue of",
+        "not a network namespace",
+    ] {
+        let e = Port::open(SharedConfig::new(&hostile)).unwrap_err();
+        assert!(e.to_string().contains(want), "{want}: {e}");
+    }
+    drop(server.join().unwrap());
+    drop(other_srv);
+}

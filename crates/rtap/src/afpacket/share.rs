@@ -19,11 +19,12 @@ use super::config::{PacketConfig, Tpacket};
 use super::device::PacketDevice;
 use super::queue::{PacketQueue, Positions, QueueCounters};
 use super::ring::Ring;
-use crate::device::lend::{take_fds, Description, LocalEngine};
+use crate::device::lend::{not_a_queue, take_fds, Description, LocalEngine};
 use crate::device::{keep_fd, Device, Lend, Opened, QueueFd};
 use crate::error::{Error, Result};
 use crate::queue::QueueShared;
-use crate::sys::packet::Mapping;
+use crate::sys::fd as sysfd;
+use crate::sys::packet::{self as packet_sys, Mapping};
 
 impl Lend for PacketDevice {
     /// The ring geometry, TPACKET version, offloads and qdisc bypass.
@@ -54,8 +55,27 @@ impl Lend for PacketDevice {
 
     /// A queue from the bound rx socket (in the port's fanout group, ring set
     /// up) and the tx socket made for this process; both rings mapped here.
-    fn adopt_queue(&self, fds: Vec<OwnedFd>) -> Result<QueueFd> {
+    fn adopt_queue(&self, iface: &Opened, fds: Vec<OwnedFd>) -> Result<QueueFd> {
         let [rx, tx] = take_fds::<2>(fds)?;
+        for (fd, what) in [
+            (&rx, "an AF_PACKET rx socket"),
+            (&tx, "an AF_PACKET tx socket"),
+        ] {
+            let kind = sysfd::socket_kind(fd.as_fd());
+            if kind.as_ref().ok() != Some(&(libc::AF_PACKET, libc::SOCK_RAW)) {
+                return Err(not_a_queue(
+                    iface,
+                    what,
+                    format!("domain and type {kind:?}"),
+                ));
+            }
+            match packet_sys::bound_ifindex(fd.as_fd()) {
+                Ok(i) if i as u32 == iface.ifindex => {}
+                other => {
+                    return Err(not_a_queue(iface, what, format!("bound to {other:?}")));
+                }
+            }
+        }
         let bytes = self.geom.ring_bytes();
         let map = |fd: &OwnedFd, op| {
             Mapping::new(fd.as_fd(), bytes)

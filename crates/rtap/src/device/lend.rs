@@ -25,9 +25,10 @@ pub(crate) trait Lend: Send + Sync {
     fn lend_queue(&self, iface: &Opened, q: &QueueShared) -> Result<Vec<OwnedFd>>;
 
     /// Attaching side, on the rebuilt device: the queue from the fds
-    /// received for it (their number and order as `lend_queue` made them; a
-    /// peer that sent others is refused).
-    fn adopt_queue(&self, fds: Vec<OwnedFd>) -> Result<QueueFd>;
+    /// received for it (their number and order as `lend_queue` made them).
+    /// Each fd is checked to be what it should be, a queue of `iface`: a
+    /// server that sent others is refused (`Error::ShareRefused`).
+    fn adopt_queue(&self, iface: &Opened, fds: Vec<OwnedFd>) -> Result<QueueFd>;
 }
 
 /// Rebuilds, in an attaching process, the device a served port runs on, from
@@ -75,6 +76,17 @@ impl Description {
 }
 
 /// Takes exactly `N` fds, in order, or refuses the shape.
+/// The refusal of an fd that is not what the server said it sends.
+pub(crate) fn not_a_queue(iface: &Opened, what: &str, why: String) -> Error {
+    Error::InvalidConfig {
+        field: "queues",
+        why: format!(
+            "the server sent an fd that is not {what} of {} (ifindex {}): {why}",
+            iface.name, iface.ifindex
+        ),
+    }
+}
+
 pub(crate) fn take_fds<const N: usize>(fds: Vec<OwnedFd>) -> Result<[OwnedFd; N]> {
     fds.try_into()
         .map_err(|v: Vec<OwnedFd>| Error::InvalidConfig {

@@ -203,6 +203,12 @@ pub(crate) fn open(cfg: &SharedConfig, reg: &Registry) -> Result<OpenedDevice> {
         return Err(bad("the reply did not carry the queues' fds"));
     }
     let netns = with_ns.then(|| fds.pop()).flatten();
+    if netns
+        .as_ref()
+        .is_some_and(|fd| !crate::sys::fd::is_net_namespace(fd.as_fd()))
+    {
+        return Err(bad("the namespace fd it sent is not a network namespace"));
+    }
     let blocks = fds.split_off(primary.len() * per);
     let counters = blocks
         .into_iter()
@@ -277,14 +283,14 @@ impl Device for SharedDevice {
     /// The fds received for queue `id`, adopted by the served kind's device.
     /// The fds are the serving process's queue too: releasing them here does
     /// nothing to that queue.
-    fn open_queue(&self, _iface: &Opened, id: u16) -> Result<QueueFd> {
+    fn open_queue(&self, iface: &Opened, id: u16) -> Result<QueueFd> {
         let mut all = self.fds.lock().unwrap_or_else(|e| e.into_inner());
         let count = all.len() as u16;
         let fds = all
             .get_mut(id as usize)
             .and_then(Option::take)
             .ok_or(Error::NoSuchQueue { queue: id, count })?;
-        self.lender()?.adopt_queue(fds)
+        self.lender()?.adopt_queue(iface, fds)
     }
 
     fn missed(&self, link: &LinkInfo, queues: &[Arc<QueueShared>]) -> u64 {

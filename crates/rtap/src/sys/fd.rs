@@ -118,6 +118,25 @@ pub fn setns_net(fd: BorrowedFd<'_>) -> io::Result<()> {
 }
 
 /// An `int` socket option of level `SOL_SOCKET`.
+/// `NS_GET_NSTYPE` (`_IO(0xb7, 0x3)`): the kind of namespace an nsfs fd is.
+const NS_GET_NSTYPE: libc::Ioctl = 0xb703;
+
+/// True if `fd` is a network namespace (an nsfs fd whose type is
+/// `CLONE_NEWNET`); false for anything else.
+pub fn is_net_namespace(fd: BorrowedFd<'_>) -> bool {
+    // SAFETY: NS_GET_NSTYPE takes no argument; on any other fd it fails.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE) };
+    r == libc::CLONE_NEWNET
+}
+
+/// A socket's domain and type (`SO_DOMAIN`, `SO_TYPE`).
+pub fn socket_kind(fd: BorrowedFd<'_>) -> io::Result<(i32, i32)> {
+    Ok((
+        sol_socket_int(fd, libc::SO_DOMAIN)?,
+        sol_socket_int(fd, libc::SO_TYPE)?,
+    ))
+}
+
 fn sol_socket_int(fd: BorrowedFd<'_>, opt: libc::c_int) -> io::Result<i32> {
     let mut v: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;

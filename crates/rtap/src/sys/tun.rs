@@ -79,6 +79,27 @@ pub fn set_iff(fd: BorrowedFd<'_>, name: &str, flags: libc::c_int) -> io::Result
     Ok(ifreq_name(&ifr))
 }
 
+/// `TUNGETIFF`: the interface a tun/tap fd is a queue of, and its flags
+/// (fails on any other fd, and on a queue detached from its interface).
+pub fn get_iff(fd: BorrowedFd<'_>) -> io::Result<(String, libc::c_int)> {
+    // SAFETY: ifreq is plain old data for which all-zero is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    // SAFETY: TUNGETIFF writes one struct ifreq, which ifr is.
+    let r = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TUNGETIFF,
+            &mut ifr as *mut libc::ifreq,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: TUNGETIFF filled the flags member of the union.
+    let flags = unsafe { ifr.ifr_ifru.ifru_flags };
+    Ok((ifreq_name(&ifr), libc::c_int::from(flags as u16)))
+}
+
 /// `TUNGETFEATURES`: the IFF_* flags this kernel's tun driver understands.
 pub fn features(fd: BorrowedFd<'_>) -> io::Result<libc::c_uint> {
     let mut v: libc::c_uint = 0;

@@ -6,10 +6,12 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
 use super::device::TapDevice;
-use crate::device::lend::{take_fds, Description, LocalEngine};
+use crate::device::lend::{not_a_queue, take_fds, Description, LocalEngine};
 use crate::device::{keep_fd, Device, Lend, Offloads, Opened, QueueFd};
 use crate::error::{Error, Result};
 use crate::queue::QueueShared;
+use crate::sys::tun;
+use crate::wire::layout::Link;
 
 impl Lend for TapDevice {
     /// Nothing beyond the kind and the offloads every port sends.
@@ -25,8 +27,27 @@ impl Lend for TapDevice {
 
     /// The fd is the serving process's queue too: closing it here must not
     /// detach that queue, so it is released as is.
-    fn adopt_queue(&self, fds: Vec<OwnedFd>) -> Result<QueueFd> {
+    fn adopt_queue(&self, iface: &Opened, fds: Vec<OwnedFd>) -> Result<QueueFd> {
         let [fd] = take_fds::<1>(fds)?;
+        let what = if self.info().link == Link::Ip {
+            "a TUN queue"
+        } else {
+            "a TAP queue"
+        };
+        let (name, flags) = tun::get_iff(fd.as_fd())
+            .map_err(|e| not_a_queue(iface, what, format!("TUNGETIFF: {e}")))?;
+        let want = if self.info().link == Link::Ip {
+            libc::IFF_TUN
+        } else {
+            libc::IFF_TAP
+        };
+        if name != iface.name || flags & (libc::IFF_TUN | libc::IFF_TAP) != want {
+            return Err(not_a_queue(
+                iface,
+                what,
+                format!("it is a queue of {name} (flags {flags:#x})"),
+            ));
+        }
         Ok(QueueFd {
             fd,
             extra: None,
