@@ -1,13 +1,14 @@
 //! `shared:` specs: queues of a port another process serves (`rtap fwd --serve`).
 //!
 //! ```text
-//! shared:path=PATH[,queues=LIST][,backend=..][,ring=..][,sqpoll=..][,rx_mode=..][,burst=N]
+//! shared:path=PATH[,queues=LIST][,server_uid=UID[+UID..]][,backend=..][,ring=..][,sqpoll=..][,rx_mode=..][,burst=N]
 //! ```
 //!
-//! | key      | meaning                                                            |
-//! |----------|--------------------------------------------------------------------|
-//! | `path`   | the serving socket: a path, or `@name` (abstract namespace)       |
-//! | `queues` | the served port's queues to attach: `all` (default), `2`, `0+2`, `1-3` |
+//! | key          | meaning                                                        |
+//! |--------------|----------------------------------------------------------------|
+//! | `path`       | the serving socket: a path, or `@name` (abstract namespace)   |
+//! | `queues`     | the served port's queues to attach: `all` (default), `2`, `0+2`, `1-3` |
+//! | `server_uid` | users the serving process may run as (default: this process's and root) |
 //!
 //! The link keys (`mtu`, `mac`, `promisc`) and `netns` are refused: the link
 //! and its namespace are the serving process's.
@@ -19,7 +20,7 @@ use crate::device::{DeviceKind, DeviceType, PortSpec};
 use crate::error::Result;
 
 /// The keys of a `shared:` spec besides the common and fd-engine ones.
-pub const KEYS: &[&str] = &["path"];
+pub const KEYS: &[&str] = &["path", "server_uid"];
 
 impl DeviceKind {
     /// Queues of a port another process serves (`shared:`).
@@ -41,6 +42,14 @@ fn parse(p: &Parser<'_>) -> Result<SharedConfig> {
     for &(key, value) in p.items(&keys)? {
         match key {
             "path" => cfg.path = p.need(key, value)?,
+            "server_uid" => {
+                cfg.server_uids = p
+                    .need(key, value)?
+                    .split('+')
+                    .map(|u| u.parse::<u32>())
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|_| p.err(key, "a uid, or uids joined by `+`".into()))?
+            }
             // A list here, not a count.
             "queues" => {
                 cfg.queues = parse_queue_sel(&p.need(key, value)?).map_err(|why| p.err(key, why))?
@@ -83,6 +92,8 @@ mod tests {
         assert_eq!(c.path, "/run/rtap.sock");
         assert_eq!(c.queues, QueueSel::List(vec![1, 2]));
         assert_eq!(c.backend, crate::BackendKind::Rw);
+        let c = shared("shared:path=@rtap,server_uid=1000+0");
+        assert_eq!(c.server_uids, vec![1000, 0]);
         let c = shared("shared:path=@rtap");
         assert_eq!(c.queues, QueueSel::All);
         for (spec, key) in [
@@ -91,6 +102,7 @@ mod tests {
             ("shared:path=/x,netns=a", "netns"),
             ("shared:path=/x,mtu=1400", "mtu"),
             ("shared:path=/x,iface=t0", "iface"),
+            ("shared:path=/x,server_uid=alice", "server_uid"),
         ] {
             match parse_port_spec(spec) {
                 Err(crate::Error::Spec { key: k, .. }) => assert_eq!(k, key, "{spec}"),
