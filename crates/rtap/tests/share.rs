@@ -944,3 +944,43 @@ fn fds_that_are_not_what_the_reply_says_refused() {
     drop(server.join().unwrap());
     drop(other_srv);
 }
+
+/// The kernel's drop counts of a lent AF_PACKET queue clear when read, and
+/// both processes read them: each adds what it read to the queue's shared
+/// block, so the serving and the attached port report the same, exact total.
+#[test]
+fn lent_packet_queue_drops_counted_once_whoever_reads() {
+    netns();
+    let (p, k) = ("shdp", "shdk");
+    ip(&["link", "add", p, "type", "veth", "peer", "name", k]);
+    ip(&["link", "set", k, "up"]);
+    let cfg = rtap::PacketConfig::new(p).frame_count(64);
+    let mut port = Port::open(cfg).unwrap();
+    port.start().unwrap();
+    wait_oper_up(k);
+    let name = format!("@rtap-test-shdp-{}", std::process::id());
+    let srv = port.serve(ServeConfig::new(&name)).unwrap();
+    let mut b = Port::open(SharedConfig::new(&name)).unwrap();
+    b.start().unwrap();
+    let pool = pool();
+    // The attached port holds the queue and reads nothing: the ring fills.
+    let _rxq = b.rx_queue(0, &pool).unwrap();
+    let inj = PacketSocket::injector(if_index(k).unwrap());
+    for i in 0..1000u32 {
+        inj.send(&flow_frame(80, 1, i)).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    // The attached port reads (and clears) the kernel's count first.
+    let seen_b = b.stats().unwrap().imissed;
+    assert!(seen_b > 0, "the ring overflowed");
+    let seen_a = port.stats().unwrap().imissed;
+    assert_eq!(
+        seen_a, seen_b,
+        "the serving port sees the drops the peer read"
+    );
+    assert_eq!(b.xstat("rx_q0_ring_drops"), Some(seen_b));
+    assert_eq!(port.xstat("rx_q0_ring_drops"), Some(seen_b));
+    drop(_rxq);
+    drop(b);
+    drop(srv);
+}

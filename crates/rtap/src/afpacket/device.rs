@@ -124,6 +124,12 @@ impl Engine {
     }
 }
 
+/// `QueueBlock::dev_counts` slots: frames the kernel dropped because the rx
+/// ring was full (`tp_drops`), and (TPACKET_V3) times the ring froze on a
+/// block the user still held.
+const RING_DROPS: usize = 0;
+const RING_FREEZES: usize = 1;
+
 impl PacketDevice {
     /// The device of a port on rings laid out as `cfg` says, its kick chosen
     /// (no interface lookup: `open` does that, and a process the port is
@@ -230,12 +236,14 @@ impl PacketDevice {
         q.extra.as_ref()?.downcast_ref::<PacketQueue>()
     }
 
-    /// Reads a queue's kernel statistics (which clear on read) into its counters.
+    /// Reads a queue's kernel statistics (which clear on read) into its shared
+    /// counter block, where every process running the queue adds what it read
+    /// ([`RING_DROPS`], [`RING_FREEZES`]).
     fn refresh(&self, q: &QueueShared) {
         let Some(pq) = self.counters(q) else { return };
         if let Ok((_, drops, freezes)) = sys::statistics(q.fd.as_fd(), pq.v3) {
-            pq.counters.ring_drops.fetch_add(u64::from(drops), Relaxed);
-            pq.counters.freezes.fetch_add(u64::from(freezes), Relaxed);
+            q.c.dev_counts[RING_DROPS].fetch_add(u64::from(drops), Relaxed);
+            q.c.dev_counts[RING_FREEZES].fetch_add(u64::from(freezes), Relaxed);
         }
     }
 }
@@ -343,8 +351,7 @@ impl Device for PacketDevice {
             .iter()
             .map(|q| {
                 self.refresh(q);
-                self.counters(q)
-                    .map_or(0, |pq| pq.counters.ring_drops.load(Relaxed))
+                q.c.dev_counts[RING_DROPS].load(Relaxed)
             })
             .sum()
     }
@@ -410,8 +417,8 @@ impl Device for PacketDevice {
         let c = &pq.counters;
         let id = q.id;
         for (dir, name, v) in [
-            ("rx", "ring_drops", &c.ring_drops),
-            ("rx", "ring_freezes", &c.freezes),
+            ("rx", "ring_drops", &q.c.dev_counts[RING_DROPS]),
+            ("rx", "ring_freezes", &q.c.dev_counts[RING_FREEZES]),
             ("rx", "outgoing_skipped", &c.outgoing),
             ("rx", "corrupt_headers", &c.corrupt),
             ("rx", "sw_csum", &c.sw_csum),

@@ -14,10 +14,6 @@ use crate::backend::kick::{self, KickCounters};
 /// statistics, whose reads clear them and are added here).
 #[derive(Debug, Default)]
 pub(crate) struct QueueCounters {
-    /// Frames the kernel dropped because the rx ring was full (`tp_drops`).
-    pub ring_drops: AtomicU64,
-    /// TPACKET_V3: times the rx ring froze on a block the user still held.
-    pub freezes: AtomicU64,
     /// Rx frames this host sent out of the interface (`PACKET_OUTGOING`), skipped.
     pub outgoing: AtomicU64,
     /// Rx frame headers whose offsets or lengths point outside their slot or

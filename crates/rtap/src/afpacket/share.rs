@@ -8,8 +8,10 @@
 //! the `sendto` kick (the `shared:` spec's engine keys, `backend`, `ring`,
 //! `sqpoll`, `rx_mode`, are for served TAP and TUN ports, and are ignored
 //! here, with a warning). Kernel statistics that clear on read
-//! (`PACKET_STATISTICS`) are read by whichever process asks: `imissed` is split
-//! between them.
+//! (`PACKET_STATISTICS`) are read by whichever process asks, and each adds what
+//! it read to the queue's shared counter block: `imissed` and the ring drops
+//! are the same, exact total in every process. The engines' own counters
+//! (kicks, skipped outgoing frames, ...) are kept by the process that runs them.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::AtomicBool;

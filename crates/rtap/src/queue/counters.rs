@@ -28,6 +28,11 @@ pub(crate) struct QueueBlock {
     /// The device's words about the queue that every process running it must
     /// agree on (an AF_PACKET queue's rx ring position).
     pub dev: [std::sync::atomic::AtomicU64; 2],
+    /// The device's counts of the queue that every process adds to (kernel
+    /// statistics that clear on read: whoever reads them adds what it read
+    /// here, so the total is exact whichever process reads; an AF_PACKET
+    /// queue's ring drops and freezes).
+    pub dev_counts: [std::sync::atomic::AtomicU64; 2],
 }
 
 #[repr(C)]
