@@ -312,3 +312,108 @@ fn socket_file_is_0600() {
         .success());
     assert!(!path.exists(), "socket file removed at exit");
 }
+
+/// A plain `SOCK_SEQPACKET` connection to the abstract socket `name`.
+fn seqpacket_connect(name: &str) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: plain socket call; the result is checked and owned below.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0);
+    // SAFETY: fd is fresh and owned by nobody else.
+    let conn = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_un is plain data; all-zero is valid.
+    let mut a: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    a.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = name.strip_prefix('@').unwrap().as_bytes();
+    for (d, s) in a.sun_path[1..].iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    let len = std::mem::size_of::<libc::sa_family_t>() + 1 + bytes.len();
+    // SAFETY: a is a live sockaddr_un of at least `len` bytes.
+    let r = unsafe {
+        libc::connect(
+            conn.as_raw_fd(),
+            &a as *const libc::sockaddr_un as *const libc::sockaddr,
+            len as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "connect {name}");
+    conn
+}
+
+/// Misbehaving peers against `rtap fwd --serve`: a hundred idle connections
+/// (64 are served at once, the rest turned away), one that asks and never
+/// reads its replies, garbage requests. The serving process stays up, a
+/// well-behaved process attaches and forwards meanwhile, and the server exits
+/// 0 with its report counting what it closed.
+#[test]
+fn serving_process_survives_misbehaving_peers() {
+    use std::os::fd::AsRawFd;
+    assert_root();
+    private_netns();
+    let name = format!("@rtapc-csh5-{}", std::process::id());
+    let mut primary = spawn(&[
+        "fwd",
+        "--port",
+        "tap:iface=csh5,queues=2",
+        "--serve",
+        &name,
+        "--serve-queues",
+        "1",
+        "--duration",
+        "6",
+        "--json",
+    ]);
+    wait_up(&["csh5"], &mut primary);
+    wait_holder(&name, 0, |h| h == "serving");
+    let idle: Vec<_> = (0..100).map(|_| seqpacket_connect(&name)).collect();
+    let spam = seqpacket_connect(&name);
+    let mut sent = 0u32;
+    loop {
+        // SAFETY: the request is live; MSG_NOSIGNAL: a closed socket is EPIPE.
+        let n = unsafe {
+            libc::send(
+                spam.as_raw_fd(),
+                b"status".as_ptr().cast(),
+                6,
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            break;
+        }
+        sent += 1;
+        assert!(sent < 1_000_000, "never closed");
+    }
+    for req in ["\u{ff}", "attach queues=99", "x"] {
+        let c = seqpacket_connect(&name);
+        // SAFETY: req is live; c is open.
+        unsafe {
+            libc::send(
+                c.as_raw_fd(),
+                req.as_ptr().cast(),
+                req.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+    }
+    drop(idle);
+    let out = Command::new(BIN)
+        .args([
+            "fwd",
+            "--port",
+            &format!("shared:path={name},queues=1"),
+            "--duration",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "a well-behaved peer: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = expect_json(&wait_output(primary, Duration::from_secs(30)));
+    assert!(p.num("served.0.dropped") >= 37.0, "{p:?}");
+    assert!(p.num("served.0.attached") >= 1.0);
+}

@@ -282,7 +282,8 @@ fn forward(a: &FwdArgs, mut ports: Vec<Port>, opts: &FwdOpts, servers: Vec<Serve
 fn served_json(s: &Server) -> Value {
     let st = s.stats();
     json!({"socket": s.name(), "attached": st.attached, "released": st.released,
-        "refused": st.refused, "rejected": st.rejected, "last_error": st.last_error})
+        "refused": st.refused, "rejected": st.rejected, "dropped": st.dropped,
+        "last_error": st.last_error})
 }
 
 /// The report as JSON (with xstats and servers if any) or a summary.
