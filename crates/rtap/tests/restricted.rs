@@ -243,3 +243,31 @@ fn xdp_port_capabilities_are_named() {
         .unwrap();
     });
 }
+
+/// io_uring refused after the port opened with the io_uring kick: a tx queue
+/// opened then kicks with `send()` instead of failing, says so (its engine,
+/// the `tx_qN_kick_fallbacks` xstat) and sends.
+#[test]
+fn packet_kick_ring_refused_after_open_falls_back_per_queue() {
+    netns();
+    ip(&[
+        "link", "add", "pkla0", "type", "veth", "peer", "name", "pkla1",
+    ]);
+    ip(&["link", "set", "pkla1", "up"]);
+    let mut port = Port::open(PacketConfig::new("pkla0").kick(Kick::Uring)).unwrap();
+    assert_eq!(port.engine(), Engine::tpacket(Kick::Uring));
+    port.start().unwrap();
+    wait_oper_up("pkla1");
+    block_io_uring();
+    let pool = Pool::new(PoolConfig::default()).unwrap();
+    let mut txq = port.tx_queue(0).expect("a tx queue with the sendto kick");
+    assert_eq!(txq.engine(), Engine::tpacket(Kick::Sendto));
+    assert_eq!(port.xstat("tx_q0_kick_fallbacks"), Some(1));
+    let cap = PacketSocket::bind(if_index("pkla1").unwrap());
+    tx_all(
+        &mut txq,
+        vec![pool.alloc_from(&test_frame(120, 4)).unwrap()],
+    );
+    assert!(txq.flush(WAIT));
+    assert_eq!(cap.recv_test_frames(1, WAIT), vec![test_frame(120, 4)]);
+}

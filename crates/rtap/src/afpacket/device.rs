@@ -398,13 +398,14 @@ impl Device for PacketDevice {
 
     fn tx_engine(&self, ctx: &EngineCtx) -> Result<Box<dyn TxEngine>> {
         let pq = queue_state(ctx)?;
-        let kicker = Kicker::new(
+        let kicker = Kicker::new_or_sendto(
             self.kick,
             pq.tx_sock.as_raw_fd(),
             self.cfg.sq_size,
             self.cfg.sqpoll,
             ctx.sq_attach,
-        )?;
+            &pq.counters.kick,
+        );
         // Without offloads the kernel checks no frame against the MTU (the tx
         // socket has the virtio-net header): the engine does, as of now.
         let max_len = (!self.cfg.offload).then_some(ctx.max_frame);
@@ -426,6 +427,7 @@ impl Device for PacketDevice {
             ("tx", "sq_wakeups", &c.kick.sq_wakeups),
             ("tx", "kick_eagain", &c.kick.kick_eagain),
             ("tx", "kick_errors", &c.kick.kick_errors),
+            ("tx", "kick_fallbacks", &c.kick.fallbacks),
             ("tx", "ring_full", &c.ring_full),
             ("tx", "wrong_format", &c.wrong_format),
             ("tx", "oversized", &c.oversized),

@@ -269,6 +269,10 @@ impl TxEngine for PacketTx {
     fn ring_features(&self) -> Option<&RingFeatures> {
         self.kicker.features()
     }
+
+    fn engine(&self) -> Option<crate::queue::Engine> {
+        Some(crate::queue::Engine::tpacket(self.kicker.kind()))
+    }
 }
 
 impl Drop for PacketTx {

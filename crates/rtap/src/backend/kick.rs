@@ -30,6 +30,10 @@ pub(crate) struct KickCounters {
     /// Kicks that failed otherwise (`ENOBUFS`: the device dropped a frame,
     /// which the kernel re-arms; `ENETDOWN`; ...).
     pub kick_errors: AtomicU64,
+    /// Tx queues that were to kick through io_uring but could not make the
+    /// ring when they opened (io_uring refused after the port opened) and
+    /// kick with `send()` instead.
+    pub fallbacks: AtomicU64,
 }
 
 /// Adds `n` to a counter this thread alone writes.
@@ -96,6 +100,37 @@ impl Kicker {
                 Kicker::Uring(Box::new(SendKick::new(fd, &ring, attach)?))
             }
         })
+    }
+
+    /// [`new`](Self::new), falling back to `send()` when the io_uring kick
+    /// cannot be made (io_uring refused since the port opened): the fallback
+    /// is logged with the reason and counted in `c.fallbacks`.
+    pub(crate) fn new_or_sendto(
+        kick: Kick,
+        fd: RawFd,
+        sq_entries: u32,
+        sqpoll: SqPoll,
+        attach: Option<RawFd>,
+        c: &KickCounters,
+    ) -> Kicker {
+        match Kicker::new(kick, fd, sq_entries, sqpoll, attach) {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::warn!(
+                    "the io_uring tx kick could not be made ({e}): this queue kicks with send()"
+                );
+                add(&c.fallbacks, 1);
+                Kicker::Sendto
+            }
+        }
+    }
+
+    /// Which kick this is.
+    pub(crate) fn kind(&self) -> Kick {
+        match self {
+            Kicker::Sendto => Kick::Sendto,
+            Kicker::Uring(_) => Kick::Uring,
+        }
     }
 
     /// Asks the kernel to send the frames waiting at the ring's head.

@@ -511,6 +511,7 @@ impl Port {
             claim,
             engine,
             self.info().tx_offload,
+            self.info().engine,
             &self.iface.name,
             self.iface.ifindex,
         ))

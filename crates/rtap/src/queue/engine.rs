@@ -21,7 +21,7 @@ use std::os::fd::{BorrowedFd, RawFd};
 use std::time::Duration;
 
 use super::counters::Block;
-use super::features::RingFeatures;
+use super::features::{Engine, RingFeatures};
 use super::shared::QueueExtra;
 use crate::pool::Packet;
 use crate::stats::QueueCounters;
@@ -117,6 +117,13 @@ pub(crate) trait TxEngine {
 
     /// The io_uring options in effect, for io_uring engines (by default none).
     fn ring_features(&self) -> Option<&RingFeatures> {
+        None
+    }
+
+    /// The engine this queue runs, where it may differ from the port's (a
+    /// queue whose io_uring kick could not be made kicks with `send()`); by
+    /// default the port's.
+    fn engine(&self) -> Option<Engine> {
         None
     }
 

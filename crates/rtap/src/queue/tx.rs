@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::classify::classify_tx;
 use super::engine::TxEngine;
 use super::features::RingFeatures;
-use super::features::TxOffload;
+use super::features::{Engine, TxOffload};
 use super::rx::vanished;
 use super::shared::Claim;
 use super::txprep::prepare_burst;
@@ -24,6 +24,8 @@ pub struct TxQueue {
     claim: Claim,
     /// What the port's tx path takes (else requests are finished here or refused).
     tx_offload: TxOffload,
+    /// The port's engine (the queue's own, unless the engine says otherwise).
+    port_engine: Engine,
     name: String,
     ifindex: u32,
     /// Completion eventfd while tx interrupts are enabled (io_uring).
@@ -47,6 +49,7 @@ impl TxQueue {
         claim: Claim,
         engine: Box<dyn TxEngine>,
         tx_offload: TxOffload,
+        port_engine: Engine,
         name: &str,
         ifindex: u32,
     ) -> Self {
@@ -54,6 +57,7 @@ impl TxQueue {
             engine,
             claim,
             tx_offload,
+            port_engine,
             name: name.to_string(),
             ifindex,
             irq: None,
@@ -110,6 +114,15 @@ impl TxQueue {
     /// The completion eventfd while tx interrupts are enabled (io_uring only).
     pub fn interrupt_fd(&self) -> Option<BorrowedFd<'_>> {
         self.irq.as_ref().map(|f| f.as_fd())
+    }
+
+    /// The engine this queue runs: the port's
+    /// ([`Port::engine`](crate::Port::engine)), except for a queue whose
+    /// io_uring tx kick could not be made when it opened (io_uring refused
+    /// since the port opened), which kicks with `send()` (logged, and counted
+    /// in the `tx_qN_kick_fallbacks` xstat).
+    pub fn engine(&self) -> Engine {
+        self.engine.engine().unwrap_or(self.port_engine)
     }
 
     /// Packets accepted but not completed yet.

@@ -356,6 +356,7 @@ impl Device for XdpDevice {
             ("tx", "sq_wakeups", c.kick.sq_wakeups.load(Relaxed)),
             ("tx", "kick_eagain", c.kick.kick_eagain.load(Relaxed)),
             ("tx", "kick_errors", c.kick.kick_errors.load(Relaxed)),
+            ("tx", "kick_fallbacks", c.kick.fallbacks.load(Relaxed)),
             ("tx", "copied", c.tx_copied.load(Relaxed)),
             ("tx", "nombuf", c.tx_nombuf.load(Relaxed)),
             ("tx", "oversized", c.oversized.load(Relaxed)),
@@ -423,13 +424,14 @@ impl Device for XdpDevice {
             name: self.cfg.iface.clone(),
             ifindex: q.ifindex,
         })?;
-        let kicker = Kicker::new(
+        let kicker = Kicker::new_or_sendto(
             self.kick,
             std::os::fd::AsRawFd::as_raw_fd(&sock),
             self.cfg.sq_size,
             self.cfg.sqpoll,
             ctx.sq_attach,
-        )?;
+            &q.counters.kick,
+        );
         Ok(Box::new(XskTx::new(
             sock,
             xsk,

@@ -365,6 +365,10 @@ impl TxEngine for XskTx {
     fn ring_features(&self) -> Option<&RingFeatures> {
         self.kicker.features()
     }
+
+    fn engine(&self) -> Option<crate::queue::Engine> {
+        Some(crate::queue::Engine::xsk(self.kicker.kind()))
+    }
 }
 
 /// True if `p` can go as it is: one buffer of the UMEM's pool or, on a
