@@ -689,7 +689,7 @@ fn idle_connections_are_capped_and_time_out() {
     for c in &idle[8..] {
         let m = raw_recv(c, WAIT).expect("an answer before the close");
         assert!(
-            m.contains("busy") && m.contains("too many connections"),
+            m.contains("full") && m.contains("too many connections"),
             "{m}"
         );
         busy += 1;

@@ -111,6 +111,10 @@ fn ask(conn: BorrowedFd<'_>, name: &str, req: &Msg) -> Result<(Msg, Vec<OwnedFd>
                     .unwrap_or(0),
                 holder: text,
             },
+            Some("full") => Error::ShareUnavailable {
+                name: name.into(),
+                why: text,
+            },
             Some("nosuch") => Error::InvalidConfig {
                 field: "queues",
                 why: text,

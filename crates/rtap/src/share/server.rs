@@ -48,8 +48,9 @@ pub struct ServeConfig {
     /// Most connections at once; one more is answered `busy` and closed.
     /// Default 64.
     pub max_peers: usize,
-    /// How long a connection may stay without asking anything before it is
-    /// closed (a peer holding queues may stay for ever). Default 5 s.
+    /// How long a connection holding no queue may stay without asking
+    /// anything before it is closed (a peer holding queues may stay for
+    /// ever). Default 5 s.
     pub request_timeout: std::time::Duration,
 }
 
@@ -306,6 +307,7 @@ fn run(
                 continue;
             }
             peers[i].asked = true;
+            peers[i].since = std::time::Instant::now();
             match handle(&parts, &mut peers, i, &buf[..n], &st) {
                 Sent::Ok => {}
                 // Closed, its queues freed.
@@ -321,7 +323,10 @@ fn run(
                 if p.turned_away {
                     continue;
                 }
-                let why = format!("asked nothing within {:?}", cfg.request_timeout);
+                let why = format!(
+                    "held no queue and asked nothing for {:?}",
+                    cfg.request_timeout
+                );
                 drop_peer(p, &st, &why);
             }
         }
@@ -339,7 +344,8 @@ fn run(
 fn deadline(cfg: &ServeConfig, p: &Peer) -> Option<std::time::Instant> {
     if p.turned_away {
         Some(p.since + GRACE)
-    } else if !p.asked {
+    } else if p.queues.is_empty() {
+        // Silent since its last request (or its connect) and holding nothing.
         Some(p.since + cfg.request_timeout)
     } else {
         None
@@ -407,7 +413,7 @@ fn accept(cfg: &ServeConfig, fd: OwnedFd, peers: &mut Vec<Peer>, st: &Mutex<Stat
             "too many connections ({}): process {pid} turned away; close idle ones or raise ServeConfig::max_peers",
             cfg.max_peers
         );
-        Some(("busy", why))
+        Some(("full", why))
     } else {
         None
     };

@@ -213,17 +213,9 @@ impl Gather {
         self.n
     }
 
-    /// Puts an incomplete frame's buffers back in `lent`: its descriptors stay
-    /// in the ring, to be read again when the rest has come.
-    pub(crate) fn unwind(&mut self, lent: &mut Lent) {
-        for p in &self.parts[..self.n] {
-            lent.lend(p.buf);
-        }
-        self.n = 0;
-    }
-
-    /// Drops an incomplete frame that cannot complete (it fills the ring):
-    /// its buffers to `give_back`, the rest of it skipped as it comes.
+    /// Drops an incomplete frame that cannot complete (its end is not in a
+    /// fresh view of the ring): its buffers to `give_back`, the rest of it
+    /// skipped as it comes; returns its pieces.
     pub(crate) fn abandon(&mut self, mut give_back: impl FnMut(u32)) -> usize {
         let n = self.n;
         for p in &self.parts[..n] {
@@ -268,6 +260,12 @@ impl Lent {
             }
             _ => false,
         }
+    }
+
+    /// True if `buf` is lent.
+    pub(crate) fn is_lent(&self, buf: u32) -> bool {
+        let (w, b) = (buf as usize / 64, 1u64 << (buf % 64));
+        self.bits.get(w).is_some_and(|word| word & b != 0)
     }
 
     /// Takes `buf` back; false if it was not lent.
@@ -483,20 +481,34 @@ mod tests {
     }
 
     #[test]
-    fn unwind_lends_an_incomplete_frame_again() {
+    fn abandon_gives_an_incomplete_frame_back_and_skips_its_rest() {
         let mut lent = Lent::new(16);
-        lent.lend(5);
-        lent.lend(6);
+        for b in [5, 6, 7, 8] {
+            lent.lend(b);
+        }
         let mut g = Gather::new();
-        let mut none = |_| panic!("nothing given back");
-        let d = |b| (G.addr(b, 256), 100, XDP_PKT_CONTD);
-        assert_eq!(g.push(&G, &mut lent, d(5), true, &mut none), Step::Pending);
-        assert_eq!(g.push(&G, &mut lent, d(6), true, &mut none), Step::Pending);
-        assert_eq!(lent.count(), 0);
-        g.unwind(&mut lent);
-        assert_eq!((lent.count(), g.pending()), (2, 0));
-        // Read again, it gathers the same.
-        assert_eq!(g.push(&G, &mut lent, d(5), true, &mut none), Step::Pending);
+        let mut back = Vec::new();
+        let d = |b, more| (G.addr(b, 256), 100, if more { XDP_PKT_CONTD } else { 0 });
+        assert_eq!(
+            g.push(&G, &mut lent, d(5, true), true, |b| back.push(b)),
+            Step::Pending
+        );
+        assert_eq!(
+            g.push(&G, &mut lent, d(6, true), true, |b| back.push(b)),
+            Step::Pending
+        );
+        assert_eq!(g.abandon(|b| back.push(b)), 2);
+        assert_eq!(back, [5, 6]);
+        // Its last piece, when it comes, is skipped; the next frame is whole.
+        assert_eq!(
+            g.push(&G, &mut lent, d(7, false), true, |b| back.push(b)),
+            Step::Dropped
+        );
+        assert_eq!(
+            g.push(&G, &mut lent, d(8, false), true, |b| back.push(b)),
+            Step::Frame
+        );
+        assert_eq!(back, [5, 6, 7]);
     }
 
     const G2: Geom = Geom {

@@ -186,6 +186,14 @@ impl<T: Copy> Ring<T> {
         self.clamp(n).min(max)
     }
 
+    /// Entries ready to consume, at most `max`, from a fresh load of the
+    /// producer index (a multi-buffer reader needs a current view: the kernel
+    /// publishes whole frames, so a frame cut short in it is corrupt).
+    pub(crate) fn ready_fresh(&mut self, max: u32) -> u32 {
+        self.prod = self.producer().load(Ordering::Acquire);
+        self.clamp(self.prod.wrapping_sub(self.cons)).min(max)
+    }
+
     /// Entry `i` past the consumer index (`i` < what `ready` said).
     pub(crate) fn read(&self, i: u32) -> T {
         let slot = (self.cons.wrapping_add(i) & self.mask) as usize;

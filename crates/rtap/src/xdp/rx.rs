@@ -3,8 +3,9 @@
 //! descriptor is checked first (`desc.rs`), and the fill ring is topped up
 //! with fresh buffers every burst. On a multi-buffer socket a frame's pieces
 //! (consecutive descriptors, all but the last with `XDP_PKT_CONTD`) become
-//! one chained packet; a frame whose end is not in the ring yet stays there
-//! until the next burst.
+//! one chained packet. The kernel publishes whole frames, so a frame whose
+//! end is missing from a fresh look at the ring is corrupt: dropped, counted,
+//! and the rest of it skipped as it comes.
 
 use std::cell::RefCell;
 use std::io;
@@ -82,7 +83,11 @@ impl RxEngine for XskRx {
             let mut guard = self.xsk.borrow_mut();
             let x = &mut *guard;
             let g = &mut self.gather;
-            let avail = x.rx.ready(u32::MAX);
+            let avail = if x.sg {
+                x.rx.ready_fresh(u32::MAX)
+            } else {
+                x.rx.ready(u32::MAX)
+            };
             // Descriptors used up: up to the end of the last frame taken or
             // dropped (an incomplete frame's are read again next time).
             let mut done = 0;
@@ -118,14 +123,12 @@ impl RxEngine for XskRx {
                 done = i + 1;
             }
             if g.pending() > 0 {
-                if done == 0 && avail >= x.rx.size() {
-                    // One frame fills the ring and has no end: drop it.
-                    let pool = &x.pool.inner;
-                    bad += g.abandon(|b| pool.put(b)) as u64;
-                    done = avail;
-                } else {
-                    g.unwind(&mut x.fill_lent);
-                }
+                // The loop stops early only between frames: this one's end is
+                // not in a fresh view of the ring, which the kernel never
+                // publishes. Dropped, its descriptors used up.
+                let pool = &x.pool.inner;
+                bad += g.abandon(|b| pool.put(b)) as u64;
+                done = avail;
             }
             x.rx.release(done);
             bad += std::mem::take(&mut x.rx.corrupt);

@@ -296,12 +296,21 @@ impl TxEngine for XskTx {
                 dropped += 1;
                 continue;
             };
-            for (i, &(buf, off, len)) in parts[..n].iter().enumerate() {
-                if !x.tx_lent.lend(buf) {
-                    // A buffer both lent and handed in: never happens; keep it out.
-                    add(&self.q.counters.bad_descs, 1);
-                    continue;
+            if parts[..n].iter().any(|p| x.tx_lent.is_lent(p.0)) {
+                // A buffer both lent and handed in: never happens. The frame
+                // goes nowhere: the pieces not lent go back, the lent one stays
+                // with the kernel.
+                for p in &parts[..n] {
+                    if !x.tx_lent.is_lent(p.0) {
+                        x.pool.inner.put(p.0);
+                    }
                 }
+                add(&self.q.counters.bad_descs, 1);
+                dropped += 1;
+                continue;
+            }
+            for (i, &(buf, off, len)) in parts[..n].iter().enumerate() {
+                x.tx_lent.lend(buf);
                 let last = i + 1 == n;
                 if last {
                     x.tx_last.lend(buf);
@@ -375,7 +384,10 @@ impl TxEngine for XskTx {
 /// multi-buffer socket, up to [`MAX_FRAGS`] of them.
 fn fits(x: &Xsk, p: &Packet) -> bool {
     if x.sg {
-        p.is_chain_of(&x.pool.inner) && p.nb_segs() <= MAX_FRAGS
+        // Empty pieces are invalid descriptors: such a chain is copied.
+        p.is_chain_of(&x.pool.inner)
+            && p.nb_segs() <= MAX_FRAGS
+            && p.segments().all(|s| !s.is_empty())
     } else {
         p.is_buffer_of(&x.pool.inner)
     }
