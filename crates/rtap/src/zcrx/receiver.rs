@@ -380,7 +380,10 @@ impl Receiver {
 
     /// Waits up to `timeout` (`None`: until something happens) for data, then
     /// appends every event ready to `events`; returns how many it appended.
-    /// Dropped buffers are given back to the kernel here.
+    /// Dropped buffers are given back to the kernel here. While a receive
+    /// waits for buffers to come back (another thread may return them without
+    /// this ring hearing of it), the wait lasts at most 2 ms: `poll` may then
+    /// return 0 events even with `None`.
     pub fn poll(&mut self, events: &mut Vec<Event>, timeout: Option<Duration>) -> Result<usize> {
         let before = events.len();
         self.give_back()?;
