@@ -241,9 +241,8 @@ struct Peer {
     /// The queues it holds and their claims (both directions).
     queues: Vec<u16>,
     claims: Vec<Claim>,
-    /// When it connected, and whether it has asked anything since.
+    /// When it connected or last asked something.
     since: std::time::Instant,
-    asked: bool,
     /// Turned away (credentials, too many connections): it has its answer and
     /// is closed at its first message or after [`GRACE`]. Closing it before it
     /// sent its request could lose the answer (the kernel resets a connection
@@ -306,7 +305,6 @@ fn run(
                 release(peers.swap_remove(i), &st);
                 continue;
             }
-            peers[i].asked = true;
             peers[i].since = std::time::Instant::now();
             match handle(&parts, &mut peers, i, &buf[..n], &st) {
                 Sent::Ok => {}
@@ -339,8 +337,7 @@ fn run(
     }
 }
 
-/// When a peer is closed if it stays silent: a peer that asked something (and
-/// may hold queues) stays.
+/// When a peer is closed if it stays silent: a peer holding queues stays.
 fn deadline(cfg: &ServeConfig, p: &Peer) -> Option<std::time::Instant> {
     if p.turned_away {
         Some(p.since + GRACE)
@@ -442,7 +439,6 @@ fn accept(cfg: &ServeConfig, fd: OwnedFd, peers: &mut Vec<Peer>, st: &Mutex<Stat
         queues: Vec::new(),
         claims: Vec::new(),
         since: std::time::Instant::now(),
-        asked: false,
         turned_away: turned_away.is_some(),
     });
 }
