@@ -63,16 +63,7 @@ fn tx_csum_by_value(r: Router) {
     for p in &got {
         assert_eq!(p.rx_csum(), RxCsum::Unknown, "B has no offloads");
         assert_eq!(p.rx_gso(), RxGso::None);
-        let v = parse(&p.to_vec()).unwrap();
-        let (_, _, good, data) = want.iter().find(|w| (w.0, w.1) == (v.v6, v.tcp)).unwrap();
-        assert_eq!(
-            (v.field, v.computed),
-            (*good, *good),
-            "v6={} tcp={}: (checksum received, recomputed) vs the right one",
-            v.v6,
-            v.tcp
-        );
-        assert_eq!(&v.data, data);
+        let v = assert_checksum_right(&p.to_vec(), &want);
         assert_eq!(v.hops, 63, "forwarded once");
         assert!(v.ip_csum_ok);
         kinds.push((v.v6, v.tcp));

@@ -368,9 +368,8 @@ fn packet_port_shared() {
     }
 }
 
-/// A listening `SOCK_SEQPACKET` socket at abstract name `name` (the test plays
-/// a hostile server).
-fn seqpacket_listener(name: &str) -> std::os::fd::OwnedFd {
+/// A `SOCK_SEQPACKET` socket, and the address of abstract name `name` (`@x`).
+fn seqpacket_socket(name: &str) -> (std::os::fd::OwnedFd, libc::sockaddr_un, libc::socklen_t) {
     use std::os::fd::FromRawFd;
     // SAFETY: plain socket call; the result is checked and owned below.
     let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
@@ -385,19 +384,42 @@ fn seqpacket_listener(name: &str) -> std::os::fd::OwnedFd {
         *d = *s as libc::c_char;
     }
     let len = std::mem::size_of::<libc::sa_family_t>() + 1 + bytes.len();
+    (fd, a, len as libc::socklen_t)
+}
+
+/// A listening `SOCK_SEQPACKET` socket at abstract name `name` (the test plays
+/// a hostile server).
+fn seqpacket_listener(name: &str) -> std::os::fd::OwnedFd {
     use std::os::fd::AsRawFd;
+    let (fd, a, len) = seqpacket_socket(name);
     // SAFETY: a is a live sockaddr_un of at least `len` bytes.
     let r = unsafe {
         libc::bind(
             fd.as_raw_fd(),
             &a as *const libc::sockaddr_un as *const libc::sockaddr,
-            len as libc::socklen_t,
+            len,
         )
     };
     assert_eq!(r, 0, "bind {name}");
     // SAFETY: fd is a bound socket.
     assert_eq!(unsafe { libc::listen(fd.as_raw_fd(), 8) }, 0);
     fd
+}
+
+/// A plain connection to abstract name `name`, nothing sent (blocking).
+fn seqpacket_connect(name: &str) -> std::os::fd::OwnedFd {
+    use std::os::fd::AsRawFd;
+    let (conn, a, len) = seqpacket_socket(name);
+    // SAFETY: a is a live sockaddr_un of at least `len` bytes.
+    let r = unsafe {
+        libc::connect(
+            conn.as_raw_fd(),
+            &a as *const libc::sockaddr_un as *const libc::sockaddr,
+            len,
+        )
+    };
+    assert_eq!(r, 0, "connect {name}");
+    conn
 }
 
 /// Serves `replies`, one connection each: reads the request, sends the reply
@@ -472,28 +494,7 @@ fn hostile_server_replies_are_refused() {
 /// returns the connection, the reply's text and the fds it carried.
 fn raw_request(name: &str, req: &str) -> (std::os::fd::OwnedFd, String, Vec<std::os::fd::OwnedFd>) {
     use std::os::fd::{AsRawFd, FromRawFd};
-    // SAFETY: plain socket call; the result is checked and owned below.
-    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
-    assert!(fd >= 0);
-    // SAFETY: fd is fresh and owned by nobody else.
-    let conn = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-    // SAFETY: sockaddr_un is plain data; all-zero is valid.
-    let mut a: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    a.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    let bytes = name.strip_prefix('@').unwrap().as_bytes();
-    for (d, s) in a.sun_path[1..].iter_mut().zip(bytes) {
-        *d = *s as libc::c_char;
-    }
-    let len = std::mem::size_of::<libc::sa_family_t>() + 1 + bytes.len();
-    // SAFETY: a is a live sockaddr_un of at least `len` bytes.
-    let r = unsafe {
-        libc::connect(
-            conn.as_raw_fd(),
-            &a as *const libc::sockaddr_un as *const libc::sockaddr,
-            len as libc::socklen_t,
-        )
-    };
-    assert_eq!(r, 0, "connect {name}");
+    let conn = seqpacket_connect(name);
     // SAFETY: req is live for the call.
     let n = unsafe { libc::send(conn.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
     assert_eq!(n, req.len() as isize);
@@ -605,12 +606,6 @@ fn lent_memory_is_the_peers_own_and_cannot_be_resized() {
     assert_eq!(b.queue_count(), 1);
 }
 
-/// A connection to `name`, raw (blocking).
-fn raw_connect(name: &str) -> std::os::fd::OwnedFd {
-    let (conn, _, _) = raw_request(name, "status");
-    conn
-}
-
 /// Receives one message on `fd` within `t`: its text, or `None` on a close.
 fn raw_recv(fd: &std::os::fd::OwnedFd, t: Duration) -> Option<String> {
     use std::os::fd::AsRawFd;
@@ -643,7 +638,7 @@ fn still_serving(name: &str, queue: u16) {
 fn peer_that_never_reads_is_closed_not_waited_on() {
     use std::os::fd::AsRawFd;
     let (port, srv, name) = served("shr8");
-    let conn = raw_connect(&name);
+    let conn = seqpacket_connect(&name);
     let req = b"status";
     let mut sent = 0;
     loop {
@@ -682,7 +677,7 @@ fn idle_connections_are_capped_and_time_out() {
     let srv = port.serve(cfg).unwrap();
     let mut idle = Vec::new();
     for _ in 0..20 {
-        idle.push(rtap_sys_connect(&name));
+        idle.push(seqpacket_connect(&name));
     }
     // The 12 over the cap have their answer waiting.
     let mut busy = 0;
@@ -702,34 +697,6 @@ fn idle_connections_are_capped_and_time_out() {
     let st = srv.stats();
     assert_eq!(st.dropped, 20, "{st:?}");
     still_serving(&name, 0);
-}
-
-/// A plain connection, nothing sent.
-fn rtap_sys_connect(name: &str) -> std::os::fd::OwnedFd {
-    use std::os::fd::{AsRawFd, FromRawFd};
-    // SAFETY: plain socket call; the result is checked and owned below.
-    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
-    assert!(fd >= 0);
-    // SAFETY: fd is fresh and owned by nobody else.
-    let conn = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-    // SAFETY: sockaddr_un is plain data; all-zero is valid.
-    let mut a: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    a.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    let bytes = name.strip_prefix('@').unwrap().as_bytes();
-    for (d, s) in a.sun_path[1..].iter_mut().zip(bytes) {
-        *d = *s as libc::c_char;
-    }
-    let len = std::mem::size_of::<libc::sa_family_t>() + 1 + bytes.len();
-    // SAFETY: a is a live sockaddr_un of at least `len` bytes.
-    let r = unsafe {
-        libc::connect(
-            conn.as_raw_fd(),
-            &a as *const libc::sockaddr_un as *const libc::sockaddr,
-            len as libc::socklen_t,
-        )
-    };
-    assert_eq!(r, 0, "connect {name}");
-    conn
 }
 
 /// Malformed, oversized and repeated requests are answered with an error
@@ -801,9 +768,9 @@ fn peer_killed_at_every_step_of_an_attach() {
     use std::os::fd::AsRawFd;
     let (_port, srv, name) = served("sha4");
     // Connects and dies.
-    drop(rtap_sys_connect(&name));
+    drop(seqpacket_connect(&name));
     // Asks and dies before the reply.
-    let c = rtap_sys_connect(&name);
+    let c = seqpacket_connect(&name);
     // SAFETY: the request is live; c is open.
     unsafe { libc::send(c.as_raw_fd(), b"attach queues=1".as_ptr().cast(), 15, 0) };
     drop(c);

@@ -149,6 +149,15 @@ fn open_nodev_or_copy(cfg: QueueConfig) -> Queue {
     q
 }
 
+/// A queue whose area holds 16 buffers (8 of 4 KiB where it copies): easy
+/// to run out of.
+fn tiny_area() -> QueueConfig {
+    QueueConfig::nodev()
+        .area_size(64 << 10)
+        .copy_bufs(8)
+        .copy_buf_size(4096)
+}
+
 /// After every buffer is dropped, one more poll gives them all back.
 fn assert_all_back(rx: &mut Receiver) {
     let mut events = Vec::new();
@@ -340,11 +349,7 @@ fn two_threads_share_one_queue() {
 fn tiny_area_rearms_without_loss() {
     netns();
     ip(&["link", "set", "lo", "up"]);
-    let cfg = QueueConfig::nodev()
-        .area_size(64 << 10)
-        .copy_bufs(8)
-        .copy_buf_size(4096);
-    let q = open_nodev_or_copy(cfg);
+    let q = open_nodev_or_copy(tiny_area());
     let mut rx = q.receiver().unwrap();
     let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     let addr = l.local_addr().unwrap();
@@ -545,11 +550,7 @@ fn close_cancels_the_receive() {
 fn starved_receiver_without_timeout_wakes_on_returns_from_another_thread() {
     netns();
     ip(&["link", "set", "lo", "up"]);
-    let cfg = QueueConfig::nodev()
-        .area_size(64 << 10)
-        .copy_bufs(8)
-        .copy_buf_size(4096);
-    let q = open_nodev_or_copy(cfg);
+    let q = open_nodev_or_copy(tiny_area());
     if has_nodev() && !has_import() {
         return;
     }

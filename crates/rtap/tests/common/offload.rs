@@ -83,6 +83,24 @@ pub fn with_csum(mut p: Packet) -> Packet {
     p
 }
 
+/// A frame sent with a checksum request, as received: parsed, its L4
+/// checksum the right one (`want` holds, per (IPv6, TCP), the right checksum
+/// and the payload) and its payload intact.
+#[track_caller]
+pub fn assert_checksum_right(frame: &[u8], want: &[(bool, bool, u16, Vec<u8>)]) -> Parsed {
+    let v = parse(frame).unwrap();
+    let (_, _, good, data) = want.iter().find(|w| (w.0, w.1) == (v.v6, v.tcp)).unwrap();
+    assert_eq!(
+        (v.field, v.computed),
+        (*good, *good),
+        "v6={} tcp={}: (checksum received, recomputed) vs the right one",
+        v.v6,
+        v.tcp
+    );
+    assert_eq!(&v.data, data);
+    v
+}
+
 /// What a received frame carries, parsed by etherparse.
 #[derive(Debug)]
 pub struct Parsed {
