@@ -47,6 +47,28 @@ fn wait_holder(name: &str, q: usize, ok: impl Fn(&str) -> bool) -> String {
     }
 }
 
+/// `rtap fwd` (`extra` arguments added) on a two-queue tap `iface`, serving
+/// queue 1 at `name` for `secs` seconds with a JSON report; returns once the
+/// tap is up and the process runs queue 0 itself.
+fn serve_queue_1(iface: &str, name: &str, secs: &str, extra: &[&str]) -> Child {
+    let port = format!("tap:iface={iface},queues=2");
+    let mut args = vec!["fwd", "--port", &port];
+    args.extend(extra);
+    args.extend([
+        "--serve",
+        name,
+        "--serve-queues",
+        "1",
+        "--duration",
+        secs,
+        "--json",
+    ]);
+    let mut primary = spawn(&args);
+    wait_up(&[iface], &mut primary);
+    wait_holder(name, 0, |h| h == "serving");
+    primary
+}
+
 /// 512 UDP frames of 256 flows into the tap; returns how many came back swapped.
 fn bounce(iface: &str) -> usize {
     let s = PacketSocket::bind(iface);
@@ -73,21 +95,7 @@ fn two_processes_forward_on_different_queues_of_one_tap() {
     assert_root();
     private_netns();
     let name = format!("@rtapc-csh0-{}", std::process::id());
-    let mut primary = spawn(&[
-        "fwd",
-        "--port",
-        "tap:iface=csh0,queues=2",
-        "--mode",
-        "macswap",
-        "--serve",
-        &name,
-        "--serve-queues",
-        "1",
-        "--duration",
-        "6",
-        "--json",
-    ]);
-    wait_up(&["csh0"], &mut primary);
+    let primary = serve_queue_1("csh0", &name, "6", &["--mode", "macswap"]);
     let secondary = spawn(&[
         "fwd",
         "--port",
@@ -130,22 +138,7 @@ fn secondary_killed_mid_traffic() {
     assert_root();
     private_netns();
     let name = format!("@rtapc-csh1-{}", std::process::id());
-    let mut primary = spawn(&[
-        "fwd",
-        "--port",
-        "tap:iface=csh1,queues=2",
-        "--mode",
-        "macswap",
-        "--serve",
-        &name,
-        "--serve-queues",
-        "1",
-        "--duration",
-        "10",
-        "--json",
-    ]);
-    wait_up(&["csh1"], &mut primary);
-    wait_holder(&name, 0, |h| h == "serving");
+    let primary = serve_queue_1("csh1", &name, "10", &["--mode", "macswap"]);
     // The server closes the connections of `rtap info` a moment after they
     // end: the baseline is the count once they are gone.
     let fds_before = (0..10)
@@ -213,20 +206,7 @@ fn other_uid_and_bad_queues_refused() {
     assert_root();
     private_netns();
     let name = format!("@rtapc-csh2-{}", std::process::id());
-    let mut primary = spawn(&[
-        "fwd",
-        "--port",
-        "tap:iface=csh2,queues=2",
-        "--serve",
-        &name,
-        "--serve-queues",
-        "1",
-        "--duration",
-        "4",
-        "--json",
-    ]);
-    wait_up(&["csh2"], &mut primary);
-    wait_holder(&name, 0, |h| h == "serving");
+    let primary = serve_queue_1("csh2", &name, "4", &[]);
     let out = Command::new("setpriv")
         .args([
             "--reuid=65534",
@@ -352,20 +332,7 @@ fn serving_process_survives_misbehaving_peers() {
     assert_root();
     private_netns();
     let name = format!("@rtapc-csh5-{}", std::process::id());
-    let mut primary = spawn(&[
-        "fwd",
-        "--port",
-        "tap:iface=csh5,queues=2",
-        "--serve",
-        &name,
-        "--serve-queues",
-        "1",
-        "--duration",
-        "6",
-        "--json",
-    ]);
-    wait_up(&["csh5"], &mut primary);
-    wait_holder(&name, 0, |h| h == "serving");
+    let primary = serve_queue_1("csh5", &name, "6", &[]);
     let idle: Vec<_> = (0..100).map(|_| seqpacket_connect(&name)).collect();
     let spam = seqpacket_connect(&name);
     let mut sent = 0u32;
