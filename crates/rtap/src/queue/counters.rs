@@ -66,19 +66,32 @@ impl CounterMem {
     /// Writes the header, before the block is lent: a peer that held it before
     /// may have written anything there.
     pub(crate) fn stamp(&self) {
-        // `Header` as two words: the magic, then block_size and blocks side
-        // by side as they lie in memory.
+        for (a, w) in self.header_words().iter().zip(self.expected_header()) {
+            a.store(w, Ordering::Relaxed);
+        }
+    }
+
+    /// `Header` as this build writes it, as two words: the magic, then
+    /// block_size and blocks side by side as they lie in memory.
+    fn expected_header(&self) -> [u64; 2] {
         let mut sizes = [0u8; 8];
         sizes[..4].copy_from_slice(&(size_of::<QueueBlock>() as u32).to_ne_bytes());
         sizes[4..].copy_from_slice(&1u32.to_ne_bytes());
-        let words = [MAGIC, u64::from_ne_bytes(sizes)];
-        // SAFETY: the mapping holds at least HEADER bytes, page-aligned; the
-        // header is written as two 8-byte atomics (another process may map
-        // the memory), which any bytes are valid for.
-        let h = unsafe { &*self.map.as_ptr().cast::<[AtomicU64; 2]>() };
-        for (a, w) in h.iter().zip(words) {
-            a.store(w, Ordering::Relaxed);
-        }
+        [MAGIC, u64::from_ne_bytes(sizes)]
+    }
+
+    /// The header as it is now.
+    fn header(&self) -> [u64; 2] {
+        let h = self.header_words();
+        [h[0].load(Ordering::Relaxed), h[1].load(Ordering::Relaxed)]
+    }
+
+    /// The header's two words, as atomics: another process maps the memory.
+    fn header_words(&self) -> &[AtomicU64; 2] {
+        // SAFETY: the mapping holds at least HEADER bytes (checked at open,
+        // made so at create), page-aligned; atomics are valid for any bytes,
+        // and the mapping lives as long as `self`.
+        unsafe { &*self.map.as_ptr().cast::<[AtomicU64; 2]>() }
     }
 
     /// Maps a block another process made; `None` if the layout is not this
@@ -88,13 +101,8 @@ impl CounterMem {
         if map.len() < HEADER + size_of::<QueueBlock>() {
             return None;
         }
-        // SAFETY: the mapping holds at least a header, page-aligned; read as
-        // plain integers (any bytes are valid).
-        let h = unsafe { map.as_ptr().cast::<Header>().read_volatile() };
-        if h.magic != MAGIC || h.block_size as usize != size_of::<QueueBlock>() || h.blocks != 1 {
-            return None;
-        }
-        Some(CounterMem { map })
+        let m = CounterMem { map };
+        (m.header() == m.expected_header()).then_some(m)
     }
 
     /// The memfd, to lend with the queue.

@@ -62,6 +62,16 @@ impl SharedMap {
 
     /// Maps a memfd someone else made; its whole size.
     pub fn open(fd: OwnedFd) -> io::Result<SharedMap> {
+        // The seals first: once sealed the size cannot change, so the size read
+        // next is the one mapped (read before, it could be shrunk in between).
+        // SAFETY: fcntl(F_GET_SEALS) takes no pointers.
+        let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
+        if seals < 0 || seals & SIZE_SEALS != SIZE_SEALS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a memfd whose size is not sealed: whoever holds it could shrink it under the mapping",
+            ));
+        }
         // SAFETY: stat is plain data for the kernel to fill.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: st is a live stat; fd is open.
@@ -72,14 +82,6 @@ impl SharedMap {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "not a shared memory file",
-            ));
-        }
-        // SAFETY: fcntl(F_GET_SEALS) takes no pointers.
-        let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
-        if seals < 0 || seals & SIZE_SEALS != SIZE_SEALS {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "a memfd whose size is not sealed: whoever holds it could shrink it under the mapping",
             ));
         }
         SharedMap::map(fd, st.st_size as usize)
