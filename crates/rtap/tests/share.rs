@@ -458,19 +458,19 @@ fn hostile_server_replies_are_refused() {
     netns();
     let name = format!("@rtap-test-hostile-{}", std::process::id());
     let attach_replies = [
-        "ok v=2 kind=tap name=x ifindex=1 queues=0 offloads=none netns=0 fds_per_queue=18446744073709551615",
-        "ok v=2 kind=tap name=x ifindex=1 queues=0,1 offloads=none netns=0 fds_per_queue=9223372036854775807",
-        "ok v=2 kind=pcap name=x ifindex=1 queues=0 offloads=none netns=0 fds_per_queue=1",
-        "ok v=2 kind=shared name=x ifindex=1 queues=0 offloads=none netns=0 fds_per_queue=1",
-        "ok v=2 kind=tap name=x ifindex=1 queues=0 offloads=none netns=1 fds_per_queue=1",
-        "ok v=2 kind=packet name=x ifindex=1 queues=0 offloads=none netns=0 fds_per_queue=2 frame_size=4294967280",
-        "ok v=2 kind=tap name=x ifindex=1 queues=x offloads=none",
+        "ok v=3 kind=tap name=x ifindex=1 queues=0 offloads=none netns=0 fds_per_queue=18446744073709551615",
+        "ok v=3 kind=tap name=x ifindex=1 queues=0,1 offloads=none netns=0 fds_per_queue=9223372036854775807",
+        "ok v=3 kind=pcap name=x ifindex=1 queues=0 offloads=none netns=0 fds_per_queue=1",
+        "ok v=3 kind=shared name=x ifindex=1 queues=0 offloads=none netns=0 fds_per_queue=1",
+        "ok v=3 kind=tap name=x ifindex=1 queues=0 offloads=none netns=1 fds_per_queue=1",
+        "ok v=3 kind=packet name=x ifindex=1 queues=0 offloads=none netns=0 fds_per_queue=2 frame_size=4294967280",
+        "ok v=3 kind=tap name=x ifindex=1 queues=x offloads=none",
         "ok v=1 kind=tap",
         "\u{ff}garbage",
     ];
     let status_replies = [
-        "status v=2 queues=18446744073709551615",
-        "status v=2 queues=100000",
+        "status v=3 queues=18446744073709551615",
+        "status v=3 queues=100000",
     ];
     let mut all: Vec<String> = attach_replies.iter().map(|s| s.to_string()).collect();
     all.extend(status_replies.iter().map(|s| s.to_string()));
@@ -540,7 +540,8 @@ fn raw_request(name: &str, req: &str) -> (std::os::fd::OwnedFd, String, Vec<std:
 /// `ftruncate` fails), so the serving port, which counts into the same memory,
 /// never faults on it; garbage it writes there changes only that queue's
 /// figures: the serving port's other queue counts exactly, nothing panics,
-/// and a well-behaved peer attaches after it.
+/// and a well-behaved peer attaches after it. What the peer writes there after
+/// giving the queue back reaches no one: the next holder is lent a fresh block.
 #[test]
 fn lent_memory_is_the_peers_own_and_cannot_be_resized() {
     use std::os::fd::AsRawFd;
@@ -565,21 +566,7 @@ fn lent_memory_is_the_peers_own_and_cannot_be_resized() {
         assert_eq!((r, e), (-1, Some(libc::EPERM)), "ftruncate to {len}");
     }
     // Garbage over the whole block (header included).
-    // SAFETY: a fresh shared mapping of the memfd's whole size, checked, written
-    // as bytes only, unmapped below.
-    unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            size as usize,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd.as_raw_fd(),
-            0,
-        );
-        assert_ne!(p, libc::MAP_FAILED);
-        std::ptr::write_bytes(p.cast::<u8>(), 0xff, size as usize);
-        libc::munmap(p, size as usize);
-    }
+    scribble(fd, size as usize, 0xff);
     // The serving port counts on: frames on its queue 0, stats read.
     let pool = pool();
     let mut rxq = port.rx_queue(0, &pool).unwrap();
@@ -597,13 +584,47 @@ fn lent_memory_is_the_peers_own_and_cannot_be_resized() {
     );
     assert_eq!(st.rx.packets, u64::MAX, "the sum saturates");
     let _ = port.xstats();
+    // The peer gives the queue back but keeps its memfd (the kernel cannot
+    // take a mapping back).
+    let kept = fd.try_clone().unwrap();
     drop((conn, fds));
     wait_holder(&srv, 1, &QueueHolder::Free);
-    // The server runs queue 1 again (counting onto the garbage wraps, no
-    // panic), and a well-behaved peer attaches after it.
+    // The server runs queue 1 again (its counts folded in: counting onto the
+    // garbage wraps, no panic), and a well-behaved peer attaches after it.
     drop(port.rx_queue(1, &pool).unwrap());
+    let before = port.stats().unwrap().rx_queues[1];
     let b = Port::open(SharedConfig::new(&name).queue_list(&[1])).unwrap();
     assert_eq!(b.queue_count(), 1);
+    // The former holder writes over its old block again: a fresh block was
+    // lent to the next holder, so neither its figures nor the serving port's
+    // move, and later attaches still find a good header.
+    scribble(&kept, size as usize, 0x5a);
+    assert_eq!(b.stats().unwrap().rx_queues[0], rtap::QueueStats::default());
+    assert_eq!(port.stats().unwrap().rx_queues[1], before);
+    drop(b);
+    wait_holder(&srv, 1, &QueueHolder::Free);
+    let b = Port::open(SharedConfig::new(&name).queue_list(&[1])).unwrap();
+    assert_eq!(b.stats().unwrap().rx_queues[0], rtap::QueueStats::default());
+}
+
+/// Maps `len` bytes of memfd `fd` and fills them with `byte`.
+fn scribble(fd: &std::os::fd::OwnedFd, len: usize, byte: u8) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a fresh shared mapping of the memfd's whole size, checked,
+    // written as bytes only, unmapped below.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED);
+        std::ptr::write_bytes(p.cast::<u8>(), byte, len);
+        libc::munmap(p, len);
+    }
 }
 
 /// Receives one message on `fd` within `t`: its text, or `None` on a close.
@@ -949,5 +970,63 @@ fn lent_packet_queue_drops_counted_once_whoever_reads() {
     assert_eq!(port.xstat("rx_q0_ring_drops"), Some(seen_b));
     drop(_rxq);
     drop(b);
+    drop(srv);
+}
+
+/// A lent AF_PACKET queue's engine counters (its kicks, its tx ring) count
+/// where the serving port reads them, while lent and after the queue came
+/// back; the holder's own figures start at its attach.
+#[test]
+fn lent_packet_queue_engine_counts_reach_the_serving_port() {
+    netns();
+    let (p, k) = ("shkp", "shkk");
+    ip(&["link", "add", p, "type", "veth", "peer", "name", k]);
+    ip(&["link", "set", k, "up"]);
+    let mut port = Port::open(rtap::PacketConfig::new(p)).unwrap();
+    port.start().unwrap();
+    wait_oper_up(k);
+    let name = format!("@rtap-test-shkp-{}", std::process::id());
+    let srv = port.serve(ServeConfig::new(&name)).unwrap();
+    let pool = pool();
+    let cap = PacketSocket::bind(if_index(k).unwrap());
+    let send = |txq: &mut rtap::TxQueue, n: u32| {
+        for i in 0..n {
+            tx_all(txq, vec![pool.alloc_from(&test_frame(100, i)).unwrap()]);
+            assert!(txq.flush(WAIT));
+        }
+    };
+    // The serving process sends 3 first.
+    let mut txq = port.tx_queue(0).unwrap();
+    send(&mut txq, 3);
+    drop(txq);
+    let kicks_home = port.xstat("tx_q0_kicks").unwrap();
+    assert!(kicks_home >= 3, "{kicks_home}");
+    let mut b = Port::open(SharedConfig::new(&name)).unwrap();
+    b.start().unwrap();
+    assert_eq!(
+        b.xstat("tx_q0_kicks"),
+        Some(0),
+        "the holder's own, from its attach"
+    );
+    let mut txq = b.tx_queue(0).unwrap();
+    send(&mut txq, 5);
+    let kicks_b = b.xstat("tx_q0_kicks").unwrap();
+    assert!(kicks_b >= 5, "{kicks_b}");
+    assert_eq!(b.stats().unwrap().tx_queues[0].packets, 5);
+    // The serving port's figures include the peer's engine counters.
+    assert_eq!(port.xstat("tx_q0_kicks"), Some(kicks_home + kicks_b));
+    assert_eq!(port.stats().unwrap().tx_queues[0].packets, 8);
+    assert_eq!(port.xstat("tx_q0_size_65_127_packets"), Some(8));
+    drop(txq);
+    drop(b);
+    wait_holder(&srv, 0, &QueueHolder::Free);
+    // Given back: folded into the port's own, nothing lost or counted twice.
+    assert_eq!(port.xstat("tx_q0_kicks"), Some(kicks_home + kicks_b));
+    assert_eq!(port.stats().unwrap().tx_queues[0].packets, 8);
+    let mut txq = port.tx_queue(0).unwrap();
+    send(&mut txq, 1);
+    assert_eq!(port.stats().unwrap().tx_queues[0].packets, 9);
+    assert_eq!(cap.recv_test_frames(9, WAIT).len(), 9);
+    drop(txq);
     drop(srv);
 }

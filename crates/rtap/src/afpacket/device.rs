@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use super::config::{Geometry, PacketConfig, Tpacket};
-use super::queue::{PacketQueue, Positions, QueueCounters};
+use super::queue::{slot, PacketQueue, Positions};
 use super::ring::Ring;
 use super::rx::{PacketRx, PacketRxV3};
 use super::tx::PacketTx;
@@ -232,7 +232,7 @@ impl PacketDevice {
         self.geom.frame_count as usize * (self.geom.frame_size as usize + 1024)
     }
 
-    pub(super) fn counters<'a>(&self, q: &'a QueueShared) -> Option<&'a PacketQueue> {
+    pub(super) fn packet_queue<'a>(&self, q: &'a QueueShared) -> Option<&'a PacketQueue> {
         q.extra.as_ref()?.downcast_ref::<PacketQueue>()
     }
 
@@ -240,10 +240,14 @@ impl PacketDevice {
     /// counter block, where every process running the queue adds what it read
     /// ([`RING_DROPS`], [`RING_FREEZES`]).
     fn refresh(&self, q: &QueueShared) {
-        let Some(pq) = self.counters(q) else { return };
+        let Some(pq) = self.packet_queue(q) else {
+            return;
+        };
         if let Ok((_, drops, freezes)) = sys::statistics(q.fd.as_fd(), pq.v3) {
-            q.c.dev_counts[RING_DROPS].fetch_add(u64::from(drops), Relaxed);
-            q.c.dev_counts[RING_FREEZES].fetch_add(u64::from(freezes), Relaxed);
+            q.with_current(|b| {
+                b.dev_counts[RING_DROPS].fetch_add(u64::from(drops), Relaxed);
+                b.dev_counts[RING_FREEZES].fetch_add(u64::from(freezes), Relaxed);
+            });
         }
     }
 }
@@ -276,7 +280,6 @@ impl Device for PacketDevice {
             tx: Ring::new(tx_map, 0, self.geom),
             tx_sock: t,
             v3: version == TPACKET_V3,
-            counters: QueueCounters::default(),
             fanned: AtomicBool::new(false),
             saved: Mutex::new(Positions::default()),
         };
@@ -294,7 +297,7 @@ impl Device for PacketDevice {
             // Bound while the link was down, a socket holds ENETDOWN as its pending
             // error, which would fail its first send: the link is up now.
             let _ = sys::take_error(q.fd.as_fd());
-            if let Some(pq) = self.counters(q) {
+            if let Some(pq) = self.packet_queue(q) {
                 let _ = sys::take_error(pq.tx_sock.as_fd());
             }
         }
@@ -311,14 +314,18 @@ impl Device for PacketDevice {
         }
         let type_flags = f.mode.kernel_type() | flags;
         let mut id = self.fanout_id.lock().unwrap_or_else(|e| e.into_inner());
-        let fanned =
-            |q: &Arc<QueueShared>| self.counters(q).is_some_and(|pq| pq.fanned.load(Relaxed));
+        let fanned = |q: &Arc<QueueShared>| {
+            self.packet_queue(q)
+                .is_some_and(|pq| pq.fanned.load(Relaxed))
+        };
         if !queues.iter().any(fanned) {
             // The group died with its last member: its id may be someone else's now.
             *id = None;
         }
         for q in queues {
-            let Some(pq) = self.counters(q) else { continue };
+            let Some(pq) = self.packet_queue(q) else {
+                continue;
+            };
             if pq.fanned.load(Relaxed) {
                 continue;
             }
@@ -351,7 +358,7 @@ impl Device for PacketDevice {
             .iter()
             .map(|q| {
                 self.refresh(q);
-                q.c.dev_counts[RING_DROPS].load(Relaxed)
+                q.totals().dev_counts[RING_DROPS].load(Relaxed)
             })
             .sum()
     }
@@ -404,33 +411,42 @@ impl Device for PacketDevice {
             self.cfg.sq_size,
             self.cfg.sqpoll,
             ctx.sq_attach,
-            &pq.counters.kick,
+            &ctx.block.kick,
         );
         // Without offloads the kernel checks no frame against the MTU (the tx
         // socket has the virtio-net header): the engine does, as of now.
         let max_len = (!self.cfg.offload).then_some(ctx.max_frame);
-        Ok(Box::new(PacketTx::new(pq, kicker, max_len)))
+        Ok(Box::new(PacketTx::new(
+            pq,
+            kicker,
+            ctx.block.clone(),
+            max_len,
+        )))
     }
 
     fn extra_xstats(&self, q: &QueueShared, out: &mut Vec<XStat>) {
-        let Some(pq) = self.counters(q) else { return };
+        if self.packet_queue(q).is_none() {
+            return;
+        }
         self.refresh(q);
-        let c = &pq.counters;
+        // Whoever runs the queue: this process, or one it is lent to.
+        let t = q.totals();
+        let (d, k) = (&t.dev_x, &t.kick);
         let id = q.id;
         for (dir, name, v) in [
-            ("rx", "ring_drops", &q.c.dev_counts[RING_DROPS]),
-            ("rx", "ring_freezes", &q.c.dev_counts[RING_FREEZES]),
-            ("rx", "outgoing_skipped", &c.outgoing),
-            ("rx", "corrupt_headers", &c.corrupt),
-            ("rx", "sw_csum", &c.sw_csum),
-            ("tx", "kicks", &c.kick.kicks),
-            ("tx", "sq_wakeups", &c.kick.sq_wakeups),
-            ("tx", "kick_eagain", &c.kick.kick_eagain),
-            ("tx", "kick_errors", &c.kick.kick_errors),
-            ("tx", "kick_fallbacks", &c.kick.fallbacks),
-            ("tx", "ring_full", &c.ring_full),
-            ("tx", "wrong_format", &c.wrong_format),
-            ("tx", "oversized", &c.oversized),
+            ("rx", "ring_drops", &t.dev_counts[RING_DROPS]),
+            ("rx", "ring_freezes", &t.dev_counts[RING_FREEZES]),
+            ("rx", "outgoing_skipped", &d[slot::OUTGOING]),
+            ("rx", "corrupt_headers", &d[slot::CORRUPT]),
+            ("rx", "sw_csum", &d[slot::SW_CSUM]),
+            ("tx", "kicks", &k.kicks),
+            ("tx", "sq_wakeups", &k.sq_wakeups),
+            ("tx", "kick_eagain", &k.kick_eagain),
+            ("tx", "kick_errors", &k.kick_errors),
+            ("tx", "kick_fallbacks", &k.fallbacks),
+            ("tx", "ring_full", &d[slot::RING_FULL]),
+            ("tx", "wrong_format", &d[slot::WRONG_FORMAT]),
+            ("tx", "oversized", &d[slot::OVERSIZED]),
         ] {
             out.push(XStat {
                 name: format!("{dir}_q{id}_{name}"),

@@ -1,41 +1,37 @@
 //! The state of one AF_PACKET queue that its engines and the device share: the
-//! sockets' rings, the queue's own counters, and where the last engines left
-//! the tx ring.
+//! sockets' rings and where the last engines left the tx ring; and the slots
+//! of the queue's counter block that its engines count into.
 
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 
 use super::ring::Ring;
-use crate::backend::kick::{self, KickCounters};
+use crate::backend::kick;
+use crate::queue::counters::QueueBlock;
 
-/// Counters a queue's engines and the device keep besides the common ones.
-/// Each has one writer (the engine, or the control thread reading the kernel's
-/// statistics, whose reads clear them and are added here).
-#[derive(Debug, Default)]
-pub(crate) struct QueueCounters {
+/// Counters a queue's engines keep besides the common ones: slots of the
+/// queue's shared block (`QueueBlock::dev_x`), so a lent queue's count in
+/// the serving port too. One writer each (the engine running the queue).
+pub(crate) mod slot {
     /// Rx frames this host sent out of the interface (`PACKET_OUTGOING`), skipped.
-    pub outgoing: AtomicU64,
+    pub const OUTGOING: usize = 0;
     /// Rx frame headers whose offsets or lengths point outside their slot or
     /// block (a corrupt ring), counted as rx errors; a V3 block ends there.
-    pub corrupt: AtomicU64,
+    pub const CORRUPT: usize = 1;
     /// Rx frames whose partial checksum rtap completed in software.
-    pub sw_csum: AtomicU64,
-    /// What the tx kicks did.
-    pub kick: KickCounters,
+    pub const SW_CSUM: usize = 2;
     /// Bursts that found the tx ring full.
-    pub ring_full: AtomicU64,
+    pub const RING_FULL: usize = 3;
     /// Tx frames the kernel refused (`TP_STATUS_WRONG_FORMAT`), counted as tx errors.
-    pub wrong_format: AtomicU64,
+    pub const WRONG_FORMAT: usize = 4;
     /// Tx frames larger than a slot, refused before the ring (counted as tx errors).
-    pub oversized: AtomicU64,
+    pub const OVERSIZED: usize = 5;
 }
 
-impl QueueCounters {
-    /// Adds `n` to a counter this thread alone writes.
-    pub fn add(c: &AtomicU64, n: u64) {
-        kick::add(c, n)
-    }
+/// Adds `n` to a device slot of `block` (single writer).
+pub(crate) fn count(block: &QueueBlock, slot: usize, n: u64) {
+    kick::add(&block.dev_x[slot], n)
 }
 
 /// One queue of a packet port: its sockets' rings and counters.
@@ -46,7 +42,6 @@ pub(crate) struct PacketQueue {
     /// rx socket): TPACKET_V2, protocol 0, virtio-net header always on.
     pub tx_sock: OwnedFd,
     pub v3: bool,
-    pub counters: QueueCounters,
     /// Joined the port's fanout group.
     pub fanned: AtomicBool,
     /// Where the last engines stopped: the kernel walks each ring from where it

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::frame::{self, BlockCursor, Corrupt, FrameRef};
-use super::queue::{PacketQueue, QueueCounters as Extra};
+use super::queue::{count, slot, PacketQueue};
 use crate::pool::{Packet, Pool};
-use crate::queue::counters::Block;
+use crate::queue::counters::{Block, QueueBlock};
 use crate::queue::engine::RxEngine;
 use crate::stats::QueueCounters;
 use crate::sys::fd as sysfd;
@@ -143,12 +143,12 @@ fn sw_csum(p: &mut Packet) -> bool {
     }
 }
 
-fn publish(pq: &PacketQueue, ctr: &QueueCounters, t: &Tally) {
+fn publish(block: &QueueBlock, ctr: &QueueCounters, t: &Tally) {
     ctr.add(t.pkts, t.bytes, t.errors, t.nombuf);
     ctr.add_truncated(t.truncated);
-    Extra::add(&pq.counters.outgoing, t.outgoing);
-    Extra::add(&pq.counters.corrupt, t.corrupt);
-    Extra::add(&pq.counters.sw_csum, t.sw_csum);
+    count(block, slot::OUTGOING, t.outgoing);
+    count(block, slot::CORRUPT, t.corrupt);
+    count(block, slot::SW_CSUM, t.sw_csum);
 }
 
 /// The socket's interface was unregistered (a link going down leaves it bound).
@@ -257,7 +257,7 @@ impl RxEngine for PacketRx {
             // process) goes on.
             self.block.dev[0].store(u64::from(self.head), Relaxed);
         }
-        publish(&self.pq, ctr, &t);
+        publish(&self.block, ctr, &t);
         Ok(out.len() - start)
     }
 
@@ -396,7 +396,7 @@ impl RxEngine for PacketRxV3 {
             self.block.dev[0].store(u64::from(cur.block), Relaxed);
             self.block.dev[1].store(open_word(cur), Relaxed);
         }
-        publish(pq, ctr, &t);
+        publish(&self.block, ctr, &t);
         Ok(out.len() - start)
     }
 

@@ -9,9 +9,9 @@
 //! `sqpoll`, `rx_mode`, are for served TAP and TUN ports, and are ignored
 //! here, with a warning). Kernel statistics that clear on read
 //! (`PACKET_STATISTICS`) are read by whichever process asks, and each adds what
-//! it read to the queue's shared counter block: `imissed` and the ring drops
-//! are the same, exact total in every process. The engines' own counters
-//! (kicks, skipped outgoing frames, ...) are kept by the process that runs them.
+//! it read to the counter block lent with the queue, as the engines' own
+//! counters (kicks, skipped outgoing frames, ...) are: the serving port's
+//! figures are exact totals, the holder's are exact since it attached.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::AtomicBool;
@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use super::config::{PacketConfig, Tpacket};
 use super::device::PacketDevice;
-use super::queue::{PacketQueue, Positions, QueueCounters};
+use super::queue::{PacketQueue, Positions};
 use super::ring::Ring;
 use crate::device::lend::{not_a_queue, take_fds, Description, LocalEngine};
 use crate::device::{keep_fd, Device, Lend, Opened, QueueFd};
@@ -91,7 +91,6 @@ impl Lend for PacketDevice {
             tx: Ring::new(tx_map, 0, self.geom),
             tx_sock: tx,
             v3: matches!(self.cfg.tpacket, Tpacket::V3 { .. }),
-            counters: QueueCounters::default(),
             fanned: AtomicBool::new(true),
             saved: Mutex::new(Positions::default()),
         };

@@ -20,9 +20,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::config::TX_DATA_OFF;
-use super::queue::{PacketQueue, QueueCounters as Extra};
+use super::queue::{count, slot, PacketQueue};
 use crate::backend::kick::Kicker;
 use crate::pool::Packet;
+use crate::queue::counters::Block;
 use crate::queue::engine::TxEngine;
 use crate::queue::RingFeatures;
 use crate::stats::QueueCounters;
@@ -37,6 +38,8 @@ const WRONG_FORMAT: u32 = libc::TP_STATUS_WRONG_FORMAT;
 pub(crate) struct PacketTx {
     pq: Arc<PacketQueue>,
     kicker: Kicker,
+    /// The queue's counter block (kicks and the device's slots).
+    block: Block,
     vnet_len: usize,
     /// Oldest slot not reaped yet.
     head: u32,
@@ -54,7 +57,12 @@ pub(crate) struct PacketTx {
 impl PacketTx {
     /// The engine of `pq`'s tx ring. `max_frame`: the largest frame the port
     /// takes besides the slot's room (the MTU's, when offloads are off).
-    pub(crate) fn new(pq: Arc<PacketQueue>, kicker: Kicker, max_frame: Option<usize>) -> PacketTx {
+    pub(crate) fn new(
+        pq: Arc<PacketQueue>,
+        kicker: Kicker,
+        block: Block,
+        max_frame: Option<usize>,
+    ) -> PacketTx {
         let saved = *pq.saved.lock().unwrap_or_else(|e| e.into_inner());
         let vnet_len = VNET_HDR_LEN;
         let slot_room = (pq.tx.geom.frame_size - TX_DATA_OFF) as usize - vnet_len;
@@ -65,6 +73,7 @@ impl PacketTx {
             pending: saved.tx_pending,
             pq,
             kicker,
+            block,
             vnet_len,
             max_len,
             vanished: None,
@@ -102,7 +111,7 @@ impl PacketTx {
             self.pending -= 1;
         }
         ctr.add(pkts, bytes, errors, 0);
-        if let Err(e) = self.kicker.reap(&self.pq.counters.kick) {
+        if let Err(e) = self.kicker.reap(&self.block.kick) {
             self.vanished = Some(e);
         }
     }
@@ -113,7 +122,7 @@ impl PacketTx {
     /// behind it move down one slot, in order, and the head slot is re-armed with
     /// the first of them last.
     fn refused(&mut self) {
-        Extra::add(&self.pq.counters.wrong_format, 1);
+        count(&self.block, slot::WRONG_FORMAT, 1);
         let ring = &self.pq.tx;
         let j = self.head;
         let last = (self.tail + self.slots() - 1) % self.slots();
@@ -148,7 +157,7 @@ impl PacketTx {
 
     fn kick(&mut self, fd: BorrowedFd<'_>) {
         // A packet socket's send walks the whole ring: no second kick for EAGAIN.
-        if let Err(e) = self.kicker.kick(fd, &self.pq.counters.kick) {
+        if let Err(e) = self.kicker.kick(fd, &self.block.kick) {
             self.vanished = Some(e);
         }
     }
@@ -209,7 +218,7 @@ impl TxEngine for PacketTx {
                 // Never written to the ring: the kernel would stop at it.
                 rejected += 1;
                 if len > self.max_len {
-                    Extra::add(&pq.counters.oversized, 1);
+                    count(&self.block, slot::OVERSIZED, 1);
                 }
                 taken += 1;
                 continue;
@@ -230,7 +239,7 @@ impl TxEngine for PacketTx {
         pkts.drain(..taken);
         if taken < offered && self.pending == self.slots() {
             // The caller had more than the ring could take.
-            Extra::add(&pq.counters.ring_full, 1);
+            count(&self.block, slot::RING_FULL, 1);
         }
         if rejected > 0 {
             ctr.add(0, 0, rejected, 0);

@@ -15,26 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use super::uring::kick::{Kicked, SendKick};
 use super::uring::{self, RingConfig, RingFeatures, SqPoll};
 use crate::error::Result;
+pub(crate) use crate::queue::counters::KickCounters;
 use crate::queue::Kick;
 use crate::sys::fd as sysfd;
-
-/// What the kicks of one queue did. Single writer: the queue's tx engine.
-#[derive(Debug, Default)]
-pub(crate) struct KickCounters {
-    /// Ring walks requested (a `send()` or an io_uring send).
-    pub kicks: AtomicU64,
-    /// io_uring kicks that had to wake the sleeping SQ thread (a syscall).
-    pub sq_wakeups: AtomicU64,
-    /// Kicks the kernel answered with `EAGAIN` (socket send buffer full).
-    pub kick_eagain: AtomicU64,
-    /// Kicks that failed otherwise (`ENOBUFS`: the device dropped a frame,
-    /// which the kernel re-arms; `ENETDOWN`; ...).
-    pub kick_errors: AtomicU64,
-    /// Tx queues that were to kick through io_uring but could not make the
-    /// ring when they opened (io_uring refused after the port opened) and
-    /// kick with `send()` instead.
-    pub fallbacks: AtomicU64,
-}
 
 /// Adds `n` to a counter this thread alone writes.
 pub(crate) fn add(c: &AtomicU64, n: u64) {

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use super::baseline::Baseline;
 use super::Port;
 use crate::error::{Error, Result};
-use crate::queue::QueueShared;
+use crate::queue::counters::QueueBlock;
 use crate::stats::PortStats;
 use crate::xstats::{self, XStat};
 
@@ -35,13 +35,13 @@ impl Port {
             .queues
             .iter()
             .zip(&b.rx)
-            .map(|(q, base)| q.c.rx.snapshot().since(base))
+            .map(|(q, base)| q.totals().rx.snapshot().since(base))
             .collect();
         let tx = self
             .queues
             .iter()
             .zip(&b.tx)
-            .map(|(q, base)| q.c.tx.snapshot().since(base))
+            .map(|(q, base)| q.totals().tx.snapshot().since(base))
             .collect();
         Ok(PortStats::from_queues(
             rx,
@@ -57,17 +57,14 @@ impl Port {
         let mut out = Vec::new();
         for (i, q) in self.queues.iter().enumerate() {
             let id = q.id;
-            let rx = rx_xvalues(q);
-            for ((name, v), base) in xstats::rx_names(id).zip(rx).zip(&b.rx_x[i]) {
+            let t = q.totals();
+            for ((name, v), base) in xstats::rx_names(id).zip(rx_xvalues(&t)).zip(&b.rx_x[i]) {
                 out.push(XStat {
                     name,
                     value: v.saturating_sub(*base),
                 });
             }
-            for ((name, v), base) in xstats::tx_names(id)
-                .zip(q.c.tx_x.snapshot())
-                .zip(&b.tx_x[i])
-            {
+            for ((name, v), base) in xstats::tx_names(id).zip(t.tx_x.snapshot()).zip(&b.tx_x[i]) {
                 out.push(XStat {
                     name,
                     value: v.saturating_sub(*base),
@@ -96,10 +93,11 @@ impl Port {
     pub fn reset_stats(&self) -> Result<()> {
         let missed = self.dev.missed(&self.link()?, &self.queues);
         let mut b = self.base();
-        b.rx_x = self.queues.iter().map(|q| rx_xvalues(q)).collect();
-        b.tx_x = self.queues.iter().map(|q| q.c.tx_x.snapshot()).collect();
-        b.rx = self.queues.iter().map(|q| q.c.rx.snapshot()).collect();
-        b.tx = self.queues.iter().map(|q| q.c.tx.snapshot()).collect();
+        let t: Vec<_> = self.queues.iter().map(|q| q.totals()).collect();
+        b.rx_x = t.iter().map(|t| rx_xvalues(t)).collect();
+        b.tx_x = t.iter().map(|t| t.tx_x.snapshot()).collect();
+        b.rx = t.iter().map(|t| t.rx.snapshot()).collect();
+        b.tx = t.iter().map(|t| t.tx.snapshot()).collect();
         b.imissed = missed;
         let mut extra = Vec::new();
         for q in &self.queues {
@@ -112,10 +110,10 @@ impl Port {
 
 /// Rx xstats values of a queue: the classified counters, then alloc failures
 /// and truncated frames from the basic counters.
-fn rx_xvalues(q: &QueueShared) -> Vec<u64> {
-    let mut v = q.c.rx_x.snapshot();
-    let s = q.c.rx.snapshot();
+fn rx_xvalues(c: &QueueBlock) -> Vec<u64> {
+    let mut v = c.rx_x.snapshot();
+    let s = c.rx.snapshot();
     v.push(s.nombuf);
-    v.push(q.c.rx.truncated.load(Ordering::Relaxed));
+    v.push(c.rx.truncated.load(Ordering::Relaxed));
     v
 }

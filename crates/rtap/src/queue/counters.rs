@@ -15,10 +15,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::stats::QueueCounters;
+
 use crate::sys::shm::SharedMap;
 use crate::xstats::{XCounters, RX_N, TX_N};
 
-/// The counters of one queue pair.
+/// The counters of one queue pair. Only `AtomicU64`s (see [`QueueBlock::words`]).
+#[derive(Default)]
 #[repr(C)]
 pub(crate) struct QueueBlock {
     pub rx: QueueCounters,
@@ -33,6 +35,83 @@ pub(crate) struct QueueBlock {
     /// here, so the total is exact whichever process reads; an AF_PACKET
     /// queue's ring drops and freezes).
     pub dev_counts: [std::sync::atomic::AtomicU64; 2],
+    /// What the queue's tx kicks did (devices whose tx ring is kicked).
+    pub kick: KickCounters,
+    /// The device's own counters of the queue, named by the device, one
+    /// writer each (whoever runs the queue), so a lent queue's count where
+    /// the serving port reads them.
+    pub dev_x: [std::sync::atomic::AtomicU64; DEV_X],
+}
+
+/// What the kicks of one queue did. Single writer: the queue's tx engine.
+#[derive(Debug, Default)]
+#[repr(C)]
+pub(crate) struct KickCounters {
+    /// Ring walks requested (a `send()` or an io_uring send).
+    pub kicks: AtomicU64,
+    /// io_uring kicks that had to wake the sleeping SQ thread (a syscall).
+    pub sq_wakeups: AtomicU64,
+    /// Kicks the kernel answered with `EAGAIN` (socket send buffer full).
+    pub kick_eagain: AtomicU64,
+    /// Kicks that failed otherwise (`ENOBUFS`: the device dropped a frame,
+    /// which the kernel re-arms; `ENETDOWN`; ...).
+    pub kick_errors: AtomicU64,
+    /// Tx queues that were to kick through io_uring but could not make the
+    /// ring when they opened (io_uring refused after the port opened) and
+    /// kick with `send()` instead.
+    pub fallbacks: AtomicU64,
+}
+
+/// Slots of [`QueueBlock::dev_x`].
+pub(crate) const DEV_X: usize = 8;
+
+/// Words of a [`QueueBlock`].
+const WORDS: usize = size_of::<QueueBlock>() / 8;
+/// Word index of `dev`: positions, copied rather than added up.
+const DEV_WORDS: std::ops::Range<usize> = {
+    let start = std::mem::offset_of!(QueueBlock, dev) / 8;
+    start..start + 2
+};
+const _: () = assert!(size_of::<QueueBlock>() % 8 == 0 && align_of::<QueueBlock>() == 8);
+
+impl QueueBlock {
+    /// The block as its words. Every field is an `AtomicU64` (or an array or
+    /// `repr(C)` struct of them), so the block is exactly `WORDS` of them.
+    fn words(&self) -> &[AtomicU64; WORDS] {
+        // SAFETY: `QueueBlock` is `repr(C)` and made only of `AtomicU64`s (the
+        // types above, each `repr(C)` of `AtomicU64`s), so it has no padding and
+        // the same size and alignment as `[AtomicU64; WORDS]` (asserted).
+        unsafe { &*(self as *const QueueBlock).cast::<[AtomicU64; WORDS]>() }
+    }
+
+    /// Adds `other`'s counts into this block and takes its positions (a lent
+    /// block coming home). Atomic adds: the caller need not be the writer.
+    pub(crate) fn fold(&self, other: &QueueBlock) {
+        for (i, (a, b)) in self.words().iter().zip(other.words()).enumerate() {
+            let v = b.load(Ordering::Relaxed);
+            if DEV_WORDS.contains(&i) {
+                a.store(v, Ordering::Relaxed);
+            } else {
+                a.fetch_add(v, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A copy of this block's positions, every count zero (the block lent to
+    /// a new holder).
+    pub(crate) fn positions_into(&self, fresh: &QueueBlock) {
+        for (a, b) in self.dev.iter().zip(&fresh.dev) {
+            b.store(a.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
+    /// `a` and `b` added up (positions from `b`), in memory of this process.
+    pub(crate) fn sum(a: &QueueBlock, b: &QueueBlock) -> Box<QueueBlock> {
+        let s = Box::<QueueBlock>::default();
+        s.fold(a);
+        s.fold(b);
+        s
+    }
 }
 
 #[repr(C)]
@@ -44,7 +123,7 @@ struct Header {
 
 const _: () = assert!(size_of::<Header>() == 16);
 
-const MAGIC: u64 = 0x7274_6170_6374_7232; // "rtapctr2": one block per memfd
+const MAGIC: u64 = 0x7274_6170_6374_7233; // "rtapctr3": one block per memfd, a fresh one per lend
 /// Bytes before the block (a cache line).
 const HEADER: usize = 64;
 
@@ -59,16 +138,10 @@ impl CounterMem {
     pub(crate) fn new() -> std::io::Result<CounterMem> {
         let map = SharedMap::create("rtap-counters", HEADER + size_of::<QueueBlock>())?;
         let m = CounterMem { map };
-        m.stamp();
-        Ok(m)
-    }
-
-    /// Writes the header, before the block is lent: a peer that held it before
-    /// may have written anything there.
-    pub(crate) fn stamp(&self) {
-        for (a, w) in self.header_words().iter().zip(self.expected_header()) {
+        for (a, w) in m.header_words().iter().zip(m.expected_header()) {
             a.store(w, Ordering::Relaxed);
         }
+        Ok(m)
     }
 
     /// `Header` as this build writes it, as two words: the magic, then
@@ -136,5 +209,47 @@ impl std::ops::Deref for Block {
         // at create), and `mem` keeps it alive; the block is 8-aligned (the
         // header is 64 bytes) and holds only atomics, valid for any bytes.
         unsafe { &*self.mem.map.as_ptr().add(HEADER).cast::<QueueBlock>() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fold_adds_counts_and_takes_positions() {
+        let home = QueueBlock::default();
+        let lent = QueueBlock::default();
+        home.rx.add(3, 300, 1, 0);
+        home.dev[0].store(7, Ordering::Relaxed);
+        home.positions_into(&lent);
+        assert_eq!(lent.dev[0].load(Ordering::Relaxed), 7);
+        assert_eq!(
+            lent.rx.snapshot().packets,
+            0,
+            "a fresh block counts from zero"
+        );
+        lent.rx.add(2, 200, 0, 5);
+        lent.kick.kicks.store(4, Ordering::Relaxed);
+        lent.dev_x[DEV_X - 1].store(9, Ordering::Relaxed);
+        lent.dev_counts[1].store(u64::MAX, Ordering::Relaxed);
+        lent.dev[0].store(11, Ordering::Relaxed);
+        let sum = QueueBlock::sum(&home, &lent);
+        assert_eq!(sum.rx.snapshot().packets, 5);
+        assert_eq!(sum.dev[0].load(Ordering::Relaxed), 11);
+        home.fold(&lent);
+        let s = home.rx.snapshot();
+        assert_eq!((s.packets, s.bytes, s.errors, s.nombuf), (5, 500, 1, 5));
+        assert_eq!(home.kick.kicks.load(Ordering::Relaxed), 4);
+        assert_eq!(home.dev_x[DEV_X - 1].load(Ordering::Relaxed), 9);
+        assert_eq!(home.dev_counts[1].load(Ordering::Relaxed), u64::MAX);
+        assert_eq!(
+            home.dev[0].load(Ordering::Relaxed),
+            11,
+            "positions taken over"
+        );
+        // Garbage wraps, nothing panics.
+        home.fold(&lent);
+        assert_eq!(home.dev_counts[1].load(Ordering::Relaxed), u64::MAX - 1);
     }
 }

@@ -20,5 +20,5 @@ pub(crate) mod txprep;
 
 pub use features::{Engine, Kick, RingFeatures, RxMode, TaskRun, TxOffload};
 pub use rx::RxQueue;
-pub(crate) use shared::{Claim, Dir, QueueExtra, QueueShared};
+pub(crate) use shared::{Dir, LendError, Lent, QueueExtra, QueueShared};
 pub use tx::TxQueue;

@@ -3,9 +3,9 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use super::counters::Block;
+use super::counters::{Block, CounterMem, QueueBlock};
 use crate::error::{Error, Result};
 use crate::wire::layout::Link;
 
@@ -14,9 +14,14 @@ use crate::wire::layout::Link;
 pub(crate) struct QueueShared {
     pub id: u16,
     pub fd: OwnedFd,
-    /// Counters (`c.rx`, `c.tx`, `c.rx_x`, `c.tx_x`), in the port's shared
-    /// counter memory.
+    /// Counters (`c.rx`, `c.tx`, `c.rx_x`, `c.tx_x`) of the handles of this
+    /// process. In a port attached to another process's, the block that
+    /// process lent with the queue. Read the queue's totals with
+    /// [`totals`](Self::totals).
     pub c: Block,
+    /// The block lent with the queue to another process, while it holds it
+    /// ([`Lent`]).
+    lent: Mutex<Option<Block>>,
     /// What the queue's frames start with (Ethernet, or IP on a TUN).
     pub link: Link,
     rx_taken: AtomicBool,
@@ -75,11 +80,49 @@ impl QueueShared {
             fd,
             c,
             link,
+            lent: Mutex::new(None),
             rx_taken: AtomicBool::new(false),
             tx_taken: AtomicBool::new(false),
             release,
             extra,
         }
+    }
+
+    /// The queue's counters whoever runs it: this process's block, plus the
+    /// block of the process it is lent to.
+    pub(crate) fn totals(&self) -> Totals<'_> {
+        match &*self.lent.lock().unwrap_or_else(|e| e.into_inner()) {
+            None => Totals::Home(&self.c),
+            Some(b) => Totals::Summed(QueueBlock::sum(&self.c, b)),
+        }
+    }
+
+    /// Runs `f` on the block of whoever runs the queue now: the lent one while
+    /// another process holds the queue, else this process's (for counts that
+    /// any process adds to, such as kernel statistics that clear on read).
+    pub(crate) fn with_current<T>(&self, f: impl FnOnce(&QueueBlock) -> T) -> T {
+        match &*self.lent.lock().unwrap_or_else(|e| e.into_inner()) {
+            None => f(&self.c),
+            Some(b) => f(b),
+        }
+    }
+
+    /// Claims both directions for another process and makes the counter
+    /// block lent with the queue: a fresh one, so what an earlier holder
+    /// still maps is read by no one ([`Lent`]).
+    pub(crate) fn lend(self: &Arc<Self>) -> std::result::Result<Lent, LendError> {
+        let (rx, tx) = match (self.claim(Dir::Rx), self.claim(Dir::Tx)) {
+            (Ok(a), Ok(b)) => (a, b),
+            _ => return Err(LendError::Busy),
+        };
+        let mem = CounterMem::new().map_err(LendError::Memory)?;
+        let block = Block::new(&Arc::new(mem));
+        self.c.positions_into(&block);
+        *self.lent.lock().unwrap_or_else(|e| e.into_inner()) = Some(block.clone());
+        Ok(Lent {
+            block,
+            _claims: [rx, tx],
+        })
     }
 
     fn taken(&self, dir: Dir) -> &AtomicBool {
@@ -107,6 +150,59 @@ impl QueueShared {
     pub(crate) fn live(&self) -> usize {
         self.rx_taken.load(Ordering::Acquire) as usize
             + self.tx_taken.load(Ordering::Acquire) as usize
+    }
+}
+
+/// A queue's counters for reading: its block, or its block and the lent one
+/// added up.
+pub(crate) enum Totals<'a> {
+    Home(&'a QueueBlock),
+    Summed(Box<QueueBlock>),
+}
+
+impl std::ops::Deref for Totals<'_> {
+    type Target = QueueBlock;
+
+    fn deref(&self) -> &QueueBlock {
+        match self {
+            Totals::Home(b) => b,
+            Totals::Summed(b) => b,
+        }
+    }
+}
+
+/// Why a queue could not be lent.
+#[derive(Debug)]
+pub(crate) enum LendError {
+    /// A handle or another process holds a direction.
+    Busy,
+    /// No memfd for its counter block.
+    Memory(std::io::Error),
+}
+
+/// A queue held by another process: both directions claimed, and the counter
+/// block lent with it. On drop (the holder gave the queue back) the block's
+/// counts are added into the queue's own block and its positions taken over,
+/// then the claims end; the holder's mapping of the lent block stays (the
+/// kernel cannot take it back), but no one reads it any more.
+pub(crate) struct Lent {
+    block: Block,
+    _claims: [Claim; 2],
+}
+
+impl Lent {
+    /// The block lent with the queue.
+    pub(crate) fn block(&self) -> &Block {
+        &self.block
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        let q = &self._claims[0].q;
+        let mut lent = q.lent.lock().unwrap_or_else(|e| e.into_inner());
+        q.c.fold(&self.block);
+        *lent = None;
     }
 }
 

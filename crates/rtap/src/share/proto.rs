@@ -14,10 +14,11 @@
 //! ```
 //!
 //! Error codes: `busy` (queue taken), `nosuch` (no such queue), `refused`
-//! (credentials), `proto` (a malformed or repeated request).
+//! (credentials), `full` (too many connections, or no memory for a lend),
+//! `proto` (a malformed or repeated request).
 
 /// Protocol version carried in every reply (`v=`); a client refuses others.
-pub(crate) const VERSION: u32 = 2;
+pub(crate) const VERSION: u32 = 3;
 
 /// Largest message.
 pub(crate) const MAX_MSG: usize = 4096;

@@ -6,7 +6,9 @@
 //! handle of the serving process would claim it, so the serving process cannot
 //! open it while another process runs it, and `stop` waits for it like for
 //! any handle. The claim ends when the connection closes: the holder exited,
-//! crashed, or dropped its port.
+//! crashed, or dropped its port. Each lend comes with a fresh counter block,
+//! whose counts are added into the port's own when the queue comes back: a
+//! former holder still maps its old block, but nothing reads it any more.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex};
@@ -15,7 +17,7 @@ use super::proto::{parse_queue_sel, Msg, QueueHolder, QueueSel, MAX_MSG, VERSION
 use crate::device::netns::NsHandle;
 use crate::device::{Device, DeviceKind, Offloads, Opened};
 use crate::error::{Error, Result};
-use crate::queue::{Claim, Dir, QueueShared};
+use crate::queue::{LendError, Lent, QueueShared};
 use crate::sys::unix::MAX_FDS;
 use crate::sys::{fd as sysfd, unix};
 
@@ -238,9 +240,10 @@ struct Peer {
     fd: OwnedFd,
     pid: i32,
     uid: u32,
-    /// The queues it holds and their claims (both directions).
+    /// The queues it holds, each claimed in both directions with the counter
+    /// block lent with it (folded back into the port's when it closes).
     queues: Vec<u16>,
-    claims: Vec<Claim>,
+    lent: Vec<Lent>,
     /// When it connected or last asked something.
     since: std::time::Instant,
     /// Turned away (credentials, too many connections): it has its answer and
@@ -437,7 +440,7 @@ fn accept(cfg: &ServeConfig, fd: OwnedFd, peers: &mut Vec<Peer>, st: &Mutex<Stat
         pid,
         uid,
         queues: Vec::new(),
-        claims: Vec::new(),
+        lent: Vec::new(),
         since: std::time::Instant::now(),
         turned_away: turned_away.is_some(),
     });
@@ -509,9 +512,9 @@ fn attach(parts: &ServeParts, peers: &mut [Peer], i: usize, m: &Msg, st: &Mutex<
         Ok(l) => l,
         Err((code, why)) => return reject(&peers[i], st, code, why),
     };
-    let claims = match claim(parts, peers, &list) {
+    let lent = match claim(parts, peers, &list) {
         Ok(c) => c,
-        Err(why) => return reject(&peers[i], st, "busy", why),
+        Err((code, why)) => return reject(&peers[i], st, code, why),
     };
     let owned = match lend(parts, &list) {
         Ok(v) => v,
@@ -521,37 +524,33 @@ fn attach(parts: &ServeParts, peers: &mut [Peer], i: usize, m: &Msg, st: &Mutex<
         }
     };
     let per_queue = owned.len() / list.len().max(1);
+    // Recorded before the reply: whoever sees the reply sees the holder.
+    peers[i].queues = list;
+    peers[i].lent = lent;
+    lock(st).stats.attached += 1;
+    publish_holders(parts, peers, st);
+    let peer = &peers[i];
     let mut fds: Vec<BorrowedFd<'_>> = owned.iter().map(|f| f.as_fd()).collect();
-    // Each lent queue's counter block, and no other queue's (its header
-    // written again: an earlier holder may have scribbled on it).
-    for &q in &list {
-        let mem = parts.queues[q as usize].c.mem();
-        mem.stamp();
-        fds.push(mem.fd());
-    }
+    // Each lent queue's counter block (a fresh one), and no other queue's.
+    fds.extend(peer.lent.iter().map(|l| l.block().mem().fd()));
     if let Some(ns) = &parts.netns {
         fds.push(ns.as_fd());
     }
-    let reply = granted(parts, &list, per_queue).with("fds", fds.len());
-    // Recorded before the reply: whoever sees the reply sees the holder.
-    peers[i].queues = list;
-    peers[i].claims = claims;
-    lock(st).stats.attached += 1;
-    publish_holders(parts, peers, st);
+    let reply = granted(parts, &peer.queues, per_queue).with("fds", fds.len());
     // The reply carries the first MAX_FDS fds, `fds` messages the rest. A
     // transfer that fails closes the peer, which frees its queues.
     let mut chunks = fds.chunks(MAX_FDS);
     let first = chunks.next().unwrap_or(&[]);
     let more = Msg::new("fds").encode();
-    let mut r = send(peers[i].fd.as_fd(), &reply.encode(), first);
+    let mut r = send(peer.fd.as_fd(), &reply.encode(), first);
     for c in chunks {
         if r != Sent::Ok {
             return r;
         }
-        r = send(peers[i].fd.as_fd(), &more, c);
+        r = send(peer.fd.as_fd(), &more, c);
     }
     if r == Sent::Ok {
-        tracing::info!(pid = peers[i].pid, uid = peers[i].uid, queues = ?peers[i].queues, "shared queues attached");
+        tracing::info!(pid = peer.pid, uid = peer.uid, queues = ?peer.queues, "shared queues attached");
     }
     r
 }
@@ -574,28 +573,31 @@ fn selected(parts: &ServeParts, m: &Msg) -> std::result::Result<Vec<u16>, (&'sta
     }
 }
 
-/// Claims both directions of every queue in `list`, or none (the claims taken
-/// so far drop) and says who holds the first one taken.
+/// Lends every queue in `list` (both directions claimed, a fresh counter
+/// block), or none (those taken so far drop); else the error code and why
+/// (who holds the first one taken).
 fn claim(
     parts: &ServeParts,
     peers: &[Peer],
     list: &[u16],
-) -> std::result::Result<Vec<Claim>, String> {
-    let mut claims = Vec::new();
+) -> std::result::Result<Vec<Lent>, (&'static str, String)> {
+    let mut lent = Vec::new();
     for &q in list {
-        let qs = &parts.queues[q as usize];
-        match (qs.claim(Dir::Rx), qs.claim(Dir::Tx)) {
-            (Ok(a), Ok(b)) => claims.extend([a, b]),
-            _ => {
+        match parts.queues[q as usize].lend() {
+            Ok(l) => lent.push(l),
+            Err(LendError::Busy) => {
                 let holder = match peers.iter().find(|p| p.queues.contains(&q)) {
                     Some(p) => format!("held by process {} (uid {})", p.pid, p.uid),
                     None => "in use by the serving process".into(),
                 };
-                return Err(format!("queue {q} is {holder}"));
+                return Err(("busy", format!("queue {q} is {holder}")));
+            }
+            Err(LendError::Memory(e)) => {
+                return Err(("full", format!("no memory for queue {q}'s counters: {e}")))
             }
         }
     }
-    Ok(claims)
+    Ok(lent)
 }
 
 /// The fds of each queue in `list`, as the device lends them, made in the

@@ -5,15 +5,12 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::backend::kick::KickCounters;
 use crate::sys::xdp as sys;
 
 /// Counters a queue's engines keep besides the common ones; single writer
 /// each (the engine, or the control thread folding in closed sockets').
 #[derive(Debug, Default)]
 pub(crate) struct XdpCounters {
-    /// The tx kicks.
-    pub kick: KickCounters,
     /// Rx and completion descriptors refused (outside the UMEM, naming a
     /// buffer not lent, malformed), and rings whose index claimed too much.
     pub bad_descs: AtomicU64,

@@ -336,6 +336,7 @@ impl Device for XdpDevice {
         };
         let s = x.statistics();
         let c = &x.counters;
+        let k = &q.c.kick;
         let id = q.id;
         for (dir, name, v) in [
             ("rx", "xdp_rx_dropped", s.rx_dropped),
@@ -352,11 +353,11 @@ impl Device for XdpDevice {
             ("tx", "csum_kernel", c.csum_kernel.load(Relaxed)),
             ("tx", "csum_sw", c.csum_sw.load(Relaxed)),
             ("tx", "csum_refused", c.csum_refused.load(Relaxed)),
-            ("tx", "kicks", c.kick.kicks.load(Relaxed)),
-            ("tx", "sq_wakeups", c.kick.sq_wakeups.load(Relaxed)),
-            ("tx", "kick_eagain", c.kick.kick_eagain.load(Relaxed)),
-            ("tx", "kick_errors", c.kick.kick_errors.load(Relaxed)),
-            ("tx", "kick_fallbacks", c.kick.fallbacks.load(Relaxed)),
+            ("tx", "kicks", k.kicks.load(Relaxed)),
+            ("tx", "sq_wakeups", k.sq_wakeups.load(Relaxed)),
+            ("tx", "kick_eagain", k.kick_eagain.load(Relaxed)),
+            ("tx", "kick_errors", k.kick_errors.load(Relaxed)),
+            ("tx", "kick_fallbacks", k.fallbacks.load(Relaxed)),
             ("tx", "copied", c.tx_copied.load(Relaxed)),
             ("tx", "nombuf", c.tx_nombuf.load(Relaxed)),
             ("tx", "oversized", c.oversized.load(Relaxed)),
@@ -430,13 +431,14 @@ impl Device for XdpDevice {
             self.cfg.sq_size,
             self.cfg.sqpoll,
             ctx.sq_attach,
-            &q.counters.kick,
+            &ctx.block.kick,
         );
         Ok(Box::new(XskTx::new(
             sock,
             xsk,
             q,
             kicker,
+            ctx.block.clone(),
             self.cfg.need_wakeup,
         )))
     }

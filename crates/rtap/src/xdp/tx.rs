@@ -31,6 +31,7 @@ use super::xsk::Xsk;
 use super::xsk::TX_META_LEN;
 use crate::backend::kick::Kicker;
 use crate::pool::Packet;
+use crate::queue::counters::Block;
 use crate::queue::engine::TxEngine;
 use crate::queue::RingFeatures;
 use crate::stats::QueueCounters;
@@ -46,6 +47,8 @@ pub(crate) struct XskTx {
     xsk: Rc<RefCell<Xsk>>,
     q: Arc<XdpQueue>,
     kicker: Kicker,
+    /// The queue's counter block (the kick counters).
+    block: Block,
     need_wakeup: bool,
     /// Frames one kick sends at most (`Xsk::tx_budget`).
     budget: u32,
@@ -59,6 +62,7 @@ impl XskTx {
         xsk: Rc<RefCell<Xsk>>,
         q: Arc<XdpQueue>,
         kicker: Kicker,
+        block: Block,
         need_wakeup: bool,
     ) -> XskTx {
         let budget = xsk.borrow().tx_budget.max(1);
@@ -67,6 +71,7 @@ impl XskTx {
             xsk,
             q,
             kicker,
+            block,
             need_wakeup,
             budget,
             vanished: None,
@@ -102,7 +107,7 @@ impl XskTx {
         if bad > 0 {
             add(&self.q.counters.bad_descs, bad);
         }
-        if let Err(e) = self.kicker.reap(&self.q.counters.kick) {
+        if let Err(e) = self.kicker.reap(&self.block.kick) {
             self.vanished = Some(e);
         }
     }
@@ -117,7 +122,7 @@ impl XskTx {
     /// One kick; true if the kernel said frames may still wait (`EAGAIN` to
     /// a `send()`).
     fn kick(&mut self) -> bool {
-        match self.kicker.kick(self.sock.as_fd(), &self.q.counters.kick) {
+        match self.kicker.kick(self.sock.as_fd(), &self.block.kick) {
             Ok(more) => more,
             Err(e) => {
                 self.vanished = Some(e);
