@@ -246,7 +246,7 @@ fn xdp_port_capabilities_are_named() {
 
 /// io_uring refused after the port opened with the io_uring kick: a tx queue
 /// opened then kicks with `send()` instead of failing, says so (its engine,
-/// the `tx_qN_kick_fallbacks` xstat) and sends.
+/// the port's, the `tx_qN_kick_fallbacks` xstat) and sends.
 #[test]
 fn packet_kick_ring_refused_after_open_falls_back_per_queue() {
     netns();
@@ -262,6 +262,11 @@ fn packet_kick_ring_refused_after_open_falls_back_per_queue() {
     let pool = Pool::new(PoolConfig::default()).unwrap();
     let mut txq = port.tx_queue(0).expect("a tx queue with the sendto kick");
     assert_eq!(txq.engine(), Engine::tpacket(Kick::Sendto));
+    assert_eq!(
+        port.engine(),
+        Engine::tpacket(Kick::Sendto),
+        "the engine in use"
+    );
     assert_eq!(port.xstat("tx_q0_kick_fallbacks"), Some(1));
     let cap = PacketSocket::bind(if_index("pkla1").unwrap());
     tx_all(

@@ -250,9 +250,16 @@ impl Port {
     }
 
     /// The data path of the port's queues: io_uring, read/write, an AF_PACKET
-    /// ring and its kick.
+    /// ring and its kick. The engine chosen at open, unless a tx queue opened
+    /// since could not have it and runs another (a tx kick that fell back to
+    /// `send()` when io_uring was refused after the port opened; each tx
+    /// queue's own is [`TxQueue::engine`], the fallbacks are counted in
+    /// `tx_qN_kick_fallbacks`): then that one.
     pub fn engine(&self) -> Engine {
-        self.info().engine
+        self.queues
+            .iter()
+            .find_map(|q| q.tx_engine())
+            .unwrap_or(self.info().engine)
     }
 
     /// Why the engine differs from the one asked for, if it does.
@@ -507,6 +514,7 @@ impl Port {
         let q = self.queue(id, "tx_queue")?;
         let claim = q.claim(Dir::Tx)?;
         let engine = self.dev.tx_engine(&self.engine_ctx(q, self.max_frame()?))?;
+        q.set_tx_engine(engine.engine().filter(|&e| e != self.info().engine));
         Ok(TxQueue::new(
             claim,
             engine,

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::counters::{Block, CounterMem, QueueBlock};
+use super::features::Engine;
 use crate::error::{Error, Result};
 use crate::wire::layout::Link;
 
@@ -22,6 +23,9 @@ pub(crate) struct QueueShared {
     /// The block lent with the queue to another process, while it holds it
     /// ([`Lent`]).
     lent: Mutex<Option<Block>>,
+    /// The engine of the last tx handle opened on the queue, when it is not
+    /// the port's (a kick that fell back to `send()`).
+    tx_engine: Mutex<Option<Engine>>,
     /// What the queue's frames start with (Ethernet, or IP on a TUN).
     pub link: Link,
     rx_taken: AtomicBool,
@@ -81,6 +85,7 @@ impl QueueShared {
             c,
             link,
             lent: Mutex::new(None),
+            tx_engine: Mutex::new(None),
             rx_taken: AtomicBool::new(false),
             tx_taken: AtomicBool::new(false),
             release,
@@ -95,6 +100,16 @@ impl QueueShared {
             None => Totals::Home(&self.c),
             Some(b) => Totals::Summed(QueueBlock::sum(&self.c, b)),
         }
+    }
+
+    /// Records the engine a new tx handle runs (`None`: the port's).
+    pub(crate) fn set_tx_engine(&self, e: Option<Engine>) {
+        *self.tx_engine.lock().unwrap_or_else(|e| e.into_inner()) = e;
+    }
+
+    /// The engine the last tx handle opened on the queue runs, if not the port's.
+    pub(crate) fn tx_engine(&self) -> Option<Engine> {
+        *self.tx_engine.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Runs `f` on the block of whoever runs the queue now: the lent one while
