@@ -1030,3 +1030,30 @@ fn lent_packet_queue_engine_counts_reach_the_serving_port() {
     drop(txq);
     drop(srv);
 }
+
+/// A server whose backlog is full (it accepts no one) cannot keep a client
+/// waiting: the connect gives up with the reason.
+#[test]
+fn server_that_never_accepts_is_not_waited_for() {
+    use std::os::fd::AsRawFd;
+    netns();
+    let name = format!("@rtap-test-noaccept-{}", std::process::id());
+    let (l, a, len) = seqpacket_socket(&name);
+    // SAFETY: a is a live sockaddr_un of at least `len` bytes.
+    let r = unsafe {
+        libc::bind(
+            l.as_raw_fd(),
+            &a as *const libc::sockaddr_un as *const libc::sockaddr,
+            len,
+        )
+    };
+    assert_eq!(r, 0);
+    // SAFETY: l is a bound socket. A backlog of 0: one connection fills it.
+    assert_eq!(unsafe { libc::listen(l.as_raw_fd(), 0) }, 0);
+    let _first = seqpacket_connect(&name);
+    let e = Port::open(SharedConfig::new(&name)).unwrap_err();
+    assert!(
+        matches!(&e, Error::ShareUnavailable { why, .. } if why.contains("accepted no connection")),
+        "{e:?}"
+    );
+}

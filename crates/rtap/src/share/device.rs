@@ -40,7 +40,7 @@ pub(crate) struct SharedDevice {
     fds: Mutex<Vec<Option<Vec<OwnedFd>>>>,
 }
 
-/// How long a reply may take.
+/// How long a connection or a reply may take.
 const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Most fds a reply may announce: every queue's fds (a few each) and counter
@@ -54,7 +54,15 @@ fn connect(name: &str, uids: &[u32]) -> Result<OwnedFd> {
         name: name.into(),
         why: e.to_string(),
     };
-    let conn = unix::connect(name).map_err(unavailable)?;
+    let conn = unix::connect(name, REPLY_TIMEOUT).map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock => Error::ShareUnavailable {
+            name: name.into(),
+            why: format!(
+                "the server accepted no connection within {REPLY_TIMEOUT:?} (its backlog is full)"
+            ),
+        },
+        _ => unavailable(e),
+    })?;
     unix::set_recv_timeout(conn.as_fd(), REPLY_TIMEOUT).map_err(unavailable)?;
     let (pid, uid, _) = unix::peer_cred(conn.as_fd()).map_err(unavailable)?;
     if !uids.contains(&uid) {

@@ -221,7 +221,13 @@ fn bind(cfg: &ServeConfig) -> Result<OwnedFd> {
     match unix::listen(&cfg.name, cfg.mode as libc::mode_t) {
         Ok(fd) => Ok(fd),
         Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => {
-            if !cfg.name.starts_with('@') && unix::connect(&cfg.name).is_err() {
+            // Only a refused connection says nobody listens (a busy server
+            // may not accept in time).
+            let stale = || {
+                unix::connect(&cfg.name, std::time::Duration::from_secs(1))
+                    .is_err_and(|e| e.raw_os_error() == Some(libc::ECONNREFUSED))
+            };
+            if !cfg.name.starts_with('@') && stale() {
                 unix::unlink(&cfg.name);
                 unix::listen(&cfg.name, cfg.mode as libc::mode_t).map_err(err)
             } else {

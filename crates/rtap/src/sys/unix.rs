@@ -6,7 +6,7 @@
 //! the network namespace).
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// Most fds one message carries.
 pub const MAX_FDS: usize = 64;
@@ -84,9 +84,12 @@ pub fn listen(name: &str, mode: libc::mode_t) -> io::Result<OwnedFd> {
 }
 
 /// A connection to the socket at `name` (blocking).
-pub fn connect(name: &str) -> io::Result<OwnedFd> {
+pub fn connect(name: &str, timeout: std::time::Duration) -> io::Result<OwnedFd> {
     let (a, len) = addr(name)?;
     let fd = socket(0)?;
+    // A server whose backlog is full makes connect wait for room: this long at
+    // most (then EAGAIN). Sends are bounded the same way after.
+    set_timeout(fd.as_fd(), libc::SO_SNDTIMEO, timeout)?;
     // SAFETY: a is a valid sockaddr_un of length len.
     let r = unsafe { libc::connect(fd.as_raw_fd(), (&a as *const libc::sockaddr_un).cast(), len) };
     if r < 0 {
@@ -243,6 +246,12 @@ pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedF
 /// Gives up a blocking receive on `fd` after `t` (`SO_RCVTIMEO`): it then
 /// fails with `WouldBlock`.
 pub fn set_recv_timeout(fd: BorrowedFd<'_>, t: std::time::Duration) -> io::Result<()> {
+    set_timeout(fd, libc::SO_RCVTIMEO, t)
+}
+
+/// Sets `SO_RCVTIMEO` or `SO_SNDTIMEO` (the latter also bounds a `connect`
+/// waiting for room in the listener's backlog).
+fn set_timeout(fd: BorrowedFd<'_>, opt: libc::c_int, t: std::time::Duration) -> io::Result<()> {
     let tv = libc::timeval {
         tv_sec: t.as_secs() as libc::time_t,
         tv_usec: t.subsec_micros() as libc::suseconds_t,
@@ -252,7 +261,7 @@ pub fn set_recv_timeout(fd: BorrowedFd<'_>, t: std::time::Duration) -> io::Resul
         libc::setsockopt(
             fd.as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
+            opt,
             (&tv as *const libc::timeval).cast(),
             std::mem::size_of::<libc::timeval>() as libc::socklen_t,
         )
