@@ -159,39 +159,47 @@ impl Port {
     fn open_queues(&mut self, n: u16) -> Result<()> {
         self.refresh_name()?;
         let have = self.queues.len();
+        // The counter blocks first: nothing below fails once the fds are open.
+        let mems = (have..n as usize)
+            .map(|id| match self.counters.get(id) {
+                Some(m) => Ok(m.clone()),
+                None if !self.attached => CounterMem::new()
+                    .map(Arc::new)
+                    .map_err(|e| Error::sys("memfd for queue counters", e)),
+                None => Err(Error::NoSuchQueue {
+                    queue: id as u16,
+                    count: self.counters.len() as u16,
+                }),
+            })
+            .collect::<Result<Vec<_>>>()?;
         let (dev, iface) = (&*self.dev, &self.iface);
         // Queue fds are opened in the port's namespace (the interface is found by
-        // name there).
+        // name there). Those opened before one fails are released as a queue's
+        // fd would be.
         let fds = in_ns(self.ns.as_ref(), || {
-            (have..n as usize)
-                .map(|id| dev.open_queue(iface, id as u16))
-                .collect::<Result<Vec<_>>>()
+            let mut fds = Vec::new();
+            for id in have..n as usize {
+                match dev.open_queue(iface, id as u16) {
+                    Ok(q) => fds.push(q),
+                    Err(e) => {
+                        for q in &fds {
+                            (q.release)(std::os::fd::AsFd::as_fd(&q.fd));
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(fds)
         })?;
-        for q in fds {
+        let link = self.info().link;
+        for (q, mem) in fds.into_iter().zip(mems) {
             let id = self.queues.len() as u16;
-            let mem = match self.counters.get(id as usize) {
-                Some(m) => m.clone(),
-                None if !self.attached => {
-                    let m =
-                        CounterMem::new().map_err(|e| Error::sys("memfd for queue counters", e))?;
-                    self.counters.push(Arc::new(m));
-                    self.counters[id as usize].clone()
-                }
-                None => {
-                    return Err(Error::NoSuchQueue {
-                        queue: id,
-                        count: self.counters.len() as u16,
-                    })
-                }
-            };
+            if self.counters.len() <= id as usize {
+                self.counters.push(mem.clone());
+            }
             let block = Block::new(&mem);
             self.queues.push(Arc::new(QueueShared::new(
-                id,
-                q.fd,
-                q.release,
-                q.extra,
-                block,
-                self.info().link,
+                id, q.fd, q.release, q.extra, block, link,
             )));
         }
         self.queues.truncate(n as usize);
