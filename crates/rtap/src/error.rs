@@ -221,6 +221,14 @@ pub enum Error {
         count: u32,
     },
 
+    /// A packet was to grow with new buffers on a thread other than its
+    /// pool's (buffers are taken from a pool on its own thread only).
+    #[error("packet needs {need} more buffer(s), taken from its pool on the pool's thread only: append there, or allocate room first (Pool::alloc_from)")]
+    PoolElsewhere {
+        /// Buffers it needed.
+        need: usize,
+    },
+
     /// The packet does not fit.
     #[error("packet of {len} bytes is too large: limit is {max}")]
     PacketTooLarge {

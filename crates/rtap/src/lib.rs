@@ -51,11 +51,12 @@ pub use xdp::XdpConfig;
 pub use xstats::XStat;
 
 // What the threading model promises, held by the compiler: a port is shared
-// between worker threads; pools, packets and queues stay on the thread that
-// made them (no locks or atomic read-modify-writes on the data path).
+// between worker threads; pools and queues stay on the thread that made them
+// (no locks or atomic read-modify-writes on the data path); packets go
+// anywhere (their buffers come back to their pool's thread).
 static_assertions::assert_impl_all!(Port: Send, Sync);
 static_assertions::assert_not_impl_any!(Pool: Send, Sync);
-static_assertions::assert_not_impl_any!(Packet: Send, Sync);
+static_assertions::assert_impl_all!(Packet: Send, Sync);
 static_assertions::assert_not_impl_any!(RxQueue: Send, Sync);
 static_assertions::assert_not_impl_any!(TxQueue: Send, Sync);
 // zcrx: a queue is shared between threads; a receiver and its buffers stay on

@@ -14,14 +14,23 @@
 //! packet: a packet is a handle of a few words and its segment links live in a
 //! metadata table allocated with the pool.
 //!
-//! Pools and packets are single-threaded (`!Send`): the data path takes no lock and
-//! does no atomic operation. Give each worker thread its own pool and open its
-//! queues on that thread (the port itself is `Sync`).
+//! A pool belongs to the thread that made it (`!Send`), and so do the queues
+//! using it: the data path takes no lock and, on that thread, does no atomic
+//! read-modify-write. A [`Packet`] is `Send`: it may be read, changed in place,
+//! sent or dropped on any thread. Dropped on another thread, its buffers go
+//! back through a lock-free stack (one compare-and-swap per packet) that the
+//! pool's thread takes whole when its free list runs dry; a packet may also
+//! outlive its pool, whose memory goes when the last buffer is back
+//! (`remote.rs`, `inner.rs`). Growing a packet with new buffers
+//! ([`Packet::append`] past its last buffer) is done on the pool's thread only.
+//! Give each worker thread its own pool and open its queues on that thread
+//! (the port itself is `Sync`).
 
 mod free;
+mod inner;
 mod packet;
+mod remote;
 
-use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 pub use packet::{Packet, Segments};
@@ -29,7 +38,7 @@ pub use packet::{Packet, Segments};
 use crate::error::{Error, Result};
 use crate::sys::mem::Region;
 
-pub(crate) use free::FreeStack;
+pub(crate) use inner::{PoolInner, Shared};
 
 /// Marks the end of a segment chain.
 pub(crate) const NO_SEG: u32 = u32::MAX;
@@ -125,67 +134,18 @@ pub(crate) struct Seg {
     pub next: u32,
 }
 
-pub(crate) struct PoolInner {
-    region: Region,
-    stride: usize,
-    cfg: PoolConfig,
-    segs: Box<[Cell<Seg>]>,
-    free: RefCell<FreeStack>,
-}
-
-impl PoolInner {
-    #[inline]
-    pub(crate) fn buf_ptr(&self, idx: u32) -> *mut u8 {
-        debug_assert!(idx < self.cfg.count);
-        // SAFETY: idx < count, and the region holds count * stride bytes, so the
-        // offset stays inside the mapping.
-        unsafe { self.region.as_ptr().add(idx as usize * self.stride) }
-    }
-
-    #[inline]
-    pub(crate) fn seg(&self, idx: u32) -> Seg {
-        self.segs[idx as usize].get()
-    }
-
-    #[inline]
-    pub(crate) fn set_seg(&self, idx: u32, seg: Seg) {
-        self.segs[idx as usize].set(seg)
-    }
-
-    #[inline]
-    pub(crate) fn put(&self, idx: u32) {
-        self.free.borrow_mut().push(idx);
-    }
-
-    #[inline]
-    pub(crate) fn take(&self) -> Option<u32> {
-        self.free.borrow_mut().pop()
-    }
-
-    #[inline]
-    pub(crate) fn available(&self) -> usize {
-        self.free.borrow().len()
-    }
-
-    #[inline]
-    pub(crate) fn take_n(&self, out: &mut [u32]) -> bool {
-        self.free.borrow_mut().pop_n(out.len(), out)
-    }
-
-    pub(crate) fn cfg(&self) -> &PoolConfig {
-        &self.cfg
-    }
-
-    /// The pool's memory, as a device registers it with the kernel (an AF_XDP
-    /// UMEM): base address, length, and the stride between buffers. Buffer `i`
-    /// starts at `base + i * stride`.
-    pub(crate) fn memory(&self) -> (*mut u8, usize, usize) {
-        (
-            self.region.as_ptr(),
-            self.stride * self.cfg.count as usize,
-            self.stride,
-        )
-    }
+/// A pool's figures ([`Pool::stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// Buffers in the pool.
+    pub capacity: u32,
+    /// Buffers free now.
+    pub available: usize,
+    /// Allocations (a packet, a queue's refill) that found no free buffer.
+    pub exhausted: u64,
+    /// Buffers given back by packets dropped on other threads.
+    pub remote_returns: u64,
 }
 
 /// A preallocated set of packet buffers. Cheap to clone (a reference count).
@@ -197,7 +157,7 @@ pub struct Pool {
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
-            .field("config", &self.inner.cfg)
+            .field("config", self.inner.cfg())
             .field("available", &self.available())
             .finish()
     }
@@ -209,41 +169,40 @@ impl Pool {
         let stride = cfg.validate()?;
         let region = Region::new(stride * cfg.count as usize)
             .map_err(|e| Error::sys("mmap buffer pool", e))?;
-        let segs = (0..cfg.count)
-            .map(|_| {
-                Cell::new(Seg {
-                    off: 0,
-                    len: 0,
-                    next: NO_SEG,
-                })
-            })
-            .collect::<Vec<_>>()
-            .into_boxed_slice();
         Ok(Pool {
-            inner: Rc::new(PoolInner {
-                region,
-                stride,
-                cfg,
-                segs,
-                free: RefCell::new(FreeStack::full(cfg.count)),
-            }),
+            inner: Rc::new(PoolInner::new(region, stride, cfg)),
         })
     }
 
     /// The pool's sizes.
     pub fn config(&self) -> PoolConfig {
-        self.inner.cfg
+        *self.inner.cfg()
     }
 
     /// Total buffers.
     pub fn capacity(&self) -> u32 {
-        self.inner.cfg.count
+        self.inner.cfg().count
     }
 
-    /// Buffers currently free. Equal to [`capacity`](Self::capacity) once every
-    /// packet is dropped and every queue using the pool is dropped.
+    /// Buffers currently free (those given back from other threads taken in
+    /// first). Equal to [`capacity`](Self::capacity) once every packet is
+    /// dropped, wherever, and every queue using the pool is dropped.
     pub fn available(&self) -> usize {
-        self.inner.free.borrow().len()
+        self.inner.available()
+    }
+
+    /// What the pool has seen: allocations that found no free buffer (packets
+    /// away on other threads count as taken until they come back), and
+    /// buffers given back from other threads.
+    pub fn stats(&self) -> PoolStats {
+        let available = self.available();
+        let (exhausted, remote_returns) = self.inner.counts();
+        PoolStats {
+            capacity: self.capacity(),
+            available,
+            exhausted,
+            remote_returns,
+        }
     }
 
     /// True if `other` is a handle to the same pool.
@@ -256,7 +215,7 @@ impl Pool {
         let idx = self.inner.take().ok_or(Error::PoolExhausted {
             count: self.capacity(),
         })?;
-        let off = self.inner.cfg.headroom;
+        let off = self.inner.cfg().headroom;
         self.inner.set_seg(
             idx,
             Seg {
@@ -265,7 +224,7 @@ impl Pool {
                 next: NO_SEG,
             },
         );
-        Ok(Packet::from_parts(self.inner.clone(), idx, idx, 0, 1))
+        Ok(Packet::from_parts(&self.inner, idx, idx, 0, 1))
     }
 
     /// A packet holding a copy of `bytes`, chained over several buffers if needed.

@@ -1,8 +1,8 @@
 //! [`Packet`]: an owned chain of pool buffers holding one frame.
 
-use std::rc::Rc;
+use std::ptr::NonNull;
 
-use super::{PoolInner, Seg, MAX_PACKET_LEN, NO_SEG};
+use super::{PoolInner, Seg, Shared, MAX_PACKET_LEN, NO_SEG};
 use crate::error::{Error, Result};
 use crate::wire::offload::{RxCsum, RxGso, TxRequest};
 use crate::wire::vnet::VnetHdr;
@@ -13,8 +13,14 @@ use crate::wire::vnet::VnetHdr;
 /// [`TxQueue::tx_burst`](crate::TxQueue::tx_burst) (the call takes it by value) and
 /// its buffers go back to the pool when it is dropped. It carries the virtio-net
 /// header the kernel gave on receive, or the one to send on transmit.
+///
+/// A packet is `Send` and `Sync`: it may be read, changed in place, sent or
+/// dropped on any thread (its buffers go back to their pool's thread, see
+/// [`crate::pool`]); growing it with new buffers is for the pool's thread.
 pub struct Packet {
-    pool: Rc<PoolInner>,
+    /// The pool's memory: valid while the packet owns a buffer (`head` is
+    /// not `NO_SEG`), as the memory goes only once every buffer is back.
+    sh: NonNull<Shared>,
     head: u32,
     tail: u32,
     len: u32,
@@ -33,16 +39,23 @@ impl std::fmt::Debug for Packet {
     }
 }
 
+// SAFETY: a packet owns its buffers and segment records alone, and reaches the
+// pool's memory only through `Shared`'s thread-safe paths (`give_back`; the
+// free list only on the pool's thread, checked there); see `pool/inner.rs`.
+unsafe impl Send for Packet {}
+// SAFETY: `&Packet` only reads its own buffers and records.
+unsafe impl Sync for Packet {}
+
 impl Packet {
     pub(crate) fn from_parts(
-        pool: Rc<PoolInner>,
+        pool: &PoolInner,
         head: u32,
         tail: u32,
         len: u32,
         nsegs: u16,
     ) -> Packet {
         Packet {
-            pool,
+            sh: pool.shared(),
             head,
             tail,
             len,
@@ -55,7 +68,7 @@ impl Packet {
     /// Builds a received packet over pieces `(buffer, offset, length)` in
     /// order, each in a buffer of `pool` the caller owns (a multi-buffer
     /// frame). `parts` is not empty.
-    pub(crate) fn from_pieces(pool: &Rc<PoolInner>, parts: &[(u32, u32, u32)]) -> Packet {
+    pub(crate) fn from_pieces(pool: &PoolInner, parts: &[(u32, u32, u32)]) -> Packet {
         let mut len = 0u32;
         for (i, &(b, off, l)) in parts.iter().enumerate() {
             pool.set_seg(
@@ -69,7 +82,7 @@ impl Packet {
             len += l;
         }
         Packet::from_parts(
-            pool.clone(),
+            pool,
             parts[0].0,
             parts[parts.len() - 1].0,
             len,
@@ -81,7 +94,7 @@ impl Packet {
     /// `first_off`, the others from offset 0), `len` bytes long. Buffers the frame
     /// did not reach go back to the pool.
     pub(crate) fn from_filled(
-        pool: &Rc<PoolInner>,
+        pool: &PoolInner,
         bufs: &[u32],
         first_off: u32,
         len: usize,
@@ -117,15 +130,18 @@ impl Packet {
         for &b in &bufs[used..] {
             pool.put(b);
         }
-        let mut p = Packet::from_parts(
-            pool.clone(),
-            bufs[0],
-            bufs[used - 1],
-            len as u32,
-            used as u16,
-        );
+        let mut p = Packet::from_parts(pool, bufs[0], bufs[used - 1], len as u32, used as u16);
         p.vnet = vnet;
         p
+    }
+
+    /// The pool's memory.
+    #[inline]
+    fn pool(&self) -> &Shared {
+        // SAFETY: the packet owns at least one buffer (every constructor
+        // gives it one; `into_pieces` empties it only on its way to drop,
+        // which checks), so the memory lives.
+        unsafe { self.sh.as_ref() }
     }
 
     /// Frame length in bytes (all segments, virtio-net header excluded).
@@ -190,22 +206,22 @@ impl Packet {
 
     #[inline]
     fn seg_slice(&self, idx: u32) -> &[u8] {
-        let s = self.pool.seg(idx);
+        let s = self.pool().seg(idx);
         // SAFETY: this packet owns buffer idx exclusively (pool invariant), and
         // off+len <= buf_size keeps the slice inside the buffer.
         unsafe {
-            std::slice::from_raw_parts(self.pool.buf_ptr(idx).add(s.off as usize), s.len as usize)
+            std::slice::from_raw_parts(self.pool().buf_ptr(idx).add(s.off as usize), s.len as usize)
         }
     }
 
     #[inline]
     fn seg_slice_mut(&mut self, idx: u32) -> &mut [u8] {
-        let s = self.pool.seg(idx);
+        let s = self.pool().seg(idx);
         // SAFETY: as in seg_slice, and &mut self guarantees no other borrow of this
         // packet's bytes is alive.
         unsafe {
             std::slice::from_raw_parts_mut(
-                self.pool.buf_ptr(idx).add(s.off as usize),
+                self.pool().buf_ptr(idx).add(s.off as usize),
                 s.len as usize,
             )
         }
@@ -256,12 +272,12 @@ impl Packet {
 
     /// Bytes free in front of the first segment.
     pub fn headroom(&self) -> usize {
-        self.pool.seg(self.head).off as usize
+        self.pool().seg(self.head).off as usize
     }
 
     /// Grows the frame at the front by `n` bytes taken from the headroom and returns them.
     pub fn prepend(&mut self, n: usize) -> Result<&mut [u8]> {
-        let mut s = self.pool.seg(self.head);
+        let mut s = self.pool().seg(self.head);
         if n > s.off as usize {
             return Err(Error::PacketTooLarge {
                 len: n,
@@ -270,14 +286,14 @@ impl Packet {
         }
         s.off -= n as u32;
         s.len += n as u32;
-        self.pool.set_seg(self.head, s);
+        self.pool().set_seg(self.head, s);
         self.len += n as u32;
         Ok(&mut self.data_mut()[..n])
     }
 
     /// Removes `n` bytes from the front of the first segment.
     pub fn trim_front(&mut self, n: usize) -> Result<()> {
-        let mut s = self.pool.seg(self.head);
+        let mut s = self.pool().seg(self.head);
         if n > s.len as usize {
             return Err(Error::PacketTooShort {
                 op: "trim",
@@ -287,7 +303,7 @@ impl Packet {
         }
         s.off += n as u32;
         s.len -= n as u32;
-        self.pool.set_seg(self.head, s);
+        self.pool().set_seg(self.head, s);
         self.len -= n as u32;
         Ok(())
     }
@@ -301,17 +317,15 @@ impl Packet {
         let mut idx = self.head;
         let mut count = 1u16;
         loop {
-            let mut s = self.pool.seg(idx);
+            let mut s = self.pool().seg(idx);
             if s.len >= left || s.next == NO_SEG {
                 s.len = left.min(s.len);
-                let mut rest = s.next;
+                let rest = s.next;
                 s.next = NO_SEG;
-                self.pool.set_seg(idx, s);
+                self.pool().set_seg(idx, s);
                 // Keep the head even if it is empty; free everything after idx.
-                while rest != NO_SEG {
-                    let n = self.pool.seg(rest).next;
-                    self.pool.put(rest);
-                    rest = n;
+                if rest != NO_SEG {
+                    Shared::give_back(self.sh, rest, self.tail);
                 }
                 break;
             }
@@ -333,16 +347,21 @@ impl Packet {
                 max: MAX_PACKET_LEN,
             });
         }
-        let size = self.pool.cfg().buf_size;
-        let t = self.pool.seg(self.tail);
+        let size = self.pool().cfg().buf_size;
+        let t = self.pool().seg(self.tail);
         let tail_room = (size - t.off - t.len) as usize;
         let need = bytes.len().saturating_sub(tail_room);
         let nnew = need.div_ceil(size as usize);
-        // Check first so that the takes below cannot fail (the pool is single-threaded):
-        // all or nothing, without a scratch array.
-        if nnew > self.pool.available() {
+        let here = match self.pool().here() {
+            Some(h) => Some(h),
+            None if nnew == 0 => None,
+            None => return Err(Error::PoolElsewhere { need: nnew }),
+        };
+        // Check first so that the takes below cannot fail (the free list is
+        // this thread's): all or nothing, without a scratch array.
+        if nnew > here.as_ref().map_or(0, |h| h.available()) {
             return Err(Error::PoolExhausted {
-                count: self.pool.cfg().count,
+                count: self.pool().cfg().count,
             });
         }
         let (first, mut rest) = bytes.split_at(bytes.len().min(tail_room));
@@ -352,19 +371,22 @@ impl Packet {
         unsafe {
             std::ptr::copy_nonoverlapping(
                 first.as_ptr(),
-                self.pool.buf_ptr(tail).add((s.off + s.len) as usize),
+                self.pool().buf_ptr(tail).add((s.off + s.len) as usize),
                 first.len(),
             );
         }
         s.len += first.len() as u32;
-        self.pool.set_seg(tail, s);
+        self.pool().set_seg(tail, s);
         let mut prev = tail;
         for _ in 0..nnew {
-            let b = self.pool.take().expect("availability checked above");
+            let b = here
+                .as_ref()
+                .and_then(|h| h.take())
+                .expect("availability checked above");
             let k = rest.len().min(size as usize);
             // SAFETY: b was just taken from the free stack, so this packet owns it, and k <= size.
-            unsafe { std::ptr::copy_nonoverlapping(rest.as_ptr(), self.pool.buf_ptr(b), k) };
-            self.pool.set_seg(
+            unsafe { std::ptr::copy_nonoverlapping(rest.as_ptr(), self.pool().buf_ptr(b), k) };
+            self.pool().set_seg(
                 b,
                 Seg {
                     off: 0,
@@ -372,9 +394,9 @@ impl Packet {
                     next: NO_SEG,
                 },
             );
-            let mut ps = self.pool.seg(prev);
+            let mut ps = self.pool().seg(prev);
             ps.next = b;
-            self.pool.set_seg(prev, ps);
+            self.pool().set_seg(prev, ps);
             prev = b;
             rest = &rest[k..];
         }
@@ -385,13 +407,13 @@ impl Packet {
     }
 
     /// True if the packet's buffers are of `pool` (one or a chain).
-    pub(crate) fn is_chain_of(&self, pool: &Rc<PoolInner>) -> bool {
-        Rc::ptr_eq(&self.pool, pool)
+    pub(crate) fn is_chain_of(&self, pool: &PoolInner) -> bool {
+        self.sh == pool.shared()
     }
 
     /// True if the packet is one buffer of `pool`.
-    pub(crate) fn is_buffer_of(&self, pool: &Rc<PoolInner>) -> bool {
-        self.nsegs == 1 && Rc::ptr_eq(&self.pool, pool)
+    pub(crate) fn is_buffer_of(&self, pool: &PoolInner) -> bool {
+        self.nsegs == 1 && self.sh == pool.shared()
     }
 
     /// Hands a packet of `pool` over as its buffers, `(index, offset, length)`
@@ -400,16 +422,16 @@ impl Packet {
     /// `out` holds, or with an empty segment, comes back as it was.
     pub(crate) fn into_pieces(
         mut self,
-        pool: &Rc<PoolInner>,
+        pool: &PoolInner,
         out: &mut [(u32, u32, u32)],
     ) -> std::result::Result<usize, Packet> {
-        if !Rc::ptr_eq(&self.pool, pool) || usize::from(self.nsegs) > out.len() {
+        if self.sh != pool.shared() || usize::from(self.nsegs) > out.len() {
             return Err(self);
         }
         let mut idx = self.head;
         let mut n = 0;
         while idx != NO_SEG {
-            let s = self.pool.seg(idx);
+            let s = self.pool().seg(idx);
             if s.len == 0 || n == out.len() {
                 return Err(self);
             }
@@ -427,10 +449,10 @@ impl Packet {
     pub(crate) fn for_each_raw(&self, mut f: impl FnMut(*mut u8, usize)) {
         let mut idx = self.head;
         while idx != NO_SEG {
-            let s = self.pool.seg(idx);
+            let s = self.pool().seg(idx);
             // SAFETY: off < buf_size, inside the buffer this packet owns.
             f(
-                unsafe { self.pool.buf_ptr(idx).add(s.off as usize) },
+                unsafe { self.pool().buf_ptr(idx).add(s.off as usize) },
                 s.len as usize,
             );
             idx = s.next;
@@ -440,10 +462,10 @@ impl Packet {
     /// Pointer to the first byte of the frame and the headroom in front of it.
     #[inline]
     pub(crate) fn head_raw(&self) -> (*mut u8, usize) {
-        let s = self.pool.seg(self.head);
+        let s = self.pool().seg(self.head);
         // SAFETY: off < buf_size, inside the head buffer this packet owns.
         (
-            unsafe { self.pool.buf_ptr(self.head).add(s.off as usize) },
+            unsafe { self.pool().buf_ptr(self.head).add(s.off as usize) },
             s.off as usize,
         )
     }
@@ -451,11 +473,8 @@ impl Packet {
 
 impl Drop for Packet {
     fn drop(&mut self) {
-        let mut idx = self.head;
-        while idx != NO_SEG {
-            let next = self.pool.seg(idx).next;
-            self.pool.put(idx);
-            idx = next;
+        if self.head != NO_SEG {
+            Shared::give_back(self.sh, self.head, self.tail);
         }
     }
 }
@@ -474,7 +493,7 @@ impl<'a> Iterator for Segments<'a> {
             return None;
         }
         let idx = self.next;
-        self.next = self.pkt.pool.seg(idx).next;
+        self.next = self.pkt.pool().seg(idx).next;
         Some(self.pkt.seg_slice(idx))
     }
 }
