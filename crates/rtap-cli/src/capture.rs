@@ -32,7 +32,7 @@ pub fn run(
     stop: &AtomicBool,
 ) -> Result<CaptureReport> {
     let cfg = parse_port_spec(spec)?;
-    let mut port = Port::open(cfg).with_context(|| format!("open {spec}"))?;
+    let port = Port::open(cfg).with_context(|| format!("open {spec}"))?;
     port.start().with_context(|| format!("start {spec}"))?;
     let file = std::fs::File::create(path).with_context(|| format!("create {path}"))?;
     // A TUN's packets start with the IP header: raw-IP pcap (LINKTYPE_RAW).

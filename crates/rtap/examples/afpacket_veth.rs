@@ -41,7 +41,7 @@ fn main() -> rtap::Result<()> {
 fn run(count: u64) -> rtap::Result<()> {
     // The ports live in the namespace; this thread stays where it is.
     let open = |iface: &str| -> rtap::Result<Port> {
-        let mut p = Port::open(PacketConfig::new(iface).netns(Netns::Named(NS.into())))?;
+        let p = Port::open(PacketConfig::new(iface).netns(Netns::Named(NS.into())))?;
         p.start()?; // brings the link up (and down again when the port goes)
         Ok(p)
     };

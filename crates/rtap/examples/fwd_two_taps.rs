@@ -19,7 +19,7 @@ fn main() -> rtap::Result<()> {
     // With offloads the kernel hands up 64 KiB coalesced frames, and the other
     // tap takes them as they are: TCP through this forwarder is many times faster.
     let open = |name: &str| -> rtap::Result<Port> {
-        let mut p = Port::open(TapConfig::new(name).offloads(Offloads::ALL))?;
+        let p = Port::open(TapConfig::new(name).offloads(Offloads::ALL))?;
         p.start()?;
         Ok(p)
     };

@@ -10,7 +10,7 @@
 use rtap::{Gso, Offloads, Pool, PoolConfig, Port, TapConfig, TxRequest};
 
 fn main() -> rtap::Result<()> {
-    let mut port = Port::open(TapConfig::new("rtaptso").offloads(Offloads::ALL))?;
+    let port = Port::open(TapConfig::new("rtaptso").offloads(Offloads::ALL))?;
     port.start()?;
     // 2 KiB buffers: the 60 KB frame becomes a chain of them.
     let pool = Pool::new(PoolConfig::default())?;

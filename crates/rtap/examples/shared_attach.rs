@@ -27,7 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// The serving process: opens the port, serves it, runs the other process.
 fn serve() -> Result<(), Box<dyn std::error::Error>> {
-    let mut port = Port::open(TapConfig::new("rtapshr%d").queues(2))?;
+    let port = Port::open(TapConfig::new("rtapshr%d").queues(2))?;
     port.start()?;
     let server = port.serve(ServeConfig::new(SOCKET))?;
     println!(
@@ -66,7 +66,7 @@ fn serve() -> Result<(), Box<dyn std::error::Error>> {
 
 /// The attaching process: queue 1 of the served port, a few frames out of it.
 fn attach() -> Result<(), Box<dyn std::error::Error>> {
-    let mut port = Port::open(SharedConfig::new(SOCKET).queue_list(&[1]))?;
+    let port = Port::open(SharedConfig::new(SOCKET).queue_list(&[1]))?;
     port.start()?; // the link is the serving process's: nothing changes
     println!(
         "attached: {} ({}), engine {}, {} queue",

@@ -26,7 +26,7 @@ fn main() -> rtap::Result<()> {
             source: e,
         })?;
     rt.block_on(async {
-        let mut port = Port::open(TapConfig::new("rtaprx"))?;
+        let port = Port::open(TapConfig::new("rtaprx"))?;
         port.start()?;
         let pool = Pool::new(PoolConfig::default())?;
         let mut rx = AsyncRxQueue::new(port.rx_queue(0, &pool)?)?;

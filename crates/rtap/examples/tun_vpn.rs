@@ -75,7 +75,7 @@ fn run(bytes: u64) -> Result<(), Box<dyn std::error::Error>> {
         let cfg = TapConfig::tun("vpn0")
             .offloads(Offloads::ALL)
             .netns(Netns::Named(ns.to_string()));
-        let mut p = Port::open(cfg)?;
+        let p = Port::open(cfg)?;
         let peer = format!("{}/32", ADDR[1 - i]);
         ip(&[
             "-n", ns, "addr", "add", ADDR[i], "peer", &peer, "dev", "vpn0",

@@ -72,7 +72,7 @@ fn recv_sleeps_until_a_frame(backend: BackendKind) {
 fn send_all_waits_for_room(backend: BackendKind) {
     netns();
     let ring = RingConfig::default().tx_entries(64);
-    let mut port = Port::open(TapConfig::new("attx0").backend(backend).ring(ring)).unwrap();
+    let port = Port::open(TapConfig::new("attx0").backend(backend).ring(ring)).unwrap();
     port.start().unwrap();
     let pool = pool();
     let rt = runtime();
@@ -109,7 +109,7 @@ fn packet_port_recv_and_send_all() {
         "link", "add", "atpp", "type", "veth", "peer", "name", "atpk",
     ]);
     ip(&["link", "set", "atpk", "up"]);
-    let mut port = Port::open(PacketConfig::new("atpp").frame_count(32)).unwrap();
+    let port = Port::open(PacketConfig::new("atpp").frame_count(32)).unwrap();
     port.start().unwrap();
     wait_oper_up("atpk");
     let pool = pool();

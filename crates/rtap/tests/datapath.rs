@@ -35,7 +35,7 @@ fn small_segs(len: usize) -> usize {
 /// queue sizes its reads from it). Few posted reads: each needs 18 small buffers.
 fn jumbo_port(name: &str, backend: BackendKind) -> Port {
     let ring = RingConfig::default().rx_posted(32);
-    let mut port = open(TapConfig::new(name).backend(backend).ring(ring));
+    let port = open(TapConfig::new(name).backend(backend).ring(ring));
     ip(&["link", "set", "dev", name, "mtu", "9000"]);
     assert_eq!(port.link().unwrap().mtu, 9000);
     port.start().unwrap();
@@ -237,7 +237,7 @@ fn oversized_frame_is_an_error(backend: BackendKind) {
     for (name, pool, segs) in [("dpbig0", small_pool(), 4usize), ("dpbig1", pool(), 1usize)] {
         let mut cfg = TapConfig::new(name).backend(backend);
         cfg.port.max_frame = 1518;
-        let mut port = open(cfg);
+        let port = open(cfg);
         port.start().unwrap();
         let inj = PacketSocket::injector(port.ifindex());
         let mut rxq = port.rx_queue(0, &pool).unwrap();
@@ -296,7 +296,7 @@ fn tx_runt_counted_as_error(backend: BackendKind) {
 fn pool_exhaustion_counts_nombuf(backend: BackendKind) {
     netns();
     let ring = RingConfig::default().rx_posted(16);
-    let mut port = open(TapConfig::new("dpnombuf0").backend(backend).ring(ring));
+    let port = open(TapConfig::new("dpnombuf0").backend(backend).ring(ring));
     port.start().unwrap();
     // The io_uring queue lends 16 buffers to its posted reads; the rw queue stages one.
     let lent = if backend == BackendKind::Uring { 16 } else { 0 };

@@ -115,7 +115,7 @@ fn namespace_deleted_under_the_port(backend: BackendKind) {
     ns.run(disable_ipv6);
     let mut cfg = TapConfig::new("ftns0").backend(backend);
     cfg.port.netns = Some(Netns::Named(ns.name().to_string()));
-    let mut port = open(cfg);
+    let port = open(cfg);
     port.start().unwrap();
     let pool = pool();
     let mut rxq = port.rx_queue(0, &pool).unwrap();
@@ -229,7 +229,7 @@ fn full_submission_queue(sqpoll: bool) {
     if sqpoll {
         ring = ring.sqpoll(Some(SqPoll::new(10)));
     }
-    let mut port = open(
+    let port = open(
         TapConfig::new("ftsq0")
             .backend(BackendKind::Uring)
             .ring(ring),

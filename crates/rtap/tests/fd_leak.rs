@@ -165,7 +165,7 @@ fn full_lifecycle_closes_every_fd() {
     assert_eq!(fd_count(), before, "fds leaked by a failed open");
     // Sharing: a server, attached ports (taken, released, refused), repeated.
     {
-        let mut port = Port::open(TapConfig::new("fdsh0").queues(2)).unwrap();
+        let port = Port::open(TapConfig::new("fdsh0").queues(2)).unwrap();
         port.start().unwrap();
         let name = format!("@rtap-fdleak-{}", std::process::id());
         let before = fd_count();
@@ -233,7 +233,7 @@ fn vanished_with_peer_namespace(kick: Kick) {
     ]);
     let ns = NamedNetns::create("fdvp");
     ip(&["link", "set", "fdvk", "netns", ns.name()]);
-    let mut port = Port::open(PacketConfig::new("fdvp").kick(kick)).unwrap();
+    let port = Port::open(PacketConfig::new("fdvp").kick(kick)).unwrap();
     port.start().unwrap();
     let pool = pool();
     let mut rxq = port.rx_queue(0, &pool).unwrap();

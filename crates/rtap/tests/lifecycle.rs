@@ -40,7 +40,7 @@ fn ping_pong(port: &Port, pool: &Pool, tag: u32) {
 #[test]
 fn create_by_name() {
     netns();
-    let mut port = open(TapConfig::new("lcname0"));
+    let port = open(TapConfig::new("lcname0"));
     assert_eq!(port.name(), "lcname0");
     assert!(port.created());
     assert_eq!(if_index("lcname0"), Some(port.ifindex()));
@@ -86,7 +86,7 @@ fn create_by_template() {
 #[test]
 fn non_persistent_interface_disappears_on_drop() {
     netns();
-    let mut port = open(TapConfig::new("lcgone0").queues(2));
+    let port = open(TapConfig::new("lcgone0").queues(2));
     port.start().unwrap();
     let pool = pool();
     ping_pong(&port, &pool, 10);
@@ -110,7 +110,7 @@ fn persist_keeps_interface_and_allows_attach() {
     );
 
     // Re-attach: same interface, not created by this port, and it carries traffic.
-    let mut port = open(TapConfig::new("lcpers0").attach(true).queues(2));
+    let port = open(TapConfig::new("lcpers0").attach(true).queues(2));
     assert!(!port.created());
     assert_eq!(port.ifindex(), ifindex);
     port.start().unwrap();
@@ -141,7 +141,7 @@ fn attach_to_tap_made_by_ip_tuntap() {
         "vnet_hdr",
     ]);
     let ifindex = if_index("lcext0").unwrap();
-    let mut port = open(TapConfig::new("lcext0").attach(true).queues(2));
+    let port = open(TapConfig::new("lcext0").attach(true).queues(2));
     assert!(!port.created());
     assert_eq!(port.ifindex(), ifindex);
     assert_eq!(port.name(), "lcext0");
@@ -268,7 +268,7 @@ fn set_queue_count_rules() {
 #[test]
 fn queue_handles_are_exclusive() {
     netns();
-    let mut port = open(TapConfig::new("lcbusy0").queues(2));
+    let port = open(TapConfig::new("lcbusy0").queues(2));
     let pool = pool();
     let e = err(port.rx_queue(0, &pool));
     assert!(matches!(e, Error::NotStarted { .. }), "{e:?}");
@@ -354,7 +354,7 @@ fn queue_count_reduce(backend: BackendKind) {
 
 fn stop_start_cycles(backend: BackendKind) {
     netns();
-    let mut port = open(TapConfig::new("lccyc0").queues(2).backend(backend));
+    let port = open(TapConfig::new("lccyc0").queues(2).backend(backend));
     let pool = pool();
     for cycle in 0..5u32 {
         port.start().unwrap();

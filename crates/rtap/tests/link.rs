@@ -40,7 +40,7 @@ fn kernel_view(name: &str) -> (Vec<String>, u32, String) {
 }
 
 fn port(name: &str) -> Port {
-    let mut p = Port::open(TapConfig::new(name)).unwrap();
+    let p = Port::open(TapConfig::new(name)).unwrap();
     p.start().unwrap();
     p
 }
@@ -48,7 +48,7 @@ fn port(name: &str) -> Port {
 #[test]
 fn up_and_down() {
     netns();
-    let mut p = port("lkud0");
+    let p = port("lkud0");
     assert!(p.link_up().unwrap());
     assert!(kernel_view("lkud0").0.contains(&"UP".to_string()));
     p.stop().unwrap();

@@ -262,7 +262,7 @@ fn gro_end_to_end(backend: BackendKind, v6: bool) {
                 .offloads(Offloads::ALL)
                 .backend(backend)
                 .ring(ring);
-            let mut p = Port::open(cfg).expect("open");
+            let p = Port::open(cfg).expect("open");
             assert_eq!(p.engine(), rtap::Engine::from(backend));
             p.start().unwrap();
             p
@@ -305,7 +305,7 @@ fn packet_gro_end_to_end(v6: bool) {
             ns.ip(&["addr", "add", addr6, "dev", inner, "nodad"]);
         }
         ns.ip(&["link", "set", inner, "up"]);
-        let mut p = Port::open(PacketConfig::new(outer).offload(true)).unwrap();
+        let p = Port::open(PacketConfig::new(outer).offload(true)).unwrap();
         p.start().unwrap();
         ports.push(p);
     }

@@ -77,7 +77,7 @@ fn sw_csum_when_offloads_off(backend: BackendKind) {
 /// reports them as taken and their buffers go back to the pool.
 fn offload_requests_refused(backend: BackendKind) {
     netns();
-    let mut on = open(
+    let on = open(
         TapConfig::new("orjon")
             .offloads(Offloads::ALL)
             .backend(backend),
@@ -175,7 +175,7 @@ fn offload_requests_refused(backend: BackendKind) {
 fn tx_burst_sends_only_prepared_packets(backend: BackendKind) {
     netns();
     let ring = RingConfig::default().tx_entries(4);
-    let mut port = open(TapConfig::new("oprep0").backend(backend).ring(ring));
+    let port = open(TapConfig::new("oprep0").backend(backend).ring(ring));
     port.start().unwrap();
     let pool = pool();
     let cap = PacketSocket::bind(port.ifindex());

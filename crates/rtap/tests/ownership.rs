@@ -39,14 +39,14 @@ fn unprivileged_owner_attaches_and_moves_traffic() {
 
     let mut cfg = TapConfig::new("own0").persist(true);
     cfg.owner = Some(NOBODY);
-    let mut owned = Port::open(cfg).unwrap();
+    let owned = Port::open(cfg).unwrap();
     owned.start().unwrap();
     drop(owned);
     // Owned by another user. (A tap with neither owner nor group set is open to
     // anyone who can open /dev/net/tun: that is the kernel's rule.)
     let mut cfg = TapConfig::new("own1").persist(true);
     cfg.owner = Some(1);
-    let mut other = Port::open(cfg).unwrap();
+    let other = Port::open(cfg).unwrap();
     other.start().unwrap();
     drop(other);
     // The administrator leaves the handed-over link up (changing link state needs
@@ -63,7 +63,7 @@ fn unprivileged_owner_attaches_and_moves_traffic() {
             assert!(matches!(e, Error::PermissionDenied { .. }), "{e:?}");
             assert!(e.to_string().contains("CAP_NET_ADMIN"), "{e}");
 
-            let mut port = Port::open(TapConfig::new("own0").attach(true)).unwrap();
+            let port = Port::open(TapConfig::new("own0").attach(true)).unwrap();
             port.start().unwrap();
             let pool = pool();
             let mut rxq = port.rx_queue(0, &pool).unwrap();

@@ -472,12 +472,12 @@ fn stop_leaves_a_link_it_found_up() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).contains(",UP")
     };
-    let mut a = Port::open(PacketConfig::new(p.as_str()).kick(Kick::Sendto)).unwrap();
+    let a = Port::open(PacketConfig::new(p.as_str()).kick(Kick::Sendto)).unwrap();
     a.start().unwrap();
     a.stop().unwrap();
     assert!(!up(&p), "the port brought it up, stop takes it down");
     ip(&["link", "set", &p, "up"]);
-    let mut b = Port::open(PacketConfig::new(p.as_str()).kick(Kick::Sendto)).unwrap();
+    let b = Port::open(PacketConfig::new(p.as_str()).kick(Kick::Sendto)).unwrap();
     b.start().unwrap();
     b.stop().unwrap();
     assert!(up(&p), "found up, left up");

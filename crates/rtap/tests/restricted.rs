@@ -53,7 +53,7 @@ fn falls_back_to_read_write_when_io_uring_is_blocked() {
         !rtap::probe_uring().available,
         "the filter must block io_uring_setup"
     );
-    let mut port = Port::open(TapConfig::new("fb%d")).unwrap();
+    let port = Port::open(TapConfig::new("fb%d")).unwrap();
     assert_eq!(port.engine(), Engine::RW);
     let why = port.engine_reason().expect("the fallback says why");
     assert!(why.contains("io_uring"), "{why}");
@@ -78,7 +78,7 @@ fn packet_kick_falls_back_to_sendto_when_io_uring_is_blocked() {
         "link", "add", "pkfb0", "type", "veth", "peer", "name", "pkfb1",
     ]);
     ip(&["link", "set", "pkfb1", "up"]);
-    let mut port = Port::open(PacketConfig::new("pkfb0").kick(Kick::Uring)).unwrap();
+    let port = Port::open(PacketConfig::new("pkfb0").kick(Kick::Uring)).unwrap();
     assert_eq!(
         port.engine(),
         Engine::tpacket(Kick::Sendto),
@@ -103,7 +103,7 @@ fn packet_kick_falls_back_to_sendto_when_io_uring_is_blocked() {
 fn explicit_io_uring_queue_fails_clearly_when_blocked_after_open() {
     netns();
     // Port opened while io_uring works; the ring for a queue is made later.
-    let mut port = Port::open(TapConfig::new("fc%d")).unwrap();
+    let port = Port::open(TapConfig::new("fc%d")).unwrap();
     assert_eq!(port.engine(), Engine::URING);
     port.start().unwrap();
     block_io_uring();
@@ -210,7 +210,7 @@ fn xdp_port_capabilities_are_named() {
     std::thread::scope(|s| {
         s.spawn(|| {
             drop_cap(CAP_NET_RAW);
-            let mut port = Port::open(rtap::XdpConfig::new("xcap0")).unwrap();
+            let port = Port::open(rtap::XdpConfig::new("xcap0")).unwrap();
             port.start().unwrap();
             let pool = Pool::new(PoolConfig::default()).unwrap();
             let err = port
@@ -233,7 +233,7 @@ fn xdp_port_capabilities_are_named() {
                 "{text}"
             );
             // With no program to load, the sockets need only CAP_NET_RAW.
-            let mut port =
+            let port =
                 Port::open(rtap::XdpConfig::new("xcap0").prog(rtap::xdp::Prog::None)).unwrap();
             port.start().unwrap();
             port.tx_queue(0)
@@ -254,7 +254,7 @@ fn packet_kick_ring_refused_after_open_falls_back_per_queue() {
         "link", "add", "pkla0", "type", "veth", "peer", "name", "pkla1",
     ]);
     ip(&["link", "set", "pkla1", "up"]);
-    let mut port = Port::open(PacketConfig::new("pkla0").kick(Kick::Uring)).unwrap();
+    let port = Port::open(PacketConfig::new("pkla0").kick(Kick::Uring)).unwrap();
     assert_eq!(port.engine(), Engine::tpacket(Kick::Uring));
     port.start().unwrap();
     wait_oper_up("pkla1");

@@ -16,7 +16,7 @@ use rtap::*;
 /// hangs, and dropping everything afterwards returns every buffer.
 fn interface_deleted_while_running(backend: BackendKind) {
     netns();
-    let mut port = started("rbdel0", backend, 2);
+    let port = started("rbdel0", backend, 2);
     let pool = pool();
     let inj = PacketSocket::injector(port.ifindex());
     let mut rxqs: Vec<RxQueue> = (0..2).map(|q| port.rx_queue(q, &pool).unwrap()).collect();
@@ -110,7 +110,7 @@ fn interface_deleted_while_running(backend: BackendKind) {
 /// recycled, and with io_uring the only buffers out are the posted reads.
 fn rx_thousands_returns_every_buffer(backend: BackendKind) {
     netns();
-    let mut port = started("rbrx0", backend, 2);
+    let port = started("rbrx0", backend, 2);
     let pool = pool();
     let inj = PacketSocket::injector(port.ifindex());
     let mut rxqs: Vec<RxQueue> = (0..2).map(|q| port.rx_queue(q, &pool).unwrap()).collect();
@@ -140,7 +140,7 @@ fn rx_thousands_returns_every_buffer(backend: BackendKind) {
 /// flush and drop the pool is full again.
 fn tx_ten_thousand_returns_every_buffer(backend: BackendKind) {
     netns();
-    let mut port = started("rbtx0", backend, 1);
+    let port = started("rbtx0", backend, 1);
     let pool = pool();
     let mut txq = port.tx_queue(0).unwrap();
     let mut bytes = 0u64;
@@ -172,7 +172,7 @@ fn tx_ten_thousand_returns_every_buffer(backend: BackendKind) {
 /// completed reads, and writes never flushed. Every buffer comes back.
 fn drop_queues_with_work_pending(backend: BackendKind) {
     netns();
-    let mut port = started("rbpend0", backend, 1);
+    let port = started("rbpend0", backend, 1);
     let pool = pool();
     let inj = PacketSocket::injector(port.ifindex());
     let rxq = port.rx_queue(0, &pool).unwrap();

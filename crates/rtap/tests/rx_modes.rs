@@ -10,7 +10,7 @@ use std::time::Duration;
 
 fn port_with(mode: RxMode, name: &str) -> Port {
     let ring = RingConfig::default().rx_mode(mode).rx_posted(64);
-    let mut port = Port::open(TapConfig::new(name).ring(ring)).unwrap();
+    let port = Port::open(TapConfig::new(name).ring(ring)).unwrap();
     port.start().unwrap();
     port
 }
@@ -37,7 +37,7 @@ fn multishot_queue(port: &Port, pool: &Pool) -> Option<RxQueue> {
 
 fn receives_and_recycles(mode: RxMode) {
     netns();
-    let mut port = port_with(mode, "rxm%d");
+    let port = port_with(mode, "rxm%d");
     let pool = Pool::new(PoolConfig::default().count(256)).unwrap();
     let mut rxq = match mode {
         RxMode::Multishot => match multishot_queue(&port, &pool) {
@@ -102,7 +102,7 @@ fn posted_reads_fit_a_small_pool() {
     netns();
     let ring = RingConfig::default().rx_mode(RxMode::Posted);
     assert_eq!(ring.rx_posted, 256);
-    let mut port = Port::open(TapConfig::new("rxsmall0").ring(ring)).unwrap();
+    let port = Port::open(TapConfig::new("rxsmall0").ring(ring)).unwrap();
     port.start().unwrap();
     let pool = Pool::new(PoolConfig::default().count(64)).unwrap();
     let mut rxq = port.rx_queue(0, &pool).unwrap();
@@ -170,7 +170,7 @@ fn multishot_refuses_frames_larger_than_a_buffer() {
         .rx_posted(16);
     let mut cfg = TapConfig::new("rxb%d").ring(ring);
     cfg.port.max_frame = 9018;
-    let mut port = Port::open(cfg).unwrap();
+    let port = Port::open(cfg).unwrap();
     port.start().unwrap();
     let pool = Pool::new(PoolConfig::default()).unwrap();
     let err = port
@@ -228,7 +228,7 @@ fn auto_mode_follows_the_kernel() {
 
     let mut cfg = TapConfig::new("rxb%d");
     cfg.port.max_frame = 9018;
-    let mut big = Port::open(cfg).unwrap();
+    let big = Port::open(cfg).unwrap();
     big.start().unwrap();
     let rxq = big.rx_queue(0, &pool).unwrap();
     let f = rxq.ring_features().unwrap();
@@ -252,7 +252,7 @@ fn ring_options_move_traffic_and_are_reported() {
             .rx_mode(RxMode::Posted),
     ];
     for (i, ring) in variants.iter().enumerate() {
-        let mut port = Port::open(TapConfig::new(format!("ro{i}")).ring(*ring)).unwrap();
+        let port = Port::open(TapConfig::new(format!("ro{i}")).ring(*ring)).unwrap();
         port.start().unwrap();
         let pool = Pool::new(PoolConfig::default()).unwrap();
         let mut rxq = port.rx_queue(0, &pool).unwrap();

@@ -40,7 +40,7 @@ fn wait_holder(srv: &rtap::share::Server, q: usize, want: &QueueHolder) {
 #[test]
 fn attached_queue_receives_and_counts_into_the_serving_port() {
     let (port, srv, name) = served("shr0");
-    let mut b = Port::open(SharedConfig::new(&name).queue_list(&[1])).unwrap();
+    let b = Port::open(SharedConfig::new(&name).queue_list(&[1])).unwrap();
     assert_eq!(b.kind(), rtap::DeviceKind::SHARED);
     assert_eq!(b.queue_count(), 1);
     assert_eq!(b.ifindex(), port.ifindex());
@@ -246,7 +246,7 @@ fn served_from_another_namespace() {
     netns();
     let ns = NamedNetns::create("shr5");
     let port = {
-        let mut p = Port::open(
+        let p = Port::open(
             TapConfig::new("shr5")
                 .queues(1)
                 .netns(rtap::Netns::Named(ns.name().to_string())),
@@ -282,12 +282,12 @@ fn packet_port_shared() {
                 block_timeout_ms: 1,
             });
         }
-        let mut port = Port::open(cfg).unwrap();
+        let port = Port::open(cfg).unwrap();
         port.start().unwrap();
         wait_oper_up(&k);
         let name = format!("@rtap-test-{tag}-{}", std::process::id());
         let srv = port.serve(ServeConfig::new(&name)).unwrap();
-        let mut b = Port::open(SharedConfig::new(&name).queue_list(&[1])).unwrap();
+        let b = Port::open(SharedConfig::new(&name).queue_list(&[1])).unwrap();
         b.start().unwrap();
         let pool = pool();
         let mut rxqs: Vec<RxQueue> = vec![
@@ -943,12 +943,12 @@ fn lent_packet_queue_drops_counted_once_whoever_reads() {
     ip(&["link", "add", p, "type", "veth", "peer", "name", k]);
     ip(&["link", "set", k, "up"]);
     let cfg = rtap::PacketConfig::new(p).frame_count(64);
-    let mut port = Port::open(cfg).unwrap();
+    let port = Port::open(cfg).unwrap();
     port.start().unwrap();
     wait_oper_up(k);
     let name = format!("@rtap-test-shdp-{}", std::process::id());
     let srv = port.serve(ServeConfig::new(&name)).unwrap();
-    let mut b = Port::open(SharedConfig::new(&name)).unwrap();
+    let b = Port::open(SharedConfig::new(&name)).unwrap();
     b.start().unwrap();
     let pool = pool();
     // The attached port holds the queue and reads nothing: the ring fills.
@@ -982,7 +982,7 @@ fn lent_packet_queue_engine_counts_reach_the_serving_port() {
     let (p, k) = ("shkp", "shkk");
     ip(&["link", "add", p, "type", "veth", "peer", "name", k]);
     ip(&["link", "set", k, "up"]);
-    let mut port = Port::open(rtap::PacketConfig::new(p)).unwrap();
+    let port = Port::open(rtap::PacketConfig::new(p)).unwrap();
     port.start().unwrap();
     wait_oper_up(k);
     let name = format!("@rtap-test-shkp-{}", std::process::id());
@@ -1001,7 +1001,7 @@ fn lent_packet_queue_engine_counts_reach_the_serving_port() {
     drop(txq);
     let kicks_home = port.xstat("tx_q0_kicks").unwrap();
     assert!(kicks_home >= 3, "{kicks_home}");
-    let mut b = Port::open(SharedConfig::new(&name)).unwrap();
+    let b = Port::open(SharedConfig::new(&name)).unwrap();
     b.start().unwrap();
     assert_eq!(
         b.xstat("tx_q0_kicks"),

@@ -38,7 +38,7 @@ fn rings_and_ports_with_the_same_settings_share_one_sq_thread() {
     netns();
     assert_eq!(sq_threads_settled(0), 0);
     let ring = RingConfig::default().sqpoll(Some(SqPoll::new(50)));
-    let mut port = Port::open(TapConfig::new("sqs0").queues(2).ring(ring)).unwrap();
+    let port = Port::open(TapConfig::new("sqs0").queues(2).ring(ring)).unwrap();
     port.start().unwrap();
     let pool = Pool::new(PoolConfig::default()).unwrap();
     let mut rx: Vec<_> = (0..2).map(|q| port.rx_queue(q, &pool).unwrap()).collect();
@@ -92,7 +92,7 @@ fn rings_and_ports_with_the_same_settings_share_one_sq_thread() {
 
     // A second port with the same SQPOLL settings joins the same thread; one with
     // other settings gets its own.
-    let mut twin = Port::open(TapConfig::new("sqs1").ring(ring)).unwrap();
+    let twin = Port::open(TapConfig::new("sqs1").ring(ring)).unwrap();
     twin.start().unwrap();
     let twin_rx = twin.rx_queue(0, &pool).unwrap();
     let twin_tx = twin.tx_queue(0).unwrap();
@@ -103,7 +103,7 @@ fn rings_and_ports_with_the_same_settings_share_one_sq_thread() {
         "two ports, six rings, one SQ thread"
     );
     let other_ring = RingConfig::default().sqpoll(Some(SqPoll::new(60)));
-    let mut other = Port::open(TapConfig::new("sqs2").ring(other_ring)).unwrap();
+    let other = Port::open(TapConfig::new("sqs2").ring(other_ring)).unwrap();
     other.start().unwrap();
     let other_tx = other.tx_queue(0).unwrap();
     assert_eq!(
@@ -129,7 +129,7 @@ fn rings_and_ports_with_the_same_settings_share_one_sq_thread() {
             .queues(queues)
             .kick(Kick::Uring)
             .sqpoll(SqPoll::new(50));
-        let mut p = Port::open(cfg).unwrap();
+        let p = Port::open(cfg).unwrap();
         p.start().unwrap();
         for q in 0..queues {
             let txq = p.tx_queue(q).unwrap();

@@ -14,7 +14,7 @@ use common::*;
 use rtap::{BackendKind, Gso, Offloads, Pool, PoolConfig, Port, TapConfig, TxRequest};
 
 fn tun_port(name: &str, backend: BackendKind, offloads: Offloads) -> Port {
-    let mut p = Port::open(TapConfig::tun(name).backend(backend).offloads(offloads)).unwrap();
+    let p = Port::open(TapConfig::tun(name).backend(backend).offloads(offloads)).unwrap();
     assert_eq!(p.kind(), rtap::DeviceKind::TUN);
     p.start().unwrap();
     p
@@ -140,7 +140,7 @@ fn tun_pair(
 ) -> (NamedNetns, NamedNetns, Port, Port) {
     let ns = tags.map(NamedNetns::create);
     let ports = [0, 1].map(|i| {
-        let mut p = Port::open(
+        let p = Port::open(
             TapConfig::tun(names[i])
                 .backend(backend)
                 .offloads(Offloads::ALL)
@@ -521,7 +521,7 @@ fn persist_attach_and_interrupts() {
         Err(rtap::Error::IncompatibleInterface { want: "TAP", .. }) => {}
         other => panic!("{other:?}"),
     }
-    let mut p = Port::open(TapConfig::tun("tnp0").attach(true)).unwrap();
+    let p = Port::open(TapConfig::tun("tnp0").attach(true)).unwrap();
     assert!(!p.created());
     p.start().unwrap();
     ip(&["addr", "add", "10.93.0.1/24", "dev", "tnp0"]);

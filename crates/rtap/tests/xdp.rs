@@ -28,7 +28,7 @@ fn umem_pool() -> Pool {
 fn xdp_port(cfg: XdpConfig) -> Port {
     let kick = cfg.kick;
     let peer = format!("{}k", cfg.iface.strip_suffix('p').unwrap_or(&cfg.iface));
-    let mut port = Port::open(cfg).expect("open xdp port");
+    let port = Port::open(cfg).expect("open xdp port");
     assert_eq!(
         port.engine(),
         Engine::xsk(kick),
@@ -269,7 +269,7 @@ fn queue_busy_and_rebind() {
     );
     // A tx-only port (no program) binding the same queue: busy.
     let b = Port::open(XdpConfig::new(p.as_str()).prog(Prog::None)).unwrap();
-    let mut b = b;
+    let b = b;
     b.start().unwrap();
     let err = b.tx_queue(0).expect_err("the queue is taken");
     assert!(err.to_string().contains("already bound"), "{err}");
@@ -715,7 +715,7 @@ fn multi_buffer_frames_both_ways() {
     let cfg = XdpConfig::new(&p).multibuf(true);
     let pool = umem_pool();
     if !kernel_at_least(6, 6) {
-        let mut port = Port::open(cfg).expect("open");
+        let port = Port::open(cfg).expect("open");
         port.start().unwrap();
         let err = port
             .rx_queue(0, &pool)

@@ -41,7 +41,7 @@ fn names_of_queue(q: u16) -> Vec<String> {
 /// `reset_stats` zeroing them all.
 fn xstats_names_values_and_reset(backend: BackendKind) {
     netns();
-    let mut port = open(
+    let port = open(
         TapConfig::new("oxs0")
             .offloads(Offloads::ALL)
             .backend(backend)
@@ -207,7 +207,7 @@ fn xstats_alloc_failures_and_truncated(backend: BackendKind) {
     let ring = RingConfig::default().rx_posted(16);
     let mut cfg = TapConfig::new("oxa0").backend(backend).ring(ring);
     cfg.port.max_frame = 1518;
-    let mut port = open(cfg);
+    let port = open(cfg);
     port.start().unwrap();
     // io_uring lends 16 buffers to the kernel; read/write lends none for long.
     let lent = if backend == BackendKind::Uring { 16 } else { 0 };

@@ -113,7 +113,7 @@ fn open_port(name: &str, iface: &str, frames: u32, slot: u32) -> Result<Port> {
         .frame_size(slot)
         .frame_count(frames)
         .sqpoll(SqPoll::new(200));
-    let mut p = Port::open(cfg)?;
+    let p = Port::open(cfg)?;
     if p.engine() != rtap::Engine::tpacket(kick) {
         return Err(anyhow!(
             "{name}: the {kick} kick fell back: {}",

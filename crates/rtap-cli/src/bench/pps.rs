@@ -54,7 +54,7 @@ fn open(c: &Contender, name: &str) -> Result<Port> {
         .rx_mode(c.rx_mode)
         .rx_posted(256)
         .sqpoll(sqpoll);
-    let mut p = Port::open(TapConfig::new(name).backend(c.backend).ring(ring))?;
+    let p = Port::open(TapConfig::new(name).backend(c.backend).ring(ring))?;
     p.start()?;
     if c.sqpoll {
         // The ring options must really be in effect, or the row would lie.

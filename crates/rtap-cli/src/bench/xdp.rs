@@ -54,7 +54,7 @@ fn open_port(name: &str, iface: &str, ring: u32) -> Result<Port> {
         .kick(kick)
         .ring(ring)
         .sqpoll(SqPoll::new(200));
-    let mut p = Port::open(cfg)?;
+    let p = Port::open(cfg)?;
     if p.engine() != Engine::xsk(kick) {
         return Err(anyhow!(
             "{name}: the {kick} kick fell back: {}",

@@ -257,7 +257,7 @@ fn open_side(
             Some(peer)
         }
     };
-    let mut port = Port::open(cfg).with_context(|| format!("open {spec}"))?;
+    let port = Port::open(cfg).with_context(|| format!("open {spec}"))?;
     if let Some(why) = port.engine_reason() {
         tracing::warn!(port = iface, "engine changed: {why}");
     }

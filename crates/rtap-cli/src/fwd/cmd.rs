@@ -142,7 +142,7 @@ fn options(a: &FwdArgs, cfgs: &[PortSpec], peer: Option<[u8; 6]>) -> Result<FwdO
 fn open_ports(a: &FwdArgs, cfgs: Vec<PortSpec>) -> Result<Vec<Port>> {
     let mut ports = Vec::new();
     for (spec, cfg) in a.ports.iter().zip(cfgs) {
-        let mut p = Port::open(cfg).with_context(|| format!("open {spec}"))?;
+        let p = Port::open(cfg).with_context(|| format!("open {spec}"))?;
         if let Some(why) = p.engine_reason() {
             tracing::warn!(port = %spec, "engine changed: {why}");
         }

@@ -11,6 +11,7 @@ mod registry;
 mod serve;
 mod stats;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub use crate::device::{
@@ -48,9 +49,12 @@ pub struct Port {
     queues: Vec<Arc<QueueShared>>,
     dev: Arc<dyn Device>,
     nl: Mutex<Netlink>,
-    started: bool,
+    started: AtomicBool,
     /// `start` brought the link up (it was down): `stop` takes it down again.
-    raised: bool,
+    raised: AtomicBool,
+    /// Held by `start` and `stop` (they take `&self`: a port shared between
+    /// threads starts and stops whole).
+    lifecycle: Mutex<()>,
     /// The namespace the interface lives in, if not the opener's.
     ns: Option<NsHandle>,
     /// With SQPOLL: the ring whose kernel thread every ring (of every port with
@@ -77,7 +81,7 @@ impl std::fmt::Debug for Port {
             .field("ifindex", &self.iface.ifindex)
             .field("queues", &self.queues.len())
             .field("engine", &self.info().engine)
-            .field("started", &self.started)
+            .field("started", &self.is_started())
             .finish()
     }
 }
@@ -131,8 +135,9 @@ impl Port {
             queues: Vec::new(),
             dev,
             nl: Mutex::new(nl),
-            started: false,
-            raised: false,
+            started: AtomicBool::new(false),
+            raised: AtomicBool::new(false),
+            lifecycle: Mutex::new(()),
             ns,
             sq_anchor,
             base: Mutex::new(Baseline::default()),
@@ -292,7 +297,7 @@ impl Port {
 
     /// True between [`start`](Self::start) and [`stop`](Self::stop).
     pub fn is_started(&self) -> bool {
-        self.started
+        self.started.load(Ordering::Acquire)
     }
 
     /// Reads the link's state from the kernel.
@@ -349,17 +354,18 @@ impl Port {
     ///
     /// A link someone else already brought up is left as it is, so an
     /// unprivileged owner of a persistent tap (see [`TapConfig::owner`](crate::TapConfig::owner)) can start.
-    pub fn start(&mut self) -> Result<()> {
+    pub fn start(&self) -> Result<()> {
+        let _one = self.lifecycle.lock().unwrap_or_else(|e| e.into_inner());
         if self.info().controls_link && self.link()?.flags & libc::IFF_UP as u32 == 0 {
             self.set_up(true)?;
-            self.raised = true;
+            self.raised.store(true, Ordering::Relaxed);
         }
         if self.info().tx_through_qdisc {
             self.wait_operational();
         }
         let (dev, queues) = (&*self.dev, &self.queues);
         in_ns(self.ns.as_ref(), || dev.start(queues))?;
-        self.started = true;
+        self.started.store(true, Ordering::Release);
         Ok(())
     }
 
@@ -391,7 +397,7 @@ impl Port {
     /// The port decides the link's state: it created the interface, or brought
     /// it up itself.
     fn owns_link_state(&self) -> bool {
-        self.info().controls_link && (self.info().created || self.raised)
+        self.info().controls_link && (self.info().created || self.raised.load(Ordering::Relaxed))
     }
 
     /// Queue handles still alive.
@@ -405,16 +411,17 @@ impl Port {
     /// An interface the port did not create and found already up when it
     /// started (an AF_PACKET port on a NIC, a bridge, a container's veth) is left
     /// up: it is someone else's.
-    pub fn stop(&mut self) -> Result<()> {
+    pub fn stop(&self) -> Result<()> {
+        let _one = self.lifecycle.lock().unwrap_or_else(|e| e.into_inner());
         let live = self.live_queues();
         if live > 0 {
             return Err(Error::PortBusy { op: "stop", live });
         }
-        self.started = false;
+        self.started.store(false, Ordering::Release);
         if !self.owns_link_state() {
             return Ok(());
         }
-        self.raised = false;
+        self.raised.store(false, Ordering::Relaxed);
         match self.set_up(false) {
             // An unprivileged owner may not change the link state: the queues are
             // released all the same, which is what stop guarantees.
@@ -436,7 +443,7 @@ impl Port {
             });
         }
         let live = self.live_queues();
-        if self.started || live > 0 {
+        if self.is_started() || live > 0 {
             return Err(Error::PortBusy {
                 op: "set_queue_count",
                 live,
@@ -448,7 +455,7 @@ impl Port {
     }
 
     fn queue(&self, id: u16, op: &'static str) -> Result<&Arc<QueueShared>> {
-        if !self.started {
+        if !self.is_started() {
             return Err(Error::NotStarted { op });
         }
         self.queues.get(id as usize).ok_or(Error::NoSuchQueue {
@@ -536,7 +543,7 @@ impl Port {
 
 impl Drop for Port {
     fn drop(&mut self) {
-        if self.started && self.live_queues() == 0 && self.owns_link_state() {
+        if self.is_started() && self.live_queues() == 0 && self.owns_link_state() {
             let _ = self.set_up(false);
         }
     }

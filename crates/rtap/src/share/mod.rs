@@ -25,7 +25,7 @@
 //! // Process A, with a port of any kind that can be served (a spec from its
 //! // command line, say):
 //! # let spec = "";
-//! let mut port = Port::open(rtap::parse_port_spec(spec)?)?;
+//! let port = Port::open(rtap::parse_port_spec(spec)?)?;
 //! port.start()?;
 //! let server = port.serve(ServeConfig::new("/run/rtap-port0.sock"))?;
 //! // Process B:

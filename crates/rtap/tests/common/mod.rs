@@ -376,7 +376,7 @@ pub fn open(mut cfg: TapConfig) -> Port {
 
 /// Opens and starts a port called `name` with `queues` queue pairs.
 pub fn started(name: &str, backend: BackendKind, queues: u16) -> Port {
-    let mut port = open(TapConfig::new(name).queues(queues).backend(backend));
+    let port = open(TapConfig::new(name).queues(queues).backend(backend));
     port.start().expect("start");
     port
 }
@@ -742,7 +742,7 @@ pub fn veth(tag: &str) -> (String, u32) {
 pub fn packet_port(cfg: PacketConfig) -> Port {
     let kick = cfg.kick;
     let peer = format!("{}k", cfg.iface.strip_suffix('p').unwrap_or(&cfg.iface));
-    let mut port = Port::open(cfg).expect("open packet port");
+    let port = Port::open(cfg).expect("open packet port");
     assert_eq!(
         port.engine(),
         rtap::Engine::tpacket(kick),

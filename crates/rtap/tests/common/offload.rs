@@ -359,7 +359,7 @@ pub fn assert_tx_xstats(port: &Port, q: u16, t: &Tally) {
 /// Port B of a router: offloads off, 10.2.0.1/24 and fd02::1/64, the static
 /// neighbour 10.2.0.2 / fd02::2 behind it, forwarding on. IPv6 must be on.
 pub fn router_b(name: &str, backend: BackendKind) -> Port {
-    let mut b = open(
+    let b = open(
         TapConfig::new(name)
             .offloads(Offloads::NONE)
             .backend(backend),
@@ -401,7 +401,7 @@ impl Router {
     pub fn new(tag: &str, backend: BackendKind) -> Router {
         enable_ipv6();
         let an = format!("{tag}a");
-        let mut a = open(
+        let a = open(
             TapConfig::new(an.as_str())
                 .offloads(Offloads::ALL)
                 .backend(backend),
@@ -435,7 +435,7 @@ impl Router {
         ip(&["addr", "add", "10.1.0.1/24", "dev", &kn]);
         ip(&["addr", "add", "fd01::1/64", "dev", &kn, "nodad"]);
         ip(&["link", "set", &kn, "up"]);
-        let mut a = Port::open(PacketConfig::new(an.as_str()).offload(true)).unwrap();
+        let a = Port::open(PacketConfig::new(an.as_str()).offload(true)).unwrap();
         assert_eq!(a.offloads(), offloads_all_here(), "{:?}", a.offload_notes());
         a.start().unwrap();
         wait_oper_up(&kn);
