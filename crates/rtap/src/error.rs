@@ -199,6 +199,14 @@ pub enum Error {
         why: &'static str,
     },
 
+    /// A multi-thread queue handle ([`crate::mt`]) was used after its driver
+    /// thread stopped: the queue was stopped, or it failed (the reason).
+    #[error("the queue's driver thread stopped: {why}")]
+    QueueStopped {
+        /// Why: stopped, or the error that ended it (a vanished device, ...).
+        why: String,
+    },
+
     /// An async queue was made outside a tokio runtime with its I/O driver.
     #[error("async queues must be created inside a tokio runtime with its I/O driver enabled")]
     NoAsyncRuntime,

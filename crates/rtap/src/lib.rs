@@ -19,6 +19,8 @@ pub mod error;
 #[doc(hidden)]
 #[allow(missing_docs)]
 pub mod fuzzing;
+#[cfg(feature = "mt")]
+pub mod mt;
 pub mod netlink;
 #[allow(unsafe_code)]
 pub mod pool;
@@ -57,6 +59,13 @@ pub use xstats::XStat;
 static_assertions::assert_impl_all!(Port: Send, Sync);
 static_assertions::assert_not_impl_any!(Pool: Send, Sync);
 static_assertions::assert_impl_all!(Packet: Send, Sync);
+// Multi-thread async handles: any task, any thread.
+#[cfg(feature = "mt")]
+static_assertions::assert_impl_all!(mt::MtQueue: Send, Sync);
+#[cfg(feature = "mt")]
+static_assertions::assert_impl_all!(mt::MtRx: Send, Sync, Clone);
+#[cfg(feature = "mt")]
+static_assertions::assert_impl_all!(mt::MtTx: Send, Sync, Clone);
 static_assertions::assert_not_impl_any!(RxQueue: Send, Sync);
 static_assertions::assert_not_impl_any!(TxQueue: Send, Sync);
 // zcrx: a queue is shared between threads; a receiver and its buffers stay on

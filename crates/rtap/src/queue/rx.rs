@@ -151,6 +151,28 @@ impl RxQueue {
         self.irq.as_ref().map(|fd| fd.as_fd())
     }
 
+    /// Asks the queue's fd whether its interface is gone (an idle io_uring
+    /// read may never learn of it): an error if so. For a caller that sleeps
+    /// on [`interrupt_fd`](Self::interrupt_fd) itself and found nothing.
+    pub fn check_vanished(&mut self) -> Result<()> {
+        if !self.gone && self.engine.gone(self.claim.q.fd.as_fd()) {
+            self.gone = true;
+        }
+        if self.gone {
+            return Err(vanished(&self.name, self.ifindex));
+        }
+        Ok(())
+    }
+
+    /// Clears the interrupt eventfd after a wakeup, for an application that
+    /// watches [`interrupt_fd`](Self::interrupt_fd) itself (nothing to do for
+    /// a queue whose readiness is its own fd). [`wait`](Self::wait) does it.
+    pub fn clear_interrupt(&self) {
+        if let Some(irq) = &self.irq {
+            sysfd::eventfd_clear(irq.as_fd());
+        }
+    }
+
     /// Sleeps until packets may be ready or `timeout` passes; returns true if
     /// they may be (then call [`rx_burst`](Self::rx_burst)). Works whether or not
     /// interrupts are enabled; a deleted interface ends the wait with an error.

@@ -111,6 +111,13 @@ impl TxQueue {
         Ok(())
     }
 
+    /// Clears the completion eventfd after a wakeup (nothing to do without one).
+    pub fn clear_interrupt(&self) {
+        if let Some(irq) = &self.irq {
+            sysfd::eventfd_clear(irq.as_fd());
+        }
+    }
+
     /// The completion eventfd while tx interrupts are enabled (io_uring only).
     pub fn interrupt_fd(&self) -> Option<BorrowedFd<'_>> {
         self.irq.as_ref().map(|f| f.as_fd())

@@ -1,0 +1,148 @@
+//! What a queue's driver thread and its async handles share: two bounded
+//! lock-free queues of packets (received, to send), the tasks waiting on
+//! them, and the doorbell that wakes a sleeping driver.
+//!
+//! Nothing here allocates or locks per packet: packets move through
+//! `crossbeam_queue::ArrayQueue`s; a task that finds nothing to receive (or
+//! no room to send) registers its waker in a list that is locked only on that
+//! slow path and only when someone waits; the driver rings no doorbell and
+//! wakes no task unless one sleeps. Lost wakeups are ruled out the usual way:
+//! whoever goes to sleep announces it (SeqCst) and looks once more; whoever
+//! makes progress publishes it and then looks for sleepers (SeqCst fences on
+//! both sides).
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering::*};
+use std::sync::Mutex;
+use std::task::{Context, Waker};
+
+use crossbeam_queue::ArrayQueue;
+
+use crate::error::{Error, Result};
+use crate::pool::Packet;
+use crate::sys::fd as sysfd;
+
+/// Tasks waiting for one condition.
+#[derive(Debug, Default)]
+pub(crate) struct WaitList {
+    waiting: AtomicBool,
+    wakers: Mutex<Vec<Waker>>,
+}
+
+impl WaitList {
+    /// Registers the task of `cx`; the caller then checks its condition again.
+    pub(crate) fn register(&self, cx: &Context<'_>) {
+        let mut w = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
+        if !w.iter().any(|x| x.will_wake(cx.waker())) {
+            w.push(cx.waker().clone());
+        }
+        self.waiting.store(true, SeqCst);
+        drop(w);
+        fence(SeqCst);
+    }
+
+    /// Wakes every waiting task (after the caller published its progress).
+    pub(crate) fn wake_all(&self) {
+        fence(SeqCst);
+        if !self.waiting.load(Relaxed) {
+            return;
+        }
+        let wakers = {
+            let mut w = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
+            self.waiting.store(false, Relaxed);
+            std::mem::take(&mut *w)
+        };
+        for w in wakers {
+            w.wake();
+        }
+    }
+}
+
+/// Counters of the handoff, for [`MtStats`](super::MtStats).
+#[derive(Debug, Default)]
+pub(crate) struct ChanCounters {
+    /// Times the driver went to sleep.
+    pub sleeps: AtomicU64,
+    /// Doorbells rung (an eventfd write: a task woke the sleeping driver).
+    pub doorbells: AtomicU64,
+    /// Rx bursts handed to the tasks (one wake each at most).
+    pub rx_bursts: AtomicU64,
+    /// Rounds the driver left packets in the kernel because the tasks had not
+    /// taken the ones before (the received queue was full).
+    pub rx_backpressure: AtomicU64,
+}
+
+/// State shared by a queue's driver and its handles.
+#[derive(Debug)]
+pub(crate) struct Chan {
+    /// Received packets, oldest first.
+    pub rx: ArrayQueue<Packet>,
+    /// Packets to send, oldest first.
+    pub tx: ArrayQueue<Packet>,
+    /// Tasks waiting for a received packet.
+    pub rx_wait: WaitList,
+    /// Tasks waiting for room to send, or for the tx queue to drain.
+    pub tx_wait: WaitList,
+    /// The driver sleeps (or is about to): ring the doorbell to wake it.
+    pub sleeping: AtomicBool,
+    /// The received queue was full: the driver waits for a task to take some.
+    pub rx_full: AtomicBool,
+    /// The driver has stopped (or is stopping): handles fail from now on.
+    pub closed: AtomicBool,
+    /// Why the driver stopped, if it failed.
+    pub failure: Mutex<Option<Error>>,
+    doorbell: OwnedFd,
+    pub counters: ChanCounters,
+}
+
+impl Chan {
+    pub(crate) fn new(depth: usize) -> Result<Chan> {
+        Ok(Chan {
+            rx: ArrayQueue::new(depth),
+            tx: ArrayQueue::new(depth),
+            rx_wait: WaitList::default(),
+            tx_wait: WaitList::default(),
+            sleeping: AtomicBool::new(false),
+            rx_full: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            doorbell: sysfd::eventfd().map_err(|e| Error::sys("eventfd", e))?,
+            counters: ChanCounters::default(),
+        })
+    }
+
+    /// The doorbell's fd, for the driver's poll.
+    pub(crate) fn doorbell(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.doorbell.as_fd()
+    }
+
+    /// Wakes the driver if it sleeps (after the caller published its work).
+    pub(crate) fn ring(&self) {
+        fence(SeqCst);
+        if self.sleeping.load(Relaxed) && self.sleeping.swap(false, Relaxed) {
+            self.counters.doorbells.fetch_add(1, Relaxed);
+            let _ = sysfd::write(self.doorbell.as_fd(), &1u64.to_ne_bytes());
+        }
+    }
+
+    /// Tells whoever waits that the driver stopped.
+    pub(crate) fn close(&self, why: Option<Error>) {
+        if let Some(e) = why {
+            *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+        }
+        self.closed.store(true, SeqCst);
+        self.rx_wait.wake_all();
+        self.tx_wait.wake_all();
+        self.ring();
+    }
+
+    /// The error a handle returns once the driver stopped.
+    pub(crate) fn closed_error(&self) -> Error {
+        match &*self.failure.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(e) => Error::QueueStopped { why: e.to_string() },
+            None => Error::QueueStopped {
+                why: "the queue was stopped".into(),
+            },
+        }
+    }
+}

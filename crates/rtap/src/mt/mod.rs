@@ -1,0 +1,256 @@
+//! Queues for multi-thread async runtimes (feature `mt`): handles that are
+//! `Send + Sync + Clone`, whose futures are `Send`, usable from any task on
+//! any thread, with any executor (tokio's multi-thread scheduler, smol,
+//! async-std: the handles need no reactor).
+//!
+//! # How
+//!
+//! An io_uring ring is best driven by one thread (`SINGLE_ISSUER`,
+//! `DEFER_TASKRUN`), and a pool belongs to the thread that made it. So each
+//! queue pair gets a driver thread ([`MtQueue::spawn`]) that opens the queues
+//! and their pool, moves bursts between the kernel and two bounded lock-free
+//! queues, and sleeps in `poll` when there is nothing to do. Tasks take
+//! received packets from one ([`MtRx`], a `futures` `Stream`) and put
+//! packets to send in the other ([`MtTx`], a `Sink`). A burst costs one task
+//! wakeup at most; a task wakes the driver (an eventfd write) only when the
+//! driver sleeps. Packets are `Send`: a packet received on the driver's
+//! thread, changed by a task on another and sent by a third goes back to the
+//! driver's pool when dropped, wherever ([`crate::pool`]).
+//!
+//! The single-thread busy-poll path ([`RxQueue`](crate::RxQueue),
+//! [`TxQueue`](crate::TxQueue) on the caller's thread) is unchanged and stays
+//! the fastest; this layer costs a thread per queue pair and a handoff per
+//! burst (BENCHMARKS.md measures it).
+//!
+//! # Backpressure
+//!
+//! A full received queue (tasks slower than the wire) leaves frames in the
+//! kernel, which drops them when its own queue fills (`imissed`, counted),
+//! and counts the rounds in [`MtStats::rx_backpressure`]. A full send queue
+//! makes [`MtTx::send`] and the `Sink` wait: nothing is dropped silently.
+//! Packets a task allocates come from its thread's own pool
+//! ([`alloc_from`]).
+
+mod chan;
+mod driver;
+mod local;
+mod rx;
+mod tx;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use driver::MtReport;
+pub use local::{alloc_from, with_local_pool};
+pub use rx::MtRx;
+pub use tx::MtTx;
+
+use chan::Chan;
+
+use crate::error::{Error, Result};
+use crate::pool::{Pool, PoolConfig};
+use crate::port::Port;
+
+/// Settings of a multi-thread queue pair.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MtConfig {
+    /// The driver's pool (received packets live in it). Default: 4096
+    /// buffers of 2176 bytes.
+    pub pool: PoolConfig,
+    /// Packets per burst. Default 32.
+    pub burst: usize,
+    /// Packets each handoff queue holds (received, to send). Default 1024.
+    pub depth: usize,
+    /// Empty rounds the driver spins before it sleeps. Default 64.
+    pub spin: u32,
+    /// How long a stop waits for queued packets to go out. Default 1 s.
+    pub stop_timeout: Duration,
+    /// The driver thread's name. Default `rtap-q{N}`.
+    pub thread_name: Option<String>,
+}
+
+impl Default for MtConfig {
+    fn default() -> Self {
+        MtConfig {
+            pool: PoolConfig::default(),
+            burst: 32,
+            depth: 1024,
+            spin: 64,
+            stop_timeout: Duration::from_secs(1),
+            thread_name: None,
+        }
+    }
+}
+
+impl MtConfig {
+    /// Sets the driver's pool.
+    pub fn pool(mut self, pool: PoolConfig) -> Self {
+        self.pool = pool;
+        self
+    }
+
+    /// Sets the burst size.
+    pub fn burst(mut self, n: usize) -> Self {
+        self.burst = n;
+        self
+    }
+
+    /// Sets the handoff queues' depth.
+    pub fn depth(mut self, n: usize) -> Self {
+        self.depth = n;
+        self
+    }
+
+    /// Sets the empty rounds before the driver sleeps (0: sleep at once).
+    pub fn spin(mut self, rounds: u32) -> Self {
+        self.spin = rounds;
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.burst == 0 || self.burst > 1024 {
+            return Err(Error::InvalidConfig {
+                field: "mt burst",
+                why: format!("{} must be 1..=1024", self.burst),
+            });
+        }
+        if self.depth < self.burst {
+            return Err(Error::InvalidConfig {
+                field: "mt depth",
+                why: format!("{} must be at least the burst ({})", self.depth, self.burst),
+            });
+        }
+        self.pool.validate().map(|_| ())
+    }
+}
+
+/// What a queue pair's handoff has done so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MtStats {
+    /// Times the driver went to sleep.
+    pub sleeps: u64,
+    /// Times a task woke the sleeping driver.
+    pub doorbells: u64,
+    /// Rx bursts handed to the tasks.
+    pub rx_bursts: u64,
+    /// Rounds the driver left frames in the kernel because the tasks had not
+    /// taken the ones before.
+    pub rx_backpressure: u64,
+    /// Received packets waiting for a task now.
+    pub rx_queued: usize,
+    /// Packets waiting for the driver to send them now.
+    pub tx_queued: usize,
+}
+
+/// A queue pair run by its own driver thread, for async tasks on any thread.
+/// Stops (and joins the thread) on [`stop`](Self::stop) or drop; handles
+/// made from it then fail with [`Error::QueueStopped`].
+#[derive(Debug)]
+pub struct MtQueue {
+    chan: Arc<Chan>,
+    thread: Option<std::thread::JoinHandle<MtReport>>,
+    id: u16,
+}
+
+impl MtQueue {
+    /// Starts a driver thread for queue pair `id` of `port` (started): it
+    /// opens the rx and tx queues and a pool of `cfg.pool` there. Errors
+    /// opening them are returned here.
+    pub fn spawn(port: &Arc<Port>, id: u16, cfg: MtConfig) -> Result<MtQueue> {
+        cfg.validate()?;
+        let chan = Arc::new(Chan::new(cfg.depth)?);
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<()>>(1);
+        let (port, c) = (port.clone(), chan.clone());
+        let name = cfg
+            .thread_name
+            .clone()
+            .unwrap_or_else(|| format!("rtap-q{id}"));
+        let thread = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || {
+                let opened = (|| {
+                    let pool = Pool::new(cfg.pool)?;
+                    let rxq = port.rx_queue(id, &pool)?;
+                    let txq = port.tx_queue(id)?;
+                    Ok((pool, rxq, txq))
+                })();
+                match opened {
+                    Ok((pool, rxq, txq)) => {
+                        let _ = ready_tx.send(Ok(()));
+                        drop(port);
+                        driver::run(&c, rxq, txq, pool, &cfg)
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        MtReport::default()
+                    }
+                }
+            })
+            .map_err(|e| Error::sys("spawn the queue's driver thread", e))?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(MtQueue {
+                chan,
+                thread: Some(thread),
+                id,
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => Err(Error::QueueStopped {
+                why: "the driver thread ended before opening its queues".into(),
+            }),
+        }
+    }
+
+    /// The queue pair's index.
+    pub fn id(&self) -> u16 {
+        self.id
+    }
+
+    /// A receive handle (clone it for more tasks).
+    pub fn rx(&self) -> MtRx {
+        MtRx::new(self.chan.clone())
+    }
+
+    /// A send handle (clone it for more tasks).
+    pub fn tx(&self) -> MtTx {
+        MtTx::new(self.chan.clone())
+    }
+
+    /// What the handoff has done so far.
+    pub fn stats(&self) -> MtStats {
+        let c = &self.chan.counters;
+        MtStats {
+            sleeps: c.sleeps.load(Relaxed),
+            doorbells: c.doorbells.load(Relaxed),
+            rx_bursts: c.rx_bursts.load(Relaxed),
+            rx_backpressure: c.rx_backpressure.load(Relaxed),
+            rx_queued: self.chan.rx.len(),
+            tx_queued: self.chan.tx.len(),
+        }
+    }
+
+    /// Stops the driver: packets handed to the tx handle go out first (up
+    /// to `stop_timeout`), then the queues close. Returns what it left.
+    pub fn stop(mut self) -> MtReport {
+        self.halt()
+    }
+
+    fn halt(&mut self) -> MtReport {
+        self.chan.close(None);
+        match self.thread.take() {
+            Some(t) => t.join().unwrap_or_default(),
+            None => MtReport::default(),
+        }
+    }
+}
+
+impl Drop for MtQueue {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}

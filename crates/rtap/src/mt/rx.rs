@@ -1,0 +1,102 @@
+//! [`MtRx`]: received packets, for any task on any thread.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::atomic::{fence, Ordering::*};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use super::chan::Chan;
+use crate::error::Result;
+use crate::pool::Packet;
+
+/// The receive side of an [`MtQueue`](super::MtQueue): `Send + Sync`,
+/// cloneable (tasks sharing it take packets in turn), a [`futures_core::Stream`]
+/// of `Result<Packet>` that ends when the queue is stopped. The driver hands
+/// packets over a burst at a time with one wakeup.
+#[derive(Clone, Debug)]
+pub struct MtRx {
+    chan: Arc<Chan>,
+}
+
+impl MtRx {
+    pub(super) fn new(chan: Arc<Chan>) -> MtRx {
+        MtRx { chan }
+    }
+
+    /// A received packet if one waits, without waiting.
+    pub fn try_recv(&self) -> Option<Packet> {
+        let p = self.chan.rx.pop()?;
+        // The driver may have stopped reading because the queue was full:
+        // room now (fence: it announced that before looking again).
+        fence(SeqCst);
+        if self.chan.rx_full.load(Relaxed) {
+            self.chan.ring();
+        }
+        Some(p)
+    }
+
+    /// Polls for a packet: `Ready(Some(..))` with one, `Ready(None)` once the
+    /// queue stopped normally (an error if it failed).
+    pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Packet>>> {
+        for first in [true, false] {
+            if let Some(p) = self.try_recv() {
+                return Poll::Ready(Some(Ok(p)));
+            }
+            if self.chan.closed.load(Acquire) {
+                return Poll::Ready(self.end());
+            }
+            if first {
+                self.chan.rx_wait.register(cx);
+            }
+        }
+        Poll::Pending
+    }
+
+    fn end(&self) -> Option<Result<Packet>> {
+        let failed = self
+            .chan
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
+        failed.then(|| Err(self.chan.closed_error()))
+    }
+
+    /// Waits for the next packet; `None` once the queue stopped normally.
+    pub async fn recv(&self) -> Option<Result<Packet>> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Waits for at least one packet, then moves up to `max` into `out`;
+    /// returns how many (0 once the queue stopped normally).
+    pub async fn recv_burst(&self, out: &mut Vec<Packet>, max: usize) -> Result<usize> {
+        if max == 0 {
+            return Ok(0);
+        }
+        match self.recv().await {
+            None => return Ok(0),
+            Some(Err(e)) => return Err(e),
+            Some(Ok(p)) => out.push(p),
+        }
+        let mut n = 1;
+        while n < max {
+            match self.try_recv() {
+                Some(p) => {
+                    out.push(p);
+                    n += 1;
+                }
+                None => break,
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl futures_core::Stream for MtRx {
+    type Item = Result<Packet>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Packet>>> {
+        self.poll_recv(cx)
+    }
+}

@@ -1,0 +1,174 @@
+//! [`MtTx`]: packets to send, from any task on any thread.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::atomic::Ordering::*;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use super::chan::Chan;
+use crate::error::Result;
+use crate::pool::Packet;
+
+/// The send side of an [`MtQueue`](super::MtQueue): `Send + Sync`,
+/// cloneable (any number of tasks send through it), a
+/// [`futures_sink::Sink`] of packets. A full queue makes senders wait
+/// (backpressure), never drops; the driver sends a burst at a time.
+#[derive(Debug)]
+pub struct MtTx {
+    chan: Arc<Chan>,
+    /// A packet the `Sink` accepted that did not fit yet.
+    held: Option<Packet>,
+}
+
+impl Clone for MtTx {
+    fn clone(&self) -> Self {
+        MtTx::new(self.chan.clone())
+    }
+}
+
+impl MtTx {
+    pub(super) fn new(chan: Arc<Chan>) -> MtTx {
+        MtTx { chan, held: None }
+    }
+
+    /// Hands `p` to the driver if there is room, else gives it back (also
+    /// once the queue stopped: then [`send`](Self::send) says why).
+    pub fn try_send(&self, p: Packet) -> std::result::Result<(), Packet> {
+        if self.chan.closed.load(Acquire) {
+            return Err(p);
+        }
+        self.chan.tx.push(p)?;
+        self.chan.ring();
+        Ok(())
+    }
+
+    /// Waits for room, then hands `p` to the driver. An error (and `p`
+    /// dropped, its buffers back in its pool) once the queue stopped.
+    pub async fn send(&self, p: Packet) -> Result<()> {
+        let mut slot = Some(p);
+        poll_fn(|cx| {
+            let p = slot.take().expect("polled after completion");
+            match self.put_or_keep(cx, p) {
+                Ok(None) => Poll::Ready(Ok(())),
+                Ok(Some(back)) => {
+                    slot = Some(back);
+                    Poll::Pending
+                }
+                Err(e) => Poll::Ready(Err(e)),
+            }
+        })
+        .await
+    }
+
+    /// Hands over every packet of `pkts` in order, waiting for room as
+    /// needed; `pkts` is empty on success. Dropping the future keeps the
+    /// packets not handed over yet in `pkts`.
+    pub async fn send_burst(&self, pkts: &mut Vec<Packet>) -> Result<()> {
+        poll_fn(|cx| {
+            while !pkts.is_empty() {
+                // Moved out of `pkts` only into the queue: a dropped future
+                // leaves the rest where they were.
+                let p = pkts.remove(0);
+                match self.put_or_keep(cx, p) {
+                    Ok(None) => {}
+                    Ok(Some(back)) => {
+                        pkts.insert(0, back);
+                        return Poll::Pending;
+                    }
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+            }
+            Poll::Ready(Ok(()))
+        })
+        .await
+    }
+
+    /// Puts `p` in the queue, or registers the task and gives it back while
+    /// the queue is full.
+    fn put_or_keep(&self, cx: &mut Context<'_>, p: Packet) -> Result<Option<Packet>> {
+        let mut p = p;
+        for first in [true, false] {
+            if self.chan.closed.load(Acquire) {
+                return Err(self.chan.closed_error());
+            }
+            match self.chan.tx.push(p) {
+                Ok(()) => {
+                    self.chan.ring();
+                    return Ok(None);
+                }
+                Err(back) => p = back,
+            }
+            if first {
+                // The driver may be asleep with a full queue: wake it.
+                self.chan.ring();
+                self.chan.tx_wait.register(cx);
+            }
+        }
+        Ok(Some(p))
+    }
+
+    /// Waits until the driver has taken every packet handed over so far.
+    pub async fn flush(&self) -> Result<()> {
+        poll_fn(|cx| self.poll_drained(cx)).await
+    }
+
+    fn poll_drained(&self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        for first in [true, false] {
+            if self.chan.tx.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            if self.chan.closed.load(Acquire) {
+                return Poll::Ready(Err(self.chan.closed_error()));
+            }
+            if first {
+                self.chan.ring();
+                self.chan.tx_wait.register(cx);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl futures_sink::Sink<Packet> for MtTx {
+    type Error = crate::Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = self.get_mut();
+        match this.held.take() {
+            None => Poll::Ready(Ok(())),
+            Some(p) => match this.put_or_keep(cx, p) {
+                Ok(None) => Poll::Ready(Ok(())),
+                Ok(Some(back)) => {
+                    this.held = Some(back);
+                    Poll::Pending
+                }
+                Err(e) => Poll::Ready(Err(e)),
+            },
+        }
+    }
+
+    fn start_send(self: Pin<&mut Self>, p: Packet) -> Result<()> {
+        let this = self.get_mut();
+        if this.chan.closed.load(Acquire) {
+            return Err(this.chan.closed_error());
+        }
+        match this.chan.tx.push(p) {
+            Ok(()) => this.chan.ring(),
+            // Full since poll_ready: held until the next poll_ready or flush.
+            Err(back) => this.held = Some(back),
+        }
+        Ok(())
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        match self.as_mut().poll_ready(cx) {
+            Poll::Ready(Ok(())) => self.poll_drained(cx),
+            other => other,
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.poll_flush(cx)
+    }
+}

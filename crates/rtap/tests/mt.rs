@@ -1,0 +1,410 @@
+//! Queues for multi-thread async runtimes ([`rtap::mt`]): packets received on
+//! a queue's driver thread, changed by tasks on tokio's worker and blocking
+//! threads, sent from others; on TAP, TUN and AF_PACKET ports; futures that
+//! move between threads; cancellation; a pool stopped while its packets live
+//! elsewhere; the driver's pool full after every test.
+#![cfg(feature = "mt")]
+
+mod common;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::UdpSocket;
+use std::sync::{Arc, Mutex};
+use std::task::Context;
+use std::thread::ThreadId;
+use std::time::Duration;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use rtap::mt::{MtConfig, MtQueue, MtReport};
+use rtap::{BackendKind, Offloads, Packet, PoolConfig, Port, TapConfig};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(3)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn small_pool() -> MtConfig {
+    MtConfig::default().pool(PoolConfig::default().count(1024))
+}
+
+#[track_caller]
+fn assert_full(r: &MtReport) {
+    assert_eq!(
+        r.pool.available, r.pool.capacity as usize,
+        "the driver's pool is full again: {r:?}"
+    );
+}
+
+/// Threads that touched packets.
+type Seen = Arc<Mutex<HashSet<ThreadId>>>;
+
+fn seen(s: &Seen) {
+    s.lock().unwrap().insert(std::thread::current().id());
+}
+
+/// The pipeline a VPN runs: one task receives, a pool of tasks changes each
+/// packet (`change`, on a blocking thread, so the packet surely crosses
+/// threads), one task sends. Returns once `n` packets went through.
+fn pipeline(
+    rt: &tokio::runtime::Runtime,
+    q: &MtQueue,
+    n: usize,
+    change: fn(&mut Packet),
+    s: &Seen,
+) {
+    let (rx, tx) = (q.rx(), q.tx());
+    let s = s.clone();
+    rt.block_on(async move {
+        let (work_tx, mut work_rx) = tokio::sync::mpsc::channel::<Packet>(64);
+        let sender = tokio::spawn({
+            let s = s.clone();
+            async move {
+                let mut sink = tx;
+                let mut done = 0;
+                while let Some(p) = work_rx.recv().await {
+                    seen(&s);
+                    // Through the Sink (MtTx::send is the plain method).
+                    SinkExt::send(&mut sink, p).await.unwrap();
+                    done += 1;
+                    if done == n {
+                        break;
+                    }
+                }
+                SinkExt::flush(&mut sink).await.unwrap();
+            }
+        });
+        let mut stream = rx;
+        let mut workers = Vec::new();
+        for _ in 0..n {
+            let p = stream.next().await.expect("the queue runs").unwrap();
+            seen(&s);
+            let (w, s) = (work_tx.clone(), s.clone());
+            workers.push(tokio::spawn(async move {
+                let p = tokio::task::spawn_blocking(move || {
+                    let mut p = p;
+                    seen(&s);
+                    change(&mut p);
+                    p
+                })
+                .await
+                .unwrap();
+                tokio::task::yield_now().await;
+                w.send(p).await.unwrap();
+            }));
+        }
+        for w in workers {
+            w.await.unwrap();
+        }
+        sender.await.unwrap();
+    });
+}
+
+fn flip_payload(p: &mut Packet) {
+    for b in &mut p.data_mut()[18..] {
+        *b ^= 0x5a;
+    }
+}
+
+fn flipped(f: &[u8]) -> Vec<u8> {
+    let mut v = f.to_vec();
+    for b in &mut v[18..] {
+        *b ^= 0x5a;
+    }
+    v
+}
+
+/// Test frames injected into a port's interface go through the pipeline and
+/// come out of it changed, each once; the packets crossed threads and the
+/// driver's pool is full after the stop.
+fn frames_through_the_pipeline(port: Port, inject: PacketSocket, capture: PacketSocket) {
+    let port = Arc::new(port);
+    let q = MtQueue::spawn(&port, 0, small_pool()).unwrap();
+    let rt = runtime();
+    let n = 200;
+    let frames: Vec<Vec<u8>> = (0..n as u32)
+        .map(|i| test_frame(60 + (i as usize % 900), i))
+        .collect();
+    let sent = frames.clone();
+    let injector = std::thread::spawn(move || {
+        for f in &sent {
+            inject.send(f).unwrap();
+            if f[17] % 16 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    });
+    let s: Seen = Default::default();
+    pipeline(&rt, &q, n, flip_payload, &s);
+    injector.join().unwrap();
+    let mut got = capture.recv_ours(n, WAIT);
+    got.sort_by_key(|f| test_seq(&flipped(f)));
+    let want: Vec<Vec<u8>> = frames.iter().map(|f| flipped(f)).collect();
+    assert_eq!(got.len(), n, "every frame came back");
+    assert_eq!(got, want);
+    assert!(s.lock().unwrap().len() >= 2, "packets crossed threads");
+    let st = q.stats();
+    assert!(st.rx_bursts >= 1 && st.rx_bursts <= n as u64, "{st:?}");
+    drop(rt);
+    let r = q.stop();
+    assert_full(&r);
+    assert_eq!(r.tx_dropped_at_stop, 0);
+}
+
+#[test]
+fn tap_frames_cross_threads_uring() {
+    netns();
+    let port = started("mtap0", BackendKind::Uring, 1);
+    let (i, c) = (
+        PacketSocket::injector(port.ifindex()),
+        PacketSocket::bind(port.ifindex()),
+    );
+    frames_through_the_pipeline(port, i, c);
+}
+
+#[test]
+fn tap_frames_cross_threads_rw() {
+    netns();
+    let port = started("mtap1", BackendKind::Rw, 1);
+    let (i, c) = (
+        PacketSocket::injector(port.ifindex()),
+        PacketSocket::bind(port.ifindex()),
+    );
+    frames_through_the_pipeline(port, i, c);
+}
+
+#[test]
+fn packet_port_frames_cross_threads() {
+    netns();
+    let (p, k) = veth("mtpk");
+    let port = packet_port(rtap::PacketConfig::new(&p));
+    frames_through_the_pipeline(port, PacketSocket::injector(k), PacketSocket::bind(k));
+}
+
+/// A TUN: datagrams the kernel routes into it are turned around (addresses
+/// and ports swapped: the checksums stay right) by tasks on other threads
+/// and written back; the socket gets each echo.
+#[test]
+fn tun_datagrams_echoed_across_threads() {
+    netns();
+    let port = Port::open(TapConfig::tun("mtun0").offloads(Offloads::NONE)).unwrap();
+    port.start().unwrap();
+    ip(&["addr", "add", "10.77.0.1/24", "dev", "mtun0"]);
+    let port = Arc::new(port);
+    let q = MtQueue::spawn(&port, 0, small_pool()).unwrap();
+    let sock = UdpSocket::bind("10.77.0.1:0").unwrap();
+    sock.set_read_timeout(Some(WAIT)).unwrap();
+    let n = 100;
+    let rt = runtime();
+    let s: Seen = Default::default();
+    let sender = sock.try_clone().unwrap();
+    let t = std::thread::spawn(move || {
+        for i in 0..n as u32 {
+            sender.send_to(&i.to_be_bytes(), "10.77.0.2:9000").unwrap();
+        }
+    });
+    pipeline(&rt, &q, n, swap_udp, &s);
+    t.join().unwrap();
+    let mut got = HashSet::new();
+    let mut buf = [0u8; 64];
+    while got.len() < n {
+        let (len, from) = sock.recv_from(&mut buf).expect("an echo");
+        assert_eq!(from.to_string(), "10.77.0.2:9000");
+        got.insert(u32::from_be_bytes(buf[..len].try_into().unwrap()));
+    }
+    assert_eq!(got.len(), n);
+    drop(rt);
+    assert_full(&q.stop());
+}
+
+/// Swaps an IPv4/UDP packet's addresses and ports (sums unchanged).
+fn swap_udp(p: &mut Packet) {
+    let d = p.data_mut();
+    assert_eq!(d[9], 17, "UDP");
+    for i in 0..4 {
+        d.swap(12 + i, 16 + i);
+    }
+    for i in 0..2 {
+        d.swap(20 + i, 22 + i);
+    }
+}
+
+/// A receive future polled on one thread and finished on another (a task
+/// that migrates) gets its packet; the futures are `Send`.
+#[test]
+fn futures_move_between_threads() {
+    netns();
+    let port = Arc::new(started("mtap2", BackendKind::Uring, 1));
+    let q = MtQueue::spawn(&port, 0, small_pool()).unwrap();
+    let rx = q.rx();
+    let fut: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> =
+        Box::pin(async move { rx.recv().await });
+    let (fut_tx, fut_rx) = std::sync::mpsc::channel();
+    let a = std::thread::spawn(move || {
+        let mut fut = fut;
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(fut.as_mut().poll(&mut cx).is_pending(), "nothing yet");
+        fut_tx.send(fut).unwrap();
+        std::thread::current().id()
+    });
+    let first = a.join().unwrap();
+    let fut = fut_rx.recv().unwrap();
+    PacketSocket::injector(port.ifindex())
+        .send(&test_frame(80, 7))
+        .unwrap();
+    let (got, second) = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let p = rt.block_on(fut).unwrap().unwrap();
+        (p.to_vec(), std::thread::current().id())
+    })
+    .join()
+    .unwrap();
+    assert_ne!(first, second);
+    assert_eq!(got, test_frame(80, 7));
+    let tx = q.tx();
+    let p = rtap::mt::alloc_from(&test_frame(80, 8)).unwrap();
+    let send: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> =
+        Box::pin(async move { tx.send(p).await });
+    let cap = PacketSocket::bind(port.ifindex());
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(send)
+            .unwrap()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(cap.recv_ours(1, WAIT), vec![test_frame(80, 8)]);
+    let r = q.stop();
+    assert_full(&r);
+    assert!(
+        r.pool.remote_returns >= 1,
+        "the packet dropped on another thread came back through the remote stack: {r:?}"
+    );
+}
+
+/// Cancelled futures lose nothing: a pending receive dropped leaves the
+/// next packet to the next receive; a burst send dropped part way leaves
+/// what it did not hand over in the caller's vector, and every buffer comes
+/// back to its pool.
+#[test]
+fn cancelled_futures_lose_no_buffer() {
+    netns();
+    let port = Arc::new(started("mtap3", BackendKind::Uring, 1));
+    let q = MtQueue::spawn(&port, 0, small_pool().burst(4).depth(8)).unwrap();
+    let rt = runtime();
+    let rx = q.rx();
+    rt.block_on(async {
+        let r = tokio::time::timeout(Duration::from_millis(50), rx.recv()).await;
+        assert!(r.is_err(), "nothing to receive: the wait was cancelled");
+    });
+    PacketSocket::injector(port.ifindex())
+        .send(&test_frame(90, 1))
+        .unwrap();
+    let p = rt.block_on(rx.recv()).unwrap().unwrap();
+    assert_eq!(p.to_vec(), test_frame(90, 1));
+    drop(p);
+    // A burst far larger than the queue, dropped after its first poll.
+    let tx = q.tx();
+    let total = 3000;
+    let (left, local_full) = std::thread::spawn(move || {
+        let mut pkts: Vec<Packet> = (0..total)
+            .map(|i| rtap::mt::alloc_from(&test_frame(64, i)).unwrap())
+            .collect();
+        {
+            let mut fut = std::pin::pin!(tx.send_burst(&mut pkts));
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            let _ = fut.as_mut().poll(&mut cx);
+        }
+        let left = pkts.len();
+        drop(pkts);
+        // Give the driver time to send what it took, then look at this
+        // thread's pool: every buffer is back.
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let st = rtap::mt::with_local_pool(PoolConfig::default(), |p| p.stats()).unwrap();
+            if st.available == st.capacity as usize || std::time::Instant::now() > deadline {
+                return (left, st.available == st.capacity as usize);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    })
+    .join()
+    .unwrap();
+    assert!(left <= total as usize);
+    assert!(local_full, "the sending thread's pool is full again");
+    drop(rt);
+    assert_full(&q.stop());
+}
+
+/// The queue stopped while a thread still holds packets it received: the
+/// report says they are out; they are used and dropped afterwards (the pool
+/// is gone by then) without harm. Handles then fail with the reason.
+#[test]
+fn stopped_while_packets_live_elsewhere() {
+    netns();
+    let port = Arc::new(started("mtap4", BackendKind::Uring, 1));
+    let q = MtQueue::spawn(&port, 0, small_pool()).unwrap();
+    let inj = PacketSocket::injector(port.ifindex());
+    for i in 0..10 {
+        inj.send(&test_frame(100, i)).unwrap();
+    }
+    let rt = runtime();
+    let rx = q.rx();
+    let held: Vec<Packet> = rt.block_on(async {
+        let mut v = Vec::new();
+        while v.len() < 10 {
+            rx.recv_burst(&mut v, 10).await.unwrap();
+        }
+        v
+    });
+    let tx = q.tx();
+    let r = q.stop();
+    assert_eq!(r.pool.capacity as usize - r.pool.available, 10, "{r:?}");
+    let e = rt
+        .block_on(tx.send(rtap::mt::alloc_from(&test_frame(60, 0)).unwrap()))
+        .unwrap_err();
+    assert!(matches!(e, rtap::Error::QueueStopped { .. }), "{e}");
+    assert!(rt.block_on(rx.recv()).is_none(), "the stream ended");
+    std::thread::spawn(move || {
+        let seqs: Vec<u32> = held.iter().map(|p| test_seq(p.data()).unwrap()).collect();
+        assert_eq!(seqs.len(), 10);
+        drop(held);
+    })
+    .join()
+    .unwrap();
+}
+
+/// A queue whose device is deleted fails its handles with the reason.
+#[test]
+fn a_vanished_device_fails_the_handles() {
+    netns();
+    let port = Arc::new(started("mtap5", BackendKind::Uring, 1));
+    let q = MtQueue::spawn(&port, 0, small_pool().spin(0)).unwrap();
+    let rx = q.rx();
+    ip(&["link", "del", "mtap5"]);
+    let rt = runtime();
+    let r = rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), rx.recv()).await });
+    match r {
+        Ok(Some(Err(e))) => assert!(e.to_string().contains("mtap5"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert_full(&q.stop());
+}
+
+#[allow(dead_code)]
+fn handles_are_send_sync() {
+    fn ok<T: Send + Sync + Clone>() {}
+    fn ok_queue<T: Send + Sync>() {}
+    ok::<rtap::mt::MtRx>();
+    ok::<rtap::mt::MtTx>();
+    ok_queue::<MtQueue>();
+    ok_queue::<Packet>();
+}
