@@ -55,10 +55,13 @@ pub enum TcpPath {
     /// A TUN in each namespace (IP packets, addresses on the TUNs) and the
     /// io-mode forwarder between them: a VPN's data path without the crypto.
     /// With `vpn`: the forwarder splits and merges every packet (`--mode vpn`).
+    /// With `mt` too: the same on tokio's multi-thread runtime (`--mode
+    /// vpn-mt`: a driver thread per queue, a task per packet).
     Tun {
         backend: BackendKind,
         offload: bool,
         vpn: bool,
+        mt: bool,
     },
     /// A veth pair in each namespace, an AF_XDP port on one end of each (the
     /// other end's tx checksum offload off), and the io-mode forwarder between
@@ -86,9 +89,10 @@ pub struct TcpContender {
 /// no headers), `tun`, `tun-rw` and `tun-nooffload` (a TUN in each namespace:
 /// io_uring and read/write with offloads, io_uring without), `tun-vpn` (the
 /// forwarder splits every packet into MTU-sized ones and merges them again: a
-/// VPN without the crypto), `xdp` and `xdp-uring` (AF_XDP ports on veth pairs,
+/// VPN without the crypto), `tun-async-mt` (the same with a keystream pass,
+/// on tokio's multi-thread runtime through `rtap::mt`), `xdp` and `xdp-uring` (AF_XDP ports on veth pairs,
 /// the two kicks: MTU-sized frames, as `packet-nooffload`), and `veth`.
-pub const TCP_CONTENDERS: [TcpContender; 15] = [
+pub const TCP_CONTENDERS: [TcpContender; 16] = [
     TcpContender {
         name: "uring",
         path: TcpPath::Rtap {
@@ -159,6 +163,7 @@ pub const TCP_CONTENDERS: [TcpContender; 15] = [
             backend: BackendKind::Uring,
             offload: true,
             vpn: false,
+            mt: false,
         },
         interrupt: false,
     },
@@ -168,6 +173,7 @@ pub const TCP_CONTENDERS: [TcpContender; 15] = [
             backend: BackendKind::Rw,
             offload: true,
             vpn: false,
+            mt: false,
         },
         interrupt: false,
     },
@@ -177,6 +183,7 @@ pub const TCP_CONTENDERS: [TcpContender; 15] = [
             backend: BackendKind::Uring,
             offload: false,
             vpn: false,
+            mt: false,
         },
         interrupt: false,
     },
@@ -186,6 +193,17 @@ pub const TCP_CONTENDERS: [TcpContender; 15] = [
             backend: BackendKind::Uring,
             offload: true,
             vpn: true,
+            mt: false,
+        },
+        interrupt: false,
+    },
+    TcpContender {
+        name: "tun-async-mt",
+        path: TcpPath::Tun {
+            backend: BackendKind::Uring,
+            offload: true,
+            vpn: true,
+            mt: true,
         },
         interrupt: false,
     },

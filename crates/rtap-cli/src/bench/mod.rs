@@ -88,7 +88,9 @@ Tests and contenders (all in the same run, interleaved, each in its own namespac
                packet-uring (SQPOLL kick) and packet-nooffload (AF_PACKET ports on a
                veth pair in each namespace); tun, tun-rw and tun-nooffload (a TUN in
                each namespace: IP packets, as a VPN forwards them), tun-vpn (the
-               forwarder splits and merges every packet, as a VPN must); xdp and
+               forwarder splits and merges every packet, as a VPN must),
+               tun-async-mt (the same plus a keystream pass, as tasks on tokio's
+               multi-thread runtime through rtap::mt, compared with tun-vpn); xdp and
                xdp-uring (AF_XDP ports on a veth pair in each namespace: MTU-sized
                frames moved by descriptor, compared with packet-nooffload);
                and a veth pair with no userspace at all (the kernel's ceiling).
@@ -124,7 +126,7 @@ pub struct BenchArgs {
     /// packet,ring-inplace,rawsock; for xdp-tx, xdp-txp and xdp-fwd:
     /// xdp-sendto,xdp-uring,packet-sendto,rawsock; for xdp-rx: xdp,packet,rawsock; for tcp:
     /// uring,uring-interrupt,uring-nooffload,rw,rw-nooffload,packet,
-    /// packet-uring,packet-nooffload,tun,tun-rw,tun-nooffload,tun-vpn,xdp,xdp-uring,veth; for lat:
+    /// packet-uring,packet-nooffload,tun,tun-rw,tun-nooffload,tun-vpn,tun-async-mt,xdp,xdp-uring,veth; for lat:
     /// uring,uring-interrupt,rw,veth;
     /// for sink: rtap-sink,recv,epoll)
     #[arg(long, value_delimiter = ',')]

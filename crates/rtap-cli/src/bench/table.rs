@@ -99,8 +99,12 @@ pub fn render(cells: &[Cell]) -> String {
                     backend,
                     offload,
                     vpn,
+                    mt,
                 } => (
-                    if vpn {
+                    if mt {
+                        // (in the "vs rw" column: against the busy-poll VPN path)
+                        format!("{} tun-vpn", ratio(x, get("tcp", "tun-vpn")))
+                    } else if vpn {
                         // (in the "vs rw" column: against the offload passthrough)
                         format!("{} tun", ratio(x, get("tcp", "tun")))
                     } else if backend == BackendKind::Rw || !offload {

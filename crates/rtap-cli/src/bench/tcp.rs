@@ -182,7 +182,9 @@ pub(super) fn over_path<T: Send>(
                 &spec,
                 &crate::fwd::FwdOpts {
                     idle,
-                    mode: if matches!(c.path, TcpPath::Tun { vpn: true, .. }) {
+                    mode: if matches!(c.path, TcpPath::Tun { mt: true, .. }) {
+                        crate::fwd::FwdMode::VpnMt
+                    } else if matches!(c.path, TcpPath::Tun { vpn: true, .. }) {
                         crate::fwd::FwdMode::Vpn
                     } else {
                         crate::fwd::FwdMode::Io

@@ -309,7 +309,7 @@ pub fn with_forwarder<T: Send>(
     let ns_b = Netns::create(&format!("{prefix}b-{pid}"))?;
     let (port_a, side_a) = open_side(&ns_a, kind, "rtap-a", ADDR_A, port_opts)?;
     let (port_b, side_b) = open_side(&ns_b, kind, "rtap-b", ADDR_B, port_opts)?;
-    let mut ports = [port_a, port_b];
+    let ports = [std::sync::Arc::new(port_a), std::sync::Arc::new(port_b)];
     for p in &ports {
         check(p)?;
     }
@@ -332,7 +332,7 @@ pub fn with_forwarder<T: Send>(
         });
         (fwd, traffic)
     });
-    for p in &mut ports {
+    for p in &ports {
         if let Err(e) = p.stop() {
             tracing::warn!("stop {}: {e}", p.name());
         }

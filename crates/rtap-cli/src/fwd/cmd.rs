@@ -2,6 +2,7 @@
 //! (and served), then generation or forwarding until stopped, and the report.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -20,11 +21,11 @@ pub fn cmd(a: FwdArgs) -> Result<()> {
     };
     let cfgs = port_specs(&a)?;
     let opts = options(&a, &cfgs, peer)?;
-    let mut ports = open_ports(&a, cfgs)?;
+    let ports = open_ports(&a, cfgs)?;
     let servers = serve(&a, &ports)?;
     announce(&ports, &opts);
     if matches!(a.mode, Mode::Txonly | Mode::Flowgen) {
-        return generate(&a, &mut ports, &opts, peer);
+        return generate(&a, &ports, &opts, peer);
     }
     forward(&a, ports, &opts, servers)
 }
@@ -36,6 +37,7 @@ fn fwd_mode(a: &FwdArgs, peer: Option<[u8; 6]>) -> Result<FwdMode> {
         Mode::Macswap => FwdMode::MacSwap,
         Mode::Rxonly => FwdMode::RxOnly,
         Mode::Vpn => FwdMode::Vpn,
+        Mode::VpnMt => FwdMode::VpnMt,
         Mode::Icmpecho => {
             let ipv4 = a.ips.iter().find_map(|ip| match ip {
                 std::net::IpAddr::V4(v) => Some(*v),
@@ -139,7 +141,7 @@ fn options(a: &FwdArgs, cfgs: &[PortSpec], peer: Option<[u8; 6]>) -> Result<FwdO
 }
 
 /// Opens and starts the ports, and checks the mode suits their link layer.
-fn open_ports(a: &FwdArgs, cfgs: Vec<PortSpec>) -> Result<Vec<Port>> {
+fn open_ports(a: &FwdArgs, cfgs: Vec<PortSpec>) -> Result<Vec<Arc<Port>>> {
     let mut ports = Vec::new();
     for (spec, cfg) in a.ports.iter().zip(cfgs) {
         let p = Port::open(cfg).with_context(|| format!("open {spec}"))?;
@@ -147,23 +149,27 @@ fn open_ports(a: &FwdArgs, cfgs: Vec<PortSpec>) -> Result<Vec<Port>> {
             tracing::warn!(port = %spec, "engine changed: {why}");
         }
         p.start().with_context(|| format!("start {spec}"))?;
-        ports.push(p);
+        ports.push(Arc::new(p));
     }
-    let ip = |p: &Port| p.link_layer() == Link::Ip;
-    if ports.iter().any(ip) && !matches!(a.mode, Mode::Io | Mode::Rxonly | Mode::Vpn) {
+    let ip = |p: &Arc<Port>| p.link_layer() == Link::Ip;
+    let vpn = matches!(a.mode, Mode::Vpn | Mode::VpnMt);
+    if ports.iter().any(ip) && !vpn && !matches!(a.mode, Mode::Io | Mode::Rxonly) {
         bail!(
             "--mode {} works on Ethernet frames; a tun port carries IP packets: use --mode io, vpn or rxonly",
             format!("{:?}", a.mode).to_lowercase()
         );
     }
-    if a.mode == Mode::Vpn && !ports.iter().all(ip) {
+    if vpn && !ports.iter().all(ip) {
         bail!("--mode vpn splits and merges IP packets: give tun ports");
+    }
+    if a.mode == Mode::VpnMt && ports.len() != 2 {
+        bail!("--mode vpn-mt forwards between two tun ports: give --port twice");
     }
     Ok(ports)
 }
 
 /// Serves the ports `--serve` names to other processes.
-fn serve(a: &FwdArgs, ports: &[Port]) -> Result<Vec<Server>> {
+fn serve(a: &FwdArgs, ports: &[Arc<Port>]) -> Result<Vec<Server>> {
     let mut servers = Vec::new();
     for (path, p) in a.serve.iter().zip(ports) {
         let cfg = rtap::share::ServeConfig::new(path);
@@ -182,7 +188,7 @@ fn serve(a: &FwdArgs, ports: &[Port]) -> Result<Vec<Server>> {
 }
 
 /// One line on stderr saying what runs.
-fn announce(ports: &[Port], opts: &FwdOpts) {
+fn announce(ports: &[Arc<Port>], opts: &FwdOpts) {
     let names: Vec<String> = ports.iter().map(|p| p.name()).collect();
     eprintln!(
         "rtap fwd: {} ({} queue pair(s), {} worker(s){}, {} mode, burst {}){}",
@@ -208,7 +214,7 @@ fn announce(ports: &[Port], opts: &FwdOpts) {
 }
 
 /// txonly / flowgen on the first port until the count, the duration or a signal.
-fn generate(a: &FwdArgs, ports: &mut [Port], opts: &FwdOpts, peer: Option<[u8; 6]>) -> Result<()> {
+fn generate(a: &FwdArgs, ports: &[Arc<Port>], opts: &FwdOpts, peer: Option<[u8; 6]>) -> Result<()> {
     let (name, flows) = match a.mode {
         Mode::Flowgen => ("flowgen", a.flows.max(1)),
         _ => ("txonly", 1),
@@ -225,7 +231,7 @@ fn generate(a: &FwdArgs, ports: &mut [Port], opts: &FwdOpts, peer: Option<[u8; 6
     let mut live = opts.stats_period.map(|p| live::Live::new(ports, p, a.json));
     let r = gen::run(&ports[0], &g, name, &signal::STOP, live.as_mut());
     drop(live);
-    for p in ports.iter_mut() {
+    for p in ports.iter() {
         let _ = p.stop();
     }
     let r = r?;
@@ -239,7 +245,7 @@ fn generate(a: &FwdArgs, ports: &mut [Port], opts: &FwdOpts, peer: Option<[u8; 6
 
 /// Forwards until stopped, lets attached processes go, stops the ports and
 /// prints the report (its error, if a port vanished, comes after it).
-fn forward(a: &FwdArgs, mut ports: Vec<Port>, opts: &FwdOpts, servers: Vec<Server>) -> Result<()> {
+fn forward(a: &FwdArgs, ports: Vec<Arc<Port>>, opts: &FwdOpts, servers: Vec<Server>) -> Result<()> {
     // Link events are printed as they happen, from a watcher thread.
     let watchers = ports
         .iter()
@@ -264,7 +270,7 @@ fn forward(a: &FwdArgs, mut ports: Vec<Port>, opts: &FwdOpts, servers: Vec<Serve
     } else {
         Vec::new()
     };
-    for p in &mut ports {
+    for p in &ports {
         if let Err(e) = p.stop() {
             tracing::warn!("stop {}: {e}", p.name());
         }

@@ -10,6 +10,8 @@
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use rtap::{Port, PortStats};
 
 use serde_json::{json, Value};
@@ -79,7 +81,7 @@ pub fn rates(prev: &Counts, now: &Counts, secs: f64) -> Rates {
 
 /// Prints live statistics for a set of ports every period.
 pub struct Live<'a> {
-    ports: &'a [Port],
+    ports: &'a [Arc<Port>],
     base: Vec<PortStats>,
     prev: Vec<Counts>,
     start: Instant,
@@ -92,7 +94,7 @@ pub struct Live<'a> {
 
 impl<'a> Live<'a> {
     /// Starts counting from the ports' counters now.
-    pub fn new(ports: &'a [Port], period: Duration, json: bool) -> Live<'a> {
+    pub fn new(ports: &'a [Arc<Port>], period: Duration, json: bool) -> Live<'a> {
         let base = ports
             .iter()
             .map(|p| p.stats().unwrap_or_default())

@@ -17,12 +17,14 @@
 //! - `options.rs`: [`FwdOpts`], modes, idle behaviour.
 //! - `worker.rs`: the worker threads and their per-round pass.
 //! - `report.rs`: what a run did (summary, table, JSON).
+//! - `mt.rs`: `--mode vpn-mt`, the VPN path on tokio's multi-thread runtime.
 //! - `gen.rs`: txonly / flowgen generation; `responder.rs`: icmpecho (pure);
 //!   `live.rs`: `--stats-period` rates.
 
 mod cmd;
 mod gen;
 pub mod live;
+mod mt;
 mod options;
 mod report;
 pub mod responder;
@@ -117,6 +119,9 @@ enum Mode {
     /// TUN ports: split each packet into MTU-sized ones and merge them again
     /// before sending (a VPN's data path without the crypto)
     Vpn,
+    /// As vpn, on tokio's multi-thread runtime: a driver thread per queue,
+    /// a task per packet for a keystream pass (a stand-in for a cipher)
+    VpnMt,
 }
 
 #[derive(Args, Debug)]

@@ -61,6 +61,11 @@ pub enum FwdMode {
     /// it receives) and sent to the other port as GSO packets: a VPN's data
     /// path without the crypto.
     Vpn,
+    /// [`Vpn`](Self::Vpn) on tokio's multi-thread runtime (`rtap::mt`): each
+    /// queue on its driver thread, a task reads and splits, a task per packet
+    /// runs a keystream pass twice (a stand-in for encrypting and
+    /// decrypting), a task merges in order and sends.
+    VpnMt,
 }
 
 impl FwdMode {
@@ -73,6 +78,7 @@ impl FwdMode {
             FwdMode::RxOnly => "rxonly",
             FwdMode::IcmpEcho { .. } => "icmpecho",
             FwdMode::Vpn => "vpn",
+            FwdMode::VpnMt => "vpn-mt",
         }
     }
 }

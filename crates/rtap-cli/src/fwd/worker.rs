@@ -4,6 +4,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rtap::{Packet, Pool, PoolConfig, Port, PortStats, RxQueue, TxQueue};
@@ -120,7 +121,7 @@ impl Rewrite {
 /// True if a port may hand up 64 KiB coalesced frames (offloads on): the pool then
 /// gets buffers that hold a whole one, so each frame is one buffer and rx can use
 /// multishot read.
-fn big_frames(ports: &[Port]) -> bool {
+fn big_frames(ports: &[Arc<Port>]) -> bool {
     ports.iter().any(|p| p.offloads().any_gso())
 }
 
@@ -128,7 +129,7 @@ fn big_frames(ports: &[Port]) -> bool {
 /// where a port hands those up, unless a port takes the pool's memory as its
 /// own and limits its buffers (an xdp port's UMEM): then the default, and the
 /// coalesced frames come as chains.
-fn buf_size(ports: &[Port]) -> u32 {
+fn buf_size(ports: &[Arc<Port>]) -> u32 {
     let limited = ports.iter().any(|p| p.info().max_buffer.is_some());
     if big_frames(ports) && !limited {
         // Headroom + 64 KiB frame + one spare byte, rounded up.
@@ -138,7 +139,7 @@ fn buf_size(ports: &[Port]) -> u32 {
     }
 }
 
-fn pool_needed(ports: &[Port], burst: usize, pool: &PoolConfig) -> Result<u32> {
+fn pool_needed(ports: &[Arc<Port>], burst: usize, pool: &PoolConfig) -> Result<u32> {
     let mut held = 0;
     for p in ports {
         held += p.queue_buffers(pool)?;
@@ -161,7 +162,7 @@ pub fn assign_queues(pairs: u16, threads: u16, skip: &[u16]) -> Vec<Vec<u16>> {
 /// With one port, packets go back out of the port they came in on.
 ///
 /// The ports stay started; stopping them is the caller's job.
-pub fn run(ports: &[Port], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdReport> {
+pub fn run(ports: &[Arc<Port>], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdReport> {
     let r = run_to_end(ports, opts, stop)?;
     match &r.error {
         Some(e) => Err(anyhow!("{e}")),
@@ -172,7 +173,10 @@ pub fn run(ports: &[Port], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdRepor
 /// [`run`], but a worker's failure (a port that vanished, ...) still gives the
 /// report of everything forwarded until then, with the failure in
 /// [`FwdReport::error`]; only setup failures are errors.
-pub fn run_to_end(ports: &[Port], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdReport> {
+pub fn run_to_end(ports: &[Arc<Port>], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdReport> {
+    if opts.mode == FwdMode::VpnMt {
+        return super::mt::run_to_end(ports, opts, stop);
+    }
     if ports.is_empty() || ports.len() > 2 {
         return Err(anyhow!("fwd needs one or two ports, got {}", ports.len()));
     }
@@ -229,7 +233,7 @@ pub fn run_to_end(ports: &[Port], opts: &FwdOpts, stop: &AtomicBool) -> Result<F
         .iter()
         .map(|p| p.stats().with_context(|| format!("{}: stats", p.name())))
         .collect::<Result<_, _>>()?;
-    let base_lro: Vec<u64> = ports.iter().map(lro_count).collect();
+    let base_lro: Vec<u64> = ports.iter().map(|p| lro_count(p)).collect();
 
     // Raised when the run ends for any reason (stop, deadline, a failed worker).
     let done = AtomicBool::new(false);
@@ -361,7 +365,7 @@ struct Outputs<'a> {
 
 /// Forwards queue pairs `queues` until `done`, pinned to `cpu` if given.
 fn worker(
-    ports: &[Port],
+    ports: &[Arc<Port>],
     queues: &[u16],
     cpu: Option<usize>,
     pool_size: u32,
@@ -426,7 +430,7 @@ fn worker(
     for (i, p) in ports.iter().enumerate() {
         rw[i] = match opts.mode {
             FwdMode::Io => Rewrite::None,
-            FwdMode::Vpn => Rewrite::Vpn,
+            FwdMode::Vpn | FwdMode::VpnMt => Rewrite::Vpn,
             FwdMode::MacSwap => Rewrite::Swap,
             FwdMode::RxOnly => Rewrite::Drop,
             FwdMode::IcmpEcho { ipv4, ipv6 } => Rewrite::Respond(responder::Identity {
