@@ -73,6 +73,9 @@ pub fn reference<'a>(cells: &'a [Cell], x: &Cell) -> Option<(&'a Cell, f64)> {
             .find(|y| y.test == x.test && y.contender == c && y.rate > 0.0)
     };
     let other = match x.unit {
+        // Packets dropped on another thread: against the pool's own thread.
+        Unit::Pps if x.test == "handoff" && x.contender != "local" => find("local"),
+        Unit::Pps if x.test == "handoff" => None,
         // AF_XDP tests: against the AF_PACKET port.
         Unit::Pps if x.test == "xdp-rx" && x.contender != "packet" => find("packet"),
         Unit::Pps if x.test.starts_with("xdp-") && x.contender != "packet-sendto" => {

@@ -18,7 +18,7 @@ pub fn render(cells: &[Cell]) -> String {
     let mut s = String::new();
     if cells
         .iter()
-        .any(|c| c.unit == Unit::Pps && !c.test.starts_with("pkt-") && !c.test.starts_with("xdp-"))
+        .any(|c| c.unit == Unit::Pps && matches!(c.test, "tx" | "rx" | "fwd"))
     {
         s += &format!(
             "{:<8} {:<14} {:>10} {:>10} {:>12} {:>12}\n",
@@ -49,6 +49,7 @@ pub fn render(cells: &[Cell]) -> String {
     }
     s += &packet_rows(cells);
     s += &xdp_rows(cells);
+    s += &super::handoff::rows(cells);
     if cells.iter().any(|c| c.unit == Unit::Gbps) {
         if !s.is_empty() {
             s.push('\n');

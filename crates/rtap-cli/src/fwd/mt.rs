@@ -24,9 +24,16 @@ use super::report::{lro_count, FwdReport, PortReport, WorkerReport};
 
 /// Forwards between two TUN ports until `stop` or the duration; every queue
 /// pair forwarded both ways.
-pub(super) fn run_to_end(ports: &[Arc<Port>], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdReport> {
+pub(super) fn run_to_end(
+    ports: &[Arc<Port>],
+    opts: &FwdOpts,
+    stop: &AtomicBool,
+) -> Result<FwdReport> {
     let [a, b] = ports else {
-        return Err(anyhow!("--mode vpn-mt needs two ports, got {}", ports.len()));
+        return Err(anyhow!(
+            "--mode vpn-mt needs two ports, got {}",
+            ports.len()
+        ));
     };
     let pairs = a.queue_count().min(b.queue_count());
     let base = [a.stats()?, b.stats()?];
@@ -38,7 +45,10 @@ pub(super) fn run_to_end(ports: &[Arc<Port>], opts: &FwdOpts, stop: &AtomicBool)
     let mut queues = Vec::new();
     for q in 0..pairs {
         for p in [a, b] {
-            queues.push(MtQueue::spawn(p, q, cfg.clone()).with_context(|| format!("{} queue {q}", p.name()))?);
+            queues.push(
+                MtQueue::spawn(p, q, cfg.clone())
+                    .with_context(|| format!("{} queue {q}", p.name()))?,
+            );
         }
     }
     // Worker threads' CPU time, added as each ends.
@@ -63,7 +73,9 @@ pub(super) fn run_to_end(ports: &[Arc<Port>], opts: &FwdOpts, stop: &AtomicBool)
     let t0 = Instant::now();
     let tunnels: Vec<JoinHandle<()>> = queues
         .chunks(2)
-        .flat_map(|pair| [(0, 1), (1, 0)].map(|(f, t)| rt.spawn(tunnel(pair[f].rx(), pair[t].tx()))))
+        .flat_map(|pair| {
+            [(0, 1), (1, 0)].map(|(f, t)| rt.spawn(tunnel(pair[f].rx(), pair[t].tx())))
+        })
         .collect();
     let deadline = opts.duration.map(|d| t0 + d);
     while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
