@@ -120,10 +120,10 @@ impl Shared {
         unsafe { &mut *self.free.get() }
     }
 
-    /// Gives back the chain `head`..`tail` (linked by the segment records) of
-    /// a packet the caller owns. On the pool's thread onto the free list;
+    /// Gives back the chain from `head` (linked by the segment records) of a
+    /// packet the caller owns. On the pool's thread onto the free list;
     /// elsewhere through the remote stack (after which `this` may be gone).
-    pub(crate) fn give_back(this: NonNull<Shared>, head: u32, tail: u32) {
+    pub(crate) fn give_back(this: NonNull<Shared>, head: u32) {
         // SAFETY: the caller owns buffers of this pool, so its memory lives
         // (it is freed only once every buffer is back).
         let sh = unsafe { this.as_ref() };
@@ -137,7 +137,7 @@ impl Shared {
             return;
         }
         sh.remote.enter();
-        sh.remote.push(head, tail, |i| sh.seg(i).next);
+        sh.remote.push(head, |i| sh.seg(i).next);
         if sh.remote.leave() {
             // SAFETY: `leave` handed this thread RECLAIM.
             unsafe { Shared::reclaim(this) }

@@ -325,7 +325,7 @@ impl Packet {
                 self.pool().set_seg(idx, s);
                 // Keep the head even if it is empty; free everything after idx.
                 if rest != NO_SEG {
-                    Shared::give_back(self.sh, rest, self.tail);
+                    Shared::give_back(self.sh, rest);
                 }
                 break;
             }
@@ -474,7 +474,7 @@ impl Packet {
 impl Drop for Packet {
     fn drop(&mut self) {
         if self.head != NO_SEG {
-            Shared::give_back(self.sh, self.head, self.tail);
+            Shared::give_back(self.sh, self.head);
         }
     }
 }

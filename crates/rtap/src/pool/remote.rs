@@ -53,15 +53,20 @@ impl Remote {
         self.state.fetch_add(1, Acquire);
     }
 
-    /// Pushes a chain of buffers, `first` to `last`, whose links the caller
-    /// gives (`chain_next`: the buffer after `i` in the chain). The caller owns
-    /// them until this returns, and is between `enter` and `leave`.
-    pub(crate) fn push(&self, first: u32, last: u32, chain_next: impl Fn(u32) -> u32) {
-        let mut i = first;
-        while i != last {
-            let n = chain_next(i);
-            self.next[i as usize].store(n, Relaxed);
-            i = n;
+    /// Pushes a chain of buffers starting at `first`, whose links the caller
+    /// gives (`chain_next`: the buffer after `i`, `NO_SEG` after the last).
+    /// The caller owns them until this returns, and is between `enter` and
+    /// `leave`.
+    pub(crate) fn push(&self, first: u32, chain_next: impl Fn(u32) -> u32) {
+        let mut last = first;
+        // A chain holds each buffer once: at most `next.len()` links.
+        for _ in 0..self.next.len() {
+            let n = chain_next(last);
+            if n == NO_SEG {
+                break;
+            }
+            self.next[last as usize].store(n, Relaxed);
+            last = n;
         }
         let mut h = self.head.load(Relaxed);
         loop {
@@ -168,8 +173,8 @@ mod tests {
             _ => NO_SEG,
         };
         r.enter();
-        r.push(1, 6, links);
-        r.push(3, 3, |_| NO_SEG);
+        r.push(1, links);
+        r.push(3, |_| NO_SEG);
         assert!(!r.leave());
         let mut got = Vec::new();
         assert_eq!(r.take_all(|i| got.push(i)), 4);
@@ -199,7 +204,7 @@ mod tests {
         assert!(r.orphan(), "nobody inside: the handle's drop reclaims");
         // A thread enters while RECLAIM is held and pushes.
         r.enter();
-        r.push(2, 2, |_| NO_SEG);
+        r.push(2, |_| NO_SEG);
         assert!(!r.finish(), "someone inside");
         assert!(!r.leave(), "RECLAIM is held: the holder goes on");
         // The holder lets go: a buffer waits and nobody is inside, so it
@@ -219,7 +224,7 @@ mod tests {
                 std::thread::spawn(move || {
                     for i in (t..n).step_by(4) {
                         r.enter();
-                        r.push(i, i, |_| NO_SEG);
+                        r.push(i, |_| NO_SEG);
                         r.leave();
                     }
                 })
