@@ -122,8 +122,17 @@ fn flipped(f: &[u8]) -> Vec<u8> {
 /// come out of it changed, each once; the packets crossed threads and the
 /// driver's pool is full after the stop.
 fn frames_through_the_pipeline(port: Port, inject: PacketSocket, capture: PacketSocket) {
+    frames_through_the_pipeline_with(port, inject, capture, small_pool())
+}
+
+fn frames_through_the_pipeline_with(
+    port: Port,
+    inject: PacketSocket,
+    capture: PacketSocket,
+    cfg: MtConfig,
+) {
     let port = Arc::new(port);
-    let q = MtQueue::spawn(&port, 0, small_pool()).unwrap();
+    let q = MtQueue::spawn(&port, 0, cfg).unwrap();
     let rt = runtime();
     let n = 200;
     let frames: Vec<Vec<u8>> = (0..n as u32)
@@ -183,6 +192,22 @@ fn packet_port_frames_cross_threads() {
     let (p, k) = veth("mtpk");
     let port = packet_port(rtap::PacketConfig::new(&p));
     frames_through_the_pipeline(port, PacketSocket::injector(k), PacketSocket::bind(k));
+}
+
+#[test]
+fn xdp_port_frames_cross_threads() {
+    netns();
+    let (p, k) = veth("mtxd");
+    let port = Port::open(rtap::XdpConfig::new(&p)).unwrap();
+    port.start().unwrap();
+    wait_oper_up(&format!("{}k", "mtxd"));
+    frames_through_the_pipeline_with(
+        port,
+        PacketSocket::injector(k),
+        PacketSocket::bind(k),
+        // The fill ring lends the kernel 2048 buffers of the driver's pool.
+        MtConfig::default(),
+    );
 }
 
 /// A TUN: datagrams the kernel routes into it are turned around (addresses
