@@ -433,3 +433,52 @@ fn handles_are_send_sync() {
     ok_queue::<MtQueue>();
     ok_queue::<Packet>();
 }
+
+/// Runs `f` to completion on the calling thread: parks until woken. No
+/// reactor and no runtime: what any executor offers.
+fn block_on<F: Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
+/// The handles need no runtime: a bare executor on plain threads (what smol
+/// or async-std would do) receives and sends.
+#[test]
+fn no_runtime_needed() {
+    netns();
+    let port = Arc::new(started("mtap6", BackendKind::Uring, 1));
+    let q = MtQueue::spawn(&port, 0, small_pool()).unwrap();
+    let (rx, tx) = (q.rx(), q.tx());
+    let inj = PacketSocket::injector(port.ifindex());
+    let cap = PacketSocket::bind(port.ifindex());
+    let echo = std::thread::spawn(move || {
+        for _ in 0..5 {
+            let p = block_on(rx.recv()).unwrap().unwrap();
+            block_on(tx.send(p)).unwrap();
+        }
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    for i in 0..5 {
+        inj.send(&test_frame(70, i)).unwrap();
+    }
+    echo.join().unwrap();
+    let mut got = cap.recv_ours(5, WAIT);
+    got.sort();
+    let mut want: Vec<Vec<u8>> = (0..5).map(|i| test_frame(70, i)).collect();
+    want.sort();
+    assert_eq!(got, want);
+    assert_full(&q.stop());
+}
