@@ -12,7 +12,7 @@
 //! both sides).
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering::*};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::Mutex;
 use std::task::{Context, Waker};
 
@@ -89,6 +89,12 @@ pub(crate) struct Chan {
     pub rx_full: AtomicBool,
     /// The driver has stopped (or is stopping): handles fail from now on.
     pub closed: AtomicBool,
+    /// Senders between their look at `closed` and the end of their push
+    /// ([`Chan::send_begin`]): the driver's last drain waits for them.
+    senders: AtomicUsize,
+    /// The driver's burst (a task wakes a driver that stopped reading only
+    /// once a whole burst fits again).
+    pub burst: usize,
     /// Why the driver stopped, if it failed.
     pub failure: Mutex<Option<Error>>,
     doorbell: OwnedFd,
@@ -96,8 +102,10 @@ pub(crate) struct Chan {
 }
 
 impl Chan {
-    pub(crate) fn new(depth: usize) -> Result<Chan> {
+    pub(crate) fn new(depth: usize, burst: usize) -> Result<Chan> {
         Ok(Chan {
+            senders: AtomicUsize::new(0),
+            burst,
             rx: ArrayQueue::new(depth),
             tx: ArrayQueue::new(depth),
             rx_wait: WaitList::default(),
@@ -125,10 +133,48 @@ impl Chan {
         }
     }
 
+    /// A sender is about to push: `false` (and nothing to undo) if the queue
+    /// is closed. Else the driver's last drain waits until
+    /// [`send_end`](Self::send_end), so a push that saw the queue open is
+    /// never left behind.
+    pub(crate) fn send_begin(&self) -> bool {
+        self.senders.fetch_add(1, SeqCst);
+        if self.closed.load(SeqCst) {
+            self.senders.fetch_sub(1, Release);
+            return false;
+        }
+        true
+    }
+
+    /// The sender's push is done.
+    pub(crate) fn send_end(&self) {
+        self.senders.fetch_sub(1, Release);
+    }
+
+    /// The driver, after closing: waits for senders already past their look.
+    pub(crate) fn wait_senders(&self) {
+        while self.senders.load(SeqCst) != 0 {
+            std::thread::yield_now();
+        }
+    }
+
+    /// After a task took a received packet: wakes a driver that stopped
+    /// reading because the queue was full, once a whole burst fits again.
+    pub(crate) fn took_rx(&self) {
+        fence(SeqCst);
+        if self.rx_full.load(Relaxed) && self.rx.len() + self.burst <= self.rx.capacity() {
+            self.ring();
+        }
+    }
+
     /// Tells whoever waits that the driver stopped.
     pub(crate) fn close(&self, why: Option<Error>) {
         if let Some(e) = why {
-            *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+            let mut f = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+            // The first reason stays.
+            if f.is_none() {
+                *f = Some(e);
+            }
         }
         self.closed.store(true, SeqCst);
         self.rx_wait.wake_all();

@@ -43,14 +43,26 @@ pub(crate) fn run(
     pool: Pool,
     cfg: &MtConfig,
 ) -> MtReport {
-    let failure = drive(chan, &mut rxq, &mut txq, cfg).err();
+    // Packets taken from the handoff that the kernel has not accepted yet:
+    // kept here so a stop still sends (or counts) them.
+    let mut pending: Vec<Packet> = Vec::with_capacity(cfg.burst);
+    let failure = {
+        // A panic in the loop still tells the tasks (they would wait for ever).
+        let closer = CloseOnUnwind(chan);
+        let r = drive(chan, &mut rxq, &mut txq, &mut pending, cfg).err();
+        std::mem::forget(closer);
+        r
+    };
     let stopping = failure.is_none();
     chan.close(failure);
+    // Senders that saw the queue open finish their push before the last look.
+    chan.wait_senders();
     // Whatever is still on its way: sent if the queue still can, else dropped
     // (counted); then the queues close and the pool says what came back.
-    let mut pending: Vec<Packet> = Vec::new();
     let mut tx_dropped = 0u64;
-    let deadline = Instant::now() + cfg.stop_timeout;
+    let deadline = Instant::now()
+        .checked_add(cfg.stop_timeout)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
     loop {
         while let Some(p) = chan.tx.pop() {
             pending.push(p);
@@ -82,11 +94,27 @@ pub(crate) fn run(
     }
 }
 
-fn drive(chan: &Chan, rxq: &mut RxQueue, txq: &mut TxQueue, cfg: &MtConfig) -> Result<()> {
+/// Closes the handoff if the driver unwinds.
+struct CloseOnUnwind<'a>(&'a Chan);
+
+impl Drop for CloseOnUnwind<'_> {
+    fn drop(&mut self) {
+        self.0.close(Some(crate::error::Error::QueueStopped {
+            why: "the driver thread panicked".into(),
+        }));
+    }
+}
+
+fn drive(
+    chan: &Chan,
+    rxq: &mut RxQueue,
+    txq: &mut TxQueue,
+    pending: &mut Vec<Packet>,
+    cfg: &MtConfig,
+) -> Result<()> {
     let burst = cfg.burst;
     let cap = chan.rx.capacity();
     let mut got: Vec<Packet> = Vec::with_capacity(burst);
-    let mut pending: Vec<Packet> = Vec::with_capacity(burst);
     let mut idle = 0u32;
     rxq.enable_interrupt()?;
     txq.enable_interrupt()?;
@@ -98,8 +126,10 @@ fn drive(chan: &Chan, rxq: &mut RxQueue, txq: &mut TxQueue, cfg: &MtConfig) -> R
             let n = rxq.rx_burst(&mut got, burst)?;
             if n > 0 {
                 for p in got.drain(..) {
-                    // Room was checked, and this thread alone pushes.
-                    let _ = chan.rx.push(p);
+                    // Room was checked, this thread alone pushes, and a burst
+                    // is at most `burst` packets.
+                    let r = chan.rx.push(p);
+                    debug_assert!(r.is_ok(), "room for a burst was checked");
                 }
                 chan.counters.rx_bursts.fetch_add(1, Relaxed);
                 chan.rx_wait.wake_all();
@@ -111,16 +141,24 @@ fn drive(chan: &Chan, rxq: &mut RxQueue, txq: &mut TxQueue, cfg: &MtConfig) -> R
         }
         // Tx: what the tasks handed over, a burst at a time; the tx burst
         // reaps earlier completions even when there is nothing new.
+        let mut took = false;
         while pending.len() < burst {
             match chan.tx.pop() {
-                Some(p) => pending.push(p),
+                Some(p) => {
+                    pending.push(p);
+                    took = true;
+                }
                 None => break,
             }
         }
         let before = pending.len();
-        txq.tx_burst(&mut pending)?;
-        if pending.len() < before {
+        txq.tx_burst(pending)?;
+        // Room in the handoff (or the kernel took some): senders waiting for
+        // room, or for the handoff to drain, look again.
+        if took || pending.len() < before {
             chan.tx_wait.wake_all();
+        }
+        if pending.len() < before {
             work = true;
         }
         if work {

@@ -161,7 +161,7 @@ impl MtQueue {
     /// opening them are returned here.
     pub fn spawn(port: &Arc<Port>, id: u16, cfg: MtConfig) -> Result<MtQueue> {
         cfg.validate()?;
-        let chan = Arc::new(Chan::new(cfg.depth)?);
+        let chan = Arc::new(Chan::new(cfg.depth, cfg.burst)?);
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<()>>(1);
         let (port, c) = (port.clone(), chan.clone());
         let name = cfg

@@ -2,7 +2,7 @@
 
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::sync::atomic::{fence, Ordering::*};
+use std::sync::atomic::Ordering::*;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -27,12 +27,8 @@ impl MtRx {
     /// A received packet if one waits, without waiting.
     pub fn try_recv(&self) -> Option<Packet> {
         let p = self.chan.rx.pop()?;
-        // The driver may have stopped reading because the queue was full:
-        // room now (fence: it announced that before looking again).
-        fence(SeqCst);
-        if self.chan.rx_full.load(Relaxed) {
-            self.chan.ring();
-        }
+        // The driver may have stopped reading because the queue was full.
+        self.chan.took_rx();
         Some(p)
     }
 

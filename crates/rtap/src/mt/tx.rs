@@ -35,10 +35,12 @@ impl MtTx {
     /// Hands `p` to the driver if there is room, else gives it back (also
     /// once the queue stopped: then [`send`](Self::send) says why).
     pub fn try_send(&self, p: Packet) -> std::result::Result<(), Packet> {
-        if self.chan.closed.load(Acquire) {
+        if !self.chan.send_begin() {
             return Err(p);
         }
-        self.chan.tx.push(p)?;
+        let r = self.chan.tx.push(p);
+        self.chan.send_end();
+        r?;
         self.chan.ring();
         Ok(())
     }
@@ -89,10 +91,12 @@ impl MtTx {
     fn put_or_keep(&self, cx: &mut Context<'_>, p: Packet) -> Result<Option<Packet>> {
         let mut p = p;
         for first in [true, false] {
-            if self.chan.closed.load(Acquire) {
+            if !self.chan.send_begin() {
                 return Err(self.chan.closed_error());
             }
-            match self.chan.tx.push(p) {
+            let r = self.chan.tx.push(p);
+            self.chan.send_end();
+            match r {
                 Ok(()) => {
                     self.chan.ring();
                     return Ok(None);
@@ -150,10 +154,12 @@ impl futures_sink::Sink<Packet> for MtTx {
 
     fn start_send(self: Pin<&mut Self>, p: Packet) -> Result<()> {
         let this = self.get_mut();
-        if this.chan.closed.load(Acquire) {
+        if !this.chan.send_begin() {
             return Err(this.chan.closed_error());
         }
-        match this.chan.tx.push(p) {
+        let r = this.chan.tx.push(p);
+        this.chan.send_end();
+        match r {
             Ok(()) => this.chan.ring(),
             // Full since poll_ready: held until the next poll_ready or flush.
             Err(back) => this.held = Some(back),

@@ -20,8 +20,13 @@
 //!   stack into it, and frees the memory if every buffer is back and no
 //!   thread is inside ([`finish`](Remote::finish)). Whoever makes the state
 //!   "orphaned, nobody inside" takes `RECLAIM` in the same step (the last
-//!   thread to leave, or the pool's handle going away), and a holder letting it
-//!   go looks again if it may have missed buffers ([`release`](Remote::release)).
+//!   thread to leave, or the pool's handle going away);
+//! - `DIRTY`: a thread left while `RECLAIM` was held (its buffers may have
+//!   come after the holder took the stack): the holder takes it once more
+//!   before letting go ([`release`](Remote::release)).
+//!
+//! The holder's last touch of the memory is the compare-and-swap that lets
+//! `RECLAIM` go: from then on another thread may free it.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 
@@ -29,7 +34,8 @@ use super::NO_SEG;
 
 const ORPHANED: u64 = 1 << 63;
 const RECLAIM: u64 = 1 << 62;
-const INSIDE: u64 = RECLAIM - 1;
+const DIRTY: u64 = 1 << 61;
+const INSIDE: u64 = DIRTY - 1;
 
 /// The stack of buffers given back from other threads, and the state above.
 pub(crate) struct Remote {
@@ -81,13 +87,21 @@ impl Remote {
     }
 
     /// The thread is done. `true`: the pool is orphaned and this thread was the
-    /// last inside, so it now holds `RECLAIM` and must [`reclaim`](super::inner).
-    /// `false`: the caller must not touch the pool again.
+    /// last inside, so it now holds `RECLAIM` and must reclaim. `false`: the
+    /// caller must not touch the pool again.
     pub(crate) fn leave(&self) -> bool {
         let mut s = self.state.load(Relaxed);
         loop {
             let last = s & ORPHANED != 0 && s & RECLAIM == 0 && s & INSIDE == 1;
-            let new = if last { ORPHANED | RECLAIM } else { s - 1 };
+            let new = if last {
+                ORPHANED | RECLAIM
+            } else if s & RECLAIM != 0 {
+                // The holder may have taken the stack before this thread's
+                // push: it looks again.
+                (s - 1) | DIRTY
+            } else {
+                s - 1
+            };
             match self.state.compare_exchange_weak(s, new, AcqRel, Relaxed) {
                 Ok(_) => return last,
                 Err(now) => s = now,
@@ -118,25 +132,30 @@ impl Remote {
     pub(crate) fn finish(&self) -> bool {
         // Acquire: every thread that was inside has left, and its buffers
         // (pushed before its Release leave) are visible.
-        self.state.load(Acquire) == ORPHANED | RECLAIM
+        self.state.load(Acquire) & !DIRTY == ORPHANED | RECLAIM
     }
 
-    /// Lets `RECLAIM` go. `true` if it was taken again because there may be
-    /// work nobody else will do (nobody inside, and buffers waiting on the
-    /// stack or every buffer back): the caller reclaims once more.
+    /// Holding `RECLAIM` after taking the stack (`all_back`: every buffer is
+    /// on the free list). `true`: keep it and take the stack again (a thread
+    /// left since, or everything is back and nobody is inside any more).
+    /// `false`: let go (the compare-and-swap is the last touch of the
+    /// memory): threads still inside take over as the last leaves, and
+    /// buffers still out come back through them.
     pub(crate) fn release(&self, all_back: bool) -> bool {
-        let now = self.state.fetch_and(!RECLAIM, AcqRel) & !RECLAIM;
-        if now != ORPHANED {
-            // Someone is inside: the last to leave takes over.
-            return false;
+        let mut s = self.state.load(Acquire);
+        loop {
+            let (new, again) = if s & INSIDE != 0 {
+                (s & !(RECLAIM | DIRTY), false)
+            } else if s & DIRTY != 0 || all_back {
+                (s & !DIRTY, true)
+            } else {
+                (ORPHANED, false)
+            };
+            match self.state.compare_exchange_weak(s, new, AcqRel, Acquire) {
+                Ok(_) => return again,
+                Err(now) => s = now,
+            }
         }
-        if !all_back && self.head.load(Acquire) == NO_SEG {
-            // Buffers are still out: their packets' drops will come here.
-            return false;
-        }
-        self.state
-            .compare_exchange(ORPHANED, ORPHANED | RECLAIM, AcqRel, Relaxed)
-            .is_ok()
     }
 
     /// Takes every buffer on the stack (one swap), calling `f` on each.
@@ -207,11 +226,27 @@ mod tests {
         r.push(2, |_| NO_SEG);
         assert!(!r.finish(), "someone inside");
         assert!(!r.leave(), "RECLAIM is held: the holder goes on");
-        // The holder lets go: a buffer waits and nobody is inside, so it
-        // takes RECLAIM again.
+        // The holder would let go, but a thread left meanwhile (its buffer
+        // may have come after the holder looked): it keeps RECLAIM and looks
+        // again.
         assert!(r.release(false));
         assert_eq!(r.take_all(|_| ()), 1);
         assert!(r.finish());
+    }
+
+    #[test]
+    fn a_holder_lets_go_to_a_thread_inside() {
+        let r = Remote::new(4);
+        r.enter();
+        assert!(!r.orphan(), "someone inside: no RECLAIM for the handle");
+        assert!(r.leave(), "the last to leave reclaims");
+        // Not everything back, a thread inside again: let go to it.
+        r.enter();
+        assert!(!r.release(false));
+        assert!(r.leave(), "it takes over");
+        // Nothing new, nobody inside, buffers still out: let go for good.
+        assert!(!r.release(false));
+        assert_eq!(r.state.load(Relaxed), ORPHANED);
     }
 
     #[test]
