@@ -2,8 +2,9 @@
 //! network namespace of its own, each queue run by its driver thread
 //! (`rtap::mt`), and between them, per direction, the tasks a VPN runs: one
 //! task reads the TUN's 64 KiB GSO packets and cuts each into MTU-sized IP
-//! packets (`wire::gso::split`), a task per packet "encrypts" and "decrypts"
-//! it on whatever worker thread tokio picks (a keystream XOR, twice), and one
+//! packets (`wire::gso::split`), a task per packet read "encrypts" and
+//! "decrypts" its pieces on whatever worker thread tokio picks (a keystream
+//! XOR, twice), and one
 //! task takes them back in order, merges them into GSO packets again
 //! (`wire::gro::Coalescer`) and writes them to the other TUN. A TCP stream
 //! crosses and every byte is checked.
@@ -26,6 +27,7 @@ use rtap::wire::gro::Coalescer;
 use rtap::wire::gso;
 use rtap::wire::vnet::VnetHdr;
 use rtap::{Netns, Offloads, Packet, PoolConfig, Port, TapConfig};
+use tokio::task::JoinHandle;
 
 const NS: [&str; 2] = ["rtap-ex-mt-a", "rtap-ex-mt-b"];
 const ADDR: [&str; 2] = ["10.78.0.1", "10.78.0.2"];
@@ -140,10 +142,10 @@ struct Counts {
     segments: u64,
 }
 
-/// One direction: read, split, transform on any worker, merge in order, write.
+/// One direction: read, split, transform on any worker (a task per packet
+/// read, over its MTU-sized pieces), merge in order, write.
 async fn tunnel(rx: MtRx, tx: MtTx) -> rtap::Result<Counts> {
-    let (order_tx, order_rx) =
-        tokio::sync::mpsc::channel::<tokio::task::JoinHandle<Option<Packet>>>(256);
+    let (order_tx, order_rx) = tokio::sync::mpsc::channel::<JoinHandle<Vec<Packet>>>(256);
     let writer = tokio::spawn(write_merged(order_rx, tx));
     let mut counts = Counts::default();
     let mut burst = Vec::with_capacity(32);
@@ -158,22 +160,24 @@ async fn tunnel(rx: MtRx, tx: MtTx) -> rtap::Result<Counts> {
             let Ok(mut split) = gso::split(p.data(), p.vnet_hdr()) else {
                 continue;
             };
+            // Each MTU-sized packet in this thread's own pool; the task that
+            // "encrypts" them runs wherever tokio puts it.
+            let mut pieces = Vec::with_capacity(48);
             while let Some(Ok(n)) = split.next_into(&mut seg) {
                 counts.segments += 1;
-                // Each MTU-sized packet in this thread's own pool; the task that
-                // "encrypts" it runs wherever tokio puts it.
-                let Ok(mut s) = rtap::mt::alloc_from(&seg[..n]) else {
-                    continue;
-                };
-                let job = tokio::spawn(async move {
-                    crypt(&mut s, 0x5eed);
-                    tokio::task::yield_now().await;
-                    crypt(&mut s, 0x5eed);
-                    Some(s)
-                });
-                if order_tx.send(job).await.is_err() {
-                    return Ok(counts);
+                if let Ok(s) = rtap::mt::alloc_from(&seg[..n]) {
+                    pieces.push(s);
                 }
+            }
+            let job = tokio::spawn(async move {
+                for s in &mut pieces {
+                    crypt(s, 0x5eed); // encrypt, send, receive ...
+                    crypt(s, 0x5eed); // ... decrypt: the bytes are back
+                }
+                pieces
+            });
+            if order_tx.send(job).await.is_err() {
+                return Ok(counts);
             }
         }
     }
@@ -184,14 +188,11 @@ async fn tunnel(rx: MtRx, tx: MtTx) -> rtap::Result<Counts> {
 
 /// Takes the transformed packets in the order they were read, merges them and
 /// writes the merged packets a burst at a time.
-async fn write_merged(
-    mut order: tokio::sync::mpsc::Receiver<tokio::task::JoinHandle<Option<Packet>>>,
-    tx: MtTx,
-) {
+async fn write_merged(mut order: tokio::sync::mpsc::Receiver<JoinHandle<Vec<Packet>>>, tx: MtTx) {
     let mut gro = Coalescer::new(16);
     let mut out: Vec<Packet> = Vec::with_capacity(64);
     while let Some(job) = order.recv().await {
-        let Ok(Some(p)) = job.await else { continue };
+        let Ok(pieces) = job.await else { continue };
         let mut emit = |bytes: &[u8], h: &VnetHdr| {
             // A merged packet may be 64 KiB: a chain of this thread's buffers.
             if let Ok(mut m) = rtap::mt::alloc_from(bytes) {
@@ -200,7 +201,10 @@ async fn write_merged(
             }
         };
         // An MTU-sized packet is one buffer: its bytes are `data()`.
-        gro.push(p.data(), &mut emit);
+        for s in &pieces {
+            gro.push(s.data(), &mut emit);
+        }
+        drop(pieces);
         // Nothing more queued right now: what is merged so far goes out.
         if order.is_empty() {
             gro.flush(&mut emit);
@@ -211,13 +215,18 @@ async fn write_merged(
     }
 }
 
-/// A stand-in for a cipher: XORs the IP payload with a keystream (twice is
-/// the identity).
+/// A stand-in for a stream cipher over the IP payload: a keystream XORed 8
+/// bytes at a time (twice is the identity).
 fn crypt(p: &mut Packet, key: u64) {
     let mut k = key;
-    for b in p.data_mut().iter_mut().skip(20) {
+    let mut words = p.data_mut()[20..].chunks_exact_mut(8);
+    for w in &mut words {
         k = k.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-        *b ^= (k >> 56) as u8;
+        let v = u64::from_ne_bytes((&*w).try_into().expect("8 bytes")) ^ k;
+        w.copy_from_slice(&v.to_ne_bytes());
+    }
+    for b in words.into_remainder() {
+        *b ^= key as u8;
     }
 }
 

@@ -1,9 +1,10 @@
 //! `--mode vpn-mt`: the VPN path of `--mode vpn` as an async application on
 //! tokio's multi-thread runtime writes it (`rtap::mt`): each queue pair of
 //! each port on its driver thread; per direction one task reads and cuts each
-//! GSO packet into MTU-sized ones, a task per packet runs a keystream pass
-//! twice (a stand-in for encrypting and decrypting) on whichever worker tokio
-//! picks, and one task merges them back in order and sends. The busy-poll
+//! GSO packet into MTU-sized ones, a task per packet read runs a keystream
+//! pass twice over its pieces (a stand-in for encrypting and decrypting) on
+//! whichever worker tokio picks, and one task merges them back in order and
+//! sends. The busy-poll
 //! `--mode vpn` is the same work on one thread.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -125,10 +126,10 @@ pub(super) fn run_to_end(
     })
 }
 
-/// One direction: read and split, transform on any worker, merge in order,
-/// send.
+/// One direction: read and split, transform on any worker (a task per
+/// packet read, over its MTU-sized pieces), merge in order, send.
 async fn tunnel(rx: MtRx, tx: MtTx) {
-    let (order_tx, order_rx) = mpsc::channel::<JoinHandle<Packet>>(256);
+    let (order_tx, order_rx) = mpsc::channel::<JoinHandle<Vec<Packet>>>(256);
     let writer = tokio::spawn(merge_and_send(order_rx, tx));
     let mut burst = Vec::with_capacity(64);
     let mut seg = vec![0u8; 65_536];
@@ -140,19 +141,23 @@ async fn tunnel(rx: MtRx, tx: MtTx) {
             let Ok(mut split) = gso::split(p.data(), p.vnet_hdr()) else {
                 continue;
             };
+            let mut pieces = Vec::with_capacity(48);
             while let Some(Ok(len)) = split.next_into(&mut seg) {
                 // In this thread's own pool: the task may run anywhere.
-                let Ok(mut s) = rtap::mt::alloc_from(&seg[..len]) else {
-                    continue;
-                };
-                let job = tokio::spawn(async move {
-                    keystream(&mut s);
-                    keystream(&mut s);
-                    s
-                });
-                if order_tx.send(job).await.is_err() {
-                    return;
+                if let Ok(s) = rtap::mt::alloc_from(&seg[..len]) {
+                    pieces.push(s);
                 }
+            }
+            drop(p);
+            let job = tokio::spawn(async move {
+                for s in &mut pieces {
+                    keystream(s);
+                    keystream(s);
+                }
+                pieces
+            });
+            if order_tx.send(job).await.is_err() {
+                return;
             }
         }
     }
@@ -162,18 +167,21 @@ async fn tunnel(rx: MtRx, tx: MtTx) {
 
 /// Merges the transformed packets in the order they were read and sends the
 /// merged ones whenever nothing more waits.
-async fn merge_and_send(mut order: mpsc::Receiver<JoinHandle<Packet>>, tx: MtTx) {
+async fn merge_and_send(mut order: mpsc::Receiver<JoinHandle<Vec<Packet>>>, tx: MtTx) {
     let mut gro = Coalescer::new(16);
     let mut out: Vec<Packet> = Vec::with_capacity(64);
     while let Some(job) = order.recv().await {
-        let Ok(p) = job.await else { continue };
+        let Ok(pieces) = job.await else { continue };
         let mut emit = |bytes: &[u8], h: &VnetHdr| {
             if let Ok(mut m) = rtap::mt::alloc_from(bytes) {
                 m.set_vnet_hdr(*h);
                 out.push(m);
             }
         };
-        gro.push(p.data(), &mut emit);
+        for s in &pieces {
+            gro.push(s.data(), &mut emit);
+        }
+        drop(pieces);
         if order.is_empty() {
             gro.flush(&mut emit);
             if tx.send_burst(&mut out).await.is_err() {
@@ -183,11 +191,17 @@ async fn merge_and_send(mut order: mpsc::Receiver<JoinHandle<Packet>>, tx: MtTx)
     }
 }
 
-/// A stand-in for a cipher over the IP payload: twice is the identity.
+/// A stand-in for a cipher over the IP payload: a keystream XORed 8 bytes
+/// at a time (what a stream cipher's last step does); twice is the identity.
 fn keystream(p: &mut Packet) {
     let mut k: u64 = 0x5eed;
-    for b in p.data_mut().iter_mut().skip(20) {
+    let mut words = p.data_mut()[20..].chunks_exact_mut(8);
+    for w in &mut words {
         k = k.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-        *b ^= (k >> 56) as u8;
+        let v = u64::from_ne_bytes((&*w).try_into().expect("8 bytes")) ^ k;
+        w.copy_from_slice(&v.to_ne_bytes());
+    }
+    for b in words.into_remainder() {
+        *b ^= 0x5a;
     }
 }
