@@ -14,75 +14,38 @@
 //! iproute2. The example runs itself again inside the namespaces for the two
 //! TCP ends.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command};
+#[path = "common/tcp_ends.rs"]
+mod tcp_ends;
+
 use std::time::{Duration, Instant};
 
 use rtap::wire::gro::Coalescer;
 use rtap::wire::gso;
 use rtap::wire::vnet::VnetHdr;
-use rtap::{Netns, Offloads, Packet, Pool, PoolConfig, Port, TapConfig};
+use rtap::{Packet, Pool, PoolConfig};
+use tcp_ends::{Res, PORT};
 
 const NS: [&str; 2] = ["rtap-ex-vpn-a", "rtap-ex-vpn-b"];
 const ADDR: [&str; 2] = ["10.77.0.1", "10.77.0.2"];
-const PORT: u16 = 5001;
 
-fn pattern(i: u64) -> u8 {
-    (i % 251) as u8
+fn main() -> Res<()> {
+    if let Some(r) = tcp_ends::as_tcp_end() {
+        return r;
+    }
+    let mib: u64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(256);
+    tcp_ends::with_namespaces(NS, || run(mib << 20))
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().collect();
-    match args.get(1).map(String::as_str) {
-        Some("--listen") => return listen(&args[2]),
-        Some("--send") => return send(&args[2], args[3].parse()?),
-        _ => {}
-    }
-    let mib: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(256);
-    for ns in NS {
-        ip(&["netns", "add", ns])?;
-    }
-    let r = run(mib << 20);
-    for ns in NS {
-        let _ = ip(&["netns", "del", ns]);
-    }
-    r
-}
-
-fn ip(args: &[&str]) -> Result<(), Box<dyn std::error::Error>> {
-    match Command::new("ip").args(args).status()?.success() {
-        true => Ok(()),
-        false => Err(format!("ip {} failed", args.join(" ")).into()),
-    }
-}
-
-/// This example, run again inside namespace `ns`.
-fn in_ns(ns: &str, args: &[&str]) -> std::io::Result<Child> {
-    let exe = std::env::current_exe()?;
-    Command::new("ip")
-        .args(["netns", "exec", ns])
-        .arg(exe)
-        .args(args)
-        .spawn()
-}
-
-fn run(bytes: u64) -> Result<(), Box<dyn std::error::Error>> {
+fn run(bytes: u64) -> Res<()> {
     // The tunnel interfaces: TUNs with every offload, so the kernel hands up
     // (and takes) 64 KiB GSO packets.
-    let mut ports = Vec::new();
-    for (i, ns) in NS.iter().enumerate() {
-        let cfg = TapConfig::tun("vpn0")
-            .offloads(Offloads::ALL)
-            .netns(Netns::Named(ns.to_string()));
-        let p = Port::open(cfg)?;
-        let peer = format!("{}/32", ADDR[1 - i]);
-        ip(&[
-            "-n", ns, "addr", "add", ADDR[i], "peer", &peer, "dev", "vpn0",
-        ])?;
-        p.start()?;
-        ports.push(p);
-    }
+    let ports = [
+        tcp_ends::tun_in(NS[0], ADDR[0], ADDR[1])?,
+        tcp_ends::tun_in(NS[1], ADDR[1], ADDR[0])?,
+    ];
     let pool = Pool::new(PoolConfig::default().count(2048).buf_size(65_536 + 256))?;
     let mut q: Vec<_> = ports
         .iter()
@@ -90,9 +53,7 @@ fn run(bytes: u64) -> Result<(), Box<dyn std::error::Error>> {
         .collect::<rtap::Result<_>>()?;
 
     let listen_at = format!("{}:{PORT}", ADDR[1]);
-    let mut server = in_ns(NS[1], &["--listen", &listen_at])?;
-    std::thread::sleep(Duration::from_millis(300));
-    let mut client = in_ns(NS[0], &["--send", &listen_at, &bytes.to_string()])?;
+    let (mut client, mut server) = tcp_ends::start_ends(NS, &listen_at, bytes)?;
 
     // Both directions: data one way, acknowledgements the other.
     let mut dirs = [Direction::new(), Direction::new()];
@@ -184,38 +145,4 @@ impl Direction {
         gro.flush(&mut emit);
         *dropped += no_buf;
     }
-}
-
-/// Inside namespace b: accepts one connection and checks every byte.
-fn listen(addr: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let l = TcpListener::bind(addr)?;
-    let (mut c, _) = l.accept()?;
-    let (mut buf, mut off) = (vec![0u8; 1 << 16], 0u64);
-    loop {
-        let n = c.read(&mut buf)?;
-        if n == 0 {
-            return Ok(());
-        }
-        for (i, &b) in buf[..n].iter().enumerate() {
-            if b != pattern(off + i as u64) {
-                return Err(format!("byte {} is wrong", off + i as u64).into());
-            }
-        }
-        off += n as u64;
-    }
-}
-
-/// Inside namespace a: sends `bytes` of the pattern.
-fn send(addr: &str, bytes: u64) -> Result<(), Box<dyn std::error::Error>> {
-    let mut s = TcpStream::connect(addr)?;
-    let (mut buf, mut off) = (vec![0u8; 1 << 16], 0u64);
-    while off < bytes {
-        let n = buf.len().min((bytes - off) as usize);
-        for (i, b) in buf[..n].iter_mut().enumerate() {
-            *b = pattern(off + i as u64);
-        }
-        s.write_all(&buf[..n])?;
-        off += n as u64;
-    }
-    Ok(())
 }

@@ -93,21 +93,20 @@ pub(super) fn run_to_end(
     drop(rt);
     let driver_cpu: Duration = reports.iter().map(|r| r.cpu_time).sum();
     let cpu_time = driver_cpu + Duration::from_nanos(cpu_ns.load(Ordering::Relaxed));
-    let mut port_reports = Vec::new();
-    for (i, p) in [a, b].into_iter().enumerate() {
-        let st = p.stats().with_context(|| format!("{}: stats", p.name()))?;
-        port_reports.push(PortReport {
-            name: p.name(),
-            ifindex: p.ifindex(),
-            kind: p.kind(),
-            engine: p.engine(),
-            queues: p.queue_count(),
-            stats: st.since(&base[i]),
-            fwd_dropped: reports.iter().map(|r| r.tx_dropped_at_stop).sum(),
-            offloads: p.offloads(),
-            rx_lro_packets: lro_count(p).saturating_sub(base_lro[i]),
-        });
-    }
+    // The queues alternate a, b: what each port's driver could not send.
+    let dropped = |i: usize| -> u64 {
+        reports
+            .iter()
+            .skip(i)
+            .step_by(2)
+            .map(|r| r.tx_dropped_at_stop)
+            .sum()
+    };
+    let port_reports = [a, b]
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| PortReport::of(p, &base[i], base_lro[i], dropped(i)))
+        .collect::<Result<Vec<_>>>()?;
     Ok(FwdReport {
         mode: opts.mode,
         elapsed,

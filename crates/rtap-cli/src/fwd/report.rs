@@ -33,6 +33,31 @@ pub struct PortReport {
     pub rx_lro_packets: u64,
 }
 
+impl PortReport {
+    /// Port `p`'s report at the end of a run: its counters since `base`
+    /// (`base_lro` coalesced frames then), `dropped` packets given up.
+    pub(super) fn of(
+        p: &Port,
+        base: &PortStats,
+        base_lro: u64,
+        dropped: u64,
+    ) -> anyhow::Result<PortReport> {
+        use anyhow::Context;
+        let st = p.stats().with_context(|| format!("{}: stats", p.name()))?;
+        Ok(PortReport {
+            name: p.name(),
+            ifindex: p.ifindex(),
+            kind: p.kind(),
+            engine: p.engine(),
+            queues: p.queue_count(),
+            stats: st.since(base),
+            fwd_dropped: dropped,
+            offloads: p.offloads(),
+            rx_lro_packets: lro_count(p).saturating_sub(base_lro),
+        })
+    }
+}
+
 /// What a forwarding run did.
 #[derive(Clone, Debug)]
 pub struct FwdReport {

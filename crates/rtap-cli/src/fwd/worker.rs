@@ -317,21 +317,11 @@ pub fn run_to_end(ports: &[Arc<Port>], opts: &FwdOpts, stop: &AtomicBool) -> Res
             }
         }
     }
-    let mut reports = Vec::new();
-    for (i, p) in ports.iter().enumerate() {
-        let st = p.stats().with_context(|| format!("{}: stats", p.name()))?;
-        reports.push(PortReport {
-            name: p.name(),
-            ifindex: p.ifindex(),
-            kind: p.kind(),
-            engine: p.engine(),
-            queues: p.queue_count(),
-            stats: st.since(&base[i]),
-            fwd_dropped: dropped[i].load(Ordering::Relaxed),
-            offloads: p.offloads(),
-            rx_lro_packets: lro_count(p).saturating_sub(base_lro[i]),
-        });
-    }
+    let reports = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| PortReport::of(p, &base[i], base_lro[i], dropped[i].load(Ordering::Relaxed)))
+        .collect::<Result<Vec<_>>>()?;
     Ok(FwdReport {
         mode: opts.mode,
         elapsed,
