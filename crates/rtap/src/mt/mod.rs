@@ -28,6 +28,10 @@
 //! kernel, which drops them when its own queue fills (`imissed`, counted),
 //! and counts the rounds in [`MtStats::rx_backpressure`]. A full send queue
 //! makes [`MtTx::send`] and the `Sink` wait: nothing is dropped silently.
+//! Received packets that tasks hold count as taken from the driver's pool:
+//! when tasks hold them all, the driver's receive finds no buffer (the port's
+//! `nombuf` and [`Pool::stats`](crate::Pool::stats)'s `exhausted` count it;
+//! [`MtReport::pool`] says what came back).
 //! Packets a task allocates come from its thread's own pool
 //! ([`alloc_from`]).
 
