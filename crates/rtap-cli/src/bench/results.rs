@@ -73,6 +73,8 @@ pub fn reference<'a>(cells: &'a [Cell], x: &Cell) -> Option<(&'a Cell, f64)> {
             .find(|y| y.test == x.test && y.contender == c && y.rate > 0.0)
     };
     let other = match x.unit {
+        // The checksum's fast path: against the straightforward sum.
+        Unit::Pps if x.test == "csum" => super::csum::twin(x.contender).and_then(find),
         // Packets dropped on another thread: against the pool's own thread.
         Unit::Pps if x.test == "handoff" && x.contender != "local" => find("local"),
         Unit::Pps if x.test == "handoff" => None,

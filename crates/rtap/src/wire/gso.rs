@@ -11,7 +11,7 @@
 //! Pure code, no allocation: [`Split`] writes each segment into a buffer the
 //! caller provides.
 
-use super::checksum::{fold, sum_words};
+use super::checksum::{copy_and_sum, fold, sum_words};
 use super::layout::{layout_on, Link, OffloadError, L4};
 use super::vnet::{VnetHdr, F_NEEDS_CSUM, GSO_ECN, GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4};
 
@@ -123,12 +123,16 @@ impl Split<'_> {
             return Some(Err(OffloadError::Truncated));
         };
         o[..self.hdr_len].copy_from_slice(&self.pkt[..self.hdr_len]);
-        o[self.hdr_len..].copy_from_slice(&self.pkt[self.hdr_len + self.done..][..take]);
+        let payload_src = &self.pkt[self.hdr_len + self.done..][..take];
         if self.copy {
+            o[self.hdr_len..].copy_from_slice(payload_src);
             self.done += take;
             self.index += 1;
             return Some(Ok(len));
         }
+        // The payload is summed as it is copied (one pass over it); it starts
+        // at an even offset of the L4 area (L4 headers are whole 32-bit words).
+        let payload_sum = copy_and_sum(&mut o[self.hdr_len..], payload_src);
         let l4 = self.l4_off;
         let l4_len = len - l4;
         if self.ipv6 {
@@ -161,7 +165,7 @@ impl Split<'_> {
         let (src, alen) = if self.ipv6 { (8, 16) } else { (12, 4) };
         let proto = if self.tcp { 6u64 } else { 17 };
         let pseudo = sum_words(&o[src..src + 2 * alen]) + proto + l4_len as u64;
-        let mut c = !fold(pseudo + sum_words(&o[l4..len]));
+        let mut c = !fold(pseudo + sum_words(&o[l4..self.hdr_len]) + payload_sum);
         if !self.tcp && c == 0 {
             c = 0xffff;
         }
