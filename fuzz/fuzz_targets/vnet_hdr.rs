@@ -1,10 +1,12 @@
 //! The virtio-net header as rx reads it, and what the data path does with it:
 //! decode (10- and 12-byte layouts), re-encode, the rx checksum and GSO views,
 //! and the VPN path's userspace segmentation (`wire::gso::split`) of the packet
-//! behind it, whose segments then go through the coalescer (`wire::gro`).
+//! behind it, whose segments then go through the coalescer (`wire::gro`); and
+//! the checksum's fast sum against the straightforward one over the packet.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use rtap::wire::checksum;
 use rtap::wire::gro::Coalescer;
 use rtap::wire::gso;
 use rtap::wire::offload::{rx_csum, rx_gso};
@@ -26,6 +28,18 @@ fuzz_target!(|data: &[u8]| {
     let _ = (rx_csum(&h), rx_gso(&h), h.is_plain());
 
     let pkt = &rest[len..];
+    // The checksum's fast sum and the straightforward one agree (folded).
+    let fold = |mut s: u64| {
+        while s >> 16 != 0 {
+            s = (s & 0xffff) + (s >> 16);
+        }
+        s
+    };
+    assert_eq!(
+        fold(checksum::sum(pkt)),
+        fold(checksum::sum_be_words(pkt)),
+        "the fast sum is the reference's"
+    );
     let Ok(mut split) = gso::split(pkt, &h) else {
         return;
     };
