@@ -17,7 +17,7 @@ const TITLE_H: u32 = 26;
 const PANEL_GAP: u32 = 14;
 
 /// Panel order and titles.
-const PANELS: [(&str, &str); 15] = [
+const PANELS: [(&str, &str); 17] = [
     ("tx", "tx 64-byte frames, Mpps (higher is better)"),
     ("rx", "rx drain 64-byte frames, Mpps (higher is better)"),
     ("fwd", "io forward 64-byte frames, Mpps (higher is better)"),
@@ -69,6 +69,14 @@ const PANELS: [(&str, &str); 15] = [
         "sink",
         "One TCP flow received over a veth, Gbit/s (receiver CPU per GB labelled)",
     ),
+    (
+        "handoff",
+        "Packets allocated and dropped on the pool's thread or another, Mpps (higher is better)",
+    ),
+    (
+        "csum",
+        "Checksum sums and a 64 KiB split, GB/s (higher is better)",
+    ),
 ];
 
 /// Bar colour by contender family.
@@ -97,6 +105,12 @@ fn esc(s: &str) -> String {
 /// The value shown at the end of a bar.
 fn value_label(c: &Cell) -> String {
     match c.unit {
+        Unit::Pps if c.test == "csum" => {
+            format!(
+                "{:.2} GB/s",
+                c.rate * super::csum::bytes_per_op(c.contender) / 1e9
+            )
+        }
         Unit::Pps => format!("{:.2} Mpps", c.rate / 1e6),
         Unit::Gbps => format!("{:.1} Gbit/s", c.rate),
         Unit::Stream => format!("{:.1} Gbit/s, {:.2} CPU-s/GB", c.rate, c.cpu),
@@ -116,7 +130,11 @@ fn ratio_label(cells: &[Cell], c: &Cell) -> String {
         Some((o, r)) if c.unit == Unit::Latency => format!("p50 {r:.2}x {}", o.contender),
         Some((o, r)) => format!("{r:.2}x {}", o.contender),
         None if c.contender == "veth" => "kernel ceiling".into(),
-        None if matches!(c.contender, "rw" | "rw-nooffload" | "rawsock" | "recv") => {
+        None if matches!(
+            c.contender,
+            "rw" | "rw-nooffload" | "rawsock" | "recv" | "local" | "be-words-1500" | "be-words-64k"
+        ) =>
+        {
             "baseline".into()
         }
         None => String::new(),

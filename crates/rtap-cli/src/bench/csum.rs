@@ -160,6 +160,16 @@ pub(super) fn run(opts: &BenchOpts, progress: &mut impl FnMut(&str)) -> Result<V
         .collect())
 }
 
+/// Bytes one operation of `contender` covers (a sum's buffer, the split packet).
+pub(super) fn bytes_per_op(contender: &str) -> f64 {
+    CSUM_CONTENDERS
+        .iter()
+        .map(|c| (c.0, c.1))
+        .chain(std::iter::once(SPLIT))
+        .find(|c| c.0 == contender)
+        .map_or(0.0, |c| c.1 as f64)
+}
+
 /// The reference a fast-path cell is compared with: its `be-words` twin.
 pub(super) fn twin(contender: &str) -> Option<&'static str> {
     let (_, len, fast) = CSUM_CONTENDERS.iter().find(|c| c.0 == contender)?;
