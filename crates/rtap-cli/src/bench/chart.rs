@@ -108,7 +108,7 @@ fn value_label(c: &Cell) -> String {
         Unit::Pps if c.test == "csum" => {
             format!(
                 "{:.2} GB/s",
-                c.rate * super::csum::bytes_per_op(c.contender) / 1e9
+                c.rate * super::contenders::csum_bytes(c.contender) / 1e9
             )
         }
         Unit::Pps => format!("{:.2} Mpps", c.rate / 1e6),

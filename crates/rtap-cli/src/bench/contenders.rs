@@ -240,5 +240,50 @@ pub const TCP_ROUND: Duration = Duration::from_secs(2);
 /// Rounds per contender in a full run (one with `--quick`).
 pub const TCP_ROUNDS: usize = 5;
 
+/// What a `csum` contender measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CsumOp {
+    /// The straightforward sum (big-endian words): the reference.
+    BeWords,
+    /// The fast path (native-endian words in 64-bit lanes).
+    Lanes,
+    /// A TSO packet cut into 1448-byte segments with their checksums.
+    Split,
+}
+
+/// The contenders of the `csum` test: name, bytes one operation covers, and
+/// what it does; each reference before its fast twin.
+pub const CSUM_CONTENDERS: [(&str, usize, CsumOp); 5] = [
+    ("be-words-1500", 1500, CsumOp::BeWords),
+    ("lanes-1500", 1500, CsumOp::Lanes),
+    ("be-words-64k", 65_535, CsumOp::BeWords),
+    ("lanes-64k", 65_535, CsumOp::Lanes),
+    ("split-64k", 65_000, CsumOp::Split),
+];
+
+/// Bytes one operation of `csum` contender `name` covers.
+pub fn csum_bytes(name: &str) -> f64 {
+    CSUM_CONTENDERS
+        .iter()
+        .find(|c| c.0 == name)
+        .map_or(0.0, |c| c.1 as f64)
+}
+
+/// The reference of a `csum` fast-path contender: the straightforward sum of
+/// the same size.
+pub fn csum_twin(name: &str) -> Option<&'static str> {
+    let &(_, len, op) = CSUM_CONTENDERS.iter().find(|c| c.0 == name)?;
+    if op != CsumOp::Lanes {
+        return None;
+    }
+    CSUM_CONTENDERS
+        .iter()
+        .find(|c| c.1 == len && c.2 == CsumOp::BeWords)
+        .map(|c| c.0)
+}
+
+/// The contenders of the `handoff` test, the reference first.
+pub const HANDOFF_CONTENDERS: [&str; 2] = ["local", "remote"];
+
 /// Namespace prefix of the tcp test: `rtapbench-a-PID`, `rtapbench-b-PID`.
 pub const TCP_NS_PREFIX: &str = "rtapbench-";

@@ -13,24 +13,13 @@ use std::time::Instant;
 use anyhow::Result;
 use rtap::wire::checksum;
 
-use super::results::{Cell, Unit};
-use super::{chosen, interrupted, median, BenchOpts};
+use super::contenders::{CsumOp, CSUM_CONTENDERS};
+use super::results::{pps_cell, reference, Cell};
+use super::{chosen, interrupted, BenchOpts};
 use crate::common::cpu::thread_cpu_s;
 
-/// The contenders: (name, buffer size, fast path), each reference before its
-/// fast twin.
-pub const CSUM_CONTENDERS: [(&str, usize, bool); 4] = [
-    ("be-words-1500", 1500, false),
-    ("lanes-1500", 1500, true),
-    ("be-words-64k", 65_535, false),
-    ("lanes-64k", 65_535, true),
-];
-
-/// The split contender: name, and the TSO packet's size.
-pub const SPLIT: (&str, usize) = ("split-64k", 65_000);
-
-/// One run: sums per second and CPU ns per sum.
-fn once(len: usize, fast: bool, bytes: usize) -> (f64, f64) {
+/// One run of a sum: sums per second and CPU ns per sum.
+fn sum_once(len: usize, fast: bool, bytes: usize) -> (f64, f64) {
     let buf: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
     let n = (bytes / len).max(1);
     let cpu0 = thread_cpu_s();
@@ -79,11 +68,12 @@ fn tso_packet(len: usize) -> (Vec<u8>, rtap::wire::vnet::VnetHdr) {
     (p, h)
 }
 
-/// One run of the split: splits per second and CPU ns per split.
-fn split_once(bytes: usize) -> Result<(f64, f64)> {
-    let (pkt, h) = tso_packet(SPLIT.1);
+/// One run of the split of a `len`-byte packet: splits per second and CPU ns
+/// per split.
+fn split_once(len: usize, bytes: usize) -> Result<(f64, f64)> {
+    let (pkt, h) = tso_packet(len);
     let mut seg = vec![0u8; 2048];
-    let n = (bytes / SPLIT.1).max(1);
+    let n = (bytes / len).max(1);
     let cpu0 = thread_cpu_s();
     let t0 = Instant::now();
     for _ in 0..n {
@@ -110,103 +100,50 @@ pub(super) fn run(opts: &BenchOpts, progress: &mut impl FnMut(&str)) -> Result<V
         .iter()
         .filter(|c| chosen(opts, c.0))
         .collect();
-    let split = chosen(opts, SPLIT.0);
     let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new(); who.len()];
-    let mut split_runs = Vec::new();
     for rep in 0..reps {
-        for (i, &&(name, len, fast)) in who.iter().enumerate() {
+        for (i, &&(name, len, op)) in who.iter().enumerate() {
             interrupted()?;
-            let r = once(len, fast, bytes);
+            let r = match op {
+                CsumOp::BeWords => sum_once(len, false, bytes),
+                CsumOp::Lanes => sum_once(len, true, bytes),
+                // A split also copies: a quarter of the bytes keeps it as long.
+                CsumOp::Split => split_once(len, bytes / 4)?,
+            };
             progress(&format!(
-                " csum {name:<14} run {}/{reps}: {:>6.2} GB/s, {:>8.1} ns per sum",
+                " csum {name:<14} run {}/{reps}: {:>6.2} GB/s, {:>8.1} ns per operation",
                 rep + 1,
                 r.0 * len as f64 / 1e9,
                 r.1
             ));
             runs[i].push(r);
         }
-        if split {
-            let r = split_once(bytes / 4)?;
-            progress(&format!(
-                " csum {:<14} run {}/{reps}: {:>6.2} GB/s, {:>8.1} ns per split",
-                SPLIT.0,
-                rep + 1,
-                r.0 * SPLIT.1 as f64 / 1e9,
-                r.1
-            ));
-            split_runs.push(r);
-        }
     }
-    let names: Vec<(&'static str, usize)> = who
-        .iter()
-        .map(|c| (c.0, c.1))
-        .chain(split.then_some(SPLIT))
-        .collect();
-    runs.push(split_runs);
-    Ok(names
+    Ok(who
         .iter()
         .zip(&runs)
-        .filter(|(_, r)| !r.is_empty())
-        .map(|(c, r)| Cell {
-            test: "csum",
-            contender: c.0,
-            unit: Unit::Pps,
-            rate: median(r.iter().map(|x| x.0).collect()),
-            cpu: median(r.iter().map(|x| x.1).collect()),
-            sq_cpu: 0.0,
-            host_cpu: 0.0,
-            lat: None,
-        })
+        .map(|(c, r)| pps_cell("csum", c.0, r))
         .collect())
 }
 
-/// Bytes one operation of `contender` covers (a sum's buffer, the split packet).
-pub(super) fn bytes_per_op(contender: &str) -> f64 {
-    CSUM_CONTENDERS
-        .iter()
-        .map(|c| (c.0, c.1))
-        .chain(std::iter::once(SPLIT))
-        .find(|c| c.0 == contender)
-        .map_or(0.0, |c| c.1 as f64)
-}
-
-/// The reference a fast-path cell is compared with: its `be-words` twin.
-pub(super) fn twin(contender: &str) -> Option<&'static str> {
-    let (_, len, fast) = CSUM_CONTENDERS.iter().find(|c| c.0 == contender)?;
-    if !fast {
-        return None;
-    }
-    CSUM_CONTENDERS
-        .iter()
-        .find(|c| c.1 == *len && !c.2)
-        .map(|c| c.0)
-}
-
-/// The table's rows: GB/s, ns per sum, and each fast path against its twin.
+/// The table's rows: GB/s, ns per operation, and each fast path against its
+/// reference.
 pub(super) fn rows(cells: &[Cell]) -> String {
-    let get = |c: &str| cells.iter().find(|x| x.test == "csum" && x.contender == c);
-    if !cells.iter().any(|c| c.test == "csum") {
+    let mine: Vec<&Cell> = cells.iter().filter(|c| c.test == "csum").collect();
+    if mine.is_empty() {
         return String::new();
     }
     let mut s = format!(
         "\n{:<8} {:<14} {:>10} {:>10} {:>12}\n",
         "test", "contender", "GB/s", "ns/op", "vs be-words"
     );
-    let all = CSUM_CONTENDERS
-        .iter()
-        .map(|c| (c.0, c.1))
-        .chain(std::iter::once(SPLIT));
-    for (name, len) in all {
-        let Some(x) = get(name) else { continue };
-        let vs = match twin(name).and_then(get) {
-            Some(r) => format!("{:.2}x", x.rate / r.rate),
-            None => "-".into(),
-        };
+    for x in mine {
+        let vs = reference(cells, x).map_or("-".into(), |(_, r)| format!("{r:.2}x"));
         s += &format!(
             "{:<8} {:<14} {:>10.2} {:>10.1} {:>12}\n",
             "csum",
-            name,
-            x.rate * len as f64 / 1e9,
+            x.contender,
+            x.rate * super::contenders::csum_bytes(x.contender) / 1e9,
             x.cpu,
             vs
         );

@@ -13,12 +13,10 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use rtap::{Packet, Pool, PoolConfig};
 
-use super::results::{Cell, Unit};
-use super::{chosen, interrupted, median, BenchOpts};
+use super::contenders::HANDOFF_CONTENDERS;
+use super::results::{pps_cell, reference, Cell};
+use super::{chosen, interrupted, BenchOpts};
 use crate::common::cpu::thread_cpu_s;
-
-/// The contenders, the reference first.
-pub const HANDOFF_CONTENDERS: [&str; 2] = ["local", "remote"];
 
 const BURST: usize = 32;
 const FRAME: [u8; 64] = [0x5a; 64];
@@ -120,48 +118,30 @@ pub(super) fn run(opts: &BenchOpts, progress: &mut impl FnMut(&str)) -> Result<V
     Ok(who
         .iter()
         .zip(&runs)
-        .map(|(c, r)| Cell {
-            test: "handoff",
-            contender: c,
-            unit: Unit::Pps,
-            rate: median(r.iter().map(|x| x.0).collect()),
-            cpu: median(r.iter().map(|x| x.1).collect()),
-            sq_cpu: 0.0,
-            host_cpu: 0.0,
-            lat: None,
-        })
+        .map(|(c, r)| pps_cell("handoff", c, r))
         .collect())
 }
 
 /// The table's rows for the test: rate, CPU per packet, and `remote` against
 /// `local`.
 pub(super) fn rows(cells: &[Cell]) -> String {
-    let get = |c: &str| {
-        cells
-            .iter()
-            .find(|x| x.test == "handoff" && x.contender == c)
-    };
-    let Some(local) = get("local") else {
+    let mine: Vec<&Cell> = cells.iter().filter(|c| c.test == "handoff").collect();
+    if mine.is_empty() {
         return String::new();
-    };
+    }
     let mut s = format!(
         "\n{:<8} {:<14} {:>10} {:>10} {:>12} {:>12}\n",
         "test", "contender", "Mpps", "ns/pkt", "pps vs local", "cpu vs local"
     );
-    for name in HANDOFF_CONTENDERS {
-        let Some(x) = get(name) else { continue };
-        let (pr, cr) = if name == "local" {
-            ("-".into(), "-".into())
-        } else {
-            (
-                format!("{:.2}x", x.rate / local.rate),
-                format!("{:.2}x", local.cpu / x.cpu),
-            )
+    for x in mine {
+        let (pr, cr) = match reference(cells, x) {
+            Some((o, r)) => (format!("{r:.2}x"), format!("{:.2}x", o.cpu / x.cpu)),
+            None => ("-".into(), "-".into()),
         };
         s += &format!(
             "{:<8} {:<14} {:>10.2} {:>10.1} {:>12} {:>12}\n",
             "handoff",
-            name,
+            x.contender,
             x.rate / 1e6,
             x.cpu,
             pr,

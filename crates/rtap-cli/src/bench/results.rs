@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use rtap::BackendKind;
 use serde_json::{json, Value};
 
-use super::contenders::{TcpPath, TCP_CONTENDERS};
+use super::contenders::{csum_twin, TcpPath, TCP_CONTENDERS};
 
 /// What a cell measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +60,21 @@ pub struct Cell {
     pub lat: Option<Lat>,
 }
 
+/// A packet-rate cell from repeated runs of (operations per second, CPU ns
+/// per operation): the medians.
+pub fn pps_cell(test: &'static str, contender: &'static str, runs: &[(f64, f64)]) -> Cell {
+    Cell {
+        test,
+        contender,
+        unit: Unit::Pps,
+        rate: super::median(runs.iter().map(|x| x.0).collect()),
+        cpu: super::median(runs.iter().map(|x| x.1).collect()),
+        sq_cpu: 0.0,
+        host_cpu: 0.0,
+        lat: None,
+    }
+}
+
 /// The contender a cell is compared with in the chart and `results.json`, and
 /// the ratio: packet rates and latency against the read/write backend (`rw`),
 /// AF_PACKET packet rates (`pkt-*`) against a plain socket (`rawsock`), AF_XDP
@@ -74,7 +89,7 @@ pub fn reference<'a>(cells: &'a [Cell], x: &Cell) -> Option<(&'a Cell, f64)> {
     };
     let other = match x.unit {
         // The checksum's fast path: against the straightforward sum.
-        Unit::Pps if x.test == "csum" => super::csum::twin(x.contender).and_then(find),
+        Unit::Pps if x.test == "csum" => csum_twin(x.contender).and_then(find),
         // Packets dropped on another thread: against the pool's own thread.
         Unit::Pps if x.test == "handoff" && x.contender != "local" => find("local"),
         Unit::Pps if x.test == "handoff" => None,
