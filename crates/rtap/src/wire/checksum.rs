@@ -24,25 +24,11 @@ pub const UDP_CSUM_OFFSET: usize = 6;
 pub(super) fn sum_words(data: &[u8]) -> u64 {
     let bulk = data.len() & !31;
     let (head, tail) = data.split_at(bulk);
-    let mut lanes = [0u64; 4];
+    let mut lanes = Lanes::default();
     for c in head.chunks_exact(32) {
-        let w = |i: usize| u64::from(u32::from_ne_bytes([c[i], c[i + 1], c[i + 2], c[i + 3]]));
-        lanes[0] += w(0) + w(16);
-        lanes[1] += w(4) + w(20);
-        lanes[2] += w(8) + w(24);
-        lanes[3] += w(12) + w(28);
+        lanes.add(c.try_into().expect("32 bytes"));
     }
-    // Each lane folded to 33 bits first: their sum cannot overflow.
-    let total = lanes
-        .iter()
-        .fold(0u64, |a, &l| a + (l & 0xffff_ffff) + (l >> 32));
-    let native = fold(total);
-    let be = if cfg!(target_endian = "little") {
-        native.swap_bytes()
-    } else {
-        native
-    };
-    u64::from(be) + sum_be_words(tail)
+    lanes.total() + sum_be_words(tail)
 }
 
 /// Copies `src` into `dst` (the same length) and returns the one's complement
@@ -54,27 +40,47 @@ pub(super) fn copy_and_sum(dst: &mut [u8], src: &[u8]) -> u64 {
     let bulk = src.len() & !31;
     let (head, tail) = src.split_at(bulk);
     let (dhead, dtail) = dst.split_at_mut(bulk);
-    let mut lanes = [0u64; 4];
+    let mut lanes = Lanes::default();
     for (d, c) in dhead.chunks_exact_mut(32).zip(head.chunks_exact(32)) {
         let c: &[u8; 32] = c.try_into().expect("32 bytes");
         d.copy_from_slice(c);
-        let w = |i: usize| u64::from(u32::from_ne_bytes([c[i], c[i + 1], c[i + 2], c[i + 3]]));
-        lanes[0] += w(0) + w(16);
-        lanes[1] += w(4) + w(20);
-        lanes[2] += w(8) + w(24);
-        lanes[3] += w(12) + w(28);
+        lanes.add(c);
     }
     dtail.copy_from_slice(tail);
-    let total = lanes
-        .iter()
-        .fold(0u64, |a, &l| a + (l & 0xffff_ffff) + (l >> 32));
-    let native = fold(total);
-    let be = if cfg!(target_endian = "little") {
-        native.swap_bytes()
-    } else {
-        native
-    };
-    u64::from(be) + sum_be_words(tail)
+    lanes.total() + sum_be_words(tail)
+}
+
+/// The fast path's accumulator: 32-byte steps as native-endian 32-bit words in
+/// four 64-bit lanes.
+#[derive(Default)]
+struct Lanes([u64; 4]);
+
+impl Lanes {
+    #[inline]
+    fn add(&mut self, c: &[u8; 32]) {
+        let w = |i: usize| u64::from(u32::from_ne_bytes([c[i], c[i + 1], c[i + 2], c[i + 3]]));
+        self.0[0] += w(0) + w(16);
+        self.0[1] += w(4) + w(20);
+        self.0[2] += w(8) + w(24);
+        self.0[3] += w(12) + w(28);
+    }
+
+    /// The sum as big-endian words would give it (folded to 16 bits).
+    #[inline]
+    fn total(&self) -> u64 {
+        // Each lane folded to 33 bits first: their sum cannot overflow.
+        let t = self
+            .0
+            .iter()
+            .fold(0u64, |a, &l| a + (l & 0xffff_ffff) + (l >> 32));
+        let native = fold(t);
+        let be = if cfg!(target_endian = "little") {
+            native.swap_bytes()
+        } else {
+            native
+        };
+        u64::from(be)
+    }
 }
 
 /// One's complement sum of `data` as big-endian 32-bit words (then the last 1-3
