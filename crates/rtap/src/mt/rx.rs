@@ -75,9 +75,10 @@ impl MtRx {
             Some(Err(e)) => return Err(e),
             Some(Ok(p)) => out.push(p),
         }
+        // The rest of the burst, and one look for a driver waiting for room.
         let mut n = 1;
         while n < max {
-            match self.try_recv() {
+            match self.chan.rx.pop() {
                 Some(p) => {
                     out.push(p);
                     n += 1;
@@ -85,6 +86,7 @@ impl MtRx {
                 None => break,
             }
         }
+        self.chan.took_rx();
         Ok(n)
     }
 }

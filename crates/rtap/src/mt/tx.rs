@@ -68,22 +68,46 @@ impl MtTx {
     /// packets not handed over yet in `pkts`.
     pub async fn send_burst(&self, pkts: &mut Vec<Packet>) -> Result<()> {
         poll_fn(|cx| {
-            while !pkts.is_empty() {
-                // Moved out of `pkts` only into the queue: a dropped future
-                // leaves the rest where they were.
-                let p = pkts.remove(0);
-                match self.put_or_keep(cx, p) {
-                    Ok(None) => {}
-                    Ok(Some(back)) => {
-                        pkts.insert(0, back);
-                        return Poll::Pending;
-                    }
-                    Err(e) => return Poll::Ready(Err(e)),
+            for first in [true, false] {
+                if !self.push_some(pkts)? {
+                    return Poll::Ready(Ok(()));
+                }
+                if first {
+                    // The driver may be asleep with a full queue: wake it.
+                    self.chan.ring();
+                    self.chan.tx_wait.register(cx);
                 }
             }
-            Poll::Ready(Ok(()))
+            Poll::Pending
         })
         .await
+    }
+
+    /// Pushes packets from the front of `pkts` while there is room, as one
+    /// sender (one announcement, one doorbell); `true` if some are left.
+    /// `pkts` keeps its order whatever happens (reversed to pop from the back,
+    /// reversed again before returning).
+    fn push_some(&self, pkts: &mut Vec<Packet>) -> Result<bool> {
+        if pkts.is_empty() {
+            return Ok(false);
+        }
+        if !self.chan.send_begin() {
+            return Err(self.chan.closed_error());
+        }
+        let before = pkts.len();
+        pkts.reverse();
+        while let Some(p) = pkts.pop() {
+            if let Err(back) = self.chan.tx.push(p) {
+                pkts.push(back);
+                break;
+            }
+        }
+        pkts.reverse();
+        self.chan.send_end();
+        if pkts.len() < before {
+            self.chan.ring();
+        }
+        Ok(!pkts.is_empty())
     }
 
     /// Puts `p` in the queue, or registers the task and gives it back while
