@@ -2,7 +2,8 @@
 //!
 //! They sleep on the queues' interrupt fds through tokio's reactor: no busy loop
 //! and no extra thread. Queues are not `Send`, so run them on a current-thread
-//! runtime or a `LocalSet`, one per worker thread.
+//! runtime or a `LocalSet`, one per worker thread; for tokio's multi-thread
+//! runtime, see [`crate::mt`] (feature `mt`).
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
