@@ -3,7 +3,7 @@
 //! They sleep on the queues' interrupt fds through tokio's reactor: no busy loop
 //! and no extra thread. Queues are not `Send`, so run them on a current-thread
 //! runtime or a `LocalSet`, one per worker thread; for tokio's multi-thread
-//! runtime, see [`crate::mt`] (feature `mt`).
+//! runtime, see `rtap::mt` (feature `mt`).
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
