@@ -44,6 +44,13 @@ pub const CONTENDERS: [Contender; 4] = [
     },
 ];
 
+/// The `tx` test's baselines, not rtap: the least a program does to write the
+/// same 64-byte frames into a tap through io_uring, 32 writes per
+/// `io_uring_enter` (`min-uring`: a plain `IFF_TAP | IFF_NO_PI` tap;
+/// `min-uring-vnet`: with `IFF_VNET_HDR` and a zeroed header per write, as
+/// rtap's taps have). Name and whether the tap has the header.
+pub const TX_BASELINES: [(&str, bool); 2] = [("min-uring", false), ("min-uring-vnet", true)];
+
 /// How the packets of a `tcp` contender travel between the two namespaces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TcpPath {

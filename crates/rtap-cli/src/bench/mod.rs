@@ -58,7 +58,10 @@ pub const HELP: &str = "Examples:
 Tests and contenders (all in the same run, interleaved, each in its own namespaces):
   tx, rx, fwd  64-byte frames on one queue: uring (multishot rx), uring-posted (one
                read posted per buffer, DPDK net_rtap's design), uring-sqpoll, rw
-               (read/write, DPDK net_tap's way). rx and fwd first fill the tap's
+               (read/write, DPDK net_tap's way); tx also min-uring and
+               min-uring-vnet (not rtap: the least a program does to write the
+               frames through io_uring, 32 per enter, a tap without and with the
+               virtio-net header). rx and fwd first fill the tap's
                queue from the kernel side, then time the drain, so the generator is
                not measured. Five repetitions, the median (one with --quick).
                (No interrupt or veth rows here: a drain never finds the queue
@@ -130,7 +133,8 @@ pub struct BenchArgs {
     /// Run one test only
     #[arg(long, value_parser = ["tx", "rx", "fwd", "pkt-tx", "pkt-txp", "pkt-rx", "pkt-rx-1500", "pkt-fwd", "xdp-tx", "xdp-txp", "xdp-rx", "xdp-fwd", "tcp", "lat", "sink", "handoff", "csum"])]
     only: Option<String>,
-    /// Only these contenders (comma-separated: uring,uring-posted,uring-sqpoll,rw;
+    /// Only these contenders (comma-separated: uring,uring-posted,uring-sqpoll,rw
+    /// (tx also min-uring,min-uring-vnet);
     /// for pkt-tx and pkt-fwd: packet-uring,packet-sendto,rawsock; for pkt-rx:
     /// packet,ring-inplace,rawsock; for xdp-tx, xdp-txp and xdp-fwd:
     /// xdp-sendto,xdp-uring,packet-sendto,rawsock; for xdp-rx: xdp,packet,rawsock; for tcp:

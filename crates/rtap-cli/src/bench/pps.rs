@@ -8,7 +8,7 @@ use rawsock::RawSocket;
 use rtap::{Packet, Pool, PoolConfig, Port, RingConfig, RxMode, TapConfig};
 
 use super::clock::{Clock, Run};
-use super::contenders::{Contender, CONTENDERS};
+use super::contenders::{Contender, CONTENDERS, TX_BASELINES};
 use super::results::{Cell, Unit};
 use super::{chosen, interrupted, median, BenchOpts};
 
@@ -146,6 +146,23 @@ fn bench_tx(c: &Contender, secs: f64) -> Result<Run> {
     })
 }
 
+/// The tx baseline: a tap and a ring of its own, no rtap (see
+/// [`TX_BASELINES`]).
+fn bench_tx_min(vnet_hdr: bool, secs: f64) -> Result<Run> {
+    in_netns(|| {
+        let mut w = crate::sys::UringWriter::open("bmin%d", 256, vnet_hdr, &frame(0))
+            .context("open a tap for the io_uring baseline")?;
+        crate::common::netns::ip(&["link", "set", "dev", w.name(), "up"])?;
+        let clock = Clock::start();
+        let deadline = clock.wall + Duration::from_secs_f64(secs);
+        let sent = w.run(BURST, deadline).context("io_uring baseline writes")?;
+        if sent == 0 {
+            return Err(anyhow!("the io_uring baseline wrote no frame"));
+        }
+        Ok(clock.run(sent))
+    })
+}
+
 fn bench_rx(c: &Contender, n: u32) -> Result<Run> {
     in_netns(|| {
         let port = open(c, "brx%d")?;
@@ -222,18 +239,30 @@ pub(super) fn run(
         .filter(|c| !(test == "tx" && c.rx_mode == RxMode::Posted))
         .filter(|c| chosen(opts, c.name))
         .collect();
-    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); who.len()];
+    // The tx test's baselines run beside rtap's contenders, interleaved too.
+    let base: Vec<(&'static str, bool)> = TX_BASELINES
+        .iter()
+        .copied()
+        .filter(|&(name, _)| test == "tx" && chosen(opts, name))
+        .collect();
+    let names: Vec<&'static str> = who
+        .iter()
+        .map(|c| c.name)
+        .chain(base.iter().map(|b| b.0))
+        .collect();
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); names.len()];
     for rep in 0..reps {
-        for (i, c) in who.iter().enumerate() {
+        for (i, name) in names.iter().enumerate() {
             interrupted()?;
-            let r = match test {
-                "tx" => bench_tx(c, secs)?,
-                "rx" => bench_rx(c, n)?,
-                _ => bench_fwd(c, n)?,
+            let r = match (who.get(i), test) {
+                (Some(c), "tx") => bench_tx(c, secs)?,
+                (Some(c), "rx") => bench_rx(c, n)?,
+                (Some(c), _) => bench_fwd(c, n)?,
+                (None, _) => bench_tx_min(base[i - who.len()].1, secs)?,
             };
             progress(&format!(
                 "{test:>4} {:<14} run {}/{reps}: {:>6.2} Mpps {:>6.0} ns/pkt",
-                c.name,
+                name,
                 rep + 1,
                 r.pps / 1e6,
                 r.cpu_ns
@@ -241,14 +270,14 @@ pub(super) fn run(
             runs[i].push(r);
         }
     }
-    Ok(who
+    Ok(names
         .iter()
         .zip(&runs)
-        .map(|(c, r)| {
+        .map(|(name, r)| {
             let m = median_run(r);
             Cell {
                 test,
-                contender: c.name,
+                contender: name,
                 unit: Unit::Pps,
                 rate: m.pps,
                 cpu: m.cpu_ns,

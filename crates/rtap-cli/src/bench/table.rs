@@ -2,10 +2,29 @@
 
 use rtap::BackendKind;
 
-use super::contenders::{TcpPath, CONTENDERS, LAT_CONTENDERS, TCP_CONTENDERS};
+use super::contenders::{TcpPath, CONTENDERS, LAT_CONTENDERS, TCP_CONTENDERS, TX_BASELINES};
 use super::packet::{PKT_CONTENDERS, PKT_RX_CONTENDERS};
 use super::results::{Cell, Unit};
 use super::xdp::{XDP_CONTENDERS, XDP_RX_CONTENDERS};
+
+/// rtap's tap tx against the minimal io_uring writers: pps ratio and CPU ratio
+/// (baseline ns / rtap ns, so 1.00x means rtap costs what the baseline does).
+fn baseline_rows(cells: &[Cell]) -> String {
+    let get = |c: &str| cells.iter().find(|x| x.test == "tx" && x.contender == c);
+    let mut s = String::new();
+    for (b, _) in TX_BASELINES {
+        let Some(base) = get(b) else { continue };
+        for name in ["uring", "uring-sqpoll"] {
+            let Some(x) = get(name) else { continue };
+            s += &format!(
+                "tx 64B   {name} vs {b}: {:.2}x pps, {:.2}x cpu\n",
+                x.rate / base.rate,
+                base.cpu / x.cpu
+            );
+        }
+    }
+    s
+}
 
 /// The comparison table. Packet-rate tests: Mpps (wall) and thread CPU ns per
 /// packet, with ratios to the read/write backend (pps ratio; CPU ratio = rw ns /
@@ -27,10 +46,11 @@ pub fn render(cells: &[Cell]) -> String {
     }
     for (t, label) in [("tx", "tx 64B"), ("rx", "rx 64B"), ("fwd", "fwd 64B")] {
         let rw = get(t, "rw");
-        for c in CONTENDERS.iter() {
-            let Some(x) = get(t, c.name) else { continue };
+        let base = TX_BASELINES.iter().map(|b| b.0).filter(|_| t == "tx");
+        for name in CONTENDERS.iter().map(|c| c.name).chain(base) {
+            let Some(x) = get(t, name) else { continue };
             let (pr, cr) = match rw {
-                Some(rw) if c.name != "rw" => (
+                Some(rw) if name != "rw" => (
                     format!("{:.2}x", x.rate / rw.rate),
                     format!("{:.2}x", rw.cpu / x.cpu),
                 ),
@@ -39,7 +59,7 @@ pub fn render(cells: &[Cell]) -> String {
             s += &format!(
                 "{:<8} {:<14} {:>10.2} {:>10.0} {:>12} {:>12}\n",
                 label,
-                c.name,
+                name,
                 x.rate / 1e6,
                 x.cpu,
                 pr,
@@ -47,6 +67,7 @@ pub fn render(cells: &[Cell]) -> String {
             );
         }
     }
+    s += &baseline_rows(cells);
     s += &packet_rows(cells);
     s += &xdp_rows(cells);
     s += &super::handoff::rows(cells);

@@ -1,7 +1,12 @@
 //! The tool's only unsafe code: the few libc calls std has no wrapper for
 //! (signal handlers, CPU affinity and CPU time, entering a network namespace, a
-//! raw ICMP socket, epoll, an interface's tx checksum offload), each behind a safe function. Everything else in the tool
+//! raw ICMP socket, epoll, an interface's tx checksum offload, and the io_uring
+//! writer the `tx` benchmark compares rtap with), each behind a safe function. Everything else in the tool
 //! is safe code over these and the rtap library.
+
+mod uring_writer;
+
+pub use uring_writer::UringWriter;
 
 use std::io;
 use std::net::Ipv4Addr;
