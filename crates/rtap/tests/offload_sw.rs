@@ -227,7 +227,100 @@ fn tx_burst_sends_only_prepared_packets(backend: BackendKind) {
     assert_pool_full(&pool);
 }
 
+/// Whether the tap has `IFF_VNET_HDR`, as the kernel reports it (`ip -d`;
+/// sysfs shows the first namespace's interfaces, not this test's).
+fn vnet_hdr(name: &str) -> bool {
+    let out = std::process::Command::new("ip")
+        .args(["-d", "link", "show", "dev", name])
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains(" vnet_hdr "), "no tun details: {s}");
+    s.contains("vnet_hdr on")
+}
+
+/// A tap rtap creates without offloads has no virtio-net header (the kernel
+/// parses none per frame); one with offloads, or one rtap attaches to, keeps
+/// it. On the header-less tap, a header a packet carries from an offloading
+/// port (a partial checksum) is finished in software before the frame leaves,
+/// and a carried segmentation request is refused, counted.
+fn carried_headers_on_a_tap_without_one(backend: BackendKind) {
+    netns();
+    let off = started("ochd0", backend, 1);
+    assert!(!vnet_hdr("ochd0"), "no header");
+    let on = open(
+        TapConfig::new("ochd1")
+            .offloads(Offloads::ALL)
+            .backend(backend),
+    );
+    assert!(vnet_hdr("ochd1"));
+    ip(&[
+        "tuntap",
+        "add",
+        "dev",
+        "ochd2",
+        "mode",
+        "tap",
+        "multi_queue",
+    ]);
+    let attached = open(TapConfig::new("ochd2").attach(true).backend(backend));
+    assert!(vnet_hdr("ochd2"), "attach keeps it");
+    drop((on, attached));
+    let pool = small_pool();
+    let cap = PacketSocket::bind(off.ifindex());
+    let mut txq = off.tx_queue(0).unwrap();
+    let mac = [0x02, 0, 0, 0, 0, 0x66];
+    let mut want = Vec::new();
+    let mut v = Vec::new();
+    for (i, &(v6, tcp)) in COMBOS.iter().enumerate() {
+        let f = l4_frame(mac, v6, tcp, &payload(40 + 33 * i, i as u8));
+        let req = TxRequest {
+            l4_csum: true,
+            gso: Gso::None,
+        };
+        // What an offloading port hands up: the seed in the field, the header.
+        let (h, seed) = rtap::wire::offload::tx_header(&f, req).unwrap();
+        let mut p = pool.alloc_from(&garbled(&f, v6, tcp)).unwrap();
+        let (at, val) = seed.unwrap();
+        p.data_mut()[at..at + 2].copy_from_slice(&val.to_be_bytes());
+        p.set_vnet_hdr(h);
+        v.push(p);
+        want.push(f);
+    }
+    let tcp = l4_frame(mac, false, true, &payload(3000, 9));
+    let req = TxRequest {
+        l4_csum: true,
+        gso: Gso::Tcp {
+            mss: 1000,
+            ecn: false,
+        },
+    };
+    let (h, _) = rtap::wire::offload::tx_header(&tcp, req).unwrap();
+    let mut p = pool.alloc_from(&tcp).unwrap();
+    p.set_vnet_hdr(h);
+    v.push(p);
+    let n = v.len();
+    assert_eq!(txq.tx_burst(&mut v).unwrap(), n);
+    assert!(txq.flush(WAIT));
+    let mut seen = Vec::new();
+    while let Some(f) = cap.recv_incoming(Duration::from_millis(300)) {
+        seen.push(f);
+    }
+    assert_eq!(
+        seen, want,
+        "the carried checksums finished, the TSO frame refused"
+    );
+    let k = want.len() as u64;
+    assert_eq!(off.xstat("tx_q0_sw_csum_packets"), Some(k));
+    assert_eq!(off.xstat("tx_q0_offload_rejected"), Some(1));
+    let st = off.stats().unwrap();
+    assert_eq!((st.tx.packets, st.tx.errors), (k, 1));
+    drop(txq);
+    assert_pool_full(&pool);
+}
+
 backend_tests!(
+    carried_headers_on_a_tap_without_one,
     sw_csum_when_offloads_off,
     offload_requests_refused,
     tx_burst_sends_only_prepared_packets,

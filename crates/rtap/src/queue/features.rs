@@ -122,6 +122,12 @@ pub struct TxOffload {
     /// Segmentation requests (TSO, USO) go to the kernel; false: they are
     /// refused, counted (`tx_offload_rejected`).
     pub gso: bool,
+    /// Frames go to the device with a virtio-net header, so the header a
+    /// packet carries from the port it came in on (a partial checksum, a
+    /// coalesced frame) goes with it as is; false: a carried partial
+    /// checksum is finished in software where `csum` is false, a carried
+    /// segmentation refused where `gso` is false (counted).
+    pub header: bool,
 }
 
 impl TxOffload {
@@ -129,11 +135,16 @@ impl TxOffload {
     pub const NONE: TxOffload = TxOffload {
         csum: false,
         gso: false,
+        header: false,
     };
     /// What a device with a virtio-net header takes: both, when its checksum
-    /// offload (`csum`) is on, else neither.
+    /// offload (`csum`) is on, else neither; carried headers as they are.
     pub const fn vnet(csum: bool) -> TxOffload {
-        TxOffload { csum, gso: csum }
+        TxOffload {
+            csum,
+            gso: csum,
+            header: true,
+        }
     }
 }
 

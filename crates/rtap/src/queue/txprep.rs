@@ -1,6 +1,9 @@
 //! Transmit preparation, common to every device and engine: a packet's
 //! [`TxRequest`] becomes its virtio-net header (checksum seed included), or, on a
-//! port without checksum offload, a checksum computed in software. A request that
+//! port without checksum offload, a checksum computed in software. A header a
+//! packet carries from the port it came in on counts as a request on a port
+//! whose frames go without one: its partial checksum is finished in software
+//! (unless the device finishes it), its segmentation refused. A request that
 //! cannot be honoured drops the packet here, counted, so no engine ever sees an
 //! unprepared packet.
 
@@ -9,7 +12,7 @@ use crate::pool::Packet;
 use crate::wire::checksum;
 use crate::wire::layout::Link;
 use crate::wire::offload::{self, Gso, TxRequest};
-use crate::wire::vnet::VnetHdr;
+use crate::wire::vnet::{VnetHdr, F_NEEDS_CSUM, GSO_NONE};
 use crate::xstats::*;
 
 /// Turns a packet's transmit request into its virtio-net header (or a software
@@ -18,7 +21,20 @@ use crate::xstats::*;
 fn prepare_tx(p: &mut Packet, caps: TxOffload, local: &mut [u64; TX_N], link: Link) -> bool {
     let req = p.tx_offload();
     if req == TxRequest::default() {
-        return true; // the header already in the packet (if any) goes as is
+        if caps.header {
+            return true; // the header already in the packet (if any) goes as is
+        }
+        // A header the packet carries from the port it came in on (a partial
+        // checksum, a segmentation request) is a request too: this port's tx
+        // path would drop it, and the frame would leave with a bad checksum.
+        let h = p.vnet_hdr();
+        if h.gso_type != GSO_NONE && !caps.gso {
+            return false;
+        }
+        if h.flags & F_NEEDS_CSUM == 0 || caps.csum {
+            return true;
+        }
+        return sw_finish(p, local, link);
     }
     if req.gso != Gso::None && !caps.gso {
         // No software segmentation: a port that cannot hand it on refuses it.
@@ -29,26 +45,7 @@ fn prepare_tx(p: &mut Packet, caps: TxOffload, local: &mut [u64; TX_N], link: Li
             // No software segmentation: a port with offloads off cannot honour it.
             return false;
         }
-        let mut segs: [&[u8]; 64] = [&[]; 64];
-        let mut n = 0;
-        for s in p.segments() {
-            if n == segs.len() {
-                return false;
-            }
-            segs[n] = s;
-            n += 1;
-        }
-        let Ok((off, sum)) = checksum::sw_l4_checksum_on(&segs[..n], link) else {
-            return false;
-        };
-        let Some(field) = p.data_mut().get_mut(off..off + 2) else {
-            return false;
-        };
-        field.copy_from_slice(&sum.to_be_bytes());
-        p.set_vnet_hdr(VnetHdr::default());
-        p.set_tx_offload(TxRequest::default());
-        local[TX_SW_CSUM] += 1;
-        return true;
+        return sw_finish(p, local, link);
     }
     let Ok((h, seed)) = offload::tx_header_on(p.data(), req, link) else {
         return false;
@@ -67,6 +64,31 @@ fn prepare_tx(p: &mut Packet, caps: TxOffload, local: &mut [u64; TX_N], link: Li
         Gso::None => {}
     }
     local[TX_CSUM_OFFLOAD] += 1;
+    true
+}
+
+/// Computes a packet's L4 checksum in software, in place, and clears its
+/// header and request. False if it is not a TCP or UDP packet rtap can parse.
+fn sw_finish(p: &mut Packet, local: &mut [u64; TX_N], link: Link) -> bool {
+    let mut segs: [&[u8]; 64] = [&[]; 64];
+    let mut n = 0;
+    for s in p.segments() {
+        if n == segs.len() {
+            return false;
+        }
+        segs[n] = s;
+        n += 1;
+    }
+    let Ok((off, sum)) = checksum::sw_l4_checksum_on(&segs[..n], link) else {
+        return false;
+    };
+    let Some(field) = p.data_mut().get_mut(off..off + 2) else {
+        return false;
+    };
+    field.copy_from_slice(&sum.to_be_bytes());
+    p.set_vnet_hdr(VnetHdr::default());
+    p.set_tx_offload(TxRequest::default());
+    local[TX_SW_CSUM] += 1;
     true
 }
 
@@ -93,4 +115,86 @@ pub(crate) fn prepare_burst(
         local[TX_REJECTED] += refused as u64;
     }
     refused
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::{Pool, PoolConfig};
+    use crate::wire::offload::tx_header;
+    use crate::wire::testutil::{build, csum_req, ep_checksum, l4_field, payload, rd16, spec};
+
+    /// A frame with the partial checksum and header an offloading port hands
+    /// up (the pseudo-header seed in the field, `F_NEEDS_CSUM`), as a packet.
+    fn carried(pool: &Pool, tcp: bool, gso: bool) -> (Packet, u16) {
+        let frame = build(spec(false, tcp), &payload(300, 3));
+        let good = ep_checksum(&frame);
+        let (mut h, seed) = tx_header(&frame, csum_req()).unwrap();
+        let mut p = pool.alloc_from(&frame).unwrap();
+        let (off, v) = seed.unwrap();
+        p.data_mut()[off..off + 2].copy_from_slice(&v.to_be_bytes());
+        if gso {
+            h.gso_type = crate::wire::vnet::GSO_TCPV4;
+            h.gso_size = 100;
+        }
+        p.set_vnet_hdr(h);
+        (p, good)
+    }
+
+    #[test]
+    fn a_carried_partial_checksum_is_finished_where_the_port_takes_none() {
+        let pool = Pool::new(PoolConfig::default().count(8)).unwrap();
+        for tcp in [false, true] {
+            let (p, good) = carried(&pool, tcp, false);
+            let mut v = vec![p];
+            let mut local = [0u64; TX_N];
+            let refused = prepare_burst(&mut v, 1, TxOffload::NONE, &mut local, Link::Ethernet);
+            assert_eq!(refused, 0);
+            let d = v[0].data();
+            assert_eq!(rd16(d, l4_field(d)), good, "tcp {tcp}");
+            assert_eq!(*v[0].vnet_hdr(), VnetHdr::default());
+            assert_eq!(local[TX_SW_CSUM], 1);
+        }
+    }
+
+    #[test]
+    fn a_carried_header_goes_as_is_where_the_port_takes_it() {
+        let pool = Pool::new(PoolConfig::default().count(8)).unwrap();
+        // With offloads, and without (a header on every frame all the same).
+        for (gso, csum) in [(false, true), (true, true), (false, false), (true, false)] {
+            let (p, _) = carried(&pool, true, gso);
+            let before = p.data().to_vec();
+            let h = *p.vnet_hdr();
+            let mut v = vec![p];
+            let mut local = [0u64; TX_N];
+            let caps = TxOffload::vnet(csum);
+            assert_eq!(
+                prepare_burst(&mut v, 1, caps, &mut local, Link::Ethernet),
+                0
+            );
+            assert_eq!(v[0].data(), &before[..]);
+            assert_eq!(*v[0].vnet_hdr(), h);
+            assert_eq!(local[TX_SW_CSUM], 0);
+        }
+    }
+
+    #[test]
+    fn a_carried_segmentation_request_is_refused_and_counted() {
+        let pool = Pool::new(PoolConfig::default().count(8)).unwrap();
+        let (p, _) = carried(&pool, true, true);
+        let mut v = vec![p];
+        let mut local = [0u64; TX_N];
+        let caps = TxOffload {
+            csum: true,
+            gso: false,
+            header: false,
+        };
+        assert_eq!(
+            prepare_burst(&mut v, 1, caps, &mut local, Link::Ethernet),
+            1
+        );
+        assert!(v.is_empty());
+        assert_eq!(local[TX_REJECTED], 1);
+        assert_eq!(pool.available(), 8, "the refused packet went back");
+    }
 }

@@ -253,8 +253,12 @@ pub(crate) fn open(cfg: &SharedConfig, reg: &Registry) -> Result<OpenedDevice> {
         controls_link: false,
         offloads,
         offload_notes: Vec::new(),
-        // The served port's queues take what its virtio-net header does.
-        tx_offload: TxOffload::vnet(offloads.csum),
+        // The served port's queues take what its virtio-net header does, if
+        // they have one (the rebuilt device knows).
+        tx_offload: TxOffload {
+            header: inner.info().tx_offload.header,
+            ..TxOffload::vnet(offloads.csum)
+        },
         ..inner.info().clone()
     };
     let mut it = fds.into_iter();

@@ -1,7 +1,16 @@
 //! The TAP device behind a [`Port`](crate::Port): creating or attaching the
-//! kernel interface (`IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE | IFF_VNET_HDR`), a
-//! detached keep-alive fd, one fd per queue pair, offload negotiation, and the
-//! fd engines of the chosen backend.
+//! kernel interface (`IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE`, and
+//! `IFF_VNET_HDR` unless rtap creates it without offloads), a detached
+//! keep-alive fd, one fd per queue pair, offload negotiation, and the fd
+//! engines of the chosen backend.
+//!
+//! The virtio-net header is what carries offloads across the fd; without any
+//! it is pure cost (the kernel reads and checks 12 bytes per written frame,
+//! about a tenth of a 64-byte frame's tx). So a tap or TUN rtap creates with
+//! [`Offloads::NONE`] has none unless asked ([`TapConfig::vnet_hdr`]: the
+//! header also brings the checksum-verified flag on rx). One rtap attaches to
+//! keeps it: the flag is the interface's, and other holders (a VM's tap) rely
+//! on it.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
@@ -26,6 +35,17 @@ use crate::wire::vnet::VNET_HDR_LEN;
 /// What lifts a refusal to create or attach a tap.
 pub(super) const TAP_PERMISSION: &str = "run as root or grant CAP_NET_ADMIN (a persistent tap owned by your user can be attached without it)";
 
+/// What kind of interface a [`TapDevice`] runs on.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Shape {
+    /// A TUN (IP packets), not a TAP.
+    pub tun: bool,
+    /// rtap created it (it goes with the port unless persistent).
+    pub created: bool,
+    /// Its queues carry a virtio-net header (`IFF_VNET_HDR`).
+    pub vnet_hdr: bool,
+}
+
 /// An open TAP (or TUN) interface.
 pub(crate) struct TapDevice {
     /// The backend in use (the one asked for, or read/write when io_uring is
@@ -34,6 +54,9 @@ pub(crate) struct TapDevice {
     ring: RingConfig,
     /// The `TUNSETIFF` flags of a TAP or a TUN queue.
     iff: libc::c_int,
+    /// The virtio-net header's length in front of each frame: 12, or 0 on an
+    /// interface without `IFF_VNET_HDR`.
+    vnet_len: usize,
     /// Keeps the interface alive while queues come and go; detached, so it
     /// carries no traffic. `None` in a process the port is served to.
     _keepalive: Option<OwnedFd>,
@@ -43,14 +66,18 @@ pub(crate) struct TapDevice {
 impl TapDevice {
     /// The device of a TAP (or TUN) port: its facts, engines chosen.
     pub(super) fn new(
-        tun: bool,
-        created: bool,
+        shape: Shape,
         offloads: Offloads,
         offload_notes: Vec<String>,
         want: BackendKind,
         ring: RingConfig,
         keepalive: Option<OwnedFd>,
     ) -> TapDevice {
+        let Shape {
+            tun,
+            created,
+            vnet_hdr,
+        } = shape;
         let (backend, reason) = backend::choose(want);
         let info = DeviceInfo {
             kind: if tun {
@@ -63,7 +90,10 @@ impl TapDevice {
             controls_link: true,
             offloads,
             offload_notes,
-            tx_offload: TxOffload::vnet(offloads.csum),
+            tx_offload: TxOffload {
+                header: vnet_hdr,
+                ..TxOffload::vnet(offloads.csum)
+            },
             engine: backend.into(),
             engine_reason: reason,
             tx_engine: backend::fd_tx_engine_name(backend),
@@ -74,7 +104,8 @@ impl TapDevice {
         TapDevice {
             backend,
             ring,
-            iff: flags(tun),
+            iff: flags(tun, vnet_hdr),
+            vnet_len: if vnet_hdr { VNET_HDR_LEN } else { 0 },
             _keepalive: keepalive,
             info,
         }
@@ -87,7 +118,7 @@ impl Device for TapDevice {
     }
 
     fn queue_buffers(&self, pool: &PoolConfig, max_frame: usize) -> usize {
-        backend::fd_queue_buffers(self.backend, &self.ring, VNET_HDR_LEN, pool, max_frame)
+        backend::fd_queue_buffers(self.backend, &self.ring, self.vnet_len, pool, max_frame)
     }
 
     fn rx_engine_name(&self, pool: &PoolConfig, max_frame: usize) -> String {
@@ -109,11 +140,11 @@ impl Device for TapDevice {
     }
 
     fn rx_engine(&self, ctx: &EngineCtx, pool: &Pool) -> Result<Box<dyn RxEngine>> {
-        backend::fd_rx_engine(ctx, self.backend, &self.ring, VNET_HDR_LEN, pool)
+        backend::fd_rx_engine(ctx, self.backend, &self.ring, self.vnet_len, pool)
     }
 
     fn tx_engine(&self, ctx: &EngineCtx) -> Result<Box<dyn TxEngine>> {
-        backend::fd_tx_engine(ctx, self.backend, &self.ring, VNET_HDR_LEN)
+        backend::fd_tx_engine(ctx, self.backend, &self.ring, self.vnet_len)
     }
 
     fn lend(&self) -> std::result::Result<&dyn Lend, &'static str> {
@@ -130,12 +161,21 @@ fn detach_queue(fd: BorrowedFd<'_>) {
     let _ = tun::set_queue_attached(fd, false);
 }
 
-/// The `TUNSETIFF` flags of a TAP or a TUN.
-fn flags(tun: bool) -> libc::c_int {
-    if tun {
-        tun::TUN_FLAGS
+/// The `TUNSETIFF` flags of a TAP or a TUN, with or without the virtio-net
+/// header.
+fn flags(tun: bool, vnet_hdr: bool) -> libc::c_int {
+    let f = if tun { tun::TUN_FLAGS } else { tun::TAP_FLAGS };
+    if vnet_hdr {
+        f
     } else {
-        tun::TAP_FLAGS
+        f & !libc::IFF_VNET_HDR
+    }
+}
+
+impl TapDevice {
+    /// Whether queues carry a virtio-net header.
+    pub(super) fn vnet_hdr(&self) -> bool {
+        self.vnet_len != 0
     }
 }
 
@@ -175,7 +215,7 @@ fn map_setiff(e: std::io::Error, name: &str, existed: bool, tun: bool) -> Error 
 }
 
 /// Creates the interface (or attaches to it) as `cfg` says and sets it up for
-/// vnet headers. Runs in the port's namespace.
+/// vnet headers where it has them. Runs in the port's namespace.
 pub(crate) fn open(cfg: &TapConfig) -> Result<OpenedDevice> {
     let name = cfg.name.as_str();
     let attach = cfg.attach;
@@ -188,10 +228,24 @@ pub(crate) fn open(cfg: &TapConfig) -> Result<OpenedDevice> {
     }
     let keepalive = tun::open_tun(false)?;
     check_features(&keepalive, cfg.tun)?;
-    let actual = tun::set_iff(keepalive.as_fd(), name, flags(cfg.tun))
+    // No header where none is needed: an interface rtap creates without
+    // offloads (see the module's notes).
+    let vnet_hdr = match cfg.vnet_hdr {
+        Some(false) if existed => {
+            return Err(Error::InvalidConfig {
+                field: "vnet_hdr",
+                why: format!("{name} exists: its virtio-net header is its own flag, which other holders rely on; keep it (drop vnet_hdr=off)"),
+            })
+        }
+        Some(on) => on,
+        None => existed || cfg.offloads != Offloads::NONE,
+    };
+    let actual = tun::set_iff(keepalive.as_fd(), name, flags(cfg.tun, vnet_hdr))
         .map_err(|e| map_setiff(e, name, existed, cfg.tun))?;
     let fd = keepalive.as_fd();
-    tun::set_vnet_hdr_size(fd, VNET_HDR_LEN).map_err(|e| Error::sys("TUNSETVNETHDRSZ", e))?;
+    if vnet_hdr {
+        tun::set_vnet_hdr_size(fd, VNET_HDR_LEN).map_err(|e| Error::sys("TUNSETVNETHDRSZ", e))?;
+    }
     let (offloads, notes) = negotiate(cfg.offloads, |f| tun::set_offload(fd, f))
         .map_err(|e| Error::sys("TUNSETOFFLOAD", e))?;
     for n in &notes {
@@ -212,9 +266,13 @@ pub(crate) fn open(cfg: &TapConfig) -> Result<OpenedDevice> {
     })?;
     tun::set_queue_attached(fd, false)
         .map_err(|e| Error::sys("TUNSETQUEUE detach keep-alive", e))?;
+    let shape = Shape {
+        tun: cfg.tun,
+        created: !existed,
+        vnet_hdr,
+    };
     let dev = TapDevice::new(
-        cfg.tun,
-        !existed,
+        shape,
         offloads,
         notes,
         cfg.backend,

@@ -5,7 +5,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
-use super::device::TapDevice;
+use super::device::{Shape, TapDevice};
 use crate::device::lend::{not_a_queue, take_fds, Description, LocalEngine};
 use crate::device::{keep_fd, Device, Lend, Offloads, Opened, QueueFd};
 use crate::error::{Error, Result};
@@ -14,9 +14,11 @@ use crate::sys::tun;
 use crate::wire::layout::Link;
 
 impl Lend for TapDevice {
-    /// Nothing beyond the kind and the offloads every port sends.
+    /// Whether the queues carry a virtio-net header (beyond the kind and the
+    /// offloads every port sends).
     fn describe(&self) -> Vec<(&'static str, String)> {
-        Vec::new()
+        let v = if self.vnet_hdr() { "on" } else { "off" };
+        vec![("vnet_hdr", v.to_string())]
     }
 
     /// The queue's fd.
@@ -41,7 +43,13 @@ impl Lend for TapDevice {
         } else {
             libc::IFF_TAP
         };
-        if name != iface.name || flags & (libc::IFF_TUN | libc::IFF_TAP) != want {
+        let hdr = if self.vnet_hdr() {
+            libc::IFF_VNET_HDR
+        } else {
+            0
+        };
+        let mask = libc::IFF_TUN | libc::IFF_TAP | libc::IFF_VNET_HDR;
+        if name != iface.name || flags & mask != want | hdr {
             return Err(not_a_queue(
                 iface,
                 what,
@@ -68,9 +76,15 @@ pub(super) fn rebuild_tun(d: &Description, local: &LocalEngine) -> Result<Arc<dy
 
 fn rebuild(tun: bool, d: &Description, local: &LocalEngine) -> Result<Arc<dyn Device>> {
     let offloads = Offloads::from_names(d.get("offloads").unwrap_or(""));
-    Ok(Arc::new(TapDevice::new(
+    // Absent from an older server's description: its queues had the header.
+    let vnet_hdr = d.get("vnet_hdr") != Some("off");
+    let shape = Shape {
         tun,
-        false,
+        created: false,
+        vnet_hdr,
+    };
+    Ok(Arc::new(TapDevice::new(
+        shape,
         offloads,
         Vec::new(),
         local.backend,

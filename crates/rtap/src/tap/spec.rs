@@ -1,7 +1,7 @@
 //! `tap:` specs: a TAP interface.
 //!
 //! ```text
-//! tap:iface=NAME[,persist][,attach][,offload=on|off][,owner=UID][,group=GID]
+//! tap:iface=NAME[,persist][,attach][,offload=on|off][,vnet_hdr=on|off][,owner=UID][,group=GID]
 //!    plus the keys every port takes and the fd-engine keys (see
 //!    [`parse_port_spec`](crate::parse_port_spec))
 //! ```
@@ -12,6 +12,7 @@
 //! | `persist` | keep the interface after the port closes (`persist=0` turns it off)    |
 //! | `attach`  | use an existing interface, never create one                            |
 //! | `offload` | ask the kernel for every offload (`on`, the default in specs) or none  |
+//! | `vnet_hdr` | the virtio-net header with `offload=off` (default: only on an interface that exists) |
 //! | `owner`, `group` | who may attach later without CAP_NET_ADMIN                      |
 
 use super::config::TapConfig;
@@ -21,7 +22,9 @@ use crate::device::{validate_name, DeviceKind, DeviceType, Offloads, PortSpec};
 use crate::error::Result;
 
 /// The keys of a `tap:` spec besides the common and fd-engine ones.
-pub const KEYS: &[&str] = &["iface", "persist", "attach", "offload", "owner", "group"];
+pub const KEYS: &[&str] = &[
+    "iface", "persist", "attach", "offload", "vnet_hdr", "owner", "group",
+];
 
 impl DeviceKind {
     /// A TAP interface (Ethernet frames), created or attached (`tap:`).
@@ -78,6 +81,7 @@ fn parse_kind(p: &Parser<'_>, mut cfg: TapConfig) -> Result<TapConfig> {
                     Offloads::NONE
                 }
             }
+            "vnet_hdr" => cfg.vnet_hdr = Some(p.flag(key, value)?),
             "owner" => cfg.owner = Some(p.number(key, value, 0, u32::MAX as u64 - 1)? as u32),
             "group" => cfg.group = Some(p.number(key, value, 0, u32::MAX as u64 - 1)? as u32),
             _ => {}
@@ -128,6 +132,18 @@ mod tests {
         assert_eq!(tap("tap:"), TapConfig::default().offloads(Offloads::ALL));
         assert_eq!(tap("tap:offload=off").offloads, Offloads::NONE);
         assert_eq!(tap("tap:offload=on").offloads, Offloads::ALL);
+    }
+
+    #[test]
+    fn vnet_hdr() {
+        assert_eq!(tap("tap:").vnet_hdr, None);
+        assert_eq!(tap("tap:offload=off,vnet_hdr=on").vnet_hdr, Some(true));
+        assert_eq!(tap("tap:offload=off,vnet_hdr=off").vnet_hdr, Some(false));
+        // Offloads travel in the header; an attached interface's header is its own.
+        for bad in ["tap:vnet_hdr=off", "tap:offload=off,attach,vnet_hdr=off"] {
+            let e = parse_port_spec(bad).unwrap_err().to_string();
+            assert!(e.contains("vnet_hdr"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -17,5 +17,5 @@ pub mod layout;
 pub mod mac;
 pub mod offload;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 pub mod vnet;

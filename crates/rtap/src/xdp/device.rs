@@ -104,6 +104,7 @@ pub(crate) fn open(cfg: &XdpConfig) -> Result<OpenedDevice> {
         tx_offload: TxOffload {
             csum: true,
             gso: false,
+            header: false,
         },
         engine: Engine::xsk(kick),
         engine_reason: kick_reason,

@@ -359,9 +359,16 @@ pub fn assert_tx_xstats(port: &Port, q: u16, t: &Tally) {
 /// Port B of a router: offloads off, 10.2.0.1/24 and fd02::1/64, the static
 /// neighbour 10.2.0.2 / fd02::2 behind it, forwarding on. IPv6 must be on.
 pub fn router_b(name: &str, backend: BackendKind) -> Port {
+    router_b_with(name, backend, true)
+}
+
+/// [`router_b`], with or without the virtio-net header (without offloads the
+/// header brings nothing but the checksum-verified flag).
+pub fn router_b_with(name: &str, backend: BackendKind, vnet_hdr: bool) -> Port {
     let b = open(
         TapConfig::new(name)
             .offloads(Offloads::NONE)
+            .vnet_hdr(vnet_hdr)
             .backend(backend),
     );
     assert_eq!(b.offloads(), Offloads::NONE);
