@@ -3,8 +3,9 @@
 //! tunnel interface hands it. The kernel's TCP writes 64 KiB TSO packets into
 //! one TUN; each is cut into MTU-sized IP packets (`wire::gso::split`, what
 //! would be encrypted and sent one datagram each), and the receiving side
-//! merges them back into GSO packets (`wire::gro::Coalescer`) for the other
-//! TUN, whose kernel takes each as one large packet. A TCP stream crosses and
+//! merges them back into GSO packets (`wire::gro::Merger`, building them in
+//! pool buffers: the merged packet is the one written) for the other TUN,
+//! whose kernel takes each as one large packet. A TCP stream crosses and
 //! every byte is checked.
 //!
 //! ```sh
@@ -19,9 +20,9 @@ mod tcp_ends;
 
 use std::time::{Duration, Instant};
 
-use rtap::wire::gro::Coalescer;
+use rtap::pool::ToPool;
+use rtap::wire::gro::Merger;
 use rtap::wire::gso;
-use rtap::wire::vnet::VnetHdr;
 use rtap::{Packet, Pool, PoolConfig};
 use tcp_ends::{Res, PORT};
 
@@ -86,7 +87,7 @@ fn run(bytes: u64) -> Res<()> {
 
 /// One direction of the tunnel.
 struct Direction {
-    gro: Coalescer,
+    gro: Merger<Packet>,
     /// One segment at a time, reused.
     seg: Vec<u8>,
     read: u64,
@@ -98,7 +99,7 @@ struct Direction {
 impl Direction {
     fn new() -> Direction {
         Direction {
-            gro: Coalescer::new(16),
+            gro: Merger::new(16),
             seg: vec![0u8; 65_536],
             read: 0,
             segments: 0,
@@ -119,16 +120,10 @@ impl Direction {
             merged,
             dropped,
         } = self;
-        // A merged packet the pool has no buffer for is dropped (counted).
-        let mut no_buf = 0;
-        let mut emit = |bytes: &[u8], h: &VnetHdr| match pool.alloc_from(bytes) {
-            Ok(mut p) => {
-                p.set_vnet_hdr(*h);
-                *merged += 1;
-                out.push(p);
-            }
-            Err(_) => no_buf += 1,
-        };
+        // Merged packets are built in pool packets and land on `out`; one
+        // the pool has no buffer for is dropped (counted).
+        let before = out.len();
+        let mut sink = ToPool::new(pool, out);
         for p in burst.drain(..) {
             *read += 1;
             // The 64 KiB pool buffers hold a whole packet: it is one segment.
@@ -139,10 +134,11 @@ impl Direction {
             while let Some(Ok(n)) = split.next_into(seg) {
                 *segments += 1;
                 // ... encrypt, send, receive, decrypt: the bytes are unchanged here.
-                gro.push(&seg[..n], &mut emit);
+                gro.push(&seg[..n], &mut sink);
             }
         }
-        gro.flush(&mut emit);
-        *dropped += no_buf;
+        gro.flush(&mut sink);
+        *dropped += sink.no_buf;
+        *merged += (out.len() - before) as u64;
     }
 }

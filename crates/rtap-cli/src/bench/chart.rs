@@ -132,7 +132,13 @@ fn ratio_label(cells: &[Cell], c: &Cell) -> String {
         None if c.contender == "veth" => "kernel ceiling".into(),
         None if matches!(
             c.contender,
-            "rw" | "rw-nooffload" | "rawsock" | "recv" | "local" | "be-words-1500" | "be-words-64k"
+            "rw" | "rw-nooffload"
+                | "rawsock"
+                | "recv"
+                | "local"
+                | "be-words-1500"
+                | "be-words-64k"
+                | "merge-vec-64k"
         ) =>
         {
             "baseline".into()

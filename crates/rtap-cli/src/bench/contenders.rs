@@ -256,16 +256,24 @@ pub enum CsumOp {
     Lanes,
     /// A TSO packet cut into 1448-byte segments with their checksums.
     Split,
+    /// Those segments merged again in the coalescer's own vectors, each
+    /// merged packet then copied into pool buffers (how the VPN path did it):
+    /// the reference of `MergePool`.
+    MergeVec,
+    /// The same merge built in pool packets, sent as built.
+    MergePool,
 }
 
 /// The contenders of the `csum` test: name, bytes one operation covers, and
 /// what it does; each reference before its fast twin.
-pub const CSUM_CONTENDERS: [(&str, usize, CsumOp); 5] = [
+pub const CSUM_CONTENDERS: [(&str, usize, CsumOp); 7] = [
     ("be-words-1500", 1500, CsumOp::BeWords),
     ("lanes-1500", 1500, CsumOp::Lanes),
     ("be-words-64k", 65_535, CsumOp::BeWords),
     ("lanes-64k", 65_535, CsumOp::Lanes),
     ("split-64k", 65_000, CsumOp::Split),
+    ("merge-vec-64k", 65_000, CsumOp::MergeVec),
+    ("merge-pool-64k", 65_000, CsumOp::MergePool),
 ];
 
 /// Bytes one operation of `csum` contender `name` covers.
@@ -277,15 +285,17 @@ pub fn csum_bytes(name: &str) -> f64 {
 }
 
 /// The reference of a `csum` fast-path contender: the straightforward sum of
-/// the same size.
+/// the same size, or the merge in vectors.
 pub fn csum_twin(name: &str) -> Option<&'static str> {
     let &(_, len, op) = CSUM_CONTENDERS.iter().find(|c| c.0 == name)?;
-    if op != CsumOp::Lanes {
-        return None;
-    }
+    let reference = match op {
+        CsumOp::Lanes => CsumOp::BeWords,
+        CsumOp::MergePool => CsumOp::MergeVec,
+        _ => return None,
+    };
     CSUM_CONTENDERS
         .iter()
-        .find(|c| c.1 == len && c.2 == CsumOp::BeWords)
+        .find(|c| c.1 == len && c.2 == reference)
         .map(|c| c.0)
 }
 

@@ -111,7 +111,11 @@ Tests and contenders (all in the same run, interleaved, each in its own namespac
                of both threads. Five runs of 20 M packets, median.
   csum         the software checksum's sum over 1500 B and 64 KiB buffers: the
                straightforward big-endian words (be-words) against the fast path
-               (lanes): GB/s and ns per sum. Five runs of 8 GiB, median.
+               (lanes): GB/s and ns per sum; a 64 KiB TSO packet split into
+               segments (split-64k), and merged again in vectors then copied
+               into a pool packet (merge-vec-64k) or built in the pool packet
+               (merge-pool-64k). Five runs of 8 GiB (2 GiB for split and merge),
+               median.
   lat          UDP ping-pong (64-byte frames, one request in flight) through the same
                path: p50/p99/p99.9/max round trip from an HDR histogram over 3 x 10000
                exchanges (2000 with --quick): uring, uring-interrupt, rw, veth.
@@ -142,7 +146,8 @@ pub struct BenchArgs {
     /// packet-uring,packet-nooffload,tun,tun-rw,tun-nooffload,tun-vpn,tun-async-mt,xdp,xdp-uring,veth; for lat:
     /// uring,uring-interrupt,rw,veth;
     /// for sink: rtap-sink,recv,epoll; for handoff: local,remote; for csum:
-    /// be-words-1500,lanes-1500,be-words-64k,lanes-64k,split-64k)
+    /// be-words-1500,lanes-1500,be-words-64k,lanes-64k,split-64k,merge-vec-64k,
+    /// merge-pool-64k)
     #[arg(long, value_delimiter = ',')]
     contenders: Option<Vec<String>>,
     /// Print the cells as a JSON array instead of the table

@@ -28,11 +28,12 @@ enum Rewrite {
     Vpn,
 }
 
-/// What `--mode vpn` keeps per direction: a coalescer, a segment buffer and
-/// the packets being built, all allocated once.
+/// What `--mode vpn` keeps per direction: a coalescer (building merged
+/// packets in pool buffers, sent as built), a segment buffer and the packets
+/// leaving, all allocated once.
 pub(crate) struct Vpn {
     pool: Pool,
-    gro: rtap::wire::gro::Coalescer,
+    gro: rtap::wire::gro::Merger<Packet>,
     seg: Vec<u8>,
     out: Vec<Packet>,
     /// Packets dropped: not splittable (malformed, or chained across buffers),
@@ -44,7 +45,7 @@ impl Vpn {
     fn new(pool: &Pool, burst: usize) -> Vpn {
         Vpn {
             pool: pool.clone(),
-            gro: rtap::wire::gro::Coalescer::new(16),
+            gro: rtap::wire::gro::Merger::new(16),
             seg: vec![0u8; 65_536],
             out: Vec::with_capacity(burst * 48),
             dropped: 0,
@@ -60,14 +61,7 @@ impl Vpn {
             out,
             dropped,
         } = self;
-        let no_buf = std::cell::Cell::new(0u64);
-        let mut emit = |bytes: &[u8], h: &rtap::wire::vnet::VnetHdr| match pool.alloc_from(bytes) {
-            Ok(mut p) => {
-                p.set_vnet_hdr(*h);
-                out.push(p);
-            }
-            Err(_) => no_buf.set(no_buf.get() + 1),
-        };
+        let mut sink = rtap::pool::ToPool::new(pool, out);
         for p in buf.drain(..) {
             if p.nb_segs() > 1 {
                 *dropped += 1;
@@ -80,7 +74,7 @@ impl Vpn {
             while let Some(r) = sp.next_into(seg) {
                 match r {
                     Ok(n) => {
-                        gro.push(&seg[..n], &mut emit);
+                        gro.push(&seg[..n], &mut sink);
                     }
                     Err(_) => {
                         *dropped += 1;
@@ -89,8 +83,8 @@ impl Vpn {
                 }
             }
         }
-        gro.flush(&mut emit);
-        *dropped += no_buf.get();
+        gro.flush(&mut sink);
+        *dropped += sink.no_buf;
         std::mem::swap(buf, out);
     }
 }

@@ -28,11 +28,13 @@
 
 mod free;
 mod inner;
+mod merge;
 mod packet;
 mod remote;
 
 use std::rc::Rc;
 
+pub use merge::ToPool;
 pub use packet::{Packet, Segments};
 
 use crate::error::{Error, Result};

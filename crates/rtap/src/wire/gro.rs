@@ -16,7 +16,10 @@
 //! authenticated what it decrypted); the merged packet goes out with a partial
 //! checksum for the kernel to finish, as the kernel's own GRO packets do.
 //!
-//! Pure code: the buffers are allocated once, when the [`Coalescer`] is made.
+//! Pure code. A [`Merger`] builds packets in buffers its caller provides
+//! ([`MergeSink`]): pool packets, so a merged packet is sent from where it was
+//! built. A [`Coalescer`] is a merger with buffers of its own, allocated once
+//! when it is made, that hands packets on as bytes.
 
 use super::checksum::{fold, sum_words};
 use super::gso::{get16, get32, ipv4_header_checksum, put16};
@@ -29,19 +32,65 @@ const MAX_LEN: usize = 65_535;
 const TCP_ACK: u8 = 0x10;
 const TCP_PSH: u8 = 0x08;
 
-/// Merges packets of up to `flows` flows at a time.
+/// Where a coalescer builds a packet: bytes that grow at the end, whose
+/// first bytes (the headers of the packet it started with) stay contiguous
+/// and writable. A `Vec<u8>` is one; so is a pool [`Packet`](crate::Packet),
+/// whose first buffer holds the headers, so merged packets are built where
+/// they will be sent from.
+pub trait MergeBuf {
+    /// The first bytes, contiguous: at least the headers of the first packet.
+    fn head(&self) -> &[u8];
+    /// The same, writable (the coalescer rewrites lengths and checksums there).
+    fn head_mut(&mut self) -> &mut [u8];
+    /// Appends `bytes`; false, and nothing appended, if there is no room.
+    fn extend(&mut self, bytes: &[u8]) -> bool;
+}
+
+impl MergeBuf for Vec<u8> {
+    fn head(&self) -> &[u8] {
+        self
+    }
+
+    fn head_mut(&mut self) -> &mut [u8] {
+        self
+    }
+
+    fn extend(&mut self, bytes: &[u8]) -> bool {
+        self.extend_from_slice(bytes);
+        true
+    }
+}
+
+/// Where a [`Merger`] takes its buffers from and sends what leaves it.
+pub trait MergeSink {
+    /// The buffers packets are built in.
+    type Buf: MergeBuf;
+    /// A buffer holding a copy of `first`, to build a packet on; `None` if
+    /// there is none (the packet then leaves through [`passed`](Self::passed)).
+    fn start(&mut self, first: &[u8]) -> Option<Self::Buf>;
+    /// A packet built here leaves, with the virtio-net header to write it
+    /// with (all zero for a packet that stayed alone: its own checksums).
+    fn built(&mut self, buf: Self::Buf, h: &VnetHdr);
+    /// A packet that cannot be merged leaves as it came.
+    fn passed(&mut self, pkt: &[u8]);
+}
+
+/// Merges packets of up to `flows` flows at a time, building them in buffers
+/// a [`MergeSink`] provides (for example pool packets: the merged packet is
+/// then sent as built, with no copy at hand-off).
 #[derive(Debug)]
-pub struct Coalescer {
-    slots: Box<[Slot]>,
+pub struct Merger<B> {
+    slots: Box<[Slot<B>]>,
     /// Next slot to evict when every slot holds a flow.
     victim: usize,
 }
 
 #[derive(Debug)]
-struct Slot {
-    buf: Box<[u8]>,
+struct Slot<B> {
+    /// The packet being built (`None`: the slot is free).
+    buf: Option<B>,
     len: usize,
-    /// Packets merged into `buf` (0: the slot is free).
+    /// Packets merged into `buf`.
     count: u32,
     ipv6: bool,
     tcp: bool,
@@ -62,17 +111,17 @@ pub enum Pushed {
     Merged,
     /// Held: it starts a packet others may join.
     Held,
-    /// Handed to `emit` as it is (not a flow that can be merged).
+    /// Handed on as it is (not a flow that can be merged, or no buffer).
     Passed,
 }
 
-impl Coalescer {
-    /// A coalescer of `flows` flows (buffers of 64 KiB each, allocated now).
-    pub fn new(flows: usize) -> Coalescer {
-        Coalescer {
+impl<B: MergeBuf> Merger<B> {
+    /// A merger of `flows` flows (no buffers until packets arrive).
+    pub fn new(flows: usize) -> Merger<B> {
+        Merger {
             slots: (0..flows.max(1))
                 .map(|_| Slot {
-                    buf: vec![0u8; MAX_LEN].into_boxed_slice(),
+                    buf: None,
                     len: 0,
                     count: 0,
                     ipv6: false,
@@ -90,53 +139,54 @@ impl Coalescer {
     }
 
     /// Takes one IP packet (complete checksums, as received). Packets that
-    /// leave the coalescer (finished merges, packets that cannot be merged) go
-    /// to `emit` with the virtio-net header to write them with, in each flow's
-    /// order.
-    pub fn push(&mut self, pkt: &[u8], emit: &mut impl FnMut(&[u8], &VnetHdr)) -> Pushed {
+    /// leave (finished merges, packets that cannot be merged) go to `sink`,
+    /// in each flow's order.
+    pub fn push<S: MergeSink<Buf = B>>(&mut self, pkt: &[u8], sink: &mut S) -> Pushed {
         let Some(p) = Parsed::new(pkt) else {
-            emit(pkt, &VnetHdr::default());
+            sink.passed(pkt);
             return Pushed::Passed;
         };
-        if let Some(i) = self
-            .slots
-            .iter()
-            .position(|s| s.count > 0 && s.same_flow(pkt, &p))
-        {
+        if let Some(i) = self.slots.iter().position(|s| s.same_flow(pkt, &p)) {
             if self.slots[i].try_merge(pkt, &p) {
                 if self.slots[i].closed {
-                    self.slots[i].emit(emit);
+                    self.slots[i].emit(sink);
                 }
                 return Pushed::Merged;
             }
-            self.slots[i].emit(emit);
-            return self.hold(i, pkt, &p, emit);
+            self.slots[i].emit(sink);
+            return self.hold(i, pkt, &p, sink);
         }
-        let i = match self.slots.iter().position(|s| s.count == 0) {
+        let i = match self.slots.iter().position(|s| s.buf.is_none()) {
             Some(i) => i,
             None => {
                 let i = self.victim;
                 self.victim = (self.victim + 1) % self.slots.len();
-                self.slots[i].emit(emit);
+                self.slots[i].emit(sink);
                 i
             }
         };
-        self.hold(i, pkt, &p, emit)
+        self.hold(i, pkt, &p, sink)
     }
 
-    fn hold(
+    fn hold<S: MergeSink<Buf = B>>(
         &mut self,
         i: usize,
         pkt: &[u8],
         p: &Parsed,
-        emit: &mut impl FnMut(&[u8], &VnetHdr),
+        sink: &mut S,
     ) -> Pushed {
         if !p.mergeable || pkt.len() > MAX_LEN {
-            emit(pkt, &VnetHdr::default());
+            sink.passed(pkt);
             return Pushed::Passed;
         }
+        // The buffer must keep the headers contiguous, or they cannot be
+        // compared and rewritten: else the packet goes as it is.
+        let Some(buf) = sink.start(pkt).filter(|b| b.head().len() >= p.hdr_len) else {
+            sink.passed(pkt);
+            return Pushed::Passed;
+        };
         let s = &mut self.slots[i];
-        s.buf[..pkt.len()].copy_from_slice(pkt);
+        s.buf = Some(buf);
         s.len = pkt.len();
         s.count = 1;
         s.ipv6 = p.ipv6;
@@ -148,24 +198,97 @@ impl Coalescer {
         s.last_id = p.id;
         s.closed = p.psh;
         if s.closed {
-            s.emit(emit);
+            s.emit(sink);
         }
         Pushed::Held
     }
 
-    /// Emits every packet being built (call once per burst: holding packets
-    /// longer only adds latency).
-    pub fn flush(&mut self, emit: &mut impl FnMut(&[u8], &VnetHdr)) {
+    /// Sends every packet being built on (call once per burst: holding
+    /// packets longer only adds latency).
+    pub fn flush<S: MergeSink<Buf = B>>(&mut self, sink: &mut S) {
         for s in self.slots.iter_mut() {
-            if s.count > 0 {
-                s.emit(emit);
-            }
+            s.emit(sink);
         }
     }
 
     /// Packets held now.
     pub fn held(&self) -> usize {
-        self.slots.iter().filter(|s| s.count > 0).count()
+        self.slots.iter().filter(|s| s.buf.is_some()).count()
+    }
+}
+
+/// Merges packets of up to `flows` flows at a time in buffers of its own
+/// (64 KiB each, allocated when it is made), handing what leaves as bytes:
+/// a [`Merger`] over vectors it recycles.
+#[derive(Debug)]
+pub struct Coalescer {
+    merger: Merger<Vec<u8>>,
+    spare: Vec<Vec<u8>>,
+}
+
+/// The sink of a [`Coalescer`]: its spare vectors and the caller's `emit`.
+struct Bytes<'a, F> {
+    spare: &'a mut Vec<Vec<u8>>,
+    emit: &'a mut F,
+}
+
+impl<F: FnMut(&[u8], &VnetHdr)> MergeSink for Bytes<'_, F> {
+    type Buf = Vec<u8>;
+
+    fn start(&mut self, first: &[u8]) -> Option<Vec<u8>> {
+        // One spare per slot, and a slot's vector comes back before it is
+        // used again: never empty.
+        let mut v = self.spare.pop()?;
+        v.clear();
+        v.extend_from_slice(first);
+        Some(v)
+    }
+
+    fn built(&mut self, buf: Vec<u8>, h: &VnetHdr) {
+        (self.emit)(&buf, h);
+        self.spare.push(buf);
+    }
+
+    fn passed(&mut self, pkt: &[u8]) {
+        (self.emit)(pkt, &VnetHdr::default());
+    }
+}
+
+impl Coalescer {
+    /// A coalescer of `flows` flows (buffers of 64 KiB each, allocated now).
+    pub fn new(flows: usize) -> Coalescer {
+        let n = flows.max(1);
+        Coalescer {
+            merger: Merger::new(n),
+            spare: (0..n).map(|_| Vec::with_capacity(MAX_LEN)).collect(),
+        }
+    }
+
+    /// Takes one IP packet (complete checksums, as received). Packets that
+    /// leave the coalescer (finished merges, packets that cannot be merged) go
+    /// to `emit` with the virtio-net header to write them with, in each flow's
+    /// order.
+    pub fn push(&mut self, pkt: &[u8], emit: &mut impl FnMut(&[u8], &VnetHdr)) -> Pushed {
+        let mut sink = Bytes {
+            spare: &mut self.spare,
+            emit,
+        };
+        self.merger.push(pkt, &mut sink)
+    }
+
+    /// Emits every packet being built (call once per burst: holding packets
+    /// longer only adds latency).
+    pub fn flush(&mut self, emit: &mut impl FnMut(&[u8], &VnetHdr)) {
+        let mut sink = Bytes {
+            spare: &mut self.spare,
+            emit,
+        };
+        self.merger.flush(&mut sink);
+    }
+
+    /// Packets held now.
+    pub fn held(&self) -> usize {
+        self.merger.held()
     }
 }
 
@@ -218,11 +341,14 @@ impl Parsed {
     }
 }
 
-impl Slot {
-    /// Same addresses, ports and IP version, and the same header fields GRO
-    /// requires equal (see the module docs).
+impl<B: MergeBuf> Slot<B> {
+    /// Holding a packet of the same addresses, ports and IP version, and the
+    /// same header fields GRO requires equal (see the module docs).
     fn same_flow(&self, pkt: &[u8], p: &Parsed) -> bool {
-        let h = &self.buf;
+        let Some(b) = &self.buf else {
+            return false;
+        };
+        let h = b.head();
         if p.ipv6 != self.ipv6 || p.tcp != self.tcp || p.l4_off != self.l4_off {
             return false;
         }
@@ -237,7 +363,7 @@ impl Slot {
         ip_same && h[l4..l4 + 4] == pkt[l4..l4 + 4]
     }
 
-    /// Appends the packet if the rules allow.
+    /// Appends the packet if the rules allow (and the buffer has room).
     fn try_merge(&mut self, pkt: &[u8], p: &Parsed) -> bool {
         if self.closed || !p.mergeable || p.hdr_len != self.hdr_len {
             return false;
@@ -249,9 +375,12 @@ impl Slot {
         if !self.ipv6 && p.id != self.last_id.wrapping_add(1) {
             return false;
         }
+        let Some(b) = &mut self.buf else {
+            return false;
+        };
         let l4 = self.l4_off;
         if self.tcp {
-            let h = &self.buf;
+            let h = b.head();
             // ACK, data offset, window, and every option byte equal; the flags
             // byte may differ only in PSH.
             let same = h[l4 + 8..l4 + 12] == pkt[l4 + 8..l4 + 12]
@@ -262,28 +391,33 @@ impl Slot {
                 return false;
             }
         }
-        self.buf[self.len..self.len + payload].copy_from_slice(&pkt[p.hdr_len..]);
+        if !b.extend(&pkt[p.hdr_len..]) {
+            return false;
+        }
         self.len += payload;
         self.count += 1;
         self.next_seq = self.next_seq.wrapping_add(payload as u32);
         self.last_id = p.id;
         if p.psh {
-            self.buf[l4 + 13] |= TCP_PSH;
+            b.head_mut()[l4 + 13] |= TCP_PSH;
         }
         self.closed = p.psh || payload < self.size;
         true
     }
 
-    /// Hands the packet built here to `emit` and frees the slot.
-    fn emit(&mut self, emit: &mut impl FnMut(&[u8], &VnetHdr)) {
+    /// Sends the packet built here on, if any, and frees the slot.
+    fn emit<S: MergeSink<Buf = B>>(&mut self, sink: &mut S) {
+        let Some(mut buf) = self.buf.take() else {
+            return;
+        };
         let count = std::mem::take(&mut self.count);
-        let len = self.len;
         if count <= 1 {
             // The packet as it came: its own checksums.
-            emit(&self.buf[..len], &VnetHdr::default());
+            sink.built(buf, &VnetHdr::default());
             return;
         }
-        let b = &mut self.buf[..len];
+        let len = self.len;
+        let b = buf.head_mut();
         let l4 = self.l4_off;
         let l4_len = len - l4;
         if self.ipv6 {
@@ -315,7 +449,7 @@ impl Slot {
             csum_offset: (csum_at - l4) as u16,
             num_buffers: 0,
         };
-        emit(b, &h);
+        sink.built(buf, &h);
     }
 }
 
