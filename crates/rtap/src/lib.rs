@@ -44,7 +44,9 @@ pub use error::{Error, Result};
 pub use netlink::{LinkEvent, LinkEventChannel, LinkInfo, LinkWatcher};
 pub use pool::{Packet, Pool, PoolConfig};
 pub use port::{parse_port_spec, Port};
-pub use queue::{Engine, Kick, RingFeatures, RxMode, RxQueue, TaskRun, TxOffload, TxQueue};
+pub use queue::{
+    Engine, Frame, FrameSegments, Kick, RingFeatures, RxMode, RxQueue, TaskRun, TxOffload, TxQueue,
+};
 pub use stats::{PortStats, QueueStats};
 pub use tap::TapConfig;
 pub use wire::mac::MacAddr;

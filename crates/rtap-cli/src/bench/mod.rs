@@ -76,7 +76,9 @@ Tests and contenders (all in the same run, interleaved, each in its own namespac
                send()/recv() per frame). pkt-rx: packet (rtap's port, frames copied
                into pool buffers), ring-inplace (a bare ring read in place: the
                floor), rawsock; pkt-rx-1500 the same with 1500-byte frames (what
-               grows with the size is the copy). pkt-rx and pkt-fwd fill the rx ring, then time
+               grows with the size is the copy). pkt-fwd also packet-uring-inplace
+               and packet-sendto-inplace (frames lent from the rx ring, copied once
+               into the tx ring). pkt-rx and pkt-fwd fill the rx ring, then time
                the drain. CPU: the application thread's and the SQ thread's ns/pkt.
   xdp-tx, xdp-txp, xdp-rx, xdp-fwd
                64-byte frames through AF_XDP over veth pairs (copy mode), beside the
@@ -139,7 +141,8 @@ pub struct BenchArgs {
     only: Option<String>,
     /// Only these contenders (comma-separated: uring,uring-posted,uring-sqpoll,rw
     /// (tx also min-uring,min-uring-vnet);
-    /// for pkt-tx and pkt-fwd: packet-uring,packet-sendto,rawsock; for pkt-rx:
+    /// for pkt-tx and pkt-fwd: packet-uring,packet-sendto,rawsock (pkt-fwd also
+    /// packet-uring-inplace,packet-sendto-inplace); for pkt-rx:
     /// packet,ring-inplace,rawsock; for xdp-tx, xdp-txp and xdp-fwd:
     /// xdp-sendto,xdp-uring,packet-sendto,rawsock; for xdp-rx: xdp,packet,rawsock; for tcp:
     /// uring,uring-interrupt,uring-nooffload,rw,rw-nooffload,packet,

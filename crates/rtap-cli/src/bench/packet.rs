@@ -19,7 +19,9 @@
 //!   an io-mode forwarder (rx on A, the same packets sent on B) is timed until B
 //!   has completed every transmission.
 //!
-//! Contenders ([`PKT_CONTENDERS`]): `packet-uring` (rtap's packet port, tx
+//! Contenders ([`PKT_CONTENDERS`]; `pkt-fwd` also runs `packet-uring-inplace`
+//! and `packet-sendto-inplace`, the in-place forwarder: each frame lent from
+//! A's rx ring and copied once, into B's tx ring): `packet-uring` (rtap's packet port, tx
 //! kicked by an io_uring send the SQPOLL kernel thread issues), `packet-sendto`
 //! (the same port, one `send()` per burst: DPDK net_af_packet's kick), and
 //! `rawsock` (a plain AF_PACKET socket, one `send()` / `recv()` per frame).
@@ -38,8 +40,19 @@ use super::pps::{frame, in_netns, BURST, FRAME_LEN};
 use super::results::{Cell, Unit};
 use super::{chosen, interrupted, median, BenchOpts};
 
-/// The contenders of `pkt-tx` and `pkt-fwd`.
+/// The contenders of `pkt-tx`.
 pub const PKT_CONTENDERS: [&str; 3] = ["packet-uring", "packet-sendto", "rawsock"];
+
+/// The contenders of `pkt-fwd`: those of `pkt-tx`, and the same two kicks
+/// forwarding in place (each frame lent from A's rx ring and copied once,
+/// into B's tx ring, instead of through a pool buffer).
+pub const PKT_FWD_CONTENDERS: [&str; 5] = [
+    "packet-uring",
+    "packet-sendto",
+    "packet-uring-inplace",
+    "packet-sendto-inplace",
+    "rawsock",
+];
 
 /// The contenders of `pkt-rx` (the kick plays no part in receiving).
 pub const PKT_RX_CONTENDERS: [&str; 3] = ["packet", "ring-inplace", "rawsock"];
@@ -103,7 +116,7 @@ pub(super) fn up_and_running(names: &[String], bring_up: bool) -> Result<()> {
 
 /// A started packet port on `iface` for contender `name`, with `frames` slots.
 fn open_port(name: &str, iface: &str, frames: u32, slot: u32) -> Result<Port> {
-    let kick = if name == "packet-uring" {
+    let kick = if name.starts_with("packet-uring") {
         Kick::Uring
     } else {
         Kick::Sendto
@@ -368,9 +381,30 @@ pub(super) fn bench_fwd(name: &str, n: u32) -> Result<Run> {
         let mut rxq = a.rx_queue(0, &pool)?;
         let mut txq = b.tx_queue(0)?;
         let mut v = Vec::with_capacity(2 * BURST);
+        let inplace = name.ends_with("-inplace");
+        if inplace && !rxq.in_place() {
+            return Err(anyhow!("{name}: the rx queue does not lend its ring"));
+        }
         let clock = Clock::start();
         let deadline = clock.wall + Duration::from_secs(20);
         while txq.stats().packets < n as u64 && Instant::now() < deadline {
+            if inplace {
+                let mut err = None;
+                let moved = rxq.rx_inplace(BURST, |fr| {
+                    txq.tx_frames(fr, &pool).unwrap_or_else(|e| {
+                        err = Some(e);
+                        0
+                    })
+                })?;
+                if let Some(e) = err {
+                    return Err(e.into());
+                }
+                if moved == 0 {
+                    // Nothing to lend: reap (and kick) what is queued.
+                    txq.tx_burst(&mut v)?;
+                }
+                continue;
+            }
             if v.len() < BURST {
                 rxq.rx_burst(&mut v, BURST)?;
             }
@@ -394,12 +428,14 @@ pub(super) fn run(
 ) -> Result<Vec<Cell>> {
     let n = if opts.quick { 50_000 } else { 200_000 };
     let secs = if opts.quick { 0.5 } else { 1.0 };
-    let all = if test.starts_with("pkt-rx") {
-        PKT_RX_CONTENDERS
+    let all: &[&'static str] = if test.starts_with("pkt-rx") {
+        &PKT_RX_CONTENDERS
+    } else if test == "pkt-fwd" {
+        &PKT_FWD_CONTENDERS
     } else {
-        PKT_CONTENDERS
+        &PKT_CONTENDERS
     };
-    ring_cells(test, &all, opts, progress, |c| match test {
+    ring_cells(test, all, opts, progress, |c| match test {
         "pkt-tx" => bench_tx(c, secs, None),
         "pkt-txp" => bench_tx(c, secs.max(1.0), Some(PACED_PPS)),
         "pkt-rx" => bench_rx(c, n, FRAME_LEN),

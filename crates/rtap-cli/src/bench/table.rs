@@ -3,7 +3,7 @@
 use rtap::BackendKind;
 
 use super::contenders::{TcpPath, CONTENDERS, LAT_CONTENDERS, TCP_CONTENDERS, TX_BASELINES};
-use super::packet::{PKT_CONTENDERS, PKT_RX_CONTENDERS};
+use super::packet::{PKT_CONTENDERS, PKT_FWD_CONTENDERS, PKT_RX_CONTENDERS};
 use super::results::{Cell, Unit};
 use super::xdp::{XDP_CONTENDERS, XDP_RX_CONTENDERS};
 
@@ -267,7 +267,7 @@ fn per_core(c: &Cell) -> f64 {
 /// named.
 fn ring_header(vs: &str, core_vs: &str) -> String {
     format!(
-        "\n{:<8} {:<14} {:>8} {:>9} {:>8} {:>13} {:>10} {:>14}\n",
+        "\n{:<8} {:<21} {:>8} {:>9} {:>8} {:>13} {:>10} {:>14}\n",
         "test", "contender", "Mpps", "app ns", "SQ ns", "Mpps/app core", vs, core_vs
     )
 }
@@ -276,7 +276,7 @@ fn ring_header(vs: &str, core_vs: &str) -> String {
 /// rate per application core, and the two ratios.
 fn ring_row(label: &str, name: &str, x: &Cell, vs: &str, core_vs: &str) -> String {
     format!(
-        "{:<8} {:<14} {:>8.2} {:>9.0} {:>8.0} {:>13.2} {:>10} {:>14}\n",
+        "{:<8} {:<21} {:>8.2} {:>9.0} {:>8.0} {:>13.2} {:>10} {:>14}\n",
         label,
         name,
         x.rate / 1e6,
@@ -308,12 +308,14 @@ fn packet_rows(cells: &[Cell]) -> String {
     ] {
         let raw = get(t, "rawsock");
         let sendto = get(t, "packet-sendto");
-        let names = if t.starts_with("pkt-rx") {
-            PKT_RX_CONTENDERS
+        let names: &[&str] = if t.starts_with("pkt-rx") {
+            &PKT_RX_CONTENDERS
+        } else if t == "pkt-fwd" {
+            &PKT_FWD_CONTENDERS
         } else {
-            PKT_CONTENDERS
+            &PKT_CONTENDERS
         };
-        for name in names {
+        for &name in names {
             let Some(x) = get(t, name) else { continue };
             let vs_raw = match raw {
                 Some(r) if name != "rawsock" && r.rate > 0.0 => format!("{:.2}x", x.rate / r.rate),

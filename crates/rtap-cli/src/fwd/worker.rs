@@ -592,6 +592,42 @@ fn sleep_on_rx(fds: &mut [libc::pollfd], mine: &mut [PairQueues]) -> rtap::Resul
     Ok(())
 }
 
+/// The io mode on an rx queue that lends its ring (an AF_PACKET port): each
+/// frame is copied once, from where it lies into the tx queue (straight into
+/// a packet port's tx ring, else into a pool packet). Frames the tx queue
+/// cannot take after the retries stay in the rx ring for the next round, so
+/// nothing is dropped here (a ring that fills makes the kernel drop, counted
+/// in `imissed`). Returns frames moved.
+fn pass_in_place(
+    rx: &mut RxQueue,
+    tx: &mut TxQueue,
+    pool: &Pool,
+    opts: &FwdOpts,
+) -> rtap::Result<usize> {
+    let mut err = None;
+    let n = rx.rx_inplace(opts.burst, |frames| {
+        let mut k = 0;
+        for _ in 0..=opts.tx_retries {
+            match tx.tx_frames(&frames[k..], pool) {
+                Ok(m) => k += m,
+                Err(e) => {
+                    err = Some(e);
+                    break;
+                }
+            }
+            if k == frames.len() {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        k
+    })?;
+    match err {
+        Some(e) => Err(e),
+        None => Ok(n),
+    }
+}
+
 /// One rx burst handed to `tx`; returns packets received.
 fn pass(
     rx: &mut RxQueue,
@@ -603,6 +639,9 @@ fn pass(
     dropped: &AtomicU64,
 ) -> rtap::Result<usize> {
     debug_assert!(buf.is_empty());
+    if matches!(rewrite, Rewrite::None) && rx.in_place() {
+        return pass_in_place(rx, tx, &vpn.pool, opts);
+    }
     let n = rx.rx_burst(buf, opts.burst)?;
     if n == 0 {
         return Ok(0);

@@ -20,6 +20,7 @@ use super::queue::{count, slot, PacketQueue};
 use crate::pool::{Packet, Pool};
 use crate::queue::counters::{Block, QueueBlock};
 use crate::queue::engine::RxEngine;
+use crate::queue::Frame;
 use crate::stats::QueueCounters;
 use crate::sys::fd as sysfd;
 use crate::sys::packet as sys;
@@ -41,6 +42,82 @@ struct Tally {
     corrupt: u64,
     outgoing: u64,
     sw_csum: u64,
+}
+
+/// A frame an in-place receive may lend: where it lies in its slot, and what
+/// goes with it.
+struct Lendable {
+    data: std::ops::Range<usize>,
+    vlan: Option<(u16, u16)>,
+    vnet: VnetHdr,
+    /// Its partial checksum must be finished first (no virtio-net header to
+    /// say it is partial).
+    sw_csum: bool,
+}
+
+/// Checks a frame as `Delivery::deliver` does, counting the ones that are
+/// not lent (corrupt, outgoing, truncated, runt).
+fn lendable(
+    buf: &[u8],
+    f: Result<FrameRef, Corrupt>,
+    vnet_len: usize,
+    t: &mut Tally,
+) -> Option<Lendable> {
+    let Ok(f) = f else {
+        t.errors += 1;
+        t.corrupt += 1;
+        return None;
+    };
+    if f.pkttype == PACKET_OUTGOING {
+        t.outgoing += 1;
+        return None;
+    }
+    if f.data.len() < f.wire_len {
+        t.errors += 1;
+        t.truncated += 1;
+        return None;
+    }
+    if f.data.len() < 14 {
+        t.errors += 1;
+        return None;
+    }
+    let mut vnet = f
+        .vnet
+        .and_then(|r| VnetHdr::decode(&buf[r], vnet_len))
+        .unwrap_or_default();
+    if f.vlan.is_some() {
+        // Offsets in the virtio-net header count from the frame start.
+        if vnet.flags & F_NEEDS_CSUM != 0 {
+            vnet.csum_start += 4;
+        }
+        if vnet.gso_type != GSO_NONE {
+            vnet.hdr_len += 4;
+        }
+    }
+    Some(Lendable {
+        data: f.data,
+        vlan: f.vlan,
+        vnet,
+        sw_csum: vnet_len == 0 && f.status & libc::TP_STATUS_CSUMNOTREADY != 0,
+    })
+}
+
+/// Where the L4 checksum of the frame `l` of `slot` goes and its value, for a
+/// frame whose checksum the kernel left partial; `None` if it is not TCP or
+/// UDP (nothing to finish). The offset is in the slot.
+fn slot_csum(slot: &[u8], l: &Lendable) -> Option<(usize, u16)> {
+    let f = Frame::ring(&slot[l.data.clone()], l.vlan, l.vnet);
+    let mut segs: [&[u8]; 3] = [&[]; 3];
+    let mut n = 0;
+    for s in f.segments() {
+        segs[n] = s;
+        n += 1;
+    }
+    let (off, sum) = checksum::sw_l4_checksum(&segs[..n]).ok()?;
+    let tag = if l.vlan.is_some() { 4 } else { 0 };
+    // The field lies past the Ethernet header, so past the tag put back.
+    let at = l.data.start + off.checked_sub(tag)?;
+    (at + 2 <= l.data.end).then_some((at, sum))
 }
 
 /// The pool side shared by both ring versions.
@@ -226,6 +303,108 @@ impl Drop for PacketRx {
 }
 
 impl RxEngine for PacketRx {
+    fn rx_inplace(
+        &mut self,
+        _fd: BorrowedFd<'_>,
+        max: usize,
+        ctr: &QueueCounters,
+        f: &mut dyn FnMut(&[Frame<'_>]) -> usize,
+    ) -> Result<Option<usize>, i32> {
+        const N: usize = crate::queue::INPLACE_MAX;
+        if max == 0 || self.pq.rx.status(self.head) & TP_STATUS_USER == 0 {
+            // Nothing there: no scratch to set up (a busy poller asks often).
+            return Ok(Some(0));
+        }
+        let pq = Arc::clone(&self.pq);
+        let ring = &pq.rx;
+        let n = ring.geom.frame_count;
+        let max = max.min(N);
+        let mut t = Tally::default();
+        let mut slots = [0u32; N];
+        let mut found: [Option<Lendable>; N] = [const { None }; N];
+        let mut k = 0;
+        let mut i = self.head;
+        // Slots looked at, and how many were before each lendable frame.
+        let mut scanned = 0u32;
+        let mut before = [0u32; N];
+        // Bounded by the ring. A frame that is not lent is counted here and its
+        // slot handed back with the others; one met after a lendable frame is
+        // left for the next call, so nothing is counted twice.
+        for _ in 0..n {
+            if k >= max {
+                break;
+            }
+            let st = ring.status(i);
+            if st & TP_STATUS_USER == 0 {
+                break;
+            }
+            let slot = ring.slot(i);
+            let f = frame::v2_frame(slot, st, self.d.vnet_len);
+            let lent = if k == 0 {
+                lendable(slot, f, self.d.vnet_len, &mut t)
+            } else {
+                let mut probe = Tally::default();
+                let l = lendable(slot, f, self.d.vnet_len, &mut probe);
+                if l.is_none() {
+                    break;
+                }
+                l
+            };
+            if let Some(l) = lent {
+                slots[k] = i;
+                before[k] = scanned;
+                found[k] = Some(l);
+                k += 1;
+            }
+            i = (i + 1) % n;
+            scanned += 1;
+        }
+        // Partial checksums finished in the slots (the user's while lent),
+        // before any slice of them is made.
+        for (s, l) in slots.iter().zip(found.iter_mut()).take(k) {
+            let Some(l) = l else { continue };
+            if !l.sw_csum {
+                continue;
+            }
+            let at = slot_csum(ring.slot(*s), l);
+            if let Some((at, sum)) = at {
+                ring.write(*s, at, &sum.to_be_bytes());
+            } else {
+                l.sw_csum = false;
+            }
+        }
+        let mut frames = [Frame::EMPTY; N];
+        for ((fr, s), l) in frames.iter_mut().zip(&slots).zip(&found).take(k) {
+            if let Some(l) = l {
+                *fr = Frame::ring(&ring.slot(*s)[l.data.clone()], l.vlan, l.vnet);
+            }
+        }
+        let took = if k > 0 { f(&frames[..k]).min(k) } else { 0 };
+        for fr in &frames[..took] {
+            t.pkts += 1;
+            t.bytes += fr.len() as u64;
+        }
+        t.sw_csum += found[..took]
+            .iter()
+            .filter(|l| l.as_ref().is_some_and(|l| l.sw_csum))
+            .count() as u64;
+        // Every slot before the first frame not taken goes back (bad ones too).
+        let back = if took < k { before[took] } else { scanned };
+        for _ in 0..back {
+            ring.set_status(self.head, libc::TP_STATUS_KERNEL);
+            self.head = (self.head + 1) % n;
+        }
+        if back > 0 {
+            self.block.dev[0].store(u64::from(self.head), Relaxed);
+        }
+        publish(&self.block, ctr, &t);
+        Ok(Some(took))
+    }
+
+    fn in_place(&self) -> bool {
+        true
+    }
+
     fn rx_burst(
         &mut self,
         _fd: BorrowedFd<'_>,

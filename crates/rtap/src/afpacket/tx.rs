@@ -25,9 +25,42 @@ use crate::backend::kick::Kicker;
 use crate::pool::Packet;
 use crate::queue::counters::Block;
 use crate::queue::engine::TxEngine;
+use crate::queue::Frame;
 use crate::queue::RingFeatures;
 use crate::stats::QueueCounters;
-use crate::wire::vnet::{GSO_NONE, VNET_HDR_LEN};
+use crate::wire::vnet::{VnetHdr, GSO_NONE, VNET_HDR_LEN};
+
+/// What the tx ring takes a copy of: a packet, or a frame lent by an
+/// in-place receive.
+trait Item {
+    fn len(&self) -> usize;
+    fn vnet(&self) -> VnetHdr;
+    fn for_each_seg(&self, f: impl FnMut(&[u8]));
+}
+
+impl Item for Packet {
+    fn len(&self) -> usize {
+        Packet::len(self)
+    }
+    fn vnet(&self) -> VnetHdr {
+        *self.vnet_hdr()
+    }
+    fn for_each_seg(&self, f: impl FnMut(&[u8])) {
+        self.segments().for_each(f)
+    }
+}
+
+impl Item for Frame<'_> {
+    fn len(&self) -> usize {
+        Frame::len(self)
+    }
+    fn vnet(&self) -> VnetHdr {
+        *self.vnet_hdr()
+    }
+    fn for_each_seg(&self, f: impl FnMut(&[u8])) {
+        self.segments().for_each(f)
+    }
+}
 
 const SEND_REQUEST: u32 = libc::TP_STATUS_SEND_REQUEST;
 /// Status bits of a slot the kernel has not finished with (timestamp bits aside).
@@ -163,11 +196,11 @@ impl PacketTx {
     }
 
     /// Copies `pkt` into slot `i`: virtio-net header, then the frame.
-    fn fill(&self, i: u32, pkt: &Packet) {
+    fn fill(&self, i: u32, pkt: &impl Item) {
         let ring = &self.pq.tx;
         let mut off = TX_DATA_OFF as usize;
         {
-            let mut h = *pkt.vnet_hdr();
+            let mut h = pkt.vnet();
             if h.gso_type == GSO_NONE {
                 // The kernel copies `hdr_len` bytes into the skb and attaches the
                 // rest as fragments of the ring's pages; a veth (or any path into
@@ -181,24 +214,19 @@ impl PacketTx {
             ring.write(i, off, &hdr[..self.vnet_len]);
             off += self.vnet_len;
         }
-        for s in pkt.segments() {
+        pkt.for_each_seg(|s| {
             ring.write(i, off, s);
             off += s.len();
-        }
+        });
         ring.set_tx_len(i, (off - TX_DATA_OFF as usize) as u32);
     }
-}
 
-impl TxEngine for PacketTx {
-    fn room(&mut self, ctr: &QueueCounters) -> usize {
-        self.reap(ctr);
-        (self.slots() - self.pending) as usize
-    }
-
-    fn tx_burst(
+    /// Copies items from the front of `items` into free slots, at most `max`,
+    /// kicks once, and returns how many it took (queued, or refused and
+    /// counted).
+    fn put(
         &mut self,
-        _fd: BorrowedFd<'_>,
-        pkts: &mut Vec<Packet>,
+        items: &[impl Item],
         max: usize,
         ctr: &QueueCounters,
     ) -> std::result::Result<usize, i32> {
@@ -208,11 +236,11 @@ impl TxEngine for PacketTx {
         }
         let pq = Arc::clone(&self.pq);
         let tx_fd = pq.tx_sock.as_fd();
-        let offered = pkts.len();
+        let offered = items.len();
         let n = offered.min(max);
         let (mut taken, mut filled, mut rejected) = (0, 0u32, 0u64);
         let ring = &pq.tx;
-        for pkt in pkts.iter().take(n) {
+        for pkt in items.iter().take(n) {
             let len = pkt.len();
             if len < 14 || len > self.max_len {
                 // Never written to the ring: the kernel would stop at it.
@@ -236,7 +264,6 @@ impl TxEngine for PacketTx {
             filled += 1;
             taken += 1;
         }
-        pkts.drain(..taken);
         if taken < offered && self.pending == self.slots() {
             // The caller had more than the ring could take.
             count(&self.block, slot::RING_FULL, 1);
@@ -251,6 +278,35 @@ impl TxEngine for PacketTx {
             Some(e) if filled == 0 => Err(e),
             _ => Ok(taken),
         }
+    }
+}
+
+impl TxEngine for PacketTx {
+    fn room(&mut self, ctr: &QueueCounters) -> usize {
+        self.reap(ctr);
+        (self.slots() - self.pending) as usize
+    }
+
+    fn tx_burst(
+        &mut self,
+        _fd: BorrowedFd<'_>,
+        pkts: &mut Vec<Packet>,
+        max: usize,
+        ctr: &QueueCounters,
+    ) -> std::result::Result<usize, i32> {
+        let taken = self.put(pkts, max, ctr)?;
+        pkts.drain(..taken);
+        Ok(taken)
+    }
+
+    fn tx_copy(
+        &mut self,
+        _fd: BorrowedFd<'_>,
+        frames: &[Frame<'_>],
+        max: usize,
+        ctr: &QueueCounters,
+    ) -> Option<std::result::Result<usize, i32>> {
+        Some(self.put(frames, max, ctr))
     }
 
     fn flush(&mut self, ctr: &QueueCounters, timeout: Duration) -> bool {

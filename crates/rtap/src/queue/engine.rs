@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use super::counters::Block;
 use super::features::{Engine, RingFeatures};
+use super::frame::Frame;
 use super::shared::QueueExtra;
 use crate::pool::Packet;
 use crate::stats::QueueCounters;
@@ -55,6 +56,27 @@ pub(crate) trait RxEngine {
         max: usize,
         ctr: &QueueCounters,
     ) -> Result<usize, i32>;
+
+    /// Lends up to `max` received frames where they lie to `f`, which
+    /// returns how many it took from the front; the others stay for the next
+    /// call, and what the taken ones occupied goes back to the kernel after
+    /// `f` returns. Counts the taken frames (and those dropped on the way, as
+    /// `rx_burst` does). `Ok(None)`: the engine has no in-place receive (the
+    /// default; the queue then lends packets it received).
+    fn rx_inplace(
+        &mut self,
+        _fd: BorrowedFd<'_>,
+        _max: usize,
+        _ctr: &QueueCounters,
+        _f: &mut dyn FnMut(&[Frame<'_>]) -> usize,
+    ) -> Result<Option<usize>, i32> {
+        Ok(None)
+    }
+
+    /// True if [`rx_inplace`](Self::rx_inplace) lends the kernel's memory.
+    fn in_place(&self) -> bool {
+        false
+    }
 
     /// Pool buffers the engine holds for the kernel to fill.
     fn held(&self) -> usize;
@@ -108,6 +130,21 @@ pub(crate) trait TxEngine {
         max: usize,
         ctr: &QueueCounters,
     ) -> Result<usize, i32>;
+
+    /// Copies frames from the front of `frames`, at most `max`, straight into
+    /// the engine's own buffers (a ring's slots) and returns how many it took
+    /// (sent, in flight, or dropped and counted); the frames go as they are,
+    /// their virtio-net header included. `None`: the engine has no such copy
+    /// (the default; the queue then copies them into pool packets).
+    fn tx_copy(
+        &mut self,
+        _fd: BorrowedFd<'_>,
+        _frames: &[Frame<'_>],
+        _max: usize,
+        _ctr: &QueueCounters,
+    ) -> Option<Result<usize, i32>> {
+        None
+    }
 
     /// Waits until nothing is in flight or `timeout` passes; true if nothing is.
     fn flush(&mut self, ctr: &QueueCounters, timeout: Duration) -> bool;

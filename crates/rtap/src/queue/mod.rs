@@ -13,12 +13,14 @@ mod classify;
 pub(crate) mod counters;
 pub(crate) mod engine;
 pub mod features;
+mod frame;
 mod rx;
 mod shared;
 mod tx;
 pub(crate) mod txprep;
 
 pub use features::{Engine, Kick, RingFeatures, RxMode, TaskRun, TxOffload};
-pub use rx::RxQueue;
+pub use frame::{Frame, FrameSegments};
+pub use rx::{RxQueue, INPLACE_MAX};
 pub(crate) use shared::{Dir, LendError, Lent, QueueExtra, QueueShared};
 pub use tx::TxQueue;

@@ -3,9 +3,10 @@
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
-use super::classify::classify_rx;
+use super::classify::{classify_rx, classify_rx_frames};
 use super::engine::RxEngine;
 use super::features::RingFeatures;
+use super::frame::Frame;
 use super::shared::Claim;
 use crate::error::{Error, Result};
 use crate::pool::Packet;
@@ -27,7 +28,13 @@ pub struct RxQueue {
     gone: bool,
     /// Rx interrupt eventfd, while interrupts are enabled (eventfd engines).
     irq: Option<OwnedFd>,
+    /// Packets received for an in-place receive on an engine without one and
+    /// not taken yet: lent again first, handed out first by `rx_burst`.
+    spill: Vec<Packet>,
 }
+
+/// Most frames one in-place receive lends.
+pub const INPLACE_MAX: usize = 64;
 
 impl std::fmt::Debug for RxQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -61,6 +68,7 @@ impl RxQueue {
             idle: 0,
             gone: false,
             irq: None,
+            spill: Vec::new(),
         }
     }
 
@@ -71,8 +79,14 @@ impl RxQueue {
         if self.gone {
             return Err(vanished(&self.name, self.ifindex));
         }
-        let q = &self.claim.q;
         let start = out.len();
+        if !self.spill.is_empty() {
+            // Received for an in-place receive and not taken: they go first.
+            let k = self.spill.len().min(max);
+            out.extend(self.spill.drain(..k));
+            return Ok(k);
+        }
+        let q = &self.claim.q;
         match self.engine.rx_burst(q.fd.as_fd(), out, max, &q.c.rx) {
             Ok(0) => {
                 // An io_uring read learns of a deleted interface only if it is woken
@@ -95,6 +109,101 @@ impl RxQueue {
             }
             Err(_) => Err(vanished(&self.name, self.ifindex)),
         }
+    }
+
+    /// Receives in place: lends up to `max` (at most [`INPLACE_MAX`]) received
+    /// frames to `f` where they lie, and returns what `f` returns: how many of
+    /// them, from the front, it took. The others stay queued for the next
+    /// call (or `rx_burst`), in order. Never blocks; `f` is not called when
+    /// nothing is there.
+    ///
+    /// On an AF_PACKET port the frames are the kernel's ring slots (TPACKET
+    /// v2): no copy into pool buffers, and each slot goes back to the kernel
+    /// when `f` returns, so a frame cannot be kept (copy what must outlive the
+    /// call, or send it with [`TxQueue::tx_frames`](super::TxQueue::tx_frames),
+    /// which copies it once, into a packet port's tx ring). Frames `f` leaves
+    /// hold their slots until they are taken: a reader that never takes them
+    /// stops the ring (the kernel then drops and counts what arrives, as for
+    /// a reader that does not read). Other devices, and TPACKET v3, lend the
+    /// packets they receive (into the pool given when the queue was opened;
+    /// [`in_place`](Self::in_place) says which).
+    pub fn rx_inplace(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(&[Frame<'_>]) -> usize,
+    ) -> Result<usize> {
+        if self.gone {
+            return Err(vanished(&self.name, self.ifindex));
+        }
+        let max = max.min(INPLACE_MAX);
+        let q = &self.claim.q;
+        let link = q.link;
+        let mut local = [0u64; RX_N];
+        let mut took = |frames: &[Frame<'_>]| {
+            let k = f(frames).min(frames.len());
+            classify_rx_frames(&frames[..k], &mut local, link);
+            k
+        };
+        match self
+            .engine
+            .rx_inplace(q.fd.as_fd(), max, &q.c.rx, &mut took)
+        {
+            Ok(Some(k)) => {
+                q.c.rx_x.publish(&local);
+                self.idle_or_gone(k).map(|()| k)
+            }
+            Ok(None) => self.rx_inplace_spilled(max, f),
+            Err(_) => Err(vanished(&self.name, self.ifindex)),
+        }
+    }
+
+    /// True if [`rx_inplace`](Self::rx_inplace) lends the kernel's memory
+    /// (no copy), false if it lends packets received into the pool.
+    pub fn in_place(&self) -> bool {
+        self.engine.in_place()
+    }
+
+    /// The in-place receive of an engine without one: packets received into
+    /// the pool (counted and classified as `rx_burst` does), lent as frames.
+    fn rx_inplace_spilled(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(&[Frame<'_>]) -> usize,
+    ) -> Result<usize> {
+        if self.spill.len() < max {
+            let mut got = std::mem::take(&mut self.spill);
+            let want = max - got.len();
+            let r = self.rx_burst(&mut got, want);
+            self.spill = got;
+            r?;
+        }
+        let n = self.spill.len().min(max);
+        if n == 0 {
+            return Ok(0);
+        }
+        let mut frames = [Frame::EMPTY; INPLACE_MAX];
+        for (fr, p) in frames.iter_mut().zip(&self.spill[..n]) {
+            *fr = Frame::packet(p);
+        }
+        let k = f(&frames[..n]).min(n);
+        self.spill.drain(..k);
+        Ok(k)
+    }
+
+    /// After a burst of `n`: an idle queue asks its fd now and then whether
+    /// the interface is gone (see `rx_burst`).
+    fn idle_or_gone(&mut self, n: usize) -> Result<()> {
+        if n > 0 {
+            self.idle = 0;
+            return Ok(());
+        }
+        self.idle = self.idle.wrapping_add(1);
+        let q = &self.claim.q;
+        if self.idle % IDLE_CHECK == 0 && self.engine.gone(q.fd.as_fd()) {
+            self.gone = true;
+            return Err(vanished(&self.name, self.ifindex));
+        }
+        Ok(())
     }
 
     /// The queue index.
@@ -196,8 +305,9 @@ impl RxQueue {
     /// Pool buffers the queue holds for the kernel to fill (io_uring: the posted
     /// reads' or the buffer ring's; 0 for read/write). While the queue is open,
     /// `pool.available() + posted()` is the pool's capacity minus the packets the
-    /// application holds.
+    /// application holds. Packets an in-place receive received and has not
+    /// lent out yet count here too (on engines that lend packets).
     pub fn posted(&self) -> usize {
-        self.engine.held()
+        self.engine.held() + self.spill.iter().map(|p| p.nb_segs()).sum::<usize>()
     }
 }

@@ -3,15 +3,16 @@
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
-use super::classify::classify_tx;
+use super::classify::{classify_tx, classify_tx_frames};
 use super::engine::TxEngine;
 use super::features::RingFeatures;
 use super::features::{Engine, TxOffload};
+use super::frame::Frame;
 use super::rx::vanished;
 use super::shared::Claim;
 use super::txprep::prepare_burst;
 use crate::error::{Error, Result};
-use crate::pool::Packet;
+use crate::pool::{Packet, Pool};
 use crate::stats::QueueStats;
 use crate::sys::fd as sysfd;
 use crate::xstats::TX_N;
@@ -30,6 +31,8 @@ pub struct TxQueue {
     ifindex: u32,
     /// Completion eventfd while tx interrupts are enabled (io_uring).
     irq: Option<OwnedFd>,
+    /// Scratch of `tx_frames` on engines without a copy of their own.
+    copies: Vec<Packet>,
 }
 
 impl std::fmt::Debug for TxQueue {
@@ -61,6 +64,7 @@ impl TxQueue {
             name: name.to_string(),
             ifindex,
             irq: None,
+            copies: Vec::new(),
         }
     }
 
@@ -87,6 +91,49 @@ impl TxQueue {
         }
         r.map(|n| n + refused)
             .map_err(|_| vanished(&self.name, self.ifindex))
+    }
+
+    /// Sends frames lent by an in-place receive
+    /// ([`RxQueue::rx_inplace`](super::RxQueue::rx_inplace)), copying each
+    /// once: straight into the tx ring on a packet port (its virtio-net header
+    /// as received), into packets of `pool` elsewhere (then sent as
+    /// [`tx_burst`](Self::tx_burst) sends them). Returns how many frames, from
+    /// the front, it took; fewer means the queue is full or the pool dry, and
+    /// the rest are for later (an in-place forwarder takes only those from
+    /// its rx queue, so nothing is dropped). Frames taken that are not valid
+    /// frames are counted as tx errors.
+    pub fn tx_frames(&mut self, frames: &[Frame<'_>], pool: &Pool) -> Result<usize> {
+        if frames.is_empty() {
+            return Ok(0);
+        }
+        if self.tx_offload.header {
+            let q = &self.claim.q;
+            let ctr = &q.c.tx;
+            let room = self.engine.room(ctr);
+            if let Some(r) = self.engine.tx_copy(q.fd.as_fd(), frames, room, ctr) {
+                let k = r.map_err(|_| vanished(&self.name, self.ifindex))?;
+                let mut local = [0u64; TX_N];
+                classify_tx_frames(&frames[..k], &mut local, q.link);
+                q.c.tx_x.publish(&local);
+                return Ok(k);
+            }
+        }
+        let room = self.engine.room(&self.claim.q.c.tx);
+        let mut v = std::mem::take(&mut self.copies);
+        for f in frames.iter().take(room) {
+            let Ok(mut p) = pool.alloc() else { break };
+            if f.segments().try_for_each(|s| p.append(s)).is_err() {
+                break; // the pool ran dry halfway: `p` goes back
+            }
+            p.set_vnet_hdr(*f.vnet_hdr());
+            v.push(p);
+        }
+        let built = v.len();
+        let r = self.tx_burst(&mut v);
+        let taken = built - v.len();
+        v.clear(); // copies the queue did not take go back to the pool
+        self.copies = v;
+        r.map(|_| taken)
     }
 
     /// Waits until every accepted packet has completed (or `timeout` passes) and
