@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rtap::fuzzing::{tpacket_v2, tpacket_v3, Frame};
+use rtap::fuzzing::{tpacket_v2, tpacket_v2_lend, tpacket_v3, Frame};
 
 /// V2 header + sockaddr_ll; V3 header + sockaddr_ll.
 const V2_MIN: usize = 52;
@@ -27,8 +27,16 @@ fuzz_target!(|data: &[u8]| {
     let status = u32::from_ne_bytes(data[2..6].try_into().unwrap());
     let buf = &data[6..];
     if data[0] & 1 == 0 {
-        if let Some(f) = tpacket_v2(buf, status, vnet_len) {
-            check(&f, buf.len(), V2_MIN, vnet_len);
+        let read = tpacket_v2(buf, status, vnet_len);
+        if let Some(f) = &read {
+            check(f, buf.len(), V2_MIN, vnet_len);
+        }
+        // The in-place receive lends only frames the reader accepts, no
+        // longer than them plus a VLAN tag put back.
+        let mut slot = buf.to_vec();
+        if let Some(lent) = tpacket_v2_lend(&mut slot, status, vnet_len) {
+            let f = read.expect("lent a frame the reader refused");
+            assert!(lent.len() == f.data.len() || lent.len() == f.data.len() + 4);
         }
     } else {
         let frames = tpacket_v3(buf, vnet_len, usize::MAX);

@@ -35,6 +35,13 @@ pub fn tpacket_v2(slot: &[u8], status: u32, vnet_len: usize) -> Option<Frame> {
     frame::v2_frame(slot, status, vnet_len).ok().map(conv)
 }
 
+/// The V2 in-place receive's reading of slot `slot`: the frame it would lend
+/// (VLAN tag put back), a partial checksum finished in `slot` where the
+/// frame needs it; `None` where it would not lend one.
+pub fn tpacket_v2_lend(slot: &mut [u8], status: u32, vnet_len: usize) -> Option<Vec<u8>> {
+    crate::afpacket::rx::lend_v2(slot, status, vnet_len)
+}
+
 /// The V3 rx path's reading of block `block`, frame by frame (`None`: a
 /// header counted corrupt, which ends the block), stopping after `max`.
 pub fn tpacket_v3(block: &[u8], vnet_len: usize, max: usize) -> Vec<Option<Frame>> {

@@ -28,7 +28,7 @@ pub(crate) mod frame;
 mod queue;
 #[allow(unsafe_code)]
 mod ring;
-mod rx;
+pub(crate) mod rx;
 mod share;
 pub mod spec;
 mod tx;
