@@ -9,7 +9,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use rtap::fuzzing::{prepare_burst, TX_REJECTED};
-use rtap::wire::vnet::{F_NEEDS_CSUM, GSO_NONE};
+use rtap::wire::vnet::{VnetHdr, F_NEEDS_CSUM, GSO_NONE, GSO_TCPV4};
 use rtap::{Gso, Pool, PoolConfig, TxRequest};
 
 thread_local! {
@@ -24,6 +24,9 @@ thread_local! {
         .collect();
 }
 
+/// Marks a header the packet carried in (prepared ones have 0 there).
+const CARRIED: u16 = 0x5a5a;
+
 fuzz_target!(|data: &[u8]| {
     let Some((&head, mut rest)) = data.split_first() else {
         return;
@@ -31,6 +34,9 @@ fuzz_target!(|data: &[u8]| {
     let csum_offload = head & 1 != 0;
     let ip = head & 2 != 0;
     let room = usize::from(head >> 4 & 7);
+    // A port whose frames go without a virtio-net header (a tap created
+    // without offloads): a header a packet carries is a request there.
+    let header = head & 0x80 == 0;
     let pool = POOLS.with(|p| p[usize::from(head >> 2 & 3)].clone());
     let mut pkts = Vec::new();
     // Each packet: request kind, segment size (2 bytes), length (2 bytes), bytes.
@@ -55,11 +61,25 @@ fuzz_target!(|data: &[u8]| {
         let Ok(mut p) = pool.alloc_from(bytes) else {
             continue;
         };
-        p.set_tx_offload(req);
+        if kind & 8 != 0 {
+            // A header carried from the port it came in on, whatever it says
+            // (marked, to tell it from one the preparation wrote).
+            p.set_vnet_hdr(VnetHdr {
+                flags: F_NEEDS_CSUM,
+                gso_type: if kind & 4 != 0 { GSO_TCPV4 } else { GSO_NONE },
+                hdr_len: size >> 4,
+                gso_size: 100,
+                csum_start: size & 0xff,
+                csum_offset: size >> 8 & 0x1f,
+                num_buffers: CARRIED,
+            });
+        } else {
+            p.set_tx_offload(req);
+        }
         pkts.push(p);
     }
     let n = pkts.len();
-    let (refused, counters) = prepare_burst(&mut pkts, room, csum_offload, ip);
+    let (refused, counters) = prepare_burst(&mut pkts, room, csum_offload, header, ip);
     assert_eq!(counters[TX_REJECTED], refused as u64);
     assert_eq!(pkts.len(), n - refused);
     for (k, p) in pkts.iter().enumerate() {
@@ -68,6 +88,13 @@ fuzz_target!(|data: &[u8]| {
         }
         assert_eq!(p.tx_offload(), TxRequest::default(), "a prepared packet's request is consumed");
         let h = p.vnet_hdr();
+        if !header && !csum_offload {
+            // Nothing partial and nothing to segment may go where no header goes.
+            assert!(h.flags & F_NEEDS_CSUM == 0 && h.gso_type == GSO_NONE, "{h:?}");
+        }
+        if h.num_buffers == CARRIED {
+            continue; // a carried header goes as it is where the port takes one
+        }
         if h.flags & F_NEEDS_CSUM != 0 {
             let field = usize::from(h.csum_start) + usize::from(h.csum_offset) + 2;
             assert!(field <= p.len(), "checksum field inside the packet: {h:?}, {}", p.len());

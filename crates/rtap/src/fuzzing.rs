@@ -79,15 +79,20 @@ pub fn copy_piece(bid: Option<u16>, res: i32, count: u16, buf_size: u32) -> Opti
 /// Transmit preparation of a burst, as every tx queue runs it: returns how many
 /// packets were refused (removed from `pkts`, back in their pool) and the
 /// per-queue tx counters it bumped (`TX_*` order, the last the refusals).
+/// `header`: the port's frames go with a virtio-net header.
 pub fn prepare_burst(
     pkts: &mut Vec<Packet>,
     room: usize,
     csum_offload: bool,
+    header: bool,
     ip: bool,
 ) -> (usize, Vec<u64>) {
     let mut local = [0u64; crate::xstats::TX_N];
     let link = if ip { Link::Ip } else { Link::Ethernet };
-    let caps = crate::queue::TxOffload::vnet(csum_offload);
+    let caps = crate::queue::TxOffload {
+        header,
+        ..crate::queue::TxOffload::vnet(csum_offload)
+    };
     let n = crate::queue::txprep::prepare_burst(pkts, room, caps, &mut local, link);
     (n, local.to_vec())
 }
