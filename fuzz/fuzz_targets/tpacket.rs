@@ -12,7 +12,10 @@ const V2_MIN: usize = 52;
 const V3_MIN: usize = 68;
 
 fn check(f: &Frame, buf: usize, min: usize, vnet_len: usize) {
-    assert!(f.data.start >= min && f.data.start <= f.data.end && f.data.end <= buf, "{f:?}");
+    assert!(
+        f.data.start >= min && f.data.start <= f.data.end && f.data.end <= buf,
+        "{f:?}"
+    );
     if let Some(v) = &f.vnet {
         assert_eq!((v.end, v.len()), (f.data.start, vnet_len), "{f:?}");
         assert!(v.start >= min);

@@ -86,23 +86,38 @@ fuzz_target!(|data: &[u8]| {
         if k >= room.min(n) - refused {
             break; // past the room: untouched
         }
-        assert_eq!(p.tx_offload(), TxRequest::default(), "a prepared packet's request is consumed");
+        assert_eq!(
+            p.tx_offload(),
+            TxRequest::default(),
+            "a prepared packet's request is consumed"
+        );
         let h = p.vnet_hdr();
         if !header && !csum_offload {
             // Nothing partial and nothing to segment may go where no header goes.
-            assert!(h.flags & F_NEEDS_CSUM == 0 && h.gso_type == GSO_NONE, "{h:?}");
+            assert!(
+                h.flags & F_NEEDS_CSUM == 0 && h.gso_type == GSO_NONE,
+                "{h:?}"
+            );
         }
         if h.num_buffers == CARRIED {
             continue; // a carried header goes as it is where the port takes one
         }
         if h.flags & F_NEEDS_CSUM != 0 {
             let field = usize::from(h.csum_start) + usize::from(h.csum_offset) + 2;
-            assert!(field <= p.len(), "checksum field inside the packet: {h:?}, {}", p.len());
+            assert!(
+                field <= p.len(),
+                "checksum field inside the packet: {h:?}, {}",
+                p.len()
+            );
         }
         if h.gso_type != GSO_NONE {
             assert!(usize::from(h.hdr_len) <= p.len() && h.gso_size > 0, "{h:?}");
         }
     }
     drop(pkts);
-    assert_eq!(pool.available(), pool.capacity() as usize, "every buffer back in the pool");
+    assert_eq!(
+        pool.available(),
+        pool.capacity() as usize,
+        "every buffer back in the pool"
+    );
 });

@@ -16,7 +16,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&sel, rest)) = data.split_first() else {
         return;
     };
-    let len = if sel & 1 == 0 { VNET_HDR_LEN } else { VNET_HDR_LEN_MRG };
+    let len = if sel & 1 == 0 {
+        VNET_HDR_LEN
+    } else {
+        VNET_HDR_LEN_MRG
+    };
     let Some(h) = VnetHdr::decode(rest, len) else {
         assert!(rest.len() < len);
         return;
@@ -55,7 +59,10 @@ fuzz_target!(|data: &[u8]| {
     let mut got = 0;
     while let Some(r) = split.next_into(&mut buf) {
         let Ok(seg_len) = r else { break };
-        assert!(seg_len <= buf.len(), "a segment fits the size split promised");
+        assert!(
+            seg_len <= buf.len(),
+            "a segment fits the size split promised"
+        );
         got += 1;
         assert!(got <= n, "no more segments than counted");
         gro.push(&buf[..seg_len], &mut emit);
