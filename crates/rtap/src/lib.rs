@@ -46,6 +46,7 @@ pub use pool::{Packet, Pool, PoolConfig};
 pub use port::{parse_port_spec, Port};
 pub use queue::{
     Engine, Frame, FrameSegments, Kick, RingFeatures, RxMode, RxQueue, TaskRun, TxOffload, TxQueue,
+    INPLACE_MAX,
 };
 pub use stats::{PortStats, QueueStats};
 pub use tap::TapConfig;
