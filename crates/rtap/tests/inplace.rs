@@ -1,9 +1,9 @@
 //! The in-place receive (`RxQueue::rx_inplace`) and `TxQueue::tx_frames`
-//! against the real kernel: on an AF_PACKET port (TPACKET v2) frames are lent
-//! where they lie in the rx ring and no pool buffer is used; a frame the
-//! caller does not take stays for the next call; a forwarder copies each frame
-//! once, ring to ring. Elsewhere (TPACKET v3, taps) packets are lent, in the
-//! same order as `rx_burst` would give them.
+//! against the real kernel: on an AF_PACKET port (TPACKET v2 and v3) frames
+//! are lent where they lie in the rx ring and no pool buffer is used; a frame
+//! the caller does not take stays for the next call; a forwarder copies each
+//! frame once, ring to ring. Elsewhere (taps) packets are lent, in the same
+//! order as `rx_burst` would give them.
 
 #[macro_use]
 mod common;
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::offload;
 use common::*;
-use rtap::{Frame, Kick, PacketConfig, Pool, PoolConfig, RxQueue, TapConfig};
+use rtap::{Frame, Kick, PacketConfig, Pool, PoolConfig, Port, RxQueue, TapConfig, Tpacket};
 
 /// Takes up to `n` frames from `rxq` (copies of them), `per_call` at most
 /// per call, until `WAIT` passes.
@@ -35,9 +35,19 @@ fn take_copies(rxq: &mut RxQueue, n: usize, per_call: usize) -> Vec<Vec<u8>> {
 /// lent again next time; only frames taken are counted; the pool is never
 /// touched.
 fn lends_ring_frames(kick: Kick) {
+    lends_ring_frames_of(kick, Tpacket::V2);
+}
+
+/// The same from a TPACKET v3 ring: frames lent across blocks, a block back
+/// to the kernel once every frame of it is taken.
+fn lends_ring_frames_v3(kick: Kick) {
+    lends_ring_frames_of(kick, V3_2MS);
+}
+
+fn lends_ring_frames_of(kick: Kick, tp: Tpacket) {
     netns();
     let (p, k) = veth("ipl");
-    let port = packet_port(PacketConfig::new(p).kick(kick));
+    let port = packet_port(PacketConfig::new(p).kick(kick).tpacket(tp));
     let pool = Pool::new(PoolConfig::default().count(64)).unwrap();
     let mut rxq = port.rx_queue(0, &pool).unwrap();
     assert!(rxq.in_place());
@@ -66,10 +76,20 @@ fn lends_ring_frames(kick: Kick) {
     // Three at a time, then the rest.
     let got = take_copies(&mut rxq, 20, 3);
     assert_eq!(got, sent, "in order, byte for byte");
+    // More than a block holds, taken 5 at a time: every block goes back (else
+    // the ring would fill and the kernel drop).
+    let more: Vec<Vec<u8>> = (0..600u32).map(|i| test_frame(1000, 100 + i)).collect();
+    for chunk in more.chunks(100) {
+        for f in chunk {
+            inj.send(f).unwrap();
+        }
+        assert_eq!(take_copies(&mut rxq, chunk.len(), 5), chunk.to_vec());
+    }
+    assert_eq!(port.stats().unwrap().imissed, 0);
     assert_eq!(pool.available(), 64, "no pool buffer used");
     let st = port.stats().unwrap();
-    let bytes: u64 = sent.iter().map(|f| f.len() as u64).sum();
-    assert_eq!((st.rx.packets, st.rx.bytes, st.rx.errors), (20, bytes, 0));
+    let bytes: u64 = sent.iter().chain(&more).map(|f| f.len() as u64).sum();
+    assert_eq!((st.rx.packets, st.rx.bytes, st.rx.errors), (620, bytes, 0));
     assert_eq!(port.xstat("rx_q0_size_64_packets"), Some(1));
     drop(rxq);
     assert_pool_full(&pool);
@@ -117,16 +137,20 @@ fn forwards_ring_to_ring(kick: Kick) {
     assert_eq!(pool.available(), 64, "no pool buffer used");
 }
 
-kick_tests!(lends_ring_frames, forwards_ring_to_ring);
+kick_tests!(
+    lends_ring_frames,
+    lends_ring_frames_v3,
+    forwards_ring_to_ring
+);
 
-/// A TPACKET v3 port lends the packets it receives: `rx_inplace` and
-/// `rx_burst` mixed keep the order; frames copied to a tap with `tx_frames`
-/// (packets of the pool there) arrive whole; every buffer comes back.
+/// A tap lends the packets it receives: `rx_inplace` and `rx_burst` mixed
+/// keep the order; frames copied to another tap with `tx_frames` (packets of
+/// the pool there) arrive whole; every buffer comes back.
 #[test]
 fn lends_packets_where_it_cannot_lend_the_ring() {
     netns();
-    let (p, k) = veth("ipv");
-    let port = packet_port(PacketConfig::new(p).tpacket(V3_2MS));
+    let port = open(TapConfig::new("iprx"));
+    port.start().unwrap();
     let tap = open(TapConfig::new("iptap"));
     tap.start().unwrap();
     let pool = pool();
@@ -134,7 +158,7 @@ fn lends_packets_where_it_cannot_lend_the_ring() {
     assert!(!rxq.in_place());
     let mut txq = tap.tx_queue(0).unwrap();
     let cap = PacketSocket::bind(tap.ifindex());
-    let inj = PacketSocket::injector(k);
+    let inj = PacketSocket::injector(port.ifindex());
     let sent: Vec<Vec<u8>> = (0..12u32)
         .map(|i| test_frame(100 + i as usize, i))
         .collect();
@@ -171,49 +195,87 @@ fn lends_packets_where_it_cannot_lend_the_ring() {
     assert_pool_full(&pool);
 }
 
-/// Local traffic leaves a veth with its checksum partial (the peer says so in
-/// the slot, `TP_STATUS_CSUMNOTREADY`); a port without the virtio-net header
-/// finishes it in the slot before lending the frame, and counts it.
+/// A frame whose checksum is partial when it reaches the ring (the kernel
+/// says so in the slot, `TP_STATUS_CSUMNOTREADY`): local UDP over the veth,
+/// and VLAN-tagged UDP sent by a packet port with a virtio-net header asking
+/// for the checksum (the tag then lands in the slot's header). A port
+/// without the header finishes the checksum in the ring before lending the
+/// frame, and counts it (v2 and v3 rings).
 #[test]
-fn partial_checksums_finished_in_the_slot() {
-    netns();
-    let (p, _) = veth("ipc");
-    let port = packet_port(PacketConfig::new(p.as_str()));
-    let pool = pool();
-    let mut rxq = port.rx_queue(0, &pool).unwrap();
-    ip(&["addr", "add", "10.9.0.1/24", "dev", "ipck"]);
-    ip(&[
-        "neigh",
-        "add",
-        "10.9.0.2",
-        "lladdr",
-        "02:00:00:00:00:99",
-        "dev",
-        "ipck",
-        "nud",
-        "permanent",
-    ]);
-    let s = std::net::UdpSocket::bind("10.9.0.1:0").unwrap();
-    for i in 0..5u8 {
-        s.send_to(&[i; 300], "10.9.0.2:9").unwrap();
+fn partial_checksums_finished_in_the_ring() {
+    for (tp, tag) in [(Tpacket::V2, "ipc2"), (V3_2MS, "ipc3")] {
+        netns();
+        let (p, _) = veth(tag);
+        let k = format!("{tag}k");
+        let port = packet_port(PacketConfig::new(p.as_str()).tpacket(tp));
+        let pool = pool();
+        let mut rxq = port.rx_queue(0, &pool).unwrap();
+        // Local UDP.
+        ip(&["addr", "add", "10.9.0.1/24", "dev", &k]);
+        let mac = "02:00:00:00:00:99";
+        ip(&[
+            "neigh",
+            "add",
+            "10.9.0.2",
+            "lladdr",
+            mac,
+            "dev",
+            &k,
+            "nud",
+            "permanent",
+        ]);
+        let s = std::net::UdpSocket::bind("10.9.0.1:0").unwrap();
+        for i in 0..5u8 {
+            s.send_to(&[i; 300], "10.9.0.2:9").unwrap();
+        }
+        // Tagged UDP with a checksum request, from a packet port on the peer.
+        let sender = Port::open(PacketConfig::new(k.as_str()).offload(true)).unwrap();
+        sender.start().unwrap();
+        let mut txq = sender.tx_queue(0).unwrap();
+        let mut out = Vec::new();
+        for i in 0..5u8 {
+            let mut f = Vec::new();
+            etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 0x99])
+                .single_vlan(etherparse::VlanId::try_new(5).unwrap())
+                .ipv4([10, 9, 5, 1], [10, 9, 5, 2], 64)
+                .udp(4000, 9)
+                .write(&mut f, &[i; 300])
+                .unwrap();
+            // The field holds something else: the receiver must compute it.
+            f[18 + 20 + 6] ^= 0xff;
+            let mut p = pool.alloc_from(&f).unwrap();
+            p.set_vnet_hdr(rtap::wire::vnet::VnetHdr {
+                flags: rtap::wire::vnet::F_NEEDS_CSUM,
+                csum_start: 18 + 20,
+                csum_offset: 6,
+                ..Default::default()
+            });
+            out.push(p);
+        }
+        tx_all(&mut txq, out);
+        assert!(txq.flush(WAIT));
+        let deadline = Instant::now() + WAIT;
+        let mut got = Vec::new();
+        while got.len() < 10 && Instant::now() < deadline {
+            rxq.rx_inplace(64, |fr: &[Frame<'_>]| {
+                got.extend(
+                    fr.iter().map(|f| f.to_vec()).filter(|f| {
+                        offload::parse(f).is_some_and(|v| !v.tcp && v.data.len() == 300)
+                    }),
+                );
+                fr.len()
+            })
+            .unwrap();
+        }
+        assert_eq!(got.len(), 10, "{tp:?}: the datagrams arrived");
+        let tagged = got.iter().filter(|f| f[12..14] == [0x81, 0x00]).count();
+        assert_eq!(tagged, 5, "{tp:?}: the VLAN tag put back");
+        for f in &got {
+            let v = offload::parse(f).unwrap();
+            assert_eq!(v.field, v.computed, "{tp:?}: checksum finished");
+        }
+        assert!(port.xstat("rx_q0_sw_csum").unwrap() >= 10);
+        drop((txq, sender, rxq));
+        assert_pool_full(&pool);
     }
-    let deadline = Instant::now() + WAIT;
-    let mut got = Vec::new();
-    while got.len() < 5 && Instant::now() < deadline {
-        rxq.rx_inplace(64, |fr: &[Frame<'_>]| {
-            got.extend(
-                fr.iter()
-                    .map(|f| f.to_vec())
-                    .filter(|f| offload::parse(f).is_some_and(|v| !v.tcp && v.data.len() == 300)),
-            );
-            fr.len()
-        })
-        .unwrap();
-    }
-    assert_eq!(got.len(), 5, "the datagrams arrived");
-    for f in &got {
-        let v = offload::parse(f).unwrap();
-        assert_eq!(v.field, v.computed, "checksum finished");
-    }
-    assert!(port.xstat("rx_q0_sw_csum").unwrap() >= 5);
 }

@@ -142,6 +142,17 @@ impl Ring {
         unsafe { std::slice::from_raw_parts(self.block(b, 0), self.geom.block_size as usize) }
     }
 
+    /// Copies `data` into block `b` at `off` (the user owns the block).
+    pub fn write_block(&self, b: u32, off: usize, data: &[u8]) {
+        assert!(
+            off + data.len() <= self.geom.block_size as usize,
+            "write past the block"
+        );
+        // SAFETY: the range is inside block b (asserted), which the kernel does
+        // not touch while the user owns it; data is a live slice elsewhere.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.block(b, off), data.len()) }
+    }
+
     /// Blocks in the ring.
     pub fn block_count(&self) -> u32 {
         self.geom.blocks()

@@ -108,17 +108,10 @@ fn lendable(
 /// frame whose checksum the kernel left partial; `None` if it is not TCP or
 /// UDP (nothing to finish). The offset is in the slot.
 fn slot_csum(slot: &[u8], l: &Lendable) -> Option<(usize, u16)> {
-    let f = Frame::ring(&slot[l.data.clone()], l.vlan, l.vnet);
-    let mut segs: [&[u8]; 3] = [&[]; 3];
-    let mut n = 0;
-    for s in f.segments() {
-        segs[n] = s;
-        n += 1;
-    }
-    let (off, sum) = checksum::sw_l4_checksum(&segs[..n]).ok()?;
-    let tag = if l.vlan.is_some() { 4 } else { 0 };
-    // The field lies past the Ethernet header, so past the tag put back.
-    let at = l.data.start + off.checked_sub(tag)?;
+    // The bytes as they lie: a VLAN tag the kernel stripped is in neither the
+    // L4 checksum nor the way to the L4 header, so it need not be put back.
+    let (off, sum) = checksum::sw_l4_checksum(&[&slot[l.data.clone()]]).ok()?;
+    let at = l.data.start + off;
     (at + 2 <= l.data.end).then_some((at, sum))
 }
 
@@ -354,17 +347,22 @@ impl RxEngine for PacketRx {
                 l.sw_csum = false;
             }
         }
-        let mut frames = [Frame::EMPTY; N];
-        for ((fr, s), l) in frames.iter_mut().zip(&slots).zip(&found).take(k) {
-            if let Some(l) = l {
-                *fr = Frame::ring(&ring.slot(*s)[l.data.clone()], l.vlan, l.vnet);
+        // The frames live in this block only: every slice of the slots ends
+        // before any slot goes back below.
+        let took = {
+            let mut frames = [Frame::EMPTY; N];
+            for ((fr, s), l) in frames.iter_mut().zip(&slots).zip(&found).take(k) {
+                if let Some(l) = l {
+                    *fr = Frame::ring(&ring.slot(*s)[l.data.clone()], l.vlan, l.vnet);
+                }
             }
-        }
-        let took = if k > 0 { f(&frames[..k]).min(k) } else { 0 };
-        for fr in &frames[..took] {
-            t.pkts += 1;
-            t.bytes += fr.len() as u64;
-        }
+            let took = if k > 0 { f(&frames[..k]).min(k) } else { 0 };
+            for fr in &frames[..took] {
+                t.pkts += 1;
+                t.bytes += fr.len() as u64;
+            }
+            took
+        };
         t.sw_csum += found[..took]
             .iter()
             .filter(|l| l.as_ref().is_some_and(|l| l.sw_csum))
@@ -458,7 +456,7 @@ fn open_word(c: &Cursor) -> u64 {
 }
 
 /// Where a V3 engine is: the block being read, and where in it.
-#[derive(Default)]
+#[derive(Clone, Copy, Default)]
 struct Cursor {
     block: u32,
     pos: BlockCursor,
@@ -517,6 +515,137 @@ impl PacketRxV3 {
 }
 
 impl RxEngine for PacketRxV3 {
+    /// Reads ahead with a copy of the cursor, across blocks, without handing
+    /// any back; once `f` has taken what it takes, the blocks every frame of
+    /// which was taken (or counted bad) go back, and the cursor moves to the
+    /// first frame not taken.
+    fn rx_inplace(
+        &mut self,
+        _fd: BorrowedFd<'_>,
+        max: usize,
+        ctr: &QueueCounters,
+        f: &mut dyn FnMut(&[Frame<'_>]) -> usize,
+    ) -> Result<Option<usize>, i32> {
+        const N: usize = crate::queue::INPLACE_MAX;
+        let pq = Arc::clone(&self.pq);
+        let ring = &pq.rx;
+        if max == 0 || !self.cur.open && ring.block_status(self.cur.block) & TP_STATUS_USER == 0 {
+            // Nothing there: no scratch to set up (a busy poller asks often).
+            return Ok(Some(0));
+        }
+        let (max, vnet_len, nblocks) = (max.min(N), self.d.vnet_len, ring.block_count());
+        let mut t = Tally::default();
+        let mut w = self.cur;
+        // Each lendable frame: where the cursor stood before it, and what it is.
+        let mut at = [Cursor::default(); N];
+        let mut found: [Option<Lendable>; N] = [const { None }; N];
+        let mut k = 0;
+        // Blocks the walk read to the end, in order, with the frames lent
+        // before each ended.
+        let mut ended = [(0u32, 0usize); N];
+        let mut n_ended = 0;
+        // Bounded: every pass reads a frame or ends a block, both bounded.
+        for _ in 0..(1 << 16) {
+            if k >= max {
+                break;
+            }
+            if !w.open {
+                // Back at the first block: every block was read once.
+                if n_ended > 0 && w.block == self.cur.block {
+                    break;
+                }
+                if ring.block_status(w.block) & TP_STATUS_USER == 0 {
+                    break;
+                }
+                w.pos = BlockCursor::open(ring.block_slice(w.block));
+                w.open = true;
+            }
+            let before = w;
+            let blk = ring.block_slice(w.block);
+            match w.pos.next(blk, vnet_len) {
+                None => {
+                    if n_ended == ended.len() {
+                        break;
+                    }
+                    ended[n_ended] = (w.block, k);
+                    n_ended += 1;
+                    w.block = (w.block + 1) % nblocks;
+                    w.open = false;
+                }
+                Some(fr) if k == 0 => {
+                    if let Some(l) = lendable(blk, fr, vnet_len, &mut t) {
+                        at[k] = before;
+                        found[k] = Some(l);
+                        k += 1;
+                    }
+                }
+                Some(fr) => {
+                    // A frame not lent after one that is: left for the next
+                    // call, which counts it (so it is counted once).
+                    match lendable(blk, fr, vnet_len, &mut Tally::default()) {
+                        Some(l) => {
+                            at[k] = before;
+                            found[k] = Some(l);
+                            k += 1;
+                        }
+                        None => {
+                            w = before;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        // Partial checksums finished in the blocks (the user's while lent),
+        // before any slice of them is made.
+        for (c, l) in at.iter().zip(found.iter_mut()).take(k) {
+            let Some(l) = l else { continue };
+            if !l.sw_csum {
+                continue;
+            }
+            match slot_csum(ring.block_slice(c.block), l) {
+                Some((off, sum)) => ring.write_block(c.block, off, &sum.to_be_bytes()),
+                None => l.sw_csum = false,
+            }
+        }
+        // The frames live in this block only: every slice of the blocks ends
+        // before any block goes back below.
+        let took = {
+            let mut frames = [Frame::EMPTY; N];
+            for ((fr, c), l) in frames.iter_mut().zip(&at).zip(&found).take(k) {
+                if let Some(l) = l {
+                    *fr = Frame::ring(&ring.block_slice(c.block)[l.data.clone()], l.vlan, l.vnet);
+                }
+            }
+            let took = if k > 0 { f(&frames[..k]).min(k) } else { 0 };
+            for fr in &frames[..took] {
+                t.pkts += 1;
+                t.bytes += fr.len() as u64;
+            }
+            took
+        };
+        t.sw_csum += found[..took]
+            .iter()
+            .filter(|l| l.as_ref().is_some_and(|l| l.sw_csum))
+            .count() as u64;
+        // Blocks read to the end before the first frame not taken go back.
+        for &(b, lent_before) in &ended[..n_ended] {
+            if lent_before > took {
+                break;
+            }
+            ring.release_block(b);
+        }
+        self.cur = if took < k { at[took] } else { w };
+        self.block.dev[0].store(u64::from(self.cur.block), Relaxed);
+        self.block.dev[1].store(open_word(&self.cur), Relaxed);
+        publish(&self.block, ctr, &t);
+        Ok(Some(took))
+    }
+
+    fn in_place(&self) -> bool {
+        true
+    }
+
     fn rx_burst(
         &mut self,
         _fd: BorrowedFd<'_>,

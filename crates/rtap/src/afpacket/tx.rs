@@ -223,16 +223,18 @@ impl PacketTx {
 
     /// Copies items from the front of `items` into free slots, at most `max`,
     /// kicks once, and returns how many it took (queued, or refused and
-    /// counted).
+    /// counted), and the error to report (the interface is gone and nothing
+    /// was queued). Those taken are taken even then: counted, not to be
+    /// offered again.
     fn put(
         &mut self,
         items: &[impl Item],
         max: usize,
         ctr: &QueueCounters,
-    ) -> std::result::Result<usize, i32> {
+    ) -> (usize, Option<i32>) {
         self.reap(ctr);
         if let Some(e) = self.vanished {
-            return Err(e);
+            return (0, Some(e));
         }
         let pq = Arc::clone(&self.pq);
         let tx_fd = pq.tx_sock.as_fd();
@@ -275,8 +277,8 @@ impl PacketTx {
             self.kick(tx_fd);
         }
         match self.vanished {
-            Some(e) if filled == 0 => Err(e),
-            _ => Ok(taken),
+            Some(e) if filled == 0 => (taken, Some(e)),
+            _ => (taken, None),
         }
     }
 }
@@ -294,9 +296,12 @@ impl TxEngine for PacketTx {
         max: usize,
         ctr: &QueueCounters,
     ) -> std::result::Result<usize, i32> {
-        let taken = self.put(pkts, max, ctr)?;
+        let (taken, err) = self.put(pkts, max, ctr);
         pkts.drain(..taken);
-        Ok(taken)
+        match err {
+            Some(e) => Err(e),
+            None => Ok(taken),
+        }
     }
 
     fn tx_copy(
@@ -306,7 +311,10 @@ impl TxEngine for PacketTx {
         max: usize,
         ctr: &QueueCounters,
     ) -> Option<std::result::Result<usize, i32>> {
-        Some(self.put(frames, max, ctr))
+        Some(match self.put(frames, max, ctr) {
+            (0, Some(e)) => Err(e),
+            (taken, _) => Ok(taken),
+        })
     }
 
     fn flush(&mut self, ctr: &QueueCounters, timeout: Duration) -> bool {

@@ -19,6 +19,11 @@ pub struct RxQueue {
     // Dropped before the claim: the engine gives its buffers back first, so once
     // the port sees the queue released, every buffer is home.
     engine: Box<dyn RxEngine>,
+    /// Packets received for an in-place receive on an engine without one and
+    /// not taken yet: lent again first, handed out first by `rx_burst`
+    /// (dropped before the claim too: back in the pool when the queue is
+    /// released).
+    spill: Vec<Packet>,
     claim: Claim,
     name: String,
     ifindex: u32,
@@ -28,9 +33,6 @@ pub struct RxQueue {
     gone: bool,
     /// Rx interrupt eventfd, while interrupts are enabled (eventfd engines).
     irq: Option<OwnedFd>,
-    /// Packets received for an in-place receive on an engine without one and
-    /// not taken yet: lent again first, handed out first by `rx_burst`.
-    spill: Vec<Packet>,
 }
 
 /// Most frames one in-place receive lends.
@@ -117,16 +119,20 @@ impl RxQueue {
     /// call (or `rx_burst`), in order. Never blocks; `f` is not called when
     /// nothing is there.
     ///
-    /// On an AF_PACKET port the frames are the kernel's ring slots (TPACKET
-    /// v2): no copy into pool buffers, and each slot goes back to the kernel
-    /// when `f` returns, so a frame cannot be kept (copy what must outlive the
+    /// On an AF_PACKET port the frames are the kernel's ring slots (TPACKET v2)
+    /// or blocks (v3): no copy into pool buffers, and each slot (each block
+    /// once all its frames are taken) goes back to the kernel when `f` returns, so a frame cannot be kept (copy what must outlive the
     /// call, or send it with [`TxQueue::tx_frames`](super::TxQueue::tx_frames),
     /// which copies it once, into a packet port's tx ring). Frames `f` leaves
     /// hold their slots until they are taken: a reader that never takes them
     /// stops the ring (the kernel then drops and counts what arrives, as for
-    /// a reader that does not read). Other devices, and TPACKET v3, lend the
-    /// packets they receive (into the pool given when the queue was opened;
-    /// [`in_place`](Self::in_place) says which).
+    /// a reader that does not read). Other devices lend the packets they
+    /// receive (into the pool given when the queue was opened;
+    /// [`in_place`](Self::in_place) says which); [`wait`](Self::wait) knows
+    /// of those left, [`interrupt_fd`](Self::interrupt_fd) does not.
+    ///
+    /// If `f` panics, nothing it was lent is counted as taken: the frames are
+    /// lent again by the next call (those `f` had already sent go twice).
     pub fn rx_inplace(
         &mut self,
         max: usize,
@@ -288,6 +294,10 @@ impl RxQueue {
     pub fn wait(&mut self, timeout: Duration) -> Result<bool> {
         if self.gone {
             return Err(vanished(&self.name, self.ifindex));
+        }
+        if !self.spill.is_empty() {
+            // Received, not taken yet (the fd says nothing of these).
+            return Ok(true);
         }
         let fd = self.claim.q.fd.as_fd();
         let r = self.engine.wait(fd, timeout);

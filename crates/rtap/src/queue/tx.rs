@@ -112,28 +112,57 @@ impl TxQueue {
             let room = self.engine.room(ctr);
             if let Some(r) = self.engine.tx_copy(q.fd.as_fd(), frames, room, ctr) {
                 let k = r.map_err(|_| vanished(&self.name, self.ifindex))?;
+                let k = k.min(frames.len());
                 let mut local = [0u64; TX_N];
                 classify_tx_frames(&frames[..k], &mut local, q.link);
                 q.c.tx_x.publish(&local);
                 return Ok(k);
             }
         }
-        let room = self.engine.room(&self.claim.q.c.tx);
+        // Copies into pool packets, sent as tx_burst sends them. Which frames
+        // were taken is found by each copy's address: the preparation may
+        // refuse copies anywhere (taken: dropped and counted), the engine
+        // takes a prefix of the rest, and what it leaves stays in `v`.
+        const N: usize = super::rx::INPLACE_MAX;
+        let room = self.engine.room(&self.claim.q.c.tx).min(N);
+        let cfg = pool.config();
+        let most =
+            (pool.capacity() as usize).saturating_mul((cfg.buf_size - cfg.headroom) as usize);
         let mut v = std::mem::take(&mut self.copies);
+        let mut addr = [std::ptr::null::<u8>(); N];
+        let mut built = 0;
         for f in frames.iter().take(room) {
+            if f.len() > crate::pool::MAX_PACKET_LEN || f.len() > most {
+                // No pool packet can ever hold it: taken (if those before it
+                // are), and counted as a tx error, else it would block what
+                // follows for good. Its address stays null.
+                built += 1;
+                continue;
+            }
             let Ok(mut p) = pool.alloc() else { break };
             if f.segments().try_for_each(|s| p.append(s)).is_err() {
                 break; // the pool ran dry halfway: `p` goes back
             }
             p.set_vnet_hdr(*f.vnet_hdr());
+            addr[built] = p.data().as_ptr();
             v.push(p);
+            built += 1;
         }
-        let built = v.len();
         let r = self.tx_burst(&mut v);
-        let taken = built - v.len();
+        let taken = v
+            .first()
+            .and_then(|p| addr[..built].iter().position(|&a| a == p.data().as_ptr()))
+            .unwrap_or(built);
+        let unfit = addr[..taken].iter().filter(|a| a.is_null()).count();
+        if unfit > 0 {
+            self.claim.q.c.tx.add(0, 0, unfit as u64, 0);
+        }
         v.clear(); // copies the queue did not take go back to the pool
         self.copies = v;
-        r.map(|_| taken)
+        match r {
+            Err(e) if taken == 0 => Err(e),
+            _ => Ok(taken),
+        }
     }
 
     /// Waits until every accepted packet has completed (or `timeout` passes) and
