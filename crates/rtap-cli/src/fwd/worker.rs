@@ -597,7 +597,9 @@ fn sleep_on_rx(fds: &mut [libc::pollfd], mine: &mut [PairQueues]) -> rtap::Resul
 /// a packet port's tx ring, else into a pool packet). Frames the tx queue
 /// cannot take after the retries stay in the rx ring for the next round, so
 /// nothing is dropped here (a ring that fills makes the kernel drop, counted
-/// in `imissed`). Returns frames moved.
+/// in `imissed`). While they wait the rx queue stays ready, so a worker
+/// whose egress is blocked polls instead of sleeping on interrupts. Returns
+/// frames moved.
 fn pass_in_place(
     rx: &mut RxQueue,
     tx: &mut TxQueue,
