@@ -25,6 +25,7 @@ use crate::stats::QueueCounters;
 use crate::sys::fd as sysfd;
 use crate::sys::packet as sys;
 use crate::wire::checksum;
+use crate::wire::layout::Link;
 use crate::wire::vnet::{VnetHdr, F_NEEDS_CSUM, GSO_NONE};
 
 const TP_STATUS_USER: u32 = libc::TP_STATUS_USER;
@@ -115,6 +116,44 @@ fn slot_csum(slot: &[u8], l: &Lendable) -> Option<(usize, u16)> {
     (at + 2 <= l.data.end).then_some((at, sum))
 }
 
+/// Lends the frames `found` describes to `f` and returns how many it took:
+/// partial checksums are finished first (`write(i, offset, bytes)` into frame
+/// `i`'s slot or block), then the frames are made from `bytes(i)` (frame `i`'s
+/// slot or block); what `f` takes is counted into `t`. Every slice of the ring
+/// ends before this returns, so the caller may hand slots back after it.
+fn lend<'r>(
+    found: &mut [Option<Lendable>],
+    bytes: impl Fn(usize) -> &'r [u8],
+    write: impl Fn(usize, usize, &[u8]),
+    f: &mut dyn FnMut(&[Frame<'_>]) -> usize,
+    t: &mut Tally,
+) -> usize {
+    const N: usize = crate::queue::INPLACE_MAX;
+    let k = found.len().min(N);
+    for (i, l) in found.iter_mut().enumerate().take(k) {
+        let Some(l) = l.as_mut().filter(|l| l.sw_csum) else {
+            continue;
+        };
+        match slot_csum(bytes(i), l) {
+            Some((at, sum)) => write(i, at, &sum.to_be_bytes()),
+            None => l.sw_csum = false,
+        }
+    }
+    let mut frames = [Frame::EMPTY; N];
+    for (i, (fr, l)) in frames.iter_mut().zip(&*found).enumerate().take(k) {
+        if let Some(l) = l {
+            *fr = Frame::ring(&bytes(i)[l.data.clone()], l.vlan, l.vnet);
+        }
+    }
+    let took = if k > 0 { f(&frames[..k]).min(k) } else { 0 };
+    for (fr, l) in frames.iter().zip(&*found).take(took) {
+        t.pkts += 1;
+        t.bytes += fr.len() as u64;
+        t.sw_csum += u64::from(l.as_ref().is_some_and(|l| l.sw_csum));
+    }
+    took
+}
+
 /// What the in-place receive makes of one V2 slot of arbitrary bytes (for
 /// the fuzz target): the bytes of the frame it would lend, its partial
 /// checksum finished in `slot` where it would be; `None` if not lent.
@@ -160,37 +199,14 @@ impl Delivery {
             t.nombuf += 1;
             return;
         }
-        if l.sw_csum && sw_csum(&mut p) {
+        // A frame the kernel left partial; nothing to complete if not TCP/UDP.
+        if l.sw_csum && p.finish_l4_checksum(Link::Ethernet) {
             t.sw_csum += 1;
         }
         p.set_vnet_hdr(l.vnet);
         t.pkts += 1;
         t.bytes += p.len() as u64;
         out.push(p);
-    }
-}
-
-/// Completes the L4 checksum of a frame the kernel left partial. False if the
-/// frame is not TCP/UDP (nothing to complete).
-fn sw_csum(p: &mut Packet) -> bool {
-    let mut segs: [&[u8]; 64] = [&[]; 64];
-    let mut n = 0;
-    for s in p.segments() {
-        if n == segs.len() {
-            return false;
-        }
-        segs[n] = s;
-        n += 1;
-    }
-    let Ok((off, sum)) = checksum::sw_l4_checksum(&segs[..n]) else {
-        return false;
-    };
-    match p.data_mut().get_mut(off..off + 2) {
-        Some(field) => {
-            field.copy_from_slice(&sum.to_be_bytes());
-            true
-        }
-        None => false,
     }
 }
 
@@ -333,40 +349,13 @@ impl RxEngine for PacketRx {
             i = (i + 1) % n;
             scanned += 1;
         }
-        // Partial checksums finished in the slots (the user's while lent),
-        // before any slice of them is made.
-        for (s, l) in slots.iter().zip(found.iter_mut()).take(k) {
-            let Some(l) = l else { continue };
-            if !l.sw_csum {
-                continue;
-            }
-            let at = slot_csum(ring.slot(*s), l);
-            if let Some((at, sum)) = at {
-                ring.write(*s, at, &sum.to_be_bytes());
-            } else {
-                l.sw_csum = false;
-            }
-        }
-        // The frames live in this block only: every slice of the slots ends
-        // before any slot goes back below.
-        let took = {
-            let mut frames = [Frame::EMPTY; N];
-            for ((fr, s), l) in frames.iter_mut().zip(&slots).zip(&found).take(k) {
-                if let Some(l) = l {
-                    *fr = Frame::ring(&ring.slot(*s)[l.data.clone()], l.vlan, l.vnet);
-                }
-            }
-            let took = if k > 0 { f(&frames[..k]).min(k) } else { 0 };
-            for fr in &frames[..took] {
-                t.pkts += 1;
-                t.bytes += fr.len() as u64;
-            }
-            took
-        };
-        t.sw_csum += found[..took]
-            .iter()
-            .filter(|l| l.as_ref().is_some_and(|l| l.sw_csum))
-            .count() as u64;
+        let took = lend(
+            &mut found[..k],
+            |i| ring.slot(slots[i]),
+            |i, at, b| ring.write(slots[i], at, b),
+            f,
+            &mut t,
+        );
         // Every slot before the first frame not taken goes back (bad ones too).
         let back = if took < k { before[took] } else { scanned };
         for _ in 0..back {
@@ -596,38 +585,13 @@ impl RxEngine for PacketRxV3 {
                 }
             }
         }
-        // Partial checksums finished in the blocks (the user's while lent),
-        // before any slice of them is made.
-        for (c, l) in at.iter().zip(found.iter_mut()).take(k) {
-            let Some(l) = l else { continue };
-            if !l.sw_csum {
-                continue;
-            }
-            match slot_csum(ring.block_slice(c.block), l) {
-                Some((off, sum)) => ring.write_block(c.block, off, &sum.to_be_bytes()),
-                None => l.sw_csum = false,
-            }
-        }
-        // The frames live in this block only: every slice of the blocks ends
-        // before any block goes back below.
-        let took = {
-            let mut frames = [Frame::EMPTY; N];
-            for ((fr, c), l) in frames.iter_mut().zip(&at).zip(&found).take(k) {
-                if let Some(l) = l {
-                    *fr = Frame::ring(&ring.block_slice(c.block)[l.data.clone()], l.vlan, l.vnet);
-                }
-            }
-            let took = if k > 0 { f(&frames[..k]).min(k) } else { 0 };
-            for fr in &frames[..took] {
-                t.pkts += 1;
-                t.bytes += fr.len() as u64;
-            }
-            took
-        };
-        t.sw_csum += found[..took]
-            .iter()
-            .filter(|l| l.as_ref().is_some_and(|l| l.sw_csum))
-            .count() as u64;
+        let took = lend(
+            &mut found[..k],
+            |i| ring.block_slice(at[i].block),
+            |i, off, b| ring.write_block(at[i].block, off, b),
+            f,
+            &mut t,
+        );
         // Blocks read to the end before the first frame not taken go back.
         for &(b, lent_before) in &ended[..n_ended] {
             if lent_before > took {

@@ -4,6 +4,8 @@ use std::ptr::NonNull;
 
 use super::{PoolInner, Seg, Shared, MAX_PACKET_LEN, NO_SEG};
 use crate::error::{Error, Result};
+use crate::wire::checksum;
+use crate::wire::layout::Link;
 use crate::wire::offload::{RxCsum, RxGso, TxRequest};
 use crate::wire::vnet::VnetHdr;
 
@@ -244,6 +246,32 @@ impl Packet {
         Segments {
             pkt: self,
             next: self.head,
+        }
+    }
+
+    /// Computes the frame's TCP or UDP checksum in software (the field's
+    /// content ignored) and writes it in place; `link` says where the frame
+    /// starts. False, and nothing written, if it is not a TCP or UDP packet
+    /// rtap can parse (or has more than 64 segments).
+    pub(crate) fn finish_l4_checksum(&mut self, link: Link) -> bool {
+        let mut segs: [&[u8]; 64] = [&[]; 64];
+        let mut n = 0;
+        for s in self.segments() {
+            if n == segs.len() {
+                return false;
+            }
+            segs[n] = s;
+            n += 1;
+        }
+        let Ok((off, sum)) = checksum::sw_l4_checksum_on(&segs[..n], link) else {
+            return false;
+        };
+        match self.data_mut().get_mut(off..off + 2) {
+            Some(field) => {
+                field.copy_from_slice(&sum.to_be_bytes());
+                true
+            }
+            None => false,
         }
     }
 

@@ -6,37 +6,54 @@ use super::frame::Frame;
 use crate::pool::Packet;
 use crate::wire::layout::Link;
 use crate::wire::offload::{self, RxCsum, RxGso};
+use crate::wire::vnet::VnetHdr;
 use crate::xstats::*;
 
-/// Counts size and cast class of a frame into `local` (indices 0..10).
-#[inline]
-fn classify_common(p: &Packet, local: &mut [u64], link: Link) {
-    local[size_bucket(p.len())] += 1;
-    local[SIZE_NAMES.len() + cast_class_on(p.data(), link)] += 1;
+/// What classification reads of a packet or a lent frame.
+pub(crate) trait Classified {
+    fn len(&self) -> usize;
+    /// The first contiguous bytes (the destination address at least).
+    fn head(&self) -> &[u8];
+    fn vnet(&self) -> &VnetHdr;
 }
 
-/// Classifies received packets into the rx counters.
-pub(crate) fn classify_rx(pkts: &[Packet], local: &mut [u64; RX_N], link: Link) {
-    for p in pkts {
-        classify_common(p, local, link);
-        let h = p.vnet_hdr();
-        match offload::rx_csum(h) {
-            RxCsum::Good => local[RX_CSUM_GOOD] += 1,
-            RxCsum::Partial => local[RX_CSUM_PARTIAL] += 1,
-            RxCsum::Unknown => local[RX_CSUM_UNKNOWN] += 1,
-        }
-        if offload::rx_gso(h) != RxGso::None {
-            local[RX_LRO] += 1;
-        }
+impl Classified for Packet {
+    fn len(&self) -> usize {
+        Packet::len(self)
+    }
+    fn head(&self) -> &[u8] {
+        self.data()
+    }
+    fn vnet(&self) -> &VnetHdr {
+        self.vnet_hdr()
     }
 }
 
-/// Classifies frames taken by an in-place receive into the rx counters.
-pub(crate) fn classify_rx_frames(frames: &[Frame<'_>], local: &mut [u64; RX_N], link: Link) {
-    for f in frames {
-        local[size_bucket(f.len())] += 1;
-        local[SIZE_NAMES.len() + cast_class_on(f.head(), link)] += 1;
-        let h = f.vnet_hdr();
+impl Classified for Frame<'_> {
+    fn len(&self) -> usize {
+        Frame::len(self)
+    }
+    fn head(&self) -> &[u8] {
+        Frame::head(self)
+    }
+    fn vnet(&self) -> &VnetHdr {
+        self.vnet_hdr()
+    }
+}
+
+/// Counts size and cast class of a frame into `local` (indices 0..10).
+#[inline]
+fn classify_common(p: &impl Classified, local: &mut [u64], link: Link) {
+    local[size_bucket(p.len())] += 1;
+    local[SIZE_NAMES.len() + cast_class_on(p.head(), link)] += 1;
+}
+
+/// Classifies received packets (or frames an in-place receive lent) into the
+/// rx counters.
+pub(crate) fn classify_rx(pkts: &[impl Classified], local: &mut [u64; RX_N], link: Link) {
+    for p in pkts {
+        classify_common(p, local, link);
+        let h = p.vnet();
         match offload::rx_csum(h) {
             RxCsum::Good => local[RX_CSUM_GOOD] += 1,
             RxCsum::Partial => local[RX_CSUM_PARTIAL] += 1,
@@ -51,8 +68,7 @@ pub(crate) fn classify_rx_frames(frames: &[Frame<'_>], local: &mut [u64; RX_N], 
 /// Classifies frames about to be copied into a tx ring into the tx counters.
 pub(crate) fn classify_tx_frames(frames: &[Frame<'_>], local: &mut [u64; TX_N], link: Link) {
     for f in frames {
-        local[size_bucket(f.len())] += 1;
-        local[SIZE_NAMES.len() + cast_class_on(f.head(), link)] += 1;
+        classify_common(f, local, link);
     }
 }
 

@@ -3,7 +3,7 @@
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
-use super::classify::{classify_rx, classify_rx_frames};
+use super::classify::classify_rx;
 use super::engine::RxEngine;
 use super::features::RingFeatures;
 use super::frame::Frame;
@@ -147,7 +147,7 @@ impl RxQueue {
         let mut local = [0u64; RX_N];
         let mut took = |frames: &[Frame<'_>]| {
             let k = f(frames).min(frames.len());
-            classify_rx_frames(&frames[..k], &mut local, link);
+            classify_rx(&frames[..k], &mut local, link);
             k
         };
         match self

@@ -9,7 +9,6 @@
 
 use super::features::TxOffload;
 use crate::pool::Packet;
-use crate::wire::checksum;
 use crate::wire::layout::Link;
 use crate::wire::offload::{self, Gso, TxRequest};
 use crate::wire::vnet::{VnetHdr, F_NEEDS_CSUM, GSO_NONE};
@@ -70,22 +69,9 @@ fn prepare_tx(p: &mut Packet, caps: TxOffload, local: &mut [u64; TX_N], link: Li
 /// Computes a packet's L4 checksum in software, in place, and clears its
 /// header and request. False if it is not a TCP or UDP packet rtap can parse.
 fn sw_finish(p: &mut Packet, local: &mut [u64; TX_N], link: Link) -> bool {
-    let mut segs: [&[u8]; 64] = [&[]; 64];
-    let mut n = 0;
-    for s in p.segments() {
-        if n == segs.len() {
-            return false;
-        }
-        segs[n] = s;
-        n += 1;
+    if !p.finish_l4_checksum(link) {
+        return false;
     }
-    let Ok((off, sum)) = checksum::sw_l4_checksum_on(&segs[..n], link) else {
-        return false;
-    };
-    let Some(field) = p.data_mut().get_mut(off..off + 2) else {
-        return false;
-    };
-    field.copy_from_slice(&sum.to_be_bytes());
     p.set_vnet_hdr(VnetHdr::default());
     p.set_tx_offload(TxRequest::default());
     local[TX_SW_CSUM] += 1;
