@@ -524,6 +524,10 @@ fn persist_attach_and_interrupts() {
     let p = Port::open(TapConfig::tun("tnp0").attach(true)).unwrap();
     assert!(!p.created());
     p.start().unwrap();
+    // The interface stayed up while no queue was attached: the kernel puts
+    // its qdisc back (link watch) a moment after the attach, and drops what
+    // is sent before.
+    wait_oper_up("tnp0");
     ip(&["addr", "add", "10.93.0.1/24", "dev", "tnp0"]);
     let pool = pool();
     let mut rxq = p.rx_queue(0, &pool).unwrap();
