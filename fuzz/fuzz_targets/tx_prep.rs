@@ -1,14 +1,15 @@
 //! Transmit preparation on arbitrary bytes with every offload request: the
 //! header-layout walk (Ethernet with VLAN tags, or raw IP as on a TUN; IPv4
 //! options, IPv6 extension headers), the virtio-net header and checksum seed,
-//! or the software checksum where the port has no checksum offload, over
+//! or the software checksum where the port has no checksum offload, the
+//! segments an engine splits where the port takes no header, over
 //! packets chained across small pool buffers. Whatever the bytes, a packet is
 //! prepared (its header inside the packet) or refused and counted, and every
 //! buffer is back in the pool afterwards.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rtap::fuzzing::{prepare_burst, TX_REJECTED};
+use rtap::fuzzing::{engine_segments, prepare_burst, TX_REJECTED};
 use rtap::wire::vnet::{VnetHdr, F_NEEDS_CSUM, GSO_NONE, GSO_TCPV4};
 use rtap::{Gso, Pool, PoolConfig, TxRequest};
 
@@ -92,12 +93,25 @@ fuzz_target!(|data: &[u8]| {
             "a prepared packet's request is consumed"
         );
         let h = p.vnet_hdr();
+        if !header && h.gso_type != GSO_NONE {
+            // The engine splits it: a packet in one buffer, every segment's
+            // payload inside it, in order, covering the packet after the
+            // headers (or the engine refuses it).
+            assert_eq!(p.nb_segs(), 1);
+            if let Some(segs) = engine_segments(p, ip) {
+                let hl = segs[0].0;
+                let mut at = hl;
+                for (l, r) in &segs {
+                    assert_eq!((*l, r.start), (hl, at), "{segs:?}");
+                    assert!(r.end <= p.len() && r.start <= r.end);
+                    at = r.end;
+                }
+            }
+            continue;
+        }
         if !header && !csum_offload {
-            // Nothing partial and nothing to segment may go where no header goes.
-            assert!(
-                h.flags & F_NEEDS_CSUM == 0 && h.gso_type == GSO_NONE,
-                "{h:?}"
-            );
+            // Nothing partial may go where no header goes.
+            assert!(h.flags & F_NEEDS_CSUM == 0, "{h:?}");
         }
         if h.num_buffers == CARRIED {
             continue; // a carried header goes as it is where the port takes one

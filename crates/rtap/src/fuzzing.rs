@@ -79,7 +79,8 @@ pub fn copy_piece(bid: Option<u16>, res: i32, count: u16, buf_size: u32) -> Opti
 /// Transmit preparation of a burst, as every tx queue runs it: returns how many
 /// packets were refused (removed from `pkts`, back in their pool) and the
 /// per-queue tx counters it bumped (`TX_*` order, the last the refusals).
-/// `header`: the port's frames go with a virtio-net header.
+/// `header`: the port's frames go with a virtio-net header (without one, the
+/// port's engine splits segmentation requests, as a TAP's does).
 pub fn prepare_burst(
     pkts: &mut Vec<Packet>,
     room: usize,
@@ -89,12 +90,32 @@ pub fn prepare_burst(
 ) -> (usize, Vec<u64>) {
     let mut local = [0u64; crate::xstats::TX_N];
     let link = if ip { Link::Ip } else { Link::Ethernet };
+    // Segmentation goes to the kernel only with a header (as on every device).
     let caps = crate::queue::TxOffload {
         header,
+        split: !header,
+        gso: csum_offload && header,
         ..crate::queue::TxOffload::vnet(csum_offload)
     };
     let n = crate::queue::txprep::prepare_burst(pkts, room, caps, &mut local, link);
     (n, local.to_vec())
+}
+
+/// What the fd engine of a port without a virtio-net header writes for a
+/// prepared packet it splits in software: each segment's header length and
+/// payload range (of the packet's bytes); `None` if the engine refuses the
+/// packet (dropped, counted as a tx error).
+pub fn engine_segments(p: &Packet, ip: bool) -> Option<Vec<(usize, std::ops::Range<usize>)>> {
+    use crate::backend::segment;
+    let link = if ip { Link::Ip } else { Link::Ethernet };
+    let mut sp = segment::split(p, link)?;
+    let mut hdr = [0u8; segment::SEG_HDR];
+    let mut v = Vec::new();
+    while let Some(r) = sp.next_header(&mut hdr) {
+        let s = r.ok()?;
+        v.push((s.hdr_len, s.payload));
+    }
+    Some(v)
 }
 
 /// Index of the refused-packet counter in [`prepare_burst`]'s counters.

@@ -37,13 +37,14 @@ pub(crate) const RX_CSUM_UNKNOWN: usize = 13;
 pub(crate) const RX_N: usize = 15;
 
 /// Tx-only counters after the shared ones.
-pub(crate) const TX_ONLY: [&str; 6] = [
+pub(crate) const TX_ONLY: [&str; 7] = [
     "tso_packets",
     "uso_packets",
     "csum_offload_packets",
     "multiseg_packets",
     "sw_csum_packets",
     "offload_rejected",
+    "sw_gso_packets",
 ];
 pub(crate) const TX_TSO: usize = 10;
 pub(crate) const TX_USO: usize = 11;
@@ -51,7 +52,9 @@ pub(crate) const TX_CSUM_OFFLOAD: usize = 12;
 pub(crate) const TX_MULTISEG: usize = 13;
 pub(crate) const TX_SW_CSUM: usize = 14;
 pub(crate) const TX_REJECTED: usize = 15;
-pub(crate) const TX_N: usize = 16;
+/// Packets the engine split into segments in software.
+pub(crate) const TX_SW_GSO: usize = 16;
+pub(crate) const TX_N: usize = 17;
 
 /// Published counters of one queue direction: `N` atomics, plain data (all-zero
 /// is a valid value), so they can live in memory shared with another process.

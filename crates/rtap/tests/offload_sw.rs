@@ -106,11 +106,13 @@ fn offload_requests_refused(backend: BackendKind) {
         ),
         ("checksum of a non-IP frame", &raw1, req(true, Gso::None)),
     ];
+    // A tap without offloads splits segmentation requests it can honour
+    // (tests/offload_split.rs); these it cannot.
     let bad_off: Vec<(&str, &[u8], TxRequest)> = vec![
-        ("TSO without offloads", &tcp, req(true, tso(1400))),
+        ("MSS 0 without offloads", &tcp, req(true, tso(0))),
         (
-            "USO without offloads",
-            &udp,
+            "USO on a TCP frame without offloads",
+            &tcp,
             req(true, Gso::Udp { size: 1400 }),
         ),
         ("checksum of a non-IP frame", &raw2, req(true, Gso::None)),
@@ -166,7 +168,8 @@ fn offload_requests_refused(backend: BackendKind) {
     assert_pool_full(&pool);
 }
 
-/// A burst larger than the tx ring with a refused packet in front: only packets
+/// A burst larger than the tx ring with a refused packet in front (a TSO
+/// request of MSS 0; a valid one would be split): only packets
 /// whose request was carried out may go to the kernel. Each frame carries a
 /// garbage checksum and a request the port (offloads off) computes in software,
 /// so a packet sent without its preparation shows as a wrong checksum. (The
@@ -190,10 +193,7 @@ fn tx_burst_sends_only_prepared_packets(backend: BackendKind) {
         .unwrap();
     first.set_tx_offload(TxRequest {
         l4_csum: true,
-        gso: Gso::Tcp {
-            mss: 1000,
-            ecn: false,
-        },
+        gso: Gso::Tcp { mss: 0, ecn: false },
     });
     let mut pkts = vec![first];
     let mut want = Vec::new();
@@ -243,7 +243,7 @@ fn vnet_hdr(name: &str) -> bool {
 /// parses none per frame); one with offloads, or one rtap attaches to, keeps
 /// it. On the header-less tap, a header a packet carries from an offloading
 /// port (a partial checksum) is finished in software before the frame leaves,
-/// and a carried segmentation request is refused, counted.
+/// and a carried segmentation request is split by the engine, counted.
 fn carried_headers_on_a_tap_without_one(backend: BackendKind) {
     netns();
     let off = started("ochd0", backend, 1);
@@ -296,9 +296,22 @@ fn carried_headers_on_a_tap_without_one(backend: BackendKind) {
         },
     };
     let (h, _) = rtap::wire::offload::tx_header(&tcp, req).unwrap();
-    let mut p = pool.alloc_from(&tcp).unwrap();
+    // In one buffer: split by the engine. Chained: refused.
+    let big = Pool::new(PoolConfig::default().count(4).buf_size(8192)).unwrap();
+    let mut p = big.alloc_from(&tcp).unwrap();
     p.set_vnet_hdr(h);
     v.push(p);
+    let mut chained = pool.alloc_from(&tcp).unwrap();
+    assert!(chained.nb_segs() > 1);
+    chained.set_vnet_hdr(h);
+    v.push(chained);
+    let mut split =
+        rtap::wire::gso::split_on(&tcp, &h, rtap::wire::layout::Link::Ethernet).unwrap();
+    let mut seg = vec![0u8; 2000];
+    while let Some(r) = split.next_into(&mut seg) {
+        want.push(seg[..r.unwrap()].to_vec());
+    }
+    assert_eq!(want.len(), COMBOS.len() + 3);
     let n = v.len();
     assert_eq!(txq.tx_burst(&mut v).unwrap(), n);
     assert!(txq.flush(WAIT));
@@ -308,15 +321,17 @@ fn carried_headers_on_a_tap_without_one(backend: BackendKind) {
     }
     assert_eq!(
         seen, want,
-        "the carried checksums finished, the TSO frame refused"
+        "the carried checksums finished, the TSO frame split"
     );
-    let k = want.len() as u64;
+    let k = COMBOS.len() as u64;
     assert_eq!(off.xstat("tx_q0_sw_csum_packets"), Some(k));
+    assert_eq!(off.xstat("tx_q0_sw_gso_packets"), Some(1));
     assert_eq!(off.xstat("tx_q0_offload_rejected"), Some(1));
     let st = off.stats().unwrap();
-    assert_eq!((st.tx.packets, st.tx.errors), (k, 1));
+    assert_eq!((st.tx.packets, st.tx.errors), (k + 3, 1));
     drop(txq);
     assert_pool_full(&pool);
+    assert_pool_full(&big);
 }
 
 backend_tests!(

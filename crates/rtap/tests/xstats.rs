@@ -30,6 +30,7 @@ fn names_of_queue(q: u16) -> Vec<String> {
         "multiseg_packets",
         "sw_csum_packets",
         "offload_rejected",
+        "sw_gso_packets",
     ]);
     rx.map(|n| format!("rx_q{q}_{n}"))
         .chain(tx.map(|n| format!("tx_q{q}_{n}")))
@@ -54,7 +55,7 @@ fn xstats_names_values_and_reset(backend: BackendKind) {
     let names: Vec<String> = port.xstats().into_iter().map(|x| x.name).collect();
     let want: Vec<String> = (0..2).flat_map(names_of_queue).collect();
     assert_eq!(names, want);
-    assert_eq!(want.len(), 2 * (17 + 16));
+    assert_eq!(want.len(), 2 * (17 + 17));
     assert!(port.xstats().iter().all(|x| x.value == 0), "fresh port");
 
     let pool = pool();

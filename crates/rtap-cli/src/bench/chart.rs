@@ -17,7 +17,7 @@ const TITLE_H: u32 = 26;
 const PANEL_GAP: u32 = 14;
 
 /// Panel order and titles.
-const PANELS: [(&str, &str); 17] = [
+const PANELS: [(&str, &str); 18] = [
     ("tx", "tx 64-byte frames, Mpps (higher is better)"),
     ("rx", "rx drain 64-byte frames, Mpps (higher is better)"),
     ("fwd", "io forward 64-byte frames, Mpps (higher is better)"),
@@ -76,6 +76,10 @@ const PANELS: [(&str, &str); 17] = [
     (
         "csum",
         "Checksum sums and a 64 KiB split, GB/s (higher is better)",
+    ),
+    (
+        "seg",
+        "A 64 KiB TSO frame into a header-less tap, frames/s (higher is better)",
     ),
 ];
 

@@ -299,6 +299,9 @@ pub fn csum_twin(name: &str) -> Option<&'static str> {
         .map(|c| c.0)
 }
 
+/// The contenders of the `seg` test, the reference first.
+pub const SEG_CONTENDERS: [&str; 2] = ["seg-copy", "seg-vectored"];
+
 /// The contenders of the `handoff` test, the reference first.
 pub const HANDOFF_CONTENDERS: [&str; 2] = ["local", "remote"];
 

@@ -93,6 +93,9 @@ pub fn reference<'a>(cells: &'a [Cell], x: &Cell) -> Option<(&'a Cell, f64)> {
         // Packets dropped on another thread: against the pool's own thread.
         Unit::Pps if x.test == "handoff" && x.contender != "local" => find("local"),
         Unit::Pps if x.test == "handoff" => None,
+        // Segments written vectored: against the application's copies.
+        Unit::Pps if x.test == "seg" && x.contender != "seg-copy" => find("seg-copy"),
+        Unit::Pps if x.test == "seg" => None,
         // AF_XDP tests: against the AF_PACKET port.
         Unit::Pps if x.test == "xdp-rx" && x.contender != "packet" => find("packet"),
         Unit::Pps if x.test.starts_with("xdp-") && x.contender != "packet-sendto" => {

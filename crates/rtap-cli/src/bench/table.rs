@@ -71,6 +71,7 @@ pub fn render(cells: &[Cell]) -> String {
     s += &packet_rows(cells);
     s += &xdp_rows(cells);
     s += &super::handoff::rows(cells);
+    s += &super::seg::rows(cells);
     s += &super::csum::rows(cells);
     if cells.iter().any(|c| c.unit == Unit::Gbps) {
         if !s.is_empty() {

@@ -15,6 +15,7 @@
 
 pub(crate) mod kick;
 pub(crate) mod rw;
+pub(crate) mod segment;
 pub mod uring;
 
 use std::io;
@@ -129,11 +130,12 @@ pub(crate) fn fd_tx_engine(
     vnet_len: usize,
 ) -> Result<Box<dyn TxEngine>> {
     Ok(match backend {
-        BackendKind::Rw => Box::new(rw::RwTx::new(vnet_len)),
+        BackendKind::Rw => Box::new(rw::RwTx::new(vnet_len, ctx.link)),
         BackendKind::Uring => Box::new(uring::tx::UringTx::new(
             ctx.fd,
             ring,
             vnet_len,
+            ctx.link,
             ctx.sq_attach,
         )?),
     })

@@ -487,6 +487,7 @@ impl Port {
             max_frame,
             sq_attach: self.sq_anchor.as_ref().map(|a| a.fd()),
             block: q.c.clone(),
+            link: q.link,
         }
     }
 

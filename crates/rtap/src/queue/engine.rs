@@ -26,6 +26,7 @@ use super::frame::Frame;
 use super::shared::QueueExtra;
 use crate::pool::Packet;
 use crate::stats::QueueCounters;
+use crate::wire::layout::Link;
 
 /// What an engine needs to know about the queue it serves (the device that
 /// makes the engine knows its own configuration).
@@ -43,6 +44,8 @@ pub(crate) struct EngineCtx {
     /// The queue's counter block (shared with processes the port is served
     /// to), with words the device may keep there.
     pub block: Block,
+    /// What the queue's frames start with (for an engine that parses them).
+    pub link: Link,
 }
 
 /// Receive engine of one queue.
@@ -148,6 +151,13 @@ pub(crate) trait TxEngine {
 
     /// Waits until nothing is in flight or `timeout` passes; true if nothing is.
     fn flush(&mut self, ctr: &QueueCounters, timeout: Duration) -> bool;
+
+    /// Packets this engine split into segments in software since the last
+    /// call (an engine of a port whose frames go without a virtio-net header,
+    /// [`TxOffload::split`](super::TxOffload::split)); read once per burst.
+    fn take_splits(&mut self) -> u64 {
+        0
+    }
 
     /// Packets taken but not completed yet.
     fn in_flight(&self) -> usize;

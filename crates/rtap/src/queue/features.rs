@@ -126,8 +126,17 @@ pub struct TxOffload {
     /// packet carries from the port it came in on (a partial checksum, a
     /// coalesced frame) goes with it as is; false: a carried partial
     /// checksum is finished in software where `csum` is false, a carried
-    /// segmentation refused where `gso` is false (counted).
+    /// segmentation refused where `gso` is false (counted), unless `split`.
     pub header: bool,
+    /// Segmentation requests (and carried segmentation headers) the port
+    /// cannot hand on are split by the engine in software: each segment is
+    /// written with vectored I/O, its headers from the engine's scratch and
+    /// its payload where it lies in the packet (never copied in user space),
+    /// every checksum computed; counted (`sw_gso_packets`). The fd engines of
+    /// a TAP or TUN whose frames go without a virtio-net header do this, for
+    /// packets in one pool buffer (a chained one is refused, counted): give
+    /// a pool that receives from an offloading port 64 KiB buffers.
+    pub split: bool,
 }
 
 impl TxOffload {
@@ -136,6 +145,7 @@ impl TxOffload {
         csum: false,
         gso: false,
         header: false,
+        split: false,
     };
     /// What a device with a virtio-net header takes: both, when its checksum
     /// offload (`csum`) is on, else neither; carried headers as they are.
@@ -144,6 +154,7 @@ impl TxOffload {
             csum,
             gso: csum,
             header: true,
+            split: false,
         }
     }
 }

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::pool::{Packet, Pool};
 use crate::stats::QueueStats;
 use crate::sys::fd as sysfd;
-use crate::xstats::TX_N;
+use crate::xstats::{TX_N, TX_SW_GSO};
 
 /// Transmit side of one queue pair. Not `Send`: it lives on the thread that opened it.
 pub struct TxQueue {
@@ -85,6 +85,7 @@ impl TxQueue {
         let ready = room.min(pkts.len() + refused) - refused;
         classify_tx(&pkts[..ready], &mut local, q.link);
         let r = self.engine.tx_burst(q.fd.as_fd(), pkts, ready, ctr);
+        local[TX_SW_GSO] += self.engine.take_splits();
         q.c.tx_x.publish(&local);
         if refused > 0 {
             ctr.add(0, 0, refused as u64, 0);

@@ -3,7 +3,8 @@
 //! port without checksum offload, a checksum computed in software. A header a
 //! packet carries from the port it came in on counts as a request on a port
 //! whose frames go without one: its partial checksum is finished in software
-//! (unless the device finishes it), its segmentation refused. A request that
+//! (unless the device finishes it), its segmentation left to an engine that
+//! splits in software ([`TxOffload::split`]) or refused. A request that
 //! cannot be honoured drops the packet here, counted, so no engine ever sees an
 //! unprepared packet.
 
@@ -28,7 +29,8 @@ fn prepare_tx(p: &mut Packet, caps: TxOffload, local: &mut [u64; TX_N], link: Li
         // path would drop it, and the frame would leave with a bad checksum.
         let h = p.vnet_hdr();
         if h.gso_type != GSO_NONE && !caps.gso {
-            return false;
+            // The engine splits it (computing every checksum), or nothing can.
+            return caps.split && p.nb_segs() == 1;
         }
         if h.flags & F_NEEDS_CSUM == 0 || caps.csum {
             return true;
@@ -36,14 +38,20 @@ fn prepare_tx(p: &mut Packet, caps: TxOffload, local: &mut [u64; TX_N], link: Li
         return sw_finish(p, local, link);
     }
     if req.gso != Gso::None && !caps.gso {
-        // No software segmentation: a port that cannot hand it on refuses it.
-        return false;
-    }
-    if !caps.csum {
-        if req.gso != Gso::None {
-            // No software segmentation: a port with offloads off cannot honour it.
+        if !caps.split || p.nb_segs() > 1 {
+            // A port that can neither hand it on nor split it refuses it (the
+            // engine splits packets in one buffer only).
             return false;
         }
+        // The engine splits it as the header says (every checksum computed).
+        let Ok((h, _)) = offload::tx_header_on(p.data(), req, link) else {
+            return false;
+        };
+        p.set_vnet_hdr(h);
+        p.set_tx_offload(TxRequest::default());
+        return true;
+    }
+    if !caps.csum {
         return sw_finish(p, local, link);
     }
     let Ok((h, seed)) = offload::tx_header_on(p.data(), req, link) else {
@@ -174,6 +182,7 @@ mod tests {
             csum: true,
             gso: false,
             header: false,
+            split: false,
         };
         assert_eq!(
             prepare_burst(&mut v, 1, caps, &mut local, Link::Ethernet),
@@ -182,5 +191,48 @@ mod tests {
         assert!(v.is_empty());
         assert_eq!(local[TX_REJECTED], 1);
         assert_eq!(pool.available(), 8, "the refused packet went back");
+    }
+
+    #[test]
+    fn segmentation_goes_to_an_engine_that_splits() {
+        let pool = Pool::new(PoolConfig::default().count(8)).unwrap();
+        let caps = TxOffload {
+            split: true,
+            ..TxOffload::NONE
+        };
+        // Carried from an offloading port: goes as it is.
+        let (p, _) = carried(&pool, true, true);
+        let h = *p.vnet_hdr();
+        let mut v = vec![p];
+        let mut local = [0u64; TX_N];
+        assert_eq!(
+            prepare_burst(&mut v, 1, caps, &mut local, Link::Ethernet),
+            0
+        );
+        assert_eq!(*v[0].vnet_hdr(), h);
+        // Asked for: the request becomes the header the engine splits by.
+        let frame = build(spec(false, true), &payload(3000, 4));
+        let mut p = pool.alloc_from(&frame).unwrap();
+        p.set_tx_offload(TxRequest {
+            l4_csum: true,
+            gso: Gso::Tcp {
+                mss: 1000,
+                ecn: false,
+            },
+        });
+        let mut v = vec![p];
+        assert_eq!(
+            prepare_burst(&mut v, 1, caps, &mut local, Link::Ethernet),
+            0
+        );
+        assert_eq!(v[0].vnet_hdr().gso_type, crate::wire::vnet::GSO_TCPV4);
+        assert_eq!(v[0].vnet_hdr().gso_size, 1000);
+        assert_eq!(v[0].tx_offload(), TxRequest::default());
+        // Prepared again (an engine that took none): still goes.
+        assert_eq!(
+            prepare_burst(&mut v, 1, caps, &mut local, Link::Ethernet),
+            0
+        );
+        assert_eq!(local[TX_REJECTED], 0);
     }
 }

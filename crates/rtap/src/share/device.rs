@@ -257,6 +257,7 @@ pub(crate) fn open(cfg: &SharedConfig, reg: &Registry) -> Result<OpenedDevice> {
         // they have one (the rebuilt device knows).
         tx_offload: TxOffload {
             header: inner.info().tx_offload.header,
+            split: inner.info().tx_offload.split,
             ..TxOffload::vnet(offloads.csum)
         },
         ..inner.info().clone()

@@ -18,7 +18,7 @@
 //! `proto` (a malformed or repeated request).
 
 /// Protocol version carried in every reply (`v=`); a client refuses others.
-pub(crate) const VERSION: u32 = 3;
+pub(crate) const VERSION: u32 = 4;
 
 /// Largest message.
 pub(crate) const MAX_MSG: usize = 4096;

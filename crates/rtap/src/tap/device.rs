@@ -92,6 +92,8 @@ impl TapDevice {
             offload_notes,
             tx_offload: TxOffload {
                 header: vnet_hdr,
+                // The fd engines split what a header-less port cannot hand on.
+                split: !vnet_hdr,
                 ..TxOffload::vnet(offloads.csum)
             },
             engine: backend.into(),

@@ -8,8 +8,14 @@
 //! before, CWR kept on the first segment only, FIN and PSH on the last only;
 //! UDP lengths; every L4 checksum computed in full.
 //!
-//! Pure code, no allocation: [`Split`] writes each segment into a buffer the
-//! caller provides.
+//! Pure code, no allocation: [`Split::next_into`] writes each segment into a
+//! buffer the caller provides (copying the payload and summing it in one
+//! pass); [`Split::next_header`] writes only the segment's headers and says
+//! which bytes of the packet are its payload, for a writer that sends the two
+//! with vectored I/O (the payload is read once, for its checksum, never
+//! copied).
+
+use std::ops::Range;
 
 use super::checksum::{copy_and_sum, fold, sum_words};
 use super::layout::{layout_on, Link, OffloadError, L4};
@@ -25,8 +31,10 @@ pub struct Split<'a> {
     pkt: &'a [u8],
     ipv6: bool,
     tcp: bool,
+    /// Start of the IP header (after the link header, if any).
+    l3_off: usize,
     l4_off: usize,
-    /// IP and L4 headers.
+    /// Link, IP and L4 headers.
     hdr_len: usize,
     /// Payload bytes per segment (the last may have fewer).
     seg: usize,
@@ -39,11 +47,39 @@ pub struct Split<'a> {
     copy: bool,
 }
 
+/// One segment as [`Split::next_header`] gives it: its headers, written into
+/// the caller's buffer, then the packet's bytes in `payload`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// Bytes of headers written at the start of the caller's buffer.
+    pub hdr_len: usize,
+    /// The segment's payload: a range of the packet being split.
+    pub payload: Range<usize>,
+}
+
+impl Segment {
+    /// Bytes of the whole segment (headers and payload).
+    pub fn len(&self) -> usize {
+        self.hdr_len + self.payload.len()
+    }
+
+    /// True for a segment of no bytes (never produced).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Starts splitting `pkt` (an IP packet, as a TUN delivers it) as `h` says. A
 /// packet without GSO gives one segment: itself, with its checksum completed
 /// if the header says it is partial.
 pub fn split<'a>(pkt: &'a [u8], h: &VnetHdr) -> Result<Split<'a>, OffloadError> {
-    let l = layout_on(pkt, Link::Ip)?;
+    split_on(pkt, h, Link::Ip)
+}
+
+/// [`split`] for a frame of the given link type: on [`Link::Ethernet`] every
+/// segment starts with the frame's Ethernet header (and VLAN tags).
+pub fn split_on<'a>(pkt: &'a [u8], h: &VnetHdr, link: Link) -> Result<Split<'a>, OffloadError> {
+    let l = layout_on(pkt, link)?;
     let end = l.l4_offset + l.l4_len;
     if pkt.len() < end {
         return Err(OffloadError::Truncated);
@@ -70,6 +106,7 @@ pub fn split<'a>(pkt: &'a [u8], h: &VnetHdr) -> Result<Split<'a>, OffloadError> 
         pkt,
         ipv6: l.ipv6,
         tcp,
+        l3_off: l.l3_offset,
         l4_off: l.l4_offset,
         hdr_len,
         seg: if single {
@@ -104,45 +141,98 @@ impl Split<'_> {
         }
     }
 
-    /// Writes the next segment into `out` and returns its length; `None` once
-    /// every segment is out. Fails if `out` is shorter than the segment.
-    pub fn next_into(&mut self, out: &mut [u8]) -> Option<Result<usize, OffloadError>> {
-        let payload = self.pkt.len() - self.hdr_len;
+    /// Bytes of every segment's headers (a buffer this big takes the headers
+    /// [`next_header`](Self::next_header) writes).
+    pub fn hdr_len(&self) -> usize {
+        self.hdr_len
+    }
+
+    /// The next segment's payload bytes, and whether it is the first and the
+    /// last; `None` once every segment is out.
+    fn peek(&self) -> Option<(usize, bool, bool)> {
         if self.index as usize >= self.count() {
             return None;
         }
-        let first = self.index == 0;
+        let payload = self.pkt.len() - self.hdr_len;
         let take = if self.single {
             payload
         } else {
             self.seg.min(payload - self.done)
         };
-        let last = self.done + take >= payload;
-        let len = self.hdr_len + take;
+        Some((take, self.index == 0, self.done + take >= payload))
+    }
+
+    fn advance(&mut self, take: usize) {
+        self.done += take;
+        self.index += 1;
+    }
+
+    /// Writes the next segment into `out` and returns its length; `None` once
+    /// every segment is out. Fails if `out` is shorter than the segment.
+    pub fn next_into(&mut self, out: &mut [u8]) -> Option<Result<usize, OffloadError>> {
+        let (take, first, last) = self.peek()?;
+        let hl = self.hdr_len;
+        let len = hl + take;
         let Some(o) = out.get_mut(..len) else {
             return Some(Err(OffloadError::Truncated));
         };
-        o[..self.hdr_len].copy_from_slice(&self.pkt[..self.hdr_len]);
-        let payload_src = &self.pkt[self.hdr_len + self.done..][..take];
+        let (hdr, body) = o.split_at_mut(hl);
+        hdr.copy_from_slice(&self.pkt[..hl]);
+        let src = &self.pkt[hl + self.done..][..take];
         if self.copy {
-            o[self.hdr_len..].copy_from_slice(payload_src);
-            self.done += take;
-            self.index += 1;
-            return Some(Ok(len));
+            body.copy_from_slice(src);
+        } else {
+            // The payload is summed as it is copied (one pass over it).
+            let payload_sum = copy_and_sum(body, src);
+            self.fix_headers(hdr, take, first, last, payload_sum);
         }
-        // The payload is summed as it is copied (one pass over it); it starts
-        // at an even offset of the L4 area (L4 headers are whole 32-bit words).
-        let payload_sum = copy_and_sum(&mut o[self.hdr_len..], payload_src);
+        self.advance(take);
+        Some(Ok(len))
+    }
+
+    /// Writes the next segment's headers into `hdr` and returns them with the
+    /// range of the packet that is the segment's payload; `None` once every
+    /// segment is out. The payload is read for its checksum, not copied: the
+    /// segment is `hdr[..hdr_len]` followed by `pkt[payload]`, for a writer
+    /// with vectored I/O. Fails if `hdr` is shorter than
+    /// [`hdr_len`](Self::hdr_len).
+    pub fn next_header(&mut self, hdr: &mut [u8]) -> Option<Result<Segment, OffloadError>> {
+        let (take, first, last) = self.peek()?;
+        let hl = self.hdr_len;
+        let Some(o) = hdr.get_mut(..hl) else {
+            return Some(Err(OffloadError::Truncated));
+        };
+        o.copy_from_slice(&self.pkt[..hl]);
+        let payload = hl + self.done..hl + self.done + take;
+        if !self.copy {
+            let payload_sum = sum_words(&self.pkt[payload.clone()]);
+            self.fix_headers(o, take, first, last, payload_sum);
+        }
+        self.advance(take);
+        Some(Ok(Segment {
+            hdr_len: hl,
+            payload,
+        }))
+    }
+
+    /// Rewrites the copied headers `o` for the segment of `take` payload bytes
+    /// whose sum (as [`sum_words`] makes it; the payload starts at an even
+    /// offset of the L4 area, L4 headers being whole 32-bit words) is
+    /// `payload_sum`: lengths, IPv4 ID and header checksum, TCP sequence number
+    /// and flags, the L4 checksum in full.
+    fn fix_headers(&self, o: &mut [u8], take: usize, first: bool, last: bool, payload_sum: u64) {
+        let l3 = self.l3_off;
+        let len = self.hdr_len + take;
+        if self.ipv6 {
+            put16(o, l3 + 4, (len - l3 - 40) as u16);
+        } else {
+            put16(o, l3 + 2, (len - l3) as u16);
+            let id = get16(self.pkt, l3 + 4).wrapping_add(self.index);
+            put16(o, l3 + 4, id);
+            ipv4_header_checksum(&mut o[l3..]);
+        }
         let l4 = self.l4_off;
         let l4_len = len - l4;
-        if self.ipv6 {
-            put16(o, 4, (len - 40) as u16);
-        } else {
-            put16(o, 2, len as u16);
-            let id = get16(self.pkt, 4).wrapping_add(self.index);
-            put16(o, 4, id);
-            ipv4_header_checksum(o);
-        }
         let csum_at = if self.tcp {
             let seq = get32(self.pkt, l4 + 4).wrapping_add(self.done as u32);
             put32(o, l4 + 4, seq);
@@ -162,7 +252,11 @@ impl Split<'_> {
             l4 + 6
         };
         put16(o, csum_at, 0);
-        let (src, alen) = if self.ipv6 { (8, 16) } else { (12, 4) };
+        let (src, alen) = if self.ipv6 {
+            (l3 + 8, 16)
+        } else {
+            (l3 + 12, 4)
+        };
         let proto = if self.tcp { 6u64 } else { 17 };
         let pseudo = sum_words(&o[src..src + 2 * alen]) + proto + l4_len as u64;
         let mut c = !fold(pseudo + sum_words(&o[l4..self.hdr_len]) + payload_sum);
@@ -170,9 +264,6 @@ impl Split<'_> {
             c = 0xffff;
         }
         put16(o, csum_at, c);
-        self.done += take;
-        self.index += 1;
-        Some(Ok(len))
     }
 }
 
@@ -325,6 +416,65 @@ mod tests {
             let hl = orig.len() - n;
             prop_assert_eq!(&payload[..], &orig[hl..]);
         }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Headers from `next_header` followed by the payload range it names
+        /// are, segment for segment, what `next_into` writes; on an Ethernet
+        /// frame too (the link header leads every segment).
+        #[test]
+        fn headers_and_payload_ranges_make_the_same_segments(v6: bool, tcp: bool, eth: bool, n in 0usize..9_000, mss in 100u16..1500, gso_on: bool) {
+            let ip = packet(v6, tcp, n, TCP_PSH);
+            let (p, link) = if eth {
+                let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
+                if v6 {
+                    f[12..].copy_from_slice(&[0x86, 0xdd]);
+                }
+                f.extend_from_slice(&ip);
+                (f, Link::Ethernet)
+            } else {
+                (ip, Link::Ip)
+            };
+            let h = if gso_on { gso(v6, tcp, mss) } else { VnetHdr { flags: F_NEEDS_CSUM, ..VnetHdr::default() } };
+            let mut a = split_on(&p, &h, link).unwrap();
+            let mut b = a.clone();
+            let want = all(&mut a);
+            let mut hdr = [0u8; 128];
+            let mut got = Vec::new();
+            while let Some(r) = b.next_header(&mut hdr) {
+                let s = r.unwrap();
+                let mut seg = hdr[..s.hdr_len].to_vec();
+                seg.extend_from_slice(&p[s.payload.clone()]);
+                prop_assert_eq!(seg.len(), s.len());
+                got.push(seg);
+            }
+            if eth {
+                // The same segments as of the bare IP packet, each behind the
+                // frame's Ethernet header.
+                let bare = all(&mut split(&p[14..], &h).unwrap());
+                prop_assert_eq!(bare.len(), want.len());
+                for (w, b) in want.iter().zip(&bare) {
+                    prop_assert_eq!(&w[..14], &p[..14]);
+                    prop_assert_eq!(&w[14..], &b[..]);
+                }
+            }
+            prop_assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn a_header_buffer_too_short_is_refused() {
+        let big = packet(false, true, 3000, 0);
+        let mut s = split(&big, &gso(false, true, 1000)).unwrap();
+        assert_eq!(s.hdr_len(), 40);
+        assert_eq!(
+            s.next_header(&mut [0u8; 39]),
+            Some(Err(OffloadError::Truncated))
+        );
+        let seg = s.next_header(&mut [0u8; 40]).unwrap().unwrap();
+        assert_eq!(seg.payload, 40..1040);
     }
 
     #[test]

@@ -105,6 +105,7 @@ pub(crate) fn open(cfg: &XdpConfig) -> Result<OpenedDevice> {
             csum: true,
             gso: false,
             header: false,
+            split: false,
         },
         engine: Engine::xsk(kick),
         engine_reason: kick_reason,

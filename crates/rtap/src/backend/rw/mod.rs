@@ -6,6 +6,7 @@
 use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
+use crate::backend::segment::{self, needs_split, SEG_HDR};
 use crate::backend::uring::rx_posted::bufs_per_read;
 use crate::backend::uring::tx::MAX_TX_SEGS;
 use crate::backend::{errno_of, is_vanished};
@@ -14,6 +15,7 @@ use crate::pool::{Packet, Pool};
 use crate::queue::engine::{RxEngine, TxEngine};
 use crate::stats::QueueCounters;
 use crate::sys::fd;
+use crate::wire::layout::Link;
 use crate::wire::vnet::VnetHdr;
 
 /// Rx engine: reads into a staged chain of `k` buffers, which becomes the packet.
@@ -161,15 +163,81 @@ impl Drop for RwRx {
     }
 }
 
-/// Tx engine: one syscall per packet.
+/// Tx engine: one syscall per packet (per segment of a packet it splits).
 pub(crate) struct RwTx {
     iovs: Box<[libc::iovec]>,
     hdr: [u8; 16],
     vnet_len: usize,
+    link: Link,
+    /// Header scratch of the segment being written (software segmentation).
+    seg_hdr: Box<[u8; SEG_HDR]>,
+    splits: u64,
+}
+
+/// What writing one packet came to: frames sent, their bytes, frames lost.
+#[derive(Default)]
+struct Wrote {
+    sent: u64,
+    bytes: u64,
+    errors: u64,
 }
 
 impl RwTx {
-    pub(crate) fn new(vnet_len: usize) -> RwTx {
+    /// Writes the segments of a packet the port cannot hand on as it is (see
+    /// [`segment`]), each with one `writev` of its headers and its payload
+    /// slice. `Err(errno)` if the first segment found the queue full (the
+    /// packet stays for later); a segment failing later is lost with the rest
+    /// (counted), a split cannot resume. The errno is kept in `gone` for a
+    /// vanished interface.
+    fn write_split(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        pkt: &Packet,
+        gone: &mut Option<i32>,
+    ) -> Result<Wrote, i32> {
+        let mut w = Wrote::default();
+        let Some(mut sp) = segment::split(pkt, self.link) else {
+            w.errors = 1;
+            return Ok(w);
+        };
+        let count = sp.count() as u64;
+        let data = pkt.data();
+        while let Some(Ok(seg)) = sp.next_header(&mut self.seg_hdr[..]) {
+            let body = &data[seg.payload.clone()];
+            let iov = [
+                libc::iovec {
+                    iov_base: self.seg_hdr.as_mut_ptr().cast(),
+                    iov_len: seg.hdr_len,
+                },
+                libc::iovec {
+                    iov_base: body.as_ptr() as *mut libc::c_void,
+                    iov_len: body.len(),
+                },
+            ];
+            match fd::writev(fd, &iov[..if body.is_empty() { 1 } else { 2 }]) {
+                Ok(_) => {
+                    w.sent += 1;
+                    w.bytes += seg.len() as u64;
+                }
+                Err(e) => {
+                    let errno = errno_of(&e);
+                    if w.sent == 0 && (errno == libc::EAGAIN || errno == libc::EINTR) {
+                        return Err(errno);
+                    }
+                    if is_vanished(errno) {
+                        *gone = Some(errno);
+                    }
+                    break;
+                }
+            }
+        }
+        self.splits += 1;
+        // Segments not written (a failed write and those after it) are lost.
+        w.errors = count - w.sent;
+        Ok(w)
+    }
+
+    pub(crate) fn new(vnet_len: usize, link: Link) -> RwTx {
         RwTx {
             iovs: vec![
                 libc::iovec {
@@ -181,6 +249,9 @@ impl RwTx {
             .into_boxed_slice(),
             hdr: [0; 16],
             vnet_len,
+            link,
+            seg_hdr: Box::new([0; SEG_HDR]),
+            splits: 0,
         }
     }
 }
@@ -208,6 +279,19 @@ impl TxEngine for RwTx {
             if pkt.len() < 14 || pkt.nb_segs() > MAX_TX_SEGS {
                 errors += 1;
                 consumed += 1;
+                continue;
+            }
+            if needs_split(pkt, vl) {
+                let Ok(w) = self.write_split(fd, pkt, &mut vanished) else {
+                    break; // the queue is full: the packet stays
+                };
+                sent += w.sent;
+                bytes += w.bytes;
+                errors += w.errors;
+                consumed += 1;
+                if vanished.is_some() {
+                    break;
+                }
                 continue;
             }
             let (head, headroom) = pkt.head_raw();
@@ -266,6 +350,10 @@ impl TxEngine for RwTx {
 
     fn flush(&mut self, _ctr: &QueueCounters, _timeout: Duration) -> bool {
         true
+    }
+
+    fn take_splits(&mut self) -> u64 {
+        std::mem::take(&mut self.splits)
     }
 
     fn in_flight(&self) -> usize {
