@@ -195,7 +195,7 @@ mod tests {
 
     #[test]
     fn segmentation_goes_to_an_engine_that_splits() {
-        let pool = Pool::new(PoolConfig::default().count(8)).unwrap();
+        let pool = Pool::new(PoolConfig::default().count(8).buf_size(8192)).unwrap();
         let caps = TxOffload {
             split: true,
             ..TxOffload::NONE
