@@ -61,6 +61,15 @@ pub enum Error {
         want: &'static str,
     },
 
+    /// An fd given to adopt is not a usable TUN/TAP queue.
+    #[error("fd {fd} is not a usable TUN/TAP queue: {why}")]
+    NotTunQueue {
+        /// The fd number as given.
+        fd: i32,
+        /// What is wrong with it.
+        why: String,
+    },
+
     /// The kernel's tun driver lacks a feature rtap needs.
     #[error("the kernel's tun driver lacks {feature}: a newer kernel is required")]
     MissingTunFeature {
@@ -312,6 +321,22 @@ pub enum Error {
         queue: u16,
         /// Who holds it.
         holder: String,
+    },
+
+    /// Giving the interface an address or a route failed (the kernel's
+    /// reason: a route to a prefix another interface has, an IPv6 address
+    /// where IPv6 is disabled, ...).
+    #[error("{op} {prefix} on {iface}: {source}")]
+    InterfaceConfig {
+        /// `add address` or `add route`.
+        op: &'static str,
+        /// The address or route.
+        prefix: crate::wire::prefix::IpPrefix,
+        /// The interface.
+        iface: String,
+        /// The kernel's error.
+        #[source]
+        source: io::Error,
     },
 
     /// Link control on a port attached to another process's port.

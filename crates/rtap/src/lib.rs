@@ -49,9 +49,10 @@ pub use queue::{
     INPLACE_MAX,
 };
 pub use stats::{PortStats, QueueStats};
-pub use tap::TapConfig;
+pub use tap::{QueueFds, TapConfig};
 pub use wire::mac::MacAddr;
 pub use wire::offload::{Gso, RxCsum, RxGso, TxRequest};
+pub use wire::prefix::IpPrefix;
 pub use xdp::XdpConfig;
 pub use xstats::XStat;
 

@@ -1,4 +1,5 @@
-//! Link control over rtnetlink, by ifindex (so a rename does not break it).
+//! Link control over rtnetlink, by ifindex (so a rename does not break it):
+//! link flags and settings, and the interface's addresses and routes.
 //!
 //! Synchronous and runtime-free: one `NETLINK_ROUTE` socket per port, opened when
 //! the port is created. A netlink socket stays bound to the network namespace it was
@@ -9,13 +10,21 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL,
+    NLM_F_REQUEST,
+};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressHeaderFlags, AddressMessage, AddressScope,
 };
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkHeader, LinkMessage};
-use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 use crate::wire::mac::MacAddr;
+use crate::wire::prefix::IpPrefix;
 
 /// What rtap reads back about a link.
 #[derive(Clone, Debug, Default)]
@@ -210,6 +219,90 @@ impl Netlink {
             vec![LinkAttribute::Address(mac.octets().to_vec())],
         )
     }
+
+    /// Adds `p` as an address of the interface (IPv6 without duplicate
+    /// address detection: usable at once). `EEXIST` if it has it already.
+    pub fn add_address(&self, ifindex: u32, p: IpPrefix) -> io::Result<()> {
+        let m = address_msg(ifindex, p);
+        self.request(
+            RouteNetlinkMessage::NewAddress(m),
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )
+        .map(|_| ())
+    }
+
+    /// Removes address `p` from the interface.
+    pub fn del_address(&self, ifindex: u32, p: IpPrefix) -> io::Result<()> {
+        let m = address_msg(ifindex, p);
+        self.request(
+            RouteNetlinkMessage::DelAddress(m),
+            NLM_F_REQUEST | NLM_F_ACK,
+        )
+        .map(|_| ())
+    }
+
+    /// Adds a route to `dest` (a network prefix) through the interface, in
+    /// the main table. `EEXIST` if that route exists already.
+    pub fn add_route(&self, ifindex: u32, dest: IpPrefix) -> io::Result<()> {
+        self.request(
+            RouteNetlinkMessage::NewRoute(route_msg(ifindex, dest)),
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )
+        .map(|_| ())
+    }
+
+    /// Removes the route to `dest` through the interface.
+    pub fn del_route(&self, ifindex: u32, dest: IpPrefix) -> io::Result<()> {
+        self.request(
+            RouteNetlinkMessage::DelRoute(route_msg(ifindex, dest)),
+            NLM_F_REQUEST | NLM_F_ACK,
+        )
+        .map(|_| ())
+    }
+}
+
+fn family(p: IpPrefix) -> AddressFamily {
+    if p.is_ipv6() {
+        AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
+    }
+}
+
+fn address_msg(ifindex: u32, p: IpPrefix) -> AddressMessage {
+    let mut m = AddressMessage::default();
+    m.header.family = family(p);
+    m.header.prefix_len = p.len();
+    m.header.index = ifindex;
+    m.header.scope = AddressScope::Universe;
+    if p.is_ipv6() {
+        m.header.flags = AddressHeaderFlags::Nodad;
+    } else {
+        // IPv4 wants the local address too (it is the one the kernel uses).
+        m.attributes.push(AddressAttribute::Local(p.addr()));
+    }
+    m.attributes.push(AddressAttribute::Address(p.addr()));
+    m
+}
+
+fn route_msg(ifindex: u32, dest: IpPrefix) -> RouteMessage {
+    let mut m = RouteMessage::default();
+    m.header = RouteHeader {
+        address_family: family(dest),
+        destination_prefix_length: dest.len(),
+        table: RouteHeader::RT_TABLE_MAIN,
+        protocol: RouteProtocol::Static,
+        scope: RouteScope::Link,
+        kind: RouteType::Unicast,
+        ..RouteHeader::default()
+    };
+    m.attributes
+        .push(RouteAttribute::Destination(match dest.addr() {
+            std::net::IpAddr::V4(a) => RouteAddress::Inet(a),
+            std::net::IpAddr::V6(a) => RouteAddress::Inet6(a),
+        }));
+    m.attributes.push(RouteAttribute::Oif(ifindex));
+    m
 }
 
 fn link_info(l: &LinkMessage) -> LinkInfo {

@@ -174,6 +174,47 @@ fn missing_cap_net_admin_is_a_typed_actionable_error() {
     assert!(err.to_string().contains("CAP_NET_ADMIN"), "{err}");
 }
 
+/// The setup adopted fds are for: a privileged helper opens the TUN, gives
+/// it an address and brings it up; a thread without CAP_NET_ADMIN (the
+/// daemon) cannot open a TUN itself, but runs a port on the helper's fds.
+#[test]
+fn an_unprivileged_daemon_runs_a_helpers_tun() {
+    netns();
+    let fd = tun_fd(
+        "unp0",
+        libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE,
+    );
+    ip(&["addr", "add", "10.73.0.1/24", "dev", "unp0"]);
+    ip(&["link", "set", "unp0", "up"]);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            drop_net_admin();
+            assert!(matches!(
+                Port::open(TapConfig::tun("unq%d")),
+                Err(Error::PermissionDenied { .. })
+            ));
+            let port = Port::from_fds(vec![fd]).unwrap();
+            port.start().unwrap();
+            wait_oper_up("unp0");
+            let pool = pool();
+            let mut rxq = port.rx_queue(0, &pool).unwrap();
+            let sock = std::net::UdpSocket::bind("10.73.0.1:0").unwrap();
+            let deadline = std::time::Instant::now() + WAIT;
+            let mut v = Vec::new();
+            loop {
+                sock.send_to(b"daemon", "10.73.0.7:9").unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+                v.clear();
+                rxq.rx_burst(&mut v, 32).unwrap();
+                if v.iter().any(|p| p.data().ends_with(b"daemon")) {
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "nothing arrived");
+            }
+        });
+    });
+}
+
 /// An AF_PACKET port without CAP_NET_RAW is told about that capability, not
 /// about taps (there is no tap).
 #[test]

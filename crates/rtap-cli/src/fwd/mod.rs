@@ -58,7 +58,8 @@ Port spec:
   again on exit). The kick sends a burst: sendto (one syscall per burst, the
   default) or uring (an io_uring send from an SQPOLL kernel thread shared by every
   port: the transmit work moves to that thread, which spins a core of its own).
-  Every kind also takes netns=NAME, mtu=N, mac=ADDR, promisc=on|off, burst=N.
+  Every kind also takes netns=NAME, mtu=N, mac=ADDR, promisc=on|off, burst=N,
+  addr=IP/LEN and route=NET/LEN (each repeatable), up=on (link up at open).
   Both ports need the same queue count; kinds mix freely.
 
 Output (--json): one object

@@ -62,6 +62,7 @@ pub(crate) const PACKET: DeviceType = DeviceType {
     kind: DeviceKind::PACKET,
     parse: |p| parse(p).map(PortSpec::new),
     rebuild: Some(rebuild),
+    adopt: None,
 };
 
 /// A `packet:` spec body.

@@ -154,6 +154,10 @@ pub(crate) struct DeviceType {
     /// Rebuilds the device of a served port of this kind in an attaching
     /// process; `None`: such a port cannot be served.
     pub rebuild: Option<Rebuild>,
+    /// Makes the configuration of a port on queue fds opened elsewhere
+    /// ([`Port::from_fds`](crate::Port::from_fds)), checking them; `None`:
+    /// this kind adopts no fds.
+    pub adopt: Option<fn(Vec<std::os::fd::OwnedFd>) -> Result<PortSpec>>,
 }
 
 /// The devices the port layer knows (its registry), for code below it that
@@ -165,6 +169,11 @@ impl Registry {
     /// The entry whose kind is named `name`, if the registry lists it.
     pub(crate) fn find_name(&self, name: &str) -> Option<&'static DeviceType> {
         self.0.iter().find(|d| d.kind.name() == name)
+    }
+
+    /// The first entry that adopts queue fds opened elsewhere.
+    pub(crate) fn adopter(&self) -> Option<fn(Vec<std::os::fd::OwnedFd>) -> Result<PortSpec>> {
+        self.0.iter().find_map(|d| d.adopt)
     }
 }
 

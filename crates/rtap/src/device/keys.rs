@@ -11,9 +11,15 @@ use crate::backend::uring::{RingConfig, RxMode, SqPoll};
 use crate::backend::BackendKind;
 use crate::error::{Error, Result};
 use crate::wire::mac::MacAddr;
+use crate::wire::prefix::IpPrefix;
 
 /// Keys every kind takes.
-pub const COMMON_KEYS: &[&str] = &["queues", "burst", "netns", "mtu", "mac", "promisc"];
+pub const COMMON_KEYS: &[&str] = &[
+    "queues", "burst", "netns", "mtu", "mac", "promisc", "addr", "route", "up",
+];
+
+/// Keys a spec may give more than once (each adds one more).
+const REPEATABLE: &[&str] = &["addr", "route"];
 
 /// Keys of the kinds driven by the fd engines (read/write or io_uring on a queue fd).
 pub const FD_ENGINE_KEYS: &[&str] = &["backend", "ring", "sqpoll", "sqpoll_cpu", "rx_mode"];
@@ -58,7 +64,7 @@ impl<'a> Parser<'a> {
                         format!("empty key in item {item:?} (a stray comma or `=`?)"),
                     ));
                 }
-                if items.iter().any(|(k, _)| *k == key) {
+                if items.iter().any(|(k, _)| *k == key) && !REPEATABLE.contains(&key) {
                     return Err(spec_err(spec, key, "given more than once".into()));
                 }
                 items.push((key, value));
@@ -152,6 +158,24 @@ impl<'a> Parser<'a> {
                     opts.mac = Some(mac);
                 }
                 "promisc" => opts.promisc = Some(self.flag(key, value)?),
+                "addr" | "route" => {
+                    let v = self.need(key, value)?;
+                    let p: IpPrefix = v.parse().map_err(|e| self.err(key, format!("{e}")))?;
+                    if key == "addr" {
+                        opts.addrs.push(p);
+                    } else if !p.is_network() {
+                        return Err(self.err(
+                            key,
+                            format!(
+                                "{p} has host bits set: a route goes to a network ({}?)",
+                                p.network()
+                            ),
+                        ));
+                    } else {
+                        opts.routes.push(p);
+                    }
+                }
+                "up" => opts.up = self.flag(key, value)?,
                 _ => {}
             }
         }

@@ -4,6 +4,7 @@ use super::netns::Netns;
 use crate::error::{Error, Result};
 use crate::pool::MAX_PACKET_LEN;
 use crate::wire::mac::MacAddr;
+use crate::wire::prefix::IpPrefix;
 
 /// Most queue pairs a port may have (as DPDK's net_rtap).
 pub const MAX_QUEUES: u16 = 128;
@@ -32,6 +33,17 @@ pub struct PortOptions {
     pub mac: Option<MacAddr>,
     /// Promiscuous mode to set at open.
     pub promisc: Option<bool>,
+    /// Addresses to give the interface at open (IPv6 ones without duplicate
+    /// address detection). What a VPN's tunnel interface needs.
+    pub addrs: Vec<IpPrefix>,
+    /// Routes through the interface (network prefixes), installed once the
+    /// link is up: at open with [`up`](Self::up), else at
+    /// [`start`](crate::Port::start) (again at every start: the kernel drops
+    /// IPv4 routes of a link that goes down).
+    pub routes: Vec<IpPrefix>,
+    /// Bring the link up at open, not only at [`start`](crate::Port::start),
+    /// so the addresses and routes work before the application reads.
+    pub up: bool,
 }
 
 /// Setters for the common settings, each returning the config: on
@@ -80,6 +92,25 @@ macro_rules! port_option_setters {
             self$(.$f)?.promisc = Some(on);
             self
         }
+
+        /// Adds an address to give the interface at open (call again for more).
+        pub fn addr(mut self, a: $crate::wire::prefix::IpPrefix) -> Self {
+            self$(.$f)?.addrs.push(a);
+            self
+        }
+
+        /// Adds a route through the interface (a network prefix; call again for
+        /// more).
+        pub fn route(mut self, dest: $crate::wire::prefix::IpPrefix) -> Self {
+            self$(.$f)?.routes.push(dest);
+            self
+        }
+
+        /// Brings the link up at open (not only at start).
+        pub fn up(mut self, on: bool) -> Self {
+            self$(.$f)?.up = on;
+            self
+        }
     };
 }
 pub(crate) use port_option_setters;
@@ -94,6 +125,9 @@ impl Default for PortOptions {
             mtu: None,
             mac: None,
             promisc: None,
+            addrs: Vec::new(),
+            routes: Vec::new(),
+            up: false,
         }
     }
 }
@@ -118,6 +152,23 @@ impl PortOptions {
                 field: "burst",
                 why: "must be at least 1".into(),
             });
+        }
+        if let Some(r) = self.routes.iter().find(|r| !r.is_network()) {
+            return Err(Error::InvalidConfig {
+                field: "route",
+                why: format!(
+                    "{r} has host bits set: a route goes to a network ({}?)",
+                    r.network()
+                ),
+            });
+        }
+        for (i, a) in self.addrs.iter().enumerate() {
+            if self.addrs[..i].iter().any(|b| b.addr() == a.addr()) {
+                return Err(Error::InvalidConfig {
+                    field: "addr",
+                    why: format!("{} given twice", a.addr()),
+                });
+            }
         }
         Ok(())
     }
@@ -174,6 +225,21 @@ mod tests {
         let e = PortOptions::default().burst(0).validate().unwrap_err();
         assert!(
             matches!(e, Error::InvalidConfig { field: "burst", .. }),
+            "{e}"
+        );
+        let p = |s: &str| s.parse::<IpPrefix>().unwrap();
+        let o = PortOptions::default()
+            .addr(p("10.0.0.1/24"))
+            .addr(p("fd00::1/64"))
+            .route(p("10.1.0.0/16"))
+            .up(true);
+        assert_eq!((o.addrs.len(), o.routes.len(), o.up), (2, 1, true));
+        assert!(o.validate().is_ok());
+        let e = o.clone().route(p("10.2.0.1/16")).validate().unwrap_err();
+        assert!(e.to_string().contains("10.2.0.0/16"), "{e}");
+        let e = o.addr(p("10.0.0.1/16")).validate().unwrap_err();
+        assert!(
+            matches!(e, Error::InvalidConfig { field: "addr", .. }),
             "{e}"
         );
     }

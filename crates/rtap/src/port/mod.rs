@@ -6,6 +6,7 @@
 //! (`port/registry.rs`; ARCHITECTURE.md says what a new device supplies).
 
 mod baseline;
+mod ifconfig;
 mod link;
 mod registry;
 mod serve;
@@ -71,6 +72,8 @@ pub struct Port {
     /// The device's `imissed` as last read: what `stats` reports once the
     /// interface is gone.
     last_missed: std::sync::atomic::AtomicU64,
+    /// Addresses and routes the port gave the interface (removed on drop).
+    added: Mutex<ifconfig::Added>,
 }
 
 impl std::fmt::Debug for Port {
@@ -144,6 +147,7 @@ impl Port {
             counters,
             attached,
             last_missed: std::sync::atomic::AtomicU64::new(0),
+            added: Mutex::default(),
         };
         port.spec.options_mut().queues = n;
         port.open_queues(n)?;
@@ -156,9 +160,33 @@ impl Port {
         if let Some(on) = opts.promisc {
             port.set_promisc(on)?;
         }
+        port.add_addresses()?;
+        if opts.up && port.link()?.flags & libc::IFF_UP as u32 == 0 {
+            port.set_up(true)?;
+        }
+        if !opts.routes.is_empty() && port.link()?.flags & libc::IFF_UP as u32 != 0 {
+            port.add_routes()?;
+        }
         tracing::debug!(kind = %port.info().kind, name = %port.iface.name, ifindex = port.iface.ifindex,
             queues = n, engine = %port.info().engine, "port open");
         Ok(port)
+    }
+
+    /// A port on queue fds opened elsewhere (a privileged helper that passed
+    /// them on), one per queue pair: TUN and TAP queues, the kind and the
+    /// interface theirs, each fd checked first (`TUNGETIFF`: a TUN/TAP queue
+    /// of one interface, without packet information). The port works on
+    /// copies; offloads are asked for where the fds carry the virtio-net
+    /// header. Link changes (`start` bringing the link up) need
+    /// `CAP_NET_ADMIN` unless the helper made them. For other settings,
+    /// [`TapConfig::fds`](crate::TapConfig::fds) with a
+    /// [`QueueFds`](crate::QueueFds); in a spec, `fd=N`.
+    pub fn from_fds(fds: Vec<std::os::fd::OwnedFd>) -> Result<Port> {
+        let adopt = registry::REGISTRY.adopter().ok_or(Error::InvalidConfig {
+            field: "fd",
+            why: "no device of this build adopts fds".into(),
+        })?;
+        Port::open(adopt(fds)?)
     }
 
     fn open_queues(&mut self, n: u16) -> Result<()> {
@@ -363,6 +391,7 @@ impl Port {
         if self.info().tx_through_qdisc {
             self.wait_operational();
         }
+        self.add_routes()?;
         let (dev, queues) = (&*self.dev, &self.queues);
         in_ns(self.ns.as_ref(), || dev.start(queues))?;
         self.started.store(true, Ordering::Release);
@@ -544,6 +573,7 @@ impl Port {
 
 impl Drop for Port {
     fn drop(&mut self) {
+        self.remove_added();
         if self.is_started() && self.live_queues() == 0 && self.owns_link_state() {
             let _ = self.set_up(false);
         }

@@ -32,6 +32,7 @@ pub(super) const REGISTRY: Registry = Registry(DEVICES);
 ///
 /// ```text
 /// [,queues=N][,burst=N][,netns=NAME][,mtu=N][,mac=XX:XX:XX:XX:XX:XX][,promisc=on|off]
+/// [,addr=IP/LEN]...[,route=NET/LEN]...[,up=on|off]
 /// ```
 ///
 /// | key          | meaning                                                             |
@@ -40,6 +41,12 @@ pub(super) const REGISTRY: Registry = Registry(DEVICES);
 /// | `burst`      | suggested burst size for applications, 1..=65535                    |
 /// | `netns`      | the interface lives in this named network namespace (`/run/netns`)  |
 /// | `mtu`, `mac`, `promisc` | link settings applied at open                            |
+/// | `addr`       | an address for the interface, IPv4 or IPv6 (`10.0.0.1/24`, `fd00::1/64`; repeatable) |
+/// | `route`      | a route through the interface (`10.1.0.0/16`; repeatable), installed once the link is up |
+/// | `up`         | bring the link up at open, not only at start                        |
+///
+/// What a port added (addresses, routes) it removes when it goes; an
+/// interface rtap created takes them along anyway.
 ///
 /// Devices whose queues are fds read and written by the fd engines (`tap:`,
 /// `tun:`, `shared:`) also take the engine keys:

@@ -32,6 +32,7 @@ pub(crate) const SHARED: DeviceType = DeviceType {
     kind: DeviceKind::SHARED,
     parse: |p| parse(p).map(PortSpec::new),
     rebuild: None,
+    adopt: None,
 };
 
 /// A `shared:` spec body.

@@ -205,3 +205,31 @@ pub fn send_kick(fd: BorrowedFd<'_>) -> io::Result<usize> {
 pub fn take_error(fd: BorrowedFd<'_>) -> Option<i32> {
     sol_socket_int(fd, libc::SO_ERROR).ok().filter(|&v| v != 0)
 }
+
+/// A new fd (close-on-exec) for the open file that fd number `raw` of this
+/// process refers to, or `EBADF` if no fd has that number. The caller owns
+/// the copy; `raw` stays whoever's it was.
+pub fn dup_raw(raw: std::os::fd::RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: fcntl takes any integer; the kernel checks that it is an open fd
+    // of this process, and F_DUPFD_CLOEXEC touches no memory.
+    let r = unsafe { libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, 0) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: r is a new fd nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(r) })
+}
+
+/// Sets `O_NONBLOCK` on the open file `fd` refers to (shared by its copies).
+pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: F_GETFL / F_SETFL on a valid fd; no memory passed.
+    let fl = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    if fl < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -9,6 +9,8 @@ use crate::device::options::port_option_setters;
 use crate::device::{validate_name, Offloads, PortOptions};
 use crate::error::{Error, Result};
 
+use super::adopt::QueueFds;
+
 /// Default interface name template: the kernel picks the first free `rtapN`.
 pub const DEFAULT_NAME: &str = "rtap%d";
 
@@ -62,6 +64,13 @@ pub struct TapConfig {
     /// A TUN interface (`IFF_TUN`: IP packets with no Ethernet header, for VPN
     /// and overlay data paths) instead of a TAP. Made by [`TapConfig::tun`].
     pub tun: bool,
+    /// Queue fds opened elsewhere to adopt instead of opening the interface
+    /// (see [`QueueFds`]; `fd=N` in a spec): one per queue pair. The port
+    /// neither creates nor attaches; the fds say which interface it is (a
+    /// `name` given must match), whether it has the virtio-net header, and
+    /// the kind must be this config's (TUN or TAP). Not with `attach`,
+    /// `persist`, `owner`, `group` or `vnet_hdr` (the opener's business).
+    pub fds: Option<QueueFds>,
 }
 
 impl Default for TapConfig {
@@ -78,6 +87,7 @@ impl Default for TapConfig {
             ring: RingConfig::default(),
             port: PortOptions::default(),
             tun: false,
+            fds: None,
         }
     }
 }
@@ -156,6 +166,14 @@ impl TapConfig {
         self
     }
 
+    /// Adopts queue fds opened elsewhere, one per queue pair (the queue count
+    /// becomes theirs). The interface's name is the fds' own.
+    pub fn fds(mut self, fds: QueueFds) -> Self {
+        self.port.queues = fds.len().clamp(1, usize::from(u16::MAX)) as u16;
+        self.fds = Some(fds);
+        self
+    }
+
     /// Sets all the common port settings at once.
     pub fn port_options(mut self, o: PortOptions) -> Self {
         self.port = o;
@@ -178,6 +196,31 @@ impl TapConfig {
                 field: "vnet_hdr",
                 why: "the header is the interface's flag, set by whoever created it: an attaching port cannot turn it off".into(),
             });
+        }
+        if let Some(fds) = &self.fds {
+            let clash = [
+                ("attach", self.attach),
+                ("persist", self.persist),
+                ("owner", self.owner.is_some()),
+                ("group", self.group.is_some()),
+                ("vnet_hdr", self.vnet_hdr.is_some()),
+            ];
+            if let Some((field, _)) = clash.iter().find(|c| c.1) {
+                return Err(Error::InvalidConfig {
+                    field,
+                    why: "adopted fds come with their interface as their opener made it: drop this setting".into(),
+                });
+            }
+            if fds.len() != usize::from(self.port.queues) {
+                return Err(Error::InvalidConfig {
+                    field: "fd",
+                    why: format!(
+                        "{} fds for {} queue pairs: one fd per queue pair",
+                        fds.len(),
+                        self.port.queues
+                    ),
+                });
+            }
         }
         self.ring.validate()?;
         self.port.validate()

@@ -13,8 +13,9 @@
 //! on it.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use super::adopt::{self, QueueFds};
 use super::config::TapConfig;
 use super::offloads::negotiate;
 use crate::backend::uring::RingConfig;
@@ -58,8 +59,11 @@ pub(crate) struct TapDevice {
     /// interface without `IFF_VNET_HDR`.
     vnet_len: usize,
     /// Keeps the interface alive while queues come and go; detached, so it
-    /// carries no traffic. `None` in a process the port is served to.
+    /// carries no traffic. `None` in a process the port is served to, and
+    /// for adopted fds.
     _keepalive: Option<OwnedFd>,
+    /// Adopted queue fds (by queue id), each taken when its queue opens.
+    adopted: Option<Mutex<Vec<Option<OwnedFd>>>>,
     info: DeviceInfo,
 }
 
@@ -109,6 +113,7 @@ impl TapDevice {
             iff: flags(tun, vnet_hdr),
             vnet_len: if vnet_hdr { VNET_HDR_LEN } else { 0 },
             _keepalive: keepalive,
+            adopted: None,
             info,
         }
     }
@@ -127,9 +132,21 @@ impl Device for TapDevice {
         backend::fd_rx_engine_name(self.backend, &self.ring, pool, max_frame)
     }
 
-    fn open_queue(&self, iface: &Opened, _id: u16) -> Result<QueueFd> {
+    fn open_queue(&self, iface: &Opened, id: u16) -> Result<QueueFd> {
+        let fd = match &self.adopted {
+            Some(fds) => fds
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(usize::from(id))
+                .and_then(Option::take)
+                .ok_or_else(|| Error::InvalidConfig {
+                    field: "fd",
+                    why: format!("queue {id} has no adopted fd left (one per queue pair; rtap cannot open more without CAP_NET_ADMIN)"),
+                })?,
+            None => open_queue(&iface.name, iface.ifindex, self.iff)?,
+        };
         Ok(QueueFd {
-            fd: open_queue(&iface.name, iface.ifindex, self.iff)?,
+            fd,
             extra: None,
             release: detach_queue,
         })
@@ -219,6 +236,9 @@ fn map_setiff(e: std::io::Error, name: &str, existed: bool, tun: bool) -> Error 
 /// Creates the interface (or attaches to it) as `cfg` says and sets it up for
 /// vnet headers where it has them. Runs in the port's namespace.
 pub(crate) fn open(cfg: &TapConfig) -> Result<OpenedDevice> {
+    if let Some(fds) = &cfg.fds {
+        return open_adopted(cfg, fds);
+    }
     let name = cfg.name.as_str();
     let attach = cfg.attach;
     let existed = !name.contains('%') && sysfd::if_nametoindex(name).is_some();
@@ -285,6 +305,52 @@ pub(crate) fn open(cfg: &TapConfig) -> Result<OpenedDevice> {
         dev: Arc::new(dev),
         iface: Opened {
             name: actual,
+            ifindex,
+        },
+        attached: None,
+    })
+}
+
+/// The device of queue fds opened elsewhere ([`QueueFds`]): checked, the
+/// interface as they say, offloads negotiated on them where they carry the
+/// virtio-net header (none where they do not).
+fn open_adopted(cfg: &TapConfig, fds: &QueueFds) -> Result<OpenedDevice> {
+    let a = adopt::adopt(fds, cfg.tun)?;
+    if !cfg.name.contains('%') && cfg.name != a.name {
+        return Err(Error::InvalidConfig {
+            field: "iface",
+            why: format!("the fds are queues of {}, not of {}", a.name, cfg.name),
+        });
+    }
+    let fd = a.fds[0].as_fd();
+    let (offloads, notes) = if a.vnet_hdr {
+        tun::set_vnet_hdr_size(fd, VNET_HDR_LEN).map_err(|e| Error::sys("TUNSETVNETHDRSZ", e))?;
+        negotiate(cfg.offloads, |f| tun::set_offload(fd, f))
+            .map_err(|e| Error::sys("TUNSETOFFLOAD", e))?
+    } else {
+        let mut notes = Vec::new();
+        if cfg.offloads != Offloads::NONE {
+            notes.push(
+                "the adopted fds have no virtio-net header (IFF_VNET_HDR): no offloads".into(),
+            );
+        }
+        (Offloads::NONE, notes)
+    };
+    let ifindex = sysfd::if_nametoindex(&a.name).ok_or_else(|| Error::NoSuchInterface {
+        name: a.name.clone(),
+        hint: "the fds' interface is not in this network namespace (give netns=)",
+    })?;
+    let shape = Shape {
+        tun: a.tun,
+        created: false,
+        vnet_hdr: a.vnet_hdr,
+    };
+    let mut dev = TapDevice::new(shape, offloads, notes, cfg.backend, cfg.ring, None);
+    dev.adopted = Some(Mutex::new(a.fds.into_iter().map(Some).collect()));
+    Ok(OpenedDevice {
+        dev: Arc::new(dev),
+        iface: Opened {
+            name: a.name,
             ifindex,
         },
         attached: None,

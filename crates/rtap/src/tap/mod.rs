@@ -9,7 +9,9 @@
 //!   `TapConfig`, and the device); the engines are the fd engines.
 //! - `offloads.rs`: `TUNSETOFFLOAD` negotiation (USO and ECN dropped if refused).
 //! - `share.rs`: what another process gets when the port is served (the queue fd).
+//! - `adopt.rs`: queue fds opened elsewhere ([`QueueFds`]), checked and adopted.
 
+mod adopt;
 pub mod config;
 mod device;
 mod offloads;
@@ -17,4 +19,5 @@ mod share;
 pub mod spec;
 
 pub use crate::device::validate_name;
+pub use adopt::QueueFds;
 pub use config::{TapConfig, DEFAULT_NAME};

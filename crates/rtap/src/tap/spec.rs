@@ -1,7 +1,7 @@
 //! `tap:` specs: a TAP interface.
 //!
 //! ```text
-//! tap:iface=NAME[,persist][,attach][,offload=on|off][,vnet_hdr=on|off][,owner=UID][,group=GID]
+//! tap:iface=NAME[,persist][,attach][,offload=on|off][,vnet_hdr=on|off][,owner=UID][,group=GID][,fd=N[+M...]]
 //!    plus the keys every port takes and the fd-engine keys (see
 //!    [`parse_port_spec`](crate::parse_port_spec))
 //! ```
@@ -14,7 +14,9 @@
 //! | `offload` | ask the kernel for every offload (`on`, the default in specs) or none  |
 //! | `vnet_hdr` | the virtio-net header with `offload=off` (default: only on an interface that exists) |
 //! | `owner`, `group` | who may attach later without CAP_NET_ADMIN                      |
+//! | `fd`      | adopt queue fds this process has (one per queue pair, `+` between): a TUN/TAP a privileged helper opened ([`QueueFds`]) |
 
+use super::adopt::QueueFds;
 use super::config::TapConfig;
 use super::share::{rebuild_tap, rebuild_tun};
 use crate::device::keys::{Parser, FD_ENGINE_KEYS};
@@ -23,7 +25,7 @@ use crate::error::Result;
 
 /// The keys of a `tap:` spec besides the common and fd-engine ones.
 pub const KEYS: &[&str] = &[
-    "iface", "persist", "attach", "offload", "vnet_hdr", "owner", "group",
+    "iface", "persist", "attach", "offload", "vnet_hdr", "owner", "group", "fd",
 ];
 
 impl DeviceKind {
@@ -38,6 +40,8 @@ pub(crate) const TAP: DeviceType = DeviceType {
     kind: DeviceKind::TAP,
     parse: |p| parse(p).map(PortSpec::new),
     rebuild: Some(rebuild_tap),
+    // TUN and TAP alike: the fds say which.
+    adopt: Some(|fds| super::adopt::config_for(fds).map(PortSpec::new)),
 };
 
 /// The registry's entry for `tun:`.
@@ -45,6 +49,7 @@ pub(crate) const TUN: DeviceType = DeviceType {
     kind: DeviceKind::TUN,
     parse: |p| parse_tun(p).map(PortSpec::new),
     rebuild: Some(rebuild_tun),
+    adopt: None,
 };
 
 /// A `tap:` spec body. Ports from specs ask for every offload unless
@@ -82,6 +87,16 @@ fn parse_kind(p: &Parser<'_>, mut cfg: TapConfig) -> Result<TapConfig> {
                 }
             }
             "vnet_hdr" => cfg.vnet_hdr = Some(p.flag(key, value)?),
+            "fd" => {
+                let v = p.need(key, value)?;
+                let fds = v
+                    .split('+')
+                    .map(|n| n.trim().parse::<i32>().ok().filter(|&n| n >= 0))
+                    .collect::<Option<Vec<i32>>>()
+                    .ok_or_else(|| p.err(key, format!("{v:?}: give fd numbers, N or N+M+...")))?;
+                // One queue pair per fd (a `queues` given is checked against it).
+                cfg = cfg.fds(QueueFds::numbers(fds));
+            }
             "owner" => cfg.owner = Some(p.number(key, value, 0, u32::MAX as u64 - 1)? as u32),
             "group" => cfg.group = Some(p.number(key, value, 0, u32::MAX as u64 - 1)? as u32),
             _ => {}
@@ -223,6 +238,23 @@ mod tests {
         assert_eq!(bad_key("tap:iface=x,mac=02:00"), "mac");
         assert_eq!(bad_key("tap:iface=x,netns=/run/netns/a"), "netns");
         assert_eq!(bad_key("tap:iface=x,owner=me"), "owner");
+    }
+
+    #[test]
+    fn addresses_routes_and_adopted_fds() {
+        let c = tap("tap:addr=10.0.0.1/24,addr=fd00::1/64,route=10.1.0.0/16,up,mtu=1400");
+        let names: Vec<String> = c.port.addrs.iter().map(|a| a.to_string()).collect();
+        assert_eq!(names, ["10.0.0.1/24", "fd00::1/64"]);
+        assert_eq!(c.port.routes[0].to_string(), "10.1.0.0/16");
+        assert!(c.port.up && c.port.mtu == Some(1400));
+        let c = tap("tap:fd=7+9");
+        assert_eq!(c.fds.as_ref().unwrap().raw(), [7, 9]);
+        assert_eq!(c.port.queues, 2, "a queue pair per fd");
+        assert_eq!(bad_key("tap:fd=7+9,queues=1"), "");
+        assert_eq!(bad_key("tap:fd=7,persist"), "");
+        assert_eq!(bad_key("tap:fd=seven"), "fd");
+        assert_eq!(bad_key("tap:route=10.1.0.1/16"), "route");
+        assert_eq!(bad_key("tap:up=2"), "up");
     }
 
     #[test]

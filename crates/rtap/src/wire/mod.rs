@@ -4,6 +4,7 @@
 //! - [`layout`]: walking a frame's Ethernet/VLAN/IP/TCP/UDP headers.
 //! - [`checksum`]: one's complement sums, the pseudo-header, the software L4 checksum.
 //! - [`mac`]: Ethernet addresses.
+//! - [`prefix`]: IP addresses with a prefix length (interface addresses, routes).
 //! - [`offload`]: virtio-net header fields for transmit requests, receive flags.
 //! - [`vnet`]: the virtio-net header itself, encoded and decoded.
 //! - [`gso`]: userspace segmentation of TSO/USO IP packets (a VPN's send path).
@@ -16,6 +17,7 @@ pub mod gso;
 pub mod layout;
 pub mod mac;
 pub mod offload;
+pub mod prefix;
 #[cfg(test)]
 pub(crate) mod testutil;
 pub mod vnet;

@@ -57,6 +57,7 @@ pub(crate) const XDP: DeviceType = DeviceType {
     kind: DeviceKind::XDP,
     parse: |p| parse(p).map(PortSpec::new),
     rebuild: None,
+    adopt: None,
 };
 
 /// An `xdp:` spec body.

@@ -316,7 +316,9 @@ pub fn if_index(name: &str) -> Option<u32> {
 
 /// Waits (at most 3 s) until interface `name` is operationally up. A veth end
 /// whose peer just came up sends nothing until then: the kernel attaches its
-/// qdisc a moment later (link watch), and drops what is sent before.
+/// qdisc a moment later (link watch), and drops what is sent before. (A TUN's
+/// driver reports no operational state: link watch makes it `UNKNOWN`, from
+/// `DOWN`, when its carrier is on.)
 #[track_caller]
 pub fn wait_oper_up(name: &str) {
     let deadline = Instant::now() + WAIT;
@@ -325,7 +327,8 @@ pub fn wait_oper_up(name: &str) {
             .args(["-o", "link", "show", "dev", name])
             .output()
             .expect("run ip");
-        if String::from_utf8_lossy(&out.stdout).contains("state UP") {
+        let s = String::from_utf8_lossy(&out.stdout);
+        if s.contains("state UP") || (s.contains("state UNKNOWN") && s.contains("LOWER_UP")) {
             return;
         }
         assert!(Instant::now() < deadline, "{name} never came up");
@@ -763,4 +766,31 @@ pub fn xstat(port: &Port, name: &str) -> u64 {
         .find(|x| x.name == name)
         .unwrap_or_else(|| panic!("no xstat {name}"))
         .value
+}
+
+/// Opens `/dev/net/tun` and attaches it to (or creates) interface `name`
+/// with `flags` (`IFF_TUN | IFF_NO_PI | ...`): what a privileged helper does
+/// before it hands the fd to an unprivileged daemon.
+pub fn tun_fd(name: &str, flags: libc::c_int) -> std::os::fd::OwnedFd {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+        .expect("open /dev/net/tun");
+    // SAFETY: ifreq is plain data; all zero is valid.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_flags = flags as libc::c_short;
+    // SAFETY: TUNSETIFF reads and writes one ifreq, which ifr is.
+    let r = unsafe { libc::ioctl(f.as_raw_fd(), libc::TUNSETIFF, &mut ifr as *mut libc::ifreq) };
+    assert_eq!(
+        r,
+        0,
+        "TUNSETIFF {name}: {}",
+        std::io::Error::last_os_error()
+    );
+    f.into()
 }
