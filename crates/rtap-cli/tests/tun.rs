@@ -67,7 +67,14 @@ fn capture_tun_writes_raw_ip() {
     private_netns();
     let path = std::env::temp_dir().join(format!("rtapc-tun-{}.pcap", std::process::id()));
     let mut child = Command::new(BIN)
-        .args(["capture", "--port", "tun:iface=ctc0,offload=off", "--write"])
+        .args([
+            "capture",
+            "--port",
+            "tun:iface=ctc0,offload=off",
+            "--format",
+            "pcap",
+            "--write",
+        ])
         .arg(&path)
         .args(["--count", "3", "--duration", "10"])
         .stdout(Stdio::piped())

@@ -13,6 +13,7 @@ pub mod afpacket;
 pub mod async_tokio;
 #[allow(unsafe_code)]
 pub mod backend;
+pub mod capture;
 pub mod device;
 pub mod error;
 #[cfg(fuzzing)]

@@ -253,16 +253,52 @@ pub fn assert_macs_swapped(back: &[Vec<u8>], tag: u8) {
 /// The frames of pcap file `path` that carry test tag `tag`, in file order;
 /// asserts the file is an Ethernet capture of whole frames.
 pub fn tagged_frames_in_pcap(path: &std::path::Path, tag: u8) -> Vec<Vec<u8>> {
-    let file = std::fs::File::open(path).unwrap();
-    let mut r = pcap_file::pcap::PcapReader::new(file).expect("a pcap file");
-    assert_eq!(r.header().datalink, pcap_file::DataLink::ETHERNET);
+    let (link, frames) = frames_in_capture(path);
+    assert_eq!(link, pcap_file::DataLink::ETHERNET);
     let mut ours = Vec::new();
-    while let Some(p) = r.next_packet() {
-        let p = p.expect("a readable record");
-        assert_eq!(p.orig_len as usize, p.data.len());
-        if p.data.len() > 14 && p.data[12..14] == ETHERTYPE.to_be_bytes() && p.data[14] == tag {
-            ours.push(p.data.to_vec());
+    for (data, orig_len) in frames {
+        assert_eq!(orig_len as usize, data.len());
+        if data.len() > 14 && data[12..14] == ETHERTYPE.to_be_bytes() && data[14] == tag {
+            ours.push(data);
         }
     }
     ours
+}
+
+/// The link type and the frames (bytes kept, original length) of a pcap or
+/// pcapng file (one interface).
+pub fn frames_in_capture(path: &std::path::Path) -> (pcap_file::DataLink, Vec<(Vec<u8>, u32)>) {
+    let bytes = std::fs::read(path).unwrap();
+    let mut frames = Vec::new();
+    if bytes.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]) {
+        let mut r = pcap_file::pcapng::PcapNgReader::new(&bytes[..]).expect("a pcapng file");
+        let mut link = None;
+        while let Some(b) = r.next_block() {
+            match b.expect("a readable block") {
+                pcap_file::pcapng::Block::InterfaceDescription(i) => link = Some(i.linktype),
+                pcap_file::pcapng::Block::EnhancedPacket(e) => {
+                    frames.push((e.data.to_vec(), e.original_len))
+                }
+                _ => {}
+            }
+        }
+        (link.expect("an interface description"), frames)
+    } else {
+        let mut r = pcap_file::pcap::PcapReader::new(&bytes[..]).expect("a pcap file");
+        let link = r.header().datalink;
+        while let Some(p) = r.next_packet() {
+            let p = p.expect("a readable record");
+            frames.push((p.data.to_vec(), p.orig_len));
+        }
+        (link, frames)
+    }
+}
+
+/// Runs tcpdump (which the capture tests need: it reads the files back and
+/// compiles filters), failing with what to install if it is missing.
+pub fn tcpdump(args: &[&str]) -> Output {
+    match Command::new("tcpdump").args(args).output() {
+        Ok(o) => o,
+        Err(e) => panic!("tcpdump: {e} (the capture tests need it: apt install tcpdump)"),
+    }
 }

@@ -353,6 +353,39 @@ impl Device for PacketDevice {
         Ok(())
     }
 
+    /// On every queue's rx socket (`SO_ATTACH_FILTER`): frames the program
+    /// drops never reach the ring.
+    fn attach_filter(
+        &self,
+        queues: &[Arc<QueueShared>],
+        prog: Option<&crate::capture::bpf::Program>,
+    ) -> Result<bool> {
+        let raw: Vec<libc::sock_filter> = prog
+            .map(|p| {
+                p.insns()
+                    .iter()
+                    .map(|i| libc::sock_filter {
+                        code: i.code,
+                        jt: i.jt,
+                        jf: i.jf,
+                        k: i.k,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for q in queues {
+            let r = match prog {
+                Some(_) => sys::attach_filter(q.fd.as_fd(), &raw),
+                None => match sys::detach_filter(q.fd.as_fd()) {
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+                    r => r,
+                },
+            };
+            r.map_err(|e| Error::sys("SO_ATTACH_FILTER", e))?;
+        }
+        Ok(true)
+    }
+
     fn missed(&self, _link: &LinkInfo, queues: &[Arc<QueueShared>]) -> u64 {
         queues
             .iter()

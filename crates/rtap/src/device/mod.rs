@@ -166,6 +166,17 @@ pub(crate) trait Device: Send + Sync {
     /// The tx engine for one queue.
     fn tx_engine(&self, ctx: &EngineCtx) -> Result<Box<dyn TxEngine>>;
 
+    /// Attaches classic BPF program `prog` to the queues' receive path in the
+    /// kernel (`None`: removes it). False if this device has no such filter
+    /// (the application then runs the program on what it receives).
+    fn attach_filter(
+        &self,
+        _queues: &[Arc<QueueShared>],
+        _prog: Option<&crate::capture::bpf::Program>,
+    ) -> Result<bool> {
+        Ok(false)
+    }
+
     /// How another process gets this device's queues, or why this port
     /// cannot be served (what to do instead).
     fn lend(&self) -> std::result::Result<&dyn Lend, &'static str> {

@@ -189,6 +189,16 @@ impl Port {
         Port::open(adopt(fds)?)
     }
 
+    /// Filters what the port receives with classic BPF program `prog` (see
+    /// [`capture::bpf`](crate::capture::bpf); `None` removes it), in the
+    /// kernel where the device has such a filter (AF_PACKET: frames the
+    /// program drops never reach the queues; frames received before are
+    /// still there). Returns false where it has none (TAP, TUN, AF_XDP): run
+    /// the program on the received frames ([`Program::matches`](crate::capture::bpf::Program::matches)).
+    pub fn set_rx_filter(&self, prog: Option<&crate::capture::bpf::Program>) -> Result<bool> {
+        self.dev.attach_filter(&self.queues, prog)
+    }
+
     fn open_queues(&mut self, n: u16) -> Result<()> {
         self.refresh_name()?;
         let have = self.queues.len();

@@ -89,6 +89,28 @@ pub fn set_packet_int(fd: BorrowedFd<'_>, opt: libc::c_int, v: libc::c_int) -> i
     set(fd, libc::SOL_PACKET, opt, &v)
 }
 
+/// `SO_ATTACH_FILTER`: the socket receives only what classic BPF program
+/// `prog` keeps (the kernel checks it: `EINVAL` if it refuses).
+pub fn attach_filter(fd: BorrowedFd<'_>, prog: &[libc::sock_filter]) -> io::Result<()> {
+    let len = u16::try_from(prog.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let fprog = libc::sock_fprog {
+        len,
+        // The kernel copies the program during the call and never writes it.
+        filter: prog.as_ptr().cast_mut(),
+    };
+    set(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+}
+
+/// `SO_DETACH_FILTER`: every frame again (`ENOENT` if none was attached).
+pub fn detach_filter(fd: BorrowedFd<'_>) -> io::Result<()> {
+    set(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_DETACH_FILTER,
+        &0 as &libc::c_int,
+    )
+}
+
 /// Reads a `SOL_PACKET` option with an int value.
 pub fn get_packet_int(fd: BorrowedFd<'_>, opt: libc::c_int) -> io::Result<libc::c_int> {
     get(fd, libc::SOL_PACKET, opt)

@@ -1,0 +1,221 @@
+//! `rtap capture`: received frames to a pcapng (default) or pcap file, or to
+//! standard output; optionally filtered by a classic BPF program (tcpdump
+//! syntax through tcpdump's compiler, or `tcpdump -ddd` output), in the
+//! kernel on AF_PACKET ports and in user space elsewhere.
+
+mod filter;
+mod out;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use crate::common::{seconds, signal};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rtap::capture::bpf::Program;
+use rtap::capture::pcapng::{Interface, Totals};
+use rtap::{parse_port_spec, Packet, Pool, PoolConfig, Port};
+
+pub use out::Format;
+
+/// tcpdump's default: whole frames, 64 KiB coalesced ones included.
+const SNAPLEN: u32 = 262_144;
+
+/// What to capture and how.
+pub struct CaptureOpts<'a> {
+    pub spec: &'a str,
+    pub path: &'a str,
+    pub format: Format,
+    pub count: Option<u64>,
+    pub duration: Option<Duration>,
+    pub snaplen: u32,
+    pub filter: Option<&'a str>,
+    pub filter_bpf: Option<&'a str>,
+}
+
+/// What a capture did.
+pub struct CaptureReport {
+    pub frames: u64,
+    pub bytes: u64,
+    /// Frames the filter dropped in user space (0 when the kernel filters).
+    pub filtered: u64,
+    /// True if the filter ran in the kernel.
+    pub in_kernel: bool,
+    pub elapsed: Duration,
+}
+
+fn now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// Captures from every rx queue of the port until `count` frames, `duration`
+/// or `stop`. Prints a progress line every 2 s to stderr.
+pub fn run(o: &CaptureOpts<'_>, stop: &AtomicBool) -> Result<CaptureReport> {
+    anyhow::ensure!(o.snaplen > 0, "--snaplen must be at least 1");
+    let cfg = parse_port_spec(o.spec)?;
+    let port = Port::open(cfg).with_context(|| format!("open {}", o.spec))?;
+    let link = port.link_layer();
+    // The filter is checked before anything starts.
+    let prog: Option<Program> = match (o.filter, o.filter_bpf) {
+        (Some(e), _) => Some(filter::compile(e, link)?),
+        (None, Some(f)) => Some(filter::from_file(f)?),
+        (None, None) => None,
+    };
+    let in_kernel = match &prog {
+        Some(p) => port.set_rx_filter(Some(p))?,
+        None => false,
+    };
+    let name = port.name();
+    let comment = format!(
+        "captured by rtap from {}; timestamps: when rtap read each frame (user space){}",
+        o.spec,
+        match (&prog, in_kernel) {
+            (Some(_), true) => "; filtered in the kernel",
+            (Some(_), false) => "; filtered in user space",
+            (None, _) => "",
+        }
+    );
+    let iface = Interface {
+        name: &name,
+        link,
+        snaplen: o.snaplen,
+    };
+    let mut w = out::open(o.path, o.format, &iface, &comment)?;
+    port.start().with_context(|| format!("start {}", o.spec))?;
+    let base = port.stats()?;
+    // Large buffers when the kernel may hand up 64 KiB frames, as `rtap fwd` does.
+    let buf_size = if port.offloads().any_gso() {
+        (PoolConfig::default().headroom as usize + rtap::pool::MAX_PACKET_LEN + 64) as u32
+    } else {
+        PoolConfig::default().buf_size
+    };
+    let pool = Pool::new(PoolConfig::default().count(1024).buf_size(buf_size))?;
+    let mut queues = (0..port.queue_count())
+        .map(|q| port.rx_queue(q, &pool))
+        .collect::<Result<Vec<_>, _>>()?;
+    let start = Instant::now();
+    let mut last_progress = start;
+    let (mut frames, mut bytes, mut filtered) = (0u64, 0u64, 0u64);
+    let mut burst: Vec<Packet> = Vec::with_capacity(32);
+    let mut scratch = vec![0u8; (o.snaplen as usize).min(rtap::pool::MAX_PACKET_LEN + 64)];
+    let quiet = o.path == "-";
+    'outer: while !stop.load(Ordering::Relaxed) && o.duration.is_none_or(|d| start.elapsed() < d) {
+        let mut got = 0;
+        for q in queues.iter_mut() {
+            q.rx_burst(&mut burst, 32)?;
+            got += burst.len();
+            for p in burst.drain(..) {
+                let ts = now();
+                let n = p.copy_to(&mut scratch);
+                if let Some(prog) = prog.as_ref().filter(|_| !in_kernel) {
+                    if !prog.matches(&scratch[..n], p.len() as u32) {
+                        filtered += 1;
+                        continue;
+                    }
+                }
+                w.write(ts, &scratch[..n], p.len() as u32)
+                    .with_context(|| format!("write {}", o.path))?;
+                frames += 1;
+                bytes += p.len() as u64;
+                if o.count.is_some_and(|c| frames >= c) {
+                    break 'outer;
+                }
+            }
+        }
+        if got == 0 {
+            // Sleep on the first queue's interrupt rather than spin: capture is not
+            // a latency contest.
+            let _ = queues[0].wait(Duration::from_millis(20));
+        }
+        if !quiet && last_progress.elapsed() >= Duration::from_secs(2) {
+            last_progress = Instant::now();
+            eprintln!("rtap capture: {frames} frames, {bytes} bytes so far");
+        }
+    }
+    drop(queues);
+    let st = port.stats()?.since(&base);
+    let _ = port.stop();
+    let totals = Totals {
+        received: Some(st.rx.packets),
+        // Lost before the capture saw them: the kernel's misses, frames the
+        // queues refused (errors) or had no buffer for.
+        dropped: st.imissed + st.rx.errors + st.rx.nombuf,
+        accepted: prog.as_ref().map(|_| frames),
+    };
+    w.finish(now(), totals)
+        .with_context(|| format!("finish {}", o.path))?;
+    Ok(CaptureReport {
+        frames,
+        bytes,
+        filtered,
+        in_kernel,
+        elapsed: start.elapsed(),
+    })
+}
+
+#[derive(Args, Debug)]
+pub struct CaptureArgs {
+    /// Port spec (tap:iface=NAME,... or packet:iface=NAME,...)
+    #[arg(long, value_name = "SPEC")]
+    port: String,
+    /// The file to write (`-`: standard output, e.g. `| tcpdump -r -`)
+    #[arg(long, value_name = "FILE")]
+    write: String,
+    /// File format
+    #[arg(long, value_enum, default_value = "pcapng")]
+    format: Format,
+    /// Keep only frames this expression (tcpdump syntax) matches; compiled by
+    /// tcpdump (installed), run in the kernel on packet: ports
+    #[arg(long, value_name = "EXPR", conflicts_with = "filter_bpf")]
+    filter: Option<String>,
+    /// Keep only frames this classic BPF program (the output of `tcpdump
+    /// -ddd EXPR`) keeps
+    #[arg(long, value_name = "FILE")]
+    filter_bpf: Option<String>,
+    /// Most bytes kept of each frame
+    #[arg(long, value_name = "BYTES", default_value_t = SNAPLEN)]
+    snaplen: u32,
+    /// Stop after N frames
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+    /// Stop after S seconds
+    #[arg(long, value_name = "S")]
+    duration: Option<f64>,
+}
+
+pub fn cmd(a: CaptureArgs) -> Result<()> {
+    let duration = a.duration.map(|d| seconds("--duration", d)).transpose()?;
+    let o = CaptureOpts {
+        spec: &a.port,
+        path: &a.write,
+        format: a.format,
+        count: a.count,
+        duration,
+        snaplen: a.snaplen,
+        filter: a.filter.as_deref(),
+        filter_bpf: a.filter_bpf.as_deref(),
+    };
+    let r = run(&o, &signal::STOP)?;
+    let filt = match (o.filter.or(o.filter_bpf), r.in_kernel) {
+        (None, _) => String::new(),
+        (Some(_), true) => ", filtered in the kernel".into(),
+        (Some(_), false) => format!(", {} filtered out in user space", r.filtered),
+    };
+    // With `--write -` the file is standard output: the summary goes to stderr.
+    let line = format!(
+        "captured {} frames ({} bytes) in {:.2} s to {}{filt}",
+        r.frames,
+        r.bytes,
+        r.elapsed.as_secs_f64(),
+        a.write
+    );
+    if a.write == "-" {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! Capture for applications: classic BPF filters ([`bpf`]: checked, run in
+//! user space with the kernel's semantics, or attached in the kernel on
+//! AF_PACKET ports) and pcapng files ([`pcapng`]).
+
+pub mod bpf;
+pub mod pcapng;
