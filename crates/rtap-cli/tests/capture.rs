@@ -371,3 +371,155 @@ fn a_capture_into_tcpdump_through_a_pipe() {
     assert_eq!(records(&text), 12, "{}", &text[..text.len().min(1500)]);
     let _ = std::io::stderr().flush();
 }
+
+/// On a packet port frames are taken where they lie in the ring, each with
+/// the kernel's receive time: the file says so, and the times only go
+/// forward (one queue) and are now's.
+#[test]
+fn kernel_timestamps_from_the_ring() {
+    assert_root();
+    private_netns();
+    veth("cts0", "cts1");
+    let path = tmp("ts.pcapng");
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let sent: Vec<Vec<u8>> = (0..30).map(|i| frame(0xe7, i)).collect();
+    let mut child = Command::new(BIN)
+        .args([
+            "capture",
+            "--port",
+            "packet:iface=cts0",
+            "--filter",
+            "ether proto 0x88b5",
+            "--count",
+            "30",
+            "--duration",
+            "10",
+            "--write",
+        ])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_up(&["cts0"], &mut child);
+    wait_oper_up("cts1");
+    let s = PacketSocket::bind("cts1");
+    for f in &sent {
+        s.send(f);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let out = wait_output(child, Duration::from_secs(20));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let mut r = pcap_file::pcapng::PcapNgReader::new(&bytes[..]).unwrap();
+    let comment = r
+        .section()
+        .options
+        .iter()
+        .find_map(|o| match o {
+            pcap_file::pcapng::blocks::section_header::SectionHeaderOption::Comment(c) => {
+                Some(c.to_string())
+            }
+            _ => None,
+        })
+        .unwrap_or_default();
+    assert!(comment.contains("kernel's receive time"), "{comment}");
+    let mut times = Vec::new();
+    let mut got = Vec::new();
+    while let Some(b) = r.next_block() {
+        if let pcap_file::pcapng::Block::EnhancedPacket(e) = b.unwrap() {
+            times.push(e.timestamp);
+            got.push(e.data.to_vec());
+        }
+    }
+    assert_eq!(got, sent);
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    let after = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    assert!(
+        times[0] >= before && times[29] <= after,
+        "{:?} not in {before:?}..{after:?}",
+        times[0]
+    );
+    assert!(
+        times[29] > times[0],
+        "distinct times: {:?}",
+        times[29] - times[0]
+    );
+}
+
+/// `--rotate`: a new file each time the last one reaches the size, named as
+/// tcpdump's `-C` names them; each is complete (tcpdump reads it), and the
+/// frames across them are every frame, in order.
+#[test]
+fn rotation_by_size() {
+    assert_root();
+    private_netns();
+    let path = tmp("rot.pcapng");
+    let sent: Vec<Vec<u8>> = (0..200).map(|i| frame(0xe8, i)).collect();
+    let mut child = Command::new(BIN)
+        .args([
+            "capture",
+            "--port",
+            "tap:iface=crot0",
+            "--filter",
+            "ether proto 0x88b5",
+            "--rotate",
+            "10k",
+            "--count",
+            "200",
+            "--duration",
+            "10",
+            "--write",
+        ])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_up(&["crot0"], &mut child);
+    let s = PacketSocket::bind("crot0");
+    for f in &sent {
+        s.send(f);
+    }
+    let out = wait_output(child, Duration::from_secs(20));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut files = vec![path.clone()];
+    for n in 1.. {
+        let p = PathBuf::from(format!("{}{n}", path.display()));
+        if !p.exists() {
+            break;
+        }
+        files.push(p);
+    }
+    assert!(files.len() >= 3, "{} files", files.len());
+    let mut all = Vec::new();
+    for f in &files {
+        let td = tcpdump(&["-r", f.to_str().unwrap(), "-nn"]);
+        assert!(
+            td.status.success(),
+            "{}: {}",
+            f.display(),
+            String::from_utf8_lossy(&td.stderr)
+        );
+        let size = std::fs::metadata(f).unwrap().len();
+        assert!(size < 10_000 + 8192 + 1000, "{}: {size} bytes", f.display());
+        all.extend(tagged_frames_in_pcap(f, 0xe8));
+        let _ = std::fs::remove_file(f);
+    }
+    assert_eq!(all, sent);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("more files"), "{text}");
+}

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rtap::capture::bpf::Program;
 use rtap::capture::pcapng::{Interface, Totals};
-use rtap::{parse_port_spec, Packet, Pool, PoolConfig, Port};
+use rtap::{parse_port_spec, Frame, Pool, PoolConfig, Port};
 
 pub use out::Format;
 
@@ -32,6 +32,9 @@ pub struct CaptureOpts<'a> {
     pub snaplen: u32,
     pub filter: Option<&'a str>,
     pub filter_bpf: Option<&'a str>,
+    /// Start a new file once this many bytes are written (`FILE`, `FILE1`,
+    /// `FILE2`, ... as tcpdump's `-C` names them).
+    pub rotate: Option<u64>,
 }
 
 /// What a capture did.
@@ -42,6 +45,8 @@ pub struct CaptureReport {
     pub filtered: u64,
     /// True if the filter ran in the kernel.
     pub in_kernel: bool,
+    /// Files written (more than one with `--rotate`).
+    pub files: u32,
     pub elapsed: Duration,
 }
 
@@ -55,6 +60,10 @@ fn now() -> Duration {
 /// or `stop`. Prints a progress line every 2 s to stderr.
 pub fn run(o: &CaptureOpts<'_>, stop: &AtomicBool) -> Result<CaptureReport> {
     anyhow::ensure!(o.snaplen > 0, "--snaplen must be at least 1");
+    anyhow::ensure!(
+        o.rotate.is_none() || o.path != "-",
+        "--rotate needs a file (--write FILE), not standard output"
+    );
     let cfg = parse_port_spec(o.spec)?;
     let port = Port::open(cfg).with_context(|| format!("open {}", o.spec))?;
     let link = port.link_layer();
@@ -69,9 +78,28 @@ pub fn run(o: &CaptureOpts<'_>, stop: &AtomicBool) -> Result<CaptureReport> {
         None => false,
     };
     let name = port.name();
+    // Large buffers when the kernel may hand up 64 KiB frames, as `rtap fwd` does.
+    let buf_size = if port.offloads().any_gso() {
+        (PoolConfig::default().headroom as usize + rtap::pool::MAX_PACKET_LEN + 64) as u32
+    } else {
+        PoolConfig::default().buf_size
+    };
+    let pool = Pool::new(PoolConfig::default().count(1024).buf_size(buf_size))?;
+    port.start().with_context(|| format!("start {}", o.spec))?;
+    let mut queues = (0..port.queue_count())
+        .map(|q| port.rx_queue(q, &pool))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Frames lent where they lie (a packet port's ring: no copy into the
+    // pool, and the kernel's receive time with each).
+    let kernel_ts = queues.iter().all(|q| q.in_place());
     let comment = format!(
-        "captured by rtap from {}; timestamps: when rtap read each frame (user space){}",
+        "captured by rtap from {}; timestamps: {}{}",
         o.spec,
+        if kernel_ts {
+            "the kernel's receive time (TPACKET ring)"
+        } else {
+            "when rtap read each frame (user space)"
+        },
         match (&prog, in_kernel) {
             (Some(_), true) => "; filtered in the kernel",
             (Some(_), false) => "; filtered in user space",
@@ -84,45 +112,68 @@ pub fn run(o: &CaptureOpts<'_>, stop: &AtomicBool) -> Result<CaptureReport> {
         snaplen: o.snaplen,
     };
     let mut w = out::open(o.path, o.format, &iface, &comment)?;
-    port.start().with_context(|| format!("start {}", o.spec))?;
     let base = port.stats()?;
-    // Large buffers when the kernel may hand up 64 KiB frames, as `rtap fwd` does.
-    let buf_size = if port.offloads().any_gso() {
-        (PoolConfig::default().headroom as usize + rtap::pool::MAX_PACKET_LEN + 64) as u32
-    } else {
-        PoolConfig::default().buf_size
-    };
-    let pool = Pool::new(PoolConfig::default().count(1024).buf_size(buf_size))?;
-    let mut queues = (0..port.queue_count())
-        .map(|q| port.rx_queue(q, &pool))
-        .collect::<Result<Vec<_>, _>>()?;
     let start = Instant::now();
     let mut last_progress = start;
     let (mut frames, mut bytes, mut filtered) = (0u64, 0u64, 0u64);
-    let mut burst: Vec<Packet> = Vec::with_capacity(32);
     let mut scratch = vec![0u8; (o.snaplen as usize).min(rtap::pool::MAX_PACKET_LEN + 64)];
     let quiet = o.path == "-";
+    let user_filter = prog.as_ref().filter(|_| !in_kernel);
+    let mut failed = None;
+    let mut files = 1u32;
+    // Lost before the capture saw them (the kernel's misses, frames the
+    // queues refused or had no buffer for), and received, since the start.
+    let totals = |frames: u64| -> Result<Totals> {
+        let st = port.stats()?.since(&base);
+        Ok(Totals {
+            received: Some(st.rx.packets),
+            dropped: st.imissed + st.rx.errors + st.rx.nombuf,
+            accepted: prog.as_ref().map(|_| frames),
+        })
+    };
     'outer: while !stop.load(Ordering::Relaxed) && o.duration.is_none_or(|d| start.elapsed() < d) {
         let mut got = 0;
         for q in queues.iter_mut() {
-            q.rx_burst(&mut burst, 32)?;
-            got += burst.len();
-            for p in burst.drain(..) {
-                let ts = now();
-                let n = p.copy_to(&mut scratch);
-                if let Some(prog) = prog.as_ref().filter(|_| !in_kernel) {
-                    if !prog.matches(&scratch[..n], p.len() as u32) {
+            let r = q.rx_inplace(32, |lent: &[Frame<'_>]| {
+                let mut took = 0;
+                for f in lent {
+                    if o.count.is_some_and(|c| frames >= c) || failed.is_some() {
+                        break;
+                    }
+                    took += 1;
+                    let ts = f.timestamp().unwrap_or_else(now);
+                    let n = f.copy_to(&mut scratch);
+                    if user_filter.is_some_and(|p| !p.matches(&scratch[..n], f.len() as u32)) {
                         filtered += 1;
                         continue;
                     }
+                    if let Err(e) = w.write(ts, &scratch[..n], f.len() as u32) {
+                        failed = Some(e);
+                        break;
+                    }
+                    frames += 1;
+                    bytes += f.len() as u64;
+                    if o.rotate.is_some_and(|r| w.written() >= r) {
+                        let next = format!("{}{files}", o.path);
+                        let r = out::open(&next, o.format, &iface, &comment).and_then(|new| {
+                            let old = std::mem::replace(&mut w, new);
+                            old.finish(now(), totals(frames)?)
+                        });
+                        if let Err(e) = r {
+                            failed = Some(e);
+                            break;
+                        }
+                        files += 1;
+                    }
                 }
-                w.write(ts, &scratch[..n], p.len() as u32)
-                    .with_context(|| format!("write {}", o.path))?;
-                frames += 1;
-                bytes += p.len() as u64;
-                if o.count.is_some_and(|c| frames >= c) {
-                    break 'outer;
-                }
+                took
+            })?;
+            got += r;
+            if let Some(e) = failed.take() {
+                return Err(e.context(format!("write {}", o.path)));
+            }
+            if o.count.is_some_and(|c| frames >= c) {
+                break 'outer;
             }
         }
         if got == 0 {
@@ -136,24 +187,33 @@ pub fn run(o: &CaptureOpts<'_>, stop: &AtomicBool) -> Result<CaptureReport> {
         }
     }
     drop(queues);
-    let st = port.stats()?.since(&base);
+    let t = totals(frames)?;
     let _ = port.stop();
-    let totals = Totals {
-        received: Some(st.rx.packets),
-        // Lost before the capture saw them: the kernel's misses, frames the
-        // queues refused (errors) or had no buffer for.
-        dropped: st.imissed + st.rx.errors + st.rx.nombuf,
-        accepted: prog.as_ref().map(|_| frames),
-    };
-    w.finish(now(), totals)
+    w.finish(now(), t)
         .with_context(|| format!("finish {}", o.path))?;
     Ok(CaptureReport {
         frames,
         bytes,
         filtered,
         in_kernel,
+        files,
         elapsed: start.elapsed(),
     })
+}
+
+/// A size: bytes, or with `k`, `M`, `G` (powers of 1000, as tcpdump's `-C`
+/// counts millions).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (num, mul) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 1_000),
+        Some((i, 'm' | 'M')) => (&s[..i], 1_000_000),
+        Some((i, 'g' | 'G')) => (&s[..i], 1_000_000_000),
+        _ => (s, 1),
+    };
+    match num.parse::<u64>().ok().and_then(|n| n.checked_mul(mul)) {
+        Some(n) if n > 0 => Ok(n),
+        _ => Err(format!("{s:?}: give a size such as 100M, 64k or 1000000")),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -178,6 +238,10 @@ pub struct CaptureArgs {
     /// Most bytes kept of each frame
     #[arg(long, value_name = "BYTES", default_value_t = SNAPLEN)]
     snaplen: u32,
+    /// Start a new file once this much is written (100M, 64k, ...): FILE,
+    /// FILE1, FILE2, ..., each complete with its statistics block
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    rotate: Option<u64>,
     /// Stop after N frames
     #[arg(long, value_name = "N")]
     count: Option<u64>,
@@ -197,6 +261,7 @@ pub fn cmd(a: CaptureArgs) -> Result<()> {
         snaplen: a.snaplen,
         filter: a.filter.as_deref(),
         filter_bpf: a.filter_bpf.as_deref(),
+        rotate: a.rotate,
     };
     let r = run(&o, &signal::STOP)?;
     let filt = match (o.filter.or(o.filter_bpf), r.in_kernel) {
@@ -205,8 +270,13 @@ pub fn cmd(a: CaptureArgs) -> Result<()> {
         (Some(_), false) => format!(", {} filtered out in user space", r.filtered),
     };
     // With `--write -` the file is standard output: the summary goes to stderr.
+    let files = if r.files > 1 {
+        format!(" (and {} more files)", r.files - 1)
+    } else {
+        String::new()
+    };
     let line = format!(
-        "captured {} frames ({} bytes) in {:.2} s to {}{filt}",
+        "captured {} frames ({} bytes) in {:.2} s to {}{files}{filt}",
         r.frames,
         r.bytes,
         r.elapsed.as_secs_f64(),

@@ -11,8 +11,8 @@
 //!   a `sockaddr_ll` follows at 32 (its `sll_pkttype` at +10).
 //! - V3 block descriptor: block_status @8, num_pkts @12,
 //!   offset_to_first_pkt @16, seq_num u64 @24.
-//! - `tpacket3_hdr` (48 bytes): next_offset @0, snaplen @12, len @16,
-//!   status @20, mac u16 @24, vlan_tci @32, vlan_tpid u16 @36; its
+//! - `tpacket3_hdr` (48 bytes): next_offset @0, sec @4, nsec @8, snaplen @12,
+//!   len @16, status @20, mac u16 @24, vlan_tci @32, vlan_tpid u16 @36; its
 //!   `sockaddr_ll` at 48.
 
 use std::ops::Range;
@@ -45,6 +45,15 @@ pub(crate) struct FrameRef {
     pub vnet: Option<Range<usize>>,
     /// `sll_pkttype` (`PACKET_OUTGOING`: a frame this host sent).
     pub pkttype: u8,
+    /// When the kernel received it (`tp_sec`, `tp_nsec`: the realtime
+    /// clock), if the header holds a valid time.
+    pub ts: Option<std::time::Duration>,
+}
+
+/// A header's time, if it is one (nanoseconds below a second, not zero).
+fn ts(sec: u32, nsec: u32) -> Option<std::time::Duration> {
+    (nsec < 1_000_000_000 && (sec, nsec) != (0, 0))
+        .then(|| std::time::Duration::new(u64::from(sec), nsec))
 }
 
 /// A header whose offsets or lengths point outside its slot or block.
@@ -118,6 +127,7 @@ fn frame(
         vlan,
         vnet,
         pkttype,
+        ts: None,
     })
 }
 
@@ -130,7 +140,7 @@ pub(crate) fn v2_frame(slot: &[u8], status: u32, vnet_len: usize) -> Result<Fram
     }
     let get = |o| u32_at(slot, o).ok_or(Corrupt);
     let get16 = |o| u16_at(slot, o).ok_or(Corrupt);
-    frame(
+    let mut f = frame(
         slot,
         get16(12)? as usize,
         sll_end,
@@ -141,7 +151,9 @@ pub(crate) fn v2_frame(slot: &[u8], status: u32, vnet_len: usize) -> Result<Fram
         get16(26)?,
         slot[V2_HDR + SLL_PKTTYPE],
         vnet_len,
-    )
+    )?;
+    f.ts = ts(get(16)?, get(20)?);
+    Ok(f)
 }
 
 /// The kernel's sequence number of a V3 block (it counts the blocks it hands
@@ -210,7 +222,7 @@ impl BlockCursor {
         let get = |o| u32_at(block, at + o).ok_or(Corrupt);
         let get16 = |o| u16_at(block, at + o).ok_or(Corrupt);
         let mac = at.checked_add(get16(24)? as usize).ok_or(Corrupt)?;
-        let f = frame(
+        let mut f = frame(
             block,
             mac,
             sll_end,
@@ -222,6 +234,7 @@ impl BlockCursor {
             block[at + V3_HDR + SLL_PKTTYPE],
             vnet_len,
         )?;
+        f.ts = ts(get(4)?, get(8)?);
         Ok((f, get(0)?))
     }
 }
@@ -266,6 +279,18 @@ mod tests {
         );
         // A cut frame: fewer bytes than on the wire (the caller counts it).
         assert_eq!(v2_frame(&v2(64, 60, 1500), 1, 0).unwrap().wire_len, 1500);
+        // The kernel's receive time, when the header holds one.
+        assert_eq!(f.ts, None);
+        let mut s = v2(64, 60, 60);
+        put32(&mut s, 16, 1_700_000_000);
+        put32(&mut s, 20, 999_999_999);
+        let t = v2_frame(&s, 1, 0).unwrap().ts;
+        assert_eq!(
+            t,
+            Some(std::time::Duration::new(1_700_000_000, 999_999_999))
+        );
+        put32(&mut s, 20, 1_000_000_000);
+        assert_eq!(v2_frame(&s, 1, 0).unwrap().ts, None, "not a time");
     }
 
     #[test]

@@ -49,6 +49,7 @@ struct Tally {
 /// goes with it.
 struct Lendable {
     data: std::ops::Range<usize>,
+    ts: Option<std::time::Duration>,
     vlan: Option<(u16, u16)>,
     vnet: VnetHdr,
     /// Its partial checksum must be finished first (no virtio-net header to
@@ -99,6 +100,7 @@ fn lendable(
     }
     Some(Lendable {
         data: f.data,
+        ts: f.ts,
         vlan: f.vlan,
         vnet,
         sw_csum: vnet_len == 0 && f.status & libc::TP_STATUS_CSUMNOTREADY != 0,
@@ -142,7 +144,7 @@ fn lend<'r>(
     let mut frames = [Frame::EMPTY; N];
     for (i, (fr, l)) in frames.iter_mut().zip(&*found).enumerate().take(k) {
         if let Some(l) = l {
-            *fr = Frame::ring(&bytes(i)[l.data.clone()], l.vlan, l.vnet);
+            *fr = Frame::ring(&bytes(i)[l.data.clone()], l.vlan, l.vnet).at(l.ts);
         }
     }
     let took = if k > 0 { f(&frames[..k]).min(k) } else { 0 };
@@ -737,6 +739,7 @@ mod lend_tests {
             vlan: Some((0x8100, 5)),
             vnet: Some(0..VNET_HDR_LEN),
             pkttype: 0,
+            ts: None,
         };
         let mut t = Tally::default();
         let l = lendable(&buf, Ok(f), VNET_HDR_LEN, &mut t).expect("lent");

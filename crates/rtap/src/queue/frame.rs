@@ -17,6 +17,7 @@ use crate::wire::vnet::VnetHdr;
 pub struct Frame<'a> {
     kind: Kind<'a>,
     vnet: VnetHdr,
+    ts: Option<std::time::Duration>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -48,6 +49,7 @@ impl<'a> Frame<'a> {
             csum_offset: 0,
             num_buffers: 0,
         },
+        ts: None,
     };
 
     /// A frame in a ring: `data` as it lies, a VLAN tag (TPID, TCI) to put
@@ -70,7 +72,16 @@ impl<'a> Frame<'a> {
                 rest: &[],
             },
         };
-        Frame { kind, vnet }
+        Frame {
+            kind,
+            vnet,
+            ts: None,
+        }
+    }
+
+    /// The frame with the kernel's receive time.
+    pub(crate) fn at(self, ts: Option<std::time::Duration>) -> Frame<'a> {
+        Frame { ts, ..self }
     }
 
     /// A packet the queue received, lent as a frame.
@@ -78,6 +89,7 @@ impl<'a> Frame<'a> {
         Frame {
             kind: Kind::Packet(p),
             vnet: *p.vnet_hdr(),
+            ts: None,
         }
     }
 
@@ -97,6 +109,13 @@ impl<'a> Frame<'a> {
     /// The virtio-net header: what the kernel reported on receive.
     pub fn vnet_hdr(&self) -> &VnetHdr {
         &self.vnet
+    }
+
+    /// When the kernel received the frame (since the Unix epoch, the
+    /// realtime clock), where the device says: an AF_PACKET ring's frames
+    /// carry it (`tp_sec`/`tp_nsec`); `None` elsewhere.
+    pub fn timestamp(&self) -> Option<std::time::Duration> {
+        self.ts
     }
 
     /// The first contiguous bytes: the Ethernet addresses at least, for a
