@@ -172,6 +172,7 @@ pub fn poll_many(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize>
 }
 
 /// The calling thread's CPU time (user + system).
+#[cfg(feature = "mt")]
 pub fn thread_cpu_time() -> std::time::Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,

@@ -11,6 +11,8 @@ pub mod ethtool;
 pub mod fd;
 pub mod mem;
 pub mod packet;
+#[cfg(feature = "libpcap")]
+pub mod pcap;
 pub mod shm;
 pub mod tun;
 pub mod unix;
