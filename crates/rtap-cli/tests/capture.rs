@@ -192,6 +192,14 @@ fn pcapng_by_default_and_tcpdump_reads_it() {
     assert_eq!((name.as_deref(), tsresol), (Some("cpng0"), Some(9)));
     assert!(isb, "statistics at the end");
     let td = tcpdump(&["-r", path.to_str().unwrap(), "-nn", "ether proto 0x88b5"]);
+    // Wireshark's reader too.
+    let ts = tshark(&["-r", path.to_str().unwrap(), "-Y", "eth.type == 0x88b5"]);
+    assert!(
+        ts.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ts.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&ts.stdout).lines().count(), 20);
     let _ = std::fs::remove_file(&path);
     assert!(
         td.status.success(),
@@ -513,6 +521,13 @@ fn rotation_by_size() {
             "{}: {}",
             f.display(),
             String::from_utf8_lossy(&td.stderr)
+        );
+        let ts = tshark(&["-r", f.to_str().unwrap()]);
+        assert!(
+            ts.status.success(),
+            "{}: {}",
+            f.display(),
+            String::from_utf8_lossy(&ts.stderr)
         );
         let size = std::fs::metadata(f).unwrap().len();
         assert!(size < 10_000 + 8192 + 1000, "{}: {size} bytes", f.display());

@@ -96,7 +96,15 @@ fn capture_tun_writes_raw_ip() {
         String::from_utf8_lossy(&out.stderr)
     );
     let pcap = std::fs::read(&path).unwrap();
+    // Wireshark's reader takes the raw-IP pcap: its three IP packets.
+    let ts = tshark(&["-r", path.to_str().unwrap(), "-Y", "ip or ipv6"]);
     let _ = std::fs::remove_file(&path);
+    assert!(
+        ts.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ts.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&ts.stdout).lines().count(), 3);
     let word: [u8; 4] = pcap[20..24].try_into().unwrap();
     let linktype = if pcap[..4] == [0xa1, 0xb2, 0xc3, 0xd4] {
         u32::from_be_bytes(word)

@@ -302,3 +302,12 @@ pub fn tcpdump(args: &[&str]) -> Output {
         Err(e) => panic!("tcpdump: {e} (the capture tests need it: apt install tcpdump)"),
     }
 }
+
+/// Runs tshark (Wireshark's reader, which the capture tests read every file
+/// format back with), failing with what to install if it is missing.
+pub fn tshark(args: &[&str]) -> Output {
+    match Command::new("tshark").args(args).output() {
+        Ok(o) => o,
+        Err(e) => panic!("tshark: {e} (the capture tests need it: apt install tshark)"),
+    }
+}
