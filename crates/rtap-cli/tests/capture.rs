@@ -108,7 +108,7 @@ fn capture(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_up(names, &mut child);
+    wait_capturing(&mut child);
     if into != names[0] {
         wait_oper_up(into);
     }
@@ -153,7 +153,7 @@ fn pcapng_by_default_and_tcpdump_reads_it() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_up(&["cpng0"], &mut child);
+    wait_capturing(&mut child);
     let s = PacketSocket::bind("cpng0");
     for f in &sent {
         s.send(f);
@@ -358,7 +358,7 @@ fn a_capture_into_tcpdump_through_a_pipe() {
         Ok(c) => c,
         Err(e) => panic!("tcpdump: {e} (the capture tests need it: apt install tcpdump)"),
     };
-    wait_up(&["cpp0"], &mut rtap);
+    wait_capturing(&mut rtap);
     let s = PacketSocket::bind("cpp0");
     for i in 0..12 {
         s.send(&frame(0xe6, i));
@@ -411,7 +411,7 @@ fn kernel_timestamps_from_the_ring() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_up(&["cts0"], &mut child);
+    wait_capturing(&mut child);
     wait_oper_up("cts1");
     let s = PacketSocket::bind("cts1");
     for f in &sent {
@@ -493,7 +493,7 @@ fn rotation_by_size() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_up(&["crot0"], &mut child);
+    wait_capturing(&mut child);
     let s = PacketSocket::bind("crot0");
     for f in &sent {
         s.send(f);

@@ -679,7 +679,7 @@ fn capture_writes_a_pcap_that_reads_back() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_up(&["ccap"], &mut child);
+    wait_capturing(&mut child);
     let s = PacketSocket::bind("ccap");
     let sent: Vec<Vec<u8>> = (0..25).map(|i| frame(0xe1, i)).collect();
     for f in &sent {

@@ -139,7 +139,7 @@ fn capture_from_a_tpacket_v3_ring() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_up(&["ccpp"], &mut child);
+    wait_capturing(&mut child);
     wait_oper_up("ccpk");
     let k = PacketSocket::bind("ccpk");
     let sent: Vec<Vec<u8>> = (0..40).map(|i| frame(0xe2, i)).collect();

@@ -70,7 +70,7 @@ fn capture_tun_writes_raw_ip() {
         .args([
             "capture",
             "--port",
-            "tun:iface=ctc0,offload=off",
+            "tun:iface=ctc0,offload=off,addr=10.90.0.1/24",
             "--format",
             "pcap",
             "--write",
@@ -81,8 +81,7 @@ fn capture_tun_writes_raw_ip() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_up(&["ctc0"], &mut child);
-    ip(&["addr", "add", "10.90.0.1/24", "dev", "ctc0"]);
+    wait_capturing(&mut child);
     let s = std::net::UdpSocket::bind("10.90.0.1:0").unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while child.try_wait().unwrap().is_none() && Instant::now() < deadline {

@@ -113,6 +113,16 @@ pub fn run(o: &CaptureOpts<'_>, stop: &AtomicBool) -> Result<CaptureReport> {
     };
     let mut w = out::open(o.path, o.format, &iface, &comment)?;
     let base = port.stats()?;
+    // As tcpdump says "listening on": from here on frames are taken.
+    eprintln!(
+        "rtap capture: capturing from {name} ({} queue(s){})",
+        queues.len(),
+        match (&prog, in_kernel) {
+            (Some(_), true) => ", filtered in the kernel",
+            (Some(_), false) => ", filtered in user space",
+            (None, _) => "",
+        }
+    );
     let start = Instant::now();
     let mut last_progress = start;
     let (mut frames, mut bytes, mut filtered) = (0u64, 0u64, 0u64);

@@ -95,6 +95,25 @@ pub fn is_up(name: &str) -> bool {
     r == 0 && unsafe { ifr.ifr_ifru.ifru_flags } as i32 & libc::IFF_UP != 0
 }
 
+/// Waits until `rtap capture` says it is capturing (its queues are open:
+/// frames sent before are lost), failing if it exits first.
+pub fn wait_capturing(child: &mut Child) {
+    use std::io::BufRead;
+    let err = child.stderr.as_mut().expect("stderr piped");
+    let mut r = io::BufReader::new(err);
+    let mut line = String::new();
+    let mut seen = String::new();
+    loop {
+        line.clear();
+        let n = r.read_line(&mut line).unwrap();
+        assert!(n > 0, "rtap capture exited before capturing: {seen}");
+        if line.contains("capturing from") {
+            return;
+        }
+        seen.push_str(&line);
+    }
+}
+
 pub fn wait_up(names: &[&str], child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !names.iter().all(|n| is_up(n)) {
