@@ -264,6 +264,29 @@ fn a_user_space_filter_keeps_what_tcpdump_keeps() {
     assert_eq!(got, want);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("filtered out in user space"), "{text}");
+    // A snap length shorter than where the filter looks: it still sees whole
+    // frames (the UDP port lies past byte 20), the file keeps 20 bytes.
+    let (_, got) = capture(
+        &[
+            "--port",
+            "tap:iface=cfu2",
+            "--filter",
+            "udp port 53",
+            "--snaplen",
+            "20",
+            "--duration",
+            "2",
+        ],
+        &tmp("snap.pcapng"),
+        &["cfu2"],
+        "cfu2",
+        &sent,
+    );
+    let want: Vec<Vec<u8>> = tcpdump_keeps(&sent, "udp port 53")
+        .iter()
+        .map(|f| f[..20].to_vec())
+        .collect();
+    assert_eq!(got, want);
     // The same as a program file.
     let empty = tmp("empty.pcap");
     pcap_file::pcap::PcapWriter::new(std::fs::File::create(&empty).unwrap()).unwrap();

@@ -80,8 +80,37 @@ fn a_spec_adopts_fd_numbers() {
     ip(&["addr", "add", "10.72.0.1/24", "dev", "adp0"]);
     port.start().unwrap();
     drop(port);
-    // The numbers stay the caller's: still open, still queues of adp0.
+    // The numbers stay the caller's: still open, still queues of adp0 (not
+    // detached by the port: a second port adopts them again).
     assert!(if_exists("adp0"));
+    let again = Port::open(rtap::parse_port_spec(&spec).unwrap()).unwrap();
+    assert_eq!(again.queue_count(), 2);
+    again.start().unwrap();
+    // Its queues still get frames (a detached queue gets none): the ARP
+    // requests for a neighbour on the TAP's network.
+    let pool = pool();
+    let mut rxqs: Vec<_> = (0..2).map(|q| again.rx_queue(q, &pool).unwrap()).collect();
+    let s = UdpSocket::bind("10.72.0.1:0").unwrap();
+    let deadline = Instant::now() + WAIT;
+    let mut v = Vec::new();
+    'arp: loop {
+        let _ = s.send_to(b"who", "10.72.0.9:9");
+        std::thread::sleep(Duration::from_millis(20));
+        for q in &mut rxqs {
+            v.clear();
+            q.rx_burst(&mut v, 32).unwrap();
+            if v.iter()
+                .any(|p| p.data().len() > 14 && p.data()[12..14] == [0x08, 0x06])
+            {
+                break 'arp;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the adopted queues were detached"
+        );
+    }
+    drop((v, rxqs, again));
     drop((a, b));
     assert!(!if_exists("adp0"));
 }

@@ -77,6 +77,10 @@ pub fn run(o: &CaptureOpts<'_>, stop: &AtomicBool) -> Result<CaptureReport> {
         Some(p) => port.set_rx_filter(Some(p))?,
         None => false,
     };
+    // Frames the ring took before the kernel filter was attached are still
+    // there: those (received up to now, by their kernel time) are filtered
+    // here too.
+    let attached_at = now();
     let name = port.name();
     // Large buffers when the kernel may hand up 64 KiB frames, as `rtap fwd` does.
     let buf_size = if port.offloads().any_gso() {
@@ -126,9 +130,10 @@ pub fn run(o: &CaptureOpts<'_>, stop: &AtomicBool) -> Result<CaptureReport> {
     let start = Instant::now();
     let mut last_progress = start;
     let (mut frames, mut bytes, mut filtered) = (0u64, 0u64, 0u64);
-    let mut scratch = vec![0u8; (o.snaplen as usize).min(rtap::pool::MAX_PACKET_LEN + 64)];
+    // Whole frames: the filter sees all of a frame, the file keeps the snap length.
+    let mut scratch = vec![0u8; rtap::pool::MAX_PACKET_LEN + 64];
     let quiet = o.path == "-";
-    let user_filter = prog.as_ref().filter(|_| !in_kernel);
+    let user_filter = |ts: Duration| prog.as_ref().filter(|_| !in_kernel || ts <= attached_at);
     let mut failed = None;
     let mut files = 1u32;
     // Lost before the capture saw them (the kernel's misses, frames the
@@ -153,11 +158,12 @@ pub fn run(o: &CaptureOpts<'_>, stop: &AtomicBool) -> Result<CaptureReport> {
                     took += 1;
                     let ts = f.timestamp().unwrap_or_else(now);
                     let n = f.copy_to(&mut scratch);
-                    if user_filter.is_some_and(|p| !p.matches(&scratch[..n], f.len() as u32)) {
+                    if user_filter(ts).is_some_and(|p| !p.matches(&scratch[..n], f.len() as u32)) {
                         filtered += 1;
                         continue;
                     }
-                    if let Err(e) = w.write(ts, &scratch[..n], f.len() as u32) {
+                    let keep = n.min(o.snaplen as usize);
+                    if let Err(e) = w.write(ts, &scratch[..keep], f.len() as u32) {
                         failed = Some(e);
                         break;
                     }

@@ -340,10 +340,15 @@ impl Program {
                             Some(v) => v,
                             None => return 0,
                         },
-                        _ => match load(u64::from(i.k) + u64::from(x), i.code & 0x18) {
-                            Some(v) => v,
-                            None => return 0,
-                        },
+                        // The kernel adds the two as a signed 32-bit offset; a
+                        // negative one (its special areas) drops the frame here.
+                        _ => {
+                            let off = i.k.wrapping_add(x) as i32;
+                            match u64::try_from(off).ok().and_then(|o| load(o, i.code & 0x18)) {
+                                Some(v) => v,
+                                None => return 0,
+                            }
+                        }
                     }
                 }
                 LDX => {
@@ -575,5 +580,23 @@ mod tests {
             0x34
         );
         assert_eq!(run(vec![i(LD | LEN, 0, 0, 0), i(RET | RET_A, 0, 0, 0)]), 2);
+        // An indirect offset is k + X wrapped to 32 bits, as the kernel adds it.
+        assert_eq!(
+            run(vec![
+                i(LDX | IMM, 0, 0, 1),
+                i(LD | B | IND, 0, 0, u32::MAX),
+                i(RET | RET_A, 0, 0, 0)
+            ]),
+            0xab
+        );
+        // A negative one (the kernel's special areas) drops the frame.
+        assert_eq!(
+            run(vec![
+                i(LDX | IMM, 0, 0, 0),
+                i(LD | B | IND, 0, 0, 0x8000_0000),
+                i(RET, 0, 0, 1)
+            ]),
+            0
+        );
     }
 }

@@ -40,7 +40,8 @@ pub enum CompileError {
     Io(#[from] std::io::Error),
 }
 
-/// `LINKTYPE_*` of frames that start as `link` says.
+/// `LINKTYPE_*` of frames that start as `link` says (what a pcap file's
+/// header holds).
 fn linktype(link: Link) -> u32 {
     match link {
         Link::Ip => 101, // LINKTYPE_RAW
@@ -48,10 +49,20 @@ fn linktype(link: Link) -> u32 {
     }
 }
 
+/// `DLT_*` of the same (what libpcap's API takes: raw IP is `DLT_RAW`, 12 on
+/// Linux, not the file format's 101).
+#[cfg(feature = "libpcap")]
+fn dlt(link: Link) -> i32 {
+    match link {
+        Link::Ip => 12, // DLT_RAW
+        _ => 1,         // DLT_EN10MB
+    }
+}
+
 /// Compiles `expr` (tcpdump syntax) for frames of `link`.
 pub fn compile(expr: &str, link: Link) -> Result<Program, CompileError> {
     #[cfg(feature = "libpcap")]
-    match crate::sys::pcap::compile(expr, linktype(link) as i32, 262_144) {
+    match crate::sys::pcap::compile(expr, dlt(link), 262_144) {
         Ok(v) => return checked(expr, v),
         Err(crate::sys::pcap::PcapError::Refused(why)) => {
             return Err(CompileError::Expression {
@@ -64,8 +75,9 @@ pub fn compile(expr: &str, link: Link) -> Result<Program, CompileError> {
     with_tcpdump(expr, link)
 }
 
-/// Compiles `expr` by running `tcpdump -ddd` on an empty capture file of
-/// `link`'s link type (what tcpdump needs to compile offline).
+/// Compiles `expr` by running `tcpdump -ddd` on an empty capture of
+/// `link`'s link type, given on its standard input (what tcpdump needs to
+/// compile offline; no file involved).
 pub fn with_tcpdump(expr: &str, link: Link) -> Result<Program, CompileError> {
     let mut hdr = Vec::with_capacity(24);
     hdr.extend_from_slice(&0xa1b2_c3d4u32.to_ne_bytes());
@@ -74,25 +86,24 @@ pub fn with_tcpdump(expr: &str, link: Link) -> Result<Program, CompileError> {
     hdr.extend_from_slice(&[0; 8]);
     hdr.extend_from_slice(&262_144u32.to_ne_bytes());
     hdr.extend_from_slice(&linktype(link).to_ne_bytes());
-    let path = std::env::temp_dir().join(format!(
-        "rtap-filter-{}-{:?}.pcap",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    std::fs::File::create(&path)?.write_all(&hdr)?;
-    let out = std::process::Command::new("tcpdump")
-        .arg("-r")
-        .arg(&path)
-        .args(["-ddd", "--", expr])
-        .output();
-    let _ = std::fs::remove_file(&path);
-    let out = match out {
-        Ok(o) => o,
+    let child = std::process::Command::new("tcpdump")
+        .args(["-r", "-", "-ddd", "--", expr])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(CompileError::NoCompiler { expr: expr.into() })
         }
         Err(e) => return Err(e.into()),
     };
+    if let Some(mut stdin) = child.stdin.take() {
+        // A tcpdump that refused the expression may have exited already.
+        let _ = stdin.write_all(&hdr);
+    }
+    let out = child.wait_with_output()?;
     if !out.status.success() {
         let why = String::from_utf8_lossy(&out.stderr)
             .lines()
@@ -147,6 +158,7 @@ mod tests {
         let ip = with_tcpdump("udp dst port 53", Link::Ip).unwrap();
         f[37] = 53;
         assert!(ip.matches(&f[14..], 28) && !p.matches(&f[14..], 28));
+        assert_eq!(compile("udp dst port 53", Link::Ip).unwrap(), ip);
         for e in ["udp prot 53", "tcp port 99999"] {
             match compile(e, Link::Ethernet) {
                 Err(CompileError::Expression { why, .. }) => assert!(!why.is_empty()),

@@ -163,6 +163,8 @@ impl Port {
         port.add_addresses()?;
         if opts.up && port.link()?.flags & libc::IFF_UP as u32 == 0 {
             port.set_up(true)?;
+            // As `start` would have: `stop` (or the drop) takes it down again.
+            port.raised.store(true, Ordering::Relaxed);
         }
         if !opts.routes.is_empty() && port.link()?.flags & libc::IFF_UP as u32 != 0 {
             port.add_routes()?;

@@ -148,7 +148,13 @@ impl Device for TapDevice {
         Ok(QueueFd {
             fd,
             extra: None,
-            release: detach_queue,
+            // An adopted fd is a copy of the opener's: detaching it would
+            // detach theirs (the queue is one file), so it is only closed.
+            release: if self.adopted.is_some() {
+                crate::device::keep_fd
+            } else {
+                detach_queue
+            },
         })
     }
 

@@ -323,9 +323,15 @@ impl TxEngine for UringTx {
                 rejected += 1;
                 continue;
             }
+            let split = needs_split(&pkt, self.vnet_len);
+            if split && self.need(&pkt) == 0 {
+                // Cannot be split here (counted as rejected, no slot taken).
+                rejected += 1;
+                continue;
+            }
             let slot = self.fl.free.pop().expect("free slot counted above");
             let s = slot as usize;
-            if needs_split(&pkt, self.vnet_len) {
+            if split {
                 if self.queue_split(s, pkt) {
                     queued += 1;
                 } else {
@@ -445,6 +451,11 @@ impl Drop for UringTx {
             },
         );
         if !drained {
+            // The kernel may still read the segment headers, iovecs and
+            // header scratch of what is in flight: never free them.
+            std::mem::forget(std::mem::take(&mut self.fl.segs));
+            std::mem::forget(std::mem::take(&mut self.iovs));
+            std::mem::forget(std::mem::take(&mut self.hdrs));
             let mut leaked = 0;
             for s in self.fl.slots.iter_mut() {
                 if let Some(p) = s.take() {
