@@ -63,7 +63,7 @@ fn a_port_on_a_helpers_tun_fds() {
     drop(port);
     // The helper's fds were the port's copies' originals: closed with the
     // port's last copy, the (non-persistent) interface went with them.
-    assert!(!if_exists("adt0"));
+    assert!(gone("adt0"));
 }
 
 /// The same through a spec (`tap:fd=N+M`), on a TAP with the virtio-net
@@ -112,7 +112,7 @@ fn a_spec_adopts_fd_numbers() {
     }
     drop((v, rxqs, again));
     drop((a, b));
-    assert!(!if_exists("adp0"));
+    assert!(gone("adp0"));
 }
 
 /// Fds that are not what a port needs are refused, each with its reason.

@@ -79,7 +79,7 @@ fn a_tun_configured_from_its_options() {
     drop((v, rxq));
     port.stop().unwrap();
     drop(port);
-    assert!(!if_exists("ifc0"), "created, so deleted");
+    assert!(gone("ifc0"), "created, so deleted");
 }
 
 /// Routes wait for the link: without `up` they come at `start`, and again
@@ -187,7 +187,7 @@ fn bad_addresses_and_routes() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(!if_exists("ifb0"), "nothing left behind");
+    assert!(gone("ifb0"), "nothing left behind");
     // A route to a prefix another interface has.
     ip(&[
         "link", "add", "ifd0", "type", "veth", "peer", "name", "ifd1",

@@ -336,6 +336,22 @@ pub fn wait_oper_up(name: &str) {
     }
 }
 
+/// True once no interface called `name` exists (waiting at most 3 s): the
+/// kernel deletes a TUN/TAP when the last file of its queues is released,
+/// which can come a moment after the close (a file whose last reference
+/// went on a busy machine is released by deferred work).
+#[must_use]
+pub fn gone(name: &str) -> bool {
+    let deadline = Instant::now() + WAIT;
+    while if_exists(name) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
 /// True if an interface called `name` exists in this thread's namespace.
 pub fn if_exists(name: &str) -> bool {
     if_index(name).is_some()
