@@ -157,12 +157,17 @@ pub fn run(o: &CaptureOpts<'_>, stop: &AtomicBool) -> Result<CaptureReport> {
                     }
                     took += 1;
                     let ts = f.timestamp().unwrap_or_else(now);
-                    let n = f.copy_to(&mut scratch);
-                    if user_filter(ts).is_some_and(|p| !p.matches(&scratch[..n], f.len() as u32)) {
+                    // The whole frame only where a filter reads it; else the
+                    // snap length is all that is copied.
+                    let filter = user_filter(ts);
+                    let whole = scratch.len();
+                    let snap = (o.snaplen as usize).min(whole);
+                    let n = f.copy_to(&mut scratch[..if filter.is_some() { whole } else { snap }]);
+                    if filter.is_some_and(|p| !p.matches(&scratch[..n], f.len() as u32)) {
                         filtered += 1;
                         continue;
                     }
-                    let keep = n.min(o.snaplen as usize);
+                    let keep = n.min(snap);
                     if let Err(e) = w.write(ts, &scratch[..keep], f.len() as u32) {
                         failed = Some(e);
                         break;

@@ -337,9 +337,10 @@ pub fn wait_oper_up(name: &str) {
 }
 
 /// True once no interface called `name` exists (waiting at most 3 s): the
-/// kernel deletes a TUN/TAP when the last file of its queues is released,
-/// which can come a moment after the close (a file whose last reference
-/// went on a busy machine is released by deferred work).
+/// kernel deletes a TUN/TAP when the last file of its queues is closed, and
+/// that may not be the port's close: another test thread of this binary that
+/// forks (`ip`) while the port's fds are open holds copies until its child
+/// execs.
 #[must_use]
 pub fn gone(name: &str) -> bool {
     let deadline = Instant::now() + WAIT;
