@@ -2,8 +2,11 @@
 //! kernel: arbitrary instructions and an arbitrary packet. A program rtap
 //! accepts, the kernel accepts too (`SO_ATTACH_FILTER` on an AF_UNIX
 //! datagram socket), and what rtap's interpreter keeps of the packet is what
-//! the kernel delivers (nothing, or the first `ret` bytes). Whatever the
-//! bytes, no panic and no hang; the text form parses back to the program.
+//! the kernel delivers (nothing, or the first `ret` bytes); translated into
+//! rtap's XDP program (an `xdp:` port's in-kernel filter) and run by the
+//! kernel on the same packet, it keeps it exactly when the interpreter does.
+//! Whatever the bytes, no panic and no hang; the text form parses back to
+//! the program.
 #![no_main]
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -86,4 +89,9 @@ fuzz_target!(|data: &[u8]| {
     let got = through(&tx, &rx, pkt);
     let want = (keep != 0).then(|| (keep as usize).min(pkt.len()));
     assert_eq!(got, want, "kept {keep} of {} bytes; program:\n{p}", pkt.len());
+    // XDP runs on Ethernet frames of 14 bytes or more.
+    if pkt.len() >= 14 {
+        let xdp = rtap::fuzzing::xdp_filter_keeps(&p, pkt);
+        assert_eq!(xdp, Some(keep != 0), "XDP translation; program:\n{p}");
+    }
 });

@@ -202,3 +202,21 @@ pub fn xsk_ring_layout(
     };
     crate::xdp::ring::layout_ok(&off, size, entry, len)
 }
+
+/// Runs classic BPF program `p`, translated into rtap's XDP program, on a
+/// copy of `frame` (14 bytes up to a page) in the kernel
+/// (`BPF_PROG_TEST_RUN`): `Some(true)` if it kept the frame; `None` if the
+/// translation is too long. Panics if the verifier refuses a translation
+/// (a bug of the translation).
+pub fn xdp_filter_keeps(p: &crate::capture::bpf::Program, frame: &[u8]) -> Option<bool> {
+    use crate::xdp::filter::{translate, Keep};
+    use std::os::fd::AsFd;
+    const XDP_TX: i32 = 3;
+    let insns = translate(p, Keep::Action(XDP_TX)).ok()?;
+    let prog = match crate::sys::bpf::prog_load_xdp("rtap_filt_fuzz", &insns, false) {
+        Ok(fd) => fd,
+        Err((e, log)) => panic!("the verifier refuses the translation of\n{p}: {e}\n{log}"),
+    };
+    let r = crate::sys::bpf::prog_test_run(prog.as_fd(), frame).expect("BPF_PROG_TEST_RUN");
+    Some(r == XDP_TX as u32)
+}

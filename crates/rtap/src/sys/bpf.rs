@@ -15,8 +15,11 @@ const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_OBJ_GET: libc::c_long = 7;
+#[cfg(any(test, fuzzing))]
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_LINK_CREATE: libc::c_long = 28;
+const BPF_LINK_UPDATE: libc::c_long = 29;
 
 /// `BPF_MAP_TYPE_XSKMAP`.
 pub const MAP_TYPE_XSKMAP: u32 = 17;
@@ -161,6 +164,32 @@ pub fn link_create_xdp(prog: BorrowedFd<'_>, ifindex: u32, flags: u32) -> io::Re
         .u32(12, flags);
     // SAFETY: the attribute block carries no pointers.
     owned(unsafe { bpf(BPF_LINK_CREATE, &mut a) }?)
+}
+
+/// Puts program `prog` in the place of the one BPF link `link` keeps
+/// attached, atomically (frames meet the old program or the new one).
+pub fn link_update(link: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> io::Result<()> {
+    let mut a = Attr::new()
+        .u32(0, link.as_raw_fd() as u32)
+        .u32(4, prog.as_raw_fd() as u32);
+    // SAFETY: the attribute block carries no pointers.
+    unsafe { bpf(BPF_LINK_UPDATE, &mut a) }.map(drop)
+}
+
+/// Runs XDP program `prog` once on a copy of `frame` (14 bytes up to about a
+/// page), attached to nothing (`BPF_PROG_TEST_RUN`): the action it returns.
+#[cfg(any(test, fuzzing))]
+pub fn prog_test_run(prog: BorrowedFd<'_>, frame: &[u8]) -> io::Result<u32> {
+    let mut a = Attr::new()
+        .u32(0, prog.as_raw_fd() as u32)
+        .u32(8, frame.len() as u32)
+        .u64(16, frame.as_ptr() as u64)
+        .u32(32, 1); // repeat
+                     // SAFETY: frame outlives the call; the kernel copies data_size_in bytes
+                     // from it and, with no data_out, writes nothing back but the attribute
+                     // block.
+    unsafe { bpf(BPF_PROG_TEST_RUN, &mut a) }?;
+    Ok(u32::from_ne_bytes(a.0[4..8].try_into().unwrap_or_default()))
 }
 
 /// Opens the object pinned at `path` in a bpffs.

@@ -10,6 +10,9 @@
 //! - `device.rs`: device setup: the interface, the program and its map, the
 //!   kick; the device seam's traits for AF_XDP.
 //! - `prog.rs`: rtap's XDP program as BPF instructions (pure).
+//! - `filter.rs`: a capture filter (classic BPF) translated into that
+//!   program, so frames it drops never reach the sockets (pure).
+//! - `ebpf.rs`: eBPF instruction encodings and a small assembler (pure).
 //! - `queue.rs`: one queue's state, and the binding its engines share.
 //! - `xsk.rs`: one bound socket: UMEM registration (or sharing), rings, the
 //!   buffers lent to the kernel, close before the buffers come back.
@@ -23,7 +26,9 @@ pub mod config;
 mod counters;
 pub(crate) mod desc;
 mod device;
+mod ebpf;
 mod errors;
+pub(crate) mod filter;
 mod prog;
 mod queue;
 #[allow(unsafe_code)]
