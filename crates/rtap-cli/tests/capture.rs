@@ -218,24 +218,27 @@ fn a_kernel_filter_keeps_what_tcpdump_keeps() {
     private_netns();
     veth("cfk0", "cfk1");
     let sent = mixed();
-    let (out, got) = capture(
-        &[
-            "--port",
-            "packet:iface=cfk0",
-            "--filter",
-            "udp port 53",
-            "--duration",
-            "2",
-        ],
-        &tmp("kernel.pcapng"),
-        &["cfk0"],
-        "cfk1",
-        &sent,
-    );
     let want = tcpdump_keeps(&sent, "udp port 53");
     assert_eq!(want.len(), 20);
-    assert_eq!(got, want);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("filtered in the kernel"));
+    // A packet port attaches it to its sockets; an xdp port translates it
+    // into its XDP program.
+    for (i, port) in ["packet:iface=cfk0", "xdp:iface=cfk0"]
+        .into_iter()
+        .enumerate()
+    {
+        let (out, got) = capture(
+            &["--port", port, "--filter", "udp port 53", "--duration", "2"],
+            &tmp(&format!("kernel{i}.pcapng")),
+            &["cfk0"],
+            "cfk1",
+            &sent,
+        );
+        assert_eq!(got, want, "{port}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("filtered in the kernel"),
+            "{port}"
+        );
+    }
 }
 
 /// On a tap the same program runs in user space: the same frames kept; and

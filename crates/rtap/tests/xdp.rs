@@ -610,9 +610,83 @@ fn users_pinned_xskmap_and_detached_program() {
     drop(link);
     inj.send(&test_frame(300, 99)).unwrap();
     assert!(rx_test_frames(&mut rxq, 1, Duration::from_millis(300)).is_empty());
+    // The user's program is theirs: a capture filter runs in user space.
+    let all = rtap::capture::bpf::Program::from_ddd("1\n6 0 0 262144\n").unwrap();
+    assert!(!port.set_rx_filter(Some(&all)).unwrap());
     drop(rxq);
     assert_pool_full(&pool);
     drop((prog, map, array));
+}
+
+/// `tcpdump -ddd 'udp src portrange 10000-10015'`: flows 0..16 of
+/// `flow_frame`, and nothing that is not IP.
+const FLOWS_0_TO_15: &str = "17\n40 0 0 12\n21 0 4 34525\n48 0 0 20\n21 0 12 17\n40 0 0 54\n53 8 10 10000\n21 0 9 2048\n48 0 0 23\n21 0 7 17\n40 0 0 20\n69 5 0 8191\n177 0 0 14\n72 0 0 14\n53 0 2 10000\n37 1 0 10015\n6 0 0 262144\n6 0 0 0\n";
+
+/// A capture filter on an xdp port runs in its XDP program: the port receives
+/// exactly the frames the interpreter keeps, the others go on to the kernel's
+/// stack (an AF_PACKET socket on the port's interface sees exactly those);
+/// removing the filter brings every frame back; a filter that would cut
+/// frames short stays in user space (and the plain program is back).
+#[test]
+fn capture_filter_runs_in_the_xdp_program() {
+    use rtap::capture::bpf::Program;
+    netns();
+    let (p, k) = veth("xf");
+    let port = xdp_port(XdpConfig::new(p.as_str()));
+    let pool = umem_pool();
+    let mut rxq = port.rx_queue(0, &pool).unwrap();
+    let stack = PacketSocket::bind(if_index(&p).unwrap());
+    let inj = PacketSocket::injector(k);
+    let filt = Program::from_ddd(FLOWS_0_TO_15).unwrap();
+    assert!(port.set_rx_filter(Some(&filt)).unwrap(), "in the kernel");
+    // Flow frames of 32 flows and test frames (not IP), interleaved.
+    let frames: Vec<Vec<u8>> = (0..320u32)
+        .map(|i| match i % 5 {
+            4 => test_frame(100, i),
+            _ => flow_frame(80 + (i as usize % 7) * 50, (i % 32) as u16, i),
+        })
+        .collect();
+    let (kept, passed): (Vec<&Vec<u8>>, Vec<&Vec<u8>>) =
+        frames.iter().partition(|f| filt.matches(f, f.len() as u32));
+    assert!(!kept.is_empty() && !passed.is_empty());
+    for f in &frames {
+        inj.send(f).unwrap();
+    }
+    let got: Vec<Vec<u8>> = rx_test_frames(&mut rxq, kept.len(), WAIT)
+        .iter()
+        .map(|p| p.to_vec())
+        .collect();
+    assert_eq!(got.len(), kept.len(), "{:?}", port.stats());
+    assert!(
+        got.iter().zip(&kept).all(|(a, b)| a == *b),
+        "the kept frames, in order"
+    );
+    assert!(rx_test_frames(&mut rxq, 1, Duration::from_millis(200)).is_empty());
+    let seen = stack.recv_where(passed.len(), WAIT, is_ours);
+    assert_eq!(seen.len(), passed.len(), "dropped frames reach the stack");
+    assert!(seen.iter().zip(&passed).all(|(a, b)| a == *b));
+    // No filter: everything to the socket, nothing to the stack.
+    assert!(!port.set_rx_filter(None).unwrap());
+    for f in &frames[..50] {
+        inj.send(f).unwrap();
+    }
+    assert_eq!(rx_test_frames(&mut rxq, 50, WAIT).len(), 50);
+    assert!(stack
+        .recv_where(1, Duration::from_millis(200), is_ours)
+        .is_empty());
+    // A filter that keeps 96 bytes of each frame cannot run in XDP: false,
+    // and the in-kernel filter attached before is gone.
+    assert!(port.set_rx_filter(Some(&filt)).unwrap());
+    let snap = Program::from_ddd("1\n6 0 0 96\n").unwrap();
+    assert!(!port.set_rx_filter(Some(&snap)).unwrap());
+    for f in &frames[..50] {
+        inj.send(f).unwrap();
+    }
+    assert_eq!(rx_test_frames(&mut rxq, 50, WAIT).len(), 50);
+    assert_eq!(port.xstat("rx_q0_bad_descs"), Some(0));
+    drop(rxq);
+    drop(port);
+    assert_pool_full(&pool);
 }
 
 /// Checksums asked for on an xdp port come out right. Where the kernel has XDP

@@ -2,8 +2,8 @@
 //! (`tcpdump -ddd EXPR` prints one), checked as the kernel checks them and run
 //! in user space with the kernel's semantics, for ports whose frames no
 //! kernel filter sees (TAP, TUN). On AF_PACKET ports the same program is
-//! attached in the kernel (`SO_ATTACH_FILTER`), so unmatched frames never
-//! cross.
+//! attached in the kernel (`SO_ATTACH_FILTER`), on AF_XDP ports translated
+//! into rtap's XDP program, so unmatched frames never cross.
 //!
 //! Pure code. The program is untrusted input: [`Program::new`] refuses what
 //! the kernel would refuse (unknown opcodes, jumps out of the program, scratch

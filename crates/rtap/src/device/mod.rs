@@ -167,8 +167,9 @@ pub(crate) trait Device: Send + Sync {
     fn tx_engine(&self, ctx: &EngineCtx) -> Result<Box<dyn TxEngine>>;
 
     /// Attaches classic BPF program `prog` to the queues' receive path in the
-    /// kernel (`None`: removes it). False if this device has no such filter
-    /// (the application then runs the program on what it receives).
+    /// kernel (`None`: removes it). False if this device has no such filter,
+    /// or cannot run this program there (the application then runs it on
+    /// what it receives).
     fn attach_filter(
         &self,
         _queues: &[Arc<QueueShared>],

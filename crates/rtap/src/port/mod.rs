@@ -193,10 +193,15 @@ impl Port {
 
     /// Filters what the port receives with classic BPF program `prog` (see
     /// [`capture::bpf`](crate::capture::bpf); `None` removes it), in the
-    /// kernel where the device has such a filter (AF_PACKET: frames the
-    /// program drops never reach the queues; frames received before are
-    /// still there). Returns false where it has none (TAP, TUN, AF_XDP): run
-    /// the program on the received frames ([`Program::matches`](crate::capture::bpf::Program::matches)).
+    /// kernel where the device has such a filter: AF_PACKET attaches it to
+    /// the queues' sockets (frames the program drops never reach the queues;
+    /// frames received before are still there); AF_XDP with rtap's own XDP
+    /// program translates it into that program (frames it drops go on to the
+    /// kernel's stack instead of the sockets). Returns false where it runs
+    /// nowhere in the kernel (TAP, TUN; AF_XDP with the user's program, or
+    /// a program whose returns would cut frames short, which XDP cannot do):
+    /// run the program on the received frames
+    /// ([`Program::matches`](crate::capture::bpf::Program::matches)).
     pub fn set_rx_filter(&self, prog: Option<&crate::capture::bpf::Program>) -> Result<bool> {
         self.dev.attach_filter(&self.queues, prog)
     }

@@ -4,13 +4,14 @@
 //! AF_XDP. The sockets themselves are bound by the queues' engines (`queue.rs`,
 //! `xsk.rs`): their UMEM is the pool the rx queue is opened with.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::config::{Attach, Prog, XdpConfig, XdpMode};
 use super::desc::MAX_FRAGS;
 use super::errors::{bpf_error, retry_busy, BPF_PERMISSION};
+use super::filter::{self, Keep};
 use super::prog::redirect_to_xsk;
 use super::queue::XdpQueue;
 use super::rx::XskRx;
@@ -44,13 +45,24 @@ pub(crate) struct XdpDevice {
     info: DeviceInfo,
     /// The XSKMAP the sockets go into.
     map: Option<Arc<OwnedFd>>,
-    /// rtap's program and the link that keeps it attached (closing the link
-    /// detaches it).
-    _link: Option<OwnedFd>,
-    _prog: Option<OwnedFd>,
+    /// The link that keeps rtap's program attached (closing it detaches the
+    /// program).
+    link: Option<OwnedFd>,
+    /// rtap's program, replaced through the link when a capture filter comes
+    /// or goes.
+    prog: Mutex<Attached>,
+    /// The interface's index.
+    ifindex: u32,
     /// The network namespace the interface lives in: an XDP socket finds its
     /// interface's index in the namespace it was made in.
     ns: Arc<NsHandle>,
+}
+
+/// The program the link holds now.
+struct Attached {
+    _fd: Option<OwnedFd>,
+    /// With a capture filter translated into it.
+    filtered: bool,
 }
 
 /// Resolves the interface, attaches the program, decides the kick. Runs in the
@@ -122,8 +134,12 @@ pub(crate) fn open(cfg: &XdpConfig) -> Result<OpenedDevice> {
         kick,
         info,
         map: map.map(Arc::new),
-        _link: bpf_link,
-        _prog: prog,
+        link: bpf_link,
+        prog: Mutex::new(Attached {
+            _fd: prog,
+            filtered: false,
+        }),
+        ifindex,
         // open() runs in the port's namespace.
         ns: Arc::new(NsHandle::current()?),
     };
@@ -167,19 +183,7 @@ fn attach_builtin(
     entries: u32,
 ) -> Result<(OwnedFd, OwnedFd, OwnedFd, String)> {
     let map = bpf::xskmap_create("rtap_xsks", entries).map_err(bpf_error("create an XSKMAP"))?;
-    let insns = redirect_to_xsk(std::os::fd::AsRawFd::as_raw_fd(&map));
-    let prog = bpf::prog_load_xdp("rtap_xsk", &insns, cfg.multibuf).map_err(|(e, log)| {
-        if !log.is_empty() {
-            tracing::debug!("the verifier on rtap's XDP program: {log}");
-        }
-        match e.raw_os_error() {
-            Some(libc::EPERM) | Some(libc::EACCES) => bpf_error("load the XDP program")(e),
-            _ => Error::Unsupported {
-                feature: "rtap's XDP program on this kernel",
-                hint: "the kernel refused it (RUST_LOG=debug shows the verifier's log); use prog=map:PATH with a program of your own",
-            },
-        }
-    })?;
+    let prog = load_redirect(cfg, map.as_raw_fd())?;
     // A program whose link was closed a moment ago (a port just dropped) can
     // still be attached: Linux 6.1 was seen to answer EBUSY right after. So
     // a busy interface is asked again for a moment before it is refused.
@@ -232,6 +236,23 @@ fn attach_builtin(
     ))
 }
 
+/// Loads rtap's plain program (every frame to the sockets).
+fn load_redirect(cfg: &XdpConfig, map_fd: i32) -> Result<OwnedFd> {
+    let insns = redirect_to_xsk(map_fd);
+    bpf::prog_load_xdp("rtap_xsk", &insns, cfg.multibuf).map_err(|(e, log)| {
+        if !log.is_empty() {
+            tracing::debug!("the verifier on rtap's XDP program: {log}");
+        }
+        match e.raw_os_error() {
+            Some(libc::EPERM) | Some(libc::EACCES) => bpf_error("load the XDP program")(e),
+            _ => Error::Unsupported {
+                feature: "rtap's XDP program on this kernel",
+                hint: "the kernel refused it (RUST_LOG=debug shows the verifier's log); use prog=map:PATH with a program of your own",
+            },
+        }
+    })
+}
+
 fn tx_engine_name(cfg: &XdpConfig, kick: Kick) -> String {
     let kick = match kick {
         Kick::Uring => format!(
@@ -270,6 +291,50 @@ impl XdpDevice {
                 feature: "xdp queue",
                 hint: "the queue was not opened by an xdp port",
             })
+    }
+
+    /// The longest frame this port's sockets receive: a chunk (at most a
+    /// page), or a multi-buffer frame's chunks.
+    fn max_frame(&self) -> u32 {
+        let page = crate::sys::mem::page_size() as u32;
+        if self.cfg.multibuf {
+            page * MAX_FRAGS as u32
+        } else {
+            page
+        }
+    }
+
+    /// The program with capture filter `prog` translated into it, or why the
+    /// filter stays in user space (`Ok(None)`, said in the log).
+    fn load_filtered(
+        &self,
+        prog: &crate::capture::bpf::Program,
+        map_fd: i32,
+    ) -> Result<Option<OwnedFd>> {
+        let iface = &self.cfg.iface;
+        let insns = match filter::check(prog, self.max_frame())
+            .and_then(|()| filter::translate(prog, Keep::Redirect(map_fd)))
+        {
+            Ok(i) => i,
+            Err(why) => {
+                tracing::info!("{iface}: the capture filter runs in user space: {why}");
+                return Ok(None);
+            }
+        };
+        match bpf::prog_load_xdp("rtap_xsk_filter", &insns, self.cfg.multibuf) {
+            Ok(fd) => Ok(Some(fd)),
+            Err((e, _)) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) => {
+                Err(bpf_error("load the XDP program with the capture filter")(e))
+            }
+            Err((e, log)) => {
+                tracing::info!(
+                    "{iface}: the capture filter runs in user space: the kernel refused its \
+                     translation ({e}; RUST_LOG=debug shows the verifier's log)"
+                );
+                tracing::debug!("the verifier on the filter's translation: {log}");
+                Ok(None)
+            }
+        }
     }
 
     fn bind_req(&self, q: &XdpQueue) -> BindReq {
@@ -447,6 +512,48 @@ impl Device for XdpDevice {
 
     fn lend(&self) -> std::result::Result<&dyn Lend, &'static str> {
         Err(NOT_SERVED)
+    }
+
+    /// With rtap's program: the filter translated into it (`filter.rs`), so
+    /// frames it drops go on to the kernel's stack and never reach the
+    /// sockets; the program is swapped through the link (`BPF_LINK_UPDATE`),
+    /// so no frame meets no program. False with a user's program (`map:`),
+    /// with none, or for a filter that cannot run there (it cuts frames
+    /// short, or the kernel refuses its translation: the reason is logged).
+    fn attach_filter(
+        &self,
+        _queues: &[Arc<QueueShared>],
+        prog: Option<&crate::capture::bpf::Program>,
+    ) -> Result<bool> {
+        let (Some(link), Some(map)) = (&self.link, &self.map) else {
+            return Ok(false);
+        };
+        let map_fd = map.as_raw_fd();
+        let mut cur = self.prog.lock().unwrap_or_else(PoisonError::into_inner);
+        let filtered = match prog {
+            Some(p) => self.load_filtered(p, map_fd)?,
+            None => None,
+        };
+        let in_kernel = filtered.is_some();
+        if !in_kernel && !cur.filtered {
+            return Ok(false); // the plain program is attached already
+        }
+        let new = match filtered {
+            Some(fd) => fd,
+            None => load_redirect(&self.cfg, map_fd)?,
+        };
+        bpf::link_update(link.as_fd(), new.as_fd()).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOLINK) => Error::DeviceVanished {
+                name: self.cfg.iface.clone(),
+                ifindex: self.ifindex,
+            },
+            _ => bpf_error("replace the XDP program (BPF_LINK_UPDATE)")(e),
+        })?;
+        *cur = Attached {
+            _fd: Some(new),
+            filtered: in_kernel,
+        };
+        Ok(in_kernel)
     }
 }
 
