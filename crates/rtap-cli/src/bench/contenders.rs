@@ -74,8 +74,22 @@ pub enum TcpPath {
     /// other end's tx checksum offload off), and the io-mode forwarder between
     /// them: MTU-sized frames, moved by descriptor (one UMEM).
     Xdp { uring: bool },
+    /// A TUN in each namespace made by the tun-rs crate, and `tun-async-mt`'s
+    /// tunnel written with its async device (`recv_multiple`, `send_multiple`
+    /// and its GRO table) on tokio's multi-thread runtime: what rtap's is
+    /// compared with. Built with the `tun-rs` feature only.
+    TunRs,
     /// A veth pair: the kernel alone.
     Veth,
+}
+
+impl TcpContender {
+    /// Whether this build can run it (`tunrs-async-mt` needs a feature); one
+    /// it cannot is left out of a run unless named with `--contenders`, which
+    /// then fails saying how to build it.
+    pub fn built(&self) -> bool {
+        self.path != TcpPath::TunRs || cfg!(feature = "tun-rs")
+    }
 }
 
 /// One contender of the `tcp` and `lat` tests.
@@ -97,9 +111,11 @@ pub struct TcpContender {
 /// io_uring and read/write with offloads, io_uring without), `tun-vpn` (the
 /// forwarder splits every packet into MTU-sized ones and merges them again: a
 /// VPN without the crypto), `tun-async-mt` (the same with a keystream pass,
-/// on tokio's multi-thread runtime through `rtap::mt`), `xdp` and `xdp-uring` (AF_XDP ports on veth pairs,
-/// the two kicks: MTU-sized frames, as `packet-nooffload`), and `veth`.
-pub const TCP_CONTENDERS: [TcpContender; 16] = [
+/// on tokio's multi-thread runtime through `rtap::mt`), `tunrs-async-mt` (that
+/// tunnel written with the tun-rs crate, feature `tun-rs`), `xdp` and
+/// `xdp-uring` (AF_XDP ports on veth pairs, the two kicks: MTU-sized frames,
+/// as `packet-nooffload`), and `veth`.
+pub const TCP_CONTENDERS: [TcpContender; 17] = [
     TcpContender {
         name: "uring",
         path: TcpPath::Rtap {
@@ -212,6 +228,11 @@ pub const TCP_CONTENDERS: [TcpContender; 16] = [
             vpn: true,
             mt: true,
         },
+        interrupt: false,
+    },
+    TcpContender {
+        name: "tunrs-async-mt",
+        path: TcpPath::TunRs,
         interrupt: false,
     },
     TcpContender {

@@ -108,7 +108,7 @@ pub fn reference<'a>(cells: &'a [Cell], x: &Cell) -> Option<(&'a Cell, f64)> {
         Unit::Pps | Unit::Latency if x.contender != "rw" => find("rw"),
         Unit::Stream if x.contender != "recv" => find("recv"),
         Unit::Gbps => match TCP_CONTENDERS.iter().find(|t| t.name == x.contender)?.path {
-            TcpPath::Veth => None,
+            TcpPath::Veth | TcpPath::TunRs => None,
             TcpPath::Rtap {
                 backend: BackendKind::Rw,
                 ..

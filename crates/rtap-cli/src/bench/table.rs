@@ -92,6 +92,7 @@ pub fn render(cells: &[Cell]) -> String {
             };
             let (vs_rw, vs_nooff, vs_veth) = match c.path {
                 TcpPath::Veth => ("-".into(), "-".into(), "-".into()),
+                TcpPath::TunRs => ("-".into(), "-".into(), ratio(x, veth)),
                 TcpPath::Rtap { backend, offload } => {
                     let twin = |b: BackendKind, off: bool| {
                         TCP_CONTENDERS
@@ -138,6 +139,10 @@ pub fn render(cells: &[Cell]) -> String {
                     },
                     if offload && !vpn {
                         ratio(x, get("tcp", "tun-nooffload"))
+                    } else if mt && get("tcp", "tunrs-async-mt").is_some() {
+                        // (in the "vs no-off" column: against the same tunnel
+                        // written with the tun-rs crate)
+                        format!("{} tun-rs", ratio(x, get("tcp", "tunrs-async-mt")))
                     } else {
                         "-".into()
                     },
@@ -165,6 +170,7 @@ pub fn render(cells: &[Cell]) -> String {
                 TcpPath::Rtap { .. }
                 | TcpPath::Packet { .. }
                 | TcpPath::Tun { .. }
+                | TcpPath::TunRs
                 | TcpPath::Xdp { .. } => {
                     format!("{:.0} %", x.cpu * 100.0)
                 }

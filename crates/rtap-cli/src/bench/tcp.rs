@@ -81,6 +81,7 @@ pub(super) fn over_path<T: Send>(
     traffic: impl FnOnce(&crate::common::netns::Netns, &crate::common::netns::Netns) -> T + Send,
 ) -> Result<PathRun<T>> {
     match c.path {
+        TcpPath::TunRs => super::tunrs::over(traffic),
         TcpPath::Veth => {
             let (_, t) = crate::demo::with_veth(TCP_NS_PREFIX, traffic)?;
             Ok(PathRun {
@@ -224,7 +225,7 @@ pub(super) fn run(
 ) -> Result<Vec<Cell>> {
     let who: Vec<&TcpContender> = TCP_CONTENDERS
         .iter()
-        .filter(|c| chosen(opts, c.name))
+        .filter(|c| chosen(opts, c.name) && (c.built() || opts.contenders.is_some()))
         .collect();
     let mut runs: Vec<Vec<TcpRun>> = vec![Vec::new(); who.len()];
     for rep in 0..rounds {

@@ -24,7 +24,7 @@
 mod cmd;
 mod gen;
 pub mod live;
-mod mt;
+pub(crate) mod mt;
 mod options;
 mod report;
 pub mod responder;

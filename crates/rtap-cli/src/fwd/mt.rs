@@ -55,22 +55,7 @@ pub(super) fn run_to_end(
     // Worker threads' CPU time, added as each ends.
     let cpu_ns = Arc::new(AtomicU64::new(0));
     let workers = opts.threads.map_or(2, usize::from).max(1);
-    let rt = {
-        let (start, end) = (cpu_ns.clone(), cpu_ns.clone());
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .thread_name("rtap-mt-worker")
-            .on_thread_start(move || {
-                let now = crate::common::cpu::thread_cpu_s();
-                start.fetch_sub((now * 1e9) as u64, Ordering::Relaxed);
-            })
-            .on_thread_stop(move || {
-                let now = crate::common::cpu::thread_cpu_s();
-                end.fetch_add((now * 1e9) as u64, Ordering::Relaxed);
-            })
-            .build()
-            .context("tokio runtime")?
-    };
+    let rt = runtime(workers, &cpu_ns).build().context("tokio runtime")?;
     let t0 = Instant::now();
     let tunnels: Vec<JoinHandle<()>> = queues
         .chunks(2)
@@ -125,6 +110,24 @@ pub(super) fn run_to_end(
     })
 }
 
+/// A multi-thread runtime of `workers` threads whose CPU time is added to
+/// `cpu_ns` as each ends.
+pub(crate) fn runtime(workers: usize, cpu_ns: &Arc<AtomicU64>) -> tokio::runtime::Builder {
+    let (start, end) = (cpu_ns.clone(), cpu_ns.clone());
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.worker_threads(workers)
+        .thread_name("rtap-mt-worker")
+        .on_thread_start(move || {
+            let now = crate::common::cpu::thread_cpu_s();
+            start.fetch_sub((now * 1e9) as u64, Ordering::Relaxed);
+        })
+        .on_thread_stop(move || {
+            let now = crate::common::cpu::thread_cpu_s();
+            end.fetch_add((now * 1e9) as u64, Ordering::Relaxed);
+        });
+    b
+}
+
 /// One direction: read and split, transform on any worker (a task per
 /// packet read, over its MTU-sized pieces), merge in order, send.
 async fn tunnel(rx: MtRx, tx: MtTx) {
@@ -150,8 +153,8 @@ async fn tunnel(rx: MtRx, tx: MtTx) {
             drop(p);
             let job = tokio::spawn(async move {
                 for s in &mut pieces {
-                    keystream(s);
-                    keystream(s);
+                    keystream(s.data_mut());
+                    keystream(s.data_mut());
                 }
                 pieces
             });
@@ -190,11 +193,15 @@ async fn merge_and_send(mut order: mpsc::Receiver<JoinHandle<Vec<Packet>>>, tx: 
     }
 }
 
-/// A stand-in for a cipher over the IP payload: a keystream XORed 8 bytes
-/// at a time (what a stream cipher's last step does); twice is the identity.
-fn keystream(p: &mut Packet) {
+/// A stand-in for a cipher over the IP payload of IP packet `p`: a keystream
+/// XORed 8 bytes at a time (what a stream cipher's last step does); twice is
+/// the identity.
+pub(crate) fn keystream(p: &mut [u8]) {
     let mut k: u64 = 0x5eed;
-    let mut words = p.data_mut()[20..].chunks_exact_mut(8);
+    let Some(payload) = p.get_mut(20..) else {
+        return;
+    };
+    let mut words = payload.chunks_exact_mut(8);
     for w in &mut words {
         k = k.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
         let v = u64::from_ne_bytes((&*w).try_into().expect("8 bytes")) ^ k;
