@@ -674,6 +674,16 @@ fn capture_filter_runs_in_the_xdp_program() {
     assert!(stack
         .recv_where(1, Duration::from_millis(200), is_ours)
         .is_empty());
+    // One filter in place of another: no frame meets the plain program in
+    // between, and the new one holds.
+    assert!(port.set_rx_filter(Some(&filt)).unwrap());
+    let all = Program::from_ddd("1\n6 0 0 262144\n").unwrap();
+    assert!(port.set_rx_filter(Some(&all)).unwrap());
+    for f in &frames[..50] {
+        inj.send(f).unwrap();
+    }
+    assert_eq!(rx_test_frames(&mut rxq, 50, WAIT).len(), 50);
+    assert!(stack.recv_where(1, Duration::from_millis(200), is_ours).is_empty());
     // A filter that keeps 96 bytes of each frame cannot run in XDP: false,
     // and the in-kernel filter attached before is gone.
     assert!(port.set_rx_filter(Some(&filt)).unwrap());

@@ -48,21 +48,16 @@ pub(crate) struct XdpDevice {
     /// The link that keeps rtap's program attached (closing it detaches the
     /// program).
     link: Option<OwnedFd>,
-    /// rtap's program, replaced through the link when a capture filter comes
-    /// or goes.
-    prog: Mutex<Attached>,
+    /// rtap's plain program, kept so a filter goes again without a new load
+    /// (which may need privileges the process has dropped).
+    plain: Option<OwnedFd>,
+    /// The program with a capture filter in the link's place, if any.
+    filtered: Mutex<Option<OwnedFd>>,
     /// The interface's index.
     ifindex: u32,
     /// The network namespace the interface lives in: an XDP socket finds its
     /// interface's index in the namespace it was made in.
     ns: Arc<NsHandle>,
-}
-
-/// The program the link holds now.
-struct Attached {
-    _fd: Option<OwnedFd>,
-    /// With a capture filter translated into it.
-    filtered: bool,
 }
 
 /// Resolves the interface, attaches the program, decides the kick. Runs in the
@@ -135,10 +130,8 @@ pub(crate) fn open(cfg: &XdpConfig) -> Result<OpenedDevice> {
         info,
         map: map.map(Arc::new),
         link: bpf_link,
-        prog: Mutex::new(Attached {
-            _fd: prog,
-            filtered: false,
-        }),
+        plain: prog,
+        filtered: Mutex::new(None),
         ifindex,
         // open() runs in the port's namespace.
         ns: Arc::new(NsHandle::current()?),
@@ -293,7 +286,7 @@ impl XdpDevice {
             })
     }
 
-    /// The longest frame this port's sockets receive: a chunk (at most a
+    /// The longest frame this port's sockets ever receive: a chunk (at most a
     /// page), or a multi-buffer frame's chunks.
     fn max_frame(&self) -> u32 {
         let page = crate::sys::mem::page_size() as u32;
@@ -304,6 +297,15 @@ impl XdpDevice {
         }
     }
 
+    /// Whether frames longer than 64 KiB may come now: multi-buffer, and an
+    /// MTU that lets them (or one that cannot be read).
+    fn long_frames(&self) -> bool {
+        self.cfg.multibuf
+            && crate::netlink::Netlink::open()
+                .and_then(|nl| nl.get_link(self.ifindex))
+                .map_or(true, |l| l.mtu + 18 > 0x10000)
+    }
+
     /// The program with capture filter `prog` translated into it, or why the
     /// filter stays in user space (`Ok(None)`, said in the log).
     fn load_filtered(
@@ -312,7 +314,7 @@ impl XdpDevice {
         map_fd: i32,
     ) -> Result<Option<OwnedFd>> {
         let iface = &self.cfg.iface;
-        let insns = match filter::check(prog, self.max_frame())
+        let insns = match filter::check(prog, self.max_frame(), self.long_frames())
             .and_then(|()| filter::translate(prog, Keep::Redirect(map_fd)))
         {
             Ok(i) => i,
@@ -519,41 +521,48 @@ impl Device for XdpDevice {
     /// sockets; the program is swapped through the link (`BPF_LINK_UPDATE`),
     /// so no frame meets no program. False with a user's program (`map:`),
     /// with none, or for a filter that cannot run there (it cuts frames
-    /// short, or the kernel refuses its translation: the reason is logged).
+    /// short, or the kernel refuses its translation: the reason is logged);
+    /// the plain program is then in place. A filter that fails to load (no
+    /// privilege left) is an error, and the plain program is in place too.
     fn attach_filter(
         &self,
         _queues: &[Arc<QueueShared>],
         prog: Option<&crate::capture::bpf::Program>,
     ) -> Result<bool> {
-        let (Some(link), Some(map)) = (&self.link, &self.map) else {
+        let (Some(link), Some(map), Some(plain)) = (&self.link, &self.map, &self.plain) else {
             return Ok(false);
         };
-        let map_fd = map.as_raw_fd();
-        let mut cur = self.prog.lock().unwrap_or_else(PoisonError::into_inner);
-        let filtered = match prog {
-            Some(p) => self.load_filtered(p, map_fd)?,
-            None => None,
+        let mut cur = self.filtered.lock().unwrap_or_else(PoisonError::into_inner);
+        let swap = |to: &OwnedFd| {
+            bpf::link_update(link.as_fd(), to.as_fd()).map_err(|e| match e.raw_os_error() {
+                Some(libc::ENOLINK) => Error::DeviceVanished {
+                    name: self.cfg.iface.clone(),
+                    ifindex: self.ifindex,
+                },
+                _ => bpf_error("replace the XDP program (BPF_LINK_UPDATE)")(e),
+            })
         };
-        let in_kernel = filtered.is_some();
-        if !in_kernel && !cur.filtered {
-            return Ok(false); // the plain program is attached already
+        let new = prog
+            .map(|p| self.load_filtered(p, map.as_raw_fd()))
+            .transpose()
+            .map(Option::flatten);
+        match new {
+            // From the old filter (or none) straight to the new one.
+            Ok(Some(fd)) => {
+                swap(&fd)?;
+                *cur = Some(fd);
+                Ok(true)
+            }
+            // No filter in the kernel now: the plain program, whatever the
+            // answer.
+            other => {
+                if cur.is_some() {
+                    swap(plain)?;
+                    *cur = None;
+                }
+                other.map(|_| false)
+            }
         }
-        let new = match filtered {
-            Some(fd) => fd,
-            None => load_redirect(&self.cfg, map_fd)?,
-        };
-        bpf::link_update(link.as_fd(), new.as_fd()).map_err(|e| match e.raw_os_error() {
-            Some(libc::ENOLINK) => Error::DeviceVanished {
-                name: self.cfg.iface.clone(),
-                ifindex: self.ifindex,
-            },
-            _ => bpf_error("replace the XDP program (BPF_LINK_UPDATE)")(e),
-        })?;
-        *cur = Attached {
-            _fd: Some(new),
-            filtered: in_kernel,
-        };
-        Ok(in_kernel)
     }
 }
 

@@ -16,8 +16,10 @@
 //!   after a bounds check the verifier understands; where that fails (past
 //!   the linear part), and for loads at `X + k`, `bpf_xdp_load_bytes` reads
 //!   from wherever the bytes are (the fragments of a multi-buffer frame), or
-//!   fails: a load past the frame drops it, as in classic BPF. Offsets count up to 64 KiB (the helper's limit): a load past
-//!   the first 64 KiB of a larger multi-buffer frame drops it.
+//!   fails: a load past the frame drops it, as in classic BPF. The helper
+//!   reads no farther than 64 KiB: on a port whose frames may be longer
+//!   (multi-buffer, an MTU above 65517) a program with loads that may reach
+//!   past that stays in user space ([`check`]).
 //! - Division or modulo by X = 0 drops the frame; shifts by X use its low 5
 //!   bits, as the interpreter does.
 //! - Instructions no path reaches are left out (the verifier refuses
@@ -53,6 +55,10 @@ pub(crate) enum NotInKernel {
     /// A constant return that would cut frames short.
     #[error("it keeps the first {0} bytes of a frame, and XDP keeps or drops whole frames")]
     Truncates(u32),
+    /// A load that may reach past 64 KiB on a port whose frames may be
+    /// longer.
+    #[error("instruction {0} may load past the first 64 KiB of a frame, which XDP's load helper cannot read, and this port's frames may be longer")]
+    FarLoad(usize),
     /// The translation does not fit eBPF's 16-bit jump offsets.
     #[error("its translation is too long for eBPF's 16-bit jumps")]
     TooLarge,
@@ -110,21 +116,44 @@ fn reachable(insns: &[Insn]) -> Vec<bool> {
 }
 
 /// Whether `p` can run in the XDP program of a port whose frames are at most
-/// `max_len` bytes: each return a path reaches keeps all of a frame or none.
-pub(crate) fn check(p: &Program, max_len: u32) -> Result<(), NotInKernel> {
+/// `max_len` bytes, and longer than 64 KiB now and then if `long_frames`:
+/// each return a path reaches keeps all of a frame or none, and no load
+/// reaches bytes the load helper cannot read.
+pub(crate) fn check(p: &Program, max_len: u32, long_frames: bool) -> Result<(), NotInKernel> {
     let reach = reachable(p.insns());
-    for (i, _) in p.insns().iter().zip(&reach).filter(|(_, &r)| r) {
-        if i.code & 0x07 != RET {
-            continue;
-        }
-        if i.code & 0x18 == RET_A {
-            return Err(NotInKernel::ReturnsA);
-        }
-        if i.k != 0 && i.k < max_len {
-            return Err(NotInKernel::Truncates(i.k));
+    for (at, i) in p.insns().iter().enumerate().filter(|&(at, _)| reach[at]) {
+        match i.code & 0x07 {
+            RET if i.code & 0x18 == RET_A => return Err(NotInKernel::ReturnsA),
+            RET if i.k != 0 && i.k < max_len => return Err(NotInKernel::Truncates(i.k)),
+            LD | LDX if long_frames => {
+                let far = match i.code & 0xe0 {
+                    IND => true,
+                    ABS | MSH => i.k > MAX_OFF,
+                    _ => false,
+                };
+                if far {
+                    return Err(NotInKernel::FarLoad(at));
+                }
+            }
+            _ => {}
         }
     }
     Ok(())
+}
+
+/// Whether a direct load of `n` bytes at frame offset `k` passes the
+/// verifier: always where the CPU has efficient unaligned access (the
+/// verifier checks alignment only elsewhere), else if aligned counting the
+/// 2 bytes the verifier assumes in front of the frame (`NET_IP_ALIGN`).
+fn aligned(k: u32, n: u32) -> bool {
+    const UNALIGNED_OK: bool = cfg!(any(
+        target_arch = "x86_64",
+        target_arch = "x86",
+        target_arch = "aarch64",
+        target_arch = "powerpc64",
+        target_arch = "s390x"
+    ));
+    UNALIGNED_OK || (k + 2) % n == 0
 }
 
 /// Where a packet load reads.
@@ -169,9 +198,10 @@ impl Tr {
         let a = &mut self.a;
         let (slow, done) = (a.label(), a.label());
         match off {
-            Off::Abs(k) if k > MAX_OFF - n => {
-                // Past the linear part of any frame: the helper alone (which
-                // fails; the code after stays reachable for the verifier).
+            Off::Abs(k) if k > MAX_OFF - n || !aligned(k, n) => {
+                // Past the linear part of any frame (the helper fails; the
+                // code after stays reachable for the verifier), or a load
+                // this kernel's verifier refuses unaligned: the helper alone.
                 a.alu32_k(MOV, R2, k as i32);
             }
             Off::Abs(k) => {
@@ -362,18 +392,27 @@ mod tests {
 
     #[test]
     fn what_stays_in_user_space() {
-        assert_eq!(check(&prog(UDP_DST_53), 4096), Ok(()));
+        assert_eq!(check(&prog(UDP_DST_53), 4096, false), Ok(()));
         assert_eq!(
-            check(&prog("1\n6 0 0 96\n"), 4096),
+            check(&prog("1\n6 0 0 96\n"), 4096, false),
             Err(NotInKernel::Truncates(96))
         );
         assert_eq!(
-            check(&prog("1\n22 0 0 0\n"), 4096),
+            check(&prog("1\n22 0 0 0\n"), 4096, false),
             Err(NotInKernel::ReturnsA)
         );
         // A truncating return no path reaches does not count.
         let p = Program::new(vec![insn(0x06, 0, 0, 0), insn(0x06, 0, 0, 5)]).unwrap();
-        assert_eq!(check(&p, 4096), Ok(()));
+        assert_eq!(check(&p, 4096, false), Ok(()));
+        // Frames longer than 64 KiB: loads at X + k, or past 64 KiB, stay
+        // in user space; tcpdump's UDP port filter has one at X + k.
+        assert_eq!(
+            check(&prog(UDP_DST_53), 73_728, true),
+            Err(NotInKernel::FarLoad(12))
+        );
+        let far = prog("2\n48 0 0 65536\n6 0 0 262144\n");
+        assert_eq!(check(&far, 4096, false), Ok(()));
+        assert_eq!(check(&far, 73_728, true), Err(NotInKernel::FarLoad(0)));
     }
 
     #[test]
