@@ -683,7 +683,9 @@ fn capture_filter_runs_in_the_xdp_program() {
         inj.send(f).unwrap();
     }
     assert_eq!(rx_test_frames(&mut rxq, 50, WAIT).len(), 50);
-    assert!(stack.recv_where(1, Duration::from_millis(200), is_ours).is_empty());
+    assert!(stack
+        .recv_where(1, Duration::from_millis(200), is_ours)
+        .is_empty());
     // A filter that keeps 96 bytes of each frame cannot run in XDP: false,
     // and the in-kernel filter attached before is gone.
     assert!(port.set_rx_filter(Some(&filt)).unwrap());

@@ -8,7 +8,8 @@
 //! read order and writes with `send_multiple` (its GRO table coalescing them
 //! again) whenever nothing more waits; two worker threads, `vpn-mt`'s
 //! default. Buffers are recycled through a free list, not allocated per
-//! piece. Needs the `tun-rs` feature (the crate is not a dependency of the
+//! piece, each with room for a 64 KiB packet (the GRO table merges only into
+//! a buffer that has it). Needs the `tun-rs` feature (the crate is not a dependency of the
 //! default build).
 
 use super::tcp::PathRun;
@@ -47,8 +48,12 @@ mod imp {
     const OFFSET: usize = VIRTIO_NET_HDR_LEN;
     /// The TUNs' MTU (the kernel's default, as rtap's TUNs have it).
     const MTU: usize = 1500;
-    /// A piece's buffer.
+    /// A piece's length before it is read into.
     const PIECE: usize = OFFSET + MTU;
+    /// A piece's capacity: what tun-rs's GRO table needs to coalesce a whole
+    /// 64 KiB packet into the first piece of a flow (it merges nothing into
+    /// a buffer without the room).
+    const ROOM: usize = 2 * OFFSET + 65_535;
     /// Buffers shared by a direction's reader and writer.
     type FreeList = Arc<Mutex<Vec<Vec<u8>>>>;
 
@@ -114,7 +119,9 @@ mod imp {
     }
 
     fn piece() -> Vec<u8> {
-        vec![0; PIECE]
+        let mut b = Vec::with_capacity(ROOM);
+        b.resize(PIECE, 0);
+        b
     }
 
     /// One direction: read and split, transform on any worker (a task per
@@ -180,10 +187,7 @@ mod imp {
                 }
                 let mut f = free.lock().unwrap_or_else(PoisonError::into_inner);
                 for mut b in out.drain(..) {
-                    // A coalesced packet grew its first buffer: back to a
-                    // piece's size.
                     b.resize(PIECE, 0);
-                    b.shrink_to(PIECE);
                     f.push(b);
                 }
             }
