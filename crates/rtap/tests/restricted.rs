@@ -285,6 +285,59 @@ fn xdp_port_capabilities_are_named() {
     });
 }
 
+/// A port opened with privileges runs on after it drops them: a capture
+/// filter in its XDP program is removed without a new program load (the
+/// plain program is kept from open), so frames flow unfiltered again. A new
+/// filter needs a program load: refused, naming the capability.
+#[test]
+fn xdp_filter_removed_after_privileges_are_dropped() {
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_BPF: u32 = 39;
+    netns();
+    ip(&[
+        "link", "add", "xdrp0", "type", "veth", "peer", "name", "xdrp1",
+    ]);
+    ip(&["link", "set", "xdrp1", "up"]);
+    let udp53 = rtap::capture::bpf::Program::from_ddd(
+        "16\n40 0 0 12\n21 0 4 34525\n48 0 0 20\n21 0 11 17\n40 0 0 56\n21 8 9 53\n21 0 8 2048\n48 0 0 23\n21 0 6 17\n40 0 0 20\n69 4 0 8191\n177 0 0 14\n72 0 0 16\n21 0 1 53\n6 0 0 262144\n6 0 0 0\n",
+    )
+    .unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let port = Port::open(rtap::XdpConfig::new("xdrp0")).unwrap();
+            port.start().unwrap();
+            wait_oper_up("xdrp1");
+            let pool = Pool::new(PoolConfig::default().count(4096)).unwrap();
+            let mut rxq = port.rx_queue(0, &pool).unwrap();
+            assert!(port.set_rx_filter(Some(&udp53)).unwrap());
+            let inj = PacketSocket::injector(if_index("xdrp1").unwrap());
+            // Test frames are not UDP: the filter keeps none of them.
+            inj.send(&test_frame(100, 1)).unwrap();
+            assert!(rx_test_frames(&mut rxq, 1, Duration::from_millis(300)).is_empty());
+            drop_cap(CAP_BPF);
+            drop_cap(CAP_SYS_ADMIN);
+            let err = port
+                .set_rx_filter(Some(&udp53))
+                .expect_err("a new filter is a program load");
+            assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
+            assert!(err.to_string().contains("CAP_BPF"), "{err}");
+            // BPF_LINK_UPDATE checks no capability (6.1 to 7.2 here): the plain
+            // program kept from open goes back in.
+            assert!(!port.set_rx_filter(None).expect("no new load needed"));
+            inj.send(&test_frame(100, 2)).unwrap();
+            assert_eq!(
+                rx_test_frames(&mut rxq, 1, WAIT).len(),
+                1,
+                "unfiltered again"
+            );
+            drop(rxq);
+            assert_eq!(pool.available(), pool.capacity() as usize);
+        })
+        .join()
+        .unwrap();
+    });
+}
+
 /// io_uring refused after the port opened with the io_uring kick: a tx queue
 /// opened then kicks with `send()` instead of failing, says so (its engine,
 /// the port's, the `tx_qN_kick_fallbacks` xstat) and sends.
