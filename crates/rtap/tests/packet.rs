@@ -602,3 +602,54 @@ fn v3_freezes_counted() {
     assert!(st.imissed > 0, "{st:?}");
     assert!(xstat(&port, "rx_q0_ring_freezes") > 0);
 }
+
+/// A receive filter on a packet port goes into the kernel: of test frames
+/// and flow frames injected on the peer, only the test frames reach the
+/// queue; removed, both do. A tap has no filter in the kernel and says so.
+#[test]
+fn rx_filter_in_the_kernel_or_why_not() {
+    use rtap::capture::{bpf::Program, FilterPlace};
+    netns();
+    let (p, k) = veth("pf");
+    let port = packet_port(PacketConfig::new(p.as_str()));
+    let pool = Pool::new(PoolConfig::default()).unwrap();
+    let mut rxq = port.rx_queue(0, &pool).unwrap();
+    // ldh [12]; jeq #TEST_ETHERTYPE: keep the whole frame, else drop.
+    let prog = Program::from_ddd(&format!(
+        "4\n40 0 0 12\n21 0 1 {TEST_ETHERTYPE}\n6 0 0 262144\n6 0 0 0\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        port.set_rx_filter(Some(&prog)).unwrap(),
+        FilterPlace::Kernel
+    );
+    let inj = PacketSocket::injector(k);
+    for i in 0..20u32 {
+        inj.send(&flow_frame(100, 1, i)).unwrap();
+        inj.send(&test_frame(100, i)).unwrap();
+    }
+    let mut per = vec![Vec::new()];
+    rx_until(
+        std::slice::from_mut(&mut rxq),
+        &mut per,
+        40,
+        Duration::from_millis(500),
+    );
+    let seqs: Vec<u32> = per[0].iter().filter_map(|p| test_seq(p.data())).collect();
+    assert_eq!(seqs, (0..20).collect::<Vec<_>>());
+    assert_eq!(per[0].len(), 20, "no flow frame passed the filter");
+    per[0].clear();
+    assert_eq!(port.set_rx_filter(None).unwrap(), FilterPlace::Removed);
+    inj.send(&flow_frame(100, 1, 99)).unwrap();
+    rx_until(std::slice::from_mut(&mut rxq), &mut per, 1, WAIT);
+    assert_eq!(per[0].len(), 1, "the flow frame arrives without the filter");
+    drop(per);
+    drop(rxq);
+    assert_pool_full(&pool);
+    let tap = Port::open(rtap::TapConfig::new("pftap%d")).unwrap();
+    let place = tap.set_rx_filter(Some(&prog)).unwrap();
+    assert!(
+        matches!(&place, FilterPlace::User(why) if why.contains("no receive filter in the kernel")),
+        "{place:?}"
+    );
+}

@@ -309,7 +309,7 @@ fn xdp_filter_removed_after_privileges_are_dropped() {
             wait_oper_up("xdrp1");
             let pool = Pool::new(PoolConfig::default().count(4096)).unwrap();
             let mut rxq = port.rx_queue(0, &pool).unwrap();
-            assert!(port.set_rx_filter(Some(&udp53)).unwrap());
+            assert!(port.set_rx_filter(Some(&udp53)).unwrap().in_kernel());
             let inj = PacketSocket::injector(if_index("xdrp1").unwrap());
             // Test frames are not UDP: the filter keeps none of them.
             inj.send(&test_frame(100, 1)).unwrap();
@@ -323,7 +323,10 @@ fn xdp_filter_removed_after_privileges_are_dropped() {
             assert!(err.to_string().contains("CAP_BPF"), "{err}");
             // BPF_LINK_UPDATE checks no capability (6.1 to 7.2 here): the plain
             // program kept from open goes back in.
-            assert!(!port.set_rx_filter(None).expect("no new load needed"));
+            assert_eq!(
+                port.set_rx_filter(None).expect("no new load needed"),
+                rtap::capture::FilterPlace::Removed
+            );
             inj.send(&test_frame(100, 2)).unwrap();
             assert_eq!(
                 rx_test_frames(&mut rxq, 1, WAIT).len(),

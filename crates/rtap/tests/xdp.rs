@@ -612,7 +612,11 @@ fn users_pinned_xskmap_and_detached_program() {
     assert!(rx_test_frames(&mut rxq, 1, Duration::from_millis(300)).is_empty());
     // The user's program is theirs: a capture filter runs in user space.
     let all = rtap::capture::bpf::Program::from_ddd("1\n6 0 0 262144\n").unwrap();
-    assert!(!port.set_rx_filter(Some(&all)).unwrap());
+    let place = port.set_rx_filter(Some(&all)).unwrap();
+    assert!(
+        matches!(&place, rtap::capture::FilterPlace::User(why) if why.contains("prog=map:")),
+        "{place:?}"
+    );
     drop(rxq);
     assert_pool_full(&pool);
     drop((prog, map, array));
@@ -630,6 +634,7 @@ const FLOWS_0_TO_15: &str = "17\n40 0 0 12\n21 0 4 34525\n48 0 0 20\n21 0 12 17\
 #[test]
 fn capture_filter_runs_in_the_xdp_program() {
     use rtap::capture::bpf::Program;
+    use rtap::capture::FilterPlace;
     netns();
     let (p, k) = veth("xf");
     let port = xdp_port(XdpConfig::new(p.as_str()));
@@ -638,7 +643,10 @@ fn capture_filter_runs_in_the_xdp_program() {
     let stack = PacketSocket::bind(if_index(&p).unwrap());
     let inj = PacketSocket::injector(k);
     let filt = Program::from_ddd(FLOWS_0_TO_15).unwrap();
-    assert!(port.set_rx_filter(Some(&filt)).unwrap(), "in the kernel");
+    assert_eq!(
+        port.set_rx_filter(Some(&filt)).unwrap(),
+        FilterPlace::Kernel
+    );
     // Flow frames of 32 flows and test frames (not IP), interleaved.
     let frames: Vec<Vec<u8>> = (0..320u32)
         .map(|i| match i % 5 {
@@ -666,7 +674,7 @@ fn capture_filter_runs_in_the_xdp_program() {
     assert_eq!(seen.len(), passed.len(), "dropped frames reach the stack");
     assert!(seen.iter().zip(&passed).all(|(a, b)| a == *b));
     // No filter: everything to the socket, nothing to the stack.
-    assert!(!port.set_rx_filter(None).unwrap());
+    assert_eq!(port.set_rx_filter(None).unwrap(), FilterPlace::Removed);
     for f in &frames[..50] {
         inj.send(f).unwrap();
     }
@@ -676,9 +684,12 @@ fn capture_filter_runs_in_the_xdp_program() {
         .is_empty());
     // One filter in place of another: no frame meets the plain program in
     // between, and the new one holds.
-    assert!(port.set_rx_filter(Some(&filt)).unwrap());
+    assert_eq!(
+        port.set_rx_filter(Some(&filt)).unwrap(),
+        FilterPlace::Kernel
+    );
     let all = Program::from_ddd("1\n6 0 0 262144\n").unwrap();
-    assert!(port.set_rx_filter(Some(&all)).unwrap());
+    assert_eq!(port.set_rx_filter(Some(&all)).unwrap(), FilterPlace::Kernel);
     for f in &frames[..50] {
         inj.send(f).unwrap();
     }
@@ -688,9 +699,16 @@ fn capture_filter_runs_in_the_xdp_program() {
         .is_empty());
     // A filter that keeps 96 bytes of each frame cannot run in XDP: false,
     // and the in-kernel filter attached before is gone.
-    assert!(port.set_rx_filter(Some(&filt)).unwrap());
+    assert_eq!(
+        port.set_rx_filter(Some(&filt)).unwrap(),
+        FilterPlace::Kernel
+    );
     let snap = Program::from_ddd("1\n6 0 0 96\n").unwrap();
-    assert!(!port.set_rx_filter(Some(&snap)).unwrap());
+    let place = port.set_rx_filter(Some(&snap)).unwrap();
+    assert!(
+        matches!(&place, FilterPlace::User(why) if why.contains("keeps the first 96 bytes")),
+        "{place:?}"
+    );
     for f in &frames[..50] {
         inj.send(f).unwrap();
     }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rtap::capture::bpf::Program;
 use rtap::capture::pcapng::{Interface, Totals};
+use rtap::capture::FilterPlace;
 use rtap::{parse_port_spec, Frame, Pool, PoolConfig, Port};
 
 pub use out::Format;
@@ -73,10 +74,11 @@ pub fn run(o: &CaptureOpts<'_>, stop: &AtomicBool) -> Result<CaptureReport> {
         (None, Some(f)) => Some(filter::from_file(f)?),
         (None, None) => None,
     };
-    let in_kernel = match &prog {
-        Some(p) => port.set_rx_filter(Some(p))?,
-        None => false,
+    let place = match &prog {
+        Some(p) => Some(port.set_rx_filter(Some(p))?),
+        None => None,
     };
+    let in_kernel = place.as_ref().is_some_and(|p| p.in_kernel());
     // Frames the ring took before the kernel filter was attached are still
     // there: those (received up to now, by their kernel time) are filtered
     // here too.
@@ -121,10 +123,10 @@ pub fn run(o: &CaptureOpts<'_>, stop: &AtomicBool) -> Result<CaptureReport> {
     eprintln!(
         "rtap capture: capturing from {name} ({} queue(s){})",
         queues.len(),
-        match (&prog, in_kernel) {
-            (Some(_), true) => ", filtered in the kernel",
-            (Some(_), false) => ", filtered in user space",
-            (None, _) => "",
+        match &place {
+            Some(FilterPlace::Kernel) => ", filtered in the kernel".to_string(),
+            Some(FilterPlace::User(why)) => format!(", filtered in user space: {why}"),
+            _ => String::new(),
         }
     );
     let start = Instant::now();

@@ -359,7 +359,7 @@ impl Device for PacketDevice {
         &self,
         queues: &[Arc<QueueShared>],
         prog: Option<&crate::capture::bpf::Program>,
-    ) -> Result<bool> {
+    ) -> Result<crate::capture::FilterPlace> {
         let raw: Vec<libc::sock_filter> = prog
             .map(|p| {
                 p.insns()
@@ -383,7 +383,10 @@ impl Device for PacketDevice {
             };
             r.map_err(|e| Error::sys("SO_ATTACH_FILTER", e))?;
         }
-        Ok(true)
+        Ok(match prog {
+            Some(_) => crate::capture::FilterPlace::Kernel,
+            None => crate::capture::FilterPlace::Removed,
+        })
     }
 
     fn missed(&self, _link: &LinkInfo, queues: &[Arc<QueueShared>]) -> u64 {

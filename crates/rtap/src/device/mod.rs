@@ -167,15 +167,22 @@ pub(crate) trait Device: Send + Sync {
     fn tx_engine(&self, ctx: &EngineCtx) -> Result<Box<dyn TxEngine>>;
 
     /// Attaches classic BPF program `prog` to the queues' receive path in the
-    /// kernel (`None`: removes it). False if this device has no such filter,
-    /// or cannot run this program there (the application then runs it on
-    /// what it receives).
+    /// kernel (`None`: removes it). [`FilterPlace::User`] with the reason if
+    /// this device has no such filter, or cannot run this program there (the
+    /// application then runs it on what it receives).
+    ///
+    /// [`FilterPlace::User`]: crate::capture::FilterPlace::User
     fn attach_filter(
         &self,
         _queues: &[Arc<QueueShared>],
-        _prog: Option<&crate::capture::bpf::Program>,
-    ) -> Result<bool> {
-        Ok(false)
+        prog: Option<&crate::capture::bpf::Program>,
+    ) -> Result<crate::capture::FilterPlace> {
+        Ok(match prog {
+            Some(_) => crate::capture::FilterPlace::User(
+                "this kind of port has no receive filter in the kernel".into(),
+            ),
+            None => crate::capture::FilterPlace::Removed,
+        })
     }
 
     /// How another process gets this device's queues, or why this port

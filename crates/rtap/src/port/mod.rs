@@ -197,12 +197,16 @@ impl Port {
     /// the queues' sockets (frames the program drops never reach the queues;
     /// frames received before are still there); AF_XDP with rtap's own XDP
     /// program translates it into that program (frames it drops go on to the
-    /// kernel's stack instead of the sockets). Returns false where it runs
-    /// nowhere in the kernel (TAP, TUN; AF_XDP with the user's program, or
-    /// a program whose returns would cut frames short, which XDP cannot do):
-    /// run the program on the received frames
+    /// kernel's stack instead of the sockets). Returns
+    /// [`FilterPlace::User`](crate::capture::FilterPlace::User), saying why,
+    /// where it runs nowhere in the kernel (TAP, TUN; AF_XDP with the user's
+    /// program, or a program whose returns would cut frames short, which XDP
+    /// cannot do): run the program on the received frames
     /// ([`Program::matches`](crate::capture::bpf::Program::matches)).
-    pub fn set_rx_filter(&self, prog: Option<&crate::capture::bpf::Program>) -> Result<bool> {
+    pub fn set_rx_filter(
+        &self,
+        prog: Option<&crate::capture::bpf::Program>,
+    ) -> Result<crate::capture::FilterPlace> {
         self.dev.attach_filter(&self.queues, prog)
     }
 

@@ -18,6 +18,7 @@ use super::rx::XskRx;
 use super::tx::XskTx;
 use super::xsk::BindReq;
 use crate::backend::kick::{self, Kicker};
+use crate::capture::FilterPlace;
 use crate::device::netns::NsHandle;
 use crate::device::{
     keep_fd, Device, DeviceConfig, DeviceInfo, DeviceKind, Lend, Offloads, Opened, OpenedDevice,
@@ -307,34 +308,34 @@ impl XdpDevice {
     }
 
     /// The program with capture filter `prog` translated into it, or why the
-    /// filter stays in user space (`Ok(None)`, said in the log).
+    /// filter stays in user space (`Ok(Err(why))`, said in the log too).
     fn load_filtered(
         &self,
         prog: &crate::capture::bpf::Program,
         map_fd: i32,
-    ) -> Result<Option<OwnedFd>> {
+    ) -> Result<std::result::Result<OwnedFd, String>> {
         let iface = &self.cfg.iface;
+        let user = |why: String| {
+            tracing::info!("{iface}: the capture filter runs in user space: {why}");
+            Ok(Err(why))
+        };
         let insns = match filter::check(prog, self.max_frame(), self.long_frames())
             .and_then(|()| filter::translate(prog, Keep::Redirect(map_fd)))
         {
             Ok(i) => i,
-            Err(why) => {
-                tracing::info!("{iface}: the capture filter runs in user space: {why}");
-                return Ok(None);
-            }
+            Err(why) => return user(why.to_string()),
         };
         match bpf::prog_load_xdp("rtap_xsk_filter", &insns, self.cfg.multibuf) {
-            Ok(fd) => Ok(Some(fd)),
+            Ok(fd) => Ok(Ok(fd)),
             Err((e, _)) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) => {
                 Err(bpf_error("load the XDP program with the capture filter")(e))
             }
             Err((e, log)) => {
-                tracing::info!(
-                    "{iface}: the capture filter runs in user space: the kernel refused its \
-                     translation ({e}; RUST_LOG=debug shows the verifier's log)"
-                );
                 tracing::debug!("the verifier on the filter's translation: {log}");
-                Ok(None)
+                user(format!(
+                    "the kernel refused its translation into the XDP program ({e}; \
+                     RUST_LOG=debug shows the verifier's log)"
+                ))
             }
         }
     }
@@ -519,18 +520,27 @@ impl Device for XdpDevice {
     /// With rtap's program: the filter translated into it (`filter.rs`), so
     /// frames it drops go on to the kernel's stack and never reach the
     /// sockets; the program is swapped through the link (`BPF_LINK_UPDATE`),
-    /// so no frame meets no program. False with a user's program (`map:`),
-    /// with none, or for a filter that cannot run there (it cuts frames
-    /// short, or the kernel refuses its translation: the reason is logged);
-    /// the plain program is then in place. A filter that fails to load (no
+    /// so no frame meets no program. `FilterPlace::User` with the reason
+    /// with a user's program (`map:`), with none, or for a filter that cannot
+    /// run there (it cuts frames short, may load past what the helper reads,
+    /// or the kernel refuses its translation); the plain program is then in
+    /// place. A filter that fails to load (no
     /// privilege left) is an error, and the plain program is in place too.
     fn attach_filter(
         &self,
         _queues: &[Arc<QueueShared>],
         prog: Option<&crate::capture::bpf::Program>,
-    ) -> Result<bool> {
+    ) -> Result<FilterPlace> {
         let (Some(link), Some(map), Some(plain)) = (&self.link, &self.map, &self.plain) else {
-            return Ok(false);
+            return Ok(match prog {
+                None => FilterPlace::Removed,
+                Some(_) => FilterPlace::User(match self.cfg.prog {
+                    Prog::None => "the port has no XDP program (prog=none)".into(),
+                    _ => {
+                        "the XDP program is the user's (prog=map:): rtap puts nothing in it".into()
+                    }
+                }),
+            });
         };
         let mut cur = self.filtered.lock().unwrap_or_else(PoisonError::into_inner);
         let swap = |to: &OwnedFd| {
@@ -542,17 +552,12 @@ impl Device for XdpDevice {
                 _ => bpf_error("replace the XDP program (BPF_LINK_UPDATE)")(e),
             })
         };
-        let new = prog
-            .map(|p| self.load_filtered(p, map.as_raw_fd()))
-            .transpose()
-            .map(Option::flatten);
-        match new {
-            // From the old filter (or none) straight to the new one.
-            Ok(Some(fd)) => {
-                swap(&fd)?;
-                *cur = Some(fd);
-                Ok(true)
-            }
+        let new = match prog {
+            Some(p) => self.load_filtered(p, map.as_raw_fd()),
+            None => Ok(Err(String::new())),
+        };
+        let fd = match new {
+            Ok(Ok(fd)) => fd,
             // No filter in the kernel now: the plain program, whatever the
             // answer.
             other => {
@@ -560,9 +565,17 @@ impl Device for XdpDevice {
                     swap(plain)?;
                     *cur = None;
                 }
-                other.map(|_| false)
+                let why = other?.err().unwrap_or_default();
+                return Ok(match prog {
+                    Some(_) => FilterPlace::User(why),
+                    None => FilterPlace::Removed,
+                });
             }
-        }
+        };
+        // From the old filter (or none) straight to the new one.
+        swap(&fd)?;
+        *cur = Some(fd);
+        Ok(FilterPlace::Kernel)
     }
 }
 
