@@ -673,15 +673,19 @@ fn capture_filter_runs_in_the_xdp_program() {
     let seen = stack.recv_where(passed.len(), WAIT, is_ours);
     assert_eq!(seen.len(), passed.len(), "dropped frames reach the stack");
     assert!(seen.iter().zip(&passed).all(|(a, b)| a == *b));
+    // 50 frames sent: all reach the socket, none the stack.
+    let all_reach_the_socket = |rxq: &mut rtap::RxQueue| {
+        for f in &frames[..50] {
+            inj.send(f).unwrap();
+        }
+        assert_eq!(rx_test_frames(rxq, 50, WAIT).len(), 50);
+        assert!(stack
+            .recv_where(1, Duration::from_millis(200), is_ours)
+            .is_empty());
+    };
     // No filter: everything to the socket, nothing to the stack.
     assert_eq!(port.set_rx_filter(None).unwrap(), FilterPlace::Removed);
-    for f in &frames[..50] {
-        inj.send(f).unwrap();
-    }
-    assert_eq!(rx_test_frames(&mut rxq, 50, WAIT).len(), 50);
-    assert!(stack
-        .recv_where(1, Duration::from_millis(200), is_ours)
-        .is_empty());
+    all_reach_the_socket(&mut rxq);
     // One filter in place of another: no frame meets the plain program in
     // between, and the new one holds.
     assert_eq!(
@@ -690,14 +694,8 @@ fn capture_filter_runs_in_the_xdp_program() {
     );
     let all = Program::from_ddd("1\n6 0 0 262144\n").unwrap();
     assert_eq!(port.set_rx_filter(Some(&all)).unwrap(), FilterPlace::Kernel);
-    for f in &frames[..50] {
-        inj.send(f).unwrap();
-    }
-    assert_eq!(rx_test_frames(&mut rxq, 50, WAIT).len(), 50);
-    assert!(stack
-        .recv_where(1, Duration::from_millis(200), is_ours)
-        .is_empty());
-    // A filter that keeps 96 bytes of each frame cannot run in XDP: false,
+    all_reach_the_socket(&mut rxq);
+    // A filter that keeps 96 bytes of each frame cannot run in XDP (User),
     // and the in-kernel filter attached before is gone.
     assert_eq!(
         port.set_rx_filter(Some(&filt)).unwrap(),
@@ -709,10 +707,7 @@ fn capture_filter_runs_in_the_xdp_program() {
         matches!(&place, FilterPlace::User(why) if why.contains("keeps the first 96 bytes")),
         "{place:?}"
     );
-    for f in &frames[..50] {
-        inj.send(f).unwrap();
-    }
-    assert_eq!(rx_test_frames(&mut rxq, 50, WAIT).len(), 50);
+    all_reach_the_socket(&mut rxq);
     assert_eq!(port.xstat("rx_q0_bad_descs"), Some(0));
     drop(rxq);
     drop(port);

@@ -92,26 +92,27 @@ pub enum BpfError {
     },
 }
 
-// Classes, sizes, modes, operations and sources of the opcode.
-const LD: u16 = 0x00;
-const LDX: u16 = 0x01;
-const ST: u16 = 0x02;
-const STX: u16 = 0x03;
-const ALU: u16 = 0x04;
-const JMP: u16 = 0x05;
-const RET: u16 = 0x06;
+// Classes, sizes, modes, operations and sources of the opcode (the XDP
+// translation reads them too).
+pub(crate) const LD: u16 = 0x00;
+pub(crate) const LDX: u16 = 0x01;
+pub(crate) const ST: u16 = 0x02;
+pub(crate) const STX: u16 = 0x03;
+pub(crate) const ALU: u16 = 0x04;
+pub(crate) const JMP: u16 = 0x05;
+pub(crate) const RET: u16 = 0x06;
 const MISC: u16 = 0x07;
 const W: u16 = 0x00;
 const H: u16 = 0x08;
 const B: u16 = 0x10;
 const IMM: u16 = 0x00;
-const ABS: u16 = 0x20;
-const IND: u16 = 0x40;
-const MEM: u16 = 0x60;
-const LEN: u16 = 0x80;
-const MSH: u16 = 0xa0;
-const X: u16 = 0x08;
-const RET_A: u16 = 0x10;
+pub(crate) const ABS: u16 = 0x20;
+pub(crate) const IND: u16 = 0x40;
+pub(crate) const MEM: u16 = 0x60;
+pub(crate) const LEN: u16 = 0x80;
+pub(crate) const MSH: u16 = 0xa0;
+pub(crate) const X: u16 = 0x08;
+pub(crate) const RET_A: u16 = 0x10;
 const MEMWORDS: u32 = 16;
 /// Offsets from here up are the kernel's special loads (`SKF_LL_OFF` is the
 /// lowest, -0x200000).

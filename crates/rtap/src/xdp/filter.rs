@@ -34,7 +34,11 @@ use super::ebpf::{
     JMP32, JMP64, JNE, LSH, MOV, R0, R1, R2, R3, R4, R6, R7, R8, R9, SIZE_B, SIZE_H, SIZE_W,
     XDP_MD_DATA, XDP_MD_DATA_END, XDP_PASS,
 };
-use crate::capture::bpf::{Insn, Program};
+// Classic BPF's classes and fields (`capture::bpf` checked them).
+use crate::capture::bpf::{
+    Insn, Program, ABS, ALU, IND, JMP, LD, LDX, LEN, MEM as LDMEM, MSH, RET, RET_A, ST, STX,
+    X as SRC_X,
+};
 
 /// What the program does with a frame the filter keeps.
 #[derive(Clone, Copy, Debug)]
@@ -70,22 +74,6 @@ const MEM: i16 = -64;
 const BUF: i16 = -72;
 /// The largest offset the load helper takes.
 const MAX_OFF: u32 = 0xffff;
-
-// Classic BPF's classes and fields (`capture::bpf` checked them).
-const LD: u16 = 0x00;
-const LDX: u16 = 0x01;
-const ST: u16 = 0x02;
-const STX: u16 = 0x03;
-const ALU: u16 = 0x04;
-const JMP: u16 = 0x05;
-const RET: u16 = 0x06;
-const ABS: u16 = 0x20;
-const IND: u16 = 0x40;
-const LDMEM: u16 = 0x60;
-const LEN: u16 = 0x80;
-const MSH: u16 = 0xa0;
-const SRC_X: u16 = 0x08;
-const RET_A: u16 = 0x10;
 
 /// Which instructions some path from the first reaches (jumps go forward, so
 /// one pass in order sees every predecessor first).
