@@ -125,6 +125,31 @@ pub fn wait_up(names: &[&str], child: &mut Child) {
         assert!(Instant::now() < deadline, "{names:?} did not come up");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // Up is not yet able to send: a tap gets its qdisc when the kernel's link
+    // watch sees the carrier, a moment after the forwarder attached; a frame
+    // sent before meets the noop qdisc and is dropped (CI saw a whole burst
+    // lost so). A tap's operational state stays UNKNOWN: the carrier and the
+    // qdisc are what to wait for.
+    for n in names {
+        wait_can_send(n);
+    }
+}
+
+/// Waits until interface `name` has its carrier and a real qdisc.
+pub fn wait_can_send(name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = Command::new("ip")
+            .args(["-o", "link", "show", "dev", name])
+            .output()
+            .expect("run ip");
+        let line = String::from_utf8_lossy(&out.stdout);
+        if line.contains("LOWER_UP") && !line.contains("qdisc noop") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} cannot send: {line}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 pub const ETHERTYPE: u16 = 0x88b5;

@@ -328,7 +328,9 @@ pub fn wait_oper_up(name: &str) {
             .output()
             .expect("run ip");
         let s = String::from_utf8_lossy(&out.stdout);
-        if s.contains("state UP") || (s.contains("state UNKNOWN") && s.contains("LOWER_UP")) {
+        let up = s.contains("state UP") || (s.contains("state UNKNOWN") && s.contains("LOWER_UP"));
+        // The qdisc tells that link watch has run (`noop` until then).
+        if up && !s.contains("qdisc noop") {
             return;
         }
         assert!(Instant::now() < deadline, "{name} never came up");
