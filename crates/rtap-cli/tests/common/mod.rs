@@ -137,6 +137,13 @@ pub fn wait_up(names: &[&str], child: &mut Child) {
 
 /// Waits until interface `name` has its carrier and a real qdisc.
 pub fn wait_can_send(name: &str) {
+    wait_link(name, "cannot send", |l| {
+        l.contains("LOWER_UP") && !l.contains("qdisc noop")
+    });
+}
+
+/// Polls `ip -o link show dev NAME` (at most 10 s) until `ready` holds.
+fn wait_link(name: &str, never: &str, ready: impl Fn(&str) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let out = Command::new("ip")
@@ -144,10 +151,10 @@ pub fn wait_can_send(name: &str) {
             .output()
             .expect("run ip");
         let line = String::from_utf8_lossy(&out.stdout);
-        if line.contains("LOWER_UP") && !line.contains("qdisc noop") {
+        if ready(&line) {
             return;
         }
-        assert!(Instant::now() < deadline, "{name} cannot send: {line}");
+        assert!(Instant::now() < deadline, "{name} {never}: {line}");
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -253,18 +260,7 @@ pub fn veth(a: &str, b: &str) {
 /// Waits (at most 10 s) until `name` is operationally up: a veth end sends
 /// nothing before (the kernel attaches its qdisc a moment after the carrier).
 pub fn wait_oper_up(name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let out = Command::new("ip")
-            .args(["-o", "link", "show", "dev", name])
-            .output()
-            .expect("run ip");
-        if String::from_utf8_lossy(&out.stdout).contains("state UP") {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{name} never came up");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_link(name, "never came up", |l| l.contains("state UP"));
 }
 
 /// A UDP/IPv4 frame of flow `flow` (source port 1000 + flow), sequence `seq`.
