@@ -37,7 +37,9 @@ pub struct TapConfig {
     pub offloads: Offloads,
     /// Whether queues carry a virtio-net header (`IFF_VNET_HDR`). `None`, the
     /// default: with offloads, or on an interface that exists already (the
-    /// flag is the interface's; other holders rely on it); not on one rtap
+    /// flag is the interface's; other holders rely on it: while any other
+    /// queue of it is open the kernel keeps it whatever an attach asks, and
+    /// the port follows what the interface has); not on one rtap
     /// creates without offloads, where it would cost the kernel a header per
     /// frame (about a tenth of a 64-byte frame's tx) and give nothing but the
     /// checksum-verified flag on rx ([`RxCsum::Good`](crate::RxCsum::Good);

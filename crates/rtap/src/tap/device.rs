@@ -271,11 +271,39 @@ pub(crate) fn open(cfg: &TapConfig) -> Result<OpenedDevice> {
     let actual = tun::set_iff(keepalive.as_fd(), name, flags(cfg.tun, vnet_hdr))
         .map_err(|e| map_setiff(e, name, existed, cfg.tun))?;
     let fd = keepalive.as_fd();
+    // The kernel takes the flags of an attach only when no other queue of
+    // the interface exists, attached or detached (one may linger briefly in
+    // a child another thread forked); otherwise the interface keeps its own.
+    // Its header flag is what frames will carry, so it is read back.
+    let (_, iff) = tun::get_iff(fd).map_err(|e| Error::sys("TUNGETIFF", e))?;
+    let mut notes = Vec::new();
+    if iff & libc::IFF_VNET_HDR == 0 && vnet_hdr {
+        if cfg.vnet_hdr == Some(true) || !existed {
+            return Err(Error::InvalidConfig {
+                field: "vnet_hdr",
+                why: format!("{actual} has other queues opened without a virtio-net header (IFF_VNET_HDR), and the flag is the interface's; close them first, or attach without vnet_hdr=on and offloads"),
+            });
+        }
+        if cfg.offloads != Offloads::NONE {
+            notes.push(format!(
+                "{actual} has other queues opened without a virtio-net header: no offloads"
+            ));
+        }
+    }
+    let vnet_hdr = iff & libc::IFF_VNET_HDR != 0;
     if vnet_hdr {
         tun::set_vnet_hdr_size(fd, VNET_HDR_LEN).map_err(|e| Error::sys("TUNSETVNETHDRSZ", e))?;
     }
-    let (offloads, notes) = negotiate(cfg.offloads, |f| tun::set_offload(fd, f))
-        .map_err(|e| Error::sys("TUNSETOFFLOAD", e))?;
+    // Offloads need the header (frames of up to 64 KiB and their checksum
+    // state travel in it).
+    let want = if vnet_hdr {
+        cfg.offloads
+    } else {
+        Offloads::NONE
+    };
+    let (offloads, more) =
+        negotiate(want, |f| tun::set_offload(fd, f)).map_err(|e| Error::sys("TUNSETOFFLOAD", e))?;
+    notes.extend(more);
     for n in &notes {
         tracing::info!("{actual}: {n}");
     }
