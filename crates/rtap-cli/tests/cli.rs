@@ -1221,7 +1221,9 @@ fn fwd_stops_on_sigterm_during_bursts_with_every_frame_accounted() {
     let out = std::thread::scope(|s| {
         s.spawn(|| {
             let mut i = 1;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            // Bounded too, so that a failed wait below cannot hang the test.
+            let until = Instant::now() + Duration::from_secs(30);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < until {
                 // The tap's queue may be full: a refused send is the kernel's drop.
                 let _ = a.0.send(&frame(0xc2, i));
                 i += 1;

@@ -13,7 +13,7 @@ use std::net::UdpSocket;
 use std::sync::{Arc, Mutex};
 use std::task::Context;
 use std::thread::ThreadId;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
@@ -505,7 +505,13 @@ fn sends_racing_a_stop_are_sent_or_counted() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(100));
+    // Stop while sends flow: after the first ones went through (a slow
+    // machine may take a while to start three threads).
+    let deadline = Instant::now() + WAIT;
+    while ok.load(std::sync::atomic::Ordering::Relaxed) < 64 {
+        assert!(Instant::now() < deadline, "no sends went through");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let r = q.stop();
     for s in senders {
         s.join().unwrap();

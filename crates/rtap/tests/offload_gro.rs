@@ -347,6 +347,8 @@ fn tcp_through_forwarder(
     let e2e_bytes = e2e_bytes();
     let (fwd, sent, recvd) = std::thread::scope(|s| {
         let fwd = s.spawn(|| forward(a, b, !v6, &stop));
+        // A failed check below ends the forwarder instead of hanging the test.
+        let _stop = StopOnDrop(&stop);
         let listener = n2.run(|| std::net::TcpListener::bind(server_addr).unwrap());
         let p2 = pat.clone();
         let server = s.spawn(move || {

@@ -314,6 +314,17 @@ pub fn if_index(name: &str) -> Option<u32> {
     (idx != 0).then_some(idx)
 }
 
+/// Raises the flag when dropped, also by a panic: a test whose worker threads
+/// run until a flag rises keeps one alive while it checks, so that a failed
+/// check ends the workers (and the scope joining them) instead of hanging.
+pub struct StopOnDrop<'a>(pub &'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
 /// Waits (at most 3 s) until interface `name` is operationally up. A veth end
 /// whose peer just came up sends nothing until then: the kernel attaches its
 /// qdisc a moment later (link watch), and drops what is sent before. (A TUN's
