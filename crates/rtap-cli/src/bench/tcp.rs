@@ -81,7 +81,14 @@ pub(super) fn over_path<T: Send>(
     traffic: impl FnOnce(&crate::common::netns::Netns, &crate::common::netns::Netns) -> T + Send,
 ) -> Result<PathRun<T>> {
     match c.path {
-        TcpPath::TunRs => super::tunrs::over(traffic),
+        TcpPath::TunRs => {
+            let (t, fwd_cpu) = super::tunrs::over(traffic)?;
+            Ok(PathRun {
+                traffic: t,
+                fwd_cpu,
+                lro: 0,
+            })
+        }
         TcpPath::Veth => {
             let (_, t) = crate::demo::with_veth(TCP_NS_PREFIX, traffic)?;
             Ok(PathRun {

@@ -12,13 +12,12 @@
 //! a buffer that has it). Needs the `tun-rs` feature (the crate is not a dependency of the
 //! default build).
 
-use super::tcp::PathRun;
 use crate::common::netns::Netns;
 
 #[cfg(not(feature = "tun-rs"))]
 pub(super) fn over<T: Send>(
     _traffic: impl FnOnce(&Netns, &Netns) -> T + Send,
-) -> anyhow::Result<PathRun<T>> {
+) -> anyhow::Result<(T, f64)> {
     anyhow::bail!(
         "tunrs-async-mt needs rtap built with the tun-rs feature \
          (cargo build --release -p rtap-cli --features tun-rs)"
@@ -40,7 +39,7 @@ mod imp {
     use tun_rs::{AsyncDevice, DeviceBuilder, GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
     use super::super::contenders::TCP_NS_PREFIX;
-    use super::{Netns, PathRun};
+    use super::Netns;
     use crate::fwd::mt::keystream;
 
     /// Where a piece's IP packet starts in its buffer: room for the
@@ -58,10 +57,11 @@ mod imp {
     type FreeList = Arc<Mutex<Vec<Vec<u8>>>>;
 
     /// Runs `traffic(ns_a, ns_b)` with the two namespaces joined by the
-    /// tun-rs tunnel; the workers' CPU per wall second is the forwarder's.
+    /// tun-rs tunnel: what it returned, and the workers' CPU per wall second
+    /// (the forwarder's).
     pub(in crate::bench) fn over<T: Send>(
         traffic: impl FnOnce(&Netns, &Netns) -> T + Send,
-    ) -> Result<PathRun<T>> {
+    ) -> Result<(T, f64)> {
         crate::common::netns::sweep_stale(TCP_NS_PREFIX);
         let pid = std::process::id();
         let ns_a = Netns::create(&format!("{TCP_NS_PREFIX}a-{pid}"))?;
@@ -92,11 +92,7 @@ mod imp {
         // Ends every task and the workers (their CPU time counted as they end).
         rt.shutdown_timeout(Duration::from_secs(2));
         let cpu = Duration::from_nanos(cpu_ns.load(Ordering::Relaxed));
-        Ok(PathRun {
-            traffic: out,
-            fwd_cpu: cpu.as_secs_f64() / elapsed.as_secs_f64().max(1e-9),
-            lro: 0,
-        })
+        Ok((out, cpu.as_secs_f64() / elapsed.as_secs_f64().max(1e-9)))
     }
 
     /// A TUN named `iface` with offloads in namespace `ns`, addressed `addr`/24
