@@ -18,8 +18,12 @@ fn records(text: &str) -> usize {
     text.lines().filter(|l| !l.starts_with([' ', '\t'])).count()
 }
 
+/// A file name of its own for each call: the tests run on threads of one
+/// process, and helpers like [`tcpdump_keeps`] run in several at once.
 fn tmp(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("rtap-captest-{}-{name}", std::process::id()))
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("rtap-captest-{}-{n}-{name}", std::process::id()))
 }
 
 /// An Ethernet/IPv4/UDP frame to `dport`, numbered `seq` in its payload.

@@ -616,21 +616,9 @@ fn attach_follows_the_interfaces_header_flag() {
     let pool = pool();
     let mut rxq = p.rx_queue(0, &pool).unwrap();
     let s = UdpSocket::bind("10.94.0.1:0").unwrap();
-    let deadline = Instant::now() + WAIT;
-    let mut v = Vec::new();
-    let f = loop {
-        s.send_to(b"plain", "10.94.0.2:9").unwrap();
-        std::thread::sleep(Duration::from_millis(20));
-        v.clear();
-        rxq.rx_burst(&mut v, 32).unwrap();
-        if let Some(f) = v.iter().map(|p| p.to_vec()).find(|f| f.ends_with(b"plain")) {
-            break f;
-        }
-        assert!(Instant::now() < deadline, "nothing arrived");
-    };
+    let f = routed_into(&mut rxq, &s, "10.94.0.2:9", b"plain");
     // The whole IPv4 packet, from its first byte.
     assert_eq!((f[0] >> 4, f[9], f.len()), (4, 17, 20 + 8 + 5));
-    drop(v);
     drop(rxq);
     assert_pool_full(&pool);
 }
@@ -669,24 +657,8 @@ fn persist_attach_and_interrupts() {
         assert!(rxq.wait(WAIT).unwrap(), "woken by the datagram");
     });
     // The first datagram may have met the qdisc link watch had not put back
-    // yet (the kernel drops those): send again until one arrives.
-    let deadline = Instant::now() + WAIT;
-    let mut v = Vec::new();
-    let f = loop {
-        v.clear();
-        rxq.rx_burst(&mut v, 32).unwrap();
-        if let Some(f) = v
-            .iter()
-            .map(|p| p.to_vec())
-            .find(|f| f.len() > 28 && f[9] == 17)
-        {
-            break f;
-        }
-        assert!(Instant::now() < deadline, "nothing matching arrived");
-        s.send_to(b"wake", "10.93.0.2:9").unwrap();
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    drop(v);
+    // yet (the kernel drops those): sent again until one arrives.
+    let f = routed_into(&mut rxq, &s, "10.93.0.2:9", b"wake");
     assert_eq!(&f[28..], b"wake");
     drop(rxq);
     p.stop().unwrap();

@@ -314,6 +314,31 @@ pub fn if_index(name: &str) -> Option<u32> {
     (idx != 0).then_some(idx)
 }
 
+/// Sends `payload` from `s` to `to` every 20 ms until an IP packet ending
+/// with it arrives on `rxq` (a TUN's queue; at most 3 s) and returns that
+/// packet. Repeated because the kernel drops what is routed into an
+/// interface before link watch gives it its qdisc.
+#[track_caller]
+pub fn routed_into(
+    rxq: &mut RxQueue,
+    s: &std::net::UdpSocket,
+    to: &str,
+    payload: &[u8],
+) -> Vec<u8> {
+    let deadline = Instant::now() + WAIT;
+    let mut v = Vec::new();
+    loop {
+        s.send_to(payload, to).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        v.clear();
+        rxq.rx_burst(&mut v, 32).unwrap();
+        if let Some(f) = v.iter().map(|p| p.to_vec()).find(|f| f.ends_with(payload)) {
+            return f;
+        }
+        assert!(Instant::now() < deadline, "nothing routed into the TUN");
+    }
+}
+
 /// Raises the flag when dropped, also by a panic: a test whose worker threads
 /// run until a flag rises keeps one alive while it checks, so that a failed
 /// check ends the workers (and the scope joining them) instead of hanging.
