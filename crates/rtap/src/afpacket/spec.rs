@@ -29,7 +29,7 @@ use super::config::{FanoutMode, PacketConfig, Tpacket};
 use super::share::rebuild;
 use crate::device::keys::Parser;
 use crate::device::{validate_name, DeviceKind, DeviceType, PortSpec};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::queue::Kick;
 
 /// The keys of a `packet:` spec besides the common ones.
@@ -147,24 +147,15 @@ fn parse(p: &Parser<'_>) -> Result<PacketConfig> {
     }
     p.common(&mut cfg.port)?;
     // Geometry and the rest, with the rule that broke named under its key.
-    cfg.validate().map_err(|e| {
-        let key = match &e {
-            Error::InvalidConfig { field, .. } => match *field {
-                "frame_count" => "frames",
-                f => f,
-            },
-            _ => "",
-        };
-        p.err(key, e.to_string())
-    })?;
+    p.checked(cfg.validate(), &[("frame_count", "frames")])?;
     Ok(cfg)
 }
 
 #[cfg(test)]
 mod tests {
     use crate::afpacket::{FanoutMode, PacketConfig, Tpacket};
+    use crate::device::keys::spec_error_key as bad_key;
     use crate::device::DeviceKind;
-    use crate::error::Error;
     use crate::parse_port_spec;
     use crate::queue::Kick;
 
@@ -172,16 +163,6 @@ mod tests {
         let s = parse_port_spec(spec).unwrap();
         assert_eq!(s.kind(), DeviceKind::PACKET, "{spec}");
         s.as_packet().expect("a packet spec").clone()
-    }
-
-    fn bad_key(spec: &str) -> String {
-        match parse_port_spec(spec) {
-            Err(Error::Spec { key, why, .. }) => {
-                assert!(!why.is_empty());
-                key
-            }
-            other => panic!("{spec}: expected a spec error, got {other:?}"),
-        }
     }
 
     #[test]

@@ -105,6 +105,24 @@ impl<'a> Parser<'a> {
         spec_err(self.spec, key, why)
     }
 
+    /// A config's own check (`validate`) as a spec error, named after the key
+    /// of the field it refuses (the field's name, or its key in `renamed`,
+    /// `(field, key)` pairs, where the two differ) if the spec gives that
+    /// key, else after none.
+    pub(crate) fn checked(&self, r: Result<()>, renamed: &[(&str, &str)]) -> Result<()> {
+        r.map_err(|e| {
+            let key = match &e {
+                Error::InvalidConfig { field, .. } => renamed
+                    .iter()
+                    .find(|(f, _)| f == field)
+                    .map_or(*field, |(_, k)| *k),
+                _ => "",
+            };
+            let key = if self.has(key) { key } else { "" };
+            self.err(key, e.to_string())
+        })
+    }
+
     pub(crate) fn need(&self, key: &str, v: Option<&str>) -> Result<String> {
         match v {
             Some(v) if !v.is_empty() => Ok(v.to_string()),
@@ -238,5 +256,19 @@ impl<'a> Parser<'a> {
             (None, None) => {}
         }
         Ok(())
+    }
+}
+
+/// The key a spec error names (a panic if `spec` parses), for the device
+/// folders' spec tests.
+#[cfg(test)]
+pub(crate) fn spec_error_key(spec: &str) -> String {
+    match crate::parse_port_spec(spec) {
+        Err(Error::Spec { key, spec: s, why }) => {
+            assert_eq!(s, spec);
+            assert!(!why.is_empty());
+            key
+        }
+        other => panic!("{spec:?}: expected a spec error, got {other:?}"),
     }
 }

@@ -70,7 +70,7 @@ fn parse(p: &Parser<'_>) -> Result<SharedConfig> {
     let q = p.with_items(rest);
     q.common(&mut cfg.port)?;
     q.fd_engine(&mut cfg.backend, &mut cfg.ring)?;
-    cfg.validate().map_err(|e| p.err("", e.to_string()))?;
+    p.checked(cfg.validate(), &[])?;
     Ok(cfg)
 }
 

@@ -106,7 +106,7 @@ fn parse_kind(p: &Parser<'_>, mut cfg: TapConfig) -> Result<TapConfig> {
     p.fd_engine(&mut cfg.backend, &mut cfg.ring)?;
     // Everything was checked key by key; this catches any rule added to
     // TapConfig::validate later.
-    cfg.validate().map_err(|e| p.err("", e.to_string()))?;
+    p.checked(cfg.validate(), &[])?;
     Ok(cfg)
 }
 
@@ -114,8 +114,8 @@ fn parse_kind(p: &Parser<'_>, mut cfg: TapConfig) -> Result<TapConfig> {
 mod tests {
     use crate::backend::uring::{RxMode, SqPoll};
     use crate::backend::BackendKind;
+    use crate::device::keys::spec_error_key as bad_key;
     use crate::device::{DeviceKind, Offloads, PortSpec};
-    use crate::error::Error;
     use crate::parse_port_spec;
     use crate::tap::TapConfig;
 
@@ -123,17 +123,6 @@ mod tests {
         let s = parse_port_spec(spec).unwrap();
         assert_eq!(s.kind(), DeviceKind::TAP, "{spec}");
         s.as_tap().expect("a tap spec").clone()
-    }
-
-    fn bad_key(spec: &str) -> String {
-        match parse_port_spec(spec) {
-            Err(Error::Spec { key, spec: s, why }) => {
-                assert_eq!(s, spec);
-                assert!(!why.is_empty());
-                key
-            }
-            other => panic!("{spec:?}: expected a spec error, got {other:?}"),
-        }
     }
 
     #[test]
@@ -250,8 +239,8 @@ mod tests {
         let c = tap("tap:fd=7+9");
         assert_eq!(c.fds.as_ref().unwrap().raw(), [7, 9]);
         assert_eq!(c.port.queues, 2, "a queue pair per fd");
-        assert_eq!(bad_key("tap:fd=7+9,queues=1"), "");
-        assert_eq!(bad_key("tap:fd=7,persist"), "");
+        assert_eq!(bad_key("tap:fd=7+9,queues=1"), "fd");
+        assert_eq!(bad_key("tap:fd=7,persist"), "persist");
         assert_eq!(bad_key("tap:fd=seven"), "fd");
         assert_eq!(bad_key("tap:route=10.1.0.1/16"), "route");
         assert_eq!(bad_key("tap:up=2"), "up");

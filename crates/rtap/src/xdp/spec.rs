@@ -26,7 +26,7 @@
 use super::config::{Attach, Prog, XdpConfig, XdpMode};
 use crate::device::keys::Parser;
 use crate::device::{DeviceKind, DeviceType, PortSpec};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::queue::Kick;
 
 /// The keys of an `xdp:` spec besides the common ones.
@@ -131,20 +131,14 @@ fn parse(p: &Parser<'_>) -> Result<XdpConfig> {
         cfg.first_queue = q;
         cfg.port.queues = 1;
     }
-    cfg.validate().map_err(|e| {
-        let key = match &e {
-            Error::InvalidConfig { field, .. } => *field,
-            _ => "",
-        };
-        p.err(key, e.to_string())
-    })?;
+    p.checked(cfg.validate(), &[])?;
     Ok(cfg)
 }
 
 #[cfg(test)]
 mod tests {
+    use crate::device::keys::spec_error_key as bad_key;
     use crate::device::DeviceKind;
-    use crate::error::Error;
     use crate::parse_port_spec;
     use crate::queue::Kick;
     use crate::xdp::{Attach, Prog, XdpConfig, XdpMode};
@@ -153,16 +147,6 @@ mod tests {
         let s = parse_port_spec(spec).unwrap();
         assert_eq!(s.kind(), DeviceKind::XDP, "{spec}");
         s.as_xdp().expect("an xdp spec").clone()
-    }
-
-    fn bad_key(spec: &str) -> String {
-        match parse_port_spec(spec) {
-            Err(Error::Spec { key, why, .. }) => {
-                assert!(!why.is_empty());
-                key
-            }
-            other => panic!("{spec}: expected a spec error, got {other:?}"),
-        }
     }
 
     #[test]
