@@ -51,6 +51,9 @@ fn tcp_traffic(
         None,
     )?;
     let (h1, p1, wall) = (host_ticks(), process_cpu_s(), w0.elapsed().as_secs_f64());
+    // A transfer the signal cut short is an interruption, not a failure (it
+    // may have moved nothing yet).
+    interrupted()?;
     if let Some(why) = t.problem() {
         return Err(anyhow!("tcp transfer failed: {why}"));
     }
