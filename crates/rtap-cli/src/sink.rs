@@ -121,14 +121,14 @@ pub fn cmd(a: SinkArgs) -> Result<()> {
     }
     let l = TcpListener::bind(a.listen).with_context(|| format!("listen on {}", a.listen))?;
     l.set_nonblocking(true).context("listener")?;
-    if !a.json {
-        eprintln!(
-            "rtap sink: listening on {} ({}, {} thread(s))",
-            l.local_addr()?,
-            queue.mode(),
-            a.threads
-        );
-    }
+    // Also with --json (which goes to stdout): a script waits for this line
+    // before it connects.
+    eprintln!(
+        "rtap sink: listening on {} ({}, {} thread(s))",
+        l.local_addr()?,
+        queue.mode(),
+        a.threads
+    );
     let pattern = Pattern::new();
     let ended = AtomicU64::new(0);
     let bytes = AtomicU64::new(0);

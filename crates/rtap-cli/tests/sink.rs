@@ -56,14 +56,14 @@ fn kernel_at_least(major: u32, minor: u32) -> bool {
 /// returns the sink's JSON.
 fn transfer(ns: &Ns, port: u16, sink_args: &[&str], conns: &str, bytes: &str) -> serde_json::Value {
     let listen = format!("10.79.0.1:{port}");
-    let sink = Command::new(BIN)
+    let mut sink = Command::new(BIN)
         .args(["sink", "--listen", &listen, "--conns", conns, "--json"])
         .args(sink_args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_stderr_line(&mut sink, "listening on");
     let send = Command::new(BIN)
         .args([
             "send",

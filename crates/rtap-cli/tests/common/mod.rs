@@ -98,6 +98,13 @@ pub fn is_up(name: &str) -> bool {
 /// Waits until `rtap capture` says it is capturing (its queues are open:
 /// frames sent before are lost), failing if it exits first.
 pub fn wait_capturing(child: &mut Child) {
+    wait_stderr_line(child, "capturing from");
+}
+
+/// Reads `child`'s stderr (piped) until a line containing `needle`; panics
+/// with what it read if the child ends first. What was read, and what the
+/// reader took beyond that line, is not in the child's later output.
+pub fn wait_stderr_line(child: &mut Child, needle: &str) {
     use std::io::BufRead;
     let err = child.stderr.as_mut().expect("stderr piped");
     let mut r = io::BufReader::new(err);
@@ -106,8 +113,8 @@ pub fn wait_capturing(child: &mut Child) {
     loop {
         line.clear();
         let n = r.read_line(&mut line).unwrap();
-        assert!(n > 0, "rtap capture exited before capturing: {seen}");
-        if line.contains("capturing from") {
+        assert!(n > 0, "exited before saying {needle:?}: {seen}");
+        if line.contains(needle) {
             return;
         }
         seen.push_str(&line);
