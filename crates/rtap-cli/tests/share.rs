@@ -138,7 +138,7 @@ fn secondary_killed_mid_traffic() {
     assert_root();
     private_netns();
     let name = format!("@rtapc-csh1-{}", std::process::id());
-    let primary = serve_queue_1("csh1", &name, "10", &["--mode", "macswap"]);
+    let primary = serve_queue_1("csh1", &name, "15", &["--mode", "macswap"]);
     // The server closes the connections of `rtap info` a moment after they
     // end: the baseline is the count once they are gone.
     let fds_before = (0..10)
@@ -156,16 +156,26 @@ fn secondary_killed_mid_traffic() {
         "macswap",
     ]);
     wait_holder(&name, 1, |h| h.starts_with("pid:"));
-    let flood = std::thread::spawn(|| {
-        let s = PacketSocket::bind("csh1");
-        for i in 0..20_000u32 {
-            s.send(&udp_frame((i % 256) as u16, i));
-        }
+    // Frames flow from before the kill until a moment after it (bounded,
+    // also if a step below fails): a count of frames would outlast the
+    // primary's duration on a slow machine.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let s = PacketSocket::bind("csh1");
+            let mut i = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 200_000 {
+                s.send(&udp_frame((i % 256) as u16, i));
+                i += 1;
+            }
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        let killed = secondary.kill();
+        let _ = secondary.wait();
+        std::thread::sleep(Duration::from_millis(100));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        killed.unwrap();
     });
-    std::thread::sleep(Duration::from_millis(200));
-    secondary.kill().unwrap();
-    let _ = secondary.wait();
-    flood.join().unwrap();
     wait_holder(&name, 1, |h| h == "free");
     // (The last `rtap info` connection may take the server a moment to close.)
     let deadline = Instant::now() + Duration::from_secs(3);
