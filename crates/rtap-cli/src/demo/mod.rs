@@ -315,14 +315,26 @@ pub fn with_forwarder<T: Send>(
     }
     tracing::info!(a = %ns_a.name(), b = %ns_b.name(), "namespaces joined by rtap ready");
 
-    let fwd_stop = AtomicBool::new(false);
+    let (fwd_stop, fwd_ready) = (AtomicBool::new(false), AtomicBool::new(false));
     let (fwd, traffic) = std::thread::scope(|s| {
         let fwd = std::thread::Builder::new()
             .name("rtap-fwd".into())
-            .spawn_scoped(s, || fwd::run(&ports, fwd_opts, &fwd_stop))
+            .spawn_scoped(s, || fwd::run(&ports, fwd_opts, &fwd_stop, &fwd_ready))
             .context("spawn forwarder");
         let traffic = match &fwd {
-            Ok(_) => Some(traffic(&ns_a, &ns_b)),
+            Ok(h) => {
+                // Traffic once the workers forward (their setup may take a
+                // while on a loaded machine), or once the forwarder failed:
+                // its error is then the one reported.
+                let since = std::time::Instant::now();
+                while !fwd_ready.load(Ordering::Acquire)
+                    && !h.is_finished()
+                    && since.elapsed() < std::time::Duration::from_secs(30)
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Some(traffic(&ns_a, &ns_b))
+            }
             Err(_) => None,
         };
         fwd_stop.store(true, Ordering::SeqCst);

@@ -252,12 +252,23 @@ fn forward(a: &FwdArgs, ports: Vec<Arc<Port>>, opts: &FwdOpts, servers: Vec<Serv
         .map(|p| p.link_events().map(|w| (p.name(), w)))
         .collect::<Result<Vec<_>, _>>()
         .context("link events")?;
-    let fwd_done = AtomicBool::new(false);
+    let (fwd_done, ready) = (AtomicBool::new(false), AtomicBool::new(false));
     let report = std::thread::scope(|s| {
         s.spawn(|| print_link_events(watchers, &fwd_done, a.json));
+        // One line once every worker forwards: what a script waits for
+        // before it sends.
+        s.spawn(|| {
+            while !fwd_done.load(Ordering::Relaxed) {
+                if ready.load(Ordering::Acquire) {
+                    eprintln!("rtap fwd: forwarding");
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
         // A port that vanishes mid-run ends it, but the counters so far are
         // still printed (the error comes after them).
-        let r = worker::run_to_end(&ports, opts, &signal::STOP);
+        let r = worker::run_to_end(&ports, opts, &signal::STOP, &ready);
         fwd_done.store(true, Ordering::Relaxed);
         r
     });

@@ -29,6 +29,7 @@ pub(super) fn run_to_end(
     ports: &[Arc<Port>],
     opts: &FwdOpts,
     stop: &AtomicBool,
+    ready: &AtomicBool,
 ) -> Result<FwdReport> {
     let [a, b] = ports else {
         return Err(anyhow!(
@@ -63,6 +64,8 @@ pub(super) fn run_to_end(
             [(0, 1), (1, 0)].map(|(f, t)| rt.spawn(tunnel(pair[f].rx(), pair[t].tx())))
         })
         .collect();
+    // Each queue's driver opened its queues before its spawn returned.
+    ready.store(true, Ordering::Release);
     let deadline = opts.duration.map(|d| t0 + d);
     while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
         std::thread::sleep(Duration::from_millis(20));

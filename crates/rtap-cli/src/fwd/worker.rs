@@ -3,7 +3,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -155,9 +155,16 @@ pub fn assign_queues(pairs: u16, threads: u16, skip: &[u16]) -> Vec<Vec<u16>> {
 /// `opts.duration` passes, then drops every queue and returns the counters.
 /// With one port, packets go back out of the port they came in on.
 ///
-/// The ports stay started; stopping them is the caller's job.
-pub fn run(ports: &[Arc<Port>], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdReport> {
-    let r = run_to_end(ports, opts, stop)?;
+/// The ports stay started; stopping them is the caller's job. `ready` rises
+/// once every worker has opened its queues and forwards (traffic sent before
+/// waits in the kernel's queues, or is lost where they are short).
+pub fn run(
+    ports: &[Arc<Port>],
+    opts: &FwdOpts,
+    stop: &AtomicBool,
+    ready: &AtomicBool,
+) -> Result<FwdReport> {
+    let r = run_to_end(ports, opts, stop, ready)?;
     match &r.error {
         Some(e) => Err(anyhow!("{e}")),
         None => Ok(r),
@@ -167,9 +174,14 @@ pub fn run(ports: &[Arc<Port>], opts: &FwdOpts, stop: &AtomicBool) -> Result<Fwd
 /// [`run`], but a worker's failure (a port that vanished, ...) still gives the
 /// report of everything forwarded until then, with the failure in
 /// [`FwdReport::error`]; only setup failures are errors.
-pub fn run_to_end(ports: &[Arc<Port>], opts: &FwdOpts, stop: &AtomicBool) -> Result<FwdReport> {
+pub fn run_to_end(
+    ports: &[Arc<Port>],
+    opts: &FwdOpts,
+    stop: &AtomicBool,
+    ready: &AtomicBool,
+) -> Result<FwdReport> {
     if opts.mode == FwdMode::VpnMt {
-        return super::mt::run_to_end(ports, opts, stop);
+        return super::mt::run_to_end(ports, opts, stop, ready);
     }
     if ports.is_empty() || ports.len() > 2 {
         return Err(anyhow!("fwd needs one or two ports, got {}", ports.len()));
@@ -239,6 +251,8 @@ pub fn run_to_end(ports: &[Arc<Port>], opts: &FwdOpts, stop: &AtomicBool) -> Res
     // stored by the worker once per round, read by the live statistics.
     let pool_use: Vec<AtomicU64> = groups.iter().map(|_| AtomicU64::new(0)).collect();
     let pool_total: u64 = groups.iter().map(|g| u64::from(pool_size(g.len()))).sum();
+    // Workers whose queues are open; the last one raises `ready`.
+    let started = AtomicUsize::new(0);
     let mut live = opts
         .stats_period
         .map(|p| super::live::Live::new(ports, p, opts.stats_json));
@@ -249,6 +263,7 @@ pub fn run_to_end(ports: &[Arc<Port>], opts: &FwdOpts, stop: &AtomicBool) -> Res
             .enumerate()
             .map(|(w, queues)| {
                 let (done, failed, dropped, pool_use) = (&done, &failed, &dropped, &pool_use);
+                let (started, all) = (&started, groups.len());
                 let cpu = (!opts.cpus.is_empty()).then(|| opts.cpus[w % opts.cpus.len()]);
                 let pool = pool_size(queues.len());
                 std::thread::Builder::new()
@@ -257,6 +272,7 @@ pub fn run_to_end(ports: &[Arc<Port>], opts: &FwdOpts, stop: &AtomicBool) -> Res
                         let out = Outputs {
                             dropped,
                             pool_use: &pool_use[w],
+                            started: (started, all, ready),
                         };
                         let r = worker(ports, queues, cpu, pool, opts, done, out);
                         if r.is_err() {
@@ -345,6 +361,9 @@ struct Outputs<'a> {
     dropped: &'a [AtomicU64; 2],
     /// Buffers out of this worker's pool, stored once per round.
     pool_use: &'a AtomicU64,
+    /// Workers with their queues open, how many there are, and the flag the
+    /// last of them raises.
+    started: (&'a AtomicUsize, usize, &'a AtomicBool),
 }
 
 /// Forwards queue pairs `queues` until `done`, pinned to `cpu` if given.
@@ -357,7 +376,11 @@ fn worker(
     done: &AtomicBool,
     out: Outputs<'_>,
 ) -> Result<WorkerReport> {
-    let Outputs { dropped, pool_use } = out;
+    let Outputs {
+        dropped,
+        pool_use,
+        started: (started, all, ready),
+    } = out;
     let cpu_pinned = match cpu {
         Some(c) => {
             crate::common::cpu::pin(c).with_context(|| format!("pin worker to CPU {c}"))?;
@@ -443,6 +466,9 @@ fn worker(
     let mut buf: Vec<Packet> = Vec::with_capacity(opts.burst);
     let mut empty = 0u32;
     let (mut rounds, mut empty_rounds) = (0u64, 0u64);
+    if started.fetch_add(1, Ordering::AcqRel) + 1 == all {
+        ready.store(true, Ordering::Release);
+    }
     while !done.load(Ordering::Relaxed) {
         rounds += 1;
         let mut moved = 0;
