@@ -12,7 +12,9 @@
 //!   pair of the remote stack;
 //! - the free list, `alive` and the pool's counters are touched only on the
 //!   pool's thread while a pool handle lives ([`PoolInner`], which cannot leave
-//!   that thread), then only by the thread holding `RECLAIM` (see [`Remote`]);
+//!   that thread, unless a [`Roaming`](super::roaming::Roaming) moves the pool
+//!   and all its handles from one thread to the next, one at a time), then
+//!   only by the thread holding `RECLAIM` (see [`Remote`]);
 //! - the memory is freed once the last handle is gone and every buffer is back,
 //!   by whichever thread sees that last (see [`Remote`]).
 
@@ -33,8 +35,11 @@ pub(crate) struct Shared {
     cfg: PoolConfig,
     segs: Box<[UnsafeCell<Seg>]>,
     free: UnsafeCell<FreeStack>,
-    /// The pool's thread ([`thread_token`]).
-    owner: u64,
+    /// The pool's thread ([`thread_token`]); 0 while a [`Roaming`] pool
+    /// waits for its next thread (see [`set_owner`](Self::set_owner)).
+    ///
+    /// [`Roaming`]: super::roaming::Roaming
+    owner: AtomicU64,
     /// A pool handle lives (the pool's thread only).
     alive: Cell<bool>,
     remote: Remote,
@@ -53,7 +58,7 @@ unsafe impl Sync for Shared {}
 unsafe impl Send for Shared {}
 
 /// A number unique to the calling thread (never reused).
-fn thread_token() -> u64 {
+pub(crate) fn thread_token() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     thread_local! {
         static TOKEN: Cell<u64> = const { Cell::new(0) };
@@ -100,7 +105,20 @@ impl Shared {
     #[inline]
     fn local(&self) -> bool {
         // `alive` is read only on the pool's thread (the token first).
-        self.owner == thread_token() && self.alive.get()
+        self.owner.load(Relaxed) == thread_token() && self.alive.get()
+    }
+
+    /// Makes `token`'s thread the pool's thread (0: none). Only a
+    /// [`Roaming`](super::roaming::Roaming) calls it, as it hands the pool and
+    /// every handle of it from one thread to the next: the thread giving it
+    /// up stores 0 before the next takes it (through an `Acquire`/`Release`
+    /// pair that orders the free list's accesses), and the next stores its
+    /// own token. `Relaxed` is enough: a thread only ever compares the value
+    /// with its own token, and after storing 0 it cannot read its own token
+    /// back (coherence) until it stores it again.
+    #[cfg(all(feature = "mt", feature = "tokio"))]
+    pub(crate) fn set_owner(&self, token: u64) {
+        self.owner.store(token, Relaxed);
     }
 
     /// The free list's operations, on the pool's thread while a handle lives;
@@ -271,7 +289,7 @@ impl PoolInner {
             cfg,
             segs,
             free: UnsafeCell::new(FreeStack::full(cfg.count)),
-            owner: thread_token(),
+            owner: AtomicU64::new(thread_token()),
             alive: Cell::new(true),
             remote: Remote::new(cfg.count),
             exhausted: Cell::new(0),

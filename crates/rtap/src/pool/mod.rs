@@ -31,6 +31,8 @@ mod inner;
 mod merge;
 mod packet;
 mod remote;
+#[cfg(all(feature = "mt", feature = "tokio"))]
+pub(crate) mod roaming;
 
 use std::rc::Rc;
 

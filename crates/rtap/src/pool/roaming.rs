@@ -1,0 +1,233 @@
+//! A pool and what holds its handles (a queue pair), used by one thread at a
+//! time, any thread: whichever task has work for the queues does it where it
+//! runs.
+//!
+//! A [`Pool`] belongs to the thread that made it: its free list is touched
+//! without atomics, and packets dropped elsewhere come back through the remote
+//! stack. A [`Roaming`] keeps that rule while the thread changes: the pool's
+//! thread is whoever holds the [`RoamGuard`], and nobody while nobody does.
+//!
+//! - [`enter`](Roaming::enter) takes the guard without waiting (a flag,
+//!   `Acquire`) and makes the calling thread the pool's thread
+//!   ([`Shared::set_owner`]); the guard's drop makes it nobody's again and
+//!   lets the flag go (`Release`). So the free list, the pool's counters and
+//!   every `!Send` part of the value are touched by one thread at a time, and
+//!   each holder sees what the one before wrote.
+//! - While a thread holds the guard, packets of the pool dropped on it go to
+//!   the free list; dropped anywhere else (or on it once the guard is gone),
+//!   they go through the remote stack, as for any pool.
+//! - The guard is neither `Send` nor `Sync`, so it cannot be kept across an
+//!   `.await` of a future that must be `Send`: a task holds it only inside
+//!   one poll.
+
+use std::cell::UnsafeCell;
+use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering::*};
+
+use super::inner::{thread_token, Shared};
+use super::Pool;
+
+/// A value holding handles of one pool, movable between threads as a whole
+/// and used by one thread at a time ([module docs](self)).
+pub(crate) struct Roaming<T> {
+    busy: AtomicBool,
+    /// The pool's memory; the pool's handle inside `value` keeps it alive.
+    sh: NonNull<Shared>,
+    value: UnsafeCell<ManuallyDrop<T>>,
+}
+
+// SAFETY: `value` is reached only through a guard, and one thread holds the
+// guard at a time (`busy`, Acquire/Release); `new`'s contract makes the value
+// free of ties to a thread other than its pool's, which the guard moves.
+unsafe impl<T> Send for Roaming<T> {}
+// SAFETY: as above; `&Roaming` gives nothing but `enter`.
+unsafe impl<T> Sync for Roaming<T> {}
+
+impl<T> std::fmt::Debug for Roaming<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Roaming")
+            .field("busy", &self.busy.load(Relaxed))
+            .finish()
+    }
+}
+
+impl<T> Roaming<T> {
+    /// Wraps `value`, which holds handles of `pool` (and of no other pool).
+    ///
+    /// # Safety
+    /// Everything in `value` that is not `Send` (the pool's handles, queues,
+    /// reference counts) is reachable only through `value`: no handle of
+    /// `pool`, no clone of an `Rc` inside, is kept anywhere else (the caller
+    /// made the pool and the queues for this and holds none back), and
+    /// nothing in it depends on the thread it runs on other than through its
+    /// pool (no thread-local state, no io_uring ring tied to its issuer).
+    pub(crate) unsafe fn new(pool: &Pool, value: T) -> Roaming<T> {
+        let sh = pool.inner.shared();
+        // SAFETY: the pool's handle inside `value` keeps the memory alive.
+        unsafe { sh.as_ref() }.set_owner(0);
+        Roaming {
+            busy: AtomicBool::new(false),
+            sh,
+            value: UnsafeCell::new(ManuallyDrop::new(value)),
+        }
+    }
+
+    /// The value, on this thread until the guard drops; `None` while another
+    /// thread holds it.
+    pub(crate) fn enter(&self) -> Option<RoamGuard<'_, T>> {
+        self.busy
+            .compare_exchange(false, true, Acquire, Relaxed)
+            .ok()?;
+        // SAFETY: the value (and its pool handle) lives as long as `self`.
+        unsafe { self.sh.as_ref() }.set_owner(thread_token());
+        Some(RoamGuard {
+            r: self,
+            _here: PhantomData,
+        })
+    }
+
+    /// Whether a thread holds the value now (a hint: it may change at once).
+    pub(crate) fn busy(&self) -> bool {
+        self.busy.load(Relaxed)
+    }
+}
+
+impl<T> Drop for Roaming<T> {
+    fn drop(&mut self) {
+        // `&mut self`: no guard exists. The value (its queues, then its pool)
+        // is dropped on this thread, which becomes the pool's for that.
+        // SAFETY: the pool lives until the value is dropped below.
+        unsafe { self.sh.as_ref() }.set_owner(thread_token());
+        // SAFETY: dropped once, here; never used again.
+        unsafe { ManuallyDrop::drop(self.value.get_mut()) }
+    }
+}
+
+/// The value of a [`Roaming`], held by this thread.
+pub(crate) struct RoamGuard<'a, T> {
+    r: &'a Roaming<T>,
+    _here: PhantomData<*const ()>,
+}
+
+impl<T> std::ops::Deref for RoamGuard<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: the guard is the only way to the value, and there is one.
+        unsafe { &*self.r.value.get() }
+    }
+}
+
+impl<T> std::ops::DerefMut for RoamGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`; `&mut self` makes this borrow the only one.
+        unsafe { &mut *self.r.value.get() }
+    }
+}
+
+impl<T> Drop for RoamGuard<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: the value keeps the pool alive while `self.r` lives.
+        unsafe { self.r.sh.as_ref() }.set_owner(0);
+        self.r.busy.store(false, Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::{Packet, PoolConfig};
+    use std::sync::Arc;
+
+    struct Held {
+        pool: Pool,
+        kept: Vec<Packet>,
+    }
+
+    fn roaming(count: u32) -> Roaming<Held> {
+        let pool = Pool::new(
+            PoolConfig::default()
+                .count(count)
+                .buf_size(256)
+                .headroom(32),
+        )
+        .unwrap();
+        let held = Held {
+            pool: pool.clone(),
+            kept: Vec::new(),
+        };
+        // SAFETY: `pool` is dropped right after; `held` has the only handle.
+        let r = unsafe { Roaming::new(&pool, held) };
+        drop(pool);
+        r
+    }
+
+    #[test]
+    fn one_holder_at_a_time() {
+        let r = roaming(8);
+        let g = r.enter().unwrap();
+        assert!(r.enter().is_none());
+        assert!(r.busy());
+        drop(g);
+        assert!(r.enter().is_some());
+    }
+
+    #[test]
+    fn threads_take_turns_and_every_buffer_comes_back() {
+        let r = Arc::new(roaming(64));
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let r = r.clone();
+                std::thread::spawn(move || {
+                    let mut away = Vec::new();
+                    for i in 0..2000u32 {
+                        let Some(mut g) = r.enter() else {
+                            std::thread::yield_now();
+                            continue;
+                        };
+                        // Allocate on whichever thread holds it; keep some,
+                        // free some here (the free list), carry some away.
+                        match g.pool.alloc_from(&[t as u8; 300]) {
+                            Ok(p) if i % 3 == 0 => away.push(p),
+                            Ok(p) => g.kept.push(p),
+                            Err(_) => {}
+                        }
+                        if g.kept.len() > 4 {
+                            g.kept.clear();
+                        }
+                        drop(g);
+                        // Dropped outside the guard: the remote stack.
+                        if away.len() > 3 {
+                            away.clear();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let mut g = r.enter().unwrap();
+        g.kept.clear();
+        assert_eq!(g.pool.available(), 64, "every buffer back");
+    }
+
+    #[test]
+    fn dropped_on_another_thread_with_packets_out() {
+        let r = roaming(16);
+        let out = {
+            let g = r.enter().unwrap();
+            g.pool.alloc_from(b"lives on").unwrap()
+        };
+        std::thread::spawn(move || drop(r)).join().unwrap();
+        assert_eq!(out.data(), b"lives on");
+        drop(out);
+    }
+
+    const _: () = {
+        const fn send_sync<T: Send + Sync>() {}
+        send_sync::<Roaming<Held>>();
+    };
+}
