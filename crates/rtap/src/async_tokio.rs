@@ -19,7 +19,7 @@ use crate::sys::fd as sysfd;
 /// A duplicate of a queue's interrupt fd, owned by the reactor registration: the
 /// same open file (so the same readiness), closed only after deregistration.
 #[derive(Debug)]
-struct Watch(OwnedFd);
+pub(crate) struct Watch(OwnedFd);
 
 impl AsRawFd for Watch {
     fn as_raw_fd(&self) -> RawFd {
@@ -28,6 +28,12 @@ impl AsRawFd for Watch {
 }
 
 fn watch(fd: BorrowedFd<'_>) -> Result<AsyncFd<Watch>> {
+    watch_for(fd, Interest::READABLE)
+}
+
+/// Registers a duplicate of `fd` with the current tokio runtime's reactor for
+/// `interest`; [`Error::NoAsyncRuntime`] outside a runtime.
+pub(crate) fn watch_for(fd: BorrowedFd<'_>, interest: Interest) -> Result<AsyncFd<Watch>> {
     // Registering outside a runtime would panic inside tokio: refuse instead.
     if tokio::runtime::Handle::try_current().is_err() {
         return Err(Error::NoAsyncRuntime);
@@ -37,7 +43,7 @@ fn watch(fd: BorrowedFd<'_>) -> Result<AsyncFd<Watch>> {
         .map_err(|e| Error::sys("dup interrupt fd", e))?;
     // SAFETY: the fd is owned by the Watch, valid, and stays open until the AsyncFd
     // (which deregisters it first) is dropped.
-    unsafe { AsyncFd::register_with_interest(Watch(dup), Interest::READABLE) }
+    unsafe { AsyncFd::register_with_interest(Watch(dup), interest) }
         .map_err(|e| Error::sys("tokio register fd", e.into()))
 }
 

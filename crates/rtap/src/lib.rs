@@ -3,7 +3,8 @@
 #![deny(missing_debug_implementations)]
 // unsafe lives only in the modules that own kernel interfaces (sys, backend,
 // pool, async_tokio, afpacket::ring, xdp::ring, queue::counters, the zcrx
-// modules that own shared memory), each block with a SAFETY comment.
+// modules that own shared memory) and the one call in mt::inline that hands
+// a queue pair to pool::Roaming, each block with a SAFETY comment.
 #![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 

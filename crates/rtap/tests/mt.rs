@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use rtap::mt::{MtConfig, MtQueue, MtReport};
+use rtap::mt::{MtConfig, MtDrive, MtQueue, MtReport};
 use rtap::{BackendKind, Offloads, Packet, PoolConfig, Port, TapConfig};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -30,6 +30,21 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn small_pool() -> MtConfig {
     MtConfig::default().pool(PoolConfig::default().count(1024))
+}
+
+/// No driver thread: the tasks do the I/O.
+fn tasks() -> MtConfig {
+    small_pool().drive(MtDrive::Tasks)
+}
+
+/// Opens the queue pair inside `rt` (task-driven queues register their fd
+/// with its reactor; driver-thread ones do not care).
+fn spawn_in(rt: &tokio::runtime::Runtime, port: &Arc<Port>, cfg: MtConfig) -> MtQueue {
+    let _in = rt.enter();
+    let drive = cfg.drive;
+    let q = MtQueue::spawn(port, 0, cfg).unwrap();
+    assert_eq!(q.drive(), drive);
+    q
 }
 
 #[track_caller]
@@ -132,8 +147,8 @@ fn frames_through_the_pipeline_with(
     cfg: MtConfig,
 ) {
     let port = Arc::new(port);
-    let q = MtQueue::spawn(&port, 0, cfg).unwrap();
     let rt = runtime();
+    let q = spawn_in(&rt, &port, cfg);
     let n = 200;
     let frames: Vec<Vec<u8>> = (0..n as u32)
         .map(|i| test_frame(60 + (i as usize % 900), i))
@@ -187,6 +202,41 @@ fn tap_frames_cross_threads_rw() {
 }
 
 #[test]
+fn tap_frames_cross_threads_task_driven() {
+    netns();
+    let port = started("mtap8", BackendKind::Uring, 1);
+    let (i, c) = (
+        PacketSocket::injector(port.ifindex()),
+        PacketSocket::bind(port.ifindex()),
+    );
+    frames_through_the_pipeline_with(port, i, c, tasks());
+}
+
+/// Task-driven queues on a device whose queues are tied to their thread
+/// are refused with the reason; outside a tokio runtime too.
+#[test]
+fn task_driven_refusals() {
+    netns();
+    let (p, _k) = veth("mtrf");
+    let port = Arc::new(packet_port(rtap::PacketConfig::new(&p)));
+    let rt = runtime();
+    let e = {
+        let _in = rt.enter();
+        MtQueue::spawn(&port, 0, tasks()).unwrap_err()
+    };
+    assert!(
+        matches!(e, rtap::Error::Unsupported { .. }) && e.to_string().contains("MtDrive::Thread"),
+        "{e}"
+    );
+    let tap = Arc::new(started("mtap9", BackendKind::Uring, 1));
+    let e = MtQueue::spawn(&tap, 0, tasks()).unwrap_err();
+    assert!(matches!(e, rtap::Error::NoAsyncRuntime), "{e}");
+    // Neither left the queue claimed.
+    let q = spawn_in(&rt, &tap, tasks());
+    assert_full(&q.stop());
+}
+
+#[test]
 fn packet_port_frames_cross_threads() {
     netns();
     let (p, k) = veth("mtpk");
@@ -215,16 +265,25 @@ fn xdp_port_frames_cross_threads() {
 /// and written back; the socket gets each echo.
 #[test]
 fn tun_datagrams_echoed_across_threads() {
+    tun_echo("mtun0", small_pool());
+}
+
+#[test]
+fn tun_datagrams_echoed_across_threads_task_driven() {
+    tun_echo("mtun1", tasks());
+}
+
+fn tun_echo(name: &str, cfg: MtConfig) {
     netns();
-    let port = Port::open(TapConfig::tun("mtun0").offloads(Offloads::NONE)).unwrap();
+    let port = Port::open(TapConfig::tun(name).offloads(Offloads::NONE)).unwrap();
     port.start().unwrap();
-    ip(&["addr", "add", "10.77.0.1/24", "dev", "mtun0"]);
+    ip(&["addr", "add", "10.77.0.1/24", "dev", name]);
     let port = Arc::new(port);
-    let q = MtQueue::spawn(&port, 0, small_pool()).unwrap();
+    let rt = runtime();
+    let q = spawn_in(&rt, &port, cfg);
     let sock = UdpSocket::bind("10.77.0.1:0").unwrap();
     sock.set_read_timeout(Some(WAIT)).unwrap();
     let n = 100;
-    let rt = runtime();
     let s: Seen = Default::default();
     let sender = sock.try_clone().unwrap();
     let t = std::thread::spawn(move || {
@@ -262,9 +321,21 @@ fn swap_udp(p: &mut Packet) {
 /// that migrates) gets its packet; the futures are `Send`.
 #[test]
 fn futures_move_between_threads() {
+    futures_move("mtap2", small_pool());
+}
+
+#[test]
+fn futures_move_between_threads_task_driven() {
+    futures_move("mtap10", tasks());
+}
+
+fn futures_move(name: &str, cfg: MtConfig) {
     netns();
-    let port = Arc::new(started("mtap2", BackendKind::Uring, 1));
-    let q = MtQueue::spawn(&port, 0, small_pool()).unwrap();
+    let port = Arc::new(started(name, BackendKind::Uring, 1));
+    // The runtime whose reactor a task-driven queue uses; the futures run on
+    // other threads (with executors of their own).
+    let home = runtime();
+    let q = spawn_in(&home, &port, cfg);
     let rx = q.rx();
     let fut: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> =
         Box::pin(async move { rx.recv().await });
@@ -321,10 +392,19 @@ fn futures_move_between_threads() {
 /// back to its pool.
 #[test]
 fn cancelled_futures_lose_no_buffer() {
+    cancelled("mtap3", small_pool());
+}
+
+#[test]
+fn cancelled_futures_lose_no_buffer_task_driven() {
+    cancelled("mtap11", tasks());
+}
+
+fn cancelled(name: &str, cfg: MtConfig) {
     netns();
-    let port = Arc::new(started("mtap3", BackendKind::Uring, 1));
-    let q = MtQueue::spawn(&port, 0, small_pool().burst(4).depth(8)).unwrap();
+    let port = Arc::new(started(name, BackendKind::Uring, 1));
     let rt = runtime();
+    let q = spawn_in(&rt, &port, cfg.burst(4).depth(8));
     let rx = q.rx();
     rt.block_on(async {
         let r = tokio::time::timeout(Duration::from_millis(50), rx.recv()).await;
@@ -374,14 +454,23 @@ fn cancelled_futures_lose_no_buffer() {
 /// is gone by then) without harm. Handles then fail with the reason.
 #[test]
 fn stopped_while_packets_live_elsewhere() {
+    stopped_with_packets_out("mtap4", small_pool());
+}
+
+#[test]
+fn stopped_while_packets_live_elsewhere_task_driven() {
+    stopped_with_packets_out("mtap12", tasks());
+}
+
+fn stopped_with_packets_out(name: &str, cfg: MtConfig) {
     netns();
-    let port = Arc::new(started("mtap4", BackendKind::Uring, 1));
-    let q = MtQueue::spawn(&port, 0, small_pool()).unwrap();
+    let port = Arc::new(started(name, BackendKind::Uring, 1));
+    let rt = runtime();
+    let q = spawn_in(&rt, &port, cfg);
     let inj = PacketSocket::injector(port.ifindex());
     for i in 0..10 {
         inj.send(&test_frame(100, i)).unwrap();
     }
-    let rt = runtime();
     let rx = q.rx();
     let held: Vec<Packet> = rt.block_on(async {
         let mut v = Vec::new();
@@ -410,15 +499,24 @@ fn stopped_while_packets_live_elsewhere() {
 /// A queue whose device is deleted fails its handles with the reason.
 #[test]
 fn a_vanished_device_fails_the_handles() {
+    vanished("mtap5", small_pool().spin(0));
+}
+
+#[test]
+fn a_vanished_device_fails_the_handles_task_driven() {
+    vanished("mtap13", tasks());
+}
+
+fn vanished(name: &str, cfg: MtConfig) {
     netns();
-    let port = Arc::new(started("mtap5", BackendKind::Uring, 1));
-    let q = MtQueue::spawn(&port, 0, small_pool().spin(0)).unwrap();
-    let rx = q.rx();
-    ip(&["link", "del", "mtap5"]);
+    let port = Arc::new(started(name, BackendKind::Uring, 1));
     let rt = runtime();
+    let q = spawn_in(&rt, &port, cfg);
+    let rx = q.rx();
+    ip(&["link", "del", name]);
     let r = rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), rx.recv()).await });
     match r {
-        Ok(Some(Err(e))) => assert!(e.to_string().contains("mtap5"), "{e}"),
+        Ok(Some(Err(e))) => assert!(e.to_string().contains(name), "{e}"),
         other => panic!("{other:?}"),
     }
     assert_full(&q.stop());
@@ -487,9 +585,19 @@ fn no_runtime_needed() {
 /// port's tx counters) or counted as dropped at the stop; none vanishes.
 #[test]
 fn sends_racing_a_stop_are_sent_or_counted() {
+    sends_racing_a_stop("mtap7", small_pool());
+}
+
+#[test]
+fn sends_racing_a_stop_are_sent_or_counted_task_driven() {
+    sends_racing_a_stop("mtap14", tasks());
+}
+
+fn sends_racing_a_stop(name: &str, cfg: MtConfig) {
     netns();
-    let port = Arc::new(started("mtap7", BackendKind::Uring, 1));
-    let q = MtQueue::spawn(&port, 0, small_pool().burst(8).depth(64)).unwrap();
+    let port = Arc::new(started(name, BackendKind::Uring, 1));
+    let rt = runtime();
+    let q = spawn_in(&rt, &port, cfg.burst(8).depth(64));
     let ok = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let senders: Vec<_> = (0..3)
         .map(|t| {

@@ -87,6 +87,13 @@ pub(crate) fn fd_rx_engine(
     vnet_len: usize,
     pool: &Pool,
 ) -> Result<Box<dyn RxEngine>> {
+    // A roaming queue is driven from whichever thread has work: read/write,
+    // which works from any thread, not a ring tied to its issuer.
+    let backend = if ctx.roaming {
+        BackendKind::Rw
+    } else {
+        backend
+    };
     match backend {
         BackendKind::Rw => Ok(Box::new(rw::RwRx::new(pool, vnet_len, ctx.max_frame)?)),
         BackendKind::Uring => uring_rx_engine(ctx, ring, vnet_len, pool),
@@ -129,6 +136,11 @@ pub(crate) fn fd_tx_engine(
     ring: &RingConfig,
     vnet_len: usize,
 ) -> Result<Box<dyn TxEngine>> {
+    let backend = if ctx.roaming {
+        BackendKind::Rw
+    } else {
+        backend
+    };
     Ok(match backend {
         BackendKind::Rw => Box::new(rw::RwTx::new(vnet_len, ctx.link)),
         BackendKind::Uring => Box::new(uring::tx::UringTx::new(

@@ -185,6 +185,14 @@ pub(crate) trait Device: Send + Sync {
         })
     }
 
+    /// Whether this device's engines can serve a queue pair driven by one
+    /// thread at a time, not always the same one (when [`EngineCtx::roaming`]
+    /// asks), or what to do instead.
+    #[cfg(all(feature = "mt", feature = "tokio"))]
+    fn roaming(&self) -> std::result::Result<(), &'static str> {
+        Err("this kind of port's queues are tied to the thread that opens them: use MtDrive::Thread")
+    }
+
     /// How another process gets this device's queues, or why this port
     /// cannot be served (what to do instead).
     fn lend(&self) -> std::result::Result<&dyn Lend, &'static str> {

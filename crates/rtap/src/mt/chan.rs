@@ -13,11 +13,12 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Waker};
 
 use crossbeam_queue::ArrayQueue;
 
+use super::inline::Inline;
 use crate::error::{Error, Result};
 use crate::pool::Packet;
 use crate::sys::fd as sysfd;
@@ -58,6 +59,23 @@ impl WaitList {
     }
 }
 
+/// A waker that wakes every task of a [`WaitList`]: what a task-driven
+/// queue leaves with the reactor when the kernel has nothing yet, so the next
+/// readiness wakes whichever tasks wait then, not one that may be gone.
+#[cfg(feature = "tokio")]
+pub(crate) struct WakeAll(pub Arc<WaitList>);
+
+#[cfg(feature = "tokio")]
+impl std::task::Wake for WakeAll {
+    fn wake(self: Arc<Self>) {
+        self.0.wake_all();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.wake_all();
+    }
+}
+
 /// Counters of the handoff, for [`MtStats`](super::MtStats).
 #[derive(Debug, Default)]
 pub(crate) struct ChanCounters {
@@ -72,7 +90,8 @@ pub(crate) struct ChanCounters {
     pub rx_backpressure: AtomicU64,
 }
 
-/// State shared by a queue's driver and its handles.
+/// State shared by a queue's driver (or, task-driven, its I/O) and its
+/// handles.
 #[derive(Debug)]
 pub(crate) struct Chan {
     /// Received packets, oldest first.
@@ -80,9 +99,12 @@ pub(crate) struct Chan {
     /// Packets to send, oldest first.
     pub tx: ArrayQueue<Packet>,
     /// Tasks waiting for a received packet.
-    pub rx_wait: WaitList,
+    pub rx_wait: Arc<WaitList>,
     /// Tasks waiting for room to send, or for the tx queue to drain.
-    pub tx_wait: WaitList,
+    pub tx_wait: Arc<WaitList>,
+    /// With [`MtDrive::Tasks`](super::MtDrive::Tasks): the queue pair the
+    /// tasks drive themselves (no driver thread).
+    pub inline: Option<Inline>,
     /// The driver sleeps (or is about to): ring the doorbell to wake it.
     pub sleeping: AtomicBool,
     /// The received queue was full: the driver waits for a task to take some.
@@ -102,14 +124,22 @@ pub(crate) struct Chan {
 }
 
 impl Chan {
-    pub(crate) fn new(depth: usize, burst: usize) -> Result<Chan> {
+    /// A handoff of `depth` packets each way; `waits` are the rx and tx wait
+    /// lists (made first when a task-driven queue needs them for its wakers).
+    pub(crate) fn new(
+        depth: usize,
+        burst: usize,
+        waits: (Arc<WaitList>, Arc<WaitList>),
+        inline: Option<Inline>,
+    ) -> Result<Chan> {
         Ok(Chan {
             senders: AtomicUsize::new(0),
             burst,
             rx: ArrayQueue::new(depth),
             tx: ArrayQueue::new(depth),
-            rx_wait: WaitList::default(),
-            tx_wait: WaitList::default(),
+            rx_wait: waits.0,
+            tx_wait: waits.1,
+            inline,
             sleeping: AtomicBool::new(false),
             rx_full: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -124,8 +154,18 @@ impl Chan {
         self.doorbell.as_fd()
     }
 
-    /// Wakes the driver if it sleeps (after the caller published its work).
+    /// Gets the packets handed over on their way (after the caller published
+    /// them): wakes the driver if it sleeps, or, when the tasks drive the
+    /// queue, sends them on this thread unless another thread is sending.
     pub(crate) fn ring(&self) {
+        match &self.inline {
+            Some(i) => i.pump_tx(self),
+            None => self.wake_driver(),
+        }
+    }
+
+    /// Wakes the driver if it sleeps.
+    fn wake_driver(&self) {
         fence(SeqCst);
         if self.sleeping.load(Relaxed) && self.sleeping.swap(false, Relaxed) {
             self.counters.doorbells.fetch_add(1, Relaxed);
@@ -163,7 +203,7 @@ impl Chan {
     pub(crate) fn took_rx(&self) {
         fence(SeqCst);
         if self.rx_full.load(Relaxed) && self.rx.len() + self.burst <= self.rx.capacity() {
-            self.ring();
+            self.wake_driver();
         }
     }
 
@@ -179,7 +219,9 @@ impl Chan {
         self.closed.store(true, SeqCst);
         self.rx_wait.wake_all();
         self.tx_wait.wake_all();
-        self.ring();
+        if self.inline.is_none() {
+            self.wake_driver();
+        }
     }
 
     /// The error a handle returns once the driver stopped.

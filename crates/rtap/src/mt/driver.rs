@@ -57,11 +57,36 @@ pub(crate) fn run(
     chan.close(failure);
     // Senders that saw the queue open finish their push before the last look.
     chan.wait_senders();
-    // Whatever is still on its way: sent if the queue still can, else dropped
-    // (counted); then the queues close and the pool says what came back.
+    let mut report = wind_down(
+        chan,
+        rxq,
+        txq,
+        &mut pending,
+        &pool,
+        cfg.stop_timeout,
+        stopping,
+    );
+    report.cpu_time = sysfd::thread_cpu_time();
+    report
+}
+
+/// The end of a queue pair, the handoff closed and its senders done: what
+/// is still on its way is sent if the queue still can (`stopping`: a stop,
+/// not a failure) until `stop_timeout`, else dropped (counted); what no task
+/// took is dropped (counted); then the queues close and the pool says what
+/// came back.
+pub(crate) fn wind_down(
+    chan: &Chan,
+    rxq: RxQueue,
+    mut txq: TxQueue,
+    pending: &mut Vec<Packet>,
+    pool: &Pool,
+    stop_timeout: Duration,
+    stopping: bool,
+) -> MtReport {
     let mut tx_dropped = 0u64;
     let deadline = Instant::now()
-        .checked_add(cfg.stop_timeout)
+        .checked_add(stop_timeout)
         .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
     loop {
         while let Some(p) = chan.tx.pop() {
@@ -70,13 +95,13 @@ pub(crate) fn run(
         if pending.is_empty() || !stopping || Instant::now() >= deadline {
             break;
         }
-        if txq.tx_burst(&mut pending).is_err() {
+        if txq.tx_burst(pending).is_err() {
             break;
         }
         std::thread::yield_now();
     }
     tx_dropped += pending.len() as u64;
-    drop(pending);
+    pending.clear();
     if stopping {
         txq.flush(deadline.saturating_duration_since(Instant::now()));
     }
@@ -90,7 +115,7 @@ pub(crate) fn run(
         pool: pool.stats(),
         tx_dropped_at_stop: tx_dropped,
         rx_dropped_at_stop: rx_dropped,
-        cpu_time: sysfd::thread_cpu_time(),
+        cpu_time: Duration::ZERO,
     }
 }
 

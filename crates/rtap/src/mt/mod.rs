@@ -17,10 +17,20 @@
 //! thread, changed by a task on another and sent by a third goes back to the
 //! driver's pool when dropped, wherever ([`crate::pool`]).
 //!
+//! Or, with [`MtDrive::Tasks`] (TAP and TUN ports, feature `tokio`), no
+//! driver thread: the task that finds nothing received reads a burst from
+//! the kernel on the thread it runs on, the task that sends writes, one
+//! thread at a time (the queue pair and its pool move with it); when the
+//! kernel has nothing, tokio's reactor wakes the waiting tasks. That is how a
+//! tokio application reading its own fd works, without the wakeups a handoff
+//! costs when its other side sleeps, at the price of a syscall per packet
+//! (`read`/`write`, not io_uring, whose rings are tied to a thread). The
+//! handles and what they promise are the same either way.
+//!
 //! The single-thread busy-poll path ([`RxQueue`](crate::RxQueue),
 //! [`TxQueue`](crate::TxQueue) on the caller's thread) is unchanged and stays
-//! the fastest; this layer costs a thread per queue pair and a handoff per
-//! burst (BENCHMARKS.md measures it).
+//! the fastest; this layer costs a thread per queue pair (or the tasks' own
+//! I/O) and a handoff per burst (BENCHMARKS.md measures both).
 //!
 //! # Backpressure
 //!
@@ -37,6 +47,11 @@
 
 mod chan;
 mod driver;
+#[cfg(feature = "tokio")]
+mod inline;
+#[cfg(not(feature = "tokio"))]
+#[path = "inline_off.rs"]
+mod inline;
 mod local;
 mod rx;
 mod tx;
@@ -50,7 +65,7 @@ pub use local::{alloc_from, with_local_pool};
 pub use rx::MtRx;
 pub use tx::MtTx;
 
-use chan::Chan;
+use chan::{Chan, WaitList};
 
 use crate::error::{Error, Result};
 use crate::pool::{Pool, PoolConfig};
@@ -73,6 +88,30 @@ pub struct MtConfig {
     pub stop_timeout: Duration,
     /// The driver thread's name. Default `rtap-q{N}`.
     pub thread_name: Option<String>,
+    /// Who does the queue pair's I/O. Default [`MtDrive::Thread`].
+    pub drive: MtDrive,
+}
+
+/// Who does a multi-thread queue pair's I/O.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MtDrive {
+    /// A driver thread per queue pair moves bursts between the kernel
+    /// (io_uring where the port has it) and the handles. Any device, any
+    /// executor; costs a thread and, when a side sleeps, a wakeup per burst.
+    #[default]
+    Thread,
+    /// The tasks do the I/O themselves, on whichever thread polls them: a
+    /// task that finds nothing received reads a burst, a task that sends
+    /// writes what waits, one thread at a time; when the kernel has nothing,
+    /// tokio's reactor wakes the waiting tasks. No extra thread and no
+    /// handoff wakeups, as a tokio application that reads its fd itself
+    /// does. Needs feature `tokio`, a tokio runtime (with its I/O driver)
+    /// when the queue opens, and a device whose queues may move between
+    /// threads: TAP and TUN ports (their queues use `read`/`write` here, not
+    /// io_uring, which is best driven by one thread). Elsewhere
+    /// [`MtQueue::spawn`] says why not.
+    Tasks,
 }
 
 impl Default for MtConfig {
@@ -84,6 +123,7 @@ impl Default for MtConfig {
             spin: 64,
             stop_timeout: Duration::from_secs(1),
             thread_name: None,
+            drive: MtDrive::Thread,
         }
     }
 }
@@ -113,6 +153,12 @@ impl MtConfig {
         self
     }
 
+    /// Sets who does the I/O.
+    pub fn drive(mut self, drive: MtDrive) -> Self {
+        self.drive = drive;
+        self
+    }
+
     fn validate(&self) -> Result<()> {
         if self.burst == 0 || self.burst > 1024 {
             return Err(Error::InvalidConfig {
@@ -134,9 +180,10 @@ impl MtConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct MtStats {
-    /// Times the driver went to sleep.
+    /// Times the driver went to sleep (task-driven: times a task found
+    /// nothing to read and left the wait to the reactor).
     pub sleeps: u64,
-    /// Times a task woke the sleeping driver.
+    /// Times a task woke the sleeping driver (task-driven: none).
     pub doorbells: u64,
     /// Rx bursts handed to the tasks.
     pub rx_bursts: u64,
@@ -149,23 +196,35 @@ pub struct MtStats {
     pub tx_queued: usize,
 }
 
-/// A queue pair run by its own driver thread, for async tasks on any thread.
-/// Stops (and joins the thread) on [`stop`](Self::stop) or drop; handles
-/// made from it then fail with [`Error::QueueStopped`].
+/// A queue pair for async tasks on any thread, run by its own driver thread
+/// or by the tasks ([`MtDrive`]). Stops (and joins the thread) on
+/// [`stop`](Self::stop) or drop; handles made from it then fail with
+/// [`Error::QueueStopped`].
 #[derive(Debug)]
 pub struct MtQueue {
     chan: Arc<Chan>,
     thread: Option<std::thread::JoinHandle<MtReport>>,
     id: u16,
+    stop_timeout: Duration,
+    stopped: bool,
 }
 
 impl MtQueue {
     /// Starts a driver thread for queue pair `id` of `port` (started): it
     /// opens the rx and tx queues and a pool of `cfg.pool` there. Errors
     /// opening them are returned here.
+    ///
+    /// With [`MtDrive::Tasks`] no thread starts: the queues and the pool are
+    /// opened here, for the tasks, and must be opened inside a tokio runtime
+    /// ([`Error::NoAsyncRuntime`] outside one).
     pub fn spawn(port: &Arc<Port>, id: u16, cfg: MtConfig) -> Result<MtQueue> {
         cfg.validate()?;
-        let chan = Arc::new(Chan::new(cfg.depth, cfg.burst)?);
+        let waits = (Arc::new(WaitList::default()), Arc::new(WaitList::default()));
+        if cfg.drive == MtDrive::Tasks {
+            return Self::for_tasks(port, id, cfg, waits);
+        }
+        let chan = Arc::new(Chan::new(cfg.depth, cfg.burst, waits, None)?);
+        let stop_timeout = cfg.stop_timeout;
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<()>>(1);
         let (port, c) = (port.clone(), chan.clone());
         let name = cfg
@@ -199,6 +258,8 @@ impl MtQueue {
                 chan,
                 thread: Some(thread),
                 id,
+                stop_timeout,
+                stopped: false,
             }),
             Ok(Err(e)) => {
                 let _ = thread.join();
@@ -207,6 +268,45 @@ impl MtQueue {
             Err(_) => Err(Error::QueueStopped {
                 why: "the driver thread ended before opening its queues".into(),
             }),
+        }
+    }
+
+    #[cfg(feature = "tokio")]
+    fn for_tasks(
+        port: &Arc<Port>,
+        id: u16,
+        cfg: MtConfig,
+        waits: (Arc<WaitList>, Arc<WaitList>),
+    ) -> Result<MtQueue> {
+        let inline = inline::Inline::open(port, id, &cfg, &waits)?;
+        Ok(MtQueue {
+            chan: Arc::new(Chan::new(cfg.depth, cfg.burst, waits, Some(inline))?),
+            thread: None,
+            id,
+            stop_timeout: cfg.stop_timeout,
+            stopped: false,
+        })
+    }
+
+    #[cfg(not(feature = "tokio"))]
+    fn for_tasks(
+        _: &Arc<Port>,
+        _: u16,
+        _: MtConfig,
+        _: (Arc<WaitList>, Arc<WaitList>),
+    ) -> Result<MtQueue> {
+        Err(Error::Unsupported {
+            feature: "queues driven by the async tasks (MtDrive::Tasks)",
+            hint: "build rtap with feature tokio, or use MtDrive::Thread",
+        })
+    }
+
+    /// Who does this queue pair's I/O.
+    pub fn drive(&self) -> MtDrive {
+        if self.chan.inline.is_some() {
+            MtDrive::Tasks
+        } else {
+            MtDrive::Thread
         }
     }
 
@@ -245,7 +345,15 @@ impl MtQueue {
     }
 
     fn halt(&mut self) -> MtReport {
+        if std::mem::replace(&mut self.stopped, true) {
+            return MtReport::default();
+        }
         self.chan.close(None);
+        if let Some(i) = &self.chan.inline {
+            // Senders that saw the queue open finish their push first.
+            self.chan.wait_senders();
+            return i.stop(&self.chan, self.stop_timeout);
+        }
         match self.thread.take() {
             Some(t) => t.join().unwrap_or_default(),
             None => MtReport::default(),

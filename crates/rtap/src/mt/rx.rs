@@ -35,18 +35,27 @@ impl MtRx {
     /// Polls for a packet: `Ready(Some(..))` with one, `Ready(None)` once the
     /// queue stopped normally (an error if it failed).
     pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Packet>>> {
-        for first in [true, false] {
+        let mut registered = false;
+        loop {
             if let Some(p) = self.try_recv() {
                 return Poll::Ready(Some(Ok(p)));
             }
             if self.chan.closed.load(Acquire) {
                 return Poll::Ready(self.end());
             }
-            if first {
-                self.chan.rx_wait.register(cx);
+            // Task-driven: read a burst here, unless another thread is; look
+            // again if it brought something.
+            if let Some(i) = &self.chan.inline {
+                if i.pump_rx(&self.chan, cx) {
+                    continue;
+                }
             }
+            if registered {
+                return Poll::Pending;
+            }
+            self.chan.rx_wait.register(cx);
+            registered = true;
         }
-        Poll::Pending
     }
 
     fn end(&self) -> Option<Result<Packet>> {

@@ -143,7 +143,11 @@ impl MtTx {
 
     fn poll_drained(&self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         for first in [true, false] {
-            if self.chan.tx.is_empty() {
+            let drained = match &self.chan.inline {
+                Some(i) => i.drained(&self.chan),
+                None => self.chan.tx.is_empty(),
+            };
+            if drained {
                 return Poll::Ready(Ok(()));
             }
             if self.chan.closed.load(Acquire) {

@@ -529,7 +529,7 @@ impl Port {
         Ok(self.info().link.frame_len(self.link()?.mtu))
     }
 
-    fn engine_ctx(&self, q: &QueueShared, max_frame: usize) -> EngineCtx {
+    fn engine_ctx(&self, q: &QueueShared, max_frame: usize, roaming: bool) -> EngineCtx {
         use std::os::fd::AsRawFd;
         EngineCtx {
             fd: q.fd.as_raw_fd(),
@@ -538,6 +538,7 @@ impl Port {
             sq_attach: self.sq_anchor.as_ref().map(|a| a.fd()),
             block: q.c.clone(),
             link: q.link,
+            roaming,
         }
     }
 
@@ -563,10 +564,29 @@ impl Port {
     /// Opens rx queue `id`, lending buffers from `pool` to the kernel. The queue
     /// and the pool belong to the calling thread.
     pub fn rx_queue(&self, id: u16, pool: &Pool) -> Result<RxQueue> {
+        self.open_rx(id, pool, false)
+    }
+
+    /// Opens queue pair `id` with engines that may be driven from a different
+    /// thread each time (one at a time): `rtap::mt`'s task-driven queues. An
+    /// [`Error::Unsupported`] naming the reason on devices whose queues are
+    /// tied to their thread.
+    #[cfg(all(feature = "mt", feature = "tokio"))]
+    pub(crate) fn roaming_queues(&self, id: u16, pool: &Pool) -> Result<(RxQueue, TxQueue)> {
+        self.dev.roaming().map_err(|hint| Error::Unsupported {
+            feature: "queues driven by the async tasks (MtDrive::Tasks) on this kind of port",
+            hint,
+        })?;
+        Ok((self.open_rx(id, pool, true)?, self.open_tx(id, true)?))
+    }
+
+    fn open_rx(&self, id: u16, pool: &Pool, roaming: bool) -> Result<RxQueue> {
         let q = self.queue(id, "rx_queue")?;
         let max_frame = self.max_frame()?;
         let claim = q.claim(Dir::Rx)?;
-        let engine = self.dev.rx_engine(&self.engine_ctx(q, max_frame), pool)?;
+        let engine = self
+            .dev
+            .rx_engine(&self.engine_ctx(q, max_frame, roaming), pool)?;
         Ok(RxQueue::new(
             claim,
             engine,
@@ -577,9 +597,15 @@ impl Port {
 
     /// Opens tx queue `id`. The queue belongs to the calling thread.
     pub fn tx_queue(&self, id: u16) -> Result<TxQueue> {
+        self.open_tx(id, false)
+    }
+
+    fn open_tx(&self, id: u16, roaming: bool) -> Result<TxQueue> {
         let q = self.queue(id, "tx_queue")?;
         let claim = q.claim(Dir::Tx)?;
-        let engine = self.dev.tx_engine(&self.engine_ctx(q, self.max_frame()?))?;
+        let engine = self
+            .dev
+            .tx_engine(&self.engine_ctx(q, self.max_frame()?, roaming))?;
         q.set_tx_engine(engine.engine().filter(|&e| e != self.info().engine));
         Ok(TxQueue::new(
             claim,

@@ -46,6 +46,11 @@ pub(crate) struct EngineCtx {
     pub block: Block,
     /// What the queue's frames start with (for an engine that parses them).
     pub link: Link,
+    /// The queue pair will be driven by one thread at a time, not always the
+    /// same one ([`Port::roaming_queues`](crate::Port)): its engines must not
+    /// depend on the thread (no io_uring ring tied to its issuer, no
+    /// thread-local state).
+    pub roaming: bool,
 }
 
 /// Receive engine of one queue.

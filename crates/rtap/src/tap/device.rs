@@ -175,6 +175,13 @@ impl Device for TapDevice {
     fn lend(&self) -> std::result::Result<&dyn Lend, &'static str> {
         Ok(self)
     }
+
+    /// Roaming queues get the read/write engines (an io_uring ring is best
+    /// driven by one thread; `read`/`write` on the queue's fd work from any).
+    #[cfg(all(feature = "mt", feature = "tokio"))]
+    fn roaming(&self) -> std::result::Result<(), &'static str> {
+        Ok(())
+    }
 }
 
 /// Detaches a queue before its fd is closed. Closing alone detaches it only once

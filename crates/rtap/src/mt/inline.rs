@@ -1,0 +1,308 @@
+//! Task-driven queues ([`MtDrive::Tasks`](super::MtDrive::Tasks)): no
+//! driver thread. The task that finds nothing received reads a burst from
+//! the kernel itself, on the thread it runs on; the task that hands over a
+//! packet to send writes what waits, unless another thread is at it. The
+//! queue pair and its pool are a [`Roaming`] value: one thread at a time
+//! holds them, inside one poll, never across an `.await`.
+//!
+//! When the kernel has nothing, the reading task leaves a waker with tokio's
+//! reactor (the queue's fd, edge-triggered) that wakes every task waiting to
+//! receive, whichever that is by then; so a cancelled task cannot strand the
+//! others. The queues use `read`/`write` (an io_uring ring is best driven by
+//! one thread; see [`Port::roaming_queues`](crate::Port)).
+
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering::*};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+use super::chan::{Chan, WaitList, WakeAll};
+use super::driver::{wind_down, MtReport};
+use super::MtConfig;
+use crate::async_tokio::{watch_for, Watch};
+use crate::error::{Error, Result};
+use crate::pool::roaming::{RoamGuard, Roaming};
+use crate::pool::{Packet, Pool};
+use crate::port::Port;
+use crate::queue::{RxQueue, TxQueue};
+
+/// Reads (or readiness looks) one pump makes before it lets the task look
+/// again later: readiness that keeps coming back with nothing to read must
+/// not hold a worker.
+const TRIES: usize = 4;
+
+/// What the tasks drive: the queue pair, its pool, and the packets on their
+/// way. The queues are `None` once the queue stopped.
+struct Io {
+    rxq: Option<RxQueue>,
+    txq: Option<TxQueue>,
+    pool: Pool,
+    got: Vec<Packet>,
+    pending: Vec<Packet>,
+}
+
+/// A queue pair the async tasks drive themselves.
+pub(crate) struct Inline {
+    io: Roaming<Io>,
+    /// The queue's fd, watched by the reactor for both directions.
+    fd: AsyncFd<Watch>,
+    /// Wakes every task waiting to receive / to send.
+    rx_waker: Waker,
+    tx_waker: Waker,
+    burst: usize,
+    /// Packets taken to send that the kernel has not accepted yet.
+    pending: AtomicUsize,
+    /// A task wanted to read while another thread held the queues (to
+    /// send, say): whoever lets them go next wakes the waiting readers.
+    rx_missed: AtomicBool,
+}
+
+impl std::fmt::Debug for Inline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inline")
+            .field("busy", &self.io.busy())
+            .field("pending", &self.pending.load(Relaxed))
+            .finish()
+    }
+}
+
+impl Inline {
+    /// Opens queue pair `id` of `port` for the tasks, with a pool of its own,
+    /// watched by the current tokio runtime.
+    #[allow(unsafe_code)]
+    pub(crate) fn open(
+        port: &Port,
+        id: u16,
+        cfg: &MtConfig,
+        waits: &(Arc<WaitList>, Arc<WaitList>),
+    ) -> Result<Inline> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::NoAsyncRuntime);
+        }
+        let pool = Pool::new(cfg.pool)?;
+        let (rxq, txq) = port.roaming_queues(id, &pool)?;
+        let fd = {
+            let q = rxq.interrupt_fd().ok_or(Error::Unsupported {
+                feature: "task-driven queues without a readiness fd",
+                hint: "use MtDrive::Thread",
+            })?;
+            watch_for(q, Interest::READABLE | Interest::WRITABLE)?
+        };
+        let io = Io {
+            rxq: Some(rxq),
+            txq: Some(txq),
+            pool: pool.clone(),
+            got: Vec::with_capacity(cfg.burst),
+            pending: Vec::with_capacity(cfg.burst),
+        };
+        // SAFETY: the pool was made here for this queue pair and its handle
+        // is dropped below, so the queues' handles inside `io` are the only
+        // ones; the queues were opened roaming (read/write engines: no
+        // io_uring ring tied to its issuer, no thread-local state), and the
+        // rest of `io` is plain vectors of packets.
+        let io = unsafe { Roaming::new(&pool, io) };
+        drop(pool);
+        Ok(Inline {
+            io,
+            fd,
+            rx_waker: Waker::from(Arc::new(WakeAll(waits.0.clone()))),
+            tx_waker: Waker::from(Arc::new(WakeAll(waits.1.clone()))),
+            burst: cfg.burst,
+            pending: AtomicUsize::new(0),
+            rx_missed: AtomicBool::new(false),
+        })
+    }
+
+    /// Reads a burst into the received queue on this thread, for a task
+    /// that found it empty. `true`: the received queue (or `closed`) may
+    /// have changed, look again. `false`: another thread is reading (it
+    /// wakes the waiting tasks), or the kernel had nothing (the reactor will
+    /// wake them; if readiness kept coming back empty, the task of `cx` is
+    /// woken to look again); the caller registers and waits.
+    pub(crate) fn pump_rx(&self, chan: &Chan, cx: &Context<'_>) -> bool {
+        let mut g = match self.io.enter() {
+            Some(g) => g,
+            None => {
+                // Announce, then look once more: either this look finds the
+                // queues free or their holder sees the announcement after
+                // letting go (`release`) and wakes the readers.
+                self.rx_missed.store(true, Relaxed);
+                fence(SeqCst);
+                match self.io.enter() {
+                    Some(g) => g,
+                    None => return false,
+                }
+            }
+        };
+        // This thread reads now: it wakes the readers if it gets packets, or
+        // leaves the reactor to, so an earlier announcement is served.
+        self.rx_missed.store(false, Relaxed);
+        let got = self.read_some(chan, cx, &mut g);
+        self.release(chan, g);
+        let got = match got {
+            Ok(got) => got,
+            Err(e) => {
+                chan.close(Some(e));
+                return true;
+            }
+        };
+        // Senders that found the queues busy while this thread read.
+        if !chan.tx.is_empty() {
+            self.pump_tx(chan);
+        }
+        if got {
+            chan.counters.rx_bursts.fetch_add(1, Relaxed);
+            chan.rx_wait.wake_all();
+        }
+        got
+    }
+
+    /// Lets the queues go; wakes the readers if one wanted them meanwhile.
+    fn release(&self, chan: &Chan, g: RoamGuard<'_, Io>) {
+        drop(g);
+        // Pairs with the fence in `pump_rx`'s announcement.
+        fence(SeqCst);
+        if self.rx_missed.load(Relaxed) && self.rx_missed.swap(false, Relaxed) {
+            chan.rx_wait.wake_all();
+        }
+    }
+
+    /// The read of [`pump_rx`](Self::pump_rx), holding the queues: `true`
+    /// if packets were pushed to the received queue.
+    fn read_some(&self, chan: &Chan, cx: &Context<'_>, io: &mut Io) -> Result<bool> {
+        let Some(rxq) = io.rxq.as_mut() else {
+            return Ok(false);
+        };
+        if chan.rx.len() + self.burst > chan.rx.capacity() {
+            // The tasks have a full queue to take first.
+            return Ok(false);
+        }
+        for _ in 0..TRIES {
+            let n = rxq.rx_burst(&mut io.got, self.burst)?;
+            if n > 0 {
+                for p in io.got.drain(..) {
+                    // Room for a burst was checked and only the guard's
+                    // holder pushes.
+                    let r = chan.rx.push(p);
+                    debug_assert!(r.is_ok(), "room for a burst was checked");
+                }
+                return Ok(true);
+            }
+            // (Without a free buffer the read/write engine drops a frame,
+            // counted as `nombuf`, so the kernel's queue moves on and a
+            // wait below is woken by the next frame.)
+            let mut wcx = Context::from_waker(&self.rx_waker);
+            match self.fd.poll_read_ready(&mut wcx) {
+                // Readiness from before this read: forget it, read again.
+                Poll::Ready(Ok(mut r)) => r.clear_ready(),
+                Poll::Ready(Err(e)) => return Err(Error::sys("tokio reactor", e)),
+                Poll::Pending => {
+                    chan.counters.sleeps.fetch_add(1, Relaxed);
+                    return Ok(false);
+                }
+            }
+        }
+        cx.waker().wake_by_ref();
+        Ok(false)
+    }
+
+    /// Sends what the tasks handed over, on this thread, unless another
+    /// thread is sending (which then looks at the queue once more after it
+    /// lets go, so nothing handed over is left behind).
+    pub(crate) fn pump_tx(&self, chan: &Chan) {
+        // The caller's push before the look at the guard; pairs with the
+        // holder's fence between letting go and its last look below.
+        fence(SeqCst);
+        loop {
+            let Some(mut g) = self.io.enter() else {
+                return;
+            };
+            let r = self.send_some(chan, &mut g);
+            self.release(chan, g);
+            if let Err(e) = r {
+                chan.close(Some(e));
+                return;
+            }
+            // Pairs with the fence above: a sender whose push this look
+            // misses finds the guard free.
+            fence(SeqCst);
+            if chan.tx.is_empty() || self.pending.load(Relaxed) > 0 {
+                return;
+            }
+        }
+    }
+
+    /// Moves the send queue into the kernel, a burst at a time, until it is
+    /// empty or the kernel takes no more (then the reactor wakes the tasks
+    /// waiting to send when the fd is writable).
+    fn send_some(&self, chan: &Chan, io: &mut Io) -> Result<()> {
+        let Some(txq) = io.txq.as_mut() else {
+            return Ok(());
+        };
+        let pending = &mut io.pending;
+        for _ in 0..TRIES {
+            let mut took = false;
+            while pending.len() < self.burst {
+                match chan.tx.pop() {
+                    Some(p) => {
+                        pending.push(p);
+                        took = true;
+                    }
+                    None => break,
+                }
+            }
+            let before = pending.len();
+            if before > 0 {
+                txq.tx_burst(pending)?;
+            }
+            self.pending.store(pending.len(), Relaxed);
+            if took {
+                chan.tx_wait.wake_all();
+            }
+            if pending.is_empty() {
+                if chan.tx.is_empty() {
+                    return Ok(());
+                }
+                continue;
+            }
+            if pending.len() < before {
+                continue;
+            }
+            // The kernel took nothing: wait for the fd to be writable.
+            let mut wcx = Context::from_waker(&self.tx_waker);
+            match self.fd.poll_write_ready(&mut wcx) {
+                Poll::Ready(Ok(mut r)) => r.clear_ready(),
+                Poll::Ready(Err(e)) => return Err(Error::sys("tokio reactor", e)),
+                Poll::Pending => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether everything handed over has gone to the kernel.
+    pub(crate) fn drained(&self, chan: &Chan) -> bool {
+        chan.tx.is_empty() && self.pending.load(Relaxed) == 0
+    }
+
+    /// Stops: sends what waits (up to the stop's deadline), drops what no
+    /// task took, closes the queues and reports the pool. The caller closed
+    /// `chan` and waited for the senders.
+    pub(crate) fn stop(&self, chan: &Chan, cfg_stop: std::time::Duration) -> MtReport {
+        // A holder keeps the guard only inside one poll: wait for it.
+        let mut g = loop {
+            if let Some(g) = self.io.enter() {
+                break g;
+            }
+            std::thread::yield_now();
+        };
+        let io = &mut *g;
+        let (Some(rxq), Some(txq)) = (io.rxq.take(), io.txq.take()) else {
+            return MtReport::default();
+        };
+        let report = wind_down(chan, rxq, txq, &mut io.pending, &io.pool, cfg_stop, true);
+        self.pending.store(0, Relaxed);
+        report
+    }
+}
