@@ -1112,6 +1112,7 @@ fn bench_quick_writes_results_json_and_chart() {
     assert_eq!(has("csum", "lanes-64k").at("vs"), &json!("be-words-64k"));
     assert!(has("csum", "split-64k").num("pps") > 0.0);
     assert!(has("tcp", "tun-async-mt").num("gbit_per_s") > 0.0);
+    assert!(has("tcp", "tun-async-mt-tasks").num("gbit_per_s") > 0.0);
     assert_eq!(has("lat", "veth").num("fwd_cpu_load"), 0.0, "no forwarder");
 
     let svg = std::fs::read_to_string(dir.join("bench.svg")).expect("bench.svg");

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use rtap::mt::MtDrive;
 use rtap::{BackendKind, RxMode};
 
 /// One contender.
@@ -63,12 +64,13 @@ pub enum TcpPath {
     /// io-mode forwarder between them: a VPN's data path without the crypto.
     /// With `vpn`: the forwarder splits and merges every packet (`--mode vpn`).
     /// With `mt` too: the same on tokio's multi-thread runtime (`--mode
-    /// vpn-mt`: a driver thread per queue, a task per packet).
+    /// vpn-mt`: a task per packet; the queues' I/O on a driver thread per
+    /// queue, or done by the tasks themselves).
     Tun {
         backend: BackendKind,
         offload: bool,
         vpn: bool,
-        mt: bool,
+        mt: Option<MtDrive>,
     },
     /// A veth pair in each namespace, an AF_XDP port on one end of each (the
     /// other end's tx checksum offload off), and the io-mode forwarder between
@@ -115,7 +117,7 @@ pub struct TcpContender {
 /// tunnel written with the tun-rs crate, feature `tun-rs`), `xdp` and
 /// `xdp-uring` (AF_XDP ports on veth pairs, the two kicks: MTU-sized frames,
 /// as `packet-nooffload`), and `veth`.
-pub const TCP_CONTENDERS: [TcpContender; 17] = [
+pub const TCP_CONTENDERS: [TcpContender; 18] = [
     TcpContender {
         name: "uring",
         path: TcpPath::Rtap {
@@ -186,7 +188,7 @@ pub const TCP_CONTENDERS: [TcpContender; 17] = [
             backend: BackendKind::Uring,
             offload: true,
             vpn: false,
-            mt: false,
+            mt: None,
         },
         interrupt: false,
     },
@@ -196,7 +198,7 @@ pub const TCP_CONTENDERS: [TcpContender; 17] = [
             backend: BackendKind::Rw,
             offload: true,
             vpn: false,
-            mt: false,
+            mt: None,
         },
         interrupt: false,
     },
@@ -206,7 +208,7 @@ pub const TCP_CONTENDERS: [TcpContender; 17] = [
             backend: BackendKind::Uring,
             offload: false,
             vpn: false,
-            mt: false,
+            mt: None,
         },
         interrupt: false,
     },
@@ -216,7 +218,7 @@ pub const TCP_CONTENDERS: [TcpContender; 17] = [
             backend: BackendKind::Uring,
             offload: true,
             vpn: true,
-            mt: false,
+            mt: None,
         },
         interrupt: false,
     },
@@ -226,7 +228,17 @@ pub const TCP_CONTENDERS: [TcpContender; 17] = [
             backend: BackendKind::Uring,
             offload: true,
             vpn: true,
-            mt: true,
+            mt: Some(MtDrive::Thread),
+        },
+        interrupt: false,
+    },
+    TcpContender {
+        name: "tun-async-mt-tasks",
+        path: TcpPath::Tun {
+            backend: BackendKind::Uring,
+            offload: true,
+            vpn: true,
+            mt: Some(MtDrive::Tasks),
         },
         interrupt: false,
     },

@@ -101,7 +101,8 @@ Tests and contenders (all in the same run, interleaved, each in its own namespac
                tun-async-mt (the same plus a keystream pass, as tasks on tokio's
                multi-thread runtime through rtap::mt, compared with tun-vpn and
                with tunrs-async-mt: that tunnel written with the tun-rs crate,
-               in builds with the tun-rs feature); xdp and
+               in builds with the tun-rs feature; tun-async-mt-tasks: the
+               same with the queues driven by the tasks, no driver threads); xdp and
                xdp-uring (AF_XDP ports on a veth pair in each namespace: MTU-sized
                frames moved by descriptor, compared with packet-nooffload);
                and a veth pair with no userspace at all (the kernel's ceiling).
@@ -155,7 +156,7 @@ pub struct BenchArgs {
     /// packet,ring-inplace,rawsock; for xdp-tx, xdp-txp and xdp-fwd:
     /// xdp-sendto,xdp-uring,packet-sendto,rawsock; for xdp-rx: xdp,packet,rawsock; for tcp:
     /// uring,uring-interrupt,uring-nooffload,rw,rw-nooffload,packet,
-    /// packet-uring,packet-nooffload,tun,tun-rw,tun-nooffload,tun-vpn,tun-async-mt,tunrs-async-mt,xdp,xdp-uring,veth; for lat:
+    /// packet-uring,packet-nooffload,tun,tun-rw,tun-nooffload,tun-vpn,tun-async-mt,tun-async-mt-tasks,tunrs-async-mt,xdp,xdp-uring,veth; for lat:
     /// uring,uring-interrupt,rw,veth;
     /// for sink: rtap-sink,recv,epoll; for handoff: local,remote; for csum:
     /// be-words-1500,lanes-1500,be-words-64k,lanes-64k,split-64k,merge-vec-64k,

@@ -119,7 +119,7 @@ pub fn reference<'a>(cells: &'a [Cell], x: &Cell) -> Option<(&'a Cell, f64)> {
             TcpPath::Packet { offload: false, .. } => find("veth"),
             // AF_XDP: against the AF_PACKET port with MTU-sized frames too.
             TcpPath::Xdp { .. } => find("packet-nooffload"),
-            TcpPath::Tun { mt: true, .. } => find("tun-vpn"),
+            TcpPath::Tun { mt: Some(_), .. } => find("tun-vpn"),
             TcpPath::Tun { vpn: true, .. } => find("tun"),
             TcpPath::Tun {
                 backend: BackendKind::Uring,

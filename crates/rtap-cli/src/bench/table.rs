@@ -126,7 +126,7 @@ pub fn render(cells: &[Cell]) -> String {
                     vpn,
                     mt,
                 } => (
-                    if mt {
+                    if mt.is_some() {
                         // (in the "vs rw" column: against the busy-poll VPN path)
                         format!("{} tun-vpn", ratio(x, get("tcp", "tun-vpn")))
                     } else if vpn {
@@ -139,7 +139,7 @@ pub fn render(cells: &[Cell]) -> String {
                     },
                     if offload && !vpn {
                         ratio(x, get("tcp", "tun-nooffload"))
-                    } else if mt && get("tcp", "tunrs-async-mt").is_some() {
+                    } else if mt.is_some() && get("tcp", "tunrs-async-mt").is_some() {
                         // (in the "vs no-off" column: against the same tunnel
                         // written with the tun-rs crate)
                         format!("{} tun-rs", ratio(x, get("tcp", "tunrs-async-mt")))

@@ -193,12 +193,16 @@ pub(super) fn over_path<T: Send>(
                 &spec,
                 &crate::fwd::FwdOpts {
                     idle,
-                    mode: if matches!(c.path, TcpPath::Tun { mt: true, .. }) {
+                    mode: if matches!(c.path, TcpPath::Tun { mt: Some(_), .. }) {
                         crate::fwd::FwdMode::VpnMt
                     } else if matches!(c.path, TcpPath::Tun { vpn: true, .. }) {
                         crate::fwd::FwdMode::Vpn
                     } else {
                         crate::fwd::FwdMode::Io
+                    },
+                    mt_drive: match c.path {
+                        TcpPath::Tun { mt: Some(d), .. } => d,
+                        _ => rtap::mt::MtDrive::Thread,
                     },
                     ..crate::fwd::FwdOpts::default()
                 },

@@ -11,7 +11,7 @@ use rtap::wire::layout::Link;
 use rtap::{parse_port_spec, Port, PortSpec};
 use serde_json::{json, Map, Value};
 
-use super::{gen, live, worker, FwdArgs, FwdMode, FwdOpts, FwdReport, Idle, Mode};
+use super::{gen, live, worker, FwdArgs, FwdMode, FwdOpts, FwdReport, Idle, Mode, MtDriveArg};
 use crate::common::{cpu, seconds, signal};
 
 pub fn cmd(a: FwdArgs) -> Result<()> {
@@ -121,7 +121,14 @@ fn options(a: &FwdArgs, cfgs: &[PortSpec], peer: Option<[u8; 6]>) -> Result<FwdO
         }
         None => Vec::new(),
     };
+    if a.mt_drive != MtDriveArg::Thread && a.mode != Mode::VpnMt {
+        bail!("--mt-drive applies to --mode vpn-mt only");
+    }
     Ok(FwdOpts {
+        mt_drive: match a.mt_drive {
+            MtDriveArg::Thread => rtap::mt::MtDrive::Thread,
+            MtDriveArg::Tasks => rtap::mt::MtDrive::Tasks,
+        },
         skip_queues,
         mode: fwd_mode(a, peer)?,
         threads: a.threads,

@@ -125,6 +125,15 @@ enum Mode {
     VpnMt,
 }
 
+/// `--mt-drive`'s values.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MtDriveArg {
+    /// A driver thread per queue pair
+    Thread,
+    /// The tasks themselves
+    Tasks,
+}
+
 #[derive(Args, Debug)]
 pub struct FwdArgs {
     /// Port spec (tap:iface=NAME,...); give it twice to forward between two ports
@@ -187,6 +196,11 @@ pub struct FwdArgs {
     /// queue pair]
     #[arg(long, value_name = "N")]
     threads: Option<u16>,
+    /// With --mode vpn-mt: who does the queues' I/O: a driver thread per queue
+    /// pair (io_uring), or the tokio tasks themselves on their worker threads
+    /// (read/write, no extra threads)
+    #[arg(long, value_enum, default_value_t = MtDriveArg::Thread)]
+    mt_drive: MtDriveArg,
     /// Pin worker W to the W-th CPU of this list (wrapping), e.g. 0,1 or 2-5
     /// [default with --threads: the CPUs this process may use]
     #[arg(long, value_name = "LIST")]

@@ -1,6 +1,7 @@
 //! `--mode vpn-mt`: the VPN path of `--mode vpn` as an async application on
 //! tokio's multi-thread runtime writes it (`rtap::mt`): each queue pair of
-//! each port on its driver thread; per direction one task reads and cuts each
+//! each port on its driver thread (or, `--mt-drive tasks`, driven by the
+//! tasks themselves on tokio's workers); per direction one task reads and cuts each
 //! GSO packet into MTU-sized ones, a task per packet read runs a keystream
 //! pass twice over its pieces (a stand-in for encrypting and decrypting) on
 //! whichever worker tokio picks, and one task merges them back in order and
@@ -43,20 +44,28 @@ pub(super) fn run_to_end(
     // 64 KiB buffers: a GSO packet in one.
     let cfg = MtConfig::default()
         .pool(PoolConfig::default().count(1024).buf_size(65_536 + 256))
-        .burst(opts.burst);
-    let mut queues = Vec::new();
-    for q in 0..pairs {
-        for p in [a, b] {
-            queues.push(
-                MtQueue::spawn(p, q, cfg.clone())
-                    .with_context(|| format!("{} queue {q}", p.name()))?,
-            );
-        }
-    }
+        .burst(opts.burst)
+        .drive(opts.mt_drive);
     // Worker threads' CPU time, added as each ends.
     let cpu_ns = Arc::new(AtomicU64::new(0));
     let workers = opts.threads.map_or(2, usize::from).max(1);
-    let rt = runtime(workers, &cpu_ns).build().context("tokio runtime")?;
+    let rt = runtime(workers, &cpu_ns)
+        .enable_io()
+        .build()
+        .context("tokio runtime")?;
+    let mut queues = Vec::new();
+    {
+        // Task-driven queues register their fds with this runtime's reactor.
+        let _in = rt.enter();
+        for q in 0..pairs {
+            for p in [a, b] {
+                queues.push(
+                    MtQueue::spawn(p, q, cfg.clone())
+                        .with_context(|| format!("{} queue {q}", p.name()))?,
+                );
+            }
+        }
+    }
     let t0 = Instant::now();
     let tunnels: Vec<JoinHandle<()>> = queues
         .chunks(2)

@@ -31,6 +31,9 @@ pub struct FwdOpts {
     pub stats_json: bool,
     /// Queue pairs the workers leave alone (served to other processes).
     pub skip_queues: Vec<u16>,
+    /// `--mode vpn-mt`: who does the queues' I/O (a driver thread per queue
+    /// pair, or the tokio tasks themselves).
+    pub mt_drive: rtap::mt::MtDrive,
 }
 
 /// Forwarding modes (testpmd's names).
@@ -97,6 +100,7 @@ impl Default for FwdOpts {
             stats_period: None,
             stats_json: false,
             skip_queues: Vec::new(),
+            mt_drive: rtap::mt::MtDrive::Thread,
         }
     }
 }
