@@ -22,7 +22,7 @@ fn spawn(args: &[&str]) -> Child {
 /// `rtap info --port shared:path=NAME --json` until queue `q`'s holder
 /// satisfies `ok`; returns the holder.
 fn wait_holder(name: &str, q: usize, ok: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let out = Command::new(BIN)
             .args(["info", "--port", &format!("shared:path={name}"), "--json"])
@@ -48,21 +48,13 @@ fn wait_holder(name: &str, q: usize, ok: impl Fn(&str) -> bool) -> String {
 }
 
 /// `rtap fwd` (`extra` arguments added) on a two-queue tap `iface`, serving
-/// queue 1 at `name` for `secs` seconds with a JSON report; returns once the
-/// tap is up and the process runs queue 0 itself.
-fn serve_queue_1(iface: &str, name: &str, secs: &str, extra: &[&str]) -> Child {
+/// queue 1 at `name` until stopped ([`stop_output`]), with a JSON report;
+/// returns once the tap is up and the process runs queue 0 itself.
+fn serve_queue_1(iface: &str, name: &str, extra: &[&str]) -> Child {
     let port = format!("tap:iface={iface},queues=2");
     let mut args = vec!["fwd", "--port", &port];
     args.extend(extra);
-    args.extend([
-        "--serve",
-        name,
-        "--serve-queues",
-        "1",
-        "--duration",
-        secs,
-        "--json",
-    ]);
+    args.extend(["--serve", name, "--serve-queues", "1", "--json"]);
     let mut primary = spawn(&args);
     wait_up(&[iface], &mut primary);
     wait_holder(name, 0, |h| h == "serving");
@@ -95,21 +87,19 @@ fn two_processes_forward_on_different_queues_of_one_tap() {
     assert_root();
     private_netns();
     let name = format!("@rtapc-csh0-{}", std::process::id());
-    let primary = serve_queue_1("csh0", &name, "6", &["--mode", "macswap"]);
+    let primary = serve_queue_1("csh0", &name, &["--mode", "macswap"]);
     let secondary = spawn(&[
         "fwd",
         "--port",
         &format!("shared:path={name},queues=1"),
         "--mode",
         "macswap",
-        "--duration",
-        "3",
         "--json",
     ]);
     wait_holder(&name, 1, |h| h.starts_with("pid:"));
     assert_eq!(bounce("csh0"), 512, "every frame comes back");
-    let s = expect_json(&wait_output(secondary, Duration::from_secs(20)));
-    let p = expect_json(&wait_output(primary, Duration::from_secs(20)));
+    let s = expect_json(&stop_output(secondary, Duration::from_secs(20)));
+    let p = expect_json(&stop_output(primary, Duration::from_secs(20)));
     let mine = s.num("ports.0.rx_packets");
     assert!(
         mine > 0.0 && mine < 512.0,
@@ -138,7 +128,7 @@ fn secondary_killed_mid_traffic() {
     assert_root();
     private_netns();
     let name = format!("@rtapc-csh1-{}", std::process::id());
-    let primary = serve_queue_1("csh1", &name, "15", &["--mode", "macswap"]);
+    let primary = serve_queue_1("csh1", &name, &["--mode", "macswap"]);
     // The server closes the connections of `rtap info` a moment after they
     // end: the baseline is the count once they are gone.
     let fds_before = (0..10)
@@ -203,7 +193,7 @@ fn secondary_killed_mid_traffic() {
     ]);
     let j = expect_json(&wait_output(again, Duration::from_secs(20)));
     assert_eq!(j.at("ports.0.kind"), &json!("shared"));
-    let p = expect_json(&wait_output(primary, Duration::from_secs(30)));
+    let p = expect_json(&stop_output(primary, Duration::from_secs(30)));
     assert_eq!(p.num("served.0.attached"), 2.0);
     assert_eq!(p.num("served.0.released"), 2.0);
     assert!(p.num("ports.0.rx_packets") >= back as f64);
@@ -216,7 +206,7 @@ fn other_uid_and_bad_queues_refused() {
     assert_root();
     private_netns();
     let name = format!("@rtapc-csh2-{}", std::process::id());
-    let primary = serve_queue_1("csh2", &name, "4", &[]);
+    let primary = serve_queue_1("csh2", &name, &[]);
     let out = Command::new("setpriv")
         .args([
             "--reuid=65534",
@@ -250,7 +240,7 @@ fn other_uid_and_bad_queues_refused() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(want), "queues={queues}: {err}");
     }
-    let p = expect_json(&wait_output(primary, Duration::from_secs(20)));
+    let p = expect_json(&stop_output(primary, Duration::from_secs(20)));
     assert_eq!(p.num("served.0.refused"), 1.0);
     assert_eq!(p.num("served.0.rejected"), 2.0);
 }
@@ -297,7 +287,7 @@ fn socket_file_is_0600() {
     }
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "{mode:o}");
-    assert!(wait_output(primary, Duration::from_secs(20))
+    assert!(stop_output(primary, Duration::from_secs(20))
         .status
         .success());
     assert!(!path.exists(), "socket file removed at exit");
@@ -342,7 +332,7 @@ fn serving_process_survives_misbehaving_peers() {
     assert_root();
     private_netns();
     let name = format!("@rtapc-csh5-{}", std::process::id());
-    let primary = serve_queue_1("csh5", &name, "6", &[]);
+    let primary = serve_queue_1("csh5", &name, &[]);
     let idle: Vec<_> = (0..100).map(|_| seqpacket_connect(&name)).collect();
     let spam = seqpacket_connect(&name);
     let mut sent = 0u32;
@@ -390,7 +380,7 @@ fn serving_process_survives_misbehaving_peers() {
         "a well-behaved peer: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let p = expect_json(&wait_output(primary, Duration::from_secs(30)));
+    let p = expect_json(&stop_output(primary, Duration::from_secs(30)));
     assert!(p.num("served.0.dropped") >= 37.0, "{p:?}");
     assert!(p.num("served.0.attached") >= 1.0);
 }

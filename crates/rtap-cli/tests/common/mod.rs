@@ -237,6 +237,18 @@ pub fn wait_output(child: Child, timeout: Duration) -> Output {
     }
 }
 
+/// Stops a long-running `rtap` the way a user would (SIGTERM: it stops,
+/// prints its report and exits 0) and waits for it: for processes that must
+/// outlive every step of a test however slow the machine, not a duration.
+pub fn stop_output(child: Child, timeout: Duration) -> Output {
+    // SAFETY: kill takes no pointers; the pid is our child, not yet waited for.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    wait_output(child, timeout)
+}
+
+/// The JSON report on a successful run's stdout. `rtap fwd --json` prints
+/// events (link changes, live statistics) as JSON lines as they happen and
+/// the report last: those lines are skipped (each checked to be an event).
 pub fn expect_json(out: &Output) -> Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -245,7 +257,17 @@ pub fn expect_json(out: &Output) -> Value {
         "rtap failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
         out.status
     );
-    parse_json(stdout.trim())
+    let text = stdout.trim();
+    if let Ok(v) = serde_json::from_str(text) {
+        return v;
+    }
+    let mut lines = text.lines();
+    let last = lines.next_back().unwrap_or_default();
+    for l in lines {
+        let e = parse_json(l);
+        assert!(e.get("event").is_some(), "a line before the report: {l}");
+    }
+    parse_json(last)
 }
 
 /// Runs `ip` with `args` (in the calling thread's namespace), panicking on failure.
