@@ -178,3 +178,46 @@ fn vpn_mode_forwards_tcp() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("give tun ports"));
 }
+
+/// `--mode vpn-mt --mt-drive tasks` (the queues driven by tokio's tasks, no
+/// driver threads) carries verified TCP between TUNs, as the contender
+/// `tun-async-mt-tasks` runs it; `--mt-drive` with another mode is a usage
+/// error.
+#[test]
+fn vpn_mt_with_task_driven_queues_forwards_tcp() {
+    assert_root();
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "--only",
+            "tcp",
+            "--contenders",
+            "tun-async-mt-tasks",
+            "--quick",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let j = expect_json(&out);
+    assert_eq!(j.at("0.contender"), &json!("tun-async-mt-tasks"));
+    assert!(j.num("0.gbit_per_s") > 0.0, "{j}");
+    private_netns();
+    let out = Command::new(BIN)
+        .args([
+            "fwd",
+            "--port",
+            "tun:iface=ctv1",
+            "--mt-drive",
+            "tasks",
+            "--duration",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--mt-drive applies to --mode vpn-mt only"),
+        "{err}"
+    );
+}

@@ -237,11 +237,64 @@ impl Pool {
         p.append(bytes)?;
         Ok(p)
     }
+
+    /// A one-buffer packet that `fill` writes in place, with no copy: `fill`
+    /// gets `room` bytes of the buffer (after the headroom; what they hold
+    /// before is unspecified: whatever the buffer last carried) and returns
+    /// how many it wrote (at most `room`), the packet's length. For a
+    /// producer that writes packets itself: a segmenter, a cipher writing
+    /// its output, a decoder. [`Error::PacketTooLarge`] if `room` exceeds a
+    /// buffer's data room (`buf_size - headroom`).
+    pub fn alloc_with(&self, room: usize, fill: impl FnOnce(&mut [u8]) -> usize) -> Result<Packet> {
+        let cfg = self.inner.cfg();
+        let max = (cfg.buf_size - cfg.headroom) as usize;
+        if room > max {
+            return Err(Error::PacketTooLarge { len: room, max });
+        }
+        let idx = self.inner.take().ok_or(Error::PoolExhausted {
+            count: self.capacity(),
+        })?;
+        self.inner.set_seg(
+            idx,
+            Seg {
+                off: cfg.headroom,
+                len: room as u32,
+                next: NO_SEG,
+            },
+        );
+        let mut p = Packet::from_parts(&self.inner, idx, idx, room as u32, 1);
+        let n = fill(p.data_mut()).min(room);
+        p.truncate(n);
+        Ok(p)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packets_written_in_place() {
+        let pool = Pool::new(PoolConfig::default().count(4).buf_size(256).headroom(32)).unwrap();
+        let p = pool
+            .alloc_with(100, |b| {
+                assert_eq!(b.len(), 100);
+                b[..3].copy_from_slice(b"abc");
+                3
+            })
+            .unwrap();
+        assert_eq!((p.data(), p.nb_segs(), p.headroom()), (&b"abc"[..], 1, 32));
+        // A count past the room is the room.
+        let q = pool.alloc_with(224, |_| 1000).unwrap();
+        assert_eq!(q.len(), 224);
+        let e = pool.alloc_with(225, |_| 0).unwrap_err();
+        assert!(
+            matches!(e, Error::PacketTooLarge { len: 225, max: 224 }),
+            "{e}"
+        );
+        drop((p, q));
+        assert_eq!(pool.available(), 4, "the refused one took no buffer");
+    }
 
     #[test]
     fn stride_is_cache_aligned() {
