@@ -59,20 +59,22 @@ impl WaitList {
     }
 }
 
-/// A waker that wakes every task of a [`WaitList`]: what a task-driven
+/// A waker that wakes every task of some [`WaitList`]s: what a task-driven
 /// queue leaves with the reactor when the kernel has nothing yet, so the next
 /// readiness wakes whichever tasks wait then, not one that may be gone.
 #[cfg(feature = "tokio")]
-pub(crate) struct WakeAll(pub Arc<WaitList>);
+pub(crate) struct WakeAll(pub Vec<Arc<WaitList>>);
 
 #[cfg(feature = "tokio")]
 impl std::task::Wake for WakeAll {
     fn wake(self: Arc<Self>) {
-        self.0.wake_all();
+        self.wake_by_ref();
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.0.wake_all();
+        for w in &self.0 {
+            w.wake_all();
+        }
     }
 }
 

@@ -5,10 +5,14 @@
 //! queue pair and its pool are a [`Roaming`] value: one thread at a time
 //! holds them, inside one poll, never across an `.await`.
 //!
-//! When the kernel has nothing, the reading task leaves a waker with tokio's
-//! reactor (the queue's fd, edge-triggered) that wakes every task waiting to
-//! receive, whichever that is by then; so a cancelled task cannot strand the
-//! others. The queues use `read`/`write` (an io_uring ring is best driven by
+//! The reading task looks at tokio's (edge-triggered) readiness of the
+//! queue's fd before it reads, and forgets it once a read says `EAGAIN`, so
+//! no read is made that the kernel has nothing for. When the kernel has
+//! nothing, the task leaves a waker with the reactor that wakes every task
+//! waiting to receive, whichever that is by then; so a cancelled task cannot
+//! strand the others. A device deleted while tasks wait is noticed at their
+//! next look (as with [`AsyncRxQueue`](crate::async_tokio::AsyncRxQueue)):
+//! the kernel reports it as an error on the fd, not as readable. The queues use `read`/`write` (an io_uring ring is best driven by
 //! one thread; see [`Port::roaming_queues`](crate::Port)).
 
 use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering::*};
@@ -48,8 +52,12 @@ pub(crate) struct Inline {
     io: Roaming<Io>,
     /// The queue's fd, watched by the reactor for both directions.
     fd: AsyncFd<Watch>,
-    /// Wakes every task waiting to receive / to send.
+    /// Left with the reactor for the fd's read readiness: wakes every task
+    /// waiting to receive.
     rx_waker: Waker,
+    /// For its write readiness (room to write, or the device gone, which
+    /// tokio files under "write closed"): wakes every task waiting to send
+    /// and every task waiting to receive.
     tx_waker: Waker,
     burst: usize,
     /// Packets taken to send that the kernel has not accepted yet.
@@ -107,8 +115,8 @@ impl Inline {
         Ok(Inline {
             io,
             fd,
-            rx_waker: Waker::from(Arc::new(WakeAll(waits.0.clone()))),
-            tx_waker: Waker::from(Arc::new(WakeAll(waits.1.clone()))),
+            rx_waker: Waker::from(Arc::new(WakeAll(vec![waits.0.clone()]))),
+            tx_waker: Waker::from(Arc::new(WakeAll(vec![waits.1.clone(), waits.0.clone()]))),
             burst: cfg.burst,
             pending: AtomicUsize::new(0),
             rx_missed: AtomicBool::new(false),
@@ -180,7 +188,31 @@ impl Inline {
             return Ok(false);
         }
         for _ in 0..TRIES {
+            // Readiness first (tokio's edge-triggered view of the fd): no
+            // read while the fd has had nothing since the last drain.
+            let mut wcx = Context::from_waker(&self.rx_waker);
+            let mut ready = match self.fd.poll_read_ready(&mut wcx) {
+                Poll::Ready(Ok(r)) => r,
+                Poll::Ready(Err(e)) => return Err(Error::sys("tokio reactor", e)),
+                Poll::Pending => {
+                    // A deleted TAP/TUN reports only an error (EPOLLERR),
+                    // which tokio files under "write closed", not readable.
+                    let mut tcx = Context::from_waker(&self.tx_waker);
+                    if let Poll::Ready(Ok(w)) = self.fd.poll_write_ready(&mut tcx) {
+                        if w.ready().is_write_closed() {
+                            rxq.check_vanished()?;
+                        }
+                    }
+                    chan.counters.sleeps.fetch_add(1, Relaxed);
+                    return Ok(false);
+                }
+            };
             let n = rxq.rx_burst(&mut io.got, self.burst)?;
+            if rxq.drained() {
+                // Read to EAGAIN: forget the readiness (a newer event keeps
+                // it), so the next look waits for the reactor.
+                ready.clear_ready();
+            }
             if n > 0 {
                 for p in io.got.drain(..) {
                     // Room for a burst was checked and only the guard's
@@ -190,19 +222,9 @@ impl Inline {
                 }
                 return Ok(true);
             }
-            // (Without a free buffer the read/write engine drops a frame,
-            // counted as `nombuf`, so the kernel's queue moves on and a
-            // wait below is woken by the next frame.)
-            let mut wcx = Context::from_waker(&self.rx_waker);
-            match self.fd.poll_read_ready(&mut wcx) {
-                // Readiness from before this read: forget it, read again.
-                Poll::Ready(Ok(mut r)) => r.clear_ready(),
-                Poll::Ready(Err(e)) => return Err(Error::sys("tokio reactor", e)),
-                Poll::Pending => {
-                    chan.counters.sleeps.fetch_add(1, Relaxed);
-                    return Ok(false);
-                }
-            }
+            // (Nothing read and not drained: a runt, or no free buffer, in
+            // which case the read/write engine drops a frame, counted as
+            // `nombuf`, so the kernel's queue moves on. Look again.)
         }
         cx.waker().wake_by_ref();
         Ok(false)

@@ -110,7 +110,9 @@ pub enum MtDrive {
     /// when the queue opens, and a device whose queues may move between
     /// threads: TAP and TUN ports (their queues use `read`/`write` here, not
     /// io_uring, which is best driven by one thread). Elsewhere
-    /// [`MtQueue::spawn`] says why not.
+    /// [`MtQueue::spawn`] says why not. A device deleted while every task
+    /// waits is noticed when one looks again (the kernel marks the fd with an
+    /// error, not as readable), not within a nap as the driver thread does.
     Tasks,
 }
 

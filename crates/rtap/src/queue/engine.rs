@@ -89,6 +89,15 @@ pub(crate) trait RxEngine {
     /// Pool buffers the engine holds for the kernel to fill.
     fn held(&self) -> usize;
 
+    /// The last burst found the queue's fd empty (a read said `EAGAIN`), so a
+    /// caller watching the fd's readiness may forget it until the next
+    /// event. False when unknown (engines whose reads the kernel completes).
+    /// Used by the task-driven `mt` queues.
+    #[cfg_attr(not(all(feature = "mt", feature = "tokio")), allow(dead_code))]
+    fn drained(&self) -> bool {
+        false
+    }
+
     /// The io_uring options in effect, for io_uring engines (by default none).
     fn ring_features(&self) -> Option<&RingFeatures> {
         None

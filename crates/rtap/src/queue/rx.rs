@@ -217,6 +217,13 @@ impl RxQueue {
         self.claim.q.id
     }
 
+    /// The last burst emptied the kernel's queue (a read said `EAGAIN`):
+    /// readiness seen before it is stale. False when the engine cannot tell.
+    #[cfg(all(feature = "mt", feature = "tokio"))]
+    pub(crate) fn drained(&self) -> bool {
+        self.spill.is_empty() && self.engine.drained()
+    }
+
     /// Counters of this queue (since the port was opened; resets apply to
     /// [`Port::stats`](crate::Port::stats) only).
     pub fn stats(&self) -> QueueStats {

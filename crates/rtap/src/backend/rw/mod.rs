@@ -30,6 +30,8 @@ pub(crate) struct RwRx {
     /// Bytes one read can take (header included). Sized for one byte more than
     /// the largest frame, so a read that fills it is a frame that was cut short.
     cap: usize,
+    /// The last burst ended on `EAGAIN`: the fd had nothing more.
+    drained: bool,
 }
 
 impl RwRx {
@@ -55,6 +57,7 @@ impl RwRx {
             .into_boxed_slice(),
             vnet_len,
             cap,
+            drained: false,
         })
     }
 }
@@ -72,6 +75,7 @@ impl RxEngine for RwRx {
         let (mut pkts, mut bytes, mut errors, mut nombuf) = (0u64, 0u64, 0u64, 0u64);
         let mut truncated = 0u64;
         let mut vanished = None;
+        self.drained = false;
         while (pkts as usize) < max {
             if !self.staged {
                 if !self.pool.inner.take_n(&mut self.bufs) {
@@ -128,7 +132,9 @@ impl RxEngine for RwRx {
                     let errno = errno_of(&e);
                     if is_vanished(errno) {
                         vanished = Some(errno);
-                    } else if errno != libc::EAGAIN && errno != libc::EINTR {
+                    } else if errno == libc::EAGAIN {
+                        self.drained = true;
+                    } else if errno != libc::EINTR {
                         errors += 1;
                     }
                     break;
@@ -146,6 +152,10 @@ impl RxEngine for RwRx {
     /// Buffers are only staged for the next read, never lent to the kernel.
     fn held(&self) -> usize {
         0
+    }
+
+    fn drained(&self) -> bool {
+        self.drained
     }
 
     fn wait(&mut self, fd: BorrowedFd<'_>, timeout: Duration) -> std::io::Result<bool> {
