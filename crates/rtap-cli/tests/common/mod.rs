@@ -102,26 +102,37 @@ pub fn wait_capturing(child: &mut Child) {
 }
 
 /// Reads `child`'s stderr (piped) until a line containing `needle`; panics
-/// with what it read if the child ends first. What was read, and what the
-/// reader took beyond that line, is not in the child's later output.
+/// with what it read if the child ends first. It reads a byte at a time, so
+/// whatever follows that line is left in the pipe for the caller; the lines
+/// up to it are not in the child's later output.
 pub fn wait_stderr_line(child: &mut Child, needle: &str) {
-    use std::io::BufRead;
+    use std::io::Read;
     let err = child.stderr.as_mut().expect("stderr piped");
-    let mut r = io::BufReader::new(err);
-    let mut line = String::new();
+    let mut line = Vec::new();
     let mut seen = String::new();
+    let mut b = [0u8; 1];
     loop {
-        line.clear();
-        let n = r.read_line(&mut line).unwrap();
-        assert!(n > 0, "exited before saying {needle:?}: {seen}");
-        if line.contains(needle) {
+        let n = err.read(&mut b).unwrap();
+        let text = String::from_utf8_lossy(&line).into_owned();
+        assert!(n > 0, "exited before saying {needle:?}: {seen}{text}");
+        if b[0] != b'\n' {
+            line.push(b[0]);
+            continue;
+        }
+        if text.contains(needle) {
             return;
         }
-        seen.push_str(&line);
+        seen.push_str(&text);
+        seen.push('\n');
+        line.clear();
     }
 }
 
+/// Waits until an `rtap fwd` child forwards: its workers have their queues
+/// open (it says `rtap fwd: forwarding`; frames sent before are lost in a
+/// loaded guest) and `names` can send.
 pub fn wait_up(names: &[&str], child: &mut Child) {
+    wait_stderr_line(child, "rtap fwd: forwarding");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !names.iter().all(|n| is_up(n)) {
         if let Some(st) = child.try_wait().unwrap() {
