@@ -162,7 +162,8 @@ pub struct FwdArgs {
     /// icmpecho: address to answer for (IPv4 and/or IPv6; give it twice for both)
     #[arg(long = "ip", value_name = "ADDR")]
     ips: Vec<std::net::IpAddr>,
-    /// Stop after SECS seconds (default: run until SIGINT/SIGTERM)
+    /// Stop after SECS seconds of forwarding, counted from when every worker has
+    /// its queues open (default: run until SIGINT/SIGTERM)
     #[arg(long, value_name = "SECS")]
     duration: Option<f64>,
     /// Print the final report as one JSON object

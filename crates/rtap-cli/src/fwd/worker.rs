@@ -257,6 +257,8 @@ pub fn run_to_end(
         .stats_period
         .map(|p| super::live::Live::new(ports, p, opts.stats_json));
     let t0 = Instant::now();
+    let mut since = None;
+    let forwarding_since = &mut since;
     let results: Vec<Result<WorkerReport>> = std::thread::scope(|s| {
         let handles: Vec<_> = groups
             .iter()
@@ -283,8 +285,17 @@ pub fn run_to_end(
                     .context("spawn worker thread")
             })
             .collect();
-        let deadline = opts.duration.map(|d| t0 + d);
+        // The duration counts from when every worker forwards (a slow
+        // machine's setup does not eat it); until then it is bounded by the
+        // duration plus a minute.
+        let mut deadline = opts.duration.map(|d| t0 + d + Duration::from_secs(60));
+        let mut t_ready = None;
         while !stop.load(Ordering::Relaxed) && !failed.load(Ordering::Relaxed) {
+            if t_ready.is_none() && ready.load(Ordering::Acquire) {
+                let now = Instant::now();
+                t_ready = Some(now);
+                deadline = opts.duration.map(|d| now + d);
+            }
             let mut wake = Instant::now() + Duration::from_millis(20);
             if let Some(dl) = deadline {
                 if Instant::now() >= dl {
@@ -305,6 +316,7 @@ pub fn run_to_end(
             }
         }
         done.store(true, Ordering::SeqCst);
+        *forwarding_since = t_ready;
         handles
             .into_iter()
             .map(|h| match h {
@@ -315,7 +327,8 @@ pub fn run_to_end(
             })
             .collect()
     });
-    let elapsed = t0.elapsed();
+    // Rates are over the time the workers forwarded.
+    let elapsed = since.unwrap_or(t0).elapsed();
 
     let mut workers = Vec::new();
     let mut error = None;
