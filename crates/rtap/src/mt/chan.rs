@@ -18,7 +18,6 @@ use std::task::{Context, Waker};
 
 use crossbeam_queue::ArrayQueue;
 
-use super::inline::Inline;
 use crate::error::{Error, Result};
 use crate::pool::Packet;
 use crate::sys::fd as sysfd;
@@ -104,9 +103,6 @@ pub(crate) struct Chan {
     pub rx_wait: Arc<WaitList>,
     /// Tasks waiting for room to send, or for the tx queue to drain.
     pub tx_wait: Arc<WaitList>,
-    /// With [`MtDrive::Tasks`](super::MtDrive::Tasks): the queue pair the
-    /// tasks drive themselves (no driver thread).
-    pub inline: Option<Inline>,
     /// The driver sleeps (or is about to): ring the doorbell to wake it.
     pub sleeping: AtomicBool,
     /// The received queue was full: the driver waits for a task to take some.
@@ -132,7 +128,6 @@ impl Chan {
         depth: usize,
         burst: usize,
         waits: (Arc<WaitList>, Arc<WaitList>),
-        inline: Option<Inline>,
     ) -> Result<Chan> {
         Ok(Chan {
             senders: AtomicUsize::new(0),
@@ -141,7 +136,6 @@ impl Chan {
             tx: ArrayQueue::new(depth),
             rx_wait: waits.0,
             tx_wait: waits.1,
-            inline,
             sleeping: AtomicBool::new(false),
             rx_full: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -156,18 +150,8 @@ impl Chan {
         self.doorbell.as_fd()
     }
 
-    /// Gets the packets handed over on their way (after the caller published
-    /// them): wakes the driver if it sleeps, or, when the tasks drive the
-    /// queue, sends them on this thread unless another thread is sending.
-    pub(crate) fn ring(&self) {
-        match &self.inline {
-            Some(i) => i.pump_tx(self),
-            None => self.wake_driver(),
-        }
-    }
-
-    /// Wakes the driver if it sleeps.
-    fn wake_driver(&self) {
+    /// Wakes the driver if it sleeps (never true of a task-driven queue).
+    pub(crate) fn wake_driver(&self) {
         fence(SeqCst);
         if self.sleeping.load(Relaxed) && self.sleeping.swap(false, Relaxed) {
             self.counters.doorbells.fetch_add(1, Relaxed);
@@ -200,11 +184,42 @@ impl Chan {
         }
     }
 
+    /// Whether the received queue has room for a whole burst (the reader
+    /// reads only then, so it never reads what it could not hand over).
+    pub(crate) fn rx_room(&self) -> bool {
+        self.rx.len() + self.burst <= self.rx.capacity()
+    }
+
+    /// The reader hands over what it read (at most a burst, after
+    /// [`rx_room`](Self::rx_room) said yes; only one reader at a time).
+    pub(crate) fn push_rx(&self, got: &mut Vec<Packet>) {
+        for p in got.drain(..) {
+            let r = self.rx.push(p);
+            debug_assert!(r.is_ok(), "room for a burst was checked");
+        }
+    }
+
+    /// The sender tops `pending` up to a burst from the send queue; `true`
+    /// if it took any (senders waiting for room may look again).
+    pub(crate) fn take_tx(&self, pending: &mut Vec<Packet>) -> bool {
+        let mut took = false;
+        while pending.len() < self.burst {
+            match self.tx.pop() {
+                Some(p) => {
+                    pending.push(p);
+                    took = true;
+                }
+                None => break,
+            }
+        }
+        took
+    }
+
     /// After a task took a received packet: wakes a driver that stopped
     /// reading because the queue was full, once a whole burst fits again.
     pub(crate) fn took_rx(&self) {
         fence(SeqCst);
-        if self.rx_full.load(Relaxed) && self.rx.len() + self.burst <= self.rx.capacity() {
+        if self.rx_full.load(Relaxed) && self.rx_room() {
             self.wake_driver();
         }
     }
@@ -221,9 +236,7 @@ impl Chan {
         self.closed.store(true, SeqCst);
         self.rx_wait.wake_all();
         self.tx_wait.wake_all();
-        if self.inline.is_none() {
-            self.wake_driver();
-        }
+        self.wake_driver();
     }
 
     /// The error a handle returns once the driver stopped.

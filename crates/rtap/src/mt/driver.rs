@@ -6,31 +6,15 @@
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::atomic::{fence, Ordering::*};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::chan::Chan;
+use super::end::{wind_down, MtReport};
 use super::MtConfig;
 use crate::error::Result;
-use crate::pool::{Packet, Pool, PoolStats};
+use crate::pool::{Packet, Pool};
 use crate::queue::{RxQueue, TxQueue};
 use crate::sys::fd as sysfd;
-
-/// What the driver left when it stopped.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct MtReport {
-    /// The driver's pool once its queues were closed: every buffer is back
-    /// (`available == capacity`) unless packets it received still live
-    /// elsewhere (they come back when dropped, wherever).
-    pub pool: PoolStats,
-    /// Packets handed to the tx handle that could not be sent before the
-    /// stop's deadline (dropped, their buffers back in their pools).
-    pub tx_dropped_at_stop: u64,
-    /// Received packets no task took before the stop (dropped).
-    pub rx_dropped_at_stop: u64,
-    /// CPU time the driver thread used (user + system).
-    pub cpu_time: Duration,
-}
 
 /// Longest sleep: the stop flag is looked at least this often.
 const NAP: Duration = Duration::from_millis(100);
@@ -70,55 +54,6 @@ pub(crate) fn run(
     report
 }
 
-/// The end of a queue pair, the handoff closed and its senders done: what
-/// is still on its way is sent if the queue still can (`stopping`: a stop,
-/// not a failure) until `stop_timeout`, else dropped (counted); what no task
-/// took is dropped (counted); then the queues close and the pool says what
-/// came back.
-pub(crate) fn wind_down(
-    chan: &Chan,
-    rxq: RxQueue,
-    mut txq: TxQueue,
-    pending: &mut Vec<Packet>,
-    pool: &Pool,
-    stop_timeout: Duration,
-    stopping: bool,
-) -> MtReport {
-    let mut tx_dropped = 0u64;
-    let deadline = Instant::now()
-        .checked_add(stop_timeout)
-        .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-    loop {
-        while let Some(p) = chan.tx.pop() {
-            pending.push(p);
-        }
-        if pending.is_empty() || !stopping || Instant::now() >= deadline {
-            break;
-        }
-        if txq.tx_burst(pending).is_err() {
-            break;
-        }
-        std::thread::yield_now();
-    }
-    tx_dropped += pending.len() as u64;
-    pending.clear();
-    if stopping {
-        txq.flush(deadline.saturating_duration_since(Instant::now()));
-    }
-    let mut rx_dropped = 0u64;
-    while let Some(p) = chan.rx.pop() {
-        rx_dropped += 1;
-        drop(p);
-    }
-    drop((rxq, txq));
-    MtReport {
-        pool: pool.stats(),
-        tx_dropped_at_stop: tx_dropped,
-        rx_dropped_at_stop: rx_dropped,
-        cpu_time: Duration::ZERO,
-    }
-}
-
 /// Closes the handoff if the driver unwinds.
 struct CloseOnUnwind<'a>(&'a Chan);
 
@@ -138,7 +73,6 @@ fn drive(
     cfg: &MtConfig,
 ) -> Result<()> {
     let burst = cfg.burst;
-    let cap = chan.rx.capacity();
     let mut got: Vec<Packet> = Vec::with_capacity(burst);
     let mut idle = 0u32;
     rxq.enable_interrupt()?;
@@ -146,16 +80,11 @@ fn drive(
     while !chan.closed.load(Acquire) {
         let mut work = false;
         // Rx: a burst when the tasks left room for one.
-        if chan.rx.len() + burst <= cap {
+        if chan.rx_room() {
             chan.rx_full.store(false, Relaxed);
             let n = rxq.rx_burst(&mut got, burst)?;
             if n > 0 {
-                for p in got.drain(..) {
-                    // Room was checked, this thread alone pushes, and a burst
-                    // is at most `burst` packets.
-                    let r = chan.rx.push(p);
-                    debug_assert!(r.is_ok(), "room for a burst was checked");
-                }
+                chan.push_rx(&mut got);
                 chan.counters.rx_bursts.fetch_add(1, Relaxed);
                 chan.rx_wait.wake_all();
                 work = true;
@@ -166,16 +95,7 @@ fn drive(
         }
         // Tx: what the tasks handed over, a burst at a time; the tx burst
         // reaps earlier completions even when there is nothing new.
-        let mut took = false;
-        while pending.len() < burst {
-            match chan.tx.pop() {
-                Some(p) => {
-                    pending.push(p);
-                    took = true;
-                }
-                None => break,
-            }
-        }
+        let took = chan.take_tx(pending);
         let before = pending.len();
         txq.tx_burst(pending)?;
         // Room in the handoff (or the kernel took some): senders waiting for
@@ -195,7 +115,7 @@ fn drive(
             std::hint::spin_loop();
             continue;
         }
-        if !sleep(chan, rxq, txq, !pending.is_empty(), burst) {
+        if !sleep(chan, rxq, txq, !pending.is_empty()) {
             // A whole nap with nothing: is the device still there?
             rxq.check_vanished()?;
         }
@@ -206,11 +126,11 @@ fn drive(
 
 /// Sleeps until the kernel or a task has something for the driver; false if
 /// it slept its whole nap and nothing came.
-fn sleep(chan: &Chan, rxq: &RxQueue, txq: &TxQueue, tx_blocked: bool, burst: usize) -> bool {
+fn sleep(chan: &Chan, rxq: &RxQueue, txq: &TxQueue, tx_blocked: bool) -> bool {
     chan.sleeping.store(true, SeqCst);
     fence(SeqCst);
     // Work that came before the announcement: no sleep.
-    let rx_room = chan.rx.len() + burst <= chan.rx.capacity();
+    let rx_room = chan.rx_room();
     if (!chan.tx.is_empty() && !tx_blocked)
         || chan.closed.load(Relaxed)
         || (rx_room && chan.rx_full.load(Relaxed))

@@ -23,7 +23,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
 use super::chan::{Chan, WaitList, WakeAll};
-use super::driver::{wind_down, MtReport};
+use super::end::{wind_down, MtReport};
 use super::MtConfig;
 use crate::async_tokio::{watch_for, Watch};
 use crate::error::{Error, Result};
@@ -183,7 +183,7 @@ impl Inline {
         let Some(rxq) = io.rxq.as_mut() else {
             return Ok(false);
         };
-        if chan.rx.len() + self.burst > chan.rx.capacity() {
+        if !chan.rx_room() {
             // The tasks have a full queue to take first.
             return Ok(false);
         }
@@ -214,12 +214,9 @@ impl Inline {
                 ready.clear_ready();
             }
             if n > 0 {
-                for p in io.got.drain(..) {
-                    // Room for a burst was checked and only the guard's
-                    // holder pushes.
-                    let r = chan.rx.push(p);
-                    debug_assert!(r.is_ok(), "room for a burst was checked");
-                }
+                // Room for a burst was checked and only the guard's holder
+                // pushes.
+                chan.push_rx(&mut io.got);
                 return Ok(true);
             }
             // (Nothing read and not drained: a runt, or no free buffer, in
@@ -265,16 +262,7 @@ impl Inline {
         };
         let pending = &mut io.pending;
         for _ in 0..TRIES {
-            let mut took = false;
-            while pending.len() < self.burst {
-                match chan.tx.pop() {
-                    Some(p) => {
-                        pending.push(p);
-                        took = true;
-                    }
-                    None => break,
-                }
-            }
+            let took = chan.take_tx(pending);
             let before = pending.len();
             if before > 0 {
                 txq.tx_burst(pending)?;

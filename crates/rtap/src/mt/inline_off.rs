@@ -6,7 +6,7 @@ use std::task::Context;
 use std::time::Duration;
 
 use super::chan::Chan;
-use super::driver::MtReport;
+use super::end::MtReport;
 
 /// No task-driven queue exists in this build.
 #[derive(Debug)]

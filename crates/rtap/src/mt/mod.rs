@@ -47,6 +47,7 @@
 
 mod chan;
 mod driver;
+mod end;
 #[cfg(feature = "tokio")]
 mod inline;
 #[cfg(not(feature = "tokio"))]
@@ -54,18 +55,20 @@ mod inline;
 mod inline;
 mod local;
 mod rx;
+mod shared;
 mod tx;
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use driver::MtReport;
+pub use end::MtReport;
 pub use local::{alloc_from, with_local_pool};
 pub use rx::MtRx;
 pub use tx::MtTx;
 
 use chan::{Chan, WaitList};
+use shared::Shared;
 
 use crate::error::{Error, Result};
 use crate::pool::{Pool, PoolConfig};
@@ -204,7 +207,7 @@ pub struct MtStats {
 /// [`Error::QueueStopped`].
 #[derive(Debug)]
 pub struct MtQueue {
-    chan: Arc<Chan>,
+    q: Arc<Shared>,
     thread: Option<std::thread::JoinHandle<MtReport>>,
     id: u16,
     stop_timeout: Duration,
@@ -225,10 +228,13 @@ impl MtQueue {
         if cfg.drive == MtDrive::Tasks {
             return Self::for_tasks(port, id, cfg, waits);
         }
-        let chan = Arc::new(Chan::new(cfg.depth, cfg.burst, waits, None)?);
+        let q = Arc::new(Shared {
+            chan: Chan::new(cfg.depth, cfg.burst, waits)?,
+            inline: None,
+        });
         let stop_timeout = cfg.stop_timeout;
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<()>>(1);
-        let (port, c) = (port.clone(), chan.clone());
+        let (port, q2) = (port.clone(), q.clone());
         let name = cfg
             .thread_name
             .clone()
@@ -246,7 +252,7 @@ impl MtQueue {
                     Ok((pool, rxq, txq)) => {
                         let _ = ready_tx.send(Ok(()));
                         drop(port);
-                        driver::run(&c, rxq, txq, pool, &cfg)
+                        driver::run(&q2.chan, rxq, txq, pool, &cfg)
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -257,7 +263,7 @@ impl MtQueue {
             .map_err(|e| Error::sys("spawn the queue's driver thread", e))?;
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(MtQueue {
-                chan,
+                q,
                 thread: Some(thread),
                 id,
                 stop_timeout,
@@ -282,7 +288,10 @@ impl MtQueue {
     ) -> Result<MtQueue> {
         let inline = inline::Inline::open(port, id, &cfg, &waits)?;
         Ok(MtQueue {
-            chan: Arc::new(Chan::new(cfg.depth, cfg.burst, waits, Some(inline))?),
+            q: Arc::new(Shared {
+                chan: Chan::new(cfg.depth, cfg.burst, waits)?,
+                inline: Some(inline),
+            }),
             thread: None,
             id,
             stop_timeout: cfg.stop_timeout,
@@ -305,7 +314,7 @@ impl MtQueue {
 
     /// Who does this queue pair's I/O.
     pub fn drive(&self) -> MtDrive {
-        if self.chan.inline.is_some() {
+        if self.q.inline.is_some() {
             MtDrive::Tasks
         } else {
             MtDrive::Thread
@@ -319,24 +328,24 @@ impl MtQueue {
 
     /// A receive handle (clone it for more tasks).
     pub fn rx(&self) -> MtRx {
-        MtRx::new(self.chan.clone())
+        MtRx::new(self.q.clone())
     }
 
     /// A send handle (clone it for more tasks).
     pub fn tx(&self) -> MtTx {
-        MtTx::new(self.chan.clone())
+        MtTx::new(self.q.clone())
     }
 
     /// What the handoff has done so far.
     pub fn stats(&self) -> MtStats {
-        let c = &self.chan.counters;
+        let c = &self.q.chan.counters;
         MtStats {
             sleeps: c.sleeps.load(Relaxed),
             doorbells: c.doorbells.load(Relaxed),
             rx_bursts: c.rx_bursts.load(Relaxed),
             rx_backpressure: c.rx_backpressure.load(Relaxed),
-            rx_queued: self.chan.rx.len(),
-            tx_queued: self.chan.tx.len(),
+            rx_queued: self.q.chan.rx.len(),
+            tx_queued: self.q.chan.tx.len(),
         }
     }
 
@@ -350,11 +359,11 @@ impl MtQueue {
         if std::mem::replace(&mut self.stopped, true) {
             return MtReport::default();
         }
-        self.chan.close(None);
-        if let Some(i) = &self.chan.inline {
+        self.q.chan.close(None);
+        if let Some(i) = &self.q.inline {
             // Senders that saw the queue open finish their push first.
-            self.chan.wait_senders();
-            return i.stop(&self.chan, self.stop_timeout);
+            self.q.chan.wait_senders();
+            return i.stop(&self.q.chan, self.stop_timeout);
         }
         match self.thread.take() {
             Some(t) => t.join().unwrap_or_default(),

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering::*;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use super::chan::Chan;
+use super::shared::Shared;
 use crate::error::Result;
 use crate::pool::Packet;
 
@@ -16,19 +16,19 @@ use crate::pool::Packet;
 /// packets over a burst at a time with one wakeup.
 #[derive(Clone, Debug)]
 pub struct MtRx {
-    chan: Arc<Chan>,
+    q: Arc<Shared>,
 }
 
 impl MtRx {
-    pub(super) fn new(chan: Arc<Chan>) -> MtRx {
-        MtRx { chan }
+    pub(super) fn new(q: Arc<Shared>) -> MtRx {
+        MtRx { q }
     }
 
     /// A received packet if one waits, without waiting.
     pub fn try_recv(&self) -> Option<Packet> {
-        let p = self.chan.rx.pop()?;
+        let p = self.q.chan.rx.pop()?;
         // The driver may have stopped reading because the queue was full.
-        self.chan.took_rx();
+        self.q.chan.took_rx();
         Some(p)
     }
 
@@ -40,32 +40,31 @@ impl MtRx {
             if let Some(p) = self.try_recv() {
                 return Poll::Ready(Some(Ok(p)));
             }
-            if self.chan.closed.load(Acquire) {
+            if self.q.chan.closed.load(Acquire) {
                 return Poll::Ready(self.end());
             }
             // Task-driven: read a burst here, unless another thread is; look
             // again if it brought something.
-            if let Some(i) = &self.chan.inline {
-                if i.pump_rx(&self.chan, cx) {
-                    continue;
-                }
+            if self.q.pump_rx(cx) {
+                continue;
             }
             if registered {
                 return Poll::Pending;
             }
-            self.chan.rx_wait.register(cx);
+            self.q.chan.rx_wait.register(cx);
             registered = true;
         }
     }
 
     fn end(&self) -> Option<Result<Packet>> {
         let failed = self
+            .q
             .chan
             .failure
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .is_some();
-        failed.then(|| Err(self.chan.closed_error()))
+        failed.then(|| Err(self.q.chan.closed_error()))
     }
 
     /// Waits for the next packet; `None` once the queue stopped normally.
@@ -87,7 +86,7 @@ impl MtRx {
         // The rest of the burst, and one look for a driver waiting for room.
         let mut n = 1;
         while n < max {
-            match self.chan.rx.pop() {
+            match self.q.chan.rx.pop() {
                 Some(p) => {
                     out.push(p);
                     n += 1;
@@ -95,7 +94,7 @@ impl MtRx {
                 None => break,
             }
         }
-        self.chan.took_rx();
+        self.q.chan.took_rx();
         Ok(n)
     }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering::*;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use super::chan::Chan;
+use super::shared::Shared;
 use crate::error::Result;
 use crate::pool::Packet;
 
@@ -16,32 +16,32 @@ use crate::pool::Packet;
 /// (backpressure), never drops; the driver sends a burst at a time.
 #[derive(Debug)]
 pub struct MtTx {
-    chan: Arc<Chan>,
+    q: Arc<Shared>,
     /// A packet the `Sink` accepted that did not fit yet.
     held: Option<Packet>,
 }
 
 impl Clone for MtTx {
     fn clone(&self) -> Self {
-        MtTx::new(self.chan.clone())
+        MtTx::new(self.q.clone())
     }
 }
 
 impl MtTx {
-    pub(super) fn new(chan: Arc<Chan>) -> MtTx {
-        MtTx { chan, held: None }
+    pub(super) fn new(q: Arc<Shared>) -> MtTx {
+        MtTx { q, held: None }
     }
 
     /// Hands `p` to the driver if there is room, else gives it back (also
     /// once the queue stopped: then [`send`](Self::send) says why).
     pub fn try_send(&self, p: Packet) -> std::result::Result<(), Packet> {
-        if !self.chan.send_begin() {
+        if !self.q.chan.send_begin() {
             return Err(p);
         }
-        let r = self.chan.tx.push(p);
-        self.chan.send_end();
+        let r = self.q.chan.tx.push(p);
+        self.q.chan.send_end();
         r?;
-        self.chan.ring();
+        self.q.ring();
         Ok(())
     }
 
@@ -74,8 +74,8 @@ impl MtTx {
                 }
                 if first {
                     // The driver may be asleep with a full queue: wake it.
-                    self.chan.ring();
-                    self.chan.tx_wait.register(cx);
+                    self.q.ring();
+                    self.q.chan.tx_wait.register(cx);
                 }
             }
             Poll::Pending
@@ -91,21 +91,21 @@ impl MtTx {
         if pkts.is_empty() {
             return Ok(false);
         }
-        if !self.chan.send_begin() {
-            return Err(self.chan.closed_error());
+        if !self.q.chan.send_begin() {
+            return Err(self.q.chan.closed_error());
         }
         let before = pkts.len();
         pkts.reverse();
         while let Some(p) = pkts.pop() {
-            if let Err(back) = self.chan.tx.push(p) {
+            if let Err(back) = self.q.chan.tx.push(p) {
                 pkts.push(back);
                 break;
             }
         }
         pkts.reverse();
-        self.chan.send_end();
+        self.q.chan.send_end();
         if pkts.len() < before {
-            self.chan.ring();
+            self.q.ring();
         }
         Ok(!pkts.is_empty())
     }
@@ -115,22 +115,22 @@ impl MtTx {
     fn put_or_keep(&self, cx: &mut Context<'_>, p: Packet) -> Result<Option<Packet>> {
         let mut p = p;
         for first in [true, false] {
-            if !self.chan.send_begin() {
-                return Err(self.chan.closed_error());
+            if !self.q.chan.send_begin() {
+                return Err(self.q.chan.closed_error());
             }
-            let r = self.chan.tx.push(p);
-            self.chan.send_end();
+            let r = self.q.chan.tx.push(p);
+            self.q.chan.send_end();
             match r {
                 Ok(()) => {
-                    self.chan.ring();
+                    self.q.ring();
                     return Ok(None);
                 }
                 Err(back) => p = back,
             }
             if first {
                 // The driver may be asleep with a full queue: wake it.
-                self.chan.ring();
-                self.chan.tx_wait.register(cx);
+                self.q.ring();
+                self.q.chan.tx_wait.register(cx);
             }
         }
         Ok(Some(p))
@@ -143,19 +143,15 @@ impl MtTx {
 
     fn poll_drained(&self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         for first in [true, false] {
-            let drained = match &self.chan.inline {
-                Some(i) => i.drained(&self.chan),
-                None => self.chan.tx.is_empty(),
-            };
-            if drained {
+            if self.q.drained() {
                 return Poll::Ready(Ok(()));
             }
-            if self.chan.closed.load(Acquire) {
-                return Poll::Ready(Err(self.chan.closed_error()));
+            if self.q.chan.closed.load(Acquire) {
+                return Poll::Ready(Err(self.q.chan.closed_error()));
             }
             if first {
-                self.chan.ring();
-                self.chan.tx_wait.register(cx);
+                self.q.ring();
+                self.q.chan.tx_wait.register(cx);
             }
         }
         Poll::Pending
@@ -182,13 +178,13 @@ impl futures_sink::Sink<Packet> for MtTx {
 
     fn start_send(self: Pin<&mut Self>, p: Packet) -> Result<()> {
         let this = self.get_mut();
-        if !this.chan.send_begin() {
-            return Err(this.chan.closed_error());
+        if !this.q.chan.send_begin() {
+            return Err(this.q.chan.closed_error());
         }
-        let r = this.chan.tx.push(p);
-        this.chan.send_end();
+        let r = this.q.chan.tx.push(p);
+        this.q.chan.send_end();
         match r {
-            Ok(()) => this.chan.ring(),
+            Ok(()) => this.q.ring(),
             // Full since poll_ready: held until the next poll_ready or flush.
             Err(back) => this.held = Some(back),
         }
