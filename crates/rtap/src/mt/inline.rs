@@ -2,8 +2,11 @@
 //! driver thread. The task that finds nothing received reads a burst from
 //! the kernel itself, on the thread it runs on; the task that hands over a
 //! packet to send writes what waits, unless another thread is at it. The
-//! queue pair and its pool are a [`Roaming`] value: one thread at a time
-//! holds them, inside one poll, never across an `.await`.
+//! receive side (the rx queue and its pool) and the send side (the tx queue)
+//! are two [`Roaming`] values: one thread at a time holds each, inside one
+//! poll, never across an `.await`; so a task reading never waits for one
+//! writing (whose write may carry the kernel's whole receive path of what
+//! it writes) and the other way round.
 //!
 //! The reading task looks at tokio's (edge-triggered) readiness of the
 //! queue's fd before it reads, and forgets it once a read says `EAGAIN`, so
@@ -37,19 +40,25 @@ use crate::queue::{RxQueue, TxQueue};
 /// not hold a worker.
 const TRIES: usize = 4;
 
-/// What the tasks drive: the queue pair, its pool, and the packets on their
-/// way. The queues are `None` once the queue stopped.
-struct Io {
+/// What the reading task drives: the rx queue, its pool, and a burst on its
+/// way in. The queue is `None` once the queue pair stopped.
+struct RxIo {
     rxq: Option<RxQueue>,
-    txq: Option<TxQueue>,
     pool: Pool,
     got: Vec<Packet>,
+}
+
+/// What the sending task drives: the tx queue and the packets the kernel has
+/// not accepted yet. The queue is `None` once the queue pair stopped.
+struct TxIo {
+    txq: Option<TxQueue>,
     pending: Vec<Packet>,
 }
 
 /// A queue pair the async tasks drive themselves.
 pub(crate) struct Inline {
-    io: Roaming<Io>,
+    rx: Roaming<RxIo>,
+    tx: Roaming<TxIo>,
     /// The queue's fd, watched by the reactor for both directions.
     fd: AsyncFd<Watch>,
     /// Left with the reactor for the fd's read readiness: wakes every task
@@ -62,15 +71,16 @@ pub(crate) struct Inline {
     burst: usize,
     /// Packets taken to send that the kernel has not accepted yet.
     pending: AtomicUsize,
-    /// A task wanted to read while another thread held the queues (to
-    /// send, say): whoever lets them go next wakes the waiting readers.
+    /// A task wanted to read while another thread held the rx side: whoever
+    /// lets it go next wakes the waiting readers.
     rx_missed: AtomicBool,
 }
 
 impl std::fmt::Debug for Inline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Inline")
-            .field("busy", &self.io.busy())
+            .field("rx_busy", &self.rx.busy())
+            .field("tx_busy", &self.tx.busy())
             .field("pending", &self.pending.load(Relaxed))
             .finish()
     }
@@ -98,22 +108,29 @@ impl Inline {
             })?;
             watch_for(q, Interest::READABLE | Interest::WRITABLE)?
         };
-        let io = Io {
+        let rx = RxIo {
             rxq: Some(rxq),
-            txq: Some(txq),
             pool: pool.clone(),
             got: Vec::with_capacity(cfg.burst),
+        };
+        let tx = TxIo {
+            txq: Some(txq),
             pending: Vec::with_capacity(cfg.burst),
         };
         // SAFETY: the pool was made here for this queue pair and its handle
-        // is dropped below, so the queues' handles inside `io` are the only
-        // ones; the queues were opened roaming (read/write engines: no
+        // is dropped below, so the rx queue's handles inside `rx` are the
+        // only ones; the queues were opened roaming (read/write engines: no
         // io_uring ring tied to its issuer, no thread-local state), and the
-        // rest of `io` is plain vectors of packets.
-        let io = unsafe { Roaming::new(&pool, io) };
+        // rest of `rx` is a vector of packets.
+        let rx = unsafe { Roaming::new(&pool, rx) };
+        // SAFETY: a roaming tx queue holds no pool handle and nothing tied to
+        // a thread (its read/write engine is buffers and the fd); the packets
+        // in `pending` may be dropped on any thread.
+        let tx = unsafe { Roaming::apart(tx) };
         drop(pool);
         Ok(Inline {
-            io,
+            rx,
+            tx,
             fd,
             rx_waker: Waker::from(Arc::new(WakeAll(vec![waits.0.clone()]))),
             tx_waker: Waker::from(Arc::new(WakeAll(vec![waits.1.clone(), waits.0.clone()]))),
@@ -130,7 +147,7 @@ impl Inline {
     /// wake them; if readiness kept coming back empty, the task of `cx` is
     /// woken to look again); the caller registers and waits.
     pub(crate) fn pump_rx(&self, chan: &Chan, cx: &Context<'_>) -> bool {
-        let mut g = match self.io.enter() {
+        let mut g = match self.rx.enter() {
             Some(g) => g,
             None => {
                 // Announce, then look once more: either this look finds the
@@ -138,7 +155,7 @@ impl Inline {
                 // letting go (`release`) and wakes the readers.
                 self.rx_missed.store(true, Relaxed);
                 fence(SeqCst);
-                match self.io.enter() {
+                match self.rx.enter() {
                     Some(g) => g,
                     None => return false,
                 }
@@ -148,7 +165,7 @@ impl Inline {
         // leaves the reactor to, so an earlier announcement is served.
         self.rx_missed.store(false, Relaxed);
         let got = self.read_some(chan, cx, &mut g);
-        self.release(chan, g);
+        self.release_rx(chan, g);
         let got = match got {
             Ok(got) => got,
             Err(e) => {
@@ -167,8 +184,8 @@ impl Inline {
         got
     }
 
-    /// Lets the queues go; wakes the readers if one wanted them meanwhile.
-    fn release(&self, chan: &Chan, g: RoamGuard<'_, Io>) {
+    /// Lets the rx side go; wakes the readers if one wanted it meanwhile.
+    fn release_rx(&self, chan: &Chan, g: RoamGuard<'_, RxIo>) {
         drop(g);
         // Pairs with the fence in `pump_rx`'s announcement.
         fence(SeqCst);
@@ -179,7 +196,7 @@ impl Inline {
 
     /// The read of [`pump_rx`](Self::pump_rx), holding the queues: `true`
     /// if packets were pushed to the received queue.
-    fn read_some(&self, chan: &Chan, cx: &Context<'_>, io: &mut Io) -> Result<bool> {
+    fn read_some(&self, chan: &Chan, cx: &Context<'_>, io: &mut RxIo) -> Result<bool> {
         let Some(rxq) = io.rxq.as_mut() else {
             return Ok(false);
         };
@@ -235,11 +252,11 @@ impl Inline {
         // holder's fence between letting go and its last look below.
         fence(SeqCst);
         loop {
-            let Some(mut g) = self.io.enter() else {
+            let Some(mut g) = self.tx.enter() else {
                 return;
             };
             let r = self.send_some(chan, &mut g);
-            self.release(chan, g);
+            drop(g);
             if let Err(e) = r {
                 chan.close(Some(e));
                 return;
@@ -256,7 +273,7 @@ impl Inline {
     /// Moves the send queue into the kernel, a burst at a time, until it is
     /// empty or the kernel takes no more (then the reactor wakes the tasks
     /// waiting to send when the fd is writable).
-    fn send_some(&self, chan: &Chan, io: &mut Io) -> Result<()> {
+    fn send_some(&self, chan: &Chan, io: &mut TxIo) -> Result<()> {
         let Some(txq) = io.txq.as_mut() else {
             return Ok(());
         };
@@ -300,19 +317,25 @@ impl Inline {
     /// task took, closes the queues and reports the pool. The caller closed
     /// `chan` and waited for the senders.
     pub(crate) fn stop(&self, chan: &Chan, cfg_stop: std::time::Duration) -> MtReport {
-        // A holder keeps the guard only inside one poll: wait for it.
-        let mut g = loop {
-            if let Some(g) = self.io.enter() {
-                break g;
-            }
-            std::thread::yield_now();
-        };
-        let io = &mut *g;
-        let (Some(rxq), Some(txq)) = (io.rxq.take(), io.txq.take()) else {
+        // A holder keeps a guard only inside one poll: wait for it.
+        let mut rx = wait_for(&self.rx);
+        let mut tx = wait_for(&self.tx);
+        let (rx, tx) = (&mut *rx, &mut *tx);
+        let (Some(rxq), Some(txq)) = (rx.rxq.take(), tx.txq.take()) else {
             return MtReport::default();
         };
-        let report = wind_down(chan, rxq, txq, &mut io.pending, &io.pool, cfg_stop, true);
+        let report = wind_down(chan, rxq, txq, &mut tx.pending, &rx.pool, cfg_stop, true);
         self.pending.store(0, Relaxed);
         report
+    }
+}
+
+/// Takes `r`'s guard, waiting for a holder to let go.
+fn wait_for<T>(r: &Roaming<T>) -> RoamGuard<'_, T> {
+    loop {
+        if let Some(g) = r.enter() {
+            return g;
+        }
+        std::thread::yield_now();
     }
 }

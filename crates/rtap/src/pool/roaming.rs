@@ -34,7 +34,8 @@ use super::Pool;
 pub(crate) struct Roaming<T> {
     busy: AtomicBool,
     /// The pool's memory; the pool's handle inside `value` keeps it alive.
-    sh: NonNull<Shared>,
+    /// `None` for a value without a pool ([`apart`](Self::apart)).
+    sh: Option<NonNull<Shared>>,
     value: UnsafeCell<ManuallyDrop<T>>,
 }
 
@@ -69,8 +70,34 @@ impl<T> Roaming<T> {
         unsafe { sh.as_ref() }.set_owner(0);
         Roaming {
             busy: AtomicBool::new(false),
-            sh,
+            sh: Some(sh),
             value: UnsafeCell::new(ManuallyDrop::new(value)),
+        }
+    }
+
+    /// Wraps `value`, which holds no pool handle (packets, which go home
+    /// from any thread, are fine): one thread at a time uses it, and no
+    /// pool's thread changes with the guard.
+    ///
+    /// # Safety
+    /// As for [`new`](Self::new), without the pool: everything in `value`
+    /// that is not `Send` is reachable only through `value`, and nothing in
+    /// it depends on the thread it runs on.
+    pub(crate) unsafe fn apart(value: T) -> Roaming<T> {
+        Roaming {
+            busy: AtomicBool::new(false),
+            sh: None,
+            value: UnsafeCell::new(ManuallyDrop::new(value)),
+        }
+    }
+
+    /// Makes the thread with `token` (0: none) the pool's thread, if the
+    /// value has a pool.
+    fn set_owner(&self, token: u64) {
+        if let Some(sh) = self.sh {
+            // SAFETY: the pool's handle inside the value keeps the memory
+            // alive while the value lives, which it does while `self` does.
+            unsafe { sh.as_ref() }.set_owner(token);
         }
     }
 
@@ -80,8 +107,7 @@ impl<T> Roaming<T> {
         self.busy
             .compare_exchange(false, true, Acquire, Relaxed)
             .ok()?;
-        // SAFETY: the value (and its pool handle) lives as long as `self`.
-        unsafe { self.sh.as_ref() }.set_owner(thread_token());
+        self.set_owner(thread_token());
         Some(RoamGuard {
             r: self,
             _here: PhantomData,
@@ -98,8 +124,7 @@ impl<T> Drop for Roaming<T> {
     fn drop(&mut self) {
         // `&mut self`: no guard exists. The value (its queues, then its pool)
         // is dropped on this thread, which becomes the pool's for that.
-        // SAFETY: the pool lives until the value is dropped below.
-        unsafe { self.sh.as_ref() }.set_owner(thread_token());
+        self.set_owner(thread_token());
         // SAFETY: dropped once, here; never used again.
         unsafe { ManuallyDrop::drop(self.value.get_mut()) }
     }
@@ -129,8 +154,7 @@ impl<T> std::ops::DerefMut for RoamGuard<'_, T> {
 
 impl<T> Drop for RoamGuard<'_, T> {
     fn drop(&mut self) {
-        // SAFETY: the value keeps the pool alive while `self.r` lives.
-        unsafe { self.r.sh.as_ref() }.set_owner(0);
+        self.r.set_owner(0);
         self.r.busy.store(false, Release);
     }
 }
@@ -224,6 +248,68 @@ mod tests {
         std::thread::spawn(move || drop(r)).join().unwrap();
         assert_eq!(out.data(), b"lives on");
         drop(out);
+    }
+
+    #[test]
+    fn a_side_apart_drops_the_pools_packets_while_another_thread_owns_it() {
+        // The rx side (the pool) and the tx side (packets of that pool on
+        // their way out) held by two threads at once, as task-driven queues
+        // do: the tx holder's drops must take the remote path.
+        let rx = Arc::new(roaming(32));
+        // SAFETY: a vector of packets: no pool handle, nothing thread-bound.
+        let tx: Arc<Roaming<Vec<Packet>>> = Arc::new(unsafe { Roaming::apart(Vec::new()) });
+        let (to_tx, from_rx) = std::sync::mpsc::sync_channel::<Packet>(8);
+        let reader = {
+            let rx = rx.clone();
+            std::thread::spawn(move || {
+                for i in 0..5000u32 {
+                    let Some(g) = rx.enter() else { continue };
+                    if let Ok(p) = g.pool.alloc_from(&i.to_ne_bytes()) {
+                        drop(g);
+                        if to_tx.send(p).is_err() {
+                            return;
+                        }
+                    }
+                }
+            })
+        };
+        let writers: Vec<_> = (0..2)
+            .map(|_| {
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..20_000 {
+                        let Some(mut g) = tx.enter() else {
+                            std::thread::yield_now();
+                            continue;
+                        };
+                        g.clear();
+                    }
+                })
+            })
+            .collect();
+        for p in from_rx {
+            loop {
+                if let Some(mut g) = tx.enter() {
+                    g.push(p);
+                    if g.len() > 4 {
+                        g.clear();
+                    }
+                    break;
+                }
+                std::thread::yield_now();
+            }
+        }
+        reader.join().unwrap();
+        for w in writers {
+            w.join().unwrap();
+        }
+        tx.enter().unwrap().clear();
+        assert!(!tx.busy());
+        assert_eq!(
+            rx.enter().unwrap().pool.available(),
+            32,
+            "every buffer back"
+        );
     }
 
     const _: () = {
