@@ -173,7 +173,8 @@ impl Inline {
                 return true;
             }
         };
-        // Senders that found the queues busy while this thread read.
+        // Packets left waiting to send (the kernel took none last time, and
+        // no sender came since): one more try on the reader's way out.
         if !chan.tx.is_empty() {
             self.pump_tx(chan);
         }
