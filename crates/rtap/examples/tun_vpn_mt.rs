@@ -1,6 +1,7 @@
 //! A VPN's data path on tokio's multi-thread runtime: two TUN ports, each in a
 //! network namespace of its own, each queue run by its driver thread
-//! (`rtap::mt`), and between them, per direction, the tasks a VPN runs: one
+//! (`rtap::mt`) or, with `--tasks`, by the tasks themselves on tokio's
+//! workers (`MtDrive::Tasks`, feature `tokio`), and between them, per direction, the tasks a VPN runs: one
 //! task reads the TUN's 64 KiB GSO packets and cuts each into MTU-sized IP
 //! packets (`wire::gso::split`), a task per packet read "encrypts" and
 //! "decrypts" its pieces on whatever worker thread tokio picks (a keystream
@@ -11,6 +12,7 @@
 //!
 //! ```sh
 //! cargo run --release --features mt --example tun_vpn_mt -- 256   # MiB across
+//! cargo run --release --features mt,tokio --example tun_vpn_mt -- 256 --tasks
 //! ```
 //! Needs root (namespaces `rtap-ex-mt-a` and `-b`, deleted at the end) and
 //! iproute2. The example runs itself again inside the namespaces for the two
@@ -22,7 +24,7 @@ mod tcp_ends;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rtap::mt::{MtConfig, MtQueue, MtRx, MtTx};
+use rtap::mt::{MtConfig, MtDrive, MtQueue, MtRx, MtTx};
 use rtap::wire::gro::Coalescer;
 use rtap::wire::gso;
 use rtap::wire::vnet::VnetHdr;
@@ -37,25 +39,33 @@ fn main() -> Res<()> {
     if let Some(r) = tcp_ends::as_tcp_end() {
         return r;
     }
-    let mib: u64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(256);
-    tcp_ends::with_namespaces(NS, || run(mib << 20))
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mib: u64 = args.iter().find_map(|s| s.parse().ok()).unwrap_or(256);
+    let drive = if args.iter().any(|a| a == "--tasks") {
+        MtDrive::Tasks
+    } else {
+        MtDrive::Thread
+    };
+    tcp_ends::with_namespaces(NS, || run(mib << 20, drive))
 }
 
-fn run(bytes: u64) -> Res<()> {
-    // The tunnel interfaces: TUNs with every offload, each queue on its own
-    // driver thread with a pool of 64 KiB buffers (a GSO packet in one).
-    let mut queues = Vec::new();
-    for i in 0..2 {
-        let p = tcp_ends::tun_in(NS[i], ADDR[i], ADDR[1 - i])?;
-        let mt = MtConfig::default().pool(PoolConfig::default().count(1024).buf_size(65_536 + 256));
-        queues.push(MtQueue::spawn(&Arc::new(p), 0, mt)?);
-    }
+fn run(bytes: u64, drive: MtDrive) -> Res<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // The tunnel interfaces: TUNs with every offload, each queue with a pool
+    // of 64 KiB buffers (a GSO packet in one), on its own driver thread or
+    // driven by the tasks (opened inside the runtime, whose reactor watches
+    // them).
+    let mut queues = Vec::new();
+    for i in 0..2 {
+        let p = tcp_ends::tun_in(NS[i], ADDR[i], ADDR[1 - i])?;
+        let mt = MtConfig::default()
+            .pool(PoolConfig::default().count(1024).buf_size(65_536 + 256))
+            .drive(drive);
+        let _in = rt.enter();
+        queues.push(MtQueue::spawn(&Arc::new(p), 0, mt)?);
+    }
     let listen_at = format!("{}:{PORT}", ADDR[1]);
     let (mut client, mut server) = tcp_ends::start_ends(NS, &listen_at, bytes)?;
 
@@ -79,8 +89,12 @@ fn run(bytes: u64) -> Res<()> {
         return Err(format!("the TCP ends failed: sender {c}, receiver {s}").into());
     }
     println!(
-        "{bytes} bytes checked in {secs:.2} s ({:.2} Gbit/s) through a multi-thread tokio tunnel",
-        bytes as f64 * 8.0 / secs / 1e9
+        "{bytes} bytes checked in {secs:.2} s ({:.2} Gbit/s) through a multi-thread tokio tunnel ({})",
+        bytes as f64 * 8.0 / secs / 1e9,
+        match drive {
+            MtDrive::Tasks => "queues driven by the tasks",
+            _ => "a driver thread per queue",
+        }
     );
     println!(
         "a -> b: {} packets from the TUN, {} MTU-sized packets transformed on {} worker threads",
@@ -90,7 +104,7 @@ fn run(bytes: u64) -> Res<()> {
     );
     for (i, r) in reports.iter().enumerate() {
         println!(
-            "queue {}: driver pool {} of {} buffers back after the stop",
+            "queue {}: rx pool {} of {} buffers back after the stop",
             NS[i], r.pool.available, r.pool.capacity
         );
     }
