@@ -15,8 +15,9 @@
 //! waiting to receive, whichever that is by then; so a cancelled task cannot
 //! strand the others. A device deleted while tasks wait is noticed at their
 //! next look (as with [`AsyncRxQueue`](crate::async_tokio::AsyncRxQueue)):
-//! the kernel reports it as an error on the fd, not as readable. The queues use `read`/`write` (an io_uring ring is best driven by
-//! one thread; see [`Port::roaming_queues`](crate::Port)).
+//! the kernel reports it as an error on the fd, not as readable. The queues
+//! use `read`/`write` (an io_uring ring is best driven by one thread; see
+//! [`Port::roaming_queues`](crate::Port)).
 
 use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering::*};
 use std::sync::Arc;
@@ -151,8 +152,8 @@ impl Inline {
             Some(g) => g,
             None => {
                 // Announce, then look once more: either this look finds the
-                // queues free or their holder sees the announcement after
-                // letting go (`release`) and wakes the readers.
+                // rx side free or its holder sees the announcement after
+                // letting go (`release_rx`) and wakes the readers.
                 self.rx_missed.store(true, Relaxed);
                 fence(SeqCst);
                 match self.rx.enter() {
@@ -195,7 +196,7 @@ impl Inline {
         }
     }
 
-    /// The read of [`pump_rx`](Self::pump_rx), holding the queues: `true`
+    /// The read of [`pump_rx`](Self::pump_rx), holding the rx side: `true`
     /// if packets were pushed to the received queue.
     fn read_some(&self, chan: &Chan, cx: &Context<'_>, io: &mut RxIo) -> Result<bool> {
         let Some(rxq) = io.rxq.as_mut() else {
