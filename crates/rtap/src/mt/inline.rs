@@ -174,14 +174,15 @@ impl Inline {
                 return true;
             }
         };
-        // Packets left waiting to send (the kernel took none last time, and
-        // no sender came since): one more try on the reader's way out.
-        if !chan.tx.is_empty() {
-            self.pump_tx(chan);
-        }
         if got {
             chan.counters.rx_bursts.fetch_add(1, Relaxed);
             chan.rx_wait.wake_all();
+        }
+        // Packets left waiting to send (the kernel refused them last time,
+        // and no sender came since): one more try on the reader's way out,
+        // after the readers were told.
+        if !self.drained(chan) {
+            self.pump_tx(chan);
         }
         got
     }
@@ -203,9 +204,14 @@ impl Inline {
             return Ok(false);
         };
         if !chan.rx_room() {
-            // The tasks have a full queue to take first.
+            // The tasks have a full queue to take first (counted once per
+            // time it fills, as the driver counts it).
+            if !chan.rx_full.swap(true, Relaxed) {
+                chan.counters.rx_backpressure.fetch_add(1, Relaxed);
+            }
             return Ok(false);
         }
+        chan.rx_full.store(false, Relaxed);
         for _ in 0..TRIES {
             // Readiness first (tokio's edge-triggered view of the fd): no
             // read while the fd has had nothing since the last drain.
@@ -248,7 +254,9 @@ impl Inline {
 
     /// Sends what the tasks handed over, on this thread, unless another
     /// thread is sending (which then looks at the queue once more after it
-    /// lets go, so nothing handed over is left behind).
+    /// lets go, so nothing handed over is left behind unless the kernel
+    /// refuses it: then the packets wait for the fd to be writable, or for
+    /// the next send, flush or read, whichever comes first).
     pub(crate) fn pump_tx(&self, chan: &Chan) {
         // The caller's push before the look at the guard; pairs with the
         // holder's fence between letting go and its last look below.
@@ -287,7 +295,10 @@ impl Inline {
                 txq.tx_burst(pending)?;
             }
             self.pending.store(pending.len(), Relaxed);
-            if took {
+            // Room in the handoff, or the kernel took some: senders waiting
+            // for room, and flushes waiting for the queue to drain, look
+            // again.
+            if took || pending.len() < before {
                 chan.tx_wait.wake_all();
             }
             if pending.is_empty() {
@@ -308,6 +319,11 @@ impl Inline {
             }
         }
         Ok(())
+    }
+
+    /// Packets taken to send that the kernel has not accepted yet.
+    pub(crate) fn pending(&self) -> usize {
+        self.pending.load(Relaxed)
     }
 
     /// Whether everything handed over has gone to the kernel.

@@ -21,6 +21,10 @@ impl Inline {
         match *self {}
     }
 
+    pub(crate) fn pending(&self) -> usize {
+        match *self {}
+    }
+
     pub(crate) fn drained(&self, _: &Chan) -> bool {
         match *self {}
     }

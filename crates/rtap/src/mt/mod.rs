@@ -20,7 +20,8 @@
 //! Or, with [`MtDrive::Tasks`] (TAP and TUN ports, feature `tokio`), no
 //! driver thread: the task that finds nothing received reads a burst from
 //! the kernel on the thread it runs on, the task that sends writes, one
-//! thread at a time (the queue pair and its pool move with it); when the
+//! thread at a time on each side (the rx queue and its pool move with the
+//! reader, the tx queue with the writer); when the
 //! kernel has nothing, tokio's reactor wakes the waiting tasks. That is how a
 //! tokio application reading its own fd works, without the wakeups a handoff
 //! costs when its other side sleeps, at the price of a syscall per packet
@@ -197,7 +198,9 @@ pub struct MtStats {
     pub rx_backpressure: u64,
     /// Received packets waiting for a task now.
     pub rx_queued: usize,
-    /// Packets waiting for the driver to send them now.
+    /// Packets handed to the tx handles that the kernel has not taken yet:
+    /// those in the handoff, and with [`MtDrive::Tasks`] also a burst the
+    /// kernel refused (a driver thread's burst in hand is not counted).
     pub tx_queued: usize,
 }
 
@@ -345,7 +348,7 @@ impl MtQueue {
             rx_bursts: c.rx_bursts.load(Relaxed),
             rx_backpressure: c.rx_backpressure.load(Relaxed),
             rx_queued: self.q.chan.rx.len(),
-            tx_queued: self.q.chan.tx.len(),
+            tx_queued: self.q.tx_queued(),
         }
     }
 

@@ -39,6 +39,11 @@ impl Shared {
         }
     }
 
+    /// Packets handed over to send that the kernel has not taken yet.
+    pub(crate) fn tx_queued(&self) -> usize {
+        self.chan.tx.len() + self.inline.as_ref().map_or(0, Inline::pending)
+    }
+
     /// Whether everything handed over to send has gone to the kernel (or to
     /// the driver, which sends it before it stops).
     pub(crate) fn drained(&self) -> bool {

@@ -1,6 +1,7 @@
-//! A pool and what holds its handles (a queue pair), used by one thread at a
-//! time, any thread: whichever task has work for the queues does it where it
-//! runs.
+//! A pool and what holds its handles (an rx queue), used by one thread at a
+//! time, any thread: whichever task has work for the queue does it where it
+//! runs. Or a value with no pool at all (a tx queue, [`Roaming::apart`]),
+//! under the same one-thread-at-a-time rule.
 //!
 //! A [`Pool`] belongs to the thread that made it: its free list is touched
 //! without atomics, and packets dropped elsewhere come back through the remote
@@ -29,8 +30,8 @@ use std::sync::atomic::{AtomicBool, Ordering::*};
 use super::inner::{thread_token, Shared};
 use super::Pool;
 
-/// A value holding handles of one pool, movable between threads as a whole
-/// and used by one thread at a time ([module docs](self)).
+/// A value holding handles of one pool (or of none), movable between threads
+/// as a whole and used by one thread at a time ([module docs](self)).
 pub(crate) struct Roaming<T> {
     busy: AtomicBool,
     /// The pool's memory; the pool's handle inside `value` keeps it alive.
@@ -43,7 +44,8 @@ pub(crate) struct Roaming<T> {
 // guard at a time (`busy`, Acquire/Release); `new`'s contract makes the value
 // free of ties to a thread other than its pool's, which the guard moves.
 unsafe impl<T> Send for Roaming<T> {}
-// SAFETY: as above; `&Roaming` gives nothing but `enter`.
+// SAFETY: as above; `&Roaming` gives nothing but `enter` and `busy` (a
+// relaxed look at the flag).
 unsafe impl<T> Sync for Roaming<T> {}
 
 impl<T> std::fmt::Debug for Roaming<T> {
