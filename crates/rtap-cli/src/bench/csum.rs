@@ -18,7 +18,7 @@ use anyhow::Result;
 use rtap::wire::checksum;
 
 use super::contenders::{CsumOp, CSUM_CONTENDERS};
-use super::results::{pps_cell, reference, Cell};
+use super::results::{own_table, pps_cell, Cell};
 use super::{chosen, interrupted, BenchOpts};
 use crate::common::cpu::thread_cpu_s;
 
@@ -190,24 +190,15 @@ pub(super) fn run(opts: &BenchOpts, progress: &mut impl FnMut(&str)) -> Result<V
 /// The table's rows: GB/s, ns per operation, and each fast path against its
 /// reference.
 pub(super) fn rows(cells: &[Cell]) -> String {
-    let mine: Vec<&Cell> = cells.iter().filter(|c| c.test == "csum").collect();
-    if mine.is_empty() {
-        return String::new();
-    }
-    let mut s = format!(
-        "\n{:<8} {:<14} {:>10} {:>10} {:>12}\n",
-        "test", "contender", "GB/s", "ns/op", "vs reference"
-    );
-    for x in mine {
-        let vs = reference(cells, x).map_or("-".into(), |(_, r)| format!("{r:.2}x"));
-        s += &format!(
-            "{:<8} {:<14} {:>10.2} {:>10.1} {:>12}\n",
-            "csum",
-            x.contender,
-            x.rate * super::contenders::csum_bytes(x.contender) / 1e9,
-            x.cpu,
-            vs
-        );
-    }
-    s
+    let cols = [("GB/s", 10), ("ns/op", 10), ("vs reference", 12)];
+    own_table(cells, "csum", &cols, |x, vs| {
+        vec![
+            format!(
+                "{:.2}",
+                x.rate * super::contenders::csum_bytes(x.contender) / 1e9
+            ),
+            format!("{:.1}", x.cpu),
+            vs.map_or("-".into(), |(_, r)| format!("{r:.2}x")),
+        ]
+    })
 }

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use rtap::{Packet, Pool, PoolConfig};
 
 use super::contenders::HANDOFF_CONTENDERS;
-use super::results::{pps_cell, reference, Cell};
+use super::results::{own_table, pps_cell, ratios, Cell};
 use super::{chosen, interrupted, BenchOpts};
 use crate::common::cpu::thread_cpu_s;
 
@@ -125,28 +125,19 @@ pub(super) fn run(opts: &BenchOpts, progress: &mut impl FnMut(&str)) -> Result<V
 /// The table's rows for the test: rate, CPU per packet, and `remote` against
 /// `local`.
 pub(super) fn rows(cells: &[Cell]) -> String {
-    let mine: Vec<&Cell> = cells.iter().filter(|c| c.test == "handoff").collect();
-    if mine.is_empty() {
-        return String::new();
-    }
-    let mut s = format!(
-        "\n{:<8} {:<14} {:>10} {:>10} {:>12} {:>12}\n",
-        "test", "contender", "Mpps", "ns/pkt", "pps vs local", "cpu vs local"
-    );
-    for x in mine {
-        let (pr, cr) = match reference(cells, x) {
-            Some((o, r)) => (format!("{r:.2}x"), format!("{:.2}x", o.cpu / x.cpu)),
-            None => ("-".into(), "-".into()),
-        };
-        s += &format!(
-            "{:<8} {:<14} {:>10.2} {:>10.1} {:>12} {:>12}\n",
-            "handoff",
-            x.contender,
-            x.rate / 1e6,
-            x.cpu,
+    let cols = [
+        ("Mpps", 10),
+        ("ns/pkt", 10),
+        ("pps vs local", 12),
+        ("cpu vs local", 12),
+    ];
+    own_table(cells, "handoff", &cols, |x, vs| {
+        let (pr, cr) = ratios(x, vs);
+        vec![
+            format!("{:.2}", x.rate / 1e6),
+            format!("{:.1}", x.cpu),
             pr,
-            cr
-        );
-    }
-    s
+            cr,
+        ]
+    })
 }

@@ -75,6 +75,44 @@ pub fn pps_cell(test: &'static str, contender: &'static str, runs: &[(f64, f64)]
     }
 }
 
+/// The rows of a test with a table of its own, after the main one: `cols`
+/// are the column heads after "test" and "contender", with their widths;
+/// `row` gives a cell's values in that order, from the cell and what
+/// [`reference`] compares it with. Empty if the run has no cell of `test`.
+pub fn own_table(
+    cells: &[Cell],
+    test: &str,
+    cols: &[(&str, usize)],
+    row: impl Fn(&Cell, Option<(&Cell, f64)>) -> Vec<String>,
+) -> String {
+    let mine: Vec<&Cell> = cells.iter().filter(|c| c.test == test).collect();
+    if mine.is_empty() {
+        return String::new();
+    }
+    let mut s = format!("\n{:<8} {:<14}", "test", "contender");
+    for (head, w) in cols {
+        s += &format!(" {head:>w$}");
+    }
+    s.push('\n');
+    for x in mine {
+        s += &format!("{:<8} {:<14}", test, x.contender);
+        for (v, (_, w)) in row(x, reference(cells, x)).iter().zip(cols) {
+            s += &format!(" {v:>w$}");
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// A cell's rate ratio and CPU ratio (reference CPU over its own: above 1
+/// means it costs less) to its reference, as the tables print them.
+pub fn ratios(x: &Cell, vs: Option<(&Cell, f64)>) -> (String, String) {
+    match vs {
+        Some((o, r)) => (format!("{r:.2}x"), format!("{:.2}x", o.cpu / x.cpu)),
+        None => ("-".into(), "-".into()),
+    }
+}
+
 /// The contender a cell is compared with in the chart and `results.json`, and
 /// the ratio: packet rates and latency against the read/write backend (`rw`),
 /// AF_PACKET packet rates (`pkt-*`) against a plain socket (`rawsock`), AF_XDP

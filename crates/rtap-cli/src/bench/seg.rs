@@ -18,7 +18,7 @@ use rtap::{Gso, Packet, Pool, PoolConfig, Port, TapConfig, TxQueue, TxRequest};
 
 use super::contenders::SEG_CONTENDERS;
 use super::pps::in_netns;
-use super::results::{pps_cell, reference, Cell};
+use super::results::{own_table, pps_cell, ratios, Cell};
 use super::{chosen, interrupted, BenchOpts};
 use crate::common::cpu::thread_cpu_s;
 
@@ -170,28 +170,19 @@ pub(super) fn run(opts: &BenchOpts, progress: &mut impl FnMut(&str)) -> Result<V
 /// The table's rows: GB/s, CPU per frame, and `seg-vectored` against
 /// `seg-copy`.
 pub(super) fn rows(cells: &[Cell]) -> String {
-    let mine: Vec<&Cell> = cells.iter().filter(|c| c.test == "seg").collect();
-    if mine.is_empty() {
-        return String::new();
-    }
-    let mut s = format!(
-        "\n{:<8} {:<14} {:>10} {:>12} {:>12} {:>12}\n",
-        "test", "contender", "GB/s", "us CPU/frame", "rate vs copy", "cpu vs copy"
-    );
-    for x in mine {
-        let (pr, cr) = match reference(cells, x) {
-            Some((o, r)) => (format!("{r:.2}x"), format!("{:.2}x", o.cpu / x.cpu)),
-            None => ("-".into(), "-".into()),
-        };
-        s += &format!(
-            "{:<8} {:<14} {:>10.2} {:>12.1} {:>12} {:>12}\n",
-            "seg",
-            x.contender,
-            x.rate * 65_000.0 / 1e9,
-            x.cpu / 1e3,
+    let cols = [
+        ("GB/s", 10),
+        ("us CPU/frame", 12),
+        ("rate vs copy", 12),
+        ("cpu vs copy", 12),
+    ];
+    own_table(cells, "seg", &cols, |x, vs| {
+        let (pr, cr) = ratios(x, vs);
+        vec![
+            format!("{:.2}", x.rate * 65_000.0 / 1e9),
+            format!("{:.1}", x.cpu / 1e3),
             pr,
-            cr
-        );
-    }
-    s
+            cr,
+        ]
+    })
 }
