@@ -117,6 +117,11 @@ fn pipeline(
         }
         sender.await.unwrap();
     });
+    // Flushed: nothing left to send, counted as such on either drive; what
+    // came in came in counted bursts.
+    let st = q.stats();
+    assert_eq!(st.tx_queued, 0, "flushed, yet {st:?}");
+    assert!(st.rx_bursts >= 1, "{n} packets came in no burst: {st:?}");
 }
 
 fn flip_payload(p: &mut Packet) {
