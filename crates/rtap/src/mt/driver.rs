@@ -9,8 +9,8 @@ use std::sync::atomic::{fence, Ordering::*};
 use std::time::Duration;
 
 use super::chan::Chan;
+use super::config::MtConfig;
 use super::end::{wind_down, MtReport};
-use super::MtConfig;
 use crate::error::Result;
 use crate::pool::{Packet, Pool};
 use crate::queue::{RxQueue, TxQueue};

@@ -27,8 +27,8 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
 use super::chan::{Chan, WaitList, WakeAll};
+use super::config::MtConfig;
 use super::end::{wind_down, MtReport};
-use super::MtConfig;
 use crate::async_tokio::{watch_for, Watch};
 use crate::error::{Error, Result};
 use crate::pool::roaming::{RoamGuard, Roaming};
