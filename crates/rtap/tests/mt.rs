@@ -223,7 +223,8 @@ fn tap_frames_cross_threads_task_driven() {
 fn task_driven_refusals() {
     netns();
     let (p, _k) = veth("mtrf");
-    let port = Arc::new(packet_port(rtap::PacketConfig::new(&p)));
+    let port = Arc::new(Port::open(rtap::XdpConfig::new(&p)).unwrap());
+    port.start().unwrap();
     let rt = runtime();
     let e = {
         let _in = rt.enter();
@@ -247,6 +248,41 @@ fn packet_port_frames_cross_threads() {
     let (p, k) = veth("mtpk");
     let port = packet_port(rtap::PacketConfig::new(&p));
     frames_through_the_pipeline(port, PacketSocket::injector(k), PacketSocket::bind(k));
+}
+
+/// AF_PACKET queues driven by the tasks: the rx ring read on whichever
+/// worker polls, the tx ring kicked with send() (its io_uring kick has one
+/// issuer); TPACKET_V2 slots and V3 blocks.
+#[test]
+fn packet_port_frames_cross_threads_task_driven() {
+    netns();
+    let (p, k) = veth("mtpt");
+    let port = packet_port(rtap::PacketConfig::new(&p));
+    frames_through_the_pipeline_with(
+        port,
+        PacketSocket::injector(k),
+        PacketSocket::bind(k),
+        tasks(),
+    );
+}
+
+#[test]
+fn packet_port_v3_frames_cross_threads_task_driven() {
+    netns();
+    let (p, k) = veth("mtp3");
+    // Configured with the io_uring kick: a roaming tx queue kicks with send().
+    let cfg = rtap::PacketConfig::new(&p)
+        .kick(rtap::Kick::Uring)
+        .tpacket(rtap::Tpacket::V3 {
+            block_timeout_ms: 1,
+        });
+    let port = packet_port(cfg);
+    frames_through_the_pipeline_with(
+        port,
+        PacketSocket::injector(k),
+        PacketSocket::bind(k),
+        tasks(),
+    );
 }
 
 #[test]

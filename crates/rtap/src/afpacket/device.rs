@@ -441,8 +441,11 @@ impl Device for PacketDevice {
 
     fn tx_engine(&self, ctx: &EngineCtx) -> Result<Box<dyn TxEngine>> {
         let pq = queue_state(ctx)?;
+        // Queues that roam between threads kick with send(): the io_uring
+        // kick's ring has a single issuer.
+        let kick = if ctx.roaming { Kick::Sendto } else { self.kick };
         let kicker = Kicker::new_or_sendto(
-            self.kick,
+            kick,
             pq.tx_sock.as_raw_fd(),
             self.cfg.sq_size,
             self.cfg.sqpoll,
@@ -489,6 +492,13 @@ impl Device for PacketDevice {
                 value: v.load(Relaxed),
             });
         }
+    }
+
+    #[cfg(all(feature = "mt", feature = "tokio"))]
+    fn roaming(&self) -> std::result::Result<(), &'static str> {
+        // Rings, counters and saved positions are shared memory and atomics;
+        // roaming tx queues kick with send() (see tx_engine).
+        Ok(())
     }
 
     fn lend(&self) -> std::result::Result<&dyn Lend, &'static str> {

@@ -375,6 +375,12 @@ impl RxEngine for PacketRx {
         true
     }
 
+    fn drained(&self) -> bool {
+        // The next slot is still the kernel's: it signals again when it fills
+        // one.
+        self.pq.rx.status(self.head) & TP_STATUS_USER == 0
+    }
+
     fn rx_burst(
         &mut self,
         _fd: BorrowedFd<'_>,
@@ -610,6 +616,12 @@ impl RxEngine for PacketRxV3 {
 
     fn in_place(&self) -> bool {
         true
+    }
+
+    fn drained(&self) -> bool {
+        // No block open and the next one not handed over: the kernel signals
+        // again when it retires a block.
+        !self.cur.open && self.pq.rx.block_status(self.cur.block) & TP_STATUS_USER == 0
     }
 
     fn rx_burst(

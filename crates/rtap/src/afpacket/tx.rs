@@ -284,6 +284,12 @@ impl PacketTx {
 }
 
 impl TxEngine for PacketTx {
+    fn writable_fd(&self) -> Option<BorrowedFd<'_>> {
+        // The tx ring is the tx socket's: it polls writable when the slot to
+        // fill next is the user's again (its frame sent).
+        Some(self.pq.tx_sock.as_fd())
+    }
+
     fn room(&mut self, ctr: &QueueCounters) -> usize {
         self.reap(ctr);
         (self.slots() - self.pending) as usize

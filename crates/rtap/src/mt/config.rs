@@ -44,7 +44,9 @@ pub enum MtDrive {
     /// does. Needs feature `tokio`, a tokio runtime (with its I/O driver)
     /// when the queue opens, and a device whose queues may move between
     /// threads: TAP and TUN ports (their queues use `read`/`write` here, not
-    /// io_uring, which is best driven by one thread). Elsewhere
+    /// io_uring, which is best driven by one thread) and AF_PACKET ports
+    /// (their tx rings kicked with `send()` here, whatever the port's kick:
+    /// the io_uring kick's ring has one issuer). Elsewhere
     /// [`MtQueue::spawn`](super::MtQueue::spawn) says why not. A device deleted while every task
     /// waits is noticed when one looks again (the kernel marks the fd with an
     /// error, not as readable), not within a nap as the driver thread does.

@@ -62,6 +62,9 @@ pub(crate) struct Inline {
     tx: Roaming<TxIo>,
     /// The queue's fd, watched by the reactor for both directions.
     fd: AsyncFd<Watch>,
+    /// The tx queue's own fd, where room to send is signalled on another fd
+    /// than the queue's (an AF_PACKET tx ring's socket).
+    tx_fd: Option<AsyncFd<Watch>>,
     /// Left with the reactor for the fd's read readiness: wakes every task
     /// waiting to receive.
     rx_waker: Waker,
@@ -109,6 +112,10 @@ impl Inline {
             })?;
             watch_for(q, Interest::READABLE | Interest::WRITABLE)?
         };
+        let tx_fd = match txq.writable_fd() {
+            Some(w) => Some(watch_for(w, Interest::WRITABLE)?),
+            None => None,
+        };
         let rx = RxIo {
             rxq: Some(rxq),
             pool: pool.clone(),
@@ -133,6 +140,7 @@ impl Inline {
             rx,
             tx,
             fd,
+            tx_fd,
             rx_waker: Waker::from(Arc::new(WakeAll(vec![waits.0.clone()]))),
             tx_waker: Waker::from(Arc::new(WakeAll(vec![waits.1.clone(), waits.0.clone()]))),
             burst: cfg.burst,
@@ -312,7 +320,12 @@ impl Inline {
             }
             // The kernel took nothing: wait for the fd to be writable.
             let mut wcx = Context::from_waker(&self.tx_waker);
-            match self.fd.poll_write_ready(&mut wcx) {
+            match self
+                .tx_fd
+                .as_ref()
+                .unwrap_or(&self.fd)
+                .poll_write_ready(&mut wcx)
+            {
                 Poll::Ready(Ok(mut r)) => r.clear_ready(),
                 Poll::Ready(Err(e)) => return Err(Error::sys("tokio reactor", e)),
                 Poll::Pending => return Ok(()),

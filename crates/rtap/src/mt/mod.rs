@@ -17,7 +17,8 @@
 //! thread, changed by a task on another and sent by a third goes back to the
 //! driver's pool when dropped, wherever ([`crate::pool`]).
 //!
-//! Or, with [`MtDrive::Tasks`] (TAP and TUN ports, feature `tokio`), no
+//! Or, with [`MtDrive::Tasks`] (TAP, TUN and AF_PACKET ports, feature
+//! `tokio`), no
 //! driver thread: the task that finds nothing received reads a burst from
 //! the kernel on the thread it runs on, the task that sends writes, one
 //! thread at a time on each side (the rx queue and its pool move with the

@@ -181,6 +181,14 @@ pub(crate) trait TxEngine {
         None
     }
 
+    /// The fd that becomes writable when the engine has room again, if it is
+    /// the engine's own rather than the queue's (an AF_PACKET tx ring's
+    /// socket). Used by the task-driven `mt` queues.
+    #[cfg_attr(not(all(feature = "mt", feature = "tokio")), allow(dead_code))]
+    fn writable_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+
     /// The engine this queue runs, where it may differ from the port's (a
     /// queue whose io_uring kick could not be made kicks with `send()`); by
     /// default the port's.

@@ -200,6 +200,14 @@ impl TxQueue {
         self.irq.as_ref().map(|f| f.as_fd())
     }
 
+    /// The fd that becomes writable when the queue has room again after a
+    /// burst it could not take, where that is not the queue's own fd (an
+    /// AF_PACKET tx ring's socket); `None`: the queue's fd.
+    #[cfg_attr(not(all(feature = "mt", feature = "tokio")), allow(dead_code))]
+    pub(crate) fn writable_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.engine.writable_fd()
+    }
+
     /// The engine this queue runs: the port's
     /// ([`Port::engine`](crate::Port::engine)), except for a queue whose
     /// io_uring tx kick could not be made when it opened (io_uring refused
