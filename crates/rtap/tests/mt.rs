@@ -255,28 +255,24 @@ fn packet_port_frames_cross_threads() {
 /// issuer); TPACKET_V2 slots and V3 blocks.
 #[test]
 fn packet_port_frames_cross_threads_task_driven() {
-    netns();
-    let (p, k) = veth("mtpt");
-    let port = packet_port(rtap::PacketConfig::new(&p));
-    frames_through_the_pipeline_with(
-        port,
-        PacketSocket::injector(k),
-        PacketSocket::bind(k),
-        tasks(),
-    );
+    packet_pipeline_task_driven("mtpt", |c| c);
 }
 
+/// V3, configured with the io_uring kick: the roaming tx queue still sends
+/// (it kicks with send() instead).
 #[test]
 fn packet_port_v3_frames_cross_threads_task_driven() {
-    netns();
-    let (p, k) = veth("mtp3");
-    // Configured with the io_uring kick: a roaming tx queue kicks with send().
-    let cfg = rtap::PacketConfig::new(&p)
-        .kick(rtap::Kick::Uring)
-        .tpacket(rtap::Tpacket::V3 {
+    packet_pipeline_task_driven("mtp3", |c| {
+        c.kick(rtap::Kick::Uring).tpacket(rtap::Tpacket::V3 {
             block_timeout_ms: 1,
-        });
-    let port = packet_port(cfg);
+        })
+    });
+}
+
+fn packet_pipeline_task_driven(name: &str, cfg: fn(rtap::PacketConfig) -> rtap::PacketConfig) {
+    netns();
+    let (p, k) = veth(name);
+    let port = packet_port(cfg(rtap::PacketConfig::new(&p)));
     frames_through_the_pipeline_with(
         port,
         PacketSocket::injector(k),

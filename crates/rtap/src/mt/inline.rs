@@ -15,8 +15,9 @@
 //! waiting to receive, whichever that is by then; so a cancelled task cannot
 //! strand the others. A device deleted while tasks wait is noticed at their
 //! next look (as with [`AsyncRxQueue`](crate::async_tokio::AsyncRxQueue)):
-//! the kernel reports it as an error on the fd, not as readable. The queues
-//! use `read`/`write` (an io_uring ring is best driven by one thread; see
+//! the kernel reports it as an error on the fd, not as readable. TAP and TUN
+//! queues use `read`/`write` here and AF_PACKET tx rings the `send()` kick
+//! (an io_uring ring is best driven by one thread; see
 //! [`Port::roaming_queues`](crate::Port)).
 
 use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering::*};
@@ -127,13 +128,14 @@ impl Inline {
         };
         // SAFETY: the pool was made here for this queue pair and its handle
         // is dropped below, so the rx queue's handles inside `rx` are the
-        // only ones; the queues were opened roaming (read/write engines: no
-        // io_uring ring tied to its issuer, no thread-local state), and the
-        // rest of `rx` is a vector of packets.
+        // only ones; the queues were opened roaming (read/write engines or
+        // AF_PACKET rings: no io_uring ring tied to its issuer, no
+        // thread-local state), and the rest of `rx` is a vector of packets.
         let rx = unsafe { Roaming::new(&pool, rx) };
         // SAFETY: a roaming tx queue holds no pool handle and nothing tied to
-        // a thread (its read/write engine is buffers and the fd); the packets
-        // in `pending` may be dropped on any thread.
+        // a thread (a read/write engine is buffers and the fd; an AF_PACKET
+        // one its ring in shared memory, behind an Arc, and the send() kick);
+        // the packets in `pending` may be dropped on any thread.
         let tx = unsafe { Roaming::apart(tx) };
         drop(pool);
         Ok(Inline {
